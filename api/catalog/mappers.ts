@@ -1,0 +1,151 @@
+// Catalog rows → API shapes. One place, so every route answers the same way.
+import type { Image, ImageReplica } from "../../schemas/images.ts";
+import type { Instance } from "../../schemas/instances.ts";
+import type { Project, Token } from "../../schemas/projects.ts";
+import type { Datacenter, DatacenterStatus, Region } from "../../schemas/regions.ts";
+import type { VmGroup } from "../../schemas/vm-groups.ts";
+import type {
+  apiTokens,
+  datacenters,
+  imageReplicas,
+  images,
+  instances,
+  projects,
+  regions,
+  vmGroups,
+} from "./schema.ts";
+
+/** Heartbeats every 10 s: one missed is fine, three missed is degraded, nine is down. */
+export const HEARTBEAT_UP_MS = 30_000;
+export const HEARTBEAT_DEGRADED_MS = 90_000;
+
+export function datacenterStatus(lastHeartbeatAt: Date | null, now: Date): DatacenterStatus {
+  if (!lastHeartbeatAt) return "unknown";
+  const age = now.getTime() - lastHeartbeatAt.getTime();
+  if (age < HEARTBEAT_UP_MS) return "up";
+  if (age < HEARTBEAT_DEGRADED_MS) return "degraded";
+  return "down";
+}
+
+export function toProject(row: typeof projects.$inferSelect): Project {
+  return { id: row.id, name: row.name, created_at: row.createdAt.toISOString() };
+}
+
+export function toToken(row: typeof apiTokens.$inferSelect): Token {
+  return {
+    id: row.id,
+    name: row.name,
+    project_id: row.projectId,
+    scopes: row.scopes as Token["scopes"],
+    created_at: row.createdAt.toISOString(),
+  };
+}
+
+export function toRegion(row: typeof regions.$inferSelect, datacenterNames: string[]): Region {
+  return {
+    name: row.name,
+    display_name: row.displayName,
+    datacenters: datacenterNames,
+    created_at: row.createdAt.toISOString(),
+  };
+}
+
+export function toDatacenter(row: typeof datacenters.$inferSelect, now: Date): Datacenter {
+  const free =
+    row.freeVcpus === null || row.freeMemoryMb === null || row.freeDiskBytes === null
+      ? null
+      : { vcpus: row.freeVcpus, memory_mb: row.freeMemoryMb, disk_bytes: row.freeDiskBytes };
+  return {
+    name: row.name,
+    region: row.region,
+    manager_url: row.managerUrl,
+    driver: row.driver as Datacenter["driver"],
+    capacity: {
+      vcpus: row.capacityVcpus,
+      memory_mb: row.capacityMemoryMb,
+      disk_bytes: row.capacityDiskBytes,
+    },
+    free,
+    chunk_count: row.chunkCount,
+    image_count: row.imageCount,
+    status: datacenterStatus(row.lastHeartbeatAt, now),
+    last_heartbeat_at: row.lastHeartbeatAt?.toISOString() ?? null,
+    created_at: row.createdAt.toISOString(),
+  };
+}
+
+export function toImageReplica(row: typeof imageReplicas.$inferSelect, region: string): ImageReplica {
+  return {
+    region,
+    datacenter: row.datacenter,
+    version: row.version,
+    local_id: row.localId,
+    state: row.state as ImageReplica["state"],
+    bytes_done: row.bytesDone,
+    bytes_total: row.bytesTotal,
+    updated_at: row.updatedAt.toISOString(),
+  };
+}
+
+export function toImage(
+  row: typeof images.$inferSelect,
+  current: { size: number; digest: string } | undefined,
+  replicas: ImageReplica[],
+): Image {
+  return {
+    id: row.id,
+    project_id: row.projectId,
+    name: row.name,
+    format: row.format as Image["format"],
+    origin_region: row.originRegion,
+    state: row.state as Image["state"],
+    version: row.currentVersion,
+    size: current?.size ?? null,
+    digest: current?.digest ?? null,
+    labels: row.labels,
+    replicate_to: row.replicateTo,
+    replicas,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+  };
+}
+
+export function toVmGroup(row: typeof vmGroups.$inferSelect): VmGroup {
+  return {
+    id: row.id,
+    project_id: row.projectId,
+    name: row.name,
+    image: row.imageId,
+    image_version: row.imageVersion,
+    region: row.region,
+    placement: row.placement,
+    size: row.size,
+    machine: { vcpus: row.vcpus, memory_mb: row.memoryMb },
+    metadata: row.metadata,
+    metadata_from: row.metadataFrom,
+    labels: row.labels,
+    datacenter: row.datacenter,
+    state: row.state as VmGroup["state"],
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+  };
+}
+
+export function toInstance(row: typeof instances.$inferSelect, groupName: string): Instance {
+  return {
+    id: row.id,
+    vm_group_id: row.vmGroupId,
+    name: `${groupName}-${row.ordinal}`,
+    ordinal: row.ordinal,
+    datacenter: row.datacenter,
+    image_version: row.imageVersion,
+    local_id: row.localId,
+    state: row.state as Instance["state"],
+    state_reason: row.stateReason,
+    address: row.address,
+    guest_attributes: row.guestAttributes,
+    boot_log_tail: row.bootLogTail,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+  };
+}

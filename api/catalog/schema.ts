@@ -1,0 +1,274 @@
+// The global catalog: which images exist, where each version is stored, which VM groups and
+// instances run where, and the long-running operations that change them.
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  check,
+  foreignKey,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+import { IMAGE_FORMATS, IMAGE_STATES, REPLICA_STATES } from "../../schemas/images.ts";
+import { INSTANCE_STATES } from "../../schemas/instances.ts";
+import type { OperationProgress } from "../../schemas/operations.ts";
+import { OPERATION_KINDS, OPERATION_STATES } from "../../schemas/operations.ts";
+import { DRIVER_KINDS } from "../../schemas/regions.ts";
+import type { MetadataReference, PlacementPolicy } from "../../schemas/vm-groups.ts";
+import { VM_GROUP_STATES } from "../../schemas/vm-groups.ts";
+
+function oneOf(column: string, values: readonly string[]) {
+  return sql.raw(`${column} in (${values.map((v) => `'${v}'`).join(", ")})`);
+}
+
+const createdAt = () => timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow();
+const updatedAt = () => timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow();
+const bytes = (name: string) => bigint(name, { mode: "number" });
+
+export const projects = pgTable("projects", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull().unique(),
+  createdAt: createdAt(),
+});
+
+export const apiTokens = pgTable(
+  "api_tokens",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    secretHash: text("secret_hash").notNull().unique(),
+    scopes: text("scopes").array().notNull(),
+    bootstrap: boolean("bootstrap").notNull().default(false),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index("api_tokens_project_idx").on(t.projectId, t.id),
+    check(
+      "api_tokens_scopes_valid",
+      sql`${t.scopes} <@ array['read','write','admin']::text[] and cardinality(${t.scopes}) > 0`,
+    ),
+    check("api_tokens_admin_has_no_project", sql`not ('admin' = any(${t.scopes})) or ${t.projectId} is null`),
+  ],
+);
+
+export const regions = pgTable("regions", {
+  name: text("name").primaryKey(),
+  displayName: text("display_name").notNull(),
+  createdAt: createdAt(),
+});
+
+export const datacenters = pgTable(
+  "datacenters",
+  {
+    name: text("name").primaryKey(),
+    region: text("region")
+      .notNull()
+      .references(() => regions.name),
+    managerUrl: text("manager_url"),
+    driver: text("driver").notNull(),
+    capacityVcpus: integer("capacity_vcpus").notNull(),
+    capacityMemoryMb: integer("capacity_memory_mb").notNull(),
+    capacityDiskBytes: bytes("capacity_disk_bytes").notNull(),
+    freeVcpus: integer("free_vcpus"),
+    freeMemoryMb: integer("free_memory_mb"),
+    freeDiskBytes: bytes("free_disk_bytes"),
+    chunkCount: integer("chunk_count"),
+    imageCount: integer("image_count"),
+    lastHeartbeatAt: timestamp("last_heartbeat_at", { withTimezone: true, mode: "date" }),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index("datacenters_region_idx").on(t.region),
+    check("datacenters_driver_valid", oneOf("driver", DRIVER_KINDS)),
+  ],
+);
+
+export const images = pgTable(
+  "images",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    format: text("format").notNull(),
+    originRegion: text("origin_region")
+      .notNull()
+      .references(() => regions.name),
+    state: text("state").notNull().default("awaiting-upload"),
+    currentVersion: integer("current_version"),
+    labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+    replicateTo: text("replicate_to").array().notNull().default(sql`'{}'::text[]`),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("images_project_name_uq").on(t.projectId, t.name),
+    index("images_project_id_idx").on(t.projectId, t.id),
+    check("images_format_valid", oneOf("format", IMAGE_FORMATS)),
+    check("images_state_valid", oneOf("state", IMAGE_STATES)),
+  ],
+);
+
+export const imageVersions = pgTable(
+  "image_versions",
+  {
+    imageId: text("image_id")
+      .notNull()
+      .references(() => images.id, { onDelete: "cascade" }),
+    version: integer("version").notNull(),
+    size: bytes("size").notNull(),
+    digest: text("digest").notNull(),
+    /** Ordered chunk digests and lengths, as committed by the origin manager. */
+    manifest: jsonb("manifest").$type<{ chunks: { digest: string; length: number }[] }>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.imageId, t.version] }),
+    check("image_versions_version_positive", sql`${t.version} >= 1`),
+    check("image_versions_digest_format", sql`${t.digest} ~ '^sha256:[0-9a-f]{64}$'`),
+  ],
+);
+
+export const imageReplicas = pgTable(
+  "image_replicas",
+  {
+    imageId: text("image_id").notNull(),
+    version: integer("version").notNull(),
+    datacenter: text("datacenter")
+      .notNull()
+      .references(() => datacenters.name),
+    localId: text("local_id"),
+    state: text("state").notNull().default("pending"),
+    bytesDone: bytes("bytes_done").notNull().default(0),
+    bytesTotal: bytes("bytes_total"),
+    /** Made for a VM group rather than a replication policy; collected when unused. */
+    onDemand: boolean("on_demand").notNull().default(false),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true, mode: "date" }),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.imageId, t.version, t.datacenter] }),
+    foreignKey({
+      columns: [t.imageId, t.version],
+      foreignColumns: [imageVersions.imageId, imageVersions.version],
+    }).onDelete("cascade"),
+    uniqueIndex("image_replicas_local_id_uq").on(t.datacenter, t.localId),
+    index("image_replicas_datacenter_idx").on(t.datacenter),
+    check("image_replicas_state_valid", oneOf("state", REPLICA_STATES)),
+  ],
+);
+
+export const vmGroups = pgTable(
+  "vm_groups",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    imageId: text("image_id")
+      .notNull()
+      .references(() => images.id),
+    imageVersion: integer("image_version"),
+    region: text("region").references(() => regions.name),
+    placement: jsonb("placement").$type<PlacementPolicy>(),
+    datacenter: text("datacenter").references(() => datacenters.name),
+    size: integer("size").notNull(),
+    vcpus: integer("vcpus").notNull(),
+    memoryMb: integer("memory_mb").notNull(),
+    metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
+    metadataFrom: jsonb("metadata_from").$type<Record<string, MetadataReference>>().notNull().default({}),
+    labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+    state: text("state").notNull().default("pending"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("vm_groups_project_name_uq").on(t.projectId, t.name),
+    index("vm_groups_project_id_idx").on(t.projectId, t.id),
+    index("vm_groups_image_idx").on(t.imageId),
+    check("vm_groups_state_valid", oneOf("state", VM_GROUP_STATES)),
+    check("vm_groups_size_valid", sql`${t.size} >= 0`),
+    check("vm_groups_machine_valid", sql`${t.vcpus} >= 1 and ${t.memoryMb} >= 64`),
+    check("vm_groups_one_placement", sql`(${t.region} is null) <> (${t.placement} is null)`),
+  ],
+);
+
+export const instances = pgTable(
+  "instances",
+  {
+    id: text("id").primaryKey(),
+    vmGroupId: text("vm_group_id")
+      .notNull()
+      .references(() => vmGroups.id, { onDelete: "cascade" }),
+    ordinal: integer("ordinal").notNull(),
+    datacenter: text("datacenter")
+      .notNull()
+      .references(() => datacenters.name),
+    imageVersion: integer("image_version"),
+    localId: text("local_id"),
+    state: text("state").notNull().default("pending"),
+    stateReason: text("state_reason"),
+    address: text("address"),
+    guestAttributes: jsonb("guest_attributes").$type<Record<string, string>>().notNull().default({}),
+    bootLogTail: text("boot_log_tail"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index("instances_group_idx").on(t.vmGroupId, t.ordinal),
+    index("instances_datacenter_idx").on(t.datacenter),
+    check("instances_state_valid", oneOf("state", INSTANCE_STATES)),
+  ],
+);
+
+export const operations = pgTable(
+  "operations",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    kind: text("kind").notNull(),
+    targetType: text("target_type").notNull(),
+    targetId: text("target_id").notNull(),
+    state: text("state").notNull().default("pending"),
+    progress: jsonb("progress")
+      .$type<OperationProgress>()
+      .notNull()
+      .default({ step: null, bytes_done: 0, bytes_total: null, children: [] }),
+    /** What the operation was asked to do, for the worker that runs it. */
+    input: jsonb("input").$type<Record<string, unknown>>().notNull().default({}),
+    error: jsonb("error").$type<{ code: string; message: string }>(),
+    result: jsonb("result").$type<Record<string, unknown>>(),
+    cancelRequested: boolean("cancel_requested").notNull().default(false),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index("operations_project_id_idx").on(t.projectId, t.id),
+    index("operations_target_idx").on(t.targetId),
+    check("operations_state_valid", oneOf("state", OPERATION_STATES)),
+    check("operations_kind_valid", oneOf("kind", OPERATION_KINDS)),
+  ],
+);
+
+/** First responses of create calls, replayed to retries that carry the same Idempotency-Key. */
+export const idempotencyKeys = pgTable(
+  "idempotency_keys",
+  {
+    principal: text("principal").notNull(),
+    key: text("key").notNull(),
+    requestHash: text("request_hash").notNull(),
+    status: integer("status").notNull(),
+    body: jsonb("body").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.principal, t.key] })],
+);

@@ -1,0 +1,85 @@
+import { z } from "@hono/zod-openapi";
+
+/** Every resource ID is a type prefix plus 26 time-ordered base32 characters (ULID-like). */
+export const ID_PREFIXES = {
+  project: "prj",
+  token: "tok",
+  image: "img",
+  vmGroup: "vmg",
+  instance: "ins",
+  operation: "op",
+} as const;
+export type IdKind = keyof typeof ID_PREFIXES;
+
+export function idSchema(kind: IdKind) {
+  const prefix = ID_PREFIXES[kind];
+  return z
+    .string()
+    .regex(new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{26}$`), `must be a ${kind} ID like ${prefix}_…`)
+    .openapi({ example: `${prefix}_01jd3k9x4m6q8r2t5v7w9y1z3b` });
+}
+
+/** Names of projects, images, VM groups, regions and datacenters: DNS-label-like, so they fit in URLs and hostnames. */
+export const NameSchema = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z]([a-z0-9-]*[a-z0-9])?$/, "must be lowercase letters, digits and '-', starting with a letter")
+  .openapi({ example: "web" });
+
+export const LabelsSchema = z
+  .record(
+    z
+      .string()
+      .regex(
+        /^[a-z][a-z0-9_./-]{0,62}$/,
+        "label keys are lowercase, start with a letter, at most 63 characters",
+      ),
+    z.string().max(256),
+  )
+  .refine((labels) => Object.keys(labels).length <= 64, "at most 64 labels")
+  .openapi({ example: { team: "platform" } });
+
+export const TimestampSchema = z.string().datetime().openapi({ example: "2026-11-22T04:00:00.000Z" });
+
+export const Sha256DigestSchema = z
+  .string()
+  .regex(/^sha256:[0-9a-f]{64}$/, "must be sha256: followed by 64 lowercase hex digits")
+  .openapi({ example: `sha256:${"0".repeat(64)}` });
+
+export const PageQuerySchema = z.object({
+  page_size: z.coerce.number().int().min(1).max(200).default(50).openapi({ description: "At most 200." }),
+  page_token: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ description: "The next_page_token of a previous page." }),
+});
+
+export function pageOf<T extends z.ZodType>(item: T, name: string) {
+  return z
+    .object({
+      items: z.array(item),
+      next_page_token: z.string().nullable().openapi({ description: "Null on the last page." }),
+    })
+    .openapi(name);
+}
+
+export const FieldErrorSchema = z.object({
+  path: z.string().openapi({ example: "machine.vcpus" }),
+  message: z.string(),
+});
+
+/** RFC 9457 problem details with a stable machine-readable `code`. */
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: "https://globalvm.dev/problems/validation_failed" }),
+    title: z.string(),
+    status: z.number().int(),
+    code: z.string().openapi({ example: "validation_failed" }),
+    detail: z.string(),
+    instance: z.string().optional(),
+    errors: z.array(FieldErrorSchema).optional(),
+  })
+  .openapi("Problem");
+export type Problem = z.infer<typeof ProblemSchema>;

@@ -1,0 +1,88 @@
+import { z } from "@hono/zod-openapi";
+import { idSchema, LabelsSchema, NameSchema, Sha256DigestSchema, TimestampSchema } from "./common.ts";
+
+export const IMAGE_FORMATS = ["raw", "qcow2", "iso"] as const;
+export const ImageFormatSchema = z.enum(IMAGE_FORMATS);
+
+export const IMAGE_STATES = ["awaiting-upload", "available"] as const;
+export const REPLICA_STATES = ["pending", "transferring", "available", "stale", "failed"] as const;
+export const ReplicaStateSchema = z.enum(REPLICA_STATES);
+
+export const ImageReplicaSchema = z
+  .object({
+    region: NameSchema,
+    datacenter: NameSchema,
+    version: z.number().int().min(1),
+    local_id: z
+      .string()
+      .nullable()
+      .openapi({ description: "The datacenter's own ID for this image version." }),
+    state: ReplicaStateSchema,
+    bytes_done: z.number().int().min(0),
+    bytes_total: z.number().int().min(0).nullable(),
+    updated_at: TimestampSchema,
+  })
+  .openapi("ImageReplica");
+export type ImageReplica = z.infer<typeof ImageReplicaSchema>;
+
+export const ImageVersionSchema = z
+  .object({
+    version: z.number().int().min(1),
+    size: z.number().int().min(0),
+    digest: Sha256DigestSchema,
+    chunk_count: z.number().int().min(0),
+    created_at: TimestampSchema,
+  })
+  .openapi("ImageVersion");
+export type ImageVersion = z.infer<typeof ImageVersionSchema>;
+
+const ReplicateToSchema = z
+  .array(NameSchema)
+  .max(32)
+  .refine((regions) => new Set(regions).size === regions.length, "regions must not repeat")
+  .openapi({ description: "Regions that must always hold the current version.", example: ["us-east"] });
+
+export const ImageSchema = z
+  .object({
+    id: idSchema("image"),
+    project_id: idSchema("project"),
+    name: NameSchema,
+    format: ImageFormatSchema,
+    origin_region: NameSchema,
+    state: z.enum(IMAGE_STATES),
+    version: z
+      .number()
+      .int()
+      .min(1)
+      .nullable()
+      .openapi({ description: "Current version; null until uploaded." }),
+    size: z.number().int().min(0).nullable(),
+    digest: Sha256DigestSchema.nullable(),
+    labels: LabelsSchema,
+    replicate_to: z.array(NameSchema),
+    replicas: z.array(ImageReplicaSchema),
+    created_at: TimestampSchema,
+    updated_at: TimestampSchema,
+  })
+  .openapi("Image");
+export type Image = z.infer<typeof ImageSchema>;
+
+export const CreateImageSchema = z
+  .strictObject({
+    name: NameSchema,
+    format: ImageFormatSchema.default("qcow2"),
+    origin_region: NameSchema.openapi({ description: "The region whose datacenter receives the upload." }),
+    labels: LabelsSchema.default({}),
+    replicate_to: ReplicateToSchema.default([]),
+  })
+  .openapi("CreateImage");
+
+export const UpdateImageSchema = z
+  .strictObject({
+    labels: LabelsSchema.optional(),
+    replicate_to: ReplicateToSchema.optional(),
+  })
+  .refine((body) => body.labels !== undefined || body.replicate_to !== undefined, {
+    message: "give labels or replicate_to",
+  })
+  .openapi("UpdateImage");

@@ -1,0 +1,34 @@
+import { z } from "@hono/zod-openapi";
+import { idSchema, NameSchema, TimestampSchema } from "./common.ts";
+
+export const INSTANCE_STATES = [
+  "pending",
+  "transferring-image",
+  "starting",
+  "running",
+  "ready",
+  "stopped",
+  "failed",
+  "unknown",
+] as const;
+export const InstanceStateSchema = z.enum(INSTANCE_STATES);
+
+export const InstanceSchema = z
+  .object({
+    id: idSchema("instance"),
+    vm_group_id: idSchema("vmGroup"),
+    name: z.string(),
+    ordinal: z.number().int().min(0),
+    datacenter: NameSchema,
+    image_version: z.number().int().min(1).nullable(),
+    local_id: z.string().nullable(),
+    state: InstanceStateSchema,
+    state_reason: z.string().nullable(),
+    address: z.string().nullable(),
+    guest_attributes: z.record(z.string(), z.string()),
+    boot_log_tail: z.string().nullable(),
+    created_at: TimestampSchema,
+    updated_at: TimestampSchema,
+  })
+  .openapi("Instance");
+export type Instance = z.infer<typeof InstanceSchema>;

@@ -1,0 +1,75 @@
+import { z } from "@hono/zod-openapi";
+import { NameSchema, TimestampSchema } from "./common.ts";
+
+export const DATACENTER_STATUSES = ["up", "degraded", "down", "unknown"] as const;
+export const DatacenterStatusSchema = z.enum(DATACENTER_STATUSES);
+export type DatacenterStatus = z.infer<typeof DatacenterStatusSchema>;
+
+export const DRIVER_KINDS = ["qemu"] as const;
+
+export const CapacitySchema = z
+  .object({
+    vcpus: z.number().int().min(0),
+    memory_mb: z.number().int().min(0),
+    disk_bytes: z.number().int().min(0),
+  })
+  .openapi("Capacity");
+export type Capacity = z.infer<typeof CapacitySchema>;
+
+export const RegionSchema = z
+  .object({
+    name: NameSchema.openapi({ example: "eu-west" }),
+    display_name: z.string(),
+    datacenters: z.array(NameSchema),
+    created_at: TimestampSchema,
+  })
+  .openapi("Region");
+export type Region = z.infer<typeof RegionSchema>;
+
+export const CreateRegionSchema = z
+  .strictObject({
+    name: NameSchema.openapi({ example: "eu-west" }),
+    display_name: z.string().min(1).max(100).optional(),
+  })
+  .openapi("CreateRegion");
+
+export const DatacenterSchema = z
+  .object({
+    name: NameSchema.openapi({ example: "eu-west-a" }),
+    region: NameSchema,
+    manager_url: z.string().url().nullable(),
+    driver: z.enum(DRIVER_KINDS),
+    capacity: CapacitySchema,
+    free: CapacitySchema.nullable(),
+    chunk_count: z.number().int().nullable(),
+    image_count: z.number().int().nullable(),
+    status: DatacenterStatusSchema.openapi({
+      description:
+        "Derived from the age of the last heartbeat: up (< 30 s), degraded (< 90 s), down, or unknown (never).",
+    }),
+    last_heartbeat_at: TimestampSchema.nullable(),
+    created_at: TimestampSchema,
+  })
+  .openapi("Datacenter");
+export type Datacenter = z.infer<typeof DatacenterSchema>;
+
+export const RegisterDatacenterSchema = z
+  .strictObject({
+    name: NameSchema.openapi({ example: "eu-west-a" }),
+    region: NameSchema.openapi({ example: "eu-west" }),
+    manager_url: z.string().url().optional(),
+    driver: z.enum(DRIVER_KINDS).default("qemu"),
+    capacity: CapacitySchema.strict(),
+  })
+  .openapi("RegisterDatacenter");
+
+export const HeartbeatSchema = z
+  .strictObject({
+    manager_url: z.string().url(),
+    capacity: CapacitySchema.strict(),
+    free: CapacitySchema.strict(),
+    chunk_count: z.number().int().min(0),
+    image_count: z.number().int().min(0),
+  })
+  .openapi("Heartbeat");
+export type Heartbeat = z.infer<typeof HeartbeatSchema>;

@@ -1,0 +1,130 @@
+import { z } from "@hono/zod-openapi";
+import { idSchema, LabelsSchema, NameSchema, TimestampSchema } from "./common.ts";
+
+export const VM_GROUP_STATES = [
+  "pending",
+  "provisioning",
+  "running",
+  "ready",
+  "updating",
+  "deleting",
+  "failed",
+] as const;
+export const PLACEMENT_STRATEGIES = ["image-locality", "least-loaded", "spread"] as const;
+/** Runtime values of another group's instance that a metadata value may take. */
+export const REFERENCEABLE_ATTRIBUTES = ["address", "id", "name", "datacenter"] as const;
+
+export const MachineSchema = z
+  .strictObject({
+    vcpus: z.number().int().min(1).max(64),
+    memory_mb: z.number().int().min(64).max(262_144),
+  })
+  .openapi("Machine");
+
+export const PlacementPolicySchema = z
+  .strictObject({
+    regions: z.array(NameSchema).min(1).max(32),
+    strategy: z.enum(PLACEMENT_STRATEGIES).default("image-locality"),
+    conditions: z
+      .strictObject({
+        min_free_vcpus: z.number().int().min(0).optional(),
+        min_free_memory_mb: z.number().int().min(0).optional(),
+        max_transfer_bytes: z.number().int().min(0).optional(),
+        require_up: z.boolean().default(true),
+      })
+      .default({ require_up: true }),
+  })
+  .openapi("PlacementPolicy");
+export type PlacementPolicy = z.infer<typeof PlacementPolicySchema>;
+
+export const MetadataReferenceSchema = z
+  .strictObject({
+    vm_group: idSchema("vmGroup"),
+    instance: z.number().int().min(0).default(0),
+    attribute: z.enum(REFERENCEABLE_ATTRIBUTES),
+  })
+  .openapi("MetadataReference");
+export type MetadataReference = z.infer<typeof MetadataReferenceSchema>;
+
+const MetadataSchema = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "metadata keys are letters, digits, '_', '.', '-'"),
+    z.string().max(32_768),
+  )
+  .refine((m) => Object.keys(m).length <= 128, "at most 128 metadata keys");
+
+const vmGroupFields = {
+  name: NameSchema,
+  image: idSchema("image"),
+  image_version: z
+    .number()
+    .int()
+    .min(1)
+    .nullable()
+    .openapi({ description: "Pinned version; null follows the current one." }),
+  region: NameSchema.nullable(),
+  placement: PlacementPolicySchema.nullable(),
+  size: z.number().int().min(0).max(1000),
+  machine: MachineSchema,
+  metadata: MetadataSchema,
+  metadata_from: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/), MetadataReferenceSchema),
+  labels: LabelsSchema,
+};
+
+export const VmGroupSchema = z
+  .object({
+    id: idSchema("vmGroup"),
+    project_id: idSchema("project"),
+    ...vmGroupFields,
+    datacenter: NameSchema.nullable().openapi({
+      description: "Chosen by the orchestrator; null until placed.",
+    }),
+    state: z.enum(VM_GROUP_STATES),
+    created_at: TimestampSchema,
+    updated_at: TimestampSchema,
+  })
+  .openapi("VmGroup");
+export type VmGroup = z.infer<typeof VmGroupSchema>;
+
+function exactlyOnePlacement(body: { region?: string | null; placement?: unknown }, ctx: z.RefinementCtx) {
+  const hasRegion = body.region !== undefined && body.region !== null;
+  const hasPolicy = body.placement !== undefined && body.placement !== null;
+  if (hasRegion === hasPolicy) {
+    ctx.addIssue({
+      code: "custom",
+      path: [hasRegion ? "placement" : "region"],
+      message: "give exactly one of region and placement",
+    });
+  }
+}
+
+export const CreateVmGroupSchema = z
+  .strictObject({
+    name: vmGroupFields.name,
+    image: vmGroupFields.image,
+    image_version: vmGroupFields.image_version.optional(),
+    region: NameSchema.optional(),
+    placement: PlacementPolicySchema.optional(),
+    size: z.number().int().min(1).max(1000),
+    machine: MachineSchema,
+    metadata: MetadataSchema.default({}),
+    metadata_from: vmGroupFields.metadata_from.default({}),
+    labels: LabelsSchema.default({}),
+  })
+  .superRefine(exactlyOnePlacement)
+  .openapi("CreateVmGroup");
+export type CreateVmGroup = z.infer<typeof CreateVmGroupSchema>;
+
+/** Name, image identity and placement replace a group; everything else changes in place. */
+export const UpdateVmGroupSchema = z
+  .strictObject({
+    image_version: vmGroupFields.image_version.optional(),
+    size: z.number().int().min(0).max(1000).optional(),
+    machine: MachineSchema.optional(),
+    metadata: MetadataSchema.optional(),
+    metadata_from: vmGroupFields.metadata_from.optional(),
+    labels: LabelsSchema.optional(),
+  })
+  .refine((body) => Object.keys(body).length > 0, { message: "give at least one field to change" })
+  .openapi("UpdateVmGroup");
+export type UpdateVmGroup = z.infer<typeof UpdateVmGroupSchema>;
