@@ -1,0 +1,116 @@
+// The control-plane HTTP app: OpenAPI routes, auth, and the problem+json error model.
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { Scalar } from "@scalar/hono-api-reference";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { authenticate } from "./auth.ts";
+import type { AppEnv, Services } from "./env.ts";
+import { ApiError, errors, problemOf } from "./errors.ts";
+import { registerRoutes } from "./routes/index.ts";
+import { fieldErrorsOf } from "./validation.ts";
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export function createApp(services: Services, options: { log?: (line: string) => void } = {}) {
+  const log = options.log ?? ((line) => console.error(line));
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const location = result.target === "json" ? undefined : result.target;
+        throw errors.validation(
+          fieldErrorsOf(result.error, location === "param" || location === "query" ? undefined : location),
+        );
+      }
+    },
+  });
+
+  app.use("*", async (c, next) => {
+    c.set("services", services);
+    await next();
+  });
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw errors.tooLarge(MAX_BODY_BYTES);
+      },
+    }),
+  );
+  app.use("/v1/*", authenticate);
+
+  app.onError((error, c) => {
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) log(`[ERROR] ${c.req.method} ${c.req.path}: ${error.stack ?? error}`);
+    return c.json(problemOf(apiError, c.req.path), apiError.status as 400, {
+      "content-type": "application/problem+json",
+    });
+  });
+  app.notFound((c) =>
+    c.json(
+      problemOf(new ApiError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`)),
+      404,
+      {
+        "content-type": "application/problem+json",
+      },
+    ),
+  );
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", async (c) => {
+    try {
+      await services.catalog.ping();
+      return c.json({ status: "ok", database: services.catalog.kind });
+    } catch (error) {
+      return c.json({ status: "unavailable", database: services.catalog.kind, detail: String(error) }, 503);
+    }
+  });
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "An API token: an admin token or a project token with read/write scopes.",
+  });
+  registerRoutes(app);
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "globalvm control plane",
+      version: "1.0.0",
+      description:
+        "Declare VM images and VM groups in any region. Long-running changes return an Operation (HTTP 202). Errors are RFC 9457 problem+json with a stable `code`.",
+    },
+    servers: [{ url: "/" }],
+  });
+  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "globalvm API reference" }));
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;
+
+/** Postgres error codes that are the caller's fault, not the server's. */
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof HTTPException) {
+    if (error.status === 400)
+      return errors.malformedJson(error.message || "The request body is not valid JSON.");
+    return new ApiError(error.status, "http_error", error.message);
+  }
+  const code = postgresCode(error);
+  if (code === "23505") return errors.conflict("already_exists", "An object with this name already exists.");
+  if (code === "23503")
+    return errors.unprocessable(
+      "reference_not_found",
+      "The request refers to an object that does not exist.",
+    );
+  return new ApiError(500, "internal", "The server failed to handle the request; it was logged.");
+}
+
+function postgresCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}

@@ -1,0 +1,55 @@
+import { createHash, randomBytes } from "node:crypto";
+import { eq } from "drizzle-orm";
+import type { Context, MiddlewareHandler } from "hono";
+import type { TokenScope } from "../schemas/projects.ts";
+import { apiTokens } from "./catalog/schema.ts";
+import type { AppEnv, Principal } from "./env.ts";
+import { errors } from "./errors.ts";
+
+export function newTokenSecret(): string {
+  return `gvm_${randomBytes(32).toString("base64url")}`;
+}
+
+/** Secrets are high-entropy random strings, so a plain SHA-256 is enough (no password hashing). */
+export function hashSecret(secret: string): string {
+  return createHash("sha256").update(secret).digest("hex");
+}
+
+export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const header = c.req.header("authorization");
+  if (!header) throw errors.unauthenticated();
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!match?.[1]) throw errors.unauthenticated("The Authorization header must be 'Bearer <token>'.");
+  const { db } = c.get("services");
+  const [token] = await db
+    .select({ id: apiTokens.id, projectId: apiTokens.projectId, scopes: apiTokens.scopes })
+    .from(apiTokens)
+    .where(eq(apiTokens.secretHash, hashSecret(match[1])))
+    .limit(1);
+  if (!token) throw errors.unauthenticated("The token is unknown or was revoked.");
+  c.set("principal", { tokenId: token.id, projectId: token.projectId, scopes: token.scopes as TokenScope[] });
+  await next();
+};
+
+function hasScope(principal: Principal, scope: TokenScope): boolean {
+  // admin implies read and write; write implies read.
+  if (principal.scopes.includes("admin")) return true;
+  if (scope === "read") return principal.scopes.includes("read") || principal.scopes.includes("write");
+  return principal.scopes.includes(scope);
+}
+
+export function requireScope(c: Context<AppEnv>, scope: TokenScope): Principal {
+  const principal = c.get("principal");
+  if (!hasScope(principal, scope))
+    throw errors.forbidden(`This call needs a token with the '${scope}' scope.`);
+  return principal;
+}
+
+/** Project resources are reached only with a project token; the result scopes every query. */
+export function requireProject(c: Context<AppEnv>, scope: "read" | "write"): string {
+  const principal = requireScope(c, scope);
+  if (!principal.projectId) {
+    throw errors.forbidden("Admin tokens belong to no project; use a project token for project resources.");
+  }
+  return principal.projectId;
+}

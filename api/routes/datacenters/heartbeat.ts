@@ -1,0 +1,52 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { eq } from "drizzle-orm";
+import { NameSchema } from "../../../schemas/common.ts";
+import { DatacenterSchema, HeartbeatSchema } from "../../../schemas/regions.ts";
+import { requireScope } from "../../auth.ts";
+import { toDatacenter } from "../../catalog/mappers.ts";
+import { datacenters } from "../../catalog/schema.ts";
+import type { AppEnv } from "../../env.ts";
+import { errors } from "../../errors.ts";
+import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+
+export const route = createRoute({
+  method: "post",
+  path: "/v1/datacenters/{name}/heartbeat",
+  operationId: "heartbeatDatacenter",
+  tags: ["regions"],
+  summary: "Report a regional manager's liveness, capacity and store counts",
+  security: bearerAuth,
+  request: { params: z.object({ name: NameSchema }), body: jsonBody(HeartbeatSchema) },
+  responses: {
+    200: jsonResponse(DatacenterSchema, "The datacenter as now recorded."),
+    ...problemResponses(400, 401, 403, 404),
+  },
+});
+
+export function register(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    requireScope(c, "admin");
+    const { name } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const { db, now } = c.get("services");
+    const at = now();
+    const [row] = await db
+      .update(datacenters)
+      .set({
+        managerUrl: body.manager_url,
+        capacityVcpus: body.capacity.vcpus,
+        capacityMemoryMb: body.capacity.memory_mb,
+        capacityDiskBytes: body.capacity.disk_bytes,
+        freeVcpus: body.free.vcpus,
+        freeMemoryMb: body.free.memory_mb,
+        freeDiskBytes: body.free.disk_bytes,
+        chunkCount: body.chunk_count,
+        imageCount: body.image_count,
+        lastHeartbeatAt: at,
+      })
+      .where(eq(datacenters.name, name))
+      .returning();
+    if (!row) throw errors.notFound("datacenter", name);
+    return c.json(toDatacenter(row, at), 200);
+  });
+}

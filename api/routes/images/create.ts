@@ -1,0 +1,62 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { CreateImageSchema, ImageSchema } from "../../../schemas/images.ts";
+import { requireProject } from "../../auth.ts";
+import { hydrateImages } from "../../catalog/images.ts";
+import { assertRegionsExist } from "../../catalog/regions.ts";
+import { images } from "../../catalog/schema.ts";
+import type { AppEnv } from "../../env.ts";
+import { errors } from "../../errors.ts";
+import { withIdempotency } from "../../idempotency.ts";
+import { newId } from "../../ids.ts";
+import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+
+export const route = createRoute({
+  method: "post",
+  path: "/v1/images",
+  operationId: "createImage",
+  tags: ["images"],
+  summary: "Create an image record in its origin region",
+  description:
+    "Accepts an `Idempotency-Key` header: a retry with the same key and body returns the first result.",
+  security: bearerAuth,
+  request: { body: jsonBody(CreateImageSchema) },
+  responses: {
+    201: jsonResponse(ImageSchema, "The new image."),
+    ...problemResponses(400, 401, 403, 409, 413, 422),
+  },
+});
+
+export function register(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    const projectId = requireProject(c, "write");
+    const body = c.req.valid("json");
+    const { db } = c.get("services");
+    const response = await withIdempotency(c, body, async () => {
+      await assertRegionsExist(db, [
+        { path: "origin_region", name: body.origin_region },
+        ...body.replicate_to.map((name, i) => ({ path: `replicate_to[${i}]`, name })),
+      ]);
+      const [row] = await db
+        .insert(images)
+        .values({
+          id: newId("image"),
+          projectId,
+          name: body.name,
+          format: body.format,
+          originRegion: body.origin_region,
+          labels: body.labels,
+          replicateTo: body.replicate_to,
+        })
+        .onConflictDoNothing()
+        .returning();
+      if (!row)
+        throw errors.conflict(
+          "already_exists",
+          `An image named ${body.name} already exists in this project.`,
+        );
+      const [image] = await hydrateImages(db, [row]);
+      return { status: 201 as const, body: image };
+    });
+    return c.json(response.body as NonNullable<typeof response.body>, 201);
+  });
+}

@@ -1,0 +1,52 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, eq } from "drizzle-orm";
+import { idSchema } from "../../../schemas/common.ts";
+import { ImageSchema, UpdateImageSchema } from "../../../schemas/images.ts";
+import { requireProject } from "../../auth.ts";
+import { hydrateImages } from "../../catalog/images.ts";
+import { assertRegionsExist } from "../../catalog/regions.ts";
+import { images } from "../../catalog/schema.ts";
+import type { AppEnv } from "../../env.ts";
+import { errors } from "../../errors.ts";
+import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+
+export const route = createRoute({
+  method: "patch",
+  path: "/v1/images/{id}",
+  operationId: "updateImage",
+  tags: ["images"],
+  summary: "Change an image's labels or replication policy",
+  security: bearerAuth,
+  request: { params: z.object({ id: idSchema("image") }), body: jsonBody(UpdateImageSchema) },
+  responses: {
+    200: jsonResponse(ImageSchema, "The image as updated."),
+    ...problemResponses(400, 401, 403, 404, 422),
+  },
+});
+
+export function register(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    const projectId = requireProject(c, "write");
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const { db, now } = c.get("services");
+    if (body.replicate_to) {
+      await assertRegionsExist(
+        db,
+        body.replicate_to.map((name, i) => ({ path: `replicate_to[${i}]`, name })),
+      );
+    }
+    const [row] = await db
+      .update(images)
+      .set({
+        ...(body.labels ? { labels: body.labels } : {}),
+        ...(body.replicate_to ? { replicateTo: body.replicate_to } : {}),
+        updatedAt: now(),
+      })
+      .where(and(eq(images.id, id), eq(images.projectId, projectId)))
+      .returning();
+    if (!row) throw errors.notFound("image", id);
+    const [image] = await hydrateImages(db, [row]);
+    return c.json(image as NonNullable<typeof image>, 200);
+  });
+}

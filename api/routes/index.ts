@@ -1,0 +1,65 @@
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../env.ts";
+import * as datacentersGet from "./datacenters/get.ts";
+import * as datacentersHeartbeat from "./datacenters/heartbeat.ts";
+import * as datacentersList from "./datacenters/list.ts";
+import * as datacentersRegister from "./datacenters/register.ts";
+import * as imagesCreate from "./images/create.ts";
+import * as imagesDelete from "./images/delete.ts";
+import * as imagesGet from "./images/get.ts";
+import * as imagesList from "./images/list.ts";
+import * as imagesUpdate from "./images/update.ts";
+import * as instancesGet from "./instances/get.ts";
+import * as instancesList from "./instances/list.ts";
+import * as operationsCancel from "./operations/cancel.ts";
+import * as operationsGet from "./operations/get.ts";
+import * as operationsList from "./operations/list.ts";
+import * as projectsCreate from "./projects/create.ts";
+import * as projectsGet from "./projects/get.ts";
+import * as projectsList from "./projects/list.ts";
+import * as regionsCreate from "./regions/create.ts";
+import * as regionsGet from "./regions/get.ts";
+import * as regionsList from "./regions/list.ts";
+import * as tokensCreate from "./tokens/create.ts";
+import * as tokensDelete from "./tokens/delete.ts";
+import * as tokensList from "./tokens/list.ts";
+import * as vmGroupsCreate from "./vm-groups/create.ts";
+import * as vmGroupsDelete from "./vm-groups/delete.ts";
+import * as vmGroupsGet from "./vm-groups/get.ts";
+import * as vmGroupsList from "./vm-groups/list.ts";
+import * as vmGroupsUpdate from "./vm-groups/update.ts";
+
+const ROUTES = [
+  projectsCreate,
+  projectsList,
+  projectsGet,
+  tokensCreate,
+  tokensList,
+  tokensDelete,
+  regionsCreate,
+  regionsList,
+  regionsGet,
+  datacentersRegister,
+  datacentersList,
+  datacentersGet,
+  datacentersHeartbeat,
+  imagesCreate,
+  imagesList,
+  imagesGet,
+  imagesUpdate,
+  imagesDelete,
+  vmGroupsCreate,
+  vmGroupsList,
+  vmGroupsGet,
+  vmGroupsUpdate,
+  vmGroupsDelete,
+  instancesList,
+  instancesGet,
+  operationsList,
+  operationsGet,
+  operationsCancel,
+];
+
+export function registerRoutes(app: OpenAPIHono<AppEnv>) {
+  for (const route of ROUTES) route.register(app);
+}

@@ -1,0 +1,100 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { and, eq } from "drizzle-orm";
+import { OperationSchema } from "../../../schemas/operations.ts";
+import { CreateVmGroupSchema } from "../../../schemas/vm-groups.ts";
+import { requireProject } from "../../auth.ts";
+import { findImage } from "../../catalog/images.ts";
+import { insertOperation, toOperation } from "../../catalog/operations.ts";
+import { assertRegionsExist } from "../../catalog/regions.ts";
+import { imageVersions, vmGroups } from "../../catalog/schema.ts";
+import { assertValidReferences } from "../../catalog/vm-groups.ts";
+import type { AppEnv } from "../../env.ts";
+import { errors } from "../../errors.ts";
+import { withIdempotency } from "../../idempotency.ts";
+import { newId } from "../../ids.ts";
+import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+
+export const route = createRoute({
+  method: "post",
+  path: "/v1/vm-groups",
+  operationId: "createVmGroup",
+  tags: ["vm-groups"],
+  summary: "Declare a VM group; the returned operation places it and starts its instances",
+  description:
+    "Accepts an `Idempotency-Key` header: a retry with the same key and body returns the first operation, so a client that timed out re-attaches instead of starting another.",
+  security: bearerAuth,
+  request: { body: jsonBody(CreateVmGroupSchema) },
+  responses: {
+    202: jsonResponse(OperationSchema, "Accepted; follow the operation."),
+    ...problemResponses(400, 401, 403, 409, 413, 422),
+  },
+});
+
+export function register(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    const projectId = requireProject(c, "write");
+    const body = c.req.valid("json");
+    const { db } = c.get("services");
+    const response = await withIdempotency(c, body, async () => {
+      const image = await findImage(db, projectId, body.image);
+      if (!image) {
+        throw errors.unprocessable("image_not_found", `No image ${body.image} in this project.`, [
+          { path: "image", message: "unknown image" },
+        ]);
+      }
+      if (body.image_version) {
+        const [version] = await db
+          .select({ version: imageVersions.version })
+          .from(imageVersions)
+          .where(and(eq(imageVersions.imageId, body.image), eq(imageVersions.version, body.image_version)))
+          .limit(1);
+        if (!version) {
+          throw errors.unprocessable(
+            "image_version_not_found",
+            `Image ${image.name} has no version ${body.image_version}.`,
+            [{ path: "image_version", message: "unknown version" }],
+          );
+        }
+      }
+      await assertRegionsExist(db, [
+        ...(body.region ? [{ path: "region", name: body.region }] : []),
+        ...(body.placement?.regions ?? []).map((name, i) => ({ path: `placement.regions[${i}]`, name })),
+      ]);
+      await assertValidReferences(db, projectId, body.metadata, body.metadata_from);
+
+      const operation = await db.transaction(async (tx) => {
+        const [group] = await tx
+          .insert(vmGroups)
+          .values({
+            id: newId("vmGroup"),
+            projectId,
+            name: body.name,
+            imageId: body.image,
+            imageVersion: body.image_version ?? null,
+            region: body.region ?? null,
+            placement: body.placement ?? null,
+            size: body.size,
+            vcpus: body.machine.vcpus,
+            memoryMb: body.machine.memory_mb,
+            metadata: body.metadata,
+            metadataFrom: body.metadata_from,
+            labels: body.labels,
+          })
+          .onConflictDoNothing()
+          .returning({ id: vmGroups.id });
+        if (!group)
+          throw errors.conflict(
+            "already_exists",
+            `A VM group named ${body.name} already exists in this project.`,
+          );
+        return insertOperation(tx, {
+          projectId,
+          kind: "create-vm-group",
+          target: { type: "vm-group", id: group.id },
+        });
+      });
+      return { status: 202 as const, body: toOperation(operation) };
+    });
+    return c.json(response.body as ReturnType<typeof toOperation>, 202);
+  });
+}

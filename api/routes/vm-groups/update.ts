@@ -1,0 +1,84 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, eq } from "drizzle-orm";
+import { idSchema } from "../../../schemas/common.ts";
+import { OperationSchema } from "../../../schemas/operations.ts";
+import { UpdateVmGroupSchema } from "../../../schemas/vm-groups.ts";
+import { requireProject } from "../../auth.ts";
+import { insertOperation, toOperation } from "../../catalog/operations.ts";
+import { imageVersions, vmGroups } from "../../catalog/schema.ts";
+import { assertValidReferences, findVmGroup } from "../../catalog/vm-groups.ts";
+import type { AppEnv } from "../../env.ts";
+import { errors } from "../../errors.ts";
+import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+
+export const route = createRoute({
+  method: "patch",
+  path: "/v1/vm-groups/{id}",
+  operationId: "updateVmGroup",
+  tags: ["vm-groups"],
+  summary: "Change a VM group in place (size, machine, metadata, image version); the operation rolls it out",
+  security: bearerAuth,
+  request: { params: z.object({ id: idSchema("vmGroup") }), body: jsonBody(UpdateVmGroupSchema) },
+  responses: {
+    202: jsonResponse(OperationSchema, "Accepted; follow the operation."),
+    ...problemResponses(400, 401, 403, 404, 409, 422),
+  },
+});
+
+export function register(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    const projectId = requireProject(c, "write");
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const { db, now } = c.get("services");
+    const group = await findVmGroup(db, projectId, id);
+    if (!group) throw errors.notFound("VM group", id);
+    if (group.state === "deleting")
+      throw errors.conflict("vm_group_deleting", `VM group ${group.name} is being deleted.`);
+    if (body.image_version) {
+      const [version] = await db
+        .select({ version: imageVersions.version })
+        .from(imageVersions)
+        .where(and(eq(imageVersions.imageId, group.imageId), eq(imageVersions.version, body.image_version)))
+        .limit(1);
+      if (!version) {
+        throw errors.unprocessable(
+          "image_version_not_found",
+          `The group's image has no version ${body.image_version}.`,
+          [{ path: "image_version", message: "unknown version" }],
+        );
+      }
+    }
+    if (body.metadata !== undefined || body.metadata_from !== undefined) {
+      await assertValidReferences(
+        db,
+        projectId,
+        body.metadata ?? group.metadata,
+        body.metadata_from ?? group.metadataFrom,
+        id,
+      );
+    }
+    const operation = await db.transaction(async (tx) => {
+      await tx
+        .update(vmGroups)
+        .set({
+          ...(body.image_version !== undefined ? { imageVersion: body.image_version } : {}),
+          ...(body.size !== undefined ? { size: body.size } : {}),
+          ...(body.machine ? { vcpus: body.machine.vcpus, memoryMb: body.machine.memory_mb } : {}),
+          ...(body.metadata ? { metadata: body.metadata } : {}),
+          ...(body.metadata_from ? { metadataFrom: body.metadata_from } : {}),
+          ...(body.labels ? { labels: body.labels } : {}),
+          state: "updating",
+          updatedAt: now(),
+        })
+        .where(eq(vmGroups.id, id));
+      return insertOperation(tx, {
+        projectId,
+        kind: "update-vm-group",
+        target: { type: "vm-group", id },
+        input: { changes: body },
+      });
+    });
+    return c.json(toOperation(operation), 202);
+  });
+}
