@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestApi, type TestApi } from "../support/api.ts";
+import { CATALOG_KINDS } from "../support/catalogs.ts";
+
+const heartbeat = {
+  manager_url: "http://127.0.0.1:9001",
+  capacity: { vcpus: 8, memory_mb: 16_384, disk_bytes: 100e9 },
+  free: { vcpus: 6, memory_mb: 12_000, disk_bytes: 90e9 },
+  chunk_count: 10,
+  image_count: 1,
+};
+
+describe.each(CATALOG_KINDS)("regions and datacenters (%s)", (kind) => {
+  let api: TestApi;
+  let project: Awaited<ReturnType<TestApi["createProject"]>>;
+  beforeAll(async () => {
+    api = await createTestApi(kind);
+    project = await api.createProject("acme");
+  });
+  afterAll(() => api.close());
+
+  describe("happy path", () => {
+    it("registers regions with a datacenter each and lists them to any project", async () => {
+      await api.createRegion("eu-west");
+      await api.createRegion("us-east");
+      const list = await api.expectStatus(200, "GET", "/v1/regions", { token: project.readToken });
+      expect(list.items.map((r: { name: string; datacenters: string[] }) => [r.name, r.datacenters])).toEqual(
+        [
+          ["eu-west", ["eu-west-a"]],
+          ["us-east", ["us-east-a"]],
+        ],
+      );
+      const region = await api.expectStatus(200, "GET", "/v1/regions/eu-west", { token: project.token });
+      expect(region.datacenters).toEqual(["eu-west-a"]);
+      const dcs = await api.expectStatus(200, "GET", "/v1/datacenters?region=us-east", {
+        token: project.token,
+      });
+      expect(dcs.items.map((d: { name: string }) => d.name)).toEqual(["us-east-a"]);
+    });
+
+    it("a heartbeat makes a datacenter up and records its capacity", async () => {
+      const before = await api.expectStatus(200, "GET", "/v1/datacenters/eu-west-a");
+      expect(before.status).toBe("unknown");
+      const after = await api.expectStatus(200, "POST", "/v1/datacenters/eu-west-a/heartbeat", {
+        body: heartbeat,
+      });
+      expect(after.status).toBe("up");
+      expect(after.free).toEqual(heartbeat.free);
+      expect(after.manager_url).toBe(heartbeat.manager_url);
+    });
+
+    it("pages regions with an opaque cursor", async () => {
+      const first = await api.expectStatus(200, "GET", "/v1/regions?page_size=1");
+      expect(first.items).toHaveLength(1);
+      expect(first.next_page_token).toEqual(expect.any(String));
+      const second = await api.expectStatus(
+        200,
+        "GET",
+        `/v1/regions?page_size=1&page_token=${first.next_page_token}`,
+      );
+      expect(second.items[0].name).not.toBe(first.items[0].name);
+    });
+  });
+
+  describe("errors", () => {
+    it("a datacenter in an unknown region is a 422 naming region; a duplicate is a 409", async () => {
+      const unknown = await api.call("POST", "/v1/datacenters", {
+        body: { name: "mars-a", region: "mars", capacity: heartbeat.capacity },
+      });
+      expect(unknown.status).toBe(422);
+      expect(unknown.body.errors).toEqual([{ path: "region", message: "unknown region" }]);
+      const dup = await api.call("POST", "/v1/datacenters", {
+        body: { name: "eu-west-a", region: "eu-west", capacity: heartbeat.capacity },
+      });
+      expect(dup.status).toBe(409);
+    });
+
+    it("negative capacity and unknown datacenters are refused", async () => {
+      const bad = await api.call("POST", "/v1/datacenters/eu-west-a/heartbeat", {
+        body: { ...heartbeat, free: { ...heartbeat.free, vcpus: -1 } },
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors[0].path).toBe("free.vcpus");
+      const missing = await api.call("POST", "/v1/datacenters/nowhere-a/heartbeat", { body: heartbeat });
+      expect(missing.status).toBe(404);
+    });
+  });
+
+  describe("security", () => {
+    it("only admins register regions, datacenters and heartbeats", async () => {
+      for (const [path, body] of [
+        ["/v1/regions", { name: "ap-south" }],
+        ["/v1/datacenters", { name: "x-a", region: "eu-west", capacity: heartbeat.capacity }],
+        ["/v1/datacenters/eu-west-a/heartbeat", heartbeat],
+      ] as const) {
+        expect((await api.call("POST", path, { token: project.token, body })).status, path).toBe(403);
+      }
+      expect((await api.call("GET", "/v1/regions", { token: null })).status).toBe(401);
+    });
+  });
+});

@@ -1,0 +1,218 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { instances } from "../../api/catalog/schema.ts";
+import { newId } from "../../api/ids.ts";
+import { createTestApi, type TestApi } from "../support/api.ts";
+import { CATALOG_KINDS } from "../support/catalogs.ts";
+
+const machine = { vcpus: 1, memory_mb: 256 };
+
+describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
+  let api: TestApi;
+  let acme: Awaited<ReturnType<TestApi["createProject"]>>;
+  let other: Awaited<ReturnType<TestApi["createProject"]>>;
+  let imageId: string;
+  beforeAll(async () => {
+    api = await createTestApi(kind);
+    await api.createRegion("eu-west");
+    await api.createRegion("us-east");
+    acme = await api.createProject("acme");
+    other = await api.createProject("other");
+    const image = await api.expectStatus(201, "POST", "/v1/images", {
+      token: acme.token,
+      body: { name: "web", origin_region: "eu-west" },
+    });
+    imageId = image.id;
+  });
+  afterAll(() => api.close());
+
+  const create = (body: Record<string, unknown>, token = acme.token) =>
+    api.call("POST", "/v1/vm-groups", { token, body: { image: imageId, size: 2, machine, ...body } });
+
+  describe("happy path", () => {
+    it("records a group and answers 202 with an operation", async () => {
+      const response = await create({ name: "web", region: "us-east", metadata: { role: "web" } });
+      expect(response.status).toBe(202);
+      expect(response.body).toMatchObject({ kind: "create-vm-group", state: "pending", done: false });
+      const group = await api.expectStatus(200, "GET", `/v1/vm-groups/${response.body.target.id}`, {
+        token: acme.token,
+      });
+      expect(group).toMatchObject({
+        name: "web",
+        region: "us-east",
+        size: 2,
+        machine,
+        state: "pending",
+        datacenter: null,
+      });
+      const operation = await api.expectStatus(200, "GET", `/v1/operations/${response.body.id}`, {
+        token: acme.token,
+      });
+      expect(operation.id).toBe(response.body.id);
+      const list = await api.expectStatus(200, "GET", "/v1/vm-groups", { token: acme.readToken });
+      expect(list.items.map((g: { name: string }) => g.name)).toContain("web");
+    });
+
+    it("accepts a placement policy with defaults filled in", async () => {
+      const response = await create({ name: "placed", placement: { regions: ["eu-west", "us-east"] } });
+      expect(response.status).toBe(202);
+      const group = await api.expectStatus(200, "GET", `/v1/vm-groups/${response.body.target.id}`, {
+        token: acme.token,
+      });
+      expect(group.placement).toEqual({
+        regions: ["eu-west", "us-east"],
+        strategy: "image-locality",
+        conditions: { require_up: true },
+      });
+    });
+
+    it("takes metadata from another group and refuses a cycle on update", async () => {
+      const a = await create({ name: "db", region: "eu-west" });
+      const b = await create({
+        name: "app",
+        region: "us-east",
+        metadata_from: { db_address: { vm_group: a.body.target.id, attribute: "address" } },
+      });
+      expect(b.status).toBe(202);
+      const cycle = await api.call("PATCH", `/v1/vm-groups/${a.body.target.id}`, {
+        token: acme.token,
+        body: { metadata_from: { app_address: { vm_group: b.body.target.id, attribute: "address" } } },
+      });
+      expect(cycle.status).toBe(422);
+      expect(cycle.body.code).toBe("reference_cycle");
+      const referenced = await api.call("DELETE", `/v1/vm-groups/${a.body.target.id}`, { token: acme.token });
+      expect(referenced.status).toBe(409);
+    });
+
+    it("updates in place and deletes with operations", async () => {
+      const created = await create({ name: "resize", region: "us-east" });
+      const id = created.body.target.id;
+      const update = await api.call("PATCH", `/v1/vm-groups/${id}`, { token: acme.token, body: { size: 3 } });
+      expect(update.status).toBe(202);
+      expect(update.body.kind).toBe("update-vm-group");
+      const group = await api.expectStatus(200, "GET", `/v1/vm-groups/${id}`, { token: acme.token });
+      expect(group).toMatchObject({ size: 3, state: "updating" });
+      const removal = await api.call("DELETE", `/v1/vm-groups/${id}`, { token: acme.token });
+      expect(removal.status).toBe(202);
+      expect(removal.body.kind).toBe("delete-vm-group");
+    });
+
+    it("lists and gets instances recorded for a group", async () => {
+      const created = await create({ name: "with-instances", region: "us-east", size: 1 });
+      const groupId = created.body.target.id;
+      const instanceId = newId("instance");
+      await api.catalog.db
+        .insert(instances)
+        .values({ id: instanceId, vmGroupId: groupId, ordinal: 0, datacenter: "us-east-a" });
+      const list = await api.expectStatus(200, "GET", `/v1/vm-groups/${groupId}/instances`, {
+        token: acme.token,
+      });
+      expect(list.items).toHaveLength(1);
+      expect(list.items[0]).toMatchObject({
+        id: instanceId,
+        name: "with-instances-0",
+        state: "pending",
+        datacenter: "us-east-a",
+      });
+      const one = await api.expectStatus(200, "GET", `/v1/instances/${instanceId}`, {
+        token: acme.readToken,
+      });
+      expect(one.id).toBe(instanceId);
+      expect((await api.call("GET", `/v1/instances/${instanceId}`, { token: other.token })).status).toBe(404);
+    });
+  });
+
+  describe("errors", () => {
+    it("names every bad field at once", async () => {
+      const response = await create({
+        name: "bad",
+        region: "us-east",
+        size: 0,
+        machine: { vcpus: 0, memory_mb: 1 },
+        colour: "red",
+      });
+      expect(response.status).toBe(400);
+      expect(response.body.errors.map((e: { path: string }) => e.path).sort()).toEqual([
+        "colour",
+        "machine.memory_mb",
+        "machine.vcpus",
+        "size",
+      ]);
+    });
+
+    it("needs exactly one of region and placement", async () => {
+      const neither = await create({ name: "neither" });
+      expect(neither.status).toBe(400);
+      expect(neither.body.errors[0].path).toBe("region");
+      const both = await create({ name: "both", region: "us-east", placement: { regions: ["us-east"] } });
+      expect(both.status).toBe(400);
+      expect(both.body.errors[0].path).toBe("placement");
+    });
+
+    it("unknown region, image, version or referenced group are 422s naming the field", async () => {
+      const region = await create({ name: "r", region: "mars" });
+      expect([region.status, region.body.errors[0].path]).toEqual([422, "region"]);
+      const policy = await create({ name: "p", placement: { regions: ["eu-west", "venus"] } });
+      expect([policy.status, policy.body.errors[0].path]).toEqual([422, "placement.regions[1]"]);
+      const image = await create({ name: "i", region: "us-east", image: newId("image") });
+      expect([image.status, image.body.errors[0].path]).toEqual([422, "image"]);
+      const version = await create({ name: "v", region: "us-east", image_version: 7 });
+      expect([version.status, version.body.errors[0].path]).toEqual([422, "image_version"]);
+      const ref = await create({
+        name: "ref",
+        region: "us-east",
+        metadata_from: { peer: { vm_group: newId("vmGroup"), attribute: "address" } },
+      });
+      expect([ref.status, ref.body.errors[0].path]).toEqual([422, "metadata_from.peer.vm_group"]);
+      const attribute = await create({
+        name: "attr",
+        region: "us-east",
+        metadata_from: { peer: { vm_group: newId("vmGroup"), attribute: "password" } },
+      });
+      expect([attribute.status, attribute.body.errors[0].path]).toEqual([
+        400,
+        "metadata_from.peer.attribute",
+      ]);
+      const list = await api.expectStatus(200, "GET", "/v1/vm-groups?page_size=200", { token: acme.token });
+      const names = list.items.map((g: { name: string }) => g.name);
+      for (const name of ["r", "p", "i", "v", "ref", "attr"]) expect(names).not.toContain(name);
+    });
+
+    it("an image in use cannot be deleted; the 409 names the groups", async () => {
+      const response = await api.call("DELETE", `/v1/images/${imageId}`, { token: acme.token });
+      expect(response.status).toBe(409);
+      expect(response.body.code).toBe("image_in_use");
+      expect(response.body.detail).toContain("web");
+    });
+  });
+
+  describe("security", () => {
+    it("another project cannot see, change or delete a group, nor use its image", async () => {
+      const created = await create({ name: "mine", region: "us-east" });
+      const id = created.body.target.id;
+      for (const [method, body] of [["GET"], ["PATCH", { size: 1 }], ["DELETE"]] as const) {
+        expect(
+          (await api.call(method, `/v1/vm-groups/${id}`, { token: other.token, body })).status,
+          method,
+        ).toBe(404);
+      }
+      expect((await api.call("GET", `/v1/vm-groups/${id}/instances`, { token: other.token })).status).toBe(
+        404,
+      );
+      expect(
+        (await api.call("GET", `/v1/operations/${created.body.id}`, { token: other.token })).status,
+      ).toBe(404);
+      const borrowed = await create({ name: "borrow", region: "us-east" }, other.token);
+      expect(borrowed.status).toBe(422);
+    });
+
+    it("a read-only token cannot create, change or delete", async () => {
+      expect((await create({ name: "ro", region: "us-east" }, acme.readToken)).status).toBe(403);
+      const list = await api.expectStatus(200, "GET", "/v1/vm-groups", { token: acme.readToken });
+      const id = list.items[0].id;
+      expect(
+        (await api.call("PATCH", `/v1/vm-groups/${id}`, { token: acme.readToken, body: { size: 1 } })).status,
+      ).toBe(403);
+      expect((await api.call("DELETE", `/v1/vm-groups/${id}`, { token: acme.readToken })).status).toBe(403);
+    });
+  });
+});
