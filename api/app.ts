@@ -66,6 +66,9 @@ export function createApp(services: Services, options: { log?: (line: string) =>
     }
   });
 
+  // Public keys of transfer tokens, for regional managers to verify them.
+  app.get("/.well-known/jwks.json", (c) => c.json(services.transferTokens.jwks()));
+
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",
     scheme: "bearer",

@@ -1,18 +1,22 @@
 import type { TokenScope } from "../schemas/projects.ts";
 import type { Catalog, CatalogDb } from "./catalog/db.ts";
 import type { OperationEvents } from "./catalog/operations.ts";
+import type { TransferTokenSigner } from "./signing.ts";
 
-/** Who is calling: an admin token (no project) or a project token. */
+/** Who is calling: an admin token, a project token, or a regional manager's credential. */
 export interface Principal {
   tokenId: string;
   projectId: string | null;
-  scopes: readonly TokenScope[];
+  scopes: readonly (TokenScope | "manager")[];
+  /** Set for manager credentials: the datacenter they speak for. */
+  datacenter: { name: string; region: string } | null;
 }
 
 export interface Services {
   catalog: Catalog;
   db: CatalogDb;
   operationEvents: OperationEvents;
+  transferTokens: TransferTokenSigner;
   now: () => Date;
 }
 

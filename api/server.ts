@@ -4,6 +4,7 @@ import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.t
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import { OperationEvents } from "./catalog/operations.ts";
 import type { Services } from "./env.ts";
+import { loadTransferTokenSigner } from "./signing.ts";
 
 export interface ControlPlaneOptions {
   catalog: CatalogLocation;
@@ -29,6 +30,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     catalog,
     db: catalog.db,
     operationEvents: new OperationEvents(),
+    transferTokens: await loadTransferTokenSigner(catalog.db),
     now: () => new Date(),
   };
   const app = createApp(services, { log: options.log });

@@ -30,7 +30,7 @@ export const ImageVersionSchema = z
     version: z.number().int().min(1),
     size: z.number().int().min(0),
     digest: Sha256DigestSchema,
-    chunk_count: z.number().int().min(0),
+    chunk_count: z.number().int().min(0).nullable(),
     created_at: TimestampSchema,
   })
   .openapi("ImageVersion");

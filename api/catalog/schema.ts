@@ -46,17 +46,33 @@ export const apiTokens = pgTable(
     secretHash: text("secret_hash").notNull().unique(),
     scopes: text("scopes").array().notNull(),
     bootstrap: boolean("bootstrap").notNull().default(false),
+    /** Manager credentials are bound to the one datacenter (and its region) they may register and report for. */
+    region: text("region"),
+    datacenter: text("datacenter"),
     createdAt: createdAt(),
   },
   (t) => [
     index("api_tokens_project_idx").on(t.projectId, t.id),
     check(
       "api_tokens_scopes_valid",
-      sql`${t.scopes} <@ array['read','write','admin']::text[] and cardinality(${t.scopes}) > 0`,
+      sql`${t.scopes} <@ array['read','write','admin','manager']::text[] and cardinality(${t.scopes}) > 0`,
     ),
     check("api_tokens_admin_has_no_project", sql`not ('admin' = any(${t.scopes})) or ${t.projectId} is null`),
+    check(
+      "api_tokens_manager_bound",
+      sql`('manager' = any(${t.scopes})) = (${t.datacenter} is not null and ${t.region} is not null and ${t.projectId} is null)`,
+    ),
   ],
 );
+
+/** Keys that sign transfer tokens; managers fetch the public halves from /.well-known/jwks.json. */
+export const signingKeys = pgTable("signing_keys", {
+  kid: text("kid").primaryKey(),
+  algorithm: text("algorithm").notNull(),
+  publicJwk: jsonb("public_jwk").$type<Record<string, unknown>>().notNull(),
+  privateJwk: jsonb("private_jwk").$type<Record<string, unknown>>().notNull(),
+  createdAt: createdAt(),
+});
 
 export const regions = pgTable("regions", {
   name: text("name").primaryKey(),
@@ -126,8 +142,7 @@ export const imageVersions = pgTable(
     version: integer("version").notNull(),
     size: bytes("size").notNull(),
     digest: text("digest").notNull(),
-    /** Ordered chunk digests and lengths, as committed by the origin manager. */
-    manifest: jsonb("manifest").$type<{ chunks: { digest: string; length: number }[] }>().notNull(),
+    chunkCount: integer("chunk_count"),
     createdAt: createdAt(),
   },
   (t) => [

@@ -4,13 +4,16 @@ import * as datacentersGet from "./datacenters/get.ts";
 import * as datacentersHeartbeat from "./datacenters/heartbeat.ts";
 import * as datacentersList from "./datacenters/list.ts";
 import * as datacentersRegister from "./datacenters/register.ts";
+import * as datacentersRegisterManager from "./datacenters/register-manager.ts";
 import * as imagesCreate from "./images/create.ts";
+import * as imagesCreateUpload from "./images/create-upload.ts";
 import * as imagesDelete from "./images/delete.ts";
 import * as imagesGet from "./images/get.ts";
 import * as imagesList from "./images/list.ts";
 import * as imagesUpdate from "./images/update.ts";
 import * as instancesGet from "./instances/get.ts";
 import * as instancesList from "./instances/list.ts";
+import * as managerCredentialsCreate from "./managers/create-credential.ts";
 import * as operationsCancel from "./operations/cancel.ts";
 import * as operationsGet from "./operations/get.ts";
 import * as operationsList from "./operations/list.ts";
@@ -20,6 +23,8 @@ import * as projectsList from "./projects/list.ts";
 import * as regionsCreate from "./regions/create.ts";
 import * as regionsGet from "./regions/get.ts";
 import * as regionsList from "./regions/list.ts";
+import * as replicasReport from "./replicas/report.ts";
+import * as replicasSources from "./replicas/sources.ts";
 import * as tokensCreate from "./tokens/create.ts";
 import * as tokensDelete from "./tokens/delete.ts";
 import * as tokensList from "./tokens/list.ts";
@@ -58,6 +63,11 @@ const ROUTES = [
   operationsList,
   operationsGet,
   operationsCancel,
+  managerCredentialsCreate,
+  datacentersRegisterManager,
+  imagesCreateUpload,
+  replicasReport,
+  replicasSources,
 ];
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>) {

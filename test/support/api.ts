@@ -3,6 +3,7 @@ import { createApp } from "../../api/app.ts";
 import { ensureBootstrapAdminToken } from "../../api/bootstrap.ts";
 import { OperationEvents } from "../../api/catalog/operations.ts";
 import type { Services } from "../../api/env.ts";
+import { loadTransferTokenSigner } from "../../api/signing.ts";
 import { type CatalogKind, openTestCatalog } from "./catalogs.ts";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -27,6 +28,7 @@ export async function createTestApi(kind: CatalogKind) {
     catalog,
     db: catalog.db,
     operationEvents: new OperationEvents(),
+    transferTokens: await loadTransferTokenSigner(catalog.db),
     now: () => new Date(),
   };
   const app = createApp(services, { log: () => {} });

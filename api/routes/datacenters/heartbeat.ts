@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
 import { NameSchema } from "../../../schemas/common.ts";
 import { DatacenterSchema, HeartbeatSchema } from "../../../schemas/regions.ts";
-import { requireScope } from "../../auth.ts";
+import { requireManagerOf } from "../../auth.ts";
 import { toDatacenter } from "../../catalog/mappers.ts";
 import { datacenters } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
@@ -25,8 +25,8 @@ export const route = createRoute({
 
 export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
-    requireScope(c, "admin");
     const { name } = c.req.valid("param");
+    requireManagerOf(c, name);
     const body = c.req.valid("json");
     const { db, now } = c.get("services");
     const at = now();

@@ -1,14 +1,20 @@
-import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, type OpenAPIHono, type z } from "@hono/zod-openapi";
 import { CreateImageSchema, ImageSchema } from "../../../schemas/images.ts";
+import { UploadTicketSchema } from "../../../schemas/managers.ts";
 import { requireProject } from "../../auth.ts";
 import { hydrateImages } from "../../catalog/images.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { images } from "../../catalog/schema.ts";
+import { issueUploadTicket } from "../../catalog/uploads.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { withIdempotency } from "../../idempotency.ts";
 import { newId } from "../../ids.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+
+const CreatedImageSchema = ImageSchema.extend({ upload: UploadTicketSchema.nullable() }).openapi(
+  "CreatedImage",
+);
 
 export const route = createRoute({
   method: "post",
@@ -21,7 +27,10 @@ export const route = createRoute({
   security: bearerAuth,
   request: { body: jsonBody(CreateImageSchema) },
   responses: {
-    201: jsonResponse(ImageSchema, "The new image."),
+    201: jsonResponse(
+      CreatedImageSchema,
+      "The new image, with where to upload its first version (null while no manager of the origin region is up).",
+    ),
     ...problemResponses(400, 401, 403, 409, 413, 422),
   },
 });
@@ -30,7 +39,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const projectId = requireProject(c, "write");
     const body = c.req.valid("json");
-    const { db } = c.get("services");
+    const { db, transferTokens, now } = c.get("services");
     const response = await withIdempotency(c, body, async () => {
       await assertRegionsExist(db, [
         { path: "origin_region", name: body.origin_region },
@@ -55,8 +64,9 @@ export function register(app: OpenAPIHono<AppEnv>) {
           `An image named ${body.name} already exists in this project.`,
         );
       const [image] = await hydrateImages(db, [row]);
-      return { status: 201 as const, body: image };
+      const upload = await issueUploadTicket(db, transferTokens, row, now());
+      return { status: 201 as const, body: { ...image, upload } };
     });
-    return c.json(response.body as NonNullable<typeof response.body>, 201);
+    return c.json(response.body as z.infer<typeof CreatedImageSchema>, 201);
   });
 }

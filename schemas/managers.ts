@@ -1,0 +1,81 @@
+// What regional managers and upload clients exchange with the control plane.
+import { z } from "@hono/zod-openapi";
+import { idSchema, NameSchema, Sha256DigestSchema, TimestampSchema } from "./common.ts";
+import { CapacitySchema, DRIVER_KINDS } from "./regions.ts";
+
+export const CreateManagerCredentialSchema = z
+  .strictObject({ region: NameSchema, datacenter: NameSchema })
+  .openapi("CreateManagerCredential");
+
+export const ManagerCredentialSchema = z
+  .object({
+    id: idSchema("token"),
+    region: NameSchema,
+    datacenter: NameSchema,
+    secret: z.string().openapi({ description: "Shown once: give it to the datacenter's regional manager." }),
+    created_at: TimestampSchema,
+  })
+  .openapi("ManagerCredential");
+
+export const ManagerRegistrationSchema = z
+  .strictObject({
+    region: NameSchema,
+    manager_url: z.string().url(),
+    driver: z.enum(DRIVER_KINDS).default("qemu"),
+    capacity: CapacitySchema.strict(),
+  })
+  .openapi("ManagerRegistration");
+
+/** Where and how to send the bytes of one image version. */
+export const UploadTicketSchema = z
+  .object({
+    image_id: idSchema("image"),
+    version: z.number().int().min(1),
+    datacenter: NameSchema,
+    url: z.string().url().openapi({ description: "Base URL of the origin datacenter's regional manager." }),
+    token: z.string().openapi({ description: "Bearer token for the upload endpoints of that manager." }),
+    expires_at: TimestampSchema,
+  })
+  .openapi("UploadTicket");
+export type UploadTicket = z.infer<typeof UploadTicketSchema>;
+
+export const ReplicaReportSchema = z
+  .strictObject({
+    state: z.enum(["transferring", "available", "failed"]),
+    local_id: z.string().min(1).max(200).optional(),
+    digest: Sha256DigestSchema.optional(),
+    size: z.number().int().min(0).optional(),
+    chunk_count: z.number().int().min(0).optional(),
+    bytes_done: z.number().int().min(0).optional(),
+    bytes_total: z.number().int().min(0).optional(),
+    error: z.string().max(2000).optional(),
+  })
+  .superRefine((report, ctx) => {
+    if (report.state === "available") {
+      for (const field of ["local_id", "digest", "size"] as const) {
+        if (report[field] === undefined)
+          ctx.addIssue({ code: "custom", path: [field], message: "required when available" });
+      }
+    }
+  })
+  .openapi("ReplicaReport");
+export type ReplicaReport = z.infer<typeof ReplicaReportSchema>;
+
+export const ReplicaSourcesSchema = z
+  .object({
+    image_id: idSchema("image"),
+    version: z.number().int().min(1),
+    digest: Sha256DigestSchema,
+    size: z.number().int().min(0),
+    format: z.enum(["raw", "qcow2", "iso"]),
+    sources: z.array(
+      z.object({
+        datacenter: NameSchema,
+        region: NameSchema,
+        url: z.string().url(),
+        token: z.string().openapi({ description: "A read token for that source manager." }),
+      }),
+    ),
+  })
+  .openapi("ReplicaSources");
+export type ReplicaSources = z.infer<typeof ReplicaSourcesSchema>;

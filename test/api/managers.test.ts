@@ -1,0 +1,196 @@
+// The control plane's side of regional managers: credentials, registration, transfer tokens,
+// replica reports and the upload ticket.
+import { createLocalJWKSet, jwtVerify } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestApi, type TestApi } from "../support/api.ts";
+import { CATALOG_KINDS } from "../support/catalogs.ts";
+
+const capacity = { vcpus: 8, memory_mb: 16_384, disk_bytes: 100e9 };
+const digest = `sha256:${"ab".repeat(32)}`;
+
+describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
+  let api: TestApi;
+  let acme: Awaited<ReturnType<TestApi["createProject"]>>;
+  let eu: string;
+  let us: string;
+  beforeAll(async () => {
+    api = await createTestApi(kind);
+    for (const region of ["eu-west", "us-east"])
+      await api.expectStatus(201, "POST", "/v1/regions", { body: { name: region } });
+    acme = await api.createProject("acme");
+    eu = (
+      await api.expectStatus(201, "POST", "/v1/manager-credentials", {
+        body: { region: "eu-west", datacenter: "eu-west-a" },
+      })
+    ).secret;
+    us = (
+      await api.expectStatus(201, "POST", "/v1/manager-credentials", {
+        body: { region: "us-east", datacenter: "us-east-a" },
+      })
+    ).secret;
+    for (const [token, name, region, port] of [
+      [eu, "eu-west-a", "eu-west", 9001],
+      [us, "us-east-a", "us-east", 9002],
+    ] as const) {
+      await api.expectStatus(200, "PUT", `/v1/datacenters/${name}`, {
+        token,
+        body: { region, manager_url: `http://127.0.0.1:${port}`, capacity },
+      });
+    }
+  });
+  afterAll(() => api.close());
+
+  const verify = async (token: string) => {
+    const jwks = (await api.call("GET", "/.well-known/jwks.json", { token: null })).body;
+    return (await jwtVerify(token, createLocalJWKSet(jwks))).payload;
+  };
+
+  describe("happy path", () => {
+    it("a manager registers its datacenter, which is then up", async () => {
+      const dc = await api.expectStatus(200, "GET", "/v1/datacenters/eu-west-a", { token: acme.token });
+      expect(dc).toMatchObject({ region: "eu-west", manager_url: "http://127.0.0.1:9001", status: "up" });
+    });
+
+    it("an image upload, commit, and a peer's sources with read tokens", async () => {
+      const image = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "web", origin_region: "eu-west" },
+      });
+      expect(image.upload).toMatchObject({
+        version: 1,
+        datacenter: "eu-west-a",
+        url: "http://127.0.0.1:9001",
+      });
+      expect(await verify(image.upload.token)).toMatchObject({
+        imageId: image.id,
+        version: 1,
+        datacenter: "eu-west-a",
+        action: "upload",
+      });
+
+      await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${image.id}/versions/1`, {
+        token: eu,
+        body: { state: "available", local_id: "eu-local-1", digest, size: 4096, chunk_count: 1 },
+      });
+      const committed = await api.expectStatus(200, "GET", `/v1/images/${image.id}`, { token: acme.token });
+      expect(committed).toMatchObject({ state: "available", version: 1, digest, size: 4096 });
+      expect(committed.replicas).toMatchObject([
+        { datacenter: "eu-west-a", local_id: "eu-local-1", state: "available" },
+      ]);
+
+      const sources = await api.expectStatus(200, "GET", `/v1/images/${image.id}/versions/1/sources`, {
+        token: us,
+      });
+      expect(sources).toMatchObject({
+        digest,
+        size: 4096,
+        sources: [{ datacenter: "eu-west-a", url: "http://127.0.0.1:9001" }],
+      });
+      expect(await verify(sources.sources[0].token)).toMatchObject({
+        datacenter: "eu-west-a",
+        action: "read",
+      });
+
+      await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
+        token: us,
+        body: { state: "transferring", bytes_done: 1024, bytes_total: 4096 },
+      });
+      await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
+        token: us,
+        body: { state: "available", local_id: "us-local-9", digest, size: 4096 },
+      });
+      // A late progress report never takes an available replica back.
+      await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
+        token: us,
+        body: { state: "transferring", bytes_done: 2048 },
+      });
+      const replicated = await api.expectStatus(200, "GET", `/v1/images/${image.id}`, { token: acme.token });
+      expect(replicated.replicas.map((r: any) => [r.datacenter, r.local_id, r.state])).toEqual([
+        ["eu-west-a", "eu-local-1", "available"],
+        ["us-east-a", "us-local-9", "available"],
+      ]);
+
+      const next = await api.expectStatus(201, "POST", `/v1/images/${image.id}/uploads`, {
+        token: acme.token,
+      });
+      expect(next.version).toBe(2);
+    });
+  });
+
+  describe("errors", () => {
+    it("refuses a commit from outside the origin region, a wrong digest and an incomplete report", async () => {
+      const image = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "guarded", origin_region: "eu-west" },
+      });
+      const foreign = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
+        token: us,
+        body: { state: "available", local_id: "x", digest, size: 1 },
+      });
+      expect([foreign.status, foreign.body.code]).toEqual([409, "version_unknown"]);
+      await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${image.id}/versions/1`, {
+        token: eu,
+        body: { state: "available", local_id: "g1", digest, size: 1 },
+      });
+      const mismatch = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
+        token: us,
+        body: { state: "available", local_id: "x", digest: `sha256:${"cd".repeat(32)}`, size: 1 },
+      });
+      expect([mismatch.status, mismatch.body.code]).toEqual([409, "digest_mismatch"]);
+      const incomplete = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
+        token: us,
+        body: { state: "available" },
+      });
+      expect(incomplete.status).toBe(400);
+      expect(incomplete.body.errors.map((e: any) => e.path)).toEqual(["local_id", "digest", "size"]);
+    });
+
+    it("an upload needs a live manager in the origin region", async () => {
+      await api.expectStatus(201, "POST", "/v1/regions", { body: { name: "ap-south" } });
+      const image = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "lonely", origin_region: "ap-south" },
+      });
+      expect(image.upload).toBeNull();
+      const upload = await api.call("POST", `/v1/images/${image.id}/uploads`, { token: acme.token });
+      expect([upload.status, upload.body.code]).toEqual([409, "origin_unavailable"]);
+    });
+  });
+
+  describe("security", () => {
+    it("a manager credential speaks for its own datacenter only, and is no user token", async () => {
+      const other = await api.call("PUT", "/v1/datacenters/us-east-a", {
+        token: eu,
+        body: { region: "us-east", manager_url: "http://127.0.0.1:9", capacity },
+      });
+      expect(other.status).toBe(403);
+      const wrongRegion = await api.call("PUT", "/v1/datacenters/eu-west-a", {
+        token: eu,
+        body: { region: "us-east", manager_url: "http://127.0.0.1:9", capacity },
+      });
+      expect([wrongRegion.status, wrongRegion.body.errors[0].path]).toEqual([400, "region"]);
+      expect((await api.call("GET", "/v1/images", { token: eu })).status).toBe(403);
+      expect((await api.call("GET", "/v1/regions", { token: eu })).status).toBe(403);
+    });
+
+    it("project tokens cannot report replicas, ask for sources or issue credentials", async () => {
+      const image = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "sneaky", origin_region: "eu-west" },
+      });
+      const report = await api.call("PUT", `/v1/datacenters/eu-west-a/replicas/${image.id}/versions/1`, {
+        token: acme.token,
+        body: { state: "available", local_id: "x", digest, size: 1 },
+      });
+      expect(report.status).toBe(403);
+      expect(
+        (await api.call("GET", `/v1/images/${image.id}/versions/1/sources`, { token: acme.token })).status,
+      ).toBe(403);
+      const credential = await api.call("POST", "/v1/manager-credentials", {
+        token: acme.token,
+        body: { region: "eu-west", datacenter: "eu-west-b" },
+      });
+      expect(credential.status).toBe(403);
+    });
+  });
+});
