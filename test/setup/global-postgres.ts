@@ -83,8 +83,26 @@ export default async function setup(project: TestProject) {
   project.provide("postgresAdminUrl", `postgres://postgres@127.0.0.1:${port}/postgres`);
 
   return async () => {
-    server.kill("SIGINT");
-    await new Promise((r) => (server.exitCode !== null ? r(null) : server.once("exit", r)));
+    // runuser does not pass signals on to postgres, so stop the cluster the supported way.
+    const [stopCmd, stopArgs] = asClusterOwner("pg_ctl", [
+      "-D",
+      dataDir,
+      "stop",
+      "-m",
+      "fast",
+      "-w",
+      "-t",
+      "20",
+    ]);
+    try {
+      execFileSync(stopCmd, stopArgs, { stdio: "ignore" });
+    } catch {
+      server.kill("SIGKILL");
+    }
+    await Promise.race([
+      new Promise((r) => (server.exitCode !== null ? r(null) : server.once("exit", r))),
+      new Promise((r) => setTimeout(r, 5_000)),
+    ]);
     rmSync(dir, { recursive: true, force: true });
   };
 }
