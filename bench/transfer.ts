@@ -1,0 +1,421 @@
+/**
+ * npm run bench:transfer [-- --size-mib N | --ci] [--runs R] [--keep]
+ *
+ * Builds its own images (incompressible, and filesystem-like with zero runs), starts two
+ * regional managers (transfer service only) on loopback and prints, each against a
+ * reference measured in the same run:
+ *   1. cold transfer manager -> manager (every chunk verified, image assembled, fsynced)
+ *      vs curl downloading the same file from a plain HTTP server to disk;
+ *   2. a 1% delta (4 KiB blocks overwritten at seeded scattered offsets): bytes on the wire
+ *      and wall time vs rsync (daemon on loopback) updating the old copy;
+ *   3. a 1 MiB insertion at 10% of the image: bytes on the wire vs rsync;
+ *   4. chunk+hash throughput of one core vs sha256sum on the same file.
+ * Times are medians of --runs runs (default 3), after a warm-up.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createReadStream } from "node:fs";
+import { copyFile, cp, mkdir, open, rm, stat, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { parseArgs, promisify } from "node:util";
+import { chunkFile } from "../regional-manager/store/chunk-file.ts";
+import { DEFAULT_CHUNKING } from "../regional-manager/store/chunking.ts";
+import { uploadImage } from "../regional-manager/upload-client.ts";
+import {
+  createTestKeys,
+  type ManagerProcess,
+  startManager,
+  stopAllManagers,
+  type TestKeys,
+} from "../test/transfer/helpers.ts";
+
+const run = promisify(execFile);
+const { values } = parseArgs({
+  options: {
+    "size-mib": { type: "string" },
+    ci: { type: "boolean", default: false },
+    runs: { type: "string", default: "3" },
+    keep: { type: "boolean", default: false },
+  },
+});
+const SIZE = Number(values["size-mib"] ?? (values.ci ? 64 : 1024)) * 1024 * 1024;
+const RUNS = Number(values.runs);
+const WORK = join(tmpdir(), `globalvm-bench-${process.pid}`);
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2
+    ? (s[(s.length - 1) / 2] as number)
+    : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+};
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+const gbps = (bytes: number, seconds: number) => `${(bytes / seconds / 1e9).toFixed(2)} GB/s`;
+async function timed(task: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await task();
+  return (performance.now() - start) / 1000;
+}
+
+/** xorshift32 stream: reproducible incompressible bytes. */
+function* xorshift(seed: number): Generator<number> {
+  let x = seed >>> 0 || 1;
+  for (;;) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    yield x >>> 0;
+  }
+}
+
+function fillRandom(target: Buffer, random: Generator<number>): void {
+  const words = new Uint32Array(target.buffer, target.byteOffset, target.length >>> 2);
+  for (let i = 0; i < words.length; i++) words[i] = random.next().value as number;
+}
+
+const WORDS = (
+  "the of and to in is that for it as was with be by on not he this are or his from at which but have an they " +
+  "you were her she there been one all we their has would when if so no will more can out other its into only " +
+  "kernel module config usr lib share bin etc var log cache systemd network device driver firmware package"
+).split(" ");
+
+/** Text-like bytes: words drawn at random, compressible but not periodic (unlike a repeated phrase). */
+function fillText(target: Buffer, random: Generator<number>): void {
+  let at = 0;
+  while (at < target.length) {
+    const r = random.next().value as number;
+    const word = WORDS[r % WORDS.length] as string;
+    at += target.write(r & 0x100000 ? `${word}\n` : `${word} `, at, "latin1");
+  }
+}
+
+/**
+ * Writes an image in 16 MiB pieces. Filesystem-like: 4 KiB-aligned runs of zeros
+ * (unallocated space, ~40%), of text-like data (~30%) and of random data (compressed
+ * files, ~30%), each run between 64 KiB and 8 MiB.
+ */
+async function writeImage(
+  path: string,
+  size: number,
+  kind: "random" | "filesystem",
+  seed: number,
+): Promise<void> {
+  const file = await open(path, "w");
+  const random = xorshift(seed);
+  const piece = Buffer.allocUnsafeSlow(16 << 20);
+  let run = 0;
+  let runKind = 0;
+  for (let offset = 0; offset < size; offset += piece.length) {
+    const length = Math.min(piece.length, size - offset);
+    if (kind === "random") {
+      fillRandom(piece, random);
+    } else {
+      for (let at = 0; at < length; at += 4096) {
+        if (run === 0) {
+          run = 16 + ((random.next().value as number) % 2048); // 64 KiB .. 8 MiB in 4 KiB blocks
+          const r = (random.next().value as number) % 10;
+          runKind = r < 4 ? 0 : r < 7 ? 1 : 2;
+        }
+        run--;
+        const block = piece.subarray(at, at + 4096);
+        if (runKind === 0) block.fill(0);
+        else if (runKind === 1) fillText(block, random);
+        else fillRandom(block, random);
+      }
+    }
+    await file.write(piece, 0, length, offset);
+  }
+  await file.close();
+}
+
+/** Overwrites `count` 4 KiB blocks at seeded scattered offsets. */
+async function overwriteBlocks(path: string, size: number, count: number, seed: number): Promise<void> {
+  const file = await open(path, "r+");
+  const random = xorshift(seed);
+  const block = Buffer.allocUnsafeSlow(4096);
+  const blocks = size / 4096;
+  for (let i = 0; i < count; i++) {
+    fillRandom(block, random);
+    const at = ((random.next().value as number) % blocks) * 4096;
+    await file.write(block, 0, 4096, at);
+  }
+  await file.close();
+}
+
+async function insertAt(
+  source: string,
+  target: string,
+  at: number,
+  bytes: number,
+  seed: number,
+): Promise<void> {
+  const inserted = Buffer.allocUnsafeSlow(bytes);
+  fillRandom(inserted, xorshift(seed));
+  const out = await open(target, "w");
+  const input = await open(source, "r");
+  const size = (await input.stat()).size;
+  const buffer = Buffer.allocUnsafeSlow(16 << 20);
+  let written = 0;
+  const copyRange = async (from: number, to: number) => {
+    for (let offset = from; offset < to; offset += buffer.length) {
+      const { bytesRead } = await input.read(buffer, 0, Math.min(buffer.length, to - offset), offset);
+      await out.write(buffer, 0, bytesRead, written);
+      written += bytesRead;
+    }
+  };
+  await copyRange(0, at);
+  await out.write(inserted, 0, bytes, written);
+  written += bytes;
+  await copyRange(at, size);
+  await input.close();
+  await out.close();
+}
+
+async function startFileServer(dir: string): Promise<{ url: string; close: () => void }> {
+  const server = createServer((req, res) => {
+    const path = join(dir, (req.url ?? "/").slice(1));
+    stat(path).then(
+      (info) => {
+        res.writeHead(200, { "content-length": info.size, "content-type": "application/octet-stream" });
+        pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), res).catch(() => res.destroy());
+      },
+      () => res.writeHead(404).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+async function startRsyncDaemon(dir: string): Promise<{ url: string; child: ChildProcess }> {
+  const port = 20000 + (process.pid % 20000);
+  const config = join(WORK, "rsyncd.conf");
+  await writeFile(
+    config,
+    `address = 127.0.0.1\nport = ${port}\nuse chroot = no\npid file = ${join(WORK, "rsyncd.pid")}\n[images]\n  path = ${dir}\n  read only = yes\n  uid = root\n  gid = root\n`,
+  );
+  const child = spawn("rsync", ["--daemon", "--no-detach", `--config=${config}`], { stdio: "ignore" });
+  for (let i = 0; i < 50; i++) {
+    try {
+      await run("rsync", [`rsync://127.0.0.1:${port}/images/`]);
+      return { url: `rsync://127.0.0.1:${port}/images`, child };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error("rsync daemon did not start");
+}
+
+/** rsync's own count of bytes on the wire: sent + received, from --stats. */
+async function rsyncUpdate(
+  url: string,
+  name: string,
+  dest: string,
+): Promise<{ seconds: number; wire: number }> {
+  let output = "";
+  const seconds = await timed(async () => {
+    output = (
+      await run("rsync", ["--stats", "--no-whole-file", `${url}/${name}`, dest], { maxBuffer: 1 << 24 })
+    ).stdout;
+  });
+  const number = (label: string) =>
+    Number((output.match(new RegExp(`${label}: ([\\d,]+)`))?.[1] ?? "0").replaceAll(",", ""));
+  return { seconds, wire: number("Total bytes sent") + number("Total bytes received") };
+}
+
+interface Pulled {
+  seconds: number;
+  wire: number;
+}
+
+async function pullVia(
+  manager: ManagerProcess,
+  source: ManagerProcess,
+  keys: TestKeys,
+  imageId: string,
+  version: number,
+  digest: string,
+  size: number,
+): Promise<Pulled> {
+  let answer: { wireBytes?: number; state?: string; detail?: string } = {};
+  const seconds = await timed(async () => {
+    const response = await fetch(`${manager.url}/_test/pull`, {
+      method: "POST",
+      body: JSON.stringify({
+        imageId,
+        version,
+        expectedDigest: digest,
+        expectedSize: size,
+        sources: [{ url: source.url, token: await keys.token(imageId, version, "dc-a", "read") }],
+      }),
+    });
+    answer = (await response.json()) as typeof answer;
+  });
+  if (answer.state !== "available") throw new Error(`pull failed: ${JSON.stringify(answer)}`);
+  return { seconds, wire: answer.wireBytes ?? Number.NaN };
+}
+
+async function main(): Promise<void> {
+  await mkdir(WORK, { recursive: true });
+  const keys = await createTestKeys(WORK);
+  const images = join(WORK, "images");
+  await mkdir(images);
+  console.log(`globalvm transfer benchmark: ${mib(SIZE)} images, ${RUNS} runs, medians; work dir ${WORK}`);
+  console.log(
+    `chunking: FastCDC min ${DEFAULT_CHUNKING.minLength / 1024} KiB, average ${DEFAULT_CHUNKING.averageLength / 1024} KiB, max ${DEFAULT_CHUNKING.maxLength / 1024} KiB; SHA-256 per chunk and per image\n`,
+  );
+  const source = await startManager({
+    dataDir: join(WORK, "source"),
+    datacenter: "dc-a",
+    publicKeyFile: keys.publicKeyFile,
+  });
+  const fileServer = await startFileServer(images);
+  const rsyncd = await startRsyncDaemon(images);
+  const blocks = Math.round((SIZE * 0.01) / 4096); // 2,621 for 1 GiB
+  const rows: string[][] = [];
+  const row = (...cells: string[]) => rows.push(cells);
+
+  try {
+    for (const kind of ["random", "filesystem"] as const) {
+      const v1 = `${kind}-v1.img`;
+      const v2 = `${kind}-v2.img`;
+      const v3 = `${kind}-v3.img`;
+      await writeImage(join(images, v1), SIZE, kind, kind === "random" ? 1 : 2);
+      await copyFile(join(images, v1), join(images, v2));
+      await overwriteBlocks(join(images, v2), SIZE, blocks, 3);
+      await insertAt(join(images, v1), join(images, v3), Math.floor((SIZE * 0.1) / 4096) * 4096, 1 << 20, 4);
+
+      // 4. chunk+hash, one core, vs sha256sum.
+      await chunkFile(join(images, v1)); // warm-up (JIT, page cache)
+      const chunkTimes: number[] = [];
+      const shaTimes: number[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        chunkTimes.push(await timed(() => chunkFile(join(images, v1))));
+        shaTimes.push(await timed(() => run("sha256sum", [join(images, v1)])));
+      }
+      const chunkSpeed = SIZE / median(chunkTimes);
+      const shaSpeed = SIZE / median(shaTimes);
+      row(
+        kind,
+        "chunk+hash (1 core)",
+        gbps(SIZE, median(chunkTimes)),
+        `sha256sum ${gbps(SIZE, median(shaTimes))}`,
+        `${(chunkSpeed / shaSpeed).toFixed(2)}x`,
+      );
+
+      // Upload the three versions to the source manager.
+      const manifests: Array<{ digest: string; size: number }> = [];
+      for (const [version, name] of [
+        [1, v1],
+        [2, v2],
+        [3, v3],
+      ] as const) {
+        const upload = { path: join(images, name), managerUrl: source.url, imageId: kind, version };
+        const seconds = await timed(async () => {
+          manifests[version] = (
+            await uploadImage({ ...upload, token: await keys.token(kind, version, "dc-a", "upload") })
+          ).manifest;
+        });
+        if (version === 1) row(kind, "upload client -> manager (cold)", gbps(SIZE, seconds), "", "");
+      }
+      const m1 = manifests[1] as { digest: string; size: number };
+      const m2 = manifests[2] as { digest: string; size: number };
+      const m3 = manifests[3] as { digest: string; size: number };
+
+      // 1. cold transfer vs curl (and curl followed by an fsync, for what durability costs).
+      const curlTimes: number[] = [];
+      const curlSyncTimes: number[] = [];
+      const coldTimes: number[] = [];
+      const targets: string[] = [];
+      for (let r = 0; r <= RUNS; r++) {
+        const dest = join(WORK, `curl-${r}.img`);
+        const seconds = await timed(() => run("curl", ["-s", "-o", dest, `${fileServer.url}/${v1}`]));
+        const syncSeconds = await timed(() => run("sync", [dest]));
+        await rm(dest);
+        const dataDir = join(WORK, `${kind}-target-${r}`);
+        const target = await startManager({ dataDir, datacenter: "dc-b", publicKeyFile: keys.publicKeyFile });
+        const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size);
+        await target.kill("SIGTERM");
+        if (r === 0) {
+          await rm(dataDir, { recursive: true });
+          continue; // warm-up
+        }
+        targets.push(dataDir);
+        curlTimes.push(seconds);
+        curlSyncTimes.push(seconds + syncSeconds);
+        coldTimes.push(pulled.seconds);
+      }
+      const cold = median(coldTimes);
+      row(
+        kind,
+        "1. cold transfer",
+        gbps(SIZE, cold),
+        `curl ${gbps(SIZE, median(curlTimes))}`,
+        `${(median(curlTimes) / cold).toFixed(2)}x of curl`,
+      );
+      row(
+        kind,
+        "",
+        "",
+        `curl+fsync ${gbps(SIZE, median(curlSyncTimes))}`,
+        `${(median(curlSyncTimes) / cold).toFixed(2)}x of curl+fsync`,
+      );
+
+      // 2 and 3. Deltas from v1, each run on a fresh copy of a target holding v1.
+      for (const [label, version, name, manifest] of [
+        [`2. delta 1% (${blocks} x 4 KiB)`, 2, v2, m2],
+        ["3. 1 MiB insertion at 10%", 3, v3, m3],
+      ] as const) {
+        const ours: Pulled[] = [];
+        const theirs: Array<{ seconds: number; wire: number }> = [];
+        for (let r = 0; r < RUNS; r++) {
+          const dataDir = targets[r] as string;
+          const target = await startManager({
+            dataDir,
+            datacenter: "dc-b",
+            publicKeyFile: keys.publicKeyFile,
+          });
+          ours.push(await pullVia(target, source, keys, kind, version, manifest.digest, manifest.size));
+          await target.kill("SIGTERM");
+          const rsyncDir = join(WORK, `rsync-${r}`);
+          await mkdir(rsyncDir, { recursive: true });
+          await cp(join(images, v1), join(rsyncDir, name));
+          theirs.push(await rsyncUpdate(rsyncd.url, name, join(rsyncDir, name)));
+          await rm(rsyncDir, { recursive: true });
+        }
+        const wire = median(ours.map((p) => p.wire));
+        const rsyncWire = median(theirs.map((p) => p.wire));
+        row(
+          kind,
+          label,
+          `${mib(wire)} on the wire (${((wire / SIZE) * 100).toFixed(2)}%)`,
+          `rsync ${mib(rsyncWire)} (${((rsyncWire / SIZE) * 100).toFixed(2)}%)`,
+          `${(wire / rsyncWire).toFixed(2)}x rsync bytes`,
+        );
+        if (version === 2) {
+          const seconds = median(ours.map((p) => p.seconds));
+          const rsyncSeconds = median(theirs.map((p) => p.seconds));
+          row(
+            kind,
+            "",
+            `${seconds.toFixed(2)} s`,
+            `rsync ${rsyncSeconds.toFixed(2)} s`,
+            `${(seconds / rsyncSeconds).toFixed(2)}x rsync time`,
+          );
+        }
+      }
+      for (const dataDir of targets) await rm(dataDir, { recursive: true });
+    }
+  } finally {
+    await source.kill("SIGTERM");
+    await stopAllManagers();
+    fileServer.close();
+    rsyncd.child.kill();
+    if (!values.keep) await rm(WORK, { recursive: true, force: true });
+  }
+  const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i] as number)).join("  "));
+}
+
+await main();

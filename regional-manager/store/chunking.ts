@@ -1,0 +1,204 @@
+import { createHash } from "node:crypto";
+
+/**
+ * Content-defined chunking (FastCDC: gear rolling hash, cut-point skipping below the
+ * minimum length, and normalised chunking with a harder mask before the average length and
+ * an easier one after it).
+ *
+ * Parameters (measured with `npm run bench:transfer`, see the closing note of issue 3):
+ * - average 8 KiB: a scattered 4 KiB write changes the chunk it lands in, one more when it
+ *   straddles or erases a boundary; measured, that is ~1.9x the average per write. At 16 KiB
+ *   the 1% benchmark sent ~7.7% of the image, no better than rsync's ~7.75%; at 8 KiB it
+ *   sends about half that. The cost is a larger manifest (36 bytes per chunk: ~4.5 MiB per
+ *   GiB, 0.45%) and more per-chunk work, which the throughput figures include.
+ * - minimum 2 KiB: the skipped prefix is where FastCDC gets its speed; a quarter of the
+ *   average is the usual balance between speed and deduplication.
+ * - maximum 64 KiB: bounds memory per chunk.
+ * Runs of zeros are not cut by content (the gear hash of zeros is a constant that matches
+ * neither mask, so they would become maximum-length chunks aligned to whatever preceded
+ * them, and a write inside a hole would shift every chunk up to the hole's end): aligned
+ * 4 KiB zero blocks forming a run of at least 16 KiB are cut out as zero chunks, with forced
+ * boundaries at both ends of the run (see `chunkWindow`).
+ *
+ * These values define chunk boundaries, so changing them only costs deduplication against
+ * chunks already stored; nothing else depends on them.
+ */
+export interface ChunkingParameters {
+  minLength: number;
+  averageLength: number;
+  maxLength: number;
+}
+
+export const DEFAULT_CHUNKING: ChunkingParameters = {
+  minLength: 2 * 1024,
+  averageLength: 8 * 1024,
+  maxLength: 64 * 1024,
+};
+
+/** Zero runs are found in blocks of this size, aligned to offsets in the image. */
+export const ZERO_BLOCK = 4096;
+/** Shorter zero stretches are ordinary data. */
+export const MIN_ZERO_RUN = 4 * ZERO_BLOCK;
+/** Zero runs are cut into chunks of this length (they are never stored nor sent). */
+export const ZERO_CHUNK_LENGTH = 256 * 1024;
+
+/** The gear table is derived from a fixed seed so that every client and manager cuts alike. */
+export const GEAR: Int32Array = (() => {
+  const table = new Int32Array(256);
+  for (let i = 0; i < 256; i++) {
+    table[i] = createHash("sha256").update(`globalvm gear v1 ${i}`).digest().readInt32BE(0);
+  }
+  return table;
+})();
+
+/**
+ * A mask of `bits` ones in the high end of a 32-bit word: with `h = (h << 1) + gear[b]`,
+ * bit k depends on the last k + 1 bytes, so high bits give the widest window.
+ */
+export function highBitsMask(bits: number): number {
+  return (((1 << bits) - 1) << (32 - bits)) | 0;
+}
+
+export interface ChunkMasks {
+  /** Harder mask used before the average length (normalisation level 2: two more bits). */
+  small: number;
+  /** Easier mask used after it (two fewer bits). */
+  large: number;
+}
+
+export function masksFor(params: ChunkingParameters): ChunkMasks {
+  const bits = Math.round(Math.log2(params.averageLength));
+  return { small: highBitsMask(bits + 2), large: highBitsMask(bits - 2) };
+}
+
+export function validateChunkingParameters(params: ChunkingParameters): void {
+  const { minLength, averageLength, maxLength } = params;
+  if (!(minLength >= 64 && minLength <= averageLength && averageLength <= maxLength)) {
+    throw new RangeError("chunking parameters must satisfy 64 <= min <= average <= max");
+  }
+  if (2 ** Math.round(Math.log2(averageLength)) !== averageLength) {
+    throw new RangeError("the average chunk length must be a power of two");
+  }
+}
+
+/**
+ * The end (exclusive) of the chunk that starts at `start`, or -1 when more data is needed
+ * to decide (`final` says no more data will come after `end`).
+ */
+export function findChunkEnd(
+  data: Uint8Array,
+  start: number,
+  end: number,
+  final: boolean,
+  params: ChunkingParameters,
+  masks: ChunkMasks,
+): number {
+  const available = end - start;
+  if (available <= params.minLength) return final ? end : -1;
+  const limit = start + Math.min(available, params.maxLength);
+  const normal = start + Math.min(available, params.averageLength);
+  const gear = GEAR;
+  const small = masks.small;
+  const large = masks.large;
+  let h = 0;
+  let i = start + params.minLength;
+  for (; i < normal; i++) {
+    h = ((h << 1) + (gear[data[i] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 1;
+  }
+  for (; i < limit; i++) {
+    h = ((h << 1) + (gear[data[i] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 1;
+  }
+  if (available >= params.maxLength) return start + params.maxLength;
+  return final ? end : -1;
+}
+
+const ZEROS = new Uint8Array(ZERO_BLOCK);
+
+function isZeroBlock(data: Uint8Array, at: number): boolean {
+  // Buffer#equals is a memcmp: it stops at the first non-zero byte, so data costs nothing.
+  return Buffer.from(data.buffer, data.byteOffset + at, ZERO_BLOCK).equals(ZEROS);
+}
+
+/**
+ * The first run of at least MIN_ZERO_RUN bytes of zero blocks (aligned so that
+ * `base + position` is a multiple of ZERO_BLOCK) inside [from, to), or undefined.
+ */
+export function findZeroRun(
+  data: Uint8Array,
+  from: number,
+  to: number,
+  base: number,
+): { start: number; end: number } | undefined {
+  let block = from + ((ZERO_BLOCK - ((base + from) % ZERO_BLOCK)) % ZERO_BLOCK);
+  while (block + ZERO_BLOCK <= to) {
+    if (!isZeroBlock(data, block)) {
+      block += ZERO_BLOCK;
+      continue;
+    }
+    const start = block;
+    let end = block + ZERO_BLOCK;
+    while (end + ZERO_BLOCK <= to && isZeroBlock(data, end)) end += ZERO_BLOCK;
+    if (end - start >= MIN_ZERO_RUN) return { start, end };
+    block = end + ZERO_BLOCK;
+  }
+  return undefined;
+}
+
+export interface ChunkCut {
+  start: number;
+  end: number;
+  zero: boolean;
+}
+
+/**
+ * Cuts the chunks that can be decided in data[start, filled) (`base` is the image offset of
+ * data[0], `final` says the image ends at `filled`), calling `emit` for each; returns where
+ * the undecided rest begins. Cuts never depend on where a read window happens to end: a
+ * data chunk is only cut when enough bytes follow it to see a zero run that starts inside it.
+ */
+export function chunkWindow(
+  data: Uint8Array,
+  start: number,
+  filled: number,
+  final: boolean,
+  base: number,
+  params: ChunkingParameters,
+  masks: ChunkMasks,
+  emit: (cut: ChunkCut) => void,
+): number {
+  const lookahead = MIN_ZERO_RUN + ZERO_BLOCK;
+  for (;;) {
+    const run = findZeroRun(data, start, filled, base);
+    const dataEnd = run ? run.start : filled;
+    while (start < dataEnd) {
+      const decided = run !== undefined || final;
+      const end = findChunkEnd(data, start, dataEnd, decided, params, masks);
+      if (end < 0 || (!decided && end + lookahead > filled)) return start;
+      emit({ start, end, zero: false });
+      start = end;
+    }
+    if (!run) return start;
+    const open = run.end + ZERO_BLOCK > filled && !final; // the run may go on past the window
+    // An open run keeps at least MIN_ZERO_RUN unconsumed, so the next window finds it again.
+    while (run.end - start >= ZERO_CHUNK_LENGTH + (open ? MIN_ZERO_RUN : 0)) {
+      emit({ start, end: start + ZERO_CHUNK_LENGTH, zero: true });
+      start += ZERO_CHUNK_LENGTH;
+    }
+    if (open) return start;
+    if (start < run.end) emit({ start, end: run.end, zero: true });
+    start = run.end;
+  }
+}
+
+/** Chunk lengths of an in-memory buffer (used by tests and small inputs). */
+export function chunkLengths(data: Uint8Array, params: ChunkingParameters = DEFAULT_CHUNKING): number[] {
+  return cutChunks(data, params).map((cut) => cut.end - cut.start);
+}
+
+export function cutChunks(data: Uint8Array, params: ChunkingParameters = DEFAULT_CHUNKING): ChunkCut[] {
+  const cuts: ChunkCut[] = [];
+  chunkWindow(data, 0, data.length, true, 0, params, masksFor(params), (cut) => cuts.push(cut));
+  return cuts;
+}

@@ -1,0 +1,336 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { writeImage } from "./assemble.ts";
+import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
+import { asStoreError, StoreError } from "./errors.ts";
+import {
+  decodeManifest,
+  encodeManifest,
+  type Manifest,
+  type ManifestExpectations,
+  missingDigests,
+  referencedDigests,
+  validateManifest,
+} from "./manifest.ts";
+
+export type ImageFormat = "raw" | "qcow2" | "iso";
+export type VersionState = "pending" | "available";
+
+/** What the store knows about one image version held (or being received) in this datacenter. */
+export interface VersionRecord {
+  imageId: string;
+  version: number;
+  state: VersionState;
+  size: number;
+  digest: string;
+  format: ImageFormat;
+  chunkCount: number;
+  /** Assigned when the version becomes available; the compute driver opens `imagePath(localId)`. */
+  localId?: string;
+}
+
+const IMAGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const LOCAL_ID_PATTERN = /^img-[0-9a-f]{16}$/;
+
+/** Image IDs become directory names: only a conservative alphabet, never "." or "..". */
+export function isImageId(value: unknown): value is string {
+  return typeof value === "string" && IMAGE_ID_PATTERN.test(value);
+}
+
+export function isVersion(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 1;
+}
+
+export function isLocalId(value: unknown): value is string {
+  return typeof value === "string" && LOCAL_ID_PATTERN.test(value);
+}
+
+function checkIdentifiers(imageId: string, version: number): void {
+  if (!isImageId(imageId))
+    throw new StoreError("INVALID_IDENTIFIER", `image id ${JSON.stringify(imageId)} is not valid`);
+  if (!isVersion(version))
+    throw new StoreError("INVALID_IDENTIFIER", `version ${version} is not a positive integer`);
+}
+
+/** Digests stored but referenced by no manifest: what garbage collection removes. */
+export function unreferencedDigests(stored: Iterable<string>, referenced: ReadonlySet<string>): Set<string> {
+  const dead = new Set<string>();
+  for (const digest of stored) if (!referenced.has(digest)) dead.add(digest);
+  return dead;
+}
+
+async function writeFileAtomically(path: string, data: string | Buffer): Promise<void> {
+  const temporary = `${path}.tmp`;
+  try {
+    const file = await open(temporary, "w");
+    try {
+      await file.writeFile(data);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw asStoreError(error, path);
+  }
+}
+
+function versionKey(imageId: string, version: number): string {
+  return `${imageId}@${version}`;
+}
+
+export interface ImageStoreOptions extends ChunkStoreOptions {}
+
+/**
+ * The datacenter's image store: chunks (deduplicated across every image and version),
+ * version manifests, and one assembled, verified image file per available version.
+ *
+ * Layout under the data directory:
+ *   chunks/pack-N.pack, pack-N.idx        chunk data and its index (see chunk-store.ts)
+ *   versions/<imageId>/<version>.manifest  binary manifest
+ *   versions/<imageId>/<version>.json      VersionRecord
+ *   images/<localId>.img                   assembled image, sparse, read-only by convention
+ */
+export class ImageStore {
+  readonly dataDir: string;
+  readonly chunks: ChunkStore;
+  private readonly versions = new Map<string, VersionRecord>();
+  private readonly manifests = new Map<string, Manifest>();
+  private readonly byLocalId = new Map<string, VersionRecord>();
+  private readonly completing = new Map<string, Promise<VersionRecord>>();
+  private collecting: Promise<unknown> | undefined;
+
+  private constructor(dataDir: string, chunks: ChunkStore) {
+    this.dataDir = dataDir;
+    this.chunks = chunks;
+  }
+
+  static async open(dataDir: string, options: ImageStoreOptions = {}): Promise<ImageStore> {
+    await mkdir(join(dataDir, "versions"), { recursive: true });
+    await mkdir(join(dataDir, "images"), { recursive: true });
+    const store = new ImageStore(dataDir, await ChunkStore.open(join(dataDir, "chunks"), options));
+    await store.load();
+    return store;
+  }
+
+  private async load(): Promise<void> {
+    for (const name of await readdir(join(this.dataDir, "images"))) {
+      if (name.endsWith(".tmp")) await rm(join(this.dataDir, "images", name), { force: true });
+    }
+    for (const imageId of await readdir(join(this.dataDir, "versions"))) {
+      if (!isImageId(imageId)) continue;
+      const dir = join(this.dataDir, "versions", imageId);
+      for (const name of await readdir(dir)) {
+        if (name.endsWith(".tmp")) {
+          await rm(join(dir, name), { force: true });
+          continue;
+        }
+        if (!name.endsWith(".json")) continue;
+        const record = JSON.parse(await readFile(join(dir, name), "utf8")) as VersionRecord;
+        const manifest = decodeManifest(await readFile(join(dir, `${record.version}.manifest`)));
+        this.remember(record, manifest);
+      }
+    }
+  }
+
+  private remember(record: VersionRecord, manifest: Manifest): void {
+    const key = versionKey(record.imageId, record.version);
+    this.versions.set(key, record);
+    this.manifests.set(key, manifest);
+    if (record.localId) this.byLocalId.set(record.localId, record);
+  }
+
+  getVersion(imageId: string, version: number): VersionRecord | undefined {
+    return this.versions.get(versionKey(imageId, version));
+  }
+
+  getManifest(imageId: string, version: number): Manifest | undefined {
+    return this.manifests.get(versionKey(imageId, version));
+  }
+
+  listVersions(): VersionRecord[] {
+    return [...this.versions.values()];
+  }
+
+  findByLocalId(localId: string): VersionRecord | undefined {
+    return this.byLocalId.get(localId);
+  }
+
+  /** The assembled image of an available version (format in its VersionRecord). */
+  imagePath(localId: string): string {
+    if (!isLocalId(localId) || !this.byLocalId.has(localId)) {
+      throw new StoreError("VERSION_NOT_FOUND", `no available image has local id ${JSON.stringify(localId)}`);
+    }
+    return join(this.dataDir, "images", `${localId}.img`);
+  }
+
+  /**
+   * Records the manifest of a version about to be received (validated, and checked against
+   * what the control plane expects). Idempotent for the same manifest, so an interrupted
+   * upload or pull simply begins again; a pending version may be replaced by another
+   * manifest, an available one may not.
+   */
+  async beginVersion(
+    imageId: string,
+    version: number,
+    manifest: Manifest,
+    options: ManifestExpectations & { format?: ImageFormat } = {},
+  ): Promise<VersionRecord> {
+    checkIdentifiers(imageId, version);
+    validateManifest(manifest, options);
+    await this.collecting;
+    const existing = this.getVersion(imageId, version);
+    if (existing) {
+      if (existing.digest === manifest.digest && existing.size === manifest.size) {
+        const known = this.getManifest(imageId, version) as Manifest;
+        if (existing.state === "available" || sameChunks(known, manifest)) return existing;
+      }
+      if (existing.state === "available") {
+        throw new StoreError(
+          "VERSION_CONFLICT",
+          `image ${imageId} version ${version} is already available with digest ${existing.digest}`,
+        );
+      }
+    }
+    const record: VersionRecord = {
+      imageId,
+      version,
+      state: "pending",
+      size: manifest.size,
+      digest: manifest.digest,
+      format: options.format ?? "raw",
+      chunkCount: manifest.chunks.length,
+    };
+    // Referenced in memory before any chunk of it is stored, so garbage collection keeps them.
+    this.remember(record, manifest);
+    const dir = join(this.dataDir, "versions", imageId);
+    await mkdir(dir, { recursive: true });
+    await writeFileAtomically(join(dir, `${version}.manifest`), encodeManifest(manifest));
+    await writeFileAtomically(join(dir, `${version}.json`), JSON.stringify(record));
+    return record;
+  }
+
+  /** Distinct chunk digests of a version that are not stored yet (zero runs never are). */
+  missingChunks(imageId: string, version: number): string[] {
+    const manifest = this.getManifest(imageId, version);
+    if (!manifest)
+      throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
+    return missingDigests(manifest, (digest) => this.chunks.has(digest));
+  }
+
+  /**
+   * Makes a pending version available: every chunk must be stored; the image is assembled
+   * (sparse), its whole digest checked, and only then renamed into place and given its
+   * local ID. Concurrent calls for one version share the work.
+   */
+  completeVersion(imageId: string, version: number): Promise<VersionRecord> {
+    const key = versionKey(imageId, version);
+    let running = this.completing.get(key);
+    if (!running) {
+      running = this.assembleVersion(imageId, version).finally(() => this.completing.delete(key));
+      this.completing.set(key, running);
+    }
+    return running;
+  }
+
+  private async assembleVersion(imageId: string, version: number): Promise<VersionRecord> {
+    const record = this.getVersion(imageId, version);
+    const manifest = this.getManifest(imageId, version);
+    if (!record || !manifest) {
+      throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
+    }
+    if (record.state === "available") return record;
+    const missing = this.missingChunks(imageId, version);
+    if (missing.length > 0) {
+      throw new StoreError(
+        "VERSION_INCOMPLETE",
+        `${missing.length} chunks of ${imageId} version ${version} are missing`,
+      );
+    }
+    await this.chunks.flush();
+    const localId = `img-${randomBytes(8).toString("hex")}`;
+    const path = join(this.dataDir, "images", `${localId}.img`);
+    const temporary = `${path}.tmp`;
+    let digest: string;
+    try {
+      const file = await open(temporary, "w");
+      try {
+        await file.truncate(manifest.size);
+        digest = await writeImage(this.chunks, manifest, file);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw asStoreError(error, `image ${imageId} version ${version}`);
+    }
+    if (digest !== manifest.digest) {
+      await rm(temporary, { force: true });
+      throw new StoreError(
+        "IMAGE_DIGEST_MISMATCH",
+        `assembled image ${imageId} version ${version} has digest ${digest}, expected ${manifest.digest}`,
+      );
+    }
+    await rename(temporary, path);
+    const available: VersionRecord = { ...record, state: "available", localId };
+    await writeFileAtomically(
+      join(this.dataDir, "versions", imageId, `${version}.json`),
+      JSON.stringify(available),
+    );
+    this.remember(available, manifest);
+    return available;
+  }
+
+  /** Forgets a version and deletes its image file; its chunks go at the next collection. */
+  async deleteVersion(imageId: string, version: number): Promise<void> {
+    checkIdentifiers(imageId, version);
+    const key = versionKey(imageId, version);
+    const record = this.versions.get(key);
+    if (!record) return;
+    const dir = join(this.dataDir, "versions", imageId);
+    await rm(join(dir, `${version}.json`), { force: true });
+    await rm(join(dir, `${version}.manifest`), { force: true });
+    this.versions.delete(key);
+    this.manifests.delete(key);
+    if (record.localId) {
+      this.byLocalId.delete(record.localId);
+      await rm(join(this.dataDir, "images", `${record.localId}.img`), { force: true });
+    }
+  }
+
+  /** Removes every chunk that no manifest (pending or available) references. */
+  async collectGarbage(): Promise<{ chunksRemoved: number; bytesReclaimed: number }> {
+    while (this.collecting) await this.collecting;
+    const run = (async () => {
+      const referenced = new Set<string>();
+      for (const manifest of this.manifests.values()) referencedDigests(manifest, referenced);
+      return this.chunks.remove(unreferencedDigests(this.chunks.digests(), referenced));
+    })();
+    this.collecting = run.finally(() => {
+      this.collecting = undefined;
+    });
+    return run;
+  }
+
+  stats(): { chunkCount: number; chunkBytes: number; imageCount: number } {
+    return {
+      chunkCount: this.chunks.chunkCount,
+      chunkBytes: this.chunks.storedBytes(),
+      imageCount: this.byLocalId.size,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.chunks.close();
+  }
+}
+
+function sameChunks(a: Manifest, b: Manifest): boolean {
+  if (a.chunks.length !== b.chunks.length) return false;
+  return a.chunks.every(
+    (chunk, i) => chunk.digest === b.chunks[i]?.digest && chunk.length === b.chunks[i]?.length,
+  );
+}

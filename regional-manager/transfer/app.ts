@@ -1,0 +1,362 @@
+import type { IncomingMessage } from "node:http";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { TransferAction, TransferTokenVerifier } from "../auth/transfer-token.ts";
+import { StoreError } from "../store/errors.ts";
+import type { ImageFormat, ImageStore } from "../store/image-store.ts";
+import {
+  type ChunkRef,
+  decodeDigestList,
+  decodeManifest,
+  encodeDigestList,
+  encodeManifest,
+  type Manifest,
+} from "../store/manifest.ts";
+import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
+import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
+import { problem, problemFromError, problemResponse } from "./problems.ts";
+import type { ReplicaReporter } from "./reporter.ts";
+
+/** Manifests are read whole; 128 MiB holds ~3.7M chunks, a ~57 GiB image at 16 KiB chunks. */
+const MAX_MANIFEST_BYTES = 128 << 20;
+
+export interface TransferAppOptions {
+  store: ImageStore;
+  verifier: TransferTokenVerifier;
+  /** Told when an uploaded version becomes available (the lead maps it to the catalog). */
+  reporter?: ReplicaReporter;
+}
+
+const VersionParams = z.object({
+  imageId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/)
+    .openapi({ example: "img_01hz" }),
+  version: z.coerce.number().int().min(1).openapi({ example: 1 }),
+});
+
+const VersionRecordSchema = z
+  .object({
+    imageId: z.string(),
+    version: z.number().int(),
+    state: z.enum(["pending", "available"]),
+    size: z.number().int(),
+    digest: z.string(),
+    format: z.enum(["raw", "qcow2", "iso"]),
+    chunkCount: z.number().int(),
+    localId: z.string().optional(),
+  })
+  .openapi("ImageVersionRecord");
+
+const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    code: z.string(),
+    detail: z.string(),
+    field: z.string().optional(),
+  })
+  .openapi("Problem");
+
+const binary = (description: string) => ({
+  content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } },
+  description,
+});
+const problems = {
+  400: { content: { "application/problem+json": { schema: ProblemSchema } }, description: "Invalid input" },
+  401: {
+    content: { "application/problem+json": { schema: ProblemSchema } },
+    description: "Missing or invalid token",
+  },
+  403: {
+    content: { "application/problem+json": { schema: ProblemSchema } },
+    description: "Token for another scope",
+  },
+};
+const security = [{ transferToken: [] }];
+
+export const transferRoutes = {
+  putUploadManifest: createRoute({
+    method: "put",
+    path: "/v1/uploads/{imageId}/versions/{version}/manifest",
+    summary: "Declare the manifest of an image version to upload; answers the digests this datacenter lacks",
+    security,
+    request: {
+      params: VersionParams,
+      query: z.object({ format: z.enum(["raw", "qcow2", "iso"]).optional() }),
+      body: {
+        content: binary("Binary manifest (see regional-manager/store/manifest.ts)").content,
+        required: true,
+      },
+    },
+    responses: { 200: binary("Concatenated 32-byte digests of the missing chunks"), ...problems },
+  }),
+  postUploadChunks: createRoute({
+    method: "post",
+    path: "/v1/uploads/{imageId}/versions/{version}/chunks",
+    summary: "Send chunks of the version (records: digest, length, data); each is verified and stored",
+    security,
+    request: { params: VersionParams, body: { content: binary("Chunk records").content, required: true } },
+    responses: {
+      200: {
+        content: {
+          "application/json": { schema: z.object({ received: z.number().int(), stored: z.number().int() }) },
+        },
+        description: "Chunks stored durably",
+      },
+      ...problems,
+    },
+  }),
+  commitUpload: createRoute({
+    method: "post",
+    path: "/v1/uploads/{imageId}/versions/{version}/commit",
+    summary: "Assemble the image, verify its digest and make the version available",
+    security,
+    request: { params: VersionParams },
+    responses: {
+      200: {
+        content: { "application/json": { schema: VersionRecordSchema } },
+        description: "Available version",
+      },
+      ...problems,
+    },
+  }),
+  getPeerManifest: createRoute({
+    method: "get",
+    path: "/v1/transfer/{imageId}/versions/{version}/manifest",
+    summary:
+      "Manifest of an available version, for a peer manager; with ?base=N (a version the peer holds) it may come as a delta from N (x-manifest-base tells)",
+    security,
+    request: { params: VersionParams, query: z.object({ base: z.coerce.number().int().min(1).optional() }) },
+    responses: { 200: binary("Binary manifest"), ...problems },
+  }),
+  postPeerChunks: createRoute({
+    method: "post",
+    path: "/v1/transfer/{imageId}/versions/{version}/chunks",
+    summary: "Stream the requested chunks of an available version, in the order asked",
+    security,
+    request: {
+      params: VersionParams,
+      body: { content: binary("Concatenated 32-byte digests").content, required: true },
+    },
+    responses: { 200: binary("Chunk records"), ...problems },
+  }),
+};
+
+function bearer(c: Context): string | undefined {
+  const header = c.req.header("authorization");
+  return header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+}
+
+/**
+ * The request body as a stream of byte pieces. Under @hono/node-server the Node request is
+ * read directly: its web-stream adapter halves the throughput of bulk uploads.
+ */
+function requestBody(c: Context): AsyncIterable<Uint8Array> | undefined {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && typeof incoming.read === "function" && !incoming.readableEnded) return incoming;
+  return c.req.raw.body ?? undefined;
+}
+
+async function readBody(c: Context, limit: number): Promise<Buffer> {
+  const body = requestBody(c);
+  if (!body) return Buffer.alloc(0);
+  const pieces: Buffer[] = [];
+  let total = 0;
+  for await (const piece of body) {
+    total += piece.byteLength;
+    if (total > limit) throw new ChunkRecordError(`the request body exceeds ${limit} bytes`);
+    pieces.push(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+  }
+  return Buffer.concat(pieces);
+}
+
+// Per-manifest lookup of chunk lengths, built once per version rather than per request.
+const lengthsByManifest = new WeakMap<Manifest, Map<string, ChunkRef>>();
+function chunkIndex(manifest: Manifest): Map<string, ChunkRef> {
+  let index = lengthsByManifest.get(manifest);
+  if (!index) {
+    index = new Map();
+    for (const chunk of manifest.chunks) if (!chunk.zero) index.set(chunk.digest, chunk);
+    lengthsByManifest.set(manifest, index);
+  }
+  return index;
+}
+
+/**
+ * The regional manager's upload and peer-transfer endpoints, as a sub-app to mount at the
+ * root of the manager's app. Every request needs a transfer token for its image version,
+ * this datacenter and the route's action.
+ */
+export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
+  const { store, verifier, reporter } = options;
+  const app = new OpenAPIHono();
+  app.openAPIRegistry.registerComponent("securitySchemes", "transferToken", {
+    type: "http",
+    scheme: "bearer",
+  });
+  for (const route of Object.values(transferRoutes)) app.openAPIRegistry.registerPath(route);
+
+  const handle = (
+    action: TransferAction,
+    run: (c: Context, imageId: string, version: number) => Promise<Response>,
+  ) => {
+    return async (c: Context) => {
+      try {
+        const parsed = VersionParams.safeParse(c.req.param());
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0];
+          return problemResponse(
+            problem(400, "INVALID_PARAMETER", issue?.message ?? "invalid", String(issue?.path[0])),
+          );
+        }
+        const { imageId, version } = parsed.data;
+        await verifier.verify(bearer(c), { imageId, version, action });
+        return await run(c, imageId, version);
+      } catch (error) {
+        return problemResponse(problemFromError(error));
+      }
+    };
+  };
+
+  app.put(
+    "/v1/uploads/:imageId/versions/:version/manifest",
+    handle("upload", async (c, imageId, version) => {
+      const format = c.req.query("format") as ImageFormat | undefined;
+      if (format !== undefined && !["raw", "qcow2", "iso"].includes(format)) {
+        return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
+      }
+      const manifest = decodeManifest(await readBody(c, MAX_MANIFEST_BYTES));
+      await store.beginVersion(imageId, version, manifest, format ? { format } : {});
+      const missing = store.missingChunks(imageId, version);
+      return new Response(encodeDigestList(missing), {
+        headers: { "content-type": "application/octet-stream", "x-missing-chunks": String(missing.length) },
+      });
+    }),
+  );
+
+  app.post(
+    "/v1/uploads/:imageId/versions/:version/chunks",
+    handle("upload", async (c, imageId, version) => {
+      const manifest = store.getManifest(imageId, version);
+      if (!manifest)
+        throw new StoreError("VERSION_NOT_FOUND", `send the manifest of ${imageId} version ${version} first`);
+      const index = chunkIndex(manifest);
+      const decoder = new ChunkRecordDecoder();
+      let received = 0;
+      let stored = 0;
+      try {
+        const body = requestBody(c);
+        if (body) {
+          for await (const piece of body) {
+            for (const record of decoder.push(piece)) {
+              const chunk = index.get(record.digest);
+              if (!chunk || chunk.length !== record.data.length) {
+                throw new StoreError(
+                  "CHUNK_NOT_REFERENCED",
+                  `chunk ${record.digest} of ${record.data.length} bytes is not in the manifest`,
+                );
+              }
+              received++;
+              if (!store.chunks.has(record.digest)) stored++;
+              await store.chunks.put(record.digest, record.data, record.record);
+            }
+          }
+        }
+        if (!decoder.atBoundary) throw new ChunkRecordError("the chunk stream ends inside a record");
+      } finally {
+        // What was verified is kept even when the request fails: a retry will not resend it.
+        await store.chunks.flush();
+      }
+      return c.json({ received, stored });
+    }),
+  );
+
+  app.post(
+    "/v1/uploads/:imageId/versions/:version/commit",
+    handle("upload", async (c, imageId, version) => {
+      const record = await store.completeVersion(imageId, version);
+      await reporter?.reportReplica({
+        imageId,
+        version,
+        state: "available",
+        localId: record.localId,
+        digest: record.digest,
+        size: record.size,
+      });
+      return c.json(record);
+    }),
+  );
+
+  app.get(
+    "/v1/transfer/:imageId/versions/:version/manifest",
+    handle("read", async (c, imageId, version) => {
+      const record = store.getVersion(imageId, version);
+      const manifest = store.getManifest(imageId, version);
+      if (record?.state !== "available" || !manifest) {
+        throw new StoreError(
+          "VERSION_NOT_FOUND",
+          `image ${imageId} version ${version} is not available here`,
+        );
+      }
+      const headers: Record<string, string> = {
+        "content-type": "application/octet-stream",
+        "x-image-format": record.format,
+      };
+      // The puller names a version it holds: send the manifest as a difference from it.
+      const base = Number(c.req.query("base"));
+      const baseManifest =
+        Number.isSafeInteger(base) && base >= 1 ? store.getManifest(imageId, base) : undefined;
+      if (baseManifest && store.getVersion(imageId, base)?.state === "available") {
+        const delta = encodeManifestDelta(manifest, diffManifests(baseManifest, manifest));
+        return new Response(delta, { headers: { ...headers, "x-manifest-base": String(base) } });
+      }
+      return new Response(encodeManifest(manifest), { headers });
+    }),
+  );
+
+  app.post(
+    "/v1/transfer/:imageId/versions/:version/chunks",
+    handle("read", async (c, imageId, version) => {
+      const record = store.getVersion(imageId, version);
+      const manifest = store.getManifest(imageId, version);
+      if (record?.state !== "available" || !manifest) {
+        throw new StoreError(
+          "VERSION_NOT_FOUND",
+          `image ${imageId} version ${version} is not available here`,
+        );
+      }
+      const digests = decodeDigestList(await readBody(c, MAX_MANIFEST_BYTES));
+      const index = chunkIndex(manifest);
+      // Only chunks of this version are served: a read token does not open the whole store.
+      for (const digest of digests) {
+        if (!index.has(digest))
+          throw new StoreError("CHUNK_NOT_REFERENCED", `chunk ${digest} is not part of this version`);
+      }
+      return new Response(chunkRecordStream(store, digests), {
+        headers: { "content-type": "application/octet-stream", "x-chunk-count": String(digests.length) },
+      });
+    }),
+  );
+
+  return app;
+}
+
+/** Whole records straight from the packs: adjacent chunks leave in one buffer, uncopied. */
+function chunkRecordStream(store: ImageStore, digests: string[]): ReadableStream<Uint8Array> {
+  const runs = store.chunks.readRecords(digests);
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await runs.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      async cancel() {
+        await runs.return(undefined);
+      },
+    },
+    { highWaterMark: 2 },
+  );
+}

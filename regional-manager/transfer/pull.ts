@@ -1,0 +1,317 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { StoreError } from "../store/errors.ts";
+import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
+import { decodeManifest, encodeDigestList, type Manifest, validateManifest } from "../store/manifest.ts";
+import { applyManifestDelta } from "../store/manifest-delta.ts";
+import { ChunkRecordDecoder } from "./chunk-records.ts";
+import { binaryRequest, readAll } from "./http-client.ts";
+import type { ReplicaReporter } from "./reporter.ts";
+
+/** A manager holding the version, and a `read` token for it signed by the control plane. */
+export interface PullSource {
+  url: string;
+  token: string;
+}
+
+export interface PullProgress {
+  /** Bytes of chunk data stored so far, of `bytesTotal` missing when the pull began. */
+  bytesDone: number;
+  bytesTotal: number;
+  chunksDone: number;
+  chunksTotal: number;
+  bytesPerSecond: number;
+  /** HTTP body bytes both ways (manifest, digest lists, chunk records), for comparisons. */
+  wireBytes: number;
+}
+
+export interface PullOptions {
+  store: ImageStore;
+  imageId: string;
+  version: number;
+  expectedDigest: string;
+  expectedSize: number;
+  sources: PullSource[];
+  onProgress?: (progress: PullProgress) => void;
+  reporter?: ReplicaReporter;
+  signal?: AbortSignal;
+  /** Passes over the sources before giving up; each pass asks only for what is still missing. */
+  attempts?: number;
+  /** Bytes of chunk data per request; a request's chunks are sealed (crash-safe) when it ends. */
+  batchBytes?: number;
+  /** Requests in flight at once (pipelining: the next batch streams while one is verified). */
+  concurrency?: number;
+}
+
+export class PullError extends Error {
+  readonly code = "PULL_FAILED";
+}
+
+const DEFAULT_BATCH_BYTES = 32 << 20;
+const DEFAULT_CONCURRENCY = 2;
+const REPORT_INTERVAL_MS = 1000;
+
+function versionUrl(source: PullSource, imageId: string, version: number, leaf: string): string {
+  const base = source.url.replace(/\/+$/, "");
+  return `${base}/v1/transfer/${encodeURIComponent(imageId)}/versions/${version}/${leaf}`;
+}
+
+/**
+ * The newest version of the image this store holds, whose manifest the source may use as
+ * the base of a manifest delta (the stale index the new version is compared against).
+ */
+export function baseVersionFor(store: ImageStore, imageId: string, version: number): number | undefined {
+  let best: number | undefined;
+  for (const record of store.listVersions()) {
+    if (record.imageId !== imageId || record.state !== "available" || record.version === version) continue;
+    if (best === undefined || record.version > best) best = record.version;
+  }
+  return best;
+}
+
+async function fetchManifest(
+  store: ImageStore,
+  source: PullSource,
+  imageId: string,
+  version: number,
+  signal: AbortSignal | undefined,
+): Promise<{ manifest: Manifest; format: ImageFormat; bytes: number }> {
+  const base = baseVersionFor(store, imageId, version);
+  const query = base === undefined ? "" : `?base=${base}`;
+  const response = await binaryRequest({
+    method: "GET",
+    url: versionUrl(source, imageId, version, "manifest") + query,
+    headers: { authorization: `Bearer ${source.token}` },
+    signal,
+  });
+  const format = (response.headers["x-image-format"] ?? "raw") as ImageFormat;
+  const body = await readAll(response);
+  const deltaBase = Number(response.headers["x-manifest-base"]);
+  const baseManifest = deltaBase === base ? store.getManifest(imageId, deltaBase) : undefined;
+  if (response.headers["x-manifest-base"] !== undefined && !baseManifest) {
+    throw new PullError(`the source sent a manifest delta from version ${deltaBase}, which is not held here`);
+  }
+  const manifest = baseManifest ? applyManifestDelta(baseManifest, body) : decodeManifest(body);
+  return { manifest, format, bytes: body.length };
+}
+
+/** Streams `digests` from one source into the store, verifying each chunk as it arrives. */
+export async function fetchChunks(
+  store: ImageStore,
+  source: PullSource,
+  imageId: string,
+  version: number,
+  digests: readonly string[],
+  events: { onChunk: (length: number) => void; onWire: (bytes: number) => void },
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const body = encodeDigestList(digests);
+  events.onWire(body.length);
+  const response = await binaryRequest({
+    method: "POST",
+    url: versionUrl(source, imageId, version, "chunks"),
+    headers: { authorization: `Bearer ${source.token}` },
+    body,
+    signal,
+  });
+  const decoder = new ChunkRecordDecoder();
+  let next = 0;
+  try {
+    for await (const piece of response) {
+      events.onWire((piece as Buffer).length);
+      for (const record of decoder.push(piece)) {
+        if (record.digest !== digests[next]) {
+          throw new PullError(`the source sent chunk ${record.digest} where ${digests[next]} was asked`);
+        }
+        next++;
+        // put() verifies the digest: a chunk corrupted in transit is rejected, never stored.
+        await store.chunks.put(record.digest, record.data, record.record);
+        events.onChunk(record.data.length);
+      }
+    }
+  } finally {
+    await store.chunks.flush();
+  }
+  if (next !== digests.length || !decoder.atBoundary) {
+    throw new PullError(`the source ended the stream after ${next} of ${digests.length} chunks`);
+  }
+}
+
+/** Splits digests (in manifest order) into runs of about `batchBytes` of chunk data. */
+export function planBatches(
+  digests: readonly string[],
+  lengthOf: (digest: string) => number,
+  batchBytes: number,
+): string[][] {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const digest of digests) {
+    batch.push(digest);
+    bytes += lengthOf(digest);
+    if (bytes >= batchBytes) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+const inFlight = new WeakMap<ImageStore, Map<string, Promise<VersionRecord>>>();
+
+/**
+ * Makes `imageId`/`version` available in `store`, pulling only the chunks it lacks from
+ * the sources. Resumable: chunks stored by an earlier, interrupted pull are not fetched
+ * again. Two calls for the same version share one transfer (the second waits for it).
+ */
+export function pullImageVersion(options: PullOptions): Promise<VersionRecord> {
+  let running = inFlight.get(options.store);
+  if (!running) {
+    running = new Map();
+    inFlight.set(options.store, running);
+  }
+  const key = `${options.imageId}@${options.version}`;
+  const existing = running.get(key);
+  if (existing) return existing;
+  const map = running;
+  const pull = runPull(options).finally(() => map.delete(key));
+  map.set(key, pull);
+  return pull;
+}
+
+async function runPull(options: PullOptions): Promise<VersionRecord> {
+  const { store, imageId, version, sources, signal, reporter } = options;
+  const held = store.getVersion(imageId, version);
+  if (held?.state === "available" && held.digest === options.expectedDigest) return held;
+  if (sources.length === 0) throw new PullError(`no source holds ${imageId} version ${version}`);
+  const attempts = options.attempts ?? 3;
+  const errors: unknown[] = [];
+  try {
+    let manifest: Manifest | undefined;
+    let wireBytes = 0;
+    for (let attempt = 0; !manifest; attempt++) {
+      const source = sources[attempt % sources.length] as PullSource;
+      try {
+        const fetched = await fetchManifest(store, source, imageId, version, signal);
+        validateManifest(fetched.manifest, { size: options.expectedSize, digest: options.expectedDigest });
+        await store.beginVersion(imageId, version, fetched.manifest, { format: fetched.format });
+        manifest = fetched.manifest;
+        wireBytes += fetched.bytes;
+      } catch (error) {
+        errors.push(error);
+        if (signal?.aborted || attempt + 1 >= attempts * sources.length) throw error;
+      }
+    }
+    const lengths = new Map(manifest.chunks.map((chunk) => [chunk.digest, chunk.length]));
+    const lengthOf = (digest: string) => lengths.get(digest) as number;
+    const initial = store.missingChunks(imageId, version);
+    const progress: PullProgress = {
+      bytesDone: 0,
+      bytesTotal: initial.reduce((sum, digest) => sum + lengthOf(digest), 0),
+      chunksDone: 0,
+      chunksTotal: initial.length,
+      bytesPerSecond: 0,
+      wireBytes,
+    };
+    const onWire = (bytes: number) => {
+      progress.wireBytes += bytes;
+    };
+    const started = performance.now();
+    let lastReport = 0;
+    const onChunk = (length: number) => {
+      progress.bytesDone += length;
+      progress.chunksDone++;
+      const now = performance.now();
+      progress.bytesPerSecond = progress.bytesDone / Math.max((now - started) / 1000, 1e-3);
+      options.onProgress?.(progress);
+      if (reporter && now - lastReport >= REPORT_INTERVAL_MS) {
+        lastReport = now;
+        reporter
+          .reportReplica({
+            imageId,
+            version,
+            state: "transferring",
+            bytesDone: progress.bytesDone,
+            bytesTotal: progress.bytesTotal,
+          })
+          .catch(() => {});
+      }
+    };
+    for (let attempt = 0; ; attempt++) {
+      const missing = store.missingChunks(imageId, version);
+      if (missing.length === 0) break;
+      if (attempt >= attempts * sources.length) {
+        const last = errors.at(-1);
+        throw new PullError(
+          `${missing.length} chunks still missing after ${attempt} attempts; last error: ${last instanceof Error ? last.message : String(last)}`,
+          { cause: last },
+        );
+      }
+      const source = sources[attempt % sources.length] as PullSource;
+      // After a full pass over the sources fails, give a restarting source a moment.
+      if (attempt > 0 && attempt % sources.length === 0) {
+        await sleep(Math.min(2000, 250 * 2 ** (attempt / sources.length - 1)), undefined, { signal });
+      }
+      try {
+        const batches = planBatches(missing, lengthOf, options.batchBytes ?? DEFAULT_BATCH_BYTES);
+        await runPool(batches, options.concurrency ?? DEFAULT_CONCURRENCY, (batch) =>
+          fetchChunks(store, source, imageId, version, batch, { onChunk, onWire }, signal),
+        );
+      } catch (error) {
+        errors.push(error);
+        // A local fault is not cured by asking another source.
+        if (signal?.aborted || (error instanceof StoreError && error.code === "DISK_FULL")) throw error;
+      }
+    }
+    const record = await store.completeVersion(imageId, version);
+    options.onProgress?.(progress);
+    await reporter?.reportReplica({
+      imageId,
+      version,
+      state: "available",
+      localId: record.localId,
+      digest: record.digest,
+      size: record.size,
+      bytesDone: progress.bytesDone,
+      bytesTotal: progress.bytesTotal,
+    });
+    return record;
+  } catch (error) {
+    await reporter
+      ?.reportReplica({
+        imageId,
+        version,
+        state: "failed",
+        error: error instanceof Error ? error.message : String(error),
+      })
+      .catch(() => {});
+    throw error;
+  }
+}
+
+/** Runs `task` over `items` with at most `concurrency` at once; the first failure stops new tasks. */
+export async function runPool<T>(
+  items: readonly T[],
+  concurrency: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await task(item);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  const results = await Promise.allSettled(
+    Array.from({ length: Math.min(concurrency, items.length) }, worker),
+  );
+  const failure = results.find((result) => result.status === "rejected");
+  if (failure) throw (failure as PromiseRejectedResult).reason;
+}

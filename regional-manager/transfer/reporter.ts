@@ -1,0 +1,20 @@
+/**
+ * What the transfer code tells the control plane, behind an interface the control-plane
+ * side implements (catalog update of the image replica and progress of the operation).
+ */
+export interface ReplicaReport {
+  imageId: string;
+  version: number;
+  state: "transferring" | "available" | "failed";
+  /** Set with `available`: the datacenter-local ID the catalog maps the global ID to. */
+  localId?: string | undefined;
+  digest?: string;
+  size?: number;
+  bytesDone?: number;
+  bytesTotal?: number;
+  error?: string;
+}
+
+export interface ReplicaReporter {
+  reportReplica(report: ReplicaReport): Promise<void>;
+}

@@ -1,0 +1,88 @@
+/**
+ * Serves the transfer sub-app of one regional manager on a loopback port, without the
+ * control plane: used by the tests that kill managers and by the benchmark (the full
+ * service is `globalvm serve regional-manager`).
+ *
+ *   node regional-manager/transfer/standalone.ts --data-dir DIR --datacenter DC \
+ *     --public-key-file JWK.json [--port N]
+ *
+ * Prints `listening <port>` once ready. POST /_test/pull with a JSON body of
+ * pullImageVersion's options (without store) runs a pull in this process and prints
+ * `progress <bytesDone> <bytesTotal>` lines while it runs.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
+import { importJWK, type JWK } from "jose";
+import { createTransferTokenVerifier } from "../auth/transfer-token.ts";
+import { ImageStore } from "../store/image-store.ts";
+import { createTransferApp } from "./app.ts";
+import { problemFromError, problemResponse } from "./problems.ts";
+import { type PullSource, pullImageVersion } from "./pull.ts";
+
+const { values } = parseArgs({
+  options: {
+    "data-dir": { type: "string" },
+    datacenter: { type: "string" },
+    "public-key-file": { type: "string" },
+    port: { type: "string", default: "0" },
+  },
+});
+const dataDir = values["data-dir"];
+const datacenter = values.datacenter;
+const keyFile = values["public-key-file"];
+if (!dataDir || !datacenter || !keyFile) {
+  console.error("usage: standalone.ts --data-dir DIR --datacenter DC --public-key-file JWK.json [--port N]");
+  process.exit(2);
+}
+const jwk = JSON.parse(readFileSync(keyFile, "utf8")) as JWK;
+const publicKey = await importJWK(jwk, jwk.alg ?? (jwk.crv === "Ed25519" ? "EdDSA" : "ES256"));
+if (publicKey instanceof Uint8Array) throw new Error("transfer tokens use asymmetric keys");
+const store = await ImageStore.open(dataDir);
+const verifier = createTransferTokenVerifier({ keys: { publicKey }, datacenter });
+
+const app = new Hono();
+app.route("/", createTransferApp({ store, verifier }));
+app.post("/_test/pull", async (c) => {
+  const body = (await c.req.json()) as {
+    imageId: string;
+    version: number;
+    expectedDigest: string;
+    expectedSize: number;
+    sources: PullSource[];
+    attempts?: number;
+    batchBytes?: number;
+    concurrency?: number;
+  };
+  try {
+    let lastPrinted = 0;
+    let wireBytes = 0;
+    const record = await pullImageVersion({
+      store,
+      ...body,
+      onProgress: (progress) => {
+        wireBytes = progress.wireBytes;
+        if (progress.bytesDone - lastPrinted >= 256 << 10 || progress.bytesDone === progress.bytesTotal) {
+          lastPrinted = progress.bytesDone;
+          process.stdout.write(`progress ${progress.bytesDone} ${progress.bytesTotal}\n`);
+        }
+      },
+    });
+    process.stdout.write(`pulled ${body.imageId} ${body.version} wire ${wireBytes}\n`);
+    return c.json({ ...record, wireBytes });
+  } catch (error) {
+    return problemResponse(problemFromError(error));
+  }
+});
+app.get("/_test/stats", (c) => c.json(store.stats()));
+
+const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: Number(values.port) }, (info) => {
+  process.stdout.write(`listening ${info.port}\n`);
+});
+const stop = () => {
+  server.close();
+  store.close().finally(() => process.exit(0));
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);

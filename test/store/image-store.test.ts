@@ -1,0 +1,221 @@
+import { execFileSync } from "node:child_process";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
+import { sha256Hex } from "../../regional-manager/store/digest.ts";
+import { ImageStore } from "../../regional-manager/store/image-store.ts";
+import type { Manifest } from "../../regional-manager/store/manifest.ts";
+import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
+
+/** Puts the non-zero chunks of `data` (cut as `manifest` says) into the store. */
+async function putChunks(
+  store: ImageStore,
+  manifest: Manifest,
+  data: Buffer,
+  skip: (i: number) => boolean = () => false,
+) {
+  let at = 0;
+  for (const [i, chunk] of manifest.chunks.entries()) {
+    if (!chunk.zero && !skip(i)) await store.chunks.put(chunk.digest, data.subarray(at, at + chunk.length));
+    at += chunk.length;
+  }
+  await store.chunks.flush();
+}
+
+describe("ImageStore", () => {
+  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  beforeEach(async () => {
+    dir = await temporaryDir("image-store");
+  });
+  afterEach(async () => {
+    await dir.remove();
+  });
+
+  async function imageFile(name: string, data: Buffer): Promise<Manifest> {
+    const path = join(dir.path, name);
+    await writeFile(path, data);
+    return chunkFile(path);
+  }
+
+  it("makes a version available with a local id, its image assembled sparse and byte-exact", async () => {
+    const data = seededBytes(6 << 20, 21);
+    data.fill(0, 1 << 20, 5 << 20); // a filesystem-like hole of 4 MiB
+    const manifest = await imageFile("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    const pending = await store.beginVersion("img-a", 1, manifest, { format: "raw" });
+    expect(pending.state).toBe("pending");
+    expect(store.missingChunks("img-a", 1).length).toBe(manifest.chunks.filter((c) => !c.zero).length);
+    await putChunks(store, manifest, data);
+    expect(store.missingChunks("img-a", 1)).toEqual([]);
+    // The hole costs nothing in the chunk store.
+    expect(store.stats().chunkBytes).toBe(2 << 20);
+
+    const record = await store.completeVersion("img-a", 1);
+    expect(record).toMatchObject({
+      state: "available",
+      size: data.length,
+      digest: sha256Hex(data),
+      format: "raw",
+    });
+    expect(record.localId).toMatch(/^img-[0-9a-f]{16}$/);
+    const path = store.imagePath(record.localId as string);
+    expect((await readFile(path)).equals(data)).toBe(true);
+    const info = await stat(path);
+    expect(info.blocks * 512).toBeLessThan(data.length - (3 << 20));
+    await store.close();
+
+    const reopened = await ImageStore.open(join(dir.path, "store"));
+    expect(reopened.getVersion("img-a", 1)).toEqual(record);
+    expect(reopened.findByLocalId(record.localId as string)).toEqual(record);
+    await reopened.close();
+  });
+
+  it("refuses to complete a version with missing chunks", async () => {
+    const data = seededBytes(1 << 20, 22);
+    const manifest = await imageFile("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    await putChunks(store, manifest, data, (i) => i === 5);
+    await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({ code: "VERSION_INCOMPLETE" });
+    expect(store.getVersion("img-a", 1)?.state).toBe("pending");
+    await store.close();
+  });
+
+  it("refuses a version whose assembled image does not match the declared digest", async () => {
+    const data = seededBytes(1 << 20, 23);
+    const manifest = await imageFile("v1.raw", data);
+    const lying = { ...manifest, digest: sha256Hex(Buffer.from("something else")) };
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, lying);
+    await putChunks(store, manifest, data);
+    await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({ code: "IMAGE_DIGEST_MISMATCH" });
+    expect(store.getVersion("img-a", 1)?.state).toBe("pending");
+    expect(await readdir(join(dir.path, "store", "images"))).toEqual([]);
+    await store.close();
+  });
+
+  it("refuses invalid identifiers and a conflicting manifest for an available version", async () => {
+    const data = seededBytes(256 << 10, 24);
+    const manifest = await imageFile("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await expect(store.beginVersion("../escape", 1, manifest)).rejects.toMatchObject({
+      code: "INVALID_IDENTIFIER",
+    });
+    await expect(store.beginVersion("img-a", 0, manifest)).rejects.toMatchObject({
+      code: "INVALID_IDENTIFIER",
+    });
+    await store.beginVersion("img-a", 1, manifest);
+    await putChunks(store, manifest, data);
+    await store.completeVersion("img-a", 1);
+    const other = await imageFile("other.raw", seededBytes(256 << 10, 25));
+    await expect(store.beginVersion("img-a", 1, other)).rejects.toMatchObject({ code: "VERSION_CONFLICT" });
+    expect(() => store.imagePath("img-0000000000000000")).toThrow();
+    await store.close();
+  });
+
+  it("shares one assembly between concurrent completions of a version", async () => {
+    const data = seededBytes(2 << 20, 26);
+    const manifest = await imageFile("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    await putChunks(store, manifest, data);
+    const [first, second] = await Promise.all([
+      store.completeVersion("img-a", 1),
+      store.completeVersion("img-a", 1),
+    ]);
+    expect(first.localId).toBe(second.localId);
+    expect(await readdir(join(dir.path, "store", "images"))).toEqual([`${first.localId}.img`]);
+    await store.close();
+  });
+
+  it("collects chunks no version references and never one still referenced", async () => {
+    const v1 = seededBytes(2 << 20, 27);
+    const v2 = Buffer.from(v1);
+    seededBytes(64 << 10, 28).copy(v2, 1 << 20); // an adaptation block in the middle
+    const m1 = await imageFile("v1.raw", v1);
+    const m2 = await imageFile("v2.raw", v2);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, m1);
+    await putChunks(store, m1, v1);
+    await store.completeVersion("img-a", 1);
+    await store.beginVersion("img-a", 2, m2);
+    const newChunks = store.missingChunks("img-a", 2);
+    expect(newChunks.length).toBeGreaterThan(0);
+    expect(newChunks.length).toBeLessThan(10);
+    await putChunks(store, m2, v2);
+    const only1 = new Set(
+      m1.chunks.map((c) => c.digest).filter((d) => !m2.chunks.some((c) => c.digest === d)),
+    );
+
+    // Version 2 is still pending: collecting now must keep all its chunks.
+    const none = await store.collectGarbage();
+    expect(none.chunksRemoved).toBe(0);
+
+    await store.deleteVersion("img-a", 1);
+    const collected = await store.collectGarbage();
+    expect(collected.chunksRemoved).toBe(only1.size);
+    for (const digest of only1) expect(store.chunks.has(digest)).toBe(false);
+    const record = await store.completeVersion("img-a", 2);
+    expect((await readFile(store.imagePath(record.localId as string))).equals(v2)).toBe(true);
+    await store.close();
+  });
+});
+
+describe("ImageStore on a full disk", () => {
+  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  let mountPoint: string;
+  beforeEach(async () => {
+    dir = await temporaryDir("disk-full");
+    mountPoint = join(dir.path, "small");
+    await mkdir(mountPoint);
+    // A real 8 MiB filesystem: the test runs as root (see the report if it does not).
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mountPoint]);
+  });
+  afterEach(async () => {
+    execFileSync("umount", [mountPoint]);
+    await dir.remove();
+  });
+
+  it("fails with DISK_FULL, keeps what was stored intact, and stays usable", async () => {
+    const small = seededBytes(1 << 20, 31);
+    const big = seededBytes(12 << 20, 32);
+    const smallManifest = await (async () => {
+      await writeFile(join(dir.path, "small.raw"), small);
+      return chunkFile(join(dir.path, "small.raw"));
+    })();
+    await writeFile(join(dir.path, "big.raw"), big);
+    const bigManifest = await chunkFile(join(dir.path, "big.raw"));
+
+    const store = await ImageStore.open(join(mountPoint, "store"), { sealBytes: 1 << 20 });
+    await store.beginVersion("small", 1, smallManifest);
+    await putChunks(store, smallManifest, small);
+    const held = await store.completeVersion("small", 1);
+
+    await store.beginVersion("big", 1, bigManifest);
+    const error = await putChunks(store, bigManifest, big).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: "DISK_FULL" });
+    expect(String((error as Error).message)).toMatch(/disk full/);
+    await store.close();
+
+    const reopened = await ImageStore.open(join(mountPoint, "store"));
+    expect(reopened.getVersion("big", 1)?.state).toBe("pending");
+    // Every chunk the store lists reads back and matches its digest.
+    const digests = [...reopened.chunks.digests()];
+    let i = 0;
+    for await (const data of reopened.chunks.readMany(digests)) expect(sha256Hex(data)).toBe(digests[i++]);
+    expect((await readFile(reopened.imagePath(held.localId as string))).equals(small)).toBe(true);
+
+    // Freeing space makes it usable again.
+    await reopened.deleteVersion("big", 1);
+    await reopened.collectGarbage();
+    expect(reopened.chunks.chunkCount).toBe(new Set(smallManifest.chunks.map((c) => c.digest)).size);
+    const again = await reopened.beginVersion("small", 2, smallManifest);
+    expect(again.state).toBe("pending");
+    expect((await reopened.completeVersion("small", 2)).state).toBe("available");
+    await reopened.close();
+  });
+});

@@ -1,0 +1,279 @@
+import { execFileSync } from "node:child_process";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sha256Hex } from "../../regional-manager/store/digest.ts";
+import { ImageStore, type VersionRecord } from "../../regional-manager/store/image-store.ts";
+import { pullImageVersion } from "../../regional-manager/transfer/pull.ts";
+import { uploadImage } from "../../regional-manager/upload-client.ts";
+import {
+  createTestKeys,
+  type ManagerProcess,
+  seededBytes,
+  startManager,
+  stopAllManagers,
+  type TestKeys,
+  temporaryDir,
+} from "./helpers.ts";
+import { startProxy, type TransferProxy } from "./proxy.ts";
+
+interface PullAnswer {
+  status: number;
+  body: VersionRecord & { code?: string; detail?: string };
+}
+
+describe("peer transfer between managers", () => {
+  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  let keys: TestKeys;
+  let source: ManagerProcess;
+  let proxy: TransferProxy;
+  const image = seededBytes(8 << 20, 51);
+  image.fill(0, 6 << 20, 7 << 20);
+  const digest = sha256Hex(image);
+  // The 1 MiB zero run is never sent; the chunks straddling its edges carry a few zeros.
+  const sentBytes = (size: number) => size - (1 << 20);
+
+  beforeAll(async () => {
+    dir = await temporaryDir("peer");
+    keys = await createTestKeys(dir.path);
+    source = await startManager({
+      dataDir: join(dir.path, "source"),
+      datacenter: "dc-a",
+      publicKeyFile: keys.publicKeyFile,
+    });
+    await writeFile(join(dir.path, "v1.raw"), image);
+    await uploadImage({
+      path: join(dir.path, "v1.raw"),
+      managerUrl: source.url,
+      token: await keys.token("img-p", 1, "dc-a", "upload"),
+      imageId: "img-p",
+      version: 1,
+    });
+    proxy = await startProxy(source.url);
+  });
+  afterAll(async () => {
+    await stopAllManagers();
+    await proxy.close();
+    await dir.remove();
+  });
+
+  async function target(name: string, dataDir = join(dir.path, name)): Promise<ManagerProcess> {
+    return startManager({ dataDir, datacenter: `dc-${name}`, publicKeyFile: keys.publicKeyFile });
+  }
+
+  async function pull(
+    manager: ManagerProcess,
+    version: number,
+    options: { attempts?: number; batchBytes?: number; expectedDigest?: string; expectedSize?: number } = {},
+  ): Promise<PullAnswer> {
+    const response = await fetch(`${manager.url}/_test/pull`, {
+      method: "POST",
+      body: JSON.stringify({
+        imageId: "img-p",
+        version,
+        expectedDigest: options.expectedDigest ?? digest,
+        expectedSize: options.expectedSize ?? image.length,
+        sources: [{ url: proxy.url, token: await keys.token("img-p", version, "dc-a", "read") }],
+        attempts: options.attempts ?? 3,
+        batchBytes: options.batchBytes ?? 1 << 20,
+      }),
+    });
+    return { status: response.status, body: (await response.json()) as PullAnswer["body"] };
+  }
+
+  /** Opens a stopped manager's store and checks every chunk against its digest. */
+  async function verifyStore(dataDir: string): Promise<number> {
+    const store = await ImageStore.open(dataDir);
+    const digests = [...store.chunks.digests()];
+    let i = 0;
+    for await (const data of store.chunks.readMany(digests)) expect(sha256Hex(data)).toBe(digests[i++]);
+    await store.close();
+    return digests.length;
+  }
+
+  function reset(): void {
+    proxy.reset();
+    proxy.corrupt = undefined;
+    proxy.bytesPerSecond = undefined;
+    proxy.target = source.url;
+  }
+
+  it("pulls a version it lacks, verified, registered under a local id, then a new version as a delta", async () => {
+    reset();
+    const b = await target("b");
+    const first = await pull(b, 1);
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ state: "available", digest, size: image.length });
+    expect(first.body.localId).toMatch(/^img-[0-9a-f]{16}$/);
+    const wire = proxy.bytes;
+    expect(wire).toBeGreaterThan(sentBytes(image.length));
+    expect(wire).toBeLessThan(sentBytes(image.length) + (256 << 10));
+    await b.kill("SIGTERM");
+    const store = await ImageStore.open(join(dir.path, "b"));
+    expect((await readFile(store.imagePath(first.body.localId as string))).equals(image)).toBe(true);
+    await store.close();
+
+    // An adaptation block: version 2 changes 3 scattered 4 KiB blocks.
+    const v2 = Buffer.from(image);
+    for (const at of [100_000, 3_000_000, 7_500_000]) seededBytes(4096, at).copy(v2, at);
+    await writeFile(join(dir.path, "v2.raw"), v2);
+    await uploadImage({
+      path: join(dir.path, "v2.raw"),
+      managerUrl: source.url,
+      token: await keys.token("img-p", 2, "dc-a", "upload"),
+      imageId: "img-p",
+      version: 2,
+    });
+    const b2 = await target("b");
+    proxy.reset();
+    const second = await pull(b2, 2, { expectedDigest: sha256Hex(v2), expectedSize: v2.length });
+    expect(second.status).toBe(200);
+    expect(second.body.state).toBe("available");
+    // Only the changed chunks (at most 2 per block, 64 KiB each) and the manifest cross.
+    expect(proxy.bytes).toBeLessThan(6 * 64 * 1024 + 32 * 1024);
+    await b2.kill("SIGTERM");
+    const store2 = await ImageStore.open(join(dir.path, "b"));
+    expect((await readFile(store2.imagePath(second.body.localId as string))).equals(v2)).toBe(true);
+    await store2.close();
+  });
+
+  it("rejects a wrong whole-image digest or size before transferring chunks", async () => {
+    reset();
+    const c = await target("wrong-digest");
+    const wrongDigest = await pull(c, 1, { expectedDigest: sha256Hex(Buffer.from("x")) });
+    expect(wrongDigest.status).toBe(400);
+    expect(wrongDigest.body).toMatchObject({ code: "INVALID_MANIFEST", field: "digest" });
+    const wrongSize = await pull(c, 1, { expectedSize: image.length + 1 });
+    expect(wrongSize.body).toMatchObject({ code: "INVALID_MANIFEST", field: "size" });
+    expect(proxy.chunkRequests).toBe(0);
+    await c.kill();
+  });
+
+  it("rejects a chunk corrupted in transit, never stores it, and gets it again", async () => {
+    reset();
+    const c = await target("corrupt");
+    proxy.corrupt = () => 100_000; // every response: a byte inside some chunk
+    const failed = await pull(c, 1, { attempts: 1, batchBytes: 64 << 20 });
+    expect(failed.status).toBe(502);
+    expect(failed.body.code).toBe("PULL_FAILED");
+    expect(failed.body.detail).toMatch(/does not match its digest/);
+    proxy.corrupt = (index) => (index === 0 ? 2_000_000 : undefined); // only the next response
+    const recovered = await pull(c, 1, { attempts: 2, batchBytes: 64 << 20 });
+    expect(recovered.status).toBe(200);
+    await c.kill("SIGTERM");
+    await verifyStore(join(dir.path, "corrupt"));
+    const store = await ImageStore.open(join(dir.path, "corrupt"));
+    expect((await readFile(store.imagePath(recovered.body.localId as string))).equals(image)).toBe(true);
+    await store.close();
+  });
+
+  it("survives the source being killed mid-transfer and resumes from what it stored", async () => {
+    reset();
+    const c = await target("source-killed");
+    proxy.bytesPerSecond = 4 << 20;
+    const pulling = pull(c, 1, { attempts: 1, batchBytes: 512 << 10 });
+    await c.waitForLine(/^progress (\d+) /);
+    await c.waitForLine(/^progress ([2-9]\d{6}) /); // >= 2 MB stored
+    await source.kill();
+    const failed = await pulling;
+    expect(failed.status).toBe(502);
+
+    source = await startManager({
+      dataDir: join(dir.path, "source"),
+      datacenter: "dc-a",
+      publicKeyFile: keys.publicKeyFile,
+    });
+    proxy.target = source.url;
+    proxy.bytesPerSecond = undefined;
+    proxy.reset();
+    const resumed = await pull(c, 1);
+    expect(resumed.status).toBe(200);
+    expect(resumed.body.digest).toBe(digest);
+    expect(proxy.bytes).toBeLessThan(sentBytes(image.length) - (2 << 20));
+    await c.kill();
+  });
+
+  it("resumes after the target is killed mid-transfer without fetching stored chunks again", async () => {
+    reset();
+    const dataDir = join(dir.path, "target-killed");
+    const c = await target("target-killed", dataDir);
+    proxy.bytesPerSecond = 4 << 20;
+    const pulling = pull(c, 1, { batchBytes: 512 << 10 }).catch(() => undefined);
+    await c.waitForLine(/^progress ([3-9]\d{6}) /); // >= 3 MB stored
+    await c.kill("SIGKILL");
+    await pulling;
+    const stored = await verifyStore(dataDir);
+    expect(stored).toBeGreaterThan(0);
+
+    proxy.bytesPerSecond = undefined;
+    proxy.reset();
+    const restarted = await target("target-killed", dataDir);
+    const resumed = await pull(restarted, 1);
+    expect(resumed.status).toBe(200);
+    const totals = restarted.lines
+      .filter((line) => line.startsWith("progress"))
+      .map((line) => Number(line.split(" ")[2]));
+    expect(totals.at(-1)).toBeLessThan(sentBytes(image.length) - (2 << 20));
+    expect(proxy.bytes).toBeLessThan(sentBytes(image.length) - (2 << 20));
+    await restarted.kill("SIGTERM");
+    const store = await ImageStore.open(dataDir);
+    expect((await readFile(store.imagePath(resumed.body.localId as string))).equals(image)).toBe(true);
+    await store.close();
+  });
+
+  it("does the work once when two transfers of the same version run at once", async () => {
+    reset();
+    const c = await target("twice");
+    proxy.bytesPerSecond = 16 << 20;
+    const [one, two] = await Promise.all([pull(c, 1), pull(c, 1)]);
+    expect(one.status).toBe(200);
+    expect(two.status).toBe(200);
+    expect(two.body.localId).toBe(one.body.localId);
+    expect(proxy.bytes).toBeLessThan(sentBytes(image.length) + (256 << 10));
+    await c.kill();
+  });
+
+  it("shares one pull between callers in one process", async () => {
+    reset();
+    const store = await ImageStore.open(join(dir.path, "in-process"));
+    const options = {
+      store,
+      imageId: "img-p",
+      version: 1,
+      expectedDigest: digest,
+      expectedSize: image.length,
+      sources: [{ url: proxy.url, token: await keys.token("img-p", 1, "dc-a", "read") }],
+    };
+    const first = pullImageVersion(options);
+    const second = pullImageVersion(options);
+    expect(second).toBe(first);
+    const record = await first;
+    expect(proxy.chunkRequests).toBeGreaterThan(0);
+    proxy.reset();
+    expect((await pullImageVersion(options)).localId).toBe(record.localId);
+    expect(proxy.chunkRequests).toBe(0);
+    await store.close();
+  });
+
+  it("fails clearly when the target's disk fills up and leaves nothing corrupt", async () => {
+    reset();
+    const mountPoint = join(dir.path, "small-disk");
+    await mkdir(mountPoint);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", mountPoint]);
+    let c: ManagerProcess | undefined;
+    try {
+      c = await target("full", join(mountPoint, "data"));
+      const failed = await pull(c, 1);
+      expect(failed.status).toBe(507);
+      expect(failed.body.code).toBe("DISK_FULL");
+      await c.kill("SIGTERM");
+      await verifyStore(join(mountPoint, "data"));
+      const store = await ImageStore.open(join(mountPoint, "data"));
+      expect(store.getVersion("img-p", 1)?.state).not.toBe("available");
+      await store.close();
+    } finally {
+      await c?.kill(); // nothing may keep the small disk busy
+      execFileSync("umount", [mountPoint]);
+    }
+  });
+});

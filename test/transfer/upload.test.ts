@@ -1,0 +1,244 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
+import { sha256Hex } from "../../regional-manager/store/digest.ts";
+import { encodeManifest, type Manifest } from "../../regional-manager/store/manifest.ts";
+import { RECORD_HEADER_BYTES, writeRecordHeader } from "../../regional-manager/transfer/chunk-records.ts";
+import { type UploadProgress, uploadImage } from "../../regional-manager/upload-client.ts";
+import {
+  createTestKeys,
+  type ManagerProcess,
+  seededBytes,
+  startManager,
+  stopAllManagers,
+  type TestKeys,
+  temporaryDir,
+} from "./helpers.ts";
+
+function records(list: Array<[string, Buffer]>): Buffer {
+  const out = Buffer.alloc(list.reduce((sum, [, data]) => sum + RECORD_HEADER_BYTES + data.length, 0));
+  let at = 0;
+  for (const [digest, data] of list) {
+    at = writeRecordHeader(out, at, digest, data.length);
+    data.copy(out, at);
+    at += data.length;
+  }
+  return out;
+}
+
+function chunkAt(manifest: Manifest, data: Buffer, index: number): Buffer {
+  let at = 0;
+  for (let i = 0; i < index; i++) at += (manifest.chunks[i] as { length: number }).length;
+  return data.subarray(at, at + (manifest.chunks[index] as { length: number }).length);
+}
+
+describe("upload to the origin manager", () => {
+  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  let keys: TestKeys;
+  let manager: ManagerProcess;
+  let imagePath: string;
+  let image: Buffer;
+
+  beforeAll(async () => {
+    dir = await temporaryDir("upload");
+    keys = await createTestKeys(dir.path);
+    manager = await startManager({
+      dataDir: join(dir.path, "a"),
+      datacenter: "dc-a",
+      publicKeyFile: keys.publicKeyFile,
+    });
+    image = seededBytes(4 << 20, 41);
+    image.fill(0, 1 << 20, 2 << 20);
+    imagePath = join(dir.path, "image.raw");
+    await writeFile(imagePath, image);
+  });
+  afterAll(async () => {
+    await stopAllManagers();
+    await dir.remove();
+  });
+
+  const upload = async (
+    imageId: string,
+    version: number,
+    path = imagePath,
+    onProgress?: (p: UploadProgress) => void,
+  ) =>
+    uploadImage({
+      path,
+      managerUrl: manager.url,
+      token: await keys.token(imageId, version, "dc-a", "upload"),
+      imageId,
+      version,
+      batchBytes: 512 << 10,
+      ...(onProgress ? { onProgress } : {}),
+    });
+
+  it("uploads only the missing chunks, commits, and a re-upload sends no chunk bytes", async () => {
+    const progress: UploadProgress[] = [];
+    const first = await upload("img-up", 1, imagePath, (p) => progress.push({ ...p }));
+    expect(first.record).toMatchObject({ state: "available", digest: sha256Hex(image), size: image.length });
+    expect(first.record.localId).toMatch(/^img-/);
+    // The 1 MiB hole is cut out exactly and never sent.
+    expect(first.bytesSent).toBe(3 << 20);
+    const sending = progress.filter((p) => p.phase === "sending");
+    expect(sending.at(-1)).toMatchObject({ bytesDone: first.bytesSent, bytesTotal: first.bytesSent });
+    expect(sending.at(-1)?.bytesPerSecond).toBeGreaterThan(0);
+    expect(sending.at(-1)?.chunksSkipped).toBe(first.chunksSkipped);
+    expect(first.chunksSkipped).toBe(4); // the hole, in 256 KiB zero chunks
+
+    const again = await upload("img-up", 1);
+    expect(again.bytesSent).toBe(0);
+    expect(again.chunksSent).toBe(0);
+    expect(again.record.localId).toBe(first.record.localId);
+  });
+
+  it("sends a new version as the chunks it adds only", async () => {
+    const changed = Buffer.from(image);
+    seededBytes(8192, 42).copy(changed, 3 << 20);
+    const path = join(dir.path, "image-v2.raw");
+    await writeFile(path, changed);
+    const second = await upload("img-up", 2, path);
+    expect(second.record.state).toBe("available");
+    expect(second.chunksSent).toBeGreaterThan(0);
+    expect(second.bytesSent).toBeLessThan(200 << 10);
+  });
+
+  it("resumes an interrupted upload without resending stored chunks", async () => {
+    const data = seededBytes(3 << 20, 43);
+    const path = join(dir.path, "resume.raw");
+    await writeFile(path, data);
+    const manifest = await chunkFile(path);
+    const token = await keys.token("img-resume", 1, "dc-a", "upload");
+    const base = `${manager.url}/v1/uploads/img-resume/versions/1`;
+    const headers = { authorization: `Bearer ${token}` };
+    await fetch(`${base}/manifest`, { method: "PUT", headers, body: encodeManifest(manifest) });
+    // Half the chunks arrive, then the client dies.
+    const half = Math.floor(manifest.chunks.length / 2);
+    const sent = Array.from(
+      { length: half },
+      (_, i) => [manifest.chunks[i]?.digest, chunkAt(manifest, data, i)] as [string, Buffer],
+    );
+    expect((await fetch(`${base}/chunks`, { method: "POST", headers, body: records(sent) })).status).toBe(
+      200,
+    );
+    const resumed = await uploadImage({
+      path,
+      managerUrl: manager.url,
+      token,
+      imageId: "img-resume",
+      version: 1,
+    });
+    expect(resumed.chunksSent).toBe(manifest.chunks.length - half);
+    expect(resumed.record.state).toBe("available");
+  });
+
+  it("refuses requests without a token or with a token of another scope", async () => {
+    const manifest = await chunkFile(imagePath);
+    const body = encodeManifest(manifest);
+    const url = `${manager.url}/v1/uploads/img-up/versions/3/manifest`;
+    const cases: Array<[string | undefined, number, string]> = [
+      [undefined, 401, "TOKEN_MISSING"],
+      [await keys.token("img-up", 3, "dc-b", "upload"), 403, "TOKEN_WRONG_DATACENTER"],
+      [await keys.token("img-other", 3, "dc-a", "upload"), 403, "TOKEN_WRONG_IMAGE"],
+      [await keys.token("img-up", 3, "dc-a", "read"), 403, "TOKEN_WRONG_ACTION"],
+      ["not.a.token", 401, "TOKEN_INVALID"],
+    ];
+    for (const [token, status, code] of cases) {
+      const response = await fetch(url, {
+        method: "PUT",
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        body,
+      });
+      expect(response.status).toBe(status);
+      expect(response.headers.get("content-type")).toContain("application/problem+json");
+      expect(await response.json()).toMatchObject({ code });
+    }
+  });
+
+  it("rejects bad manifests, naming the field", async () => {
+    const manifest = await chunkFile(imagePath);
+    const put = async (imageId: string, body: Buffer) =>
+      fetch(`${manager.url}/v1/uploads/${imageId}/versions/1/manifest`, {
+        method: "PUT",
+        headers: {
+          authorization: `Bearer ${await keys.token(decodeURIComponent(imageId), 1, "dc-a", "upload")}`,
+        },
+        body,
+      });
+
+    const wrongSize = await put("img-bad", encodeManifest({ ...manifest, size: manifest.size + 1 }));
+    expect(wrongSize.status).toBe(400);
+    expect(await wrongSize.json()).toMatchObject({ code: "INVALID_MANIFEST", field: "chunks" });
+
+    const huge = structuredClone(manifest);
+    (huge.chunks[0] as { length: number }).length += 1 << 20;
+    huge.size += 1 << 20;
+    const tooLarge = await put("img-bad", encodeManifest(huge));
+    expect(tooLarge.status).toBe(400);
+    expect(await tooLarge.json()).toMatchObject({ code: "INVALID_MANIFEST", field: "chunks[0].length" });
+
+    const traversal = await put(encodeURIComponent("../../etc"), encodeManifest(manifest));
+    expect(traversal.status).toBe(400);
+    expect(await traversal.json()).toMatchObject({ code: "INVALID_PARAMETER", field: "imageId" });
+
+    const garbage = await put("img-bad", Buffer.from('{"chunks": []}'));
+    expect(garbage.status).toBe(400);
+  });
+
+  it("rejects a corrupt chunk and a chunk the manifest does not list, storing neither", async () => {
+    const data = seededBytes(1 << 20, 44);
+    const path = join(dir.path, "corrupt.raw");
+    await writeFile(path, data);
+    const manifest = await chunkFile(path);
+    const token = await keys.token("img-corrupt", 1, "dc-a", "upload");
+    const base = `${manager.url}/v1/uploads/img-corrupt/versions/1`;
+    const headers = { authorization: `Bearer ${token}` };
+    await fetch(`${base}/manifest`, { method: "PUT", headers, body: encodeManifest(manifest) });
+
+    const good = chunkAt(manifest, data, 0);
+    const corrupt = Buffer.from(good);
+    corrupt[10] = (corrupt[10] as number) ^ 1;
+    const rejected = await fetch(`${base}/chunks`, {
+      method: "POST",
+      headers,
+      body: records([[manifest.chunks[0]?.digest as string, corrupt]]),
+    });
+    expect(rejected.status).toBe(422);
+    expect(await rejected.json()).toMatchObject({ code: "CHUNK_DIGEST_MISMATCH" });
+
+    const stranger = seededBytes(5000, 45);
+    const notListed = await fetch(`${base}/chunks`, {
+      method: "POST",
+      headers,
+      body: records([[sha256Hex(stranger), stranger]]),
+    });
+    expect(notListed.status).toBe(422);
+    expect(await notListed.json()).toMatchObject({ code: "CHUNK_NOT_REFERENCED" });
+
+    const answer = await fetch(`${base}/manifest`, {
+      method: "PUT",
+      headers,
+      body: encodeManifest(manifest),
+    });
+    expect(Number(answer.headers.get("x-missing-chunks"))).toBe(manifest.chunks.length);
+  });
+
+  it("refuses to commit an image whose whole digest is not the declared one", async () => {
+    const data = seededBytes(512 << 10, 46);
+    const path = join(dir.path, "lying.raw");
+    await writeFile(path, data);
+    const manifest = await chunkFile(path);
+    const lying = { ...manifest, digest: sha256Hex(Buffer.from("another image")) };
+    await expect(
+      uploadImage({
+        path,
+        manifest: lying,
+        managerUrl: manager.url,
+        token: await keys.token("img-lying", 1, "dc-a", "upload"),
+        imageId: "img-lying",
+        version: 1,
+      }),
+    ).rejects.toMatchObject({ status: 422, code: "IMAGE_DIGEST_MISMATCH" });
+  });
+});
