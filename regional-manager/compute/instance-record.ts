@@ -1,0 +1,29 @@
+// What a driver remembers of an instance on disk, so that a restarted manager can take it over.
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { InstanceSpec, InstanceState } from "./types.ts";
+
+export interface InstanceRecord {
+  spec: InstanceSpec;
+  state: InstanceState;
+  reason?: string;
+  consoleTail?: string;
+  /** The loopback port of the instance's metadata listener; a running guest relays to it. */
+  metadataPort: number;
+  guestAttributes: Record<string, string>;
+  pid?: number;
+  accelerator?: string;
+}
+
+export const RECORD_FILE = "instance.json";
+
+export function readInstanceRecord(instanceDir: string): InstanceRecord {
+  return JSON.parse(readFileSync(join(instanceDir, RECORD_FILE), "utf8")) as InstanceRecord;
+}
+
+/** Written to a temporary file and renamed, so a crash never leaves half a record. */
+export function writeInstanceRecord(instanceDir: string, record: InstanceRecord): void {
+  const path = join(instanceDir, RECORD_FILE);
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(record, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
+}

@@ -1,0 +1,28 @@
+// Facts about host processes, read from /proc: whether a pid is still our QEMU.
+import { readFileSync } from "node:fs";
+
+/** Alive and not a zombie (an orphaned QEMU may linger as one until its new parent reaps it). */
+export function isProcessRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The state follows the parenthesised command name, which may itself contain spaces.
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether pid is the QEMU of this instance: a pid recorded before a restart may since have been
+ * reused by an unrelated process, so the command line must name the instance's own QMP socket.
+ */
+export function isInstanceProcess(pid: number, qmpSocket: string): boolean {
+  if (!isProcessRunning(pid)) return false;
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return argv.some((argument) => argument.includes(`path=${qmpSocket},`));
+  } catch {
+    return false;
+  }
+}

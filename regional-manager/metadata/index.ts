@@ -1,0 +1,10 @@
+// The per-instance metadata service (GCE metadata server semantics) of the regional manager.
+export type { GuestAttributes, InstanceIdentity, MetadataTree } from "./document.ts";
+export { buildInstanceDocument, etagOf } from "./document.ts";
+export type {
+  GuestAttributeWrite,
+  MetadataEndpoint,
+  MetadataServiceOptions,
+  RegisterInstanceOptions,
+} from "./service.ts";
+export { MetadataError, MetadataService } from "./service.ts";

@@ -1,0 +1,330 @@
+// The metadata service: one HTTP listener per instance on a loopback port. A compute driver
+// forwards the guest's 169.254.169.254:80 to that port (QEMU: guestfwd), so the listener that
+// receives a request *is* the identity of the asking instance; no guest can name another one,
+// and nothing but the loopback interface is listened on.
+import { EventEmitter } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  buildInstanceDocument,
+  etagOf,
+  type GuestAttributes,
+  type InstanceIdentity,
+  type MetadataTree,
+  metadataPathSegments,
+  parseGuestAttributePath,
+  renderNode,
+  resolveNode,
+} from "./document.ts";
+import { answersImmediately, baselineEtag, parseMetadataQuery, type WaitOptions } from "./request.ts";
+
+export interface MetadataEndpoint {
+  host: string;
+  port: number;
+}
+
+export interface GuestAttributeWrite {
+  instanceId: string;
+  /** "namespace/key", e.g. "globalvm/ready". */
+  path: string;
+  value: string;
+}
+
+export interface MetadataServiceOptions {
+  /** Loopback address the per-instance listeners bind to. */
+  host?: string;
+  /** Longest a wait_for_change request is held (and the wait when it gives no timeout_sec). */
+  maxWaitMs?: number;
+  /** Largest guest attribute value accepted, in bytes. */
+  maxGuestAttributeBytes?: number;
+}
+
+export interface RegisterInstanceOptions {
+  /** Port to listen on (a restarted manager passes the port its guests already forward to); 0 picks one. */
+  port?: number;
+  /** Guest attributes already known (restored after a manager restart). */
+  guestAttributes?: GuestAttributes;
+}
+
+interface Waiter {
+  segments: string[];
+  baseline: string;
+  answer: () => void;
+}
+
+interface RegisteredInstance {
+  identity: InstanceIdentity;
+  attributes: Record<string, string>;
+  guestAttributes: GuestAttributes;
+  document: MetadataTree;
+  server: Server;
+  endpoint: MetadataEndpoint;
+  waiters: Set<Waiter>;
+}
+
+export type MetadataServiceEvents = { "guest-attribute": [GuestAttributeWrite] };
+
+export class MetadataError extends Error {
+  override name = "MetadataError";
+}
+
+const GUEST_ATTRIBUTE_ROOT = ["instance", "guest-attributes"];
+
+export class MetadataService extends EventEmitter<MetadataServiceEvents> {
+  readonly #host: string;
+  readonly #maxWaitMs: number;
+  readonly #maxGuestAttributeBytes: number;
+  readonly #instances = new Map<string, RegisteredInstance>();
+
+  constructor(options: MetadataServiceOptions = {}) {
+    super();
+    this.#host = options.host ?? "127.0.0.1";
+    this.#maxWaitMs = options.maxWaitMs ?? 300_000;
+    this.#maxGuestAttributeBytes = options.maxGuestAttributeBytes ?? 64 * 1024;
+  }
+
+  /** Starts serving an instance's metadata; resolves to the endpoint its guest traffic must reach. */
+  async registerInstance(
+    identity: InstanceIdentity,
+    attributes: Record<string, string>,
+    options: RegisterInstanceOptions = {},
+  ): Promise<MetadataEndpoint> {
+    const { instanceId } = identity;
+    if (this.#instances.has(instanceId))
+      throw new MetadataError(`instance ${instanceId} is already registered`);
+    const guestAttributes = { ...options.guestAttributes };
+    const server = createServer({ keepAliveTimeout: 1_000 });
+    const instance: RegisteredInstance = {
+      identity: { ...identity },
+      attributes: { ...attributes },
+      guestAttributes,
+      document: buildInstanceDocument(identity, attributes, guestAttributes),
+      server,
+      endpoint: { host: this.#host, port: 0 },
+      waiters: new Set(),
+    };
+    server.on("request", (request, response) => this.#handle(instance, request, response));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (error) =>
+        reject(
+          new MetadataError(`cannot listen for ${instanceId} on port ${options.port ?? 0}: ${error.message}`),
+        ),
+      );
+      server.listen({ host: this.#host, port: options.port ?? 0 }, () => resolve());
+    });
+    instance.endpoint = { host: this.#host, port: (server.address() as AddressInfo).port };
+    this.#instances.set(instanceId, instance);
+    return { ...instance.endpoint };
+  }
+
+  endpointOf(instanceId: string): MetadataEndpoint | undefined {
+    const instance = this.#instances.get(instanceId);
+    return instance && { ...instance.endpoint };
+  }
+
+  has(instanceId: string): boolean {
+    return this.#instances.has(instanceId);
+  }
+
+  /** Replaces the instance's attributes (the VM group's metadata key/values). */
+  setAttributes(instanceId: string, attributes: Record<string, string>): void {
+    const instance = this.#require(instanceId);
+    instance.attributes = { ...attributes };
+    this.#rebuild(instance);
+  }
+
+  /** Sets some attributes and deletes those mapped to null, leaving the others as they are. */
+  updateAttributes(instanceId: string, changes: Record<string, string | null>): void {
+    const instance = this.#require(instanceId);
+    const attributes = { ...instance.attributes };
+    for (const [key, value] of Object.entries(changes)) {
+      if (value === null) delete attributes[key];
+      else attributes[key] = value;
+    }
+    instance.attributes = attributes;
+    this.#rebuild(instance);
+  }
+
+  attributesOf(instanceId: string): Record<string, string> {
+    return { ...this.#require(instanceId).attributes };
+  }
+
+  guestAttributesOf(instanceId: string): GuestAttributes {
+    return { ...this.#require(instanceId).guestAttributes };
+  }
+
+  /** Stops serving the instance: its listener closes and pending long-polls end. */
+  async unregisterInstance(instanceId: string): Promise<void> {
+    const instance = this.#instances.get(instanceId);
+    if (!instance) return;
+    this.#instances.delete(instanceId);
+    await closeServer(instance.server);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#instances.keys()].map((id) => this.unregisterInstance(id)));
+  }
+
+  #require(instanceId: string): RegisteredInstance {
+    const instance = this.#instances.get(instanceId);
+    if (!instance) throw new MetadataError(`unknown instance ${instanceId}`);
+    return instance;
+  }
+
+  #rebuild(instance: RegisteredInstance): void {
+    instance.document = buildInstanceDocument(
+      instance.identity,
+      instance.attributes,
+      instance.guestAttributes,
+    );
+    for (const waiter of instance.waiters) {
+      if (etagOf(resolveNode(instance.document, waiter.segments)) !== waiter.baseline) waiter.answer();
+    }
+  }
+
+  #handle(instance: RegisteredInstance, request: IncomingMessage, response: ServerResponse): void {
+    response.setHeader("Metadata-Flavor", "Google");
+    response.setHeader("Server", "globalvm-metadata");
+    // As on GCE: only requests that say they want metadata, and never ones relayed by a proxy.
+    if (request.headers["metadata-flavor"] !== "Google" || request.headers["x-forwarded-for"] !== undefined) {
+      sendText(response, 403, "Missing Metadata-Flavor:Google header.\n");
+      request.resume();
+      return;
+    }
+    const url = new URL(request.url ?? "/", "http://169.254.169.254");
+    const located = metadataPathSegments(url.pathname);
+    if (!located) {
+      sendText(response, 404, "Not found.\n");
+      request.resume();
+      return;
+    }
+    if (request.method === "GET" || request.method === "HEAD") {
+      request.resume();
+      this.#get(instance, located.segments, url.searchParams, request, response);
+    } else if (request.method === "PUT") {
+      this.#putGuestAttribute(instance, located.segments, request, response);
+    } else {
+      response.setHeader("Allow", "GET, HEAD, PUT");
+      sendText(response, 405, "Method not allowed.\n");
+      request.resume();
+    }
+  }
+
+  #get(
+    instance: RegisteredInstance,
+    segments: string[],
+    params: URLSearchParams,
+    request: IncomingMessage,
+    response: ServerResponse,
+  ): void {
+    const query = parseMetadataQuery(params, this.#maxWaitMs);
+    if (!query.ok) {
+      sendText(response, 400, `${query.error}\n`);
+      return;
+    }
+    const answer = () => {
+      const node = resolveNode(instance.document, segments);
+      if (node === undefined) {
+        sendText(response, 404, "Not found.\n");
+        return;
+      }
+      const rendered = renderNode(node, query.value.render);
+      response.setHeader("ETag", etagOf(node));
+      response.setHeader("Content-Type", rendered.contentType);
+      response.statusCode = 200;
+      response.end(request.method === "HEAD" ? undefined : rendered.body);
+    };
+    const currentEtag = etagOf(resolveNode(instance.document, segments));
+    if (answersImmediately(query.value.wait, currentEtag)) {
+      answer();
+      return;
+    }
+    this.#wait(instance, segments, query.value.wait, currentEtag, request, answer);
+  }
+
+  #wait(
+    instance: RegisteredInstance,
+    segments: string[],
+    wait: WaitOptions,
+    currentEtag: string,
+    request: IncomingMessage,
+    answer: () => void,
+  ): void {
+    const waiter: Waiter = {
+      segments,
+      baseline: baselineEtag(wait, currentEtag),
+      answer: () => {
+        finish();
+        answer();
+      },
+    };
+    const timer = setTimeout(waiter.answer, wait.timeoutMs);
+    // A client that hangs up stops being waited for; the listener closing ends the wait too.
+    const onClose = () => finish();
+    const finish = () => {
+      clearTimeout(timer);
+      instance.waiters.delete(waiter);
+      request.socket.off("close", onClose);
+    };
+    request.socket.on("close", onClose);
+    instance.waiters.add(waiter);
+  }
+
+  #putGuestAttribute(
+    instance: RegisteredInstance,
+    segments: string[],
+    request: IncomingMessage,
+    response: ServerResponse,
+  ): void {
+    const isGuestAttribute =
+      segments.length === GUEST_ATTRIBUTE_ROOT.length + 2 &&
+      GUEST_ATTRIBUTE_ROOT.every((segment, index) => segments[index] === segment);
+    const path = segments.slice(GUEST_ATTRIBUTE_ROOT.length).join("/");
+    if (!isGuestAttribute || !parseGuestAttributePath(path)) {
+      sendText(response, 405, "Only instance/guest-attributes/<namespace>/<key> can be written.\n");
+      request.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    request.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > this.#maxGuestAttributeBytes) tooLarge = true;
+      else chunks.push(chunk);
+    });
+    request.on("end", () => {
+      if (tooLarge) {
+        sendText(
+          response,
+          413,
+          `Guest attribute values are limited to ${this.#maxGuestAttributeBytes} bytes.\n`,
+        );
+        return;
+      }
+      if (this.#instances.get(instance.identity.instanceId) !== instance) {
+        sendText(response, 404, "Not found.\n");
+        return;
+      }
+      const value = Buffer.concat(chunks).toString("utf8");
+      instance.guestAttributes = { ...instance.guestAttributes, [path]: value };
+      this.#rebuild(instance);
+      sendText(response, 200, "");
+      this.emit("guest-attribute", { instanceId: instance.identity.instanceId, path, value });
+    });
+  }
+}
+
+function sendText(response: ServerResponse, status: number, body: string): void {
+  response.statusCode = status;
+  response.setHeader("Content-Type", "text/plain; charset=utf-8");
+  response.end(body);
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    // Held long-polls would keep close() waiting for their timeout.
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,274 @@
+// The decisions of the compute drivers, without QEMU.
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { chooseAccelerator, probeAccelerator } from "../../regional-manager/compute/accelerator.ts";
+import { BoundedConsoleLog, ConsoleTail, LineSplitter } from "../../regional-manager/compute/console-log.ts";
+import { classifyVmEnd } from "../../regional-manager/compute/exit.ts";
+import {
+  buildOverlayArgs,
+  buildQemuArgs,
+  escapeOptionValue,
+} from "../../regional-manager/compute/qemu/command-line.ts";
+import { classifyQmpMessage, QmpMessageReader } from "../../regional-manager/compute/qmp.ts";
+import { planReconciliation } from "../../regional-manager/compute/reconcile.ts";
+import {
+  ComputeError,
+  type InstanceState,
+  type InstanceStatus,
+} from "../../regional-manager/compute/types.ts";
+import { checkMemoryAvailable, validateInstanceSpec } from "../../regional-manager/compute/validation.ts";
+import { guestSpec } from "./support.ts";
+
+const plan = {
+  instanceId: "ins_1",
+  vcpus: 2,
+  memoryMb: 256,
+  accelerator: "tcg" as const,
+  overlayPath: "/data/instances/ins_1/overlay.qcow2",
+  qmpSocket: "/data/instances/ins_1/qmp.sock",
+  serialSocket: "/data/instances/ins_1/console.sock",
+  metadataEndpoint: { host: "127.0.0.1", port: 40123 },
+  relayCommand: ["/bin/busybox", "nc"],
+};
+
+function optionAfter(args: string[], flag: string): string[] {
+  return args.flatMap((arg, index) => (arg === flag ? [args[index + 1] as string] : []));
+}
+
+describe("QEMU command line", () => {
+  it("gives the instance its shape, overlay, QMP and console sockets, paused until attached", () => {
+    const args = buildQemuArgs(plan);
+    expect(optionAfter(args, "-smp")).toEqual(["2"]);
+    expect(optionAfter(args, "-m")).toEqual(["256"]);
+    expect(optionAfter(args, "-accel")).toEqual(["tcg"]);
+    expect(args).not.toContain("-cpu");
+    expect(args).toContain("-S");
+    expect(args).toContain("-no-reboot");
+    expect(optionAfter(args, "-drive")).toEqual([
+      "file=/data/instances/ins_1/overlay.qcow2,format=qcow2,if=virtio,cache=writeback",
+    ]);
+    expect(optionAfter(args, "-chardev")).toEqual([
+      "socket,id=qmp,path=/data/instances/ins_1/qmp.sock,server=on,wait=off",
+      "socket,id=console,path=/data/instances/ins_1/console.sock,server=on,wait=off",
+    ]);
+    expect(optionAfter(args, "-serial")).toEqual(["chardev:console"]);
+  });
+
+  it("relays only the metadata address, to the instance's own port, on a restricted network", () => {
+    const [netdev] = optionAfter(buildQemuArgs(plan), "-netdev");
+    expect(netdev).toBe(
+      "user,id=net0,net=169.254.0.0/16,restrict=on,guestfwd=tcp:169.254.169.254:80-cmd:/bin/busybox nc 127.0.0.1 40123",
+    );
+  });
+
+  it("uses the host CPU under KVM and escapes commas in paths", () => {
+    const args = buildQemuArgs({ ...plan, accelerator: "kvm", overlayPath: "/data/a,b/overlay.qcow2" });
+    expect(optionAfter(args, "-cpu")).toEqual(["host"]);
+    expect(optionAfter(args, "-drive")[0]).toContain("file=/data/a,,b/overlay.qcow2,format=qcow2");
+    expect(escapeOptionValue("a,b,,c")).toBe("a,,b,,,,c");
+  });
+
+  it("creates the overlay backed by the stored image in its own format", () => {
+    expect(buildOverlayArgs("/store/img.raw", "raw", "/d/overlay.qcow2")).toEqual([
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-b",
+      "/store/img.raw",
+      "-F",
+      "raw",
+      "/d/overlay.qcow2",
+    ]);
+  });
+});
+
+describe("QMP messages", () => {
+  it("classifies greetings, replies, errors and events", () => {
+    expect(classifyQmpMessage({ QMP: { version: { qemu: { major: 7 } }, capabilities: [] } }).kind).toBe(
+      "greeting",
+    );
+    expect(classifyQmpMessage({ return: {}, id: "gvm-1" })).toEqual({
+      kind: "return",
+      id: "gvm-1",
+      value: {},
+    });
+    expect(
+      classifyQmpMessage({ error: { class: "CommandNotFound", desc: "no such command" }, id: "gvm-2" }),
+    ).toEqual({
+      kind: "error",
+      id: "gvm-2",
+      errorClass: "CommandNotFound",
+      description: "no such command",
+    });
+    expect(
+      classifyQmpMessage({ event: "SHUTDOWN", data: { guest: true, reason: "guest-reset" }, timestamp: {} }),
+    ).toEqual({ kind: "event", event: "SHUTDOWN", data: { guest: true, reason: "guest-reset" } });
+    expect(classifyQmpMessage(42).kind).toBe("unknown");
+  });
+
+  it("reassembles messages split across chunks and skips garbage lines", () => {
+    const reader = new QmpMessageReader();
+    expect(reader.push('{"return": {}, "id": "gvm-1"}\r\n{"event": "STOP", "da')).toEqual([
+      { kind: "return", id: "gvm-1", value: {} },
+    ]);
+    expect(reader.push('ta": {}}\r\nnot json\r\n')).toEqual([
+      { kind: "event", event: "STOP", data: {} },
+      { kind: "unknown", raw: "not json" },
+    ]);
+  });
+});
+
+describe("end of a VM", () => {
+  const end = { requested: false, shutdownReason: undefined, panicked: false, exitCode: 0, signal: null };
+
+  it("is a stop when asked for or when the guest powered off", () => {
+    expect(classifyVmEnd({ ...end, requested: true, shutdownReason: "host-qmp-quit" }).state).toBe("stopped");
+    expect(classifyVmEnd({ ...end, shutdownReason: "guest-shutdown" })).toEqual({
+      state: "stopped",
+      reason: "the guest powered off",
+    });
+  });
+
+  it("is a failure on a reset, a panic, a signal or an unexplained exit", () => {
+    expect(classifyVmEnd({ ...end, shutdownReason: "guest-reset" }).state).toBe("failed");
+    expect(classifyVmEnd({ ...end, panicked: true }).reason).toBe("the guest kernel panicked");
+    expect(classifyVmEnd({ ...end, exitCode: null, signal: "SIGKILL" }).reason).toContain("SIGKILL");
+    expect(classifyVmEnd({ ...end, exitCode: 1 }).reason).toContain("status 1");
+    expect(classifyVmEnd(end).state).toBe("failed");
+  });
+});
+
+describe("console capture", () => {
+  it("keeps only the last bytes and the last lines", () => {
+    const tail = new ConsoleTail(10);
+    for (let i = 0; i < 100; i++) tail.append(`line ${i}\n`);
+    expect(tail.tail()).toHaveLength(10);
+    expect(tail.tail()).toBe("8\nline 99\n");
+    const lines = new ConsoleTail(1_000, "a\r\nb\nc\n");
+    expect(lines.lastLines(2)).toBe("b\nc");
+  });
+
+  it("keeps the console file under twice its limit, ending with the latest output", () => {
+    const dir = mkdtempSync(join(tmpdir(), "gvm-console-"));
+    try {
+      const path = join(dir, "console.log");
+      const log = new BoundedConsoleLog(path, 1_000);
+      for (let i = 0; i < 500; i++) {
+        log.append(`boot line ${i}\n`);
+        expect(statSync(path).size).toBeLessThanOrEqual(2_000);
+      }
+      expect(readFileSync(path, "utf8").endsWith("boot line 499\n")).toBe(true);
+      // A manager that restarts reads the tail back from the file.
+      expect(new BoundedConsoleLog(path, 1_000).lastLines(1)).toBe("boot line 499");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("splits a stream into lines, holding back the incomplete one", () => {
+    const splitter = new LineSplitter();
+    expect(splitter.push("GLOBALVM-MET")).toEqual([]);
+    expect(splitter.push("ADATA a=1\r\nnext")).toEqual(["GLOBALVM-METADATA a=1"]);
+    expect(splitter.push("\n")).toEqual(["next"]);
+  });
+});
+
+describe("instance spec checks", () => {
+  const capacity = { vcpus: 4, memoryMb: 2048 };
+
+  it("accepts a sound spec", () => {
+    expect(() => validateInstanceSpec(guestSpec("ins_ok"), capacity)).not.toThrow();
+  });
+
+  it.each([
+    [{ vcpus: 0 }, "invalid-argument", "vcpus"],
+    [{ vcpus: 1.5 }, "invalid-argument", "vcpus"],
+    [{ vcpus: 8 }, "capacity-exceeded", "vcpus"],
+    [{ memoryMb: 16 }, "invalid-argument", "memoryMb"],
+    [{ memoryMb: 4096 }, "capacity-exceeded", "memoryMb"],
+    [{ instanceId: "../x" }, "invalid-argument", "instanceId"],
+    [{ name: "" }, "invalid-argument", "name"],
+    [{ metadata: { "bad key": "v" } }, "invalid-argument", "metadata.bad key"],
+    [
+      { image: { path: "relative.qcow2", format: "qcow2" as const, id: "i" } },
+      "invalid-argument",
+      "image.path",
+    ],
+  ])("refuses %o", (override, code, field) => {
+    const attempt = () => validateInstanceSpec({ ...guestSpec("ins_ok"), ...override }, capacity);
+    expect(attempt).toThrow(ComputeError);
+    try {
+      attempt();
+    } catch (error) {
+      expect(error).toMatchObject({ code, field });
+    }
+  });
+
+  it("refuses memory beyond what started instances leave", () => {
+    expect(() => checkMemoryAvailable(1024, 1024, capacity)).not.toThrow();
+    expect(() => checkMemoryAvailable(1025, 1024, capacity)).toThrow(/1024 of 2048 MiB are used/);
+  });
+});
+
+describe("accelerator choice", () => {
+  it("picks KVM only when the probe guest booted under it", () => {
+    expect(chooseAccelerator({ available: false, booted: false, detail: "no device" }).accelerator).toBe(
+      "tcg",
+    );
+    expect(chooseAccelerator({ available: true, booted: false, detail: "hung" }).accelerator).toBe("tcg");
+    expect(chooseAccelerator({ available: true, booted: true, detail: "1 s" }).accelerator).toBe("kvm");
+  });
+
+  it("falls back to TCG without a KVM device or without a probe guest", async () => {
+    const noDevice = await probeAccelerator({
+      qemuBinary: "qemu-system-x86_64",
+      kvmDevice: "/nonexistent/kvm",
+    });
+    expect(noDevice).toMatchObject({
+      accelerator: "tcg",
+      reason: expect.stringContaining("KVM unavailable"),
+    });
+  });
+});
+
+describe("reconciliation after a restart", () => {
+  const found = (instanceId: string, state: InstanceState, reason?: string): InstanceStatus => ({
+    instanceId,
+    state,
+    ...(reason ? { reason } : {}),
+    guestAttributes: {},
+    spec: guestSpec(instanceId),
+  });
+
+  it("removes what the catalog forgot, starts what is missing, stops what should not run", () => {
+    const plan = planReconciliation(
+      [
+        found("kept", "ready"),
+        found("orphan", "running"),
+        found("halted", "stopped"),
+        found("idle", "running"),
+        found("crashed", "failed", "the guest reset itself"),
+      ],
+      [
+        { instanceId: "kept", shouldRun: true },
+        { instanceId: "halted", shouldRun: true },
+        { instanceId: "idle", shouldRun: false },
+        { instanceId: "crashed", shouldRun: true },
+        { instanceId: "new", shouldRun: true },
+        { instanceId: "parked", shouldRun: false },
+      ],
+    );
+    expect(plan.remove).toEqual(["orphan"]);
+    expect(plan.start).toEqual(["halted", "new"]);
+    expect(plan.stop).toEqual(["idle"]);
+    expect(plan.report).toContainEqual({
+      instanceId: "crashed",
+      state: "failed",
+      reason: "the guest reset itself",
+    });
+    expect(plan.report.map((entry) => entry.instanceId)).not.toContain("orphan");
+  });
+});
