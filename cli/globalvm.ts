@@ -3,11 +3,14 @@
 import { parseArgs } from "node:util";
 import { type CatalogLocation, openCatalog } from "../api/catalog/db.ts";
 import { startControlPlane } from "../api/server.ts";
+import { startRegionalManager } from "../regional-manager/service.ts";
 
 const HELP = `globalvm — a global computing interface for virtual machines
 
 Usage:
   globalvm serve control-plane [--port N] [--host H] [--data-dir DIR]
+  globalvm serve regional-manager --region R --datacenter D --control-plane URL
+                                  --data-dir DIR [--port N] [--host H]
   globalvm migrate [--data-dir DIR]
   globalvm help
 
@@ -16,6 +19,8 @@ Environment:
                          database is kept under --data-dir (default ./.globalvm)
   GLOBALVM_ADMIN_TOKEN   the bootstrap admin token (at least 16 characters); without it one
                          is generated on the first start and printed once
+  GLOBALVM_MANAGER_CREDENTIAL
+                         a regional manager's credential (POST /v1/manager-credentials)
 `;
 
 class UsageError extends Error {}
@@ -68,6 +73,45 @@ async function serveControlPlane(args: string[]) {
   process.once("SIGTERM", stop);
 }
 
+async function serveRegionalManager(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      region: { type: "string" },
+      datacenter: { type: "string" },
+      "control-plane": { type: "string" },
+      "data-dir": { type: "string" },
+      port: { type: "string" },
+      host: { type: "string", default: "127.0.0.1" },
+    },
+  });
+  for (const flag of ["region", "datacenter", "control-plane", "data-dir"] as const) {
+    if (!values[flag]) throw new UsageError(`serve regional-manager needs --${flag}`);
+  }
+  const credential = process.env.GLOBALVM_MANAGER_CREDENTIAL;
+  if (!credential) {
+    throw new UsageError(
+      "set GLOBALVM_MANAGER_CREDENTIAL to the secret an admin issued with POST /v1/manager-credentials",
+    );
+  }
+  const running = await startRegionalManager({
+    region: values.region as string,
+    datacenter: values.datacenter as string,
+    controlPlaneUrl: values["control-plane"] as string,
+    credential,
+    dataDir: values["data-dir"] as string,
+    port: parsePort(values.port, 0),
+    host: values.host,
+  });
+  console.log(`globalvm regional manager of ${values.datacenter} (${values.region}) on ${running.url}`);
+  const stop = async () => {
+    await running.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
+
 async function migrate(args: string[]) {
   const { values } = parseArgs({ args, options: { "data-dir": { type: "string", default: ".globalvm" } } });
   const catalog = openCatalog(catalogLocation(values["data-dir"]));
@@ -82,7 +126,8 @@ async function main(argv: string[]) {
     case "serve": {
       const [service, ...args] = rest;
       if (service === "control-plane") return serveControlPlane(args);
-      throw new UsageError(`unknown service '${service ?? ""}': try 'globalvm serve control-plane'`);
+      if (service === "regional-manager") return serveRegionalManager(args);
+      throw new UsageError(`unknown service '${service ?? ""}': use control-plane or regional-manager`);
     }
     case "migrate":
       return migrate(rest);

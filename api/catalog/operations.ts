@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { and, asc, eq, gt } from "drizzle-orm";
+import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
 import { TERMINAL_OPERATION_STATES } from "../../schemas/operations.ts";
 import { newId } from "../ids.ts";
@@ -43,6 +43,7 @@ export async function insertOperation(
     target: Operation["target"];
     input?: Record<string, unknown>;
     state?: Operation["state"];
+    progress?: OperationProgress;
   },
 ): Promise<OperationRow> {
   const [row] = await db
@@ -55,6 +56,7 @@ export async function insertOperation(
       targetId: fields.target.id,
       input: fields.input ?? {},
       state: fields.state ?? "pending",
+      ...(fields.progress ? { progress: fields.progress } : {}),
     })
     .returning();
   if (!row) throw new Error("insert returned no operation");
@@ -110,6 +112,21 @@ export async function updateOperation(
     .returning();
   events.changed(id);
   return row;
+}
+
+/** Ends an operation as failed unless it already ended (a concurrent report may have won). */
+export async function failRunningOperation(
+  db: CatalogDb,
+  events: OperationEvents,
+  id: string,
+  error: { code: string; message: string },
+  now: Date,
+): Promise<void> {
+  await db
+    .update(operations)
+    .set({ state: "failed", error, updatedAt: now })
+    .where(and(eq(operations.id, id), inArray(operations.state, ["pending", "running"])));
+  events.changed(id);
 }
 
 /**

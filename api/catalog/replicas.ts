@@ -2,7 +2,8 @@ import { and, eq, sql } from "drizzle-orm";
 import type { ReplicaReport } from "../../schemas/managers.ts";
 import { errors } from "../errors.ts";
 import type { CatalogDb } from "./db.ts";
-import { datacenters, imageReplicas, images, imageVersions } from "./schema.ts";
+import type { OperationEvents } from "./operations.ts";
+import { datacenters, imageReplicas, images, imageVersions, operations } from "./schema.ts";
 
 /**
  * Records what a manager says of its copy of an image version. The first `available` report
@@ -11,12 +12,14 @@ import { datacenters, imageReplicas, images, imageVersions } from "./schema.ts";
  */
 export async function recordReplicaReport(
   db: CatalogDb,
+  events: OperationEvents,
   datacenterName: string,
   imageId: string,
   version: number,
   report: ReplicaReport,
   now: Date,
 ): Promise<void> {
+  let touched: string[] = [];
   await db.transaction(async (tx) => {
     const [image] = await tx.select().from(images).where(eq(images.id, imageId)).for("update").limit(1);
     if (!image) throw errors.notFound("image", imageId);
@@ -87,5 +90,55 @@ export async function recordReplicaReport(
         target: [imageReplicas.imageId, imageReplicas.version, imageReplicas.datacenter],
         set: fields,
       });
+    touched = await advanceReplicationOperations(tx, imageId, version, datacenterName, report, now);
   });
+  for (const id of touched) events.changed(id);
+}
+
+/** Replication operations waiting on this replica follow its progress and end with it. */
+async function advanceReplicationOperations(
+  db: CatalogDb,
+  imageId: string,
+  version: number,
+  datacenter: string,
+  report: ReplicaReport,
+  now: Date,
+): Promise<string[]> {
+  const waiting = (
+    await db
+      .select()
+      .from(operations)
+      .where(
+        and(
+          eq(operations.targetId, imageId),
+          eq(operations.kind, "replicate-image"),
+          eq(operations.state, "running"),
+        ),
+      )
+  ).filter((op) => op.input.datacenter === datacenter && op.input.version === version);
+  for (const op of waiting) {
+    const done = report.state === "available";
+    const bytesDone = Math.max(
+      op.progress.bytes_done,
+      done ? (report.bytes_total ?? 0) : (report.bytes_done ?? 0),
+    );
+    await db
+      .update(operations)
+      .set({
+        state: done ? "succeeded" : report.state === "failed" ? "failed" : "running",
+        progress: {
+          ...op.progress,
+          step: done ? "done" : "transferring-image",
+          bytes_done: bytesDone,
+          bytes_total: report.bytes_total ?? op.progress.bytes_total,
+        },
+        ...(report.state === "failed"
+          ? { error: { code: "transfer_failed", message: report.error ?? "the transfer failed" } }
+          : {}),
+        ...(done ? { result: { datacenter, local_id: report.local_id ?? null } } : {}),
+        updatedAt: now,
+      })
+      .where(eq(operations.id, op.id));
+  }
+  return waiting.map((op) => op.id);
 }

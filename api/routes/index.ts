@@ -10,6 +10,7 @@ import * as imagesCreateUpload from "./images/create-upload.ts";
 import * as imagesDelete from "./images/delete.ts";
 import * as imagesGet from "./images/get.ts";
 import * as imagesList from "./images/list.ts";
+import * as imagesReplicate from "./images/replicate.ts";
 import * as imagesUpdate from "./images/update.ts";
 import * as instancesGet from "./instances/get.ts";
 import * as instancesList from "./instances/list.ts";
@@ -68,6 +69,7 @@ const ROUTES = [
   imagesCreateUpload,
   replicasReport,
   replicasSources,
+  imagesReplicate,
 ];
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>) {

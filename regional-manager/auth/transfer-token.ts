@@ -13,11 +13,12 @@ import {
 /**
  * Transfer tokens: short-lived JWTs the control plane signs (ES256 or EdDSA) and regional
  * managers verify. Each grants one action on one image version in one datacenter:
- * `upload` (a client sends chunks to the origin manager) or `read` (a peer manager pulls
- * chunks from the manager that holds the version). The datacenter is the one whose
- * manager accepts the token.
+ * `upload` (a client sends chunks to the origin manager), `read` (a peer manager pulls
+ * chunks from the manager that holds the version) or `replicate` (the control plane asks a
+ * manager to fetch the version). The datacenter is the one whose manager accepts the token.
  */
-export type TransferAction = "upload" | "read";
+export type TransferAction = "upload" | "read" | "replicate";
+const ACTIONS: readonly string[] = ["upload", "read", "replicate"];
 
 export interface TransferClaims {
   imageId: string;
@@ -145,12 +146,13 @@ function checkClaims(payload: Record<string, unknown>): TransferClaims {
     typeof imageId !== "string" ||
     typeof version !== "number" ||
     typeof datacenter !== "string" ||
-    (action !== "upload" && action !== "read")
+    typeof action !== "string" ||
+    !ACTIONS.includes(action)
   ) {
     throw new TransferTokenError(
       "TOKEN_INVALID",
       "the transfer token lacks its image, version, datacenter or action",
     );
   }
-  return { imageId, version, datacenter, action };
+  return { imageId, version, datacenter, action: action as TransferAction };
 }

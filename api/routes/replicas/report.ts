@@ -29,8 +29,8 @@ export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const { name, image_id, version } = c.req.valid("param");
     requireManagerOf(c, name);
-    const { db, now } = c.get("services");
-    await recordReplicaReport(db, name, image_id, version, c.req.valid("json"), now());
+    const { db, now, operationEvents } = c.get("services");
+    await recordReplicaReport(db, operationEvents, name, image_id, version, c.req.valid("json"), now());
     return c.body(null, 204);
   });
 }

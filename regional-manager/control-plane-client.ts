@@ -1,0 +1,99 @@
+// How a regional manager speaks to the control plane: register, heartbeat, report its
+// copies of image versions, and ask where to pull a version from. Plain fetch with the
+// manager credential an admin issued.
+import type { ReplicaReport as CatalogReplicaReport, ReplicaSources } from "../schemas/managers.ts";
+import type { Capacity, Heartbeat } from "../schemas/regions.ts";
+import type { ReplicaReport, ReplicaReporter } from "./transfer/reporter.ts";
+
+export class ControlPlaneError extends Error {
+  readonly status: number;
+  readonly code: string | undefined;
+  constructor(status: number, code: string | undefined, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export interface ControlPlaneClientOptions {
+  url: string;
+  credential: string;
+  region: string;
+  datacenter: string;
+  /** Per-request timeout; the control plane answers these calls at once. */
+  timeoutMs?: number;
+}
+
+export class ControlPlaneClient implements ReplicaReporter {
+  readonly #options: ControlPlaneClientOptions;
+  constructor(options: ControlPlaneClientOptions) {
+    this.#options = options;
+  }
+
+  get jwksUrl(): string {
+    return `${this.#base()}/.well-known/jwks.json`;
+  }
+
+  register(registration: { managerUrl: string; capacity: Capacity }): Promise<unknown> {
+    return this.#request("PUT", `/v1/datacenters/${this.#options.datacenter}`, {
+      region: this.#options.region,
+      manager_url: registration.managerUrl,
+      driver: "qemu",
+      capacity: registration.capacity,
+    });
+  }
+
+  heartbeat(heartbeat: Heartbeat): Promise<unknown> {
+    return this.#request("POST", `/v1/datacenters/${this.#options.datacenter}/heartbeat`, heartbeat);
+  }
+
+  sources(imageId: string, version: number): Promise<ReplicaSources> {
+    return this.#request(
+      "GET",
+      `/v1/images/${imageId}/versions/${version}/sources`,
+    ) as Promise<ReplicaSources>;
+  }
+
+  async reportReplica(report: ReplicaReport): Promise<void> {
+    const body: CatalogReplicaReport = {
+      state: report.state,
+      ...(report.localId !== undefined ? { local_id: report.localId } : {}),
+      ...(report.digest !== undefined ? { digest: report.digest } : {}),
+      ...(report.size !== undefined ? { size: report.size } : {}),
+      ...(report.bytesDone !== undefined ? { bytes_done: report.bytesDone } : {}),
+      ...(report.bytesTotal !== undefined ? { bytes_total: report.bytesTotal } : {}),
+      ...(report.error !== undefined ? { error: report.error.slice(0, 2000) } : {}),
+    };
+    await this.#request(
+      "PUT",
+      `/v1/datacenters/${this.#options.datacenter}/replicas/${report.imageId}/versions/${report.version}`,
+      body,
+    );
+  }
+
+  #base(): string {
+    return this.#options.url.replace(/\/+$/, "");
+  }
+
+  async #request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const response = await fetch(`${this.#base()}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.#options.credential}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(this.#options.timeoutMs ?? 15_000),
+    });
+    const text = await response.text();
+    const parsed = text ? (JSON.parse(text) as { code?: string; detail?: string }) : undefined;
+    if (!response.ok) {
+      throw new ControlPlaneError(
+        response.status,
+        parsed?.code,
+        `control plane ${method} ${path}: ${response.status} ${parsed?.detail ?? text.slice(0, 200)}`,
+      );
+    }
+    return parsed;
+  }
+}
