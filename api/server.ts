@@ -2,9 +2,8 @@ import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
-import { OperationEvents } from "./catalog/operations.ts";
 import type { Services } from "./env.ts";
-import { loadTransferTokenSigner } from "./signing.ts";
+import { createServices } from "./services.ts";
 
 export interface ControlPlaneOptions {
   catalog: CatalogLocation;
@@ -26,13 +25,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   const catalog = openCatalog(options.catalog);
   await catalog.migrate();
   const adminToken = await ensureBootstrapAdminToken(catalog.db, options.adminToken);
-  const services: Services = {
-    catalog,
-    db: catalog.db,
-    operationEvents: new OperationEvents(),
-    transferTokens: await loadTransferTokenSigner(catalog.db),
-    now: () => new Date(),
-  };
+  const services = await createServices(catalog);
   const app = createApp(services, { log: options.log });
   const host = options.host ?? "127.0.0.1";
   const server: ServerType = await new Promise((resolve) => {

@@ -1,5 +1,6 @@
 import { and, eq, inArray } from "drizzle-orm";
 import type { Image } from "../../schemas/images.ts";
+import { errors } from "../errors.ts";
 import type { CatalogDb } from "./db.ts";
 import { toImage, toImageReplica } from "./mappers.ts";
 import { datacenters, imageReplicas, images, imageVersions } from "./schema.ts";
@@ -40,5 +41,25 @@ export async function findImage(db: CatalogDb, projectId: string, id: string) {
     .from(images)
     .where(and(eq(images.id, id), eq(images.projectId, projectId)))
     .limit(1);
+  return row;
+}
+
+/** The version of an image, or a 422 naming the request field that asked for it. */
+export async function requireImageVersion(
+  db: CatalogDb,
+  image: { id: string; name: string },
+  version: number,
+  path: string,
+) {
+  const [row] = await db
+    .select()
+    .from(imageVersions)
+    .where(and(eq(imageVersions.imageId, image.id), eq(imageVersions.version, version)))
+    .limit(1);
+  if (!row) {
+    throw errors.unprocessable("image_version_not_found", `Image ${image.name} has no version ${version}.`, [
+      { path, message: "unknown version" },
+    ]);
+  }
   return row;
 }

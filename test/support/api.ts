@@ -1,9 +1,7 @@
 // An in-process control plane on a real catalog, with helpers that speak to it as clients do.
 import { createApp } from "../../api/app.ts";
 import { ensureBootstrapAdminToken } from "../../api/bootstrap.ts";
-import { OperationEvents } from "../../api/catalog/operations.ts";
-import type { Services } from "../../api/env.ts";
-import { loadTransferTokenSigner } from "../../api/signing.ts";
+import { createServices } from "../../api/services.ts";
 import { type CatalogKind, openTestCatalog } from "./catalogs.ts";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -24,13 +22,7 @@ export interface TestResponse<T = any> {
 export async function createTestApi(kind: CatalogKind) {
   const catalog = await openTestCatalog(kind);
   await ensureBootstrapAdminToken(catalog.db, ADMIN_TOKEN);
-  const services: Services = {
-    catalog,
-    db: catalog.db,
-    operationEvents: new OperationEvents(),
-    transferTokens: await loadTransferTokenSigner(catalog.db),
-    now: () => new Date(),
-  };
+  const services = await createServices(catalog);
   const app = createApp(services, { log: () => {} });
 
   async function call<T = any>(

@@ -3,7 +3,7 @@ import { and, asc, eq, isNotNull } from "drizzle-orm";
 import { idSchema, NameSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage } from "../../catalog/images.ts";
+import { findImage, requireImageVersion } from "../../catalog/images.ts";
 import { datacenterStatus } from "../../catalog/mappers.ts";
 import {
   failRunningOperation,
@@ -12,7 +12,7 @@ import {
   toOperation,
 } from "../../catalog/operations.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
-import { datacenters, imageReplicas, imageVersions } from "../../catalog/schema.ts";
+import { datacenters, imageReplicas } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
@@ -49,18 +49,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const version = body.version ?? image.currentVersion;
     if (!version)
       throw errors.conflict("image_not_uploaded", `Image ${image.name} has no uploaded version yet.`);
-    const [known] = await db
-      .select({ size: imageVersions.size })
-      .from(imageVersions)
-      .where(and(eq(imageVersions.imageId, id), eq(imageVersions.version, version)))
-      .limit(1);
-    if (!known) {
-      throw errors.unprocessable(
-        "image_version_not_found",
-        `Image ${image.name} has no version ${version}.`,
-        [{ path: "version", message: "unknown version" }],
-      );
-    }
+    const known = await requireImageVersion(db, image, version, "version");
     await assertRegionsExist(db, [{ path: "region", name: body.region }]);
     const at = now();
     const target = (

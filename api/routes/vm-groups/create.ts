@@ -1,12 +1,11 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import { and, eq } from "drizzle-orm";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { CreateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage } from "../../catalog/images.ts";
+import { findImage, requireImageVersion } from "../../catalog/images.ts";
 import { insertOperation, toOperation } from "../../catalog/operations.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
-import { imageVersions, vmGroups } from "../../catalog/schema.ts";
+import { vmGroups } from "../../catalog/schema.ts";
 import { assertValidReferences } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
@@ -42,20 +41,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
           { path: "image", message: "unknown image" },
         ]);
       }
-      if (body.image_version) {
-        const [version] = await db
-          .select({ version: imageVersions.version })
-          .from(imageVersions)
-          .where(and(eq(imageVersions.imageId, body.image), eq(imageVersions.version, body.image_version)))
-          .limit(1);
-        if (!version) {
-          throw errors.unprocessable(
-            "image_version_not_found",
-            `Image ${image.name} has no version ${body.image_version}.`,
-            [{ path: "image_version", message: "unknown version" }],
-          );
-        }
-      }
+      if (body.image_version) await requireImageVersion(db, image, body.image_version, "image_version");
       await assertRegionsExist(db, [
         ...(body.region ? [{ path: "region", name: body.region }] : []),
         ...(body.placement?.regions ?? []).map((name, i) => ({ path: `placement.regions[${i}]`, name })),

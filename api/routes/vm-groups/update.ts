@@ -1,11 +1,12 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { and, eq } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { UpdateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
+import { requireImageVersion } from "../../catalog/images.ts";
 import { insertOperation, toOperation } from "../../catalog/operations.ts";
-import { imageVersions, vmGroups } from "../../catalog/schema.ts";
+import { vmGroups } from "../../catalog/schema.ts";
 import { assertValidReferences, findVmGroup } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
@@ -36,18 +37,12 @@ export function register(app: OpenAPIHono<AppEnv>) {
     if (group.state === "deleting")
       throw errors.conflict("vm_group_deleting", `VM group ${group.name} is being deleted.`);
     if (body.image_version) {
-      const [version] = await db
-        .select({ version: imageVersions.version })
-        .from(imageVersions)
-        .where(and(eq(imageVersions.imageId, group.imageId), eq(imageVersions.version, body.image_version)))
-        .limit(1);
-      if (!version) {
-        throw errors.unprocessable(
-          "image_version_not_found",
-          `The group's image has no version ${body.image_version}.`,
-          [{ path: "image_version", message: "unknown version" }],
-        );
-      }
+      await requireImageVersion(
+        db,
+        { id: group.imageId, name: group.imageId },
+        body.image_version,
+        "image_version",
+      );
     }
     if (body.metadata !== undefined || body.metadata_from !== undefined) {
       await assertValidReferences(
