@@ -2,6 +2,7 @@
 // every control-plane process on one database signs with keys all managers accept.
 import { asc } from "drizzle-orm";
 import { exportJWK, generateKeyPair, importJWK, type JSONWebKeySet, type JWK } from "jose";
+import { type InstanceClaims, signInstanceToken } from "../regional-manager/auth/instance-token.ts";
 import { signTransferToken, type TransferClaims } from "../regional-manager/auth/transfer-token.ts";
 import type { CatalogDb } from "./catalog/db.ts";
 import { signingKeys } from "./catalog/schema.ts";
@@ -15,7 +16,7 @@ export interface TransferTokenSigner {
   jwks(): JSONWebKeySet;
 }
 
-export async function loadTransferTokenSigner(db: CatalogDb): Promise<TransferTokenSigner> {
+async function loadSigningKey(db: CatalogDb) {
   let rows = await db.select().from(signingKeys).orderBy(asc(signingKeys.createdAt));
   if (rows.length === 0) {
     const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
@@ -34,15 +35,39 @@ export async function loadTransferTokenSigner(db: CatalogDb): Promise<TransferTo
   const privateKey = await importJWK(signing.privateJwk as JWK, signing.algorithm);
   if (privateKey instanceof Uint8Array) throw new Error("signing keys must be asymmetric");
   const keys = rows.map((row) => row.publicJwk as JWK);
+  return { privateKey, kid: signing.kid, keys };
+}
+
+export async function loadTransferTokenSigner(db: CatalogDb): Promise<TransferTokenSigner> {
+  const { privateKey, kid, keys } = await loadSigningKey(db);
   return {
     async sign(claims) {
       const token = await signTransferToken(privateKey, claims, {
-        keyId: signing.kid,
+        keyId: kid,
         issuer: TRANSFER_TOKEN_ISSUER,
         lifetimeSeconds: TRANSFER_TOKEN_LIFETIME_SECONDS,
       });
       return { token, expiresAt: new Date(Date.now() + TRANSFER_TOKEN_LIFETIME_SECONDS * 1000) };
     },
     jwks: () => ({ keys }),
+  };
+}
+
+export const INSTANCE_TOKEN_LIFETIME_SECONDS = 5 * 60;
+
+/** Signs instance tokens (one datacenter, one instance) with the same keys as transfer tokens. */
+export interface InstanceTokenSigner {
+  sign(claims: InstanceClaims): Promise<string>;
+}
+
+export async function loadInstanceTokenSigner(db: CatalogDb): Promise<InstanceTokenSigner> {
+  const { privateKey, kid } = await loadSigningKey(db);
+  return {
+    sign: (claims) =>
+      signInstanceToken(privateKey, claims, {
+        keyId: kid,
+        issuer: TRANSFER_TOKEN_ISSUER,
+        lifetimeSeconds: INSTANCE_TOKEN_LIFETIME_SECONDS,
+      }),
   };
 }

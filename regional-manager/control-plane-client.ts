@@ -1,6 +1,7 @@
 // How a regional manager speaks to the control plane: register, heartbeat, report its
 // copies of image versions, and ask where to pull a version from. Plain fetch with the
 // manager credential an admin issued.
+import type { InstanceReport } from "../schemas/manager-instances.ts";
 import type { ReplicaReport as CatalogReplicaReport, ReplicaSources } from "../schemas/managers.ts";
 import type { Capacity, Heartbeat } from "../schemas/regions.ts";
 import type { ReplicaReport, ReplicaReporter } from "./transfer/reporter.ts";
@@ -69,6 +70,11 @@ export class ControlPlaneClient implements ReplicaReporter {
       `/v1/datacenters/${this.#options.datacenter}/replicas/${report.imageId}/versions/${report.version}`,
       body,
     );
+  }
+
+  /** Reports an instance's state, guest attributes and console tail to the catalog. */
+  async reportInstance(instanceId: string, report: InstanceReport): Promise<void> {
+    await this.#request("PUT", `/v1/datacenters/${this.#options.datacenter}/instances/${instanceId}`, report);
   }
 
   #base(): string {

@@ -14,6 +14,7 @@ import * as imagesReplicate from "./images/replicate.ts";
 import * as imagesUpdate from "./images/update.ts";
 import * as instancesGet from "./instances/get.ts";
 import * as instancesList from "./instances/list.ts";
+import * as instancesReport from "./instances/report.ts";
 import * as managerCredentialsCreate from "./managers/create-credential.ts";
 import * as operationsCancel from "./operations/cancel.ts";
 import * as operationsGet from "./operations/get.ts";
@@ -70,6 +71,7 @@ const ROUTES = [
   replicasReport,
   replicasSources,
   imagesReplicate,
+  instancesReport,
 ];
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>) {

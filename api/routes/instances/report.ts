@@ -1,0 +1,51 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, eq } from "drizzle-orm";
+import { idSchema, NameSchema } from "../../../schemas/common.ts";
+import { InstanceReportSchema } from "../../../schemas/manager-instances.ts";
+import { requireManagerOf } from "../../auth.ts";
+import { instances } from "../../catalog/schema.ts";
+import type { AppEnv } from "../../env.ts";
+import { errors } from "../../errors.ts";
+import { bearerAuth, jsonBody, problemResponses } from "../../openapi.ts";
+
+export const route = createRoute({
+  method: "put",
+  path: "/v1/datacenters/{name}/instances/{instance_id}",
+  operationId: "reportInstance",
+  tags: ["managers"],
+  summary:
+    "A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail",
+  description:
+    "Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.",
+  security: bearerAuth,
+  request: {
+    params: z.object({ name: NameSchema, instance_id: idSchema("instance") }),
+    body: jsonBody(InstanceReportSchema),
+  },
+  responses: { 204: { description: "Recorded." }, ...problemResponses(400, 401, 403, 404) },
+});
+
+export function register(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    const { name, instance_id } = c.req.valid("param");
+    requireManagerOf(c, name);
+    const report = c.req.valid("json");
+    const { db, now } = c.get("services");
+    const updated = await db
+      .update(instances)
+      .set({
+        state: report.state,
+        stateReason: report.state_reason ?? null,
+        ...(report.address !== undefined ? { address: report.address } : {}),
+        ...(report.local_id !== undefined ? { localId: report.local_id } : {}),
+        ...(report.image_version !== undefined ? { imageVersion: report.image_version } : {}),
+        ...(report.guest_attributes !== undefined ? { guestAttributes: report.guest_attributes } : {}),
+        ...(report.boot_log_tail !== undefined ? { bootLogTail: report.boot_log_tail } : {}),
+        updatedAt: now(),
+      })
+      .where(and(eq(instances.id, instance_id), eq(instances.datacenter, name)))
+      .returning({ id: instances.id });
+    if (updated.length === 0) throw errors.notFound(`instance of datacenter ${name}`, instance_id);
+    return c.body(null, 204);
+  });
+}

@@ -1,0 +1,340 @@
+// The manager's side of running instances for the control plane: it turns a spec into a
+// running guest (pulling the image version first when this datacenter lacks it), keeps the
+// control plane told of every state change and guest attribute, and knows how much capacity
+// is left. HTTP lives in app.ts; this class is what the routes call.
+
+import type {
+  InstanceReport,
+  ManagerInstanceSpec,
+  ManagerInstanceStatus,
+  ReportedInstanceState,
+} from "../../schemas/manager-instances.ts";
+import type { ComputeDriver, InstanceStateChange, InstanceStatus } from "../compute/index.ts";
+import { ComputeError } from "../compute/index.ts";
+import type { ImageStore, VersionRecord } from "../store/image-store.ts";
+
+export interface InstanceReporter {
+  reportInstance(instanceId: string, report: InstanceReport): Promise<void>;
+}
+
+export interface InstanceManagerOptions {
+  driver: ComputeDriver;
+  store: ImageStore;
+  region: string;
+  datacenter: string;
+  /** Resolves once the version is available in the local store (pulling it if needed). */
+  ensureImageVersion(imageId: string, version: number): Promise<VersionRecord>;
+  reporter: InstanceReporter;
+  /** What the datacenter offers in total. */
+  capacity: { vcpus: number; memoryMb: number };
+  log: (line: string) => void;
+  /** Bytes of console sent with each state report. */
+  reportConsoleBytes?: number;
+}
+
+/** An instance whose image version is still on its way: not yet known to the driver. */
+interface PendingInstance {
+  spec: ManagerInstanceSpec;
+  state: "transferring-image" | "failed";
+  reason: string | null;
+}
+
+const ACTIVE: readonly string[] = ["starting", "running", "ready"];
+
+export class InstanceManager {
+  readonly #options: InstanceManagerOptions;
+  readonly #pending = new Map<string, PendingInstance>();
+  /** Per instance, the tail of its chain of reports, so they reach the control plane in order. */
+  readonly #reports = new Map<string, Promise<void>>();
+  readonly #onState = (change: InstanceStateChange) => this.#stateChanged(change);
+  readonly #onAttribute = (write: { instanceId: string }) => this.#report(write.instanceId);
+
+  constructor(options: InstanceManagerOptions) {
+    this.#options = options;
+    options.driver.on("state", this.#onState);
+    options.driver.on("guest-attribute", this.#onAttribute);
+  }
+
+  /** Takes over the instances a previous manager process left running and tells the control plane. */
+  async reattach(): Promise<InstanceStatus[]> {
+    const found = await this.#options.driver.reattach();
+    for (const status of found) this.#report(status.instanceId);
+    return found;
+  }
+
+  /** Lets go of the instances without stopping them (they outlive this manager process). */
+  async detach(): Promise<void> {
+    this.#options.driver.off("state", this.#onState);
+    this.#options.driver.off("guest-attribute", this.#onAttribute);
+    await this.#options.driver.detach();
+    await Promise.allSettled([...this.#reports.values()]);
+  }
+
+  /**
+   * Creates and starts an instance; a second call for the same instance returns its status
+   * (and starts it again if it is stopped or failed). `created` is false when the instance
+   * waits for its image version, which is then pulled in the background.
+   */
+  async createAndStart(
+    spec: ManagerInstanceSpec,
+  ): Promise<{ status: ManagerInstanceStatus; created: boolean }> {
+    const id = spec.instance_id;
+    const pending = this.#pending.get(id);
+    if (pending?.state === "transferring-image") return { status: this.status(id), created: false };
+    const existing = this.#known(id);
+    if (existing) {
+      if (existing.state === "stopped" || existing.state === "failed") await this.#options.driver.start(id);
+      return { status: this.status(id), created: false };
+    }
+    this.#checkCapacity(spec);
+    const held = this.#options.store.getVersion(spec.image_id, spec.image_version);
+    if (held?.state === "available" && held.localId) {
+      this.#pending.delete(id);
+      await this.#boot(spec, held);
+      return { status: this.status(id), created: true };
+    }
+    this.#pending.set(id, { spec, state: "transferring-image", reason: null });
+    this.#report(id);
+    void this.#pullThenBoot(spec);
+    return { status: this.status(id), created: false };
+  }
+
+  status(instanceId: string): ManagerInstanceStatus {
+    const known = this.#known(instanceId);
+    if (known) {
+      const spec = known.spec;
+      return {
+        instance_id: instanceId,
+        state: known.state,
+        reason: known.reason ?? null,
+        guest_attributes: known.guestAttributes,
+        vcpus: spec.vcpus,
+        memory_mb: spec.memoryMb,
+        image_id: spec.image.id,
+        image_version: this.#versionOf(spec.image.path),
+        pid: known.pid ?? null,
+      };
+    }
+    const pending = this.#pending.get(instanceId);
+    if (!pending) throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
+    return {
+      instance_id: instanceId,
+      state: pending.state,
+      reason: pending.reason,
+      guest_attributes: {},
+      vcpus: pending.spec.vcpus,
+      memory_mb: pending.spec.memory_mb,
+      image_id: pending.spec.image_id,
+      image_version: pending.spec.image_version,
+      pid: null,
+    };
+  }
+
+  async stop(instanceId: string): Promise<ManagerInstanceStatus> {
+    if (!this.#known(instanceId)) {
+      if (this.#pending.has(instanceId))
+        throw new ComputeError("failed-precondition", `instance ${instanceId} has not started yet`);
+      throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
+    }
+    await this.#options.driver.stop(instanceId, { graceMs: 0 });
+    return this.status(instanceId);
+  }
+
+  /** Removes the instance and everything it left (process, sockets, overlay, metadata listener). */
+  async delete(instanceId: string): Promise<void> {
+    const wasPending = this.#pending.delete(instanceId);
+    if (this.#known(instanceId)) await this.#options.driver.delete(instanceId);
+    else if (!wasPending) throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
+  }
+
+  async setMetadata(instanceId: string, metadata: Record<string, string>): Promise<ManagerInstanceStatus> {
+    const pending = this.#pending.get(instanceId);
+    if (pending) pending.spec = { ...pending.spec, metadata: { ...metadata } };
+    else if (this.#known(instanceId)) await this.#options.driver.setMetadata(instanceId, metadata);
+    else throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
+    return this.status(instanceId);
+  }
+
+  consoleLog(instanceId: string, tailBytes: number): string {
+    if (this.#known(instanceId)) return this.#options.driver.consoleLog(instanceId, { tailBytes });
+    if (this.#pending.has(instanceId)) return "";
+    throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
+  }
+
+  /** Capacity not claimed by started or starting instances, for the heartbeat. */
+  free(): { vcpus: number; memoryMb: number } {
+    const used = this.#used();
+    return {
+      vcpus: Math.max(0, this.#options.capacity.vcpus - used.vcpus),
+      memoryMb: Math.max(0, this.#options.capacity.memoryMb - used.memoryMb),
+    };
+  }
+
+  #used(): { vcpus: number; memoryMb: number } {
+    let vcpus = 0;
+    let memoryMb = 0;
+    for (const status of this.#options.driver.list()) {
+      if (!ACTIVE.includes(status.state)) continue;
+      vcpus += status.spec.vcpus;
+      memoryMb += status.spec.memoryMb;
+    }
+    for (const pending of this.#pending.values()) {
+      if (pending.state !== "transferring-image") continue;
+      vcpus += pending.spec.vcpus;
+      memoryMb += pending.spec.memory_mb;
+    }
+    return { vcpus, memoryMb };
+  }
+
+  #checkCapacity(spec: ManagerInstanceSpec): void {
+    const free = this.free();
+    if (spec.memory_mb > free.memoryMb) {
+      throw new ComputeError(
+        "capacity-exceeded",
+        `memory_mb ${spec.memory_mb} does not fit: ${free.memoryMb} MiB of ${this.#options.capacity.memoryMb} are free`,
+        "memory_mb",
+      );
+    }
+    if (spec.vcpus > this.#options.capacity.vcpus) {
+      throw new ComputeError(
+        "capacity-exceeded",
+        `vcpus ${spec.vcpus} is more than this datacenter has (${this.#options.capacity.vcpus})`,
+        "vcpus",
+      );
+    }
+  }
+
+  #known(instanceId: string): InstanceStatus | undefined {
+    try {
+      return this.#options.driver.status(instanceId);
+    } catch (error) {
+      if (error instanceof ComputeError && (error.code === "not-found" || error.code === "invalid-argument"))
+        return undefined;
+      throw error;
+    }
+  }
+
+  #versionOf(imagePath: string): number | null {
+    const localId = imagePath
+      .split("/")
+      .at(-1)
+      ?.replace(/\.[a-z0-9]+$/, "");
+    if (!localId) return null;
+    return this.#options.store.findByLocalId(localId)?.version ?? null;
+  }
+
+  async #pullThenBoot(spec: ManagerInstanceSpec): Promise<void> {
+    const id = spec.instance_id;
+    try {
+      const held = await this.#options.ensureImageVersion(spec.image_id, spec.image_version);
+      const pending = this.#pending.get(id);
+      if (!pending) return; // deleted while the image was on its way
+      this.#pending.delete(id);
+      await this.#boot(pending.spec, held);
+    } catch (error) {
+      const reason = `could not start: ${error instanceof Error ? error.message : String(error)}`;
+      this.#options.log(`[WARN] instance ${id}: ${reason}`);
+      if (this.#known(id)) return; // the driver reported its own failure
+      const pending = this.#pending.get(id) ?? { spec, state: "failed", reason };
+      pending.state = "failed";
+      pending.reason = reason;
+      this.#pending.set(id, pending);
+      this.#report(id);
+    }
+  }
+
+  async #boot(spec: ManagerInstanceSpec, held: VersionRecord): Promise<void> {
+    if (held.format === "iso" || !held.localId) {
+      throw new ComputeError(
+        "invalid-argument",
+        `image ${spec.image_id} version ${spec.image_version} is ${held.format}; only raw and qcow2 disks boot`,
+        "image_id",
+      );
+    }
+    const driver = this.#options.driver;
+    await driver.create({
+      instanceId: spec.instance_id,
+      name: spec.name,
+      vmGroup: spec.vm_group,
+      region: this.#options.region,
+      datacenter: this.#options.datacenter,
+      image: { path: this.#options.store.imagePath(held.localId), format: held.format, id: spec.image_id },
+      vcpus: spec.vcpus,
+      memoryMb: spec.memory_mb,
+      metadata: spec.metadata,
+    });
+    try {
+      await driver.start(spec.instance_id);
+    } catch (error) {
+      // A start that fails leaves the instance created and stopped or failed; the control plane
+      // sees that state and may ask again.
+      this.#report(spec.instance_id);
+      throw error;
+    }
+  }
+
+  #stateChanged(change: InstanceStateChange): void {
+    this.#report(change.instanceId, change);
+  }
+
+  /** Queues a report of the instance's current state behind its earlier ones. */
+  #report(instanceId: string, change?: InstanceStateChange): void {
+    const report = this.#snapshot(instanceId, change);
+    if (!report) return;
+    const previous = this.#reports.get(instanceId) ?? Promise.resolve();
+    const next = previous.then(() => this.#send(instanceId, report));
+    this.#reports.set(instanceId, next);
+    void next.finally(() => {
+      if (this.#reports.get(instanceId) === next) this.#reports.delete(instanceId);
+    });
+  }
+
+  #snapshot(instanceId: string, change?: InstanceStateChange): InstanceReport | undefined {
+    const known = this.#known(instanceId);
+    if (known) {
+      const state: ReportedInstanceState = change?.state ?? known.state;
+      const reason = change ? change.reason : known.reason;
+      const consoleTail =
+        change?.consoleTail ??
+        this.#options.driver.consoleLog(instanceId, { tailBytes: this.#options.reportConsoleBytes ?? 4096 });
+      const version = this.#versionOf(known.spec.image.path);
+      return {
+        state,
+        state_reason: reason ?? null,
+        local_id: instanceId,
+        ...(version !== null ? { image_version: version } : {}),
+        guest_attributes: known.guestAttributes,
+        boot_log_tail: consoleTail.slice(-16_000),
+      };
+    }
+    const pending = this.#pending.get(instanceId);
+    if (!pending) return undefined;
+    return {
+      state: pending.state,
+      state_reason: pending.reason,
+      image_version: pending.spec.image_version,
+    };
+  }
+
+  async #send(instanceId: string, report: InstanceReport): Promise<void> {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        await this.#options.reporter.reportInstance(instanceId, report);
+        return;
+      } catch (error) {
+        const status = (error as { status?: number }).status;
+        if (status !== undefined && status >= 400 && status < 500) {
+          this.#options.log(
+            `[WARN] control plane refused the ${report.state} report of ${instanceId}: ${error}`,
+          );
+          return;
+        }
+        if (attempt === 3) {
+          this.#options.log(`[WARN] could not report ${instanceId} ${report.state}: ${error}`);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+      }
+    }
+  }
+}

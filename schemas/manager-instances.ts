@@ -1,0 +1,75 @@
+// The shapes exchanged about running instances between the control plane and a regional
+// manager: what the control plane asks a manager to run (its instance API), what the manager
+// answers, and the state reports the manager sends back to the catalog.
+import { z } from "@hono/zod-openapi";
+import { idSchema, NameSchema } from "./common.ts";
+
+const MetadataValuesSchema = z
+  .record(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "metadata keys are letters, digits, _ . -"), z.string())
+  .refine((values) => Object.keys(values).length <= 256, "at most 256 metadata keys");
+
+/** The control plane asks a manager to create and start one instance of a VM group. */
+export const ManagerInstanceSpecSchema = z
+  .strictObject({
+    instance_id: idSchema("instance"),
+    name: z.string().min(1).max(128),
+    vm_group: NameSchema,
+    image_id: idSchema("image"),
+    image_version: z.number().int().min(1),
+    vcpus: z.number().int().min(1).max(256),
+    memory_mb: z
+      .number()
+      .int()
+      .min(64)
+      .max(1 << 22),
+    metadata: MetadataValuesSchema.default({}),
+  })
+  .openapi("ManagerInstanceSpec");
+export type ManagerInstanceSpec = z.infer<typeof ManagerInstanceSpecSchema>;
+
+export const ManagerInstanceMetadataSchema = z
+  .strictObject({ metadata: MetadataValuesSchema })
+  .openapi("ManagerInstanceMetadata");
+export type ManagerInstanceMetadata = z.infer<typeof ManagerInstanceMetadataSchema>;
+
+/** States a manager reports: the driver's, plus the image pull that precedes a start. */
+export const REPORTED_INSTANCE_STATES = [
+  "transferring-image",
+  "starting",
+  "running",
+  "ready",
+  "stopped",
+  "failed",
+] as const;
+export const ReportedInstanceStateSchema = z.enum(REPORTED_INSTANCE_STATES);
+export type ReportedInstanceState = z.infer<typeof ReportedInstanceStateSchema>;
+
+/** What a manager's instance API answers about one instance. */
+export const ManagerInstanceStatusSchema = z
+  .object({
+    instance_id: idSchema("instance"),
+    state: ReportedInstanceStateSchema,
+    reason: z.string().nullable(),
+    guest_attributes: z.record(z.string(), z.string()),
+    vcpus: z.number().int(),
+    memory_mb: z.number().int(),
+    image_id: z.string(),
+    image_version: z.number().int().nullable(),
+    pid: z.number().int().nullable(),
+  })
+  .openapi("ManagerInstanceStatus");
+export type ManagerInstanceStatus = z.infer<typeof ManagerInstanceStatusSchema>;
+
+/** A manager reports an instance's state to the control plane (PUT /v1/datacenters/{dc}/instances/{id}). */
+export const InstanceReportSchema = z
+  .strictObject({
+    state: ReportedInstanceStateSchema,
+    state_reason: z.string().max(2000).nullable().optional(),
+    address: z.string().max(255).nullable().optional(),
+    local_id: z.string().max(128).optional(),
+    image_version: z.number().int().min(1).optional(),
+    guest_attributes: z.record(z.string().max(256), z.string().max(65536)).optional(),
+    boot_log_tail: z.string().max(16384).nullable().optional(),
+  })
+  .openapi("InstanceReport");
+export type InstanceReport = z.infer<typeof InstanceReportSchema>;
