@@ -86,9 +86,13 @@ describe("peer transfer between managers", () => {
     const store = await ImageStore.open(dataDir);
     const digests = [...store.chunks.digests()];
     let i = 0;
-    for await (const data of store.chunks.readMany(digests)) expect(sha256Hex(data)).toBe(digests[i++]);
+    let bytes = 0;
+    for await (const data of store.chunks.readMany(digests)) {
+      expect(sha256Hex(data)).toBe(digests[i++]);
+      bytes += data.length;
+    }
     await store.close();
-    return digests.length;
+    return bytes;
   }
 
   function reset(): void {
@@ -202,8 +206,9 @@ describe("peer transfer between managers", () => {
     await c.waitForLine(/^progress ([3-9]\d{6}) /); // >= 3 MB stored
     await c.kill("SIGKILL");
     await pulling;
+    // Progress counts chunks received; only sealed ones survive the kill, and those must not move again.
     const stored = await verifyStore(dataDir);
-    expect(stored).toBeGreaterThan(0);
+    expect(stored).toBeGreaterThan(1 << 20);
 
     proxy.bytesPerSecond = undefined;
     proxy.reset();
@@ -213,8 +218,10 @@ describe("peer transfer between managers", () => {
     const totals = restarted.lines
       .filter((line) => line.startsWith("progress"))
       .map((line) => Number(line.split(" ")[2]));
-    expect(totals.at(-1)).toBeLessThan(sentBytes(image.length) - (2 << 20));
-    expect(proxy.bytes).toBeLessThan(sentBytes(image.length) - (2 << 20));
+    // Slack for the manifest, digest lists and record headers.
+    const slack = 256 << 10;
+    expect(totals.at(-1)).toBeLessThanOrEqual(sentBytes(image.length) - stored + slack);
+    expect(proxy.bytes).toBeLessThanOrEqual(sentBytes(image.length) - stored + slack);
     await restarted.kill("SIGTERM");
     const store = await ImageStore.open(dataDir);
     expect((await readFile(store.imagePath(resumed.body.localId as string))).equals(image)).toBe(true);
