@@ -1,0 +1,507 @@
+// globalvm_vm_group: a group of VMs started from one image in one region (or where a
+// placement policy says). Create sends an Idempotency-Key derived from the planned
+// configuration, so an apply after a client-side timeout re-attaches to the same
+// operation instead of starting another; it then follows the operation (long-poll),
+// logging step, bytes and rate at INFO.
+
+import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type ApiClient, expectData, type Operation, problemError, type Schemas } from "../client/client.ts";
+import type { GlobalvmProviderData } from "../globalvm-provider.ts";
+import {
+  type AttributePath,
+  type CallContext,
+  CtyNumber,
+  type CtyValue,
+  DiagnosticError,
+  type Diagnostics,
+  defineResource,
+  isUnknown,
+  type Logger,
+  type ObjectValue,
+  requiresReplace,
+  useStateForUnknown,
+  valuesEqual,
+} from "../index.ts";
+import { checkRegion, numberOf, parseDuration, stringMap } from "./values.ts";
+
+type CreateVmGroup = Schemas["CreateVmGroup"];
+type UpdateVmGroup = Schemas["UpdateVmGroup"];
+
+const INSTANCE_TYPE = [
+  "object",
+  { id: "string", datacenter: "string", address: "string", state: "string" },
+] as const;
+const REFERENCE_TYPE = ["object", { vm_group: "string", instance: "number", attribute: "string" }] as const;
+const ATTRIBUTES = ["address", "id", "name", "datacenter"];
+const DEFAULT_TIMEOUTS = { create: 20 * 60_000, update: 20 * 60_000, delete: 10 * 60_000 };
+
+const isObject = (value: CtyValue | undefined): value is ObjectValue =>
+  !!value &&
+  typeof value === "object" &&
+  !Array.isArray(value) &&
+  !(value instanceof CtyNumber) &&
+  !isUnknown(value);
+
+function optionalNumber(value: CtyValue | undefined): number | undefined {
+  return numberOf(value);
+}
+
+function placementBody(value: CtyValue | undefined): CreateVmGroup["placement"] {
+  if (!isObject(value)) return undefined;
+  const conditions = isObject(value.conditions) ? value.conditions : null;
+  const regions = Array.isArray(value.regions) ? value.regions.map(String) : [];
+  return {
+    regions,
+    strategy: (typeof value.strategy === "string" ? value.strategy : "image-locality") as "spread",
+    conditions: {
+      ...(conditions && optionalNumber(conditions.min_free_vcpus) !== undefined
+        ? { min_free_vcpus: optionalNumber(conditions.min_free_vcpus) }
+        : {}),
+      ...(conditions && optionalNumber(conditions.min_free_memory_mb) !== undefined
+        ? { min_free_memory_mb: optionalNumber(conditions.min_free_memory_mb) }
+        : {}),
+      ...(conditions && optionalNumber(conditions.max_transfer_bytes) !== undefined
+        ? { max_transfer_bytes: optionalNumber(conditions.max_transfer_bytes) }
+        : {}),
+      require_up: conditions && typeof conditions.require_up === "boolean" ? conditions.require_up : true,
+    },
+  };
+}
+
+function metadataFromBody(value: CtyValue | undefined): CreateVmGroup["metadata_from"] {
+  const out: NonNullable<CreateVmGroup["metadata_from"]> = {};
+  if (!isObject(value)) return out;
+  for (const [key, reference] of Object.entries(value)) {
+    if (!isObject(reference)) continue;
+    out[key] = {
+      vm_group: String(reference.vm_group),
+      instance: optionalNumber(reference.instance) ?? 0,
+      attribute: String(reference.attribute) as "address",
+    };
+  }
+  return out;
+}
+
+/** The POST /v1/vm-groups body for a planned resource. */
+export function createBody(plan: ObjectValue): CreateVmGroup {
+  const machine = isObject(plan.machine) ? plan.machine : {};
+  const placement = placementBody(plan.placement);
+  const imageVersion = optionalNumber(plan.image_version);
+  return {
+    name: String(plan.name),
+    image: String(plan.image),
+    ...(imageVersion !== undefined ? { image_version: imageVersion } : {}),
+    ...(typeof plan.region === "string" ? { region: plan.region } : {}),
+    ...(placement ? { placement } : {}),
+    size: optionalNumber(plan.size) ?? 0,
+    machine: { vcpus: optionalNumber(machine.vcpus) ?? 0, memory_mb: optionalNumber(machine.memory_mb) ?? 0 },
+    metadata: stringMap(plan.metadata),
+    metadata_from: metadataFromBody(plan.metadata_from),
+    labels: {},
+  };
+}
+
+/** Deterministic in the planned configuration: the same plan applied twice sends the same key. */
+export function idempotencyKey(body: CreateVmGroup, generation = 1): string {
+  const digest = createHash("sha256").update(JSON.stringify(body)).digest("hex").slice(0, 48);
+  return `terraform-${digest}${generation > 1 ? `.${generation}` : ""}`;
+}
+
+export function timeoutOf(plan: ObjectValue, which: keyof typeof DEFAULT_TIMEOUTS): number {
+  const timeouts = isObject(plan.timeouts) ? plan.timeouts : null;
+  const text = timeouts?.[which];
+  return (typeof text === "string" ? parseDuration(text) : undefined) ?? DEFAULT_TIMEOUTS[which];
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  signal: AbortSignal;
+  log: Logger;
+  /** Long-poll length per request (the API allows at most 60 s). */
+  pollWait?: string;
+  /** What is being waited for, for messages. */
+  what: string;
+}
+
+/**
+ * Follows an operation until it is done, the timeout passes (the operation keeps running:
+ * the next apply re-attaches) or Terraform asks the provider to stop.
+ */
+export async function waitForOperation(api: ApiClient, operation: Operation, options: WaitOptions) {
+  const deadline = Date.now() + options.timeoutMs;
+  let current = operation;
+  let last = { at: Date.now(), bytes: operation.progress.bytes_done };
+  while (!current.done) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      throw new DiagnosticError(`Timed out waiting for ${options.what}`, {
+        detail: `Operation ${current.id} is still ${current.state} (step ${current.progress.step ?? "none"}) after ${Math.round(options.timeoutMs / 1000)} s. It keeps running on the control plane; apply again to re-attach to it, or raise \`timeouts\`.`,
+      });
+    }
+    options.signal.throwIfAborted();
+    const signal = AbortSignal.any([options.signal, AbortSignal.timeout(remaining + 5000)]);
+    const result = await api
+      .GET("/v1/operations/{id}", {
+        params: { path: { id: current.id }, query: { wait: options.pollWait ?? "30s" } },
+        signal,
+      })
+      .catch((error: unknown) => {
+        if (options.signal.aborted) throw error;
+        if (signal.aborted) return null; // our own deadline: loop and report the timeout
+        throw error;
+      });
+    if (!result) continue;
+    if (!result.data) {
+      // A transient answer (5xx) should not lose the operation: wait a little and ask again.
+      if (result.response.status >= 500) {
+        await sleep(Math.min(2000, Math.max(0, deadline - Date.now())), undefined, {
+          signal: options.signal,
+        });
+        continue;
+      }
+      throw problemError(`Following operation ${current.id}`, result.response, result.error as never);
+    }
+    current = result.data;
+    const now = Date.now();
+    const seconds = Math.max((now - last.at) / 1000, 1e-3);
+    const rate = Math.max(0, current.progress.bytes_done - last.bytes) / seconds;
+    last = { at: now, bytes: current.progress.bytes_done };
+    options.log.info(`${options.what}: ${current.state}`, {
+      operation: current.id,
+      step: current.progress.step,
+      bytes_done: current.progress.bytes_done,
+      bytes_total: current.progress.bytes_total,
+      rate_bytes_per_second: Math.round(rate),
+      progress: `${current.progress.step ?? current.state} ${formatBytes(current.progress.bytes_done)}${current.progress.bytes_total ? ` of ${formatBytes(current.progress.bytes_total)}` : ""} at ${formatBytes(rate)}/s`,
+    });
+  }
+  if (current.state !== "succeeded") {
+    throw new DiagnosticError(`${options.what} ${current.state}`, {
+      detail: `Operation ${current.id}: ${current.error ? `${current.error.code}: ${current.error.message}` : current.state}`,
+    });
+  }
+  return current;
+}
+
+/** API field paths are the HCL shape except placement/machine blocks, which match too. */
+const keepPath = (path: AttributePath) => path;
+
+async function getGroup(context: CallContext<GlobalvmProviderData>, id: string) {
+  const result = await context.providerData.api.GET("/v1/vm-groups/{id}", {
+    params: { path: { id } },
+    signal: context.signal,
+  });
+  if (result.response.status === 404) return null;
+  return expectData("Reading the VM group", result);
+}
+
+type VmGroup = NonNullable<Awaited<ReturnType<typeof getGroup>>>;
+
+async function groupState(
+  context: CallContext<GlobalvmProviderData>,
+  group: VmGroup,
+  prior: ObjectValue,
+): Promise<ObjectValue> {
+  const instances = expectData(
+    "Listing the VM group's instances",
+    await context.providerData.api.GET("/v1/vm-groups/{id}/instances", {
+      params: { path: { id: group.id }, query: { page_size: 200 } },
+      signal: context.signal,
+    }),
+  ).items;
+  const priorPlacement = prior.placement ?? null;
+  const samePlacement =
+    group.placement === null
+      ? priorPlacement === null
+      : isObject(priorPlacement) &&
+        valuesEqual(["list", "string"], priorPlacement.regions ?? null, group.placement.regions as CtyValue);
+  const priorMetadataFrom = prior.metadata_from ?? null;
+  const apiMetadataFrom = Object.entries(group.metadata_from);
+  return {
+    id: group.id,
+    name: group.name,
+    image: group.image,
+    image_version: group.image_version === null ? null : new CtyNumber(group.image_version),
+    region: group.region,
+    placement: samePlacement
+      ? priorPlacement
+      : group.placement && {
+          regions: [...group.placement.regions],
+          strategy: group.placement.strategy,
+          conditions: {
+            min_free_vcpus: numberOrNull(group.placement.conditions.min_free_vcpus),
+            min_free_memory_mb: numberOrNull(group.placement.conditions.min_free_memory_mb),
+            max_transfer_bytes: numberOrNull(group.placement.conditions.max_transfer_bytes),
+            require_up: group.placement.conditions.require_up,
+          },
+        },
+    size: new CtyNumber(group.size),
+    machine: { vcpus: new CtyNumber(group.machine.vcpus), memory_mb: new CtyNumber(group.machine.memory_mb) },
+    metadata:
+      Object.keys(group.metadata).length === 0 && prior.metadata === null ? null : { ...group.metadata },
+    metadata_from:
+      apiMetadataFrom.length === 0 && priorMetadataFrom === null
+        ? null
+        : Object.fromEntries(
+            apiMetadataFrom.map(([key, ref]) => [
+              key,
+              { vm_group: ref.vm_group, instance: new CtyNumber(ref.instance), attribute: ref.attribute },
+            ]),
+          ),
+    wait_for_ready: typeof prior.wait_for_ready === "boolean" ? prior.wait_for_ready : true,
+    timeouts: prior.timeouts ?? null,
+    datacenter: group.datacenter,
+    instances: instances.map((instance) => ({
+      id: instance.id,
+      datacenter: instance.datacenter,
+      address: instance.address,
+      state: instance.state,
+    })),
+  };
+}
+
+const numberOrNull = (value: number | undefined) => (value === undefined ? null : new CtyNumber(value));
+
+function validate(config: ObjectValue, diagnostics: Diagnostics) {
+  const size = config.size;
+  if (size instanceof CtyNumber && (size.toNumber() < 1 || !Number.isInteger(size.toNumber()))) {
+    diagnostics.error("Invalid size", `size must be a whole number of at least 1, not ${size.text}.`, [
+      "size",
+    ]);
+  }
+  if (isObject(config.machine)) {
+    const { vcpus, memory_mb } = config.machine;
+    if (vcpus instanceof CtyNumber && (vcpus.toNumber() < 1 || !Number.isInteger(vcpus.toNumber()))) {
+      diagnostics.error("Invalid vcpus", `vcpus must be a whole number of at least 1, not ${vcpus.text}.`, [
+        "machine",
+        "vcpus",
+      ]);
+    }
+    if (memory_mb instanceof CtyNumber && memory_mb.toNumber() < 64) {
+      diagnostics.error("Invalid memory_mb", `memory_mb must be at least 64, not ${memory_mb.text}.`, [
+        "machine",
+        "memory_mb",
+      ]);
+    }
+  } else if (config.machine === null) {
+    diagnostics.error("Missing machine block", "A VM group needs a `machine { vcpus, memory_mb }` block.", [
+      "machine",
+    ]);
+  }
+  const hasRegion = config.region !== null && config.region !== undefined;
+  const hasPlacement = config.placement !== null && config.placement !== undefined;
+  if (hasRegion && hasPlacement) {
+    diagnostics.error("Conflicting placement", "Give exactly one of `region` and `placement`, not both.", [
+      "placement",
+    ]);
+  } else if (!hasRegion && !hasPlacement) {
+    diagnostics.error("Missing placement", "Give exactly one of `region` and a `placement` block.", [
+      "region",
+    ]);
+  }
+  if (isObject(config.timeouts)) {
+    for (const which of ["create", "update", "delete"]) {
+      const text = config.timeouts[which];
+      if (typeof text === "string" && parseDuration(text) === undefined) {
+        diagnostics.error(
+          "Invalid duration",
+          `${JSON.stringify(text)} is not a duration like "10m" or "90s".`,
+          ["timeouts", which],
+        );
+      }
+    }
+  }
+  if (isObject(config.metadata_from)) {
+    for (const [key, reference] of Object.entries(config.metadata_from)) {
+      if (isObject(reference) && typeof reference.attribute === "string") {
+        if (!ATTRIBUTES.includes(reference.attribute)) {
+          diagnostics.error(
+            "Invalid metadata_from attribute",
+            `attribute must be one of ${ATTRIBUTES.join(", ")}, not ${reference.attribute}.`,
+            ["metadata_from", { key }, "attribute"],
+          );
+        }
+      }
+    }
+  }
+}
+
+export const vmGroupResource = defineResource<GlobalvmProviderData>({
+  typeName: "globalvm_vm_group",
+  schema: {
+    description: "A group of VMs started from one image in one region, or where a placement policy says.",
+    attributes: {
+      id: { type: "string", computed: true, planModifiers: [useStateForUnknown()] },
+      name: { type: "string", required: true, planModifiers: [requiresReplace()] },
+      image: { type: "string", required: true, description: "Image id.", planModifiers: [requiresReplace()] },
+      image_version: {
+        type: "number",
+        optional: true,
+        description: "Pinned version; null follows the current one.",
+      },
+      region: { type: "string", optional: true, planModifiers: [requiresReplace()] },
+      size: { type: "number", required: true },
+      metadata: { type: ["map", "string"], optional: true },
+      metadata_from: {
+        type: ["map", REFERENCE_TYPE],
+        optional: true,
+        description:
+          "Metadata values taken at run time from another group's instance (address, id, name, datacenter).",
+      },
+      wait_for_ready: { type: "bool", default: true },
+      datacenter: { type: "string", computed: true },
+      instances: { type: ["list", INSTANCE_TYPE], computed: true },
+    },
+    blocks: {
+      machine: {
+        nesting: "single",
+        minItems: 1,
+        maxItems: 1,
+        attributes: {
+          vcpus: { type: "number", required: true },
+          memory_mb: { type: "number", required: true },
+        },
+      },
+      placement: {
+        nesting: "single",
+        planModifiers: [requiresReplace()],
+        attributes: {
+          regions: { type: ["list", "string"], required: true },
+          strategy: {
+            type: "string",
+            optional: true,
+            description: "image-locality, least-loaded or spread.",
+          },
+        },
+        blocks: {
+          conditions: {
+            nesting: "single",
+            attributes: {
+              min_free_vcpus: { type: "number", optional: true },
+              min_free_memory_mb: { type: "number", optional: true },
+              max_transfer_bytes: { type: "number", optional: true },
+              require_up: { type: "bool", optional: true },
+            },
+          },
+        },
+      },
+      timeouts: {
+        nesting: "single",
+        attributes: {
+          create: { type: "string", optional: true },
+          update: { type: "string", optional: true },
+          delete: { type: "string", optional: true },
+        },
+      },
+    },
+  },
+  validateConfig(config, diagnostics) {
+    validate(config, diagnostics);
+  },
+  async modifyPlan({ config }, context) {
+    if (typeof config.region === "string") await checkRegion(context.providerData, config.region, ["region"]);
+    if (isObject(config.placement) && Array.isArray(config.placement.regions)) {
+      for (const [index, region] of config.placement.regions.entries()) {
+        if (typeof region === "string") {
+          await checkRegion(context.providerData, region, ["placement", "regions", index]);
+        }
+      }
+    }
+  },
+  async create({ plan }, context) {
+    const { api } = context.providerData;
+    const body = createBody(plan);
+    const log = context.log.with({ vm_group: body.name });
+    for (let generation = 1; generation <= 5; generation++) {
+      const key = idempotencyKey(body, generation);
+      const operation = expectData(
+        "Creating the VM group",
+        await api.POST("/v1/vm-groups", {
+          body,
+          headers: { "Idempotency-Key": key },
+          signal: context.signal,
+        }),
+        keepPath,
+      );
+      const groupId = operation.target.id;
+      // The same key after a destroy replays a group that no longer exists: next generation.
+      if (!(await getGroup(context, groupId))) continue;
+      log.info("VM group declared", { id: groupId, operation: operation.id, idempotency_key: key });
+      if (plan.wait_for_ready !== false) {
+        await waitForOperation(api, operation, {
+          timeoutMs: timeoutOf(plan, "create"),
+          signal: context.signal,
+          log,
+          what: `creating VM group ${body.name}`,
+        });
+      }
+      const group = await getGroup(context, groupId);
+      if (!group) throw new DiagnosticError("The VM group was deleted while it was being created");
+      return groupState(context, group, plan);
+    }
+    throw new DiagnosticError("Could not create the VM group", {
+      detail: "Every idempotency key derived from this configuration names a deleted group.",
+    });
+  },
+  async read({ state }, context) {
+    const group = await getGroup(context, String(state.id));
+    if (!group) return null;
+    return groupState(context, group, state);
+  },
+  async update({ plan, prior }, context) {
+    const { api } = context.providerData;
+    const next = createBody(plan);
+    const before = createBody(prior);
+    const body: UpdateVmGroup = {};
+    if (!valuesEqual("number", plan.image_version ?? null, prior.image_version ?? null))
+      body.image_version = next.image_version ?? null;
+    if (next.size !== before.size) body.size = next.size;
+    if (JSON.stringify(next.machine) !== JSON.stringify(before.machine)) body.machine = next.machine;
+    if (JSON.stringify(next.metadata) !== JSON.stringify(before.metadata))
+      body.metadata = next.metadata ?? {};
+    if (JSON.stringify(next.metadata_from) !== JSON.stringify(before.metadata_from))
+      body.metadata_from = next.metadata_from ?? {};
+    const id = String(prior.id);
+    if (Object.keys(body).length > 0) {
+      const operation = expectData(
+        "Updating the VM group",
+        await api.PATCH("/v1/vm-groups/{id}", { params: { path: { id } }, body, signal: context.signal }),
+        keepPath,
+      );
+      if (plan.wait_for_ready !== false) {
+        await waitForOperation(api, operation, {
+          timeoutMs: timeoutOf(plan, "update"),
+          signal: context.signal,
+          log: context.log.with({ vm_group: next.name }),
+          what: `updating VM group ${next.name}`,
+        });
+      }
+    }
+    const group = await getGroup(context, id);
+    if (!group) throw new DiagnosticError("The VM group was deleted during the update");
+    return groupState(context, group, plan);
+  },
+  async delete({ prior }, context) {
+    const { api } = context.providerData;
+    const result = await api.DELETE("/v1/vm-groups/{id}", {
+      params: { path: { id: String(prior.id) } },
+      signal: context.signal,
+    });
+    if (result.response.status === 404) return;
+    const operation = expectData("Deleting the VM group", result);
+    await waitForOperation(api, operation, {
+      timeoutMs: timeoutOf(prior, "delete"),
+      signal: context.signal,
+      log: context.log.with({ vm_group: String(prior.name) }),
+      what: `deleting VM group ${String(prior.name)}`,
+    });
+  },
+  importState: ({ id }) => ({ id }),
+});

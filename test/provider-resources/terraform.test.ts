@@ -1,0 +1,316 @@
+// The globalvm provider under the real terraform (1.11.4 on PATH), against a control plane
+// and two regional managers (eu-west, us-east) started as child processes.
+// VM group applies wait for the orchestrator (another issue): here only their plan-time
+// validation runs under terraform; create/wait is tested in process (vm-group.test.ts).
+
+import { randomBytes } from "node:crypto";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { installProvider } from "../../provider/build/install.ts";
+import { type TerraformResult, terraform, terraformEnvironment } from "../provider/terraform-cli.ts";
+import { type RunningProcess, startCli } from "../support/processes.ts";
+
+const ADMIN = "tf-admin-token-0123456789";
+const QUICKSTART = fileURLToPath(new URL("../../examples/terraform/quickstart/main.tf", import.meta.url));
+const root = mkdtempSync(join(tmpdir(), "globalvm-tf-resources-"));
+const processes: RunningProcess[] = [];
+let controlPlane = "";
+let projectToken = "";
+let env: NodeJS.ProcessEnv = {};
+
+async function call(method: string, path: string, token: string, body?: unknown) {
+  const response = await fetch(`${controlPlane}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+async function startManager(region: string) {
+  const datacenter = `${region}-a`;
+  const credential = await call("POST", "/v1/manager-credentials", ADMIN, { region, datacenter });
+  expect(credential.status).toBe(201);
+  const manager = startCli(
+    [
+      "serve",
+      "regional-manager",
+      ...["--region", region, "--datacenter", datacenter],
+      ...["--control-plane", controlPlane, "--data-dir", join(root, datacenter)],
+    ],
+    { GLOBALVM_MANAGER_CREDENTIAL: credential.body.secret },
+  );
+  processes.push(manager);
+  await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
+}
+
+const header = `terraform {
+  required_providers {
+    globalvm = { source = "globalvm/globalvm", version = "0.1.0" }
+  }
+}
+`;
+
+function workdir(name: string, hcl: string): string {
+  const dir = join(root, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "main.tf"), header + hcl);
+  return dir;
+}
+
+function expectSuccess(result: TerraformResult) {
+  if (result.code !== 0) {
+    throw new Error(
+      `terraform failed (${result.code}):\n${result.output}\n${processes.map((p) => p.output().slice(-2000)).join("\n---\n")}`,
+    );
+  }
+}
+
+async function stateOf(dir: string): Promise<Record<string, Record<string, any>>> {
+  const result = await terraform(dir, ["show", "-json"], env);
+  expectSuccess(result);
+  const parsed = JSON.parse(result.stdout);
+  return Object.fromEntries(
+    (parsed.values?.root_module?.resources ?? []).map((r: any) => [r.address, r.values]),
+  );
+}
+
+beforeAll(async () => {
+  const cp = startCli(["serve", "control-plane", "--port", "0", "--data-dir", join(root, "cp")], {
+    GLOBALVM_ADMIN_TOKEN: ADMIN,
+    DATABASE_URL: undefined,
+  });
+  processes.push(cp);
+  const installing = installProvider({
+    mirrorDir: join(root, "mirror"),
+    cliConfigFile: join(root, "terraform.rc"),
+  });
+  controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
+  for (const region of ["eu-west", "us-east"])
+    expect((await call("POST", "/v1/regions", ADMIN, { name: region })).status).toBe(201);
+  const project = await call("POST", "/v1/projects", ADMIN, { name: "acme" });
+  projectToken = (await call("POST", `/v1/projects/${project.body.id}/tokens`, ADMIN, { name: "tf" })).body
+    .secret;
+  await Promise.all([startManager("eu-west"), startManager("us-east")]);
+  const installed = await installing;
+  env = terraformEnvironment(installed.cliConfigFile, {
+    GLOBALVM_ENDPOINT: controlPlane,
+    GLOBALVM_TOKEN: projectToken,
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all(processes.map((p) => p.stop("SIGKILL")));
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("globalvm_image under terraform", () => {
+  const imageConfig = (file: string) => `provider "globalvm" {}
+resource "globalvm_image" "web" {
+  name          = "web"
+  source        = "${file}"
+  format        = "raw"
+  origin_region = "eu-west"
+  labels        = { team = "infra" }
+}
+`;
+
+  it("creates, stays clean, updates in place when the file changes, imports, and destroys", async () => {
+    const dir = workdir("image", "");
+    const file = join(dir, "disk.raw");
+    const bytes = Buffer.alloc(4 << 20);
+    randomBytes(3 << 20).copy(bytes, 0);
+    writeFileSync(file, bytes);
+    writeFileSync(join(dir, "main.tf"), header + imageConfig(file));
+
+    expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+    expectSuccess(await terraform(dir, ["apply", "-auto-approve", "-input=false"], env));
+    const first = (await stateOf(dir))["globalvm_image.web"] as Record<string, any>;
+    expect(first).toMatchObject({ name: "web", version: 1, size: bytes.length, format: "raw" });
+    expect(first.source_hash).toBe(first.digest);
+    expect(first.replicas).toEqual([
+      expect.objectContaining({ region: "eu-west", datacenter: "eu-west-a", state: "available" }),
+    ]);
+    const api = await call("GET", `/v1/images/${first.id}`, projectToken);
+    expect(api.body).toMatchObject({ state: "available", version: 1, labels: { team: "infra" } });
+
+    const clean = await terraform(dir, ["plan", "-detailed-exitcode", "-input=false"], env);
+    expect(clean.code, clean.output).toBe(0);
+
+    // Change 64 KiB of the file: plan shows an in-place update, apply makes version 2.
+    randomBytes(64 << 10).copy(bytes, 1 << 20);
+    writeFileSync(file, bytes);
+    const changed = await terraform(dir, ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env);
+    expect(changed.code, changed.output).toBe(2);
+    expect(changed.stdout).toContain("globalvm_image.web will be updated in-place");
+    expect(changed.stdout).toContain("1 to change, 0 to destroy");
+    expectSuccess(await terraform(dir, ["apply", "-auto-approve", "-input=false"], env));
+    const second = (await stateOf(dir))["globalvm_image.web"] as Record<string, any>;
+    expect(second).toMatchObject({ id: first.id, version: 2 });
+    expect(second.digest).not.toBe(first.digest);
+    expect((await call("GET", `/v1/images/${first.id}`, projectToken)).body.version).toBe(2);
+
+    // Import into a fresh working directory: the same object.
+    const fresh = workdir("image-import", imageConfig(file));
+    expectSuccess(await terraform(fresh, ["init", "-input=false"], env));
+    expectSuccess(await terraform(fresh, ["import", "-input=false", "globalvm_image.web", first.id], env));
+    const imported = (await stateOf(fresh))["globalvm_image.web"] as Record<string, any>;
+    const { source: _source, replicas: _r1, ...importedRest } = imported;
+    const { source: _s2, replicas: _r2, ...secondRest } = second;
+    expect(importedRest).toEqual(secondRest);
+    expect(imported.source).toBeNull();
+
+    expectSuccess(await terraform(dir, ["destroy", "-auto-approve", "-input=false"], env));
+    expect((await call("GET", `/v1/images/${first.id}`, projectToken)).status).toBe(404);
+    expect((await call("GET", "/v1/images", projectToken)).body.items).toEqual([]);
+
+    // Deleted outside Terraform (here: by the destroy in the other directory) → planned for creation.
+    const drift = await terraform(fresh, ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env);
+    expect(drift.code, drift.output).toBe(2);
+    expect(drift.stdout).toContain("globalvm_image.web will be created");
+  }, 240_000);
+});
+
+describe("data sources under terraform", () => {
+  it("lists both regions with their datacenters and status, and finds an image by name", async () => {
+    const dir = workdir(
+      "data",
+      `provider "globalvm" {}
+data "globalvm_regions" "all" {}
+output "names" { value = data.globalvm_regions.all.names }
+output "status" { value = data.globalvm_regions.all.status }
+output "datacenters" { value = data.globalvm_regions.all.regions[*].datacenters }
+`,
+    );
+    expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+    expectSuccess(await terraform(dir, ["apply", "-auto-approve", "-input=false"], env));
+    const output = await terraform(dir, ["output", "-json"], env);
+    expectSuccess(output);
+    const values = JSON.parse(output.stdout);
+    expect(values.names.value).toEqual(["eu-west", "us-east"]);
+    expect(values.datacenters.value).toEqual([["eu-west-a"], ["us-east-a"]]);
+    expect(values.status.value).toEqual({ "eu-west-a": "up", "us-east-a": "up" });
+
+    const missing = workdir(
+      "data-image",
+      `provider "globalvm" {}
+data "globalvm_image" "x" { name = "nope" }
+`,
+    );
+    expectSuccess(await terraform(missing, ["init", "-input=false"], env));
+    const failed = await terraform(missing, ["plan", "-input=false", "-no-color"], env);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain("No such image");
+    expect(failed.stderr).toContain("No image named nope.");
+  }, 120_000);
+});
+
+describe("examples/terraform/quickstart", () => {
+  it("is a valid configuration for this provider's schema", async () => {
+    const dir = join(root, "quickstart");
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(QUICKSTART, join(dir, "main.tf"));
+    expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+    const result = await terraform(dir, ["validate", "-no-color"], env);
+    expectSuccess(result);
+    expect(result.stdout).toContain("The configuration is valid.");
+  }, 60_000);
+});
+
+describe("invalid configurations fail at plan with the attribute path", () => {
+  const group = (body: string) => `provider "globalvm" {}
+resource "globalvm_vm_group" "app" {
+  name  = "app"
+  image = "img_0123456789abcdef"
+${body}
+}
+`;
+  const cases: [string, string, string[]][] = [
+    [
+      "size 0",
+      group(`  size = 0\n  region = "us-east"\n  machine {\n    vcpus = 1\n    memory_mb = 256\n  }`),
+      ["Invalid size", "size must be a whole number of at least 1", "on main.tf line", "size = 0"],
+    ],
+    [
+      "vcpus 0",
+      group(`  size = 1\n  region = "us-east"\n  machine {\n    vcpus = 0\n    memory_mb = 256\n  }`),
+      ["Invalid vcpus", "vcpus = 0"],
+    ],
+    [
+      "region and placement",
+      group(
+        `  size = 1\n  region = "us-east"\n  placement {\n    regions = ["eu-west"]\n  }\n  machine {\n    vcpus = 1\n    memory_mb = 256\n  }`,
+      ),
+      ["Conflicting placement", "Give exactly one of `region` and `placement`"],
+    ],
+    [
+      "unknown region",
+      group(`  size = 1\n  region = "mars-1"\n  machine {\n    vcpus = 1\n    memory_mb = 256\n  }`),
+      ["Unknown region", "No region mars-1; known regions: eu-west, us-east.", 'region = "mars-1"'],
+    ],
+    [
+      "missing required argument",
+      group(`  region = "us-east"\n  machine {\n    vcpus = 1\n    memory_mb = 256\n  }`),
+      ["Missing required argument", '"size" is required'],
+    ],
+    [
+      "wrong type",
+      group(`  size = "many"\n  region = "us-east"\n  machine {\n    vcpus = 1\n    memory_mb = 256\n  }`),
+      ["Incorrect attribute value type", "a number is required"],
+    ],
+  ];
+
+  it.each(cases)(
+    "%s",
+    async (name, hcl, expected) => {
+      const dir = workdir(`invalid-${name.replace(/\W+/g, "-")}`, hcl);
+      expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+      const result = await terraform(dir, ["plan", "-input=false", "-no-color"], env);
+      expect(result.code, result.output).toBe(1);
+      for (const text of expected) expect(result.stderr).toContain(text);
+    },
+    60_000,
+  );
+
+  it("an unreachable endpoint fails with one clear diagnostic", async () => {
+    const closedPort = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const dir = workdir(
+      "unreachable",
+      `provider "globalvm" {
+  endpoint = "http://127.0.0.1:${closedPort}"
+  token    = "whatever"
+}
+data "globalvm_regions" "all" {}
+`,
+    );
+    expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+    const result = await terraform(dir, ["plan", "-input=false", "-no-color"], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("Cannot reach the globalvm control plane");
+    expect(result.stderr).toContain(`No answer from http://127.0.0.1:${closedPort} (ECONNREFUSED)`);
+    expect(result.stderr.match(/^Error:/gm)).toHaveLength(1);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  }, 60_000);
+
+  it("no endpoint at all fails with one diagnostic naming the setting", async () => {
+    const dir = workdir("no-endpoint", `provider "globalvm" {}\ndata "globalvm_regions" "all" {}\n`);
+    const bare = { ...env };
+    delete bare.GLOBALVM_ENDPOINT;
+    expectSuccess(await terraform(dir, ["init", "-input=false"], bare));
+    const result = await terraform(dir, ["plan", "-input=false", "-no-color"], bare);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("No globalvm endpoint");
+    expect(result.stderr).toContain("GLOBALVM_ENDPOINT");
+    expect(result.stderr.match(/^Error:/gm)).toHaveLength(1);
+  }, 60_000);
+});

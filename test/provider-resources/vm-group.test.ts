@@ -1,0 +1,237 @@
+// globalvm_vm_group in process: plan-time validation with attribute paths, and create's
+// idempotent POST + operation following against a scripted control plane (the real
+// orchestrator that finishes VM group operations is another issue).
+
+import { describe, expect, it } from "vitest";
+import { CtyNumber, type ObjectValue } from "../../provider/cty/values.ts";
+import { Diagnostics } from "../../provider/framework/diagnostics.ts";
+import { createLogger } from "../../provider/framework/logger.ts";
+import { createProviderData } from "../../provider/globalvm-provider.ts";
+import { parseDuration } from "../../provider/resources/values.ts";
+import { createBody, idempotencyKey, vmGroupResource } from "../../provider/resources/vm-group.ts";
+
+const n = (value: number) => new CtyNumber(value);
+
+function config(overrides: ObjectValue = {}): ObjectValue {
+  return {
+    id: null,
+    name: "app",
+    image: "img_0123456789abcdef",
+    image_version: null,
+    region: "us-east",
+    placement: null,
+    size: n(2),
+    machine: { vcpus: n(1), memory_mb: n(256) },
+    metadata: { ROLE: "web" },
+    metadata_from: null,
+    wait_for_ready: true,
+    timeouts: null,
+    datacenter: null,
+    instances: null,
+    ...overrides,
+  };
+}
+
+function validate(value: ObjectValue) {
+  const diagnostics = new Diagnostics();
+  vmGroupResource.validateConfig?.(value, diagnostics);
+  return diagnostics.items.map((d) => ({ summary: d.summary, path: d.path }));
+}
+
+describe("plan-time validation", () => {
+  it("accepts a valid configuration", () => {
+    expect(validate(config())).toEqual([]);
+  });
+
+  it("names the attribute of each error", () => {
+    expect(validate(config({ size: n(0) }))).toEqual([{ summary: "Invalid size", path: ["size"] }]);
+    expect(validate(config({ machine: { vcpus: n(0), memory_mb: n(256) } }))).toEqual([
+      { summary: "Invalid vcpus", path: ["machine", "vcpus"] },
+    ]);
+    expect(validate(config({ region: null }))).toEqual([{ summary: "Missing placement", path: ["region"] }]);
+    expect(
+      validate(config({ placement: { regions: ["eu-west"], strategy: null, conditions: null } })),
+    ).toEqual([{ summary: "Conflicting placement", path: ["placement"] }]);
+    expect(validate(config({ timeouts: { create: "soon", update: null, delete: null } }))).toEqual([
+      { summary: "Invalid duration", path: ["timeouts", "create"] },
+    ]);
+    expect(
+      validate(
+        config({ metadata_from: { PEER: { vm_group: "vmg_x", instance: n(0), attribute: "password" } } }),
+      ),
+    ).toEqual([
+      { summary: "Invalid metadata_from attribute", path: ["metadata_from", { key: "PEER" }, "attribute"] },
+    ]);
+  });
+
+  it("parses durations", () => {
+    expect(parseDuration("10m")).toBe(600_000);
+    expect(parseDuration("1h30m")).toBe(5_400_000);
+    expect(parseDuration("500ms")).toBe(500);
+    expect(parseDuration("10")).toBeUndefined();
+  });
+});
+
+describe("the idempotency key", () => {
+  it("is a function of the planned configuration", () => {
+    const a = idempotencyKey(createBody(config()));
+    expect(idempotencyKey(createBody(config()))).toBe(a);
+    expect(idempotencyKey(createBody(config({ size: n(3) })))).not.toBe(a);
+    expect(idempotencyKey(createBody(config()), 2)).toBe(`${a}.2`);
+    expect(a).toMatch(/^[A-Za-z0-9_.:-]{1,255}$/);
+  });
+});
+
+/** A scripted control plane: POST /v1/vm-groups keyed by Idempotency-Key, operations that advance per poll. */
+function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
+  const operations = new Map<string, { polls: number; groupId: string }>();
+  const keys = new Map<string, string>();
+  const requests: string[] = [];
+  const operation = (id: string) => {
+    const op = operations.get(id);
+    if (!op) throw new Error(`no operation ${id}`);
+    const done = op.polls >= options.pollsToFinish;
+    return {
+      id,
+      project_id: "prj_1",
+      kind: "create-vm-group",
+      target: { type: "vm-group", id: op.groupId },
+      state: done ? (options.fail ? "failed" : "succeeded") : "running",
+      done,
+      progress: {
+        step: "transferring-image",
+        bytes_done: op.polls * 1_048_576,
+        bytes_total: 8_388_608,
+        children: [],
+      },
+      error: done && options.fail ? { code: "no_capacity", message: "us-east-a is full" } : null,
+      result: null,
+      created_at: "2025-01-01T00:00:00Z",
+      updated_at: "2025-01-01T00:00:00Z",
+    };
+  };
+  const json = (status: number, body: unknown) =>
+    new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+  const fetchImpl = async (input: string | URL | Request, init?: RequestInit) => {
+    const request = new Request(input, init);
+    const url = new URL(request.url);
+    requests.push(`${request.method} ${url.pathname}${url.search}`);
+    if (request.method === "POST" && url.pathname === "/v1/vm-groups") {
+      const key = request.headers.get("idempotency-key") ?? "";
+      let id = keys.get(key);
+      if (!id) {
+        id = `op_${keys.size + 1}`;
+        keys.set(key, id);
+        operations.set(id, { polls: 0, groupId: `vmg_${keys.size}` });
+      }
+      return json(202, operation(id));
+    }
+    const opMatch = /^\/v1\/operations\/(op_\d+)$/.exec(url.pathname);
+    if (opMatch) {
+      await new Promise((resolve) => setTimeout(resolve, 2)); // a (very short) long-poll
+      const op = operations.get(opMatch[1] as string);
+      if (op) op.polls++;
+      return json(200, operation(opMatch[1] as string));
+    }
+    const groupMatch = /^\/v1\/vm-groups\/(vmg_\d+)(\/instances)?$/.exec(url.pathname);
+    if (groupMatch) {
+      if (groupMatch[2]) {
+        return json(200, {
+          items: [0, 1].map((i) => ({
+            id: `ins_${i}`,
+            datacenter: "us-east-a",
+            address: `10.0.0.${i + 2}`,
+            state: "ready",
+          })),
+          next_page_token: null,
+        });
+      }
+      return json(200, {
+        id: groupMatch[1],
+        project_id: "prj_1",
+        ...createBody(config()),
+        image_version: null,
+        region: "us-east",
+        placement: null,
+        datacenter: "us-east-a",
+        state: "ready",
+        created_at: "2025-01-01T00:00:00Z",
+        updated_at: "2025-01-01T00:00:00Z",
+      });
+    }
+    return json(404, { title: "Not Found", status: 404, code: "not_found", detail: url.pathname });
+  };
+  return { fetchImpl: fetchImpl as typeof fetch, requests, keys };
+}
+
+function context(fetchImpl: typeof fetch, lines: string[], signal = new AbortController().signal) {
+  return {
+    signal,
+    log: createLogger("provider.globalvm", (line) => lines.push(line)),
+    providerData: createProviderData("http://control-plane.test", "token-0123456789abcdef", fetchImpl),
+  };
+}
+
+describe("create", () => {
+  it("posts with the derived key, follows the operation logging step/bytes/rate, and returns the group", async () => {
+    const fake = fakeControlPlane({ pollsToFinish: 3 });
+    const lines: string[] = [];
+    const state = await vmGroupResource.create(
+      { plan: config(), config: config() },
+      context(fake.fetchImpl, lines),
+    );
+    expect(state).toMatchObject({ id: "vmg_1", datacenter: "us-east-a" });
+    expect(state.instances).toEqual([
+      { id: "ins_0", datacenter: "us-east-a", address: "10.0.0.2", state: "ready" },
+      { id: "ins_1", datacenter: "us-east-a", address: "10.0.0.3", state: "ready" },
+    ]);
+    expect([...fake.keys.keys()]).toEqual([idempotencyKey(createBody(config()))]);
+    expect(fake.requests.filter((r) => r.startsWith("GET /v1/operations/op_1?wait=30s"))).toHaveLength(3);
+    const progress = lines.map((line) => JSON.parse(line)).filter((l) => l.operation === "op_1" && l.step);
+    expect(progress.length).toBe(3);
+    expect(progress[0]).toMatchObject({
+      "@level": "info",
+      step: "transferring-image",
+      bytes_done: 1_048_576,
+    });
+    expect(progress[0].rate_bytes_per_second).toBeGreaterThan(0);
+  });
+
+  it("times out leaving the operation running, and the next apply re-attaches to it", async () => {
+    const fake = fakeControlPlane({ pollsToFinish: 4 });
+    const plan = config({ timeouts: { create: "1ms", update: null, delete: null } });
+    await expect(vmGroupResource.create({ plan, config: plan }, context(fake.fetchImpl, []))).rejects.toThrow(
+      /Timed out waiting for creating VM group app/,
+    );
+    const retry = config({ timeouts: { create: "1ms", update: null, delete: null } });
+    // Same plan → same key → same operation (op_1), not a second one.
+    await vmGroupResource.create({ plan: retry, config: retry }, context(fake.fetchImpl, [])).catch(() => {});
+    expect(fake.keys.size).toBe(1);
+    const longer = config({ timeouts: { create: "1m", update: null, delete: null } });
+    // A changed timeout is part of the plan but not of the request: still the same operation.
+    const state = await vmGroupResource.create({ plan: longer, config: longer }, context(fake.fetchImpl, []));
+    expect(state.id).toBe("vmg_1");
+    expect(fake.keys.size).toBe(1);
+  });
+
+  it("reports a failed operation with its error", async () => {
+    const fake = fakeControlPlane({ pollsToFinish: 1, fail: true });
+    await expect(
+      vmGroupResource.create({ plan: config(), config: config() }, context(fake.fetchImpl, [])),
+    ).rejects.toMatchObject({
+      message: "creating VM group app failed",
+      detail: expect.stringContaining("us-east-a is full"),
+    });
+  });
+
+  it("stops when Terraform asks the provider to stop", async () => {
+    const fake = fakeControlPlane({ pollsToFinish: 1_000_000 });
+    const controller = new AbortController();
+    const creating = vmGroupResource.create(
+      { plan: config(), config: config() },
+      context(fake.fetchImpl, [], controller.signal),
+    );
+    setTimeout(() => controller.abort(new Error("Terraform asked the provider to stop")), 50);
+    await expect(creating).rejects.toThrow(/stop/);
+  });
+});
