@@ -190,10 +190,13 @@ describe("peer transfer between managers", () => {
     proxy.target = source.url;
     proxy.bytesPerSecond = undefined;
     proxy.reset();
+    const stored = ((await (await fetch(`${c.url}/_test/stats`)).json()) as { chunkBytes: number }).chunkBytes;
+    expect(stored).toBeGreaterThan(1 << 20);
     const resumed = await pull(c, 1);
     expect(resumed.status).toBe(200);
     expect(resumed.body.digest).toBe(digest);
-    expect(proxy.bytes).toBeLessThan(sentBytes(image.length) - (2 << 20));
+    // What was stored before the source died does not move again (slack: manifest and headers).
+    expect(proxy.bytes).toBeLessThanOrEqual(sentBytes(image.length) - stored + (256 << 10));
     await c.kill();
   });
 
