@@ -1,7 +1,7 @@
 import type { TokenScope } from "../schemas/projects.ts";
 import type { Catalog, CatalogDb } from "./catalog/db.ts";
 import type { OperationEvents } from "./catalog/operations.ts";
-import type { TransferTokenSigner } from "./signing.ts";
+import type { InstanceTokenSigner, TransferTokenSigner } from "./signing.ts";
 
 /** Who is calling: an admin token, a project token, or a regional manager's credential. */
 export interface Principal {
@@ -17,6 +17,7 @@ export interface Services {
   db: CatalogDb;
   operationEvents: OperationEvents;
   transferTokens: TransferTokenSigner;
+  instanceTokens: InstanceTokenSigner;
   now: () => Date;
 }
 

@@ -14,7 +14,23 @@ function encode(value: bigint, length: number): string {
   return out;
 }
 
+let lastTime = 0n;
+let lastRandom = 0n;
+
+/**
+ * Monotonic within a process: IDs made in the same millisecond (the instances of one group,
+ * say) still sort in the order they were made, by incrementing the random part.
+ */
 export function newId(kind: IdKind, now = Date.now()): string {
-  const random = BigInt(`0x${randomBytes(10).toString("hex")}`);
-  return `${ID_PREFIXES[kind]}_${encode(BigInt(now), 10)}${encode(random, 16)}`;
+  let time = BigInt(now);
+  let random: bigint;
+  if (time <= lastTime) {
+    time = lastTime;
+    random = lastRandom + 1n;
+  } else {
+    random = BigInt(`0x${randomBytes(10).toString("hex")}`) >> 1n; // room to increment
+  }
+  lastTime = time;
+  lastRandom = random;
+  return `${ID_PREFIXES[kind]}_${encode(time, 10)}${encode(random, 16)}`;
 }

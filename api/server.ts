@@ -3,6 +3,8 @@ import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { Services } from "./env.ts";
+import { OperationRunner } from "./orchestrator/runner.ts";
+import { createVmGroup, deleteVmGroup, updateVmGroup } from "./orchestrator/vm-groups.ts";
 import { createServices } from "./services.ts";
 
 export interface ControlPlaneOptions {
@@ -10,6 +12,8 @@ export interface ControlPlaneOptions {
   port: number;
   host?: string;
   adminToken?: string;
+  /** Run the orchestrator's workers in this process (default true). */
+  orchestrate?: boolean;
   log?: (line: string) => void;
 }
 
@@ -27,6 +31,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   const adminToken = await ensureBootstrapAdminToken(catalog.db, options.adminToken);
   const services = await createServices(catalog);
   const app = createApp(services, { log: options.log });
+  const runner =
+    options.orchestrate === false
+      ? undefined
+      : new OperationRunner({
+          services,
+          handlers: {
+            "create-vm-group": createVmGroup,
+            "update-vm-group": updateVmGroup,
+            "delete-vm-group": deleteVmGroup,
+          },
+          log: options.log,
+        });
+  runner?.start();
   const host = options.host ?? "127.0.0.1";
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: options.port, hostname: host }, () => resolve(s));
@@ -39,6 +56,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     services,
     adminToken,
     async close() {
+      await runner?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // Long-polls would otherwise hold the close for up to a minute.

@@ -1,7 +1,7 @@
 import type { Catalog } from "./catalog/db.ts";
 import { OperationEvents } from "./catalog/operations.ts";
 import type { Services } from "./env.ts";
-import { loadTransferTokenSigner } from "./signing.ts";
+import { loadInstanceTokenSigner, loadTransferTokenSigner } from "./signing.ts";
 
 /** What every route reaches through the context, for one catalog. */
 export async function createServices(catalog: Catalog): Promise<Services> {
@@ -10,6 +10,7 @@ export async function createServices(catalog: Catalog): Promise<Services> {
     db: catalog.db,
     operationEvents: new OperationEvents(),
     transferTokens: await loadTransferTokenSigner(catalog.db),
+    instanceTokens: await loadInstanceTokenSigner(catalog.db),
     now: () => new Date(),
   };
 }

@@ -239,7 +239,7 @@ export const instances = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
-    index("instances_group_idx").on(t.vmGroupId, t.ordinal),
+    uniqueIndex("instances_group_ordinal_uq").on(t.vmGroupId, t.ordinal),
     index("instances_datacenter_idx").on(t.datacenter),
     check("instances_state_valid", oneOf("state", INSTANCE_STATES)),
   ],
@@ -263,12 +263,18 @@ export const operations = pgTable(
     error: jsonb("error").$type<{ code: string; message: string }>(),
     result: jsonb("result").$type<Record<string, unknown>>(),
     cancelRequested: boolean("cancel_requested").notNull().default(false),
+    /** The worker that holds the operation, until lease_until; a crashed worker's lease runs out. */
+    leaseOwner: text("lease_owner"),
+    leaseUntil: timestamp("lease_until", { withTimezone: true, mode: "date" }),
+    attempts: integer("attempts").notNull().default(0),
+    notBefore: timestamp("not_before", { withTimezone: true, mode: "date" }),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
     index("operations_project_id_idx").on(t.projectId, t.id),
     index("operations_target_idx").on(t.targetId),
+    index("operations_claimable_idx").on(t.state, t.notBefore),
     check("operations_state_valid", oneOf("state", OPERATION_STATES)),
     check("operations_kind_valid", oneOf("kind", OPERATION_KINDS)),
   ],

@@ -72,3 +72,11 @@ describe("wait durations", () => {
     expect(WaitDurationSchema.safeParse(text).success).toBe(false);
   });
 });
+
+describe("IDs made in one millisecond", () => {
+  it("still sort in the order they were made", () => {
+    const ids = Array.from({ length: 50 }, () => newId("instance", 5_000_000));
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(50);
+  });
+});
