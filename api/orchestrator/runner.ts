@@ -195,9 +195,11 @@ export class OperationRunner {
         new Promise((resolve, reject) => {
           if (signal.aborted) return reject(signal.reason);
           const timer = setTimeout(resolve, ms);
-          signal.addEventListener("abort", () => (clearTimeout(timer), reject(signal.reason)), {
-            once: true,
-          });
+          const onAbort = () => {
+            clearTimeout(timer);
+            reject(signal.reason);
+          };
+          signal.addEventListener("abort", onAbort, { once: true });
         }),
     };
 

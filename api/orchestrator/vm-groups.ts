@@ -6,7 +6,8 @@ import { and, asc, eq, gte, inArray } from "drizzle-orm";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
 import type { MetadataReference } from "../../schemas/vm-groups.ts";
 import { datacenterStatus } from "../catalog/mappers.ts";
-import { datacenters, imageReplicas, images, instances, vmGroups } from "../catalog/schema.ts";
+import { loadPlacementFacts } from "../catalog/placement-facts.ts";
+import { datacenters, imageReplicas, images, imageVersions, instances, vmGroups } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
 import {
@@ -16,6 +17,7 @@ import {
   setInstanceMetadataOnManager,
   startInstanceOnManager,
 } from "./manager-client.ts";
+import { choosePlacement, placementRequestOf, summarizeRefusals } from "./placement.ts";
 import { type OperationContext, PermanentError } from "./runner.ts";
 
 export const READY_TIMEOUT_MS = 10 * 60_000;
@@ -62,48 +64,32 @@ async function managerOf(services: Services, name: string): Promise<ManagerTarge
   return { datacenter: name, managerUrl: row.managerUrl, signer: services.instanceTokens, row };
 }
 
-/** An explicit region: a live datacenter there with room, preferring one that holds the image. */
+/** Chooses the group's datacenter once (by region or policy) and records it. */
 async function place(services: Services, group: Group, version: number): Promise<string> {
   if (group.datacenter) return group.datacenter;
-  if (!group.region)
-    throw new PermanentError("placement_unsupported", "placement policies are not supported yet");
-  const at = services.now();
-  const candidates = (
-    await services.db
-      .select()
-      .from(datacenters)
-      .where(eq(datacenters.region, group.region))
-      .orderBy(asc(datacenters.name))
-  )
-    .filter((dc) => dc.managerUrl && datacenterStatus(dc.lastHeartbeatAt, at) === "up")
-    .filter(
-      (dc) =>
-        (dc.freeVcpus ?? dc.capacityVcpus) >= group.vcpus * group.size &&
-        (dc.freeMemoryMb ?? dc.capacityMemoryMb) >= group.memoryMb * group.size,
-    );
-  if (candidates.length === 0)
-    throw new Error(`no datacenter of region ${group.region} is up with room for the group`);
-  const holders = new Set(
-    (
-      await services.db
-        .select({ datacenter: imageReplicas.datacenter })
-        .from(imageReplicas)
-        .where(
-          and(
-            eq(imageReplicas.imageId, group.imageId),
-            eq(imageReplicas.version, version),
-            eq(imageReplicas.state, "available"),
-          ),
-        )
-    ).map((r) => r.datacenter),
-  );
-  const chosen = candidates.find((dc) => holders.has(dc.name)) ?? candidates[0];
-  if (!chosen) throw new Error("no candidate");
+  const [held] = await services.db
+    .select({ size: imageVersions.size })
+    .from(imageVersions)
+    .where(and(eq(imageVersions.imageId, group.imageId), eq(imageVersions.version, version)));
+  if (!held)
+    throw new PermanentError("image_version_gone", `image ${group.imageId} has no version ${version}`);
+  const facts = await loadPlacementFacts(services.db, group.projectId, group.imageId, services.now());
+  const result = choosePlacement({
+    request: placementRequestOf(group),
+    machine: { vcpus: group.vcpus, memoryMb: group.memoryMb },
+    size: group.size,
+    datacenters: facts.datacenters,
+    image: { version, size: held.size, holdings: facts.holdings },
+    projectInstancesByRegion: facts.projectInstancesByRegion,
+  });
+  // No candidate may be a datacenter that is down for a moment: retried with backoff, bounded.
+  if (!result.decision)
+    throw new Error(`no datacenter can take the group: ${summarizeRefusals(result.candidates)}`);
   await services.db
     .update(vmGroups)
-    .set({ datacenter: chosen.name, state: "provisioning", updatedAt: services.now() })
+    .set({ datacenter: result.decision.datacenter, state: "provisioning", updatedAt: services.now() })
     .where(eq(vmGroups.id, group.id));
-  return chosen.name;
+  return result.decision.datacenter;
 }
 
 async function versionOf(services: Services, group: Group): Promise<number> {

@@ -19,6 +19,7 @@ import * as managerCredentialsCreate from "./managers/create-credential.ts";
 import * as operationsCancel from "./operations/cancel.ts";
 import * as operationsGet from "./operations/get.ts";
 import * as operationsList from "./operations/list.ts";
+import * as placementsExplain from "./placements/explain.ts";
 import * as projectsCreate from "./projects/create.ts";
 import * as projectsGet from "./projects/get.ts";
 import * as projectsList from "./projects/list.ts";
@@ -72,6 +73,7 @@ const ROUTES = [
   replicasSources,
   imagesReplicate,
   instancesReport,
+  placementsExplain,
 ];
 
 export function registerRoutes(app: OpenAPIHono<AppEnv>) {
