@@ -119,3 +119,24 @@ describe("globalvm serve control-plane", () => {
     expect(await bad.exited()).toBe(2);
   });
 });
+
+describe("one process per embedded catalog", () => {
+  it("a second control plane on the same data dir refuses to start and names the first", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "globalvm-lock-"));
+    dirs.push(dataDir);
+    const first = await serve(["--data-dir", dataDir], {
+      GLOBALVM_ADMIN_TOKEN: "lock-admin-token-0123456789",
+    });
+    const second = startCli(["serve", "control-plane", "--port", "0", "--data-dir", dataDir]);
+    started.push(second);
+    await second.waitFor(new RegExp(`in use by process ${first.process.child.pid}`));
+    expect(await second.exited()).toBe(1);
+    // The first one keeps serving, and after it stops the directory can be opened again.
+    expect((await http(`${first.url}/readyz`, "GET", null)).status).toBe(200);
+    expect(await first.process.stop("SIGTERM")).toBe(0);
+    const third = await serve(["--data-dir", dataDir], {
+      GLOBALVM_ADMIN_TOKEN: "lock-admin-token-0123456789",
+    });
+    expect((await http(`${third.url}/readyz`, "GET", null)).status).toBe(200);
+  }, 120_000);
+});
