@@ -190,7 +190,8 @@ describe("peer transfer between managers", () => {
     proxy.target = source.url;
     proxy.bytesPerSecond = undefined;
     proxy.reset();
-    const stored = ((await (await fetch(`${c.url}/_test/stats`)).json()) as { chunkBytes: number }).chunkBytes;
+    const stored = ((await (await fetch(`${c.url}/_test/stats`)).json()) as { chunkBytes: number })
+      .chunkBytes;
     expect(stored).toBeGreaterThan(1 << 20);
     const resumed = await pull(c, 1);
     expect(resumed.status).toBe(200);
