@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../regional-manager/upload-client.ts";
-import { ensureGuestImage } from "../compute/support.ts";
+import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
 
 const ADMIN = "orchestrator-admin-token-0123456789";
@@ -92,6 +92,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(processes.map((p) => p.stop("SIGTERM")));
   await Promise.all(processes.map((p) => p.stop("SIGKILL")));
+  // Managers leave their guests running when they stop (they reattach on restart).
+  killRecordedVms(dir);
   rmSync(dir, { recursive: true, force: true });
 });
 
