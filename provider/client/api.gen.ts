@@ -267,6 +267,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/placements:explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Say where a VM group would be placed and why each datacenter was taken or refused
+         * @description Runs the placement decision on the catalog as it is now, without creating anything. When no datacenter can take the group the answer is a 422 `no_placement` whose `candidates` give every refusal.
+         */
+        post: operations["explainPlacement"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects": {
         parameters: {
             query?: never;
@@ -565,6 +585,17 @@ export interface components {
             /** @description Null on the last page. */
             next_page_token: string | null;
         };
+        ExplainPlacement: {
+            /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
+            image: string;
+            /** @description Pinned version; null follows the current one. */
+            image_version?: number | null;
+            machine: components["schemas"]["Machine"];
+            placement?: components["schemas"]["PlacementPolicy"];
+            /** @example web */
+            region?: string;
+            size: number;
+        };
         Heartbeat: {
             capacity: {
                 disk_bytes: number;
@@ -733,6 +764,9 @@ export interface components {
             /** @example vmg_01jd3k9x4m6q8r2t5v7w9y1z3b */
             vm_group: string;
         };
+        NoPlacementProblem: components["schemas"]["Problem"] & {
+            candidates?: components["schemas"]["PlacementCandidate"][];
+        };
         Operation: {
             /**
              * Format: date-time
@@ -785,6 +819,29 @@ export interface components {
             }[];
             /** @example transferring-image */
             step: string | null;
+        };
+        PlacementCandidate: {
+            /** @example web */
+            datacenter: string;
+            /**
+             * @description chosen; eligible (passed every check, lost to the chosen one); or refused.
+             * @enum {string}
+             */
+            outcome: "chosen" | "eligible" | "refused";
+            reasons: string[];
+            /** @example web */
+            region: string;
+            /** @description Bytes of image this datacenter would receive: 0 when it holds the version, else the version size (an upper bound when it holds an older version: only missing chunks move). */
+            transfer_bytes: number;
+        };
+        PlacementExplanation: {
+            candidates: components["schemas"]["PlacementCandidate"][];
+            decision: {
+                /** @example web */
+                datacenter: string;
+                /** @example web */
+                region: string;
+            } | null;
         };
         PlacementPolicy: {
             /**
@@ -2293,6 +2350,66 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    explainPlacement: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExplainPlacement"];
+            };
+        };
+        responses: {
+            /** @description The decision and every candidate's outcome. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlacementExplanation"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No datacenter can take the group (`no_placement`, with `candidates`), or the request names an unknown image, version or region. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NoPlacementProblem"];
                 };
             };
         };
