@@ -4,7 +4,7 @@ import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.t
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { Services } from "./env.ts";
 import { OperationRunner } from "./orchestrator/runner.ts";
-import { createVmGroup, deleteVmGroup, updateVmGroup } from "./orchestrator/vm-groups.ts";
+import { convergeVmGroup, deleteVmGroup } from "./orchestrator/vm-groups.ts";
 import { createServices } from "./services.ts";
 
 export interface ControlPlaneOptions {
@@ -37,8 +37,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       : new OperationRunner({
           services,
           handlers: {
-            "create-vm-group": createVmGroup,
-            "update-vm-group": updateVmGroup,
+            "create-vm-group": convergeVmGroup,
+            "update-vm-group": convergeVmGroup,
             "delete-vm-group": deleteVmGroup,
           },
           log: options.log,

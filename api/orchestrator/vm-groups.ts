@@ -237,27 +237,17 @@ async function startAndWait(
   );
 }
 
-export async function createVmGroup(context: OperationContext): Promise<Record<string, unknown>> {
+/**
+ * Creating and updating a group are the same convergence: placed once, instances 0..size-1
+ * recorded and running with the group's metadata, the surplus removed, all of them ready.
+ */
+export async function convergeVmGroup(context: OperationContext): Promise<Record<string, unknown>> {
   const { services } = context;
-  let group = await loadGroup(services, context.operation.targetId);
-  await context.progress({ step: "placing" });
-  const version = await versionOf(services, group);
-  const datacenter = await place(services, group, version);
-  group = await loadGroup(services, group.id);
-  const rows = await reconcileInstances(context, group, datacenter, version);
-  const ready = await startAndWait(context, group, datacenter, version, rows);
-  await services.db
-    .update(vmGroups)
-    .set({ state: "ready", updatedAt: services.now() })
-    .where(eq(vmGroups.id, group.id));
-  return { datacenter, instances: ready.map((r) => r.id) };
-}
-
-export async function updateVmGroup(context: OperationContext): Promise<Record<string, unknown>> {
-  const { services } = context;
-  const group = await loadGroup(services, context.operation.targetId);
-  const version = await versionOf(services, group);
-  const datacenter = await place(services, group, version);
+  const placed = await loadGroup(services, context.operation.targetId);
+  if (!placed.datacenter) await context.progress({ step: "placing" });
+  const version = await versionOf(services, placed);
+  const datacenter = await place(services, placed, version);
+  const group = await loadGroup(services, placed.id);
   const rows = await reconcileInstances(context, group, datacenter, version);
   const ready = await startAndWait(context, group, datacenter, version, rows);
   await services.db
