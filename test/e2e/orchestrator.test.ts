@@ -3,39 +3,13 @@
 // us-east manager pulls the image (only the chunks it lacks), verifies it, boots both
 // guests, and the operation ends succeeded with both instances ready. Deleting the group
 // removes its instances.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../regional-manager/upload-client.ts";
-import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
-import { type RunningProcess, startCli } from "../support/processes.ts";
+import { ensureGuestImage } from "../compute/support.ts";
+import { type Stack, startStack } from "../support/stack.ts";
 
-const ADMIN = "orchestrator-admin-token-0123456789";
-const processes: RunningProcess[] = [];
-const dir = mkdtempSync(join(tmpdir(), "globalvm-orchestrator-"));
-let controlPlane = "";
-let token = "";
-
-async function call(
-  method: string,
-  path: string,
-  bearer: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-) {
-  const response = await fetch(`${controlPlane}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${bearer}`,
-      ...(body ? { "content-type": "application/json" } : {}),
-      ...headers,
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
+let stack: Stack;
+const call: Stack["call"] = (...args) => stack.call(...args);
 
 /** Follows an operation with long-polls; records every step seen and checks bytes never go back. */
 async function follow(id: string, timeoutMs: number) {
@@ -43,64 +17,25 @@ async function follow(id: string, timeoutMs: number) {
   let bytes = 0;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const { body } = await call("GET", `/v1/operations/${id}?wait=10s`, token);
+    const { body } = await call("GET", `/v1/operations/${id}?wait=10s`, stack.projectToken);
     if (body.progress.step && steps.at(-1) !== body.progress.step) steps.push(body.progress.step);
     expect(body.progress.bytes_done).toBeGreaterThanOrEqual(bytes);
     bytes = body.progress.bytes_done;
     if (body.done) return { operation: body, steps };
   }
-  throw new Error(
-    `operation ${id} did not finish:\n${processes.map((p) => p.output().slice(-3000)).join("\n---\n")}`,
-  );
-}
-
-async function startManager(region: string) {
-  const datacenter = `${region}-a`;
-  const credential = await call("POST", "/v1/manager-credentials", ADMIN, { region, datacenter });
-  const manager = startCli(
-    [
-      "serve",
-      "regional-manager",
-      "--region",
-      region,
-      "--datacenter",
-      datacenter,
-      "--control-plane",
-      controlPlane,
-      "--data-dir",
-      join(dir, datacenter),
-    ],
-    { GLOBALVM_MANAGER_CREDENTIAL: credential.body.secret },
-  );
-  processes.push(manager);
-  await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
+  throw new Error(`operation ${id} did not finish:\n${stack.logs()}`);
 }
 
 beforeAll(async () => {
-  const cp = startCli(["serve", "control-plane", "--port", "0", "--data-dir", join(dir, "cp")], {
-    GLOBALVM_ADMIN_TOKEN: ADMIN,
-    DATABASE_URL: undefined,
-  });
-  processes.push(cp);
-  controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
-  for (const region of ["eu-west", "us-east"]) await call("POST", "/v1/regions", ADMIN, { name: region });
-  const project = await call("POST", "/v1/projects", ADMIN, { name: "acme" });
-  token = (await call("POST", `/v1/projects/${project.body.id}/tokens`, ADMIN, { name: "e2e" })).body.secret;
-  await Promise.all([startManager("eu-west"), startManager("us-east")]);
+  stack = await startStack({ name: "orchestrator", regions: ["eu-west", "us-east"] });
 }, 120_000);
 
-afterAll(async () => {
-  await Promise.all(processes.map((p) => p.stop("SIGTERM")));
-  await Promise.all(processes.map((p) => p.stop("SIGKILL")));
-  // Managers leave their guests running when they stop (they reattach on restart).
-  killRecordedVms(dir);
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 describe("orchestrator, flow 1: on-demand transfer", () => {
   it("starts a group of 2 in a region lacking the image with one call, then deletes it", async () => {
     const guest = ensureGuestImage();
-    const image = await call("POST", "/v1/images", token, {
+    const image = await call("POST", "/v1/images", stack.projectToken, {
       name: "guest",
       origin_region: "eu-west",
       format: "qcow2",
@@ -118,7 +53,7 @@ describe("orchestrator, flow 1: on-demand transfer", () => {
     const created = await call(
       "POST",
       "/v1/vm-groups",
-      token,
+      stack.projectToken,
       {
         name: "web",
         image: image.body.id,
@@ -138,16 +73,16 @@ describe("orchestrator, flow 1: on-demand transfer", () => {
     expect(positions).toEqual([...positions].sort((a, b) => a - b));
     expect(steps.at(-1)).toBe("done");
 
-    const group = (await call("GET", `/v1/vm-groups/${created.body.target.id}`, token)).body;
+    const group = (await call("GET", `/v1/vm-groups/${created.body.target.id}`, stack.projectToken)).body;
     expect(group).toMatchObject({ state: "ready", datacenter: "us-east-a" });
-    const members = (await call("GET", `/v1/vm-groups/${group.id}/instances`, token)).body.items;
+    const members = (await call("GET", `/v1/vm-groups/${group.id}/instances`, stack.projectToken)).body.items;
     expect(members.map((i: any) => [i.name, i.datacenter, i.state])).toEqual([
       ["web-0", "us-east-a", "ready"],
       ["web-1", "us-east-a", "ready"],
     ]);
     expect(members[0].boot_log_tail).toContain(members[0].id);
 
-    const replicas = (await call("GET", `/v1/images/${image.body.id}`, token)).body.replicas;
+    const replicas = (await call("GET", `/v1/images/${image.body.id}`, stack.projectToken)).body.replicas;
     expect(replicas.map((r: any) => [r.datacenter, r.state])).toEqual([
       ["eu-west-a", "available"],
       ["us-east-a", "available"],
@@ -158,7 +93,7 @@ describe("orchestrator, flow 1: on-demand transfer", () => {
     const retry = await call(
       "POST",
       "/v1/vm-groups",
-      token,
+      stack.projectToken,
       {
         name: "web",
         image: image.body.id,
@@ -170,11 +105,11 @@ describe("orchestrator, flow 1: on-demand transfer", () => {
     );
     expect(retry.body.id).toBe(created.body.id);
 
-    const removal = await call("DELETE", `/v1/vm-groups/${group.id}`, token);
+    const removal = await call("DELETE", `/v1/vm-groups/${group.id}`, stack.projectToken);
     expect(removal.status).toBe(202);
     const removed = await follow(removal.body.id, 60_000);
     expect(removed.operation.state).toBe("succeeded");
-    expect((await call("GET", `/v1/vm-groups/${group.id}`, token)).status).toBe(404);
-    expect((await call("GET", `/v1/instances/${members[0].id}`, token)).status).toBe(404);
+    expect((await call("GET", `/v1/vm-groups/${group.id}`, stack.projectToken)).status).toBe(404);
+    expect((await call("GET", `/v1/instances/${members[0].id}`, stack.projectToken)).status).toBe(404);
   }, 360_000);
 });

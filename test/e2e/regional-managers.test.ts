@@ -2,83 +2,31 @@
 // an image uploaded to one is pulled by the other on request, verified, registered under
 // its own local ID; a modified image moves as a delta.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../regional-manager/upload-client.ts";
-import { type RunningProcess, startCli } from "../support/processes.ts";
+import { type Stack, startStack } from "../support/stack.ts";
 
-const ADMIN = "e2e-admin-token-0123456789";
-const processes: RunningProcess[] = [];
-const dir = mkdtempSync(join(tmpdir(), "globalvm-managers-"));
-let controlPlane = "";
+let stack: Stack;
 let projectToken = "";
-
-async function call(method: string, path: string, token: string, body?: unknown) {
-  const response = await fetch(`${controlPlane}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-async function startManager(region: string) {
-  const datacenter = `${region}-a`;
-  const credential = await call("POST", "/v1/manager-credentials", ADMIN, { region, datacenter });
-  expect(credential.status).toBe(201);
-  const manager = startCli(
-    [
-      "serve",
-      "regional-manager",
-      "--region",
-      region,
-      "--datacenter",
-      datacenter,
-      "--control-plane",
-      controlPlane,
-      "--data-dir",
-      join(dir, datacenter),
-    ],
-    { GLOBALVM_MANAGER_CREDENTIAL: credential.body.secret },
-  );
-  processes.push(manager);
-  await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
-}
+const call = (method: string, path: string, token: string, body?: unknown) =>
+  stack.call(method, path, token, body);
 
 async function waitForOperation(id: string) {
   for (let i = 0; i < 12; i++) {
     const { body } = await call("GET", `/v1/operations/${id}?wait=5s`, projectToken);
     if (body.done) return body;
   }
-  const image = await call("GET", `/v1/operations/${id}`, projectToken);
-  const target = await call("GET", `/v1/images/${image.body.target.id}`, projectToken);
-  throw new Error(
-    `operation ${id} did not finish: ${JSON.stringify(image.body)} ${JSON.stringify(target.body.replicas)}\n${processes.map((p) => p.output()).join("\n---\n")}`,
-  );
+  throw new Error(`operation ${id} did not finish:\n${stack.logs()}`);
 }
 
 beforeAll(async () => {
-  const cp = startCli(["serve", "control-plane", "--port", "0", "--data-dir", join(dir, "cp")], {
-    GLOBALVM_ADMIN_TOKEN: ADMIN,
-    DATABASE_URL: undefined,
-  });
-  processes.push(cp);
-  controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
-  for (const region of ["eu-west", "us-east"])
-    expect((await call("POST", "/v1/regions", ADMIN, { name: region })).status).toBe(201);
-  const project = await call("POST", "/v1/projects", ADMIN, { name: "acme" });
-  projectToken = (await call("POST", `/v1/projects/${project.body.id}/tokens`, ADMIN, { name: "e2e" })).body
-    .secret;
-  await Promise.all([startManager("eu-west"), startManager("us-east")]);
+  stack = await startStack({ name: "managers", regions: ["eu-west", "us-east"] });
+  projectToken = stack.projectToken;
 }, 120_000);
 
-afterAll(async () => {
-  await Promise.all(processes.map((p) => p.stop("SIGKILL")));
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 describe("regional managers as separate processes", () => {
   it("registers both datacenters, which heartbeat and are up", async () => {
@@ -91,7 +39,7 @@ describe("regional managers as separate processes", () => {
   });
 
   it("uploads to eu-west, pulls into us-east on request, and moves a modified image as a delta", async () => {
-    const file = join(dir, "image.raw");
+    const file = join(stack.dir, "image.raw");
     const image = Buffer.alloc(8 << 20);
     randomBytes(6 << 20).copy(image, 0); // the last 2 MiB stay zero, as on real disks
     writeFileSync(file, image);

@@ -20,28 +20,17 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installProvider } from "../../provider/build/install.ts";
 import { isInstanceProcess } from "../../regional-manager/compute/qemu/process.ts";
-import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
+import { ensureGuestImage } from "../compute/support.ts";
 import { type TerraformResult, terraformEnvironment } from "../provider/terraform-cli.ts";
-import { type RunningProcess, startCli } from "../support/processes.ts";
+import { type Stack, startStack } from "../support/stack.ts";
 
-const ADMIN = "tf-quickstart-admin-0123456789";
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-quickstart-"));
-const processes: RunningProcess[] = [];
 const terraforms = new Set<number>();
-let controlPlane = "";
-let projectToken = "";
+let stack: Stack;
 let env: NodeJS.ProcessEnv = {};
 
-async function call(method: string, path: string, token: string, body?: unknown) {
-  const response = await fetch(`${controlPlane}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-    signal: AbortSignal.timeout(30_000),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
+const call = (method: string, path: string, token: string, body?: unknown) =>
+  stack.call(method, path, token, body);
 
 /** Runs terraform in `cwd`; kills it (and so its provider) when it outlives `timeoutMs`. */
 function tf(cwd: string, args: string[], timeoutMs: number): Promise<TerraformResult> {
@@ -81,9 +70,7 @@ async function step(name: string, dir: string, args: string[], timeoutMs: number
 
 function expectSuccess(result: TerraformResult) {
   if (result.code !== 0) {
-    throw new Error(
-      `terraform failed (${result.code}):\n${result.output}\n${processes.map((p) => p.output().slice(-3000)).join("\n---\n")}`,
-    );
+    throw new Error(`terraform failed (${result.code}):\n${result.output}\n${stack.logs()}`);
   }
 }
 
@@ -96,26 +83,9 @@ async function stateOf(dir: string): Promise<Record<string, Record<string, any>>
   );
 }
 
-async function startManager(region: string) {
-  const datacenter = `${region}-a`;
-  const credential = await call("POST", "/v1/manager-credentials", ADMIN, { region, datacenter });
-  expect(credential.status).toBe(201);
-  const manager = startCli(
-    [
-      "serve",
-      "regional-manager",
-      ...["--region", region, "--datacenter", datacenter],
-      ...["--control-plane", controlPlane, "--data-dir", join(root, datacenter)],
-    ],
-    { GLOBALVM_MANAGER_CREDENTIAL: credential.body.secret },
-  );
-  processes.push(manager);
-  await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
-}
-
 /** QEMU pids recorded by the us-east manager, with the QMP socket that identifies each. */
 function recordedVms(): { pid: number; qmp: string }[] {
-  const dir = join(root, "us-east-a");
+  const dir = join(stack.dir, "us-east-a");
   return readdirSync(dir, { recursive: true, encoding: "utf8" })
     .filter((path) => path.endsWith("instance.json"))
     .flatMap((path) => {
@@ -183,26 +153,15 @@ output "addresses" {
 `;
 
 beforeAll(async () => {
-  const cp = startCli(["serve", "control-plane", "--port", "0", "--data-dir", join(root, "cp")], {
-    GLOBALVM_ADMIN_TOKEN: ADMIN,
-    DATABASE_URL: undefined,
-  });
-  processes.push(cp);
   const installing = installProvider({
     mirrorDir: join(root, "mirror"),
     cliConfigFile: join(root, "terraform.rc"),
   });
-  controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
-  for (const region of ["eu-west", "us-east"])
-    expect((await call("POST", "/v1/regions", ADMIN, { name: region })).status).toBe(201);
-  const project = await call("POST", "/v1/projects", ADMIN, { name: "acme" });
-  projectToken = (await call("POST", `/v1/projects/${project.body.id}/tokens`, ADMIN, { name: "tf" })).body
-    .secret;
-  await Promise.all([startManager("eu-west"), startManager("us-east")]);
+  stack = await startStack({ name: "tf-quickstart", regions: ["eu-west", "us-east"] });
   const installed = await installing;
   env = terraformEnvironment(installed.cliConfigFile, {
-    GLOBALVM_ENDPOINT: controlPlane,
-    GLOBALVM_TOKEN: projectToken,
+    GLOBALVM_ENDPOINT: stack.controlPlane,
+    GLOBALVM_TOKEN: stack.projectToken,
   });
 }, 180_000);
 
@@ -214,9 +173,7 @@ afterAll(async () => {
       // already gone
     }
   }
-  await Promise.all(processes.map((p) => p.stop("SIGTERM")));
-  await Promise.all(processes.map((p) => p.stop("SIGKILL")));
-  killRecordedVms(root);
+  await stack?.stop();
   rmSync(root, { recursive: true, force: true });
 }, 60_000);
 
@@ -239,16 +196,16 @@ describe("examples/terraform/quickstart under terraform, with real guests", () =
     expect(group.instances).toHaveLength(2);
 
     // The API agrees: the group and both guests ready in us-east, the replica there available.
-    const apiGroup = await call("GET", `/v1/vm-groups/${group.id}`, projectToken);
+    const apiGroup = await call("GET", `/v1/vm-groups/${group.id}`, stack.projectToken);
     expect(apiGroup.body).toMatchObject({ state: "ready", region: "us-east", datacenter: "us-east-a" });
-    const members = (await call("GET", `/v1/vm-groups/${group.id}/instances`, projectToken)).body.items;
+    const members = (await call("GET", `/v1/vm-groups/${group.id}/instances`, stack.projectToken)).body.items;
     // An instance names its datacenter; us-east-a is us-east's only one.
     expect(members.map((i: any) => [i.name, i.datacenter, i.state])).toEqual([
       ["web-0", "us-east-a", "ready"],
       ["web-1", "us-east-a", "ready"],
     ]);
     expect(members.map((i: any) => i.id).sort()).toEqual(group.instances.map((i: any) => i.id).sort());
-    const apiImage = (await call("GET", `/v1/images/${img.id}`, projectToken)).body;
+    const apiImage = (await call("GET", `/v1/images/${img.id}`, stack.projectToken)).body;
     expect(apiImage.replicas).toContainEqual(
       expect.objectContaining({ region: "us-east", datacenter: "us-east-a", state: "available" }),
     );
@@ -288,12 +245,12 @@ describe("examples/terraform/quickstart under terraform, with real guests", () =
     expect(current.timeouts).toEqual({ create: "4m", update: null, delete: "2m" });
 
     expectSuccess(await step("destroy", dir, ["destroy", "-auto-approve", "-input=false"], 180_000));
-    expect((await call("GET", `/v1/vm-groups/${group.id}`, projectToken)).status).toBe(404);
-    expect((await call("GET", "/v1/vm-groups", projectToken)).body.items).toEqual([]);
+    expect((await call("GET", `/v1/vm-groups/${group.id}`, stack.projectToken)).status).toBe(404);
+    expect((await call("GET", "/v1/vm-groups", stack.projectToken)).body.items).toEqual([]);
     for (const member of members) {
-      expect((await call("GET", `/v1/instances/${member.id}`, projectToken)).status).toBe(404);
+      expect((await call("GET", `/v1/instances/${member.id}`, stack.projectToken)).status).toBe(404);
     }
-    expect((await call("GET", `/v1/images/${img.id}`, projectToken)).status).toBe(404);
+    expect((await call("GET", `/v1/images/${img.id}`, stack.projectToken)).status).toBe(404);
     // Destroy waited for the delete operation, so the QEMUs are gone now, not eventually.
     for (const vm of vms) expect(isInstanceProcess(vm.pid, vm.qmp), `QEMU ${vm.pid}`).toBe(false);
     for (const member of members) expect(processesMentioning(member.id)).toEqual([]);

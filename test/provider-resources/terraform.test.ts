@@ -1,7 +1,7 @@
 // The globalvm provider under the real terraform (1.11.4 on PATH), against a control plane
 // and two regional managers (eu-west, us-east) started as child processes.
-// VM group applies wait for the orchestrator (another issue): here only their plan-time
-// validation runs under terraform; create/wait is tested in process (vm-group.test.ts).
+// VM group applies run in quickstart.test.ts (real guests); here the image lifecycle, data
+// sources and plan-time validation; VM group create/wait edge cases run in vm-group.test.ts.
 
 import { randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -12,42 +12,15 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installProvider } from "../../provider/build/install.ts";
 import { type TerraformResult, terraform, terraformEnvironment } from "../provider/terraform-cli.ts";
-import { type RunningProcess, startCli } from "../support/processes.ts";
+import { type Stack, startStack } from "../support/stack.ts";
 
-const ADMIN = "tf-admin-token-0123456789";
 const QUICKSTART = fileURLToPath(new URL("../../examples/terraform/quickstart/main.tf", import.meta.url));
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-resources-"));
-const processes: RunningProcess[] = [];
-let controlPlane = "";
-let projectToken = "";
+let stack: Stack;
 let env: NodeJS.ProcessEnv = {};
 
-async function call(method: string, path: string, token: string, body?: unknown) {
-  const response = await fetch(`${controlPlane}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-async function startManager(region: string) {
-  const datacenter = `${region}-a`;
-  const credential = await call("POST", "/v1/manager-credentials", ADMIN, { region, datacenter });
-  expect(credential.status).toBe(201);
-  const manager = startCli(
-    [
-      "serve",
-      "regional-manager",
-      ...["--region", region, "--datacenter", datacenter],
-      ...["--control-plane", controlPlane, "--data-dir", join(root, datacenter)],
-    ],
-    { GLOBALVM_MANAGER_CREDENTIAL: credential.body.secret },
-  );
-  processes.push(manager);
-  await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
-}
+const call = (method: string, path: string, token: string, body?: unknown) =>
+  stack.call(method, path, token, body);
 
 const header = `terraform {
   required_providers {
@@ -65,9 +38,7 @@ function workdir(name: string, hcl: string): string {
 
 function expectSuccess(result: TerraformResult) {
   if (result.code !== 0) {
-    throw new Error(
-      `terraform failed (${result.code}):\n${result.output}\n${processes.map((p) => p.output().slice(-2000)).join("\n---\n")}`,
-    );
+    throw new Error(`terraform failed (${result.code}):\n${result.output}\n${stack.logs()}`);
   }
 }
 
@@ -81,31 +52,20 @@ async function stateOf(dir: string): Promise<Record<string, Record<string, any>>
 }
 
 beforeAll(async () => {
-  const cp = startCli(["serve", "control-plane", "--port", "0", "--data-dir", join(root, "cp")], {
-    GLOBALVM_ADMIN_TOKEN: ADMIN,
-    DATABASE_URL: undefined,
-  });
-  processes.push(cp);
   const installing = installProvider({
     mirrorDir: join(root, "mirror"),
     cliConfigFile: join(root, "terraform.rc"),
   });
-  controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
-  for (const region of ["eu-west", "us-east"])
-    expect((await call("POST", "/v1/regions", ADMIN, { name: region })).status).toBe(201);
-  const project = await call("POST", "/v1/projects", ADMIN, { name: "acme" });
-  projectToken = (await call("POST", `/v1/projects/${project.body.id}/tokens`, ADMIN, { name: "tf" })).body
-    .secret;
-  await Promise.all([startManager("eu-west"), startManager("us-east")]);
+  stack = await startStack({ name: "tf-resources", regions: ["eu-west", "us-east"] });
   const installed = await installing;
   env = terraformEnvironment(installed.cliConfigFile, {
-    GLOBALVM_ENDPOINT: controlPlane,
-    GLOBALVM_TOKEN: projectToken,
+    GLOBALVM_ENDPOINT: stack.controlPlane,
+    GLOBALVM_TOKEN: stack.projectToken,
   });
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all(processes.map((p) => p.stop("SIGKILL")));
+  await stack?.stop();
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -136,7 +96,7 @@ resource "globalvm_image" "web" {
     expect(first.replicas).toEqual([
       expect.objectContaining({ region: "eu-west", datacenter: "eu-west-a", state: "available" }),
     ]);
-    const api = await call("GET", `/v1/images/${first.id}`, projectToken);
+    const api = await call("GET", `/v1/images/${first.id}`, stack.projectToken);
     expect(api.body).toMatchObject({ state: "available", version: 1, labels: { team: "infra" } });
 
     const clean = await terraform(dir, ["plan", "-detailed-exitcode", "-input=false"], env);
@@ -153,7 +113,7 @@ resource "globalvm_image" "web" {
     const second = (await stateOf(dir))["globalvm_image.web"] as Record<string, any>;
     expect(second).toMatchObject({ id: first.id, version: 2 });
     expect(second.digest).not.toBe(first.digest);
-    expect((await call("GET", `/v1/images/${first.id}`, projectToken)).body.version).toBe(2);
+    expect((await call("GET", `/v1/images/${first.id}`, stack.projectToken)).body.version).toBe(2);
 
     // Import into a fresh working directory: the same object.
     const fresh = workdir("image-import", imageConfig(file));
@@ -166,8 +126,8 @@ resource "globalvm_image" "web" {
     expect(imported.source).toBeNull();
 
     expectSuccess(await terraform(dir, ["destroy", "-auto-approve", "-input=false"], env));
-    expect((await call("GET", `/v1/images/${first.id}`, projectToken)).status).toBe(404);
-    expect((await call("GET", "/v1/images", projectToken)).body.items).toEqual([]);
+    expect((await call("GET", `/v1/images/${first.id}`, stack.projectToken)).status).toBe(404);
+    expect((await call("GET", "/v1/images", stack.projectToken)).body.items).toEqual([]);
 
     // Deleted outside Terraform (here: by the destroy in the other directory) → planned for creation.
     const drift = await terraform(fresh, ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env);
