@@ -1,14 +1,13 @@
+import type { CryptoKey, KeyObject } from "jose";
 import {
-  type CryptoKey,
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  errors,
-  type JSONWebKeySet,
-  type JWTVerifyGetKey,
-  jwtVerify,
-  type KeyObject,
-  SignJWT,
-} from "jose";
+  createJwtVerifier,
+  type SignOptions,
+  signControlPlaneJwt,
+  type TransferKeySource,
+  TransferTokenError,
+} from "./control-plane-jwt.ts";
+
+export { type TransferKeySource, TransferTokenError } from "./control-plane-jwt.ts";
 
 /**
  * Transfer tokens: short-lived JWTs the control plane signs (ES256 or EdDSA) and regional
@@ -29,58 +28,27 @@ export interface TransferClaims {
 
 export const TRANSFER_TOKEN_AUDIENCE = "globalvm-regional-manager";
 export const DEFAULT_TRANSFER_TOKEN_LIFETIME_SECONDS = 15 * 60;
-const ALGORITHMS = ["ES256", "EdDSA"];
-
-export type TransferTokenErrorCode =
-  | "TOKEN_MISSING"
-  | "TOKEN_INVALID"
-  | "TOKEN_EXPIRED"
-  | "TOKEN_WRONG_IMAGE"
-  | "TOKEN_WRONG_DATACENTER"
-  | "TOKEN_WRONG_ACTION";
-
-export class TransferTokenError extends Error {
-  readonly code: TransferTokenErrorCode;
-  constructor(code: TransferTokenErrorCode, message: string) {
-    super(message);
-    this.name = "TransferTokenError";
-    this.code = code;
-  }
-}
-
-function algorithmOf(key: CryptoKey | KeyObject): "ES256" | "EdDSA" {
-  const type = "asymmetricKeyType" in key ? key.asymmetricKeyType : (key as CryptoKey).algorithm.name;
-  if (type === "ed25519" || type === "Ed25519") return "EdDSA";
-  if (type === "ec" || type === "ECDSA") return "ES256";
-  throw new TypeError(`transfer tokens are signed with Ed25519 or P-256 keys, not ${String(type)}`);
-}
 
 /** Signs a transfer token (called by the control plane). `keyId` should match the JWKS `kid`. */
-export async function signTransferToken(
+export function signTransferToken(
   privateKey: CryptoKey | KeyObject,
   claims: TransferClaims,
-  options: { lifetimeSeconds?: number; keyId?: string; issuer?: string } = {},
+  options: SignOptions = {},
 ): Promise<string> {
-  const lifetime = options.lifetimeSeconds ?? DEFAULT_TRANSFER_TOKEN_LIFETIME_SECONDS;
-  const jwt = new SignJWT({
+  const payload = {
     imageId: claims.imageId,
     version: claims.version,
     datacenter: claims.datacenter,
     action: claims.action,
-  })
-    .setProtectedHeader({ alg: algorithmOf(privateKey), ...(options.keyId ? { kid: options.keyId } : {}) })
-    .setAudience(TRANSFER_TOKEN_AUDIENCE)
-    .setIssuedAt()
-    .setExpirationTime(Math.floor(Date.now() / 1000) + lifetime);
-  if (options.issuer) jwt.setIssuer(options.issuer);
-  return jwt.sign(privateKey);
+  };
+  return signControlPlaneJwt(
+    privateKey,
+    payload,
+    TRANSFER_TOKEN_AUDIENCE,
+    DEFAULT_TRANSFER_TOKEN_LIFETIME_SECONDS,
+    options,
+  );
 }
-
-/** Where a manager gets the control plane's public keys: a JWKS URL, a JWKS, or one key. */
-export type TransferKeySource =
-  | { jwksUrl: string | URL }
-  | { jwks: JSONWebKeySet }
-  | { publicKey: CryptoKey | KeyObject };
 
 export interface TransferTokenVerifier {
   /** Resolves with the claims when `token` grants `action` on `imageId`/`version` here; throws TransferTokenError otherwise. */
@@ -92,31 +60,15 @@ export function createTransferTokenVerifier(options: {
   datacenter: string;
   issuer?: string;
 }): TransferTokenVerifier {
-  const keys = options.keys;
-  const getKey: JWTVerifyGetKey | CryptoKey | KeyObject =
-    "jwksUrl" in keys
-      ? createRemoteJWKSet(new URL(keys.jwksUrl))
-      : "jwks" in keys
-        ? createLocalJWKSet(keys.jwks)
-        : keys.publicKey;
+  const verifyJwt = createJwtVerifier(
+    options.keys,
+    TRANSFER_TOKEN_AUDIENCE,
+    options.issuer,
+    "transfer token",
+  );
   return {
     async verify(token, expected) {
-      if (!token) throw new TransferTokenError("TOKEN_MISSING", "a transfer token is required");
-      let payload: Record<string, unknown>;
-      try {
-        const result = await jwtVerify(token, getKey as JWTVerifyGetKey, {
-          algorithms: ALGORITHMS,
-          audience: TRANSFER_TOKEN_AUDIENCE,
-          requiredClaims: ["exp"],
-          ...(options.issuer ? { issuer: options.issuer } : {}),
-        });
-        payload = result.payload;
-      } catch (error) {
-        if (error instanceof errors.JWTExpired)
-          throw new TransferTokenError("TOKEN_EXPIRED", "the transfer token has expired");
-        throw new TransferTokenError("TOKEN_INVALID", "the transfer token is not valid");
-      }
-      const claims = checkClaims(payload);
+      const claims = checkClaims(await verifyJwt(token));
       if (claims.datacenter !== options.datacenter) {
         throw new TransferTokenError(
           "TOKEN_WRONG_DATACENTER",
