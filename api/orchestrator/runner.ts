@@ -2,6 +2,10 @@
 // renews it while it works, so a control plane killed mid-operation leaves a lease that runs
 // out and another process (or the restarted one) picks the operation up. Handlers are
 // idempotent and resume from what the catalog already records, so a step is never done twice.
+//
+// This lease queue is a stopgap: pg-boss 12.35.0 was measured to run on PGlite too (its
+// fromPglite adapter: schema, SKIP LOCKED fetches, retries with backoff, recovery after
+// kill -9), so the operations should move onto it, keeping these handlers as they are.
 
 import { randomUUID } from "node:crypto";
 import { and, asc, eq, inArray, isNull, lt, lte, or } from "drizzle-orm";
