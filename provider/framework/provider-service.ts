@@ -120,6 +120,28 @@ export function createProviderService<P>(provider: ProviderDefinition<P>, log: L
     }
   };
 
+  /** Resources and data sources validate their configuration the same way. */
+  const validateConfigOf = <
+    D extends { validateConfig?: (config: ObjectValue, diagnostics: Diagnostics) => unknown },
+  >(
+    table: Map<string, Entry<D>>,
+    kind: string,
+    request: ProtoObject,
+  ) => {
+    const diagnostics = new Diagnostics();
+    return guarded(
+      diagnostics,
+      undefined,
+      async () => {
+        const { definition, type } = lookup(table, request.type_name, kind);
+        const config = decodeObject(type, request.config);
+        if (config && definition.validateConfig) await definition.validateConfig(config, diagnostics);
+        return {};
+      },
+      () => ({}),
+    );
+  };
+
   const finishState = (schema: Schema, base: ObjectValue, result: ObjectValue, diagnostics: Diagnostics) => {
     const state = completeObject(schema, { ...base, ...result });
     const unknownAt = findUnknown(state);
@@ -192,35 +214,9 @@ export function createProviderService<P>(provider: ProviderDefinition<P>, log: L
       return { Error: "" };
     },
 
-    async ValidateResourceConfig(request) {
-      const diagnostics = new Diagnostics();
-      return guarded(
-        diagnostics,
-        undefined,
-        async () => {
-          const { definition, type } = lookup(resources, request.type_name, "resource");
-          const config = decodeObject(type, request.config);
-          if (config && definition.validateConfig) await definition.validateConfig(config, diagnostics);
-          return {};
-        },
-        () => ({}),
-      );
-    },
+    ValidateResourceConfig: (request) => validateConfigOf(resources, "resource", request),
 
-    async ValidateDataResourceConfig(request) {
-      const diagnostics = new Diagnostics();
-      return guarded(
-        diagnostics,
-        undefined,
-        async () => {
-          const { definition, type } = lookup(dataSources, request.type_name, "data source");
-          const config = decodeObject(type, request.config);
-          if (config && definition.validateConfig) await definition.validateConfig(config, diagnostics);
-          return {};
-        },
-        () => ({}),
-      );
-    },
+    ValidateDataResourceConfig: (request) => validateConfigOf(dataSources, "data source", request),
 
     async UpgradeResourceState(request, call) {
       const diagnostics = new Diagnostics();
