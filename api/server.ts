@@ -3,7 +3,16 @@ import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { Services } from "./env.ts";
-import { OperationRunner } from "./orchestrator/runner.ts";
+import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
+import {
+  deleteImage,
+  distributeImage,
+  ReplicaCollector,
+  replicaIdleSecondsFrom,
+  replicateImage,
+} from "./orchestrator/images.ts";
+import type { RetryPolicy } from "./orchestrator/queue.ts";
+import { type OperationHandlers, OperationRunner } from "./orchestrator/runner.ts";
 import { convergeVmGroup, deleteVmGroup } from "./orchestrator/vm-groups.ts";
 import { createServices } from "./services.ts";
 
@@ -14,6 +23,14 @@ export interface ControlPlaneOptions {
   adminToken?: string;
   /** Run the orchestrator's workers in this process (default true). */
   orchestrate?: boolean;
+  /** Replaces the operation handlers (tests that watch the runner itself). */
+  handlers?: OperationHandlers;
+  /** Operations of each kind run at once in this process (default 8). */
+  concurrency?: number;
+  /** Overrides the operation queues' retry policy (default: 6 attempts, backoff from 1 s). */
+  retry?: RetryPolicy;
+  /** Replicas outside the policy unused this long are collected (default: GLOBALVM_REPLICA_IDLE_SECONDS, else 1 h). */
+  replicaIdleSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -36,14 +53,30 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       ? undefined
       : new OperationRunner({
           services,
-          handlers: {
+          handlers: options.handlers ?? {
             "create-vm-group": convergeVmGroup,
             "update-vm-group": convergeVmGroup,
             "delete-vm-group": deleteVmGroup,
+            "replicate-image": replicateImage,
+            "distribute-image-version": distributeImage,
+            "delete-image": deleteImage,
           },
+          concurrency: options.concurrency,
+          retry: options.retry,
           log: options.log,
         });
-  runner?.start();
+  await runner?.start();
+  // Down datacenters turn their instances unknown; back up, they are asked for them again.
+  const watch =
+    options.orchestrate === false ? undefined : startDatacenterWatch({ services, log: options.log });
+  const collector =
+    options.orchestrate === false
+      ? undefined
+      : new ReplicaCollector(services, {
+          idleSeconds: options.replicaIdleSeconds ?? replicaIdleSecondsFrom(process.env),
+          log: options.log,
+        });
+  collector?.start();
   const host = options.host ?? "127.0.0.1";
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: options.port, hostname: host }, () => resolve(s));
@@ -56,7 +89,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     services,
     adminToken,
     async close() {
+      watch?.stop();
       await runner?.stop();
+      await collector?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // Long-polls would otherwise hold the close for up to a minute.

@@ -235,11 +235,16 @@ export const instances = pgTable(
     address: text("address"),
     guestAttributes: jsonb("guest_attributes").$type<Record<string, string>>().notNull().default({}),
     bootLogTail: text("boot_log_tail"),
+    /**
+     * Being replaced by a newer instance of the same ordinal (a rolling update): it keeps
+     * running until its replacement is ready, so one ordinal may briefly have two rows.
+     */
+    retiring: boolean("retiring").notNull().default(false),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
-    uniqueIndex("instances_group_ordinal_uq").on(t.vmGroupId, t.ordinal),
+    uniqueIndex("instances_group_ordinal_uq").on(t.vmGroupId, t.ordinal).where(sql`not ${t.retiring}`),
     index("instances_datacenter_idx").on(t.datacenter),
     check("instances_state_valid", oneOf("state", INSTANCE_STATES)),
   ],
@@ -263,18 +268,15 @@ export const operations = pgTable(
     error: jsonb("error").$type<{ code: string; message: string }>(),
     result: jsonb("result").$type<Record<string, unknown>>(),
     cancelRequested: boolean("cancel_requested").notNull().default(false),
-    /** The worker that holds the operation, until lease_until; a crashed worker's lease runs out. */
+    /** The token of the attempt that may write to this row (a newer attempt replaces it). */
     leaseOwner: text("lease_owner"),
-    leaseUntil: timestamp("lease_until", { withTimezone: true, mode: "date" }),
     attempts: integer("attempts").notNull().default(0),
-    notBefore: timestamp("not_before", { withTimezone: true, mode: "date" }),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
     index("operations_project_id_idx").on(t.projectId, t.id),
     index("operations_target_idx").on(t.targetId),
-    index("operations_claimable_idx").on(t.state, t.notBefore),
     check("operations_state_valid", oneOf("state", OPERATION_STATES)),
     check("operations_kind_valid", oneOf("kind", OPERATION_KINDS)),
   ],

@@ -1,20 +1,35 @@
-// Runs the catalog's operations durably. An operation is claimed with a lease; the worker
-// renews it while it works, so a control plane killed mid-operation leaves a lease that runs
-// out and another process (or the restarted one) picks the operation up. Handlers are
-// idempotent and resume from what the catalog already records, so a step is never done twice.
+// Runs the catalog's operations on pg-boss (see queue.ts): each operation is one job in the
+// queue of its kind, enqueued in the transaction that recorded the operation. pg-boss claims a
+// job in one process at a time (SKIP LOCKED), retries a failed attempt with backoff, and hands
+// the job of a control plane that died (its heartbeat stopped) to another process or to the
+// restarted one. Handlers are idempotent and resume from what the catalog already records.
 //
-// This lease queue is a stopgap: pg-boss 12.35.0 was measured to run on PGlite too (its
-// fromPglite adapter: schema, SKIP LOCKED fetches, retries with backoff, recovery after
-// kill -9), so the operations should move onto it, keeping these handlers as they are.
+// What is still written by hand, and why:
+// - The `operations` row is the user-visible record, so each attempt writes its state, progress,
+//   error and result there. Those writes are fenced by the attempt (`lease_owner` holds the job
+//   ID and retry count): an attempt that pg-boss already gave to another worker (its heartbeat
+//   was missed) can no longer write, and stops at its next write.
+// - A job that pg-boss gave up on while no handler was running (the process died during the last
+//   attempt) lands in the dead-letter queue, whose worker records the operation as failed.
+// - On the embedded PGlite catalog only one process can hold the database, so at start every job
+//   still marked active belongs to a process that is gone: it is failed over to its next attempt
+//   at once instead of after the heartbeat timeout.
 
-import { randomUUID } from "node:crypto";
-import { and, asc, eq, inArray, isNull, lt, lte, or } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
+import type { JobWithMetadata, PgBoss } from "pg-boss";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
+import { failRunningOperation } from "../catalog/operations.ts";
 import { operations } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
+import {
+  DEAD_OPERATIONS_QUEUE,
+  type OperationJob,
+  operationQueueName,
+  type RetryPolicy,
+  retrySettings,
+} from "./queue.ts";
 
-export const LEASE_MS = 30_000;
-export const MAX_ATTEMPTS = 6;
+export { MAX_ATTEMPTS } from "./queue.ts";
 
 type OperationRow = typeof operations.$inferSelect;
 
@@ -30,6 +45,7 @@ export class PermanentError extends Error {
 export class CancelledError extends Error {}
 
 export interface OperationContext {
+  /** The operation as this attempt found it: `attempts` is this attempt's number, from 1. */
   operation: OperationRow;
   services: Services;
   signal: AbortSignal;
@@ -42,10 +58,7 @@ export interface OperationContext {
 
 export type OperationHandler = (context: OperationContext) => Promise<Record<string, unknown>>;
 
-/** Backoff after a failed attempt: 1 s, 2 s, 4 s … capped at 30 s. */
-export function retryDelayMs(attempt: number): number {
-  return Math.min(30_000, 1000 * 2 ** Math.max(0, attempt - 1));
-}
+export type OperationHandlers = Partial<Record<Operation["kind"], OperationHandler>>;
 
 /** Progress merged so that bytes and per-datacenter bytes only grow. */
 export function mergeProgress(
@@ -68,207 +81,212 @@ export function mergeProgress(
   };
 }
 
+/** What an attempt that threw leaves in the operation. */
+export type AttemptOutcome =
+  | { state: "cancelled" | "failed"; error: { code: string; message: string } }
+  | { state: "retrying"; error: { code: "retrying"; message: string } };
+
+export function gaveUpMessage(attempts: number, reason: string): string {
+  return `gave up after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${reason}`;
+}
+
+/** Decides how a failed attempt ends: cancelled, failed for good, or retried by pg-boss. */
+export function attemptOutcome(error: unknown, attempt: number, maxAttempts: number): AttemptOutcome {
+  if (error instanceof CancelledError)
+    return { state: "cancelled", error: { code: "cancelled", message: error.message } };
+  if (error instanceof PermanentError)
+    return { state: "failed", error: { code: error.code, message: error.message } };
+  const message = error instanceof Error ? error.message : String(error);
+  if (attempt >= maxAttempts) {
+    return {
+      state: "failed",
+      error: { code: "gave_up", message: gaveUpMessage(attempt, message) },
+    };
+  }
+  return { state: "retrying", error: { code: "retrying", message: `attempt ${attempt} failed: ${message}` } };
+}
+
+/** The fencing token of one attempt of one job. */
+export function attemptToken(job: { id: string; retryCount: number }): string {
+  return `${job.id}:${job.retryCount}`;
+}
+
+class AttemptSuperseded extends Error {}
+
 export interface RunnerOptions {
   services: Services;
-  handlers: Partial<Record<Operation["kind"], OperationHandler>>;
+  handlers: OperationHandlers;
+  /** Operations of each kind this process runs at once (pg-boss workers per queue). */
   concurrency?: number;
-  pollMs?: number;
+  /** Changes the queues' retry policy (for jobs enqueued from now on); default: as created. */
+  retry?: RetryPolicy;
   log?: (line: string) => void;
 }
 
+/**
+ * How often an idle worker asks for a job when no notification woke it: LISTEN/NOTIFY starts an
+ * enqueued operation at once; the poll is the backstop (and what picks up retries when their
+ * backoff has passed). pg-boss's minimum is 0.5 s.
+ */
+const POLLING_INTERVAL_SECONDS = 0.5;
+const NOTIFY_POLLING_INTERVAL_SECONDS = 3;
+
 export class OperationRunner {
-  readonly owner = `worker-${randomUUID()}`;
   readonly #options: RunnerOptions;
-  readonly #running = new Map<string, Promise<void>>();
   readonly #stop = new AbortController();
-  #timer: NodeJS.Timeout | undefined;
-  #polling = false;
+  readonly #queues: string[] = [];
 
   constructor(options: RunnerOptions) {
     this.#options = options;
   }
 
-  start() {
-    const tick = () => {
-      void this.poll().finally(() => {
-        if (!this.#stop.signal.aborted) this.#timer = setTimeout(tick, this.#options.pollMs ?? 250);
+  get #jobs(): PgBoss {
+    return this.#options.services.catalog.jobs;
+  }
+
+  async start(): Promise<void> {
+    const { catalog } = this.#options.services;
+    const work = {
+      pollingIntervalSeconds: POLLING_INTERVAL_SECONDS,
+      notifyPollingIntervalSeconds: NOTIFY_POLLING_INTERVAL_SECONDS,
+      includeMetadata: true,
+    } as const;
+    for (const [kind, handler] of Object.entries(this.#options.handlers)) {
+      if (!handler) continue;
+      const queue = operationQueueName(kind as Operation["kind"]);
+      if (this.#options.retry) await this.#jobs.updateQueue(queue, retrySettings(this.#options.retry));
+      if (catalog.kind === "pglite") await this.#failOverDeadAttempts(queue);
+      const options = { ...work, localConcurrency: this.#options.concurrency ?? 8 } as const;
+      await this.#jobs.work<OperationJob, void, typeof options>(queue, options, async ([job]) => {
+        if (job) await this.#attempt(handler, job);
       });
-    };
-    tick();
-  }
-
-  async stop() {
-    this.#stop.abort();
-    clearTimeout(this.#timer);
-    await Promise.allSettled(this.#running.values());
-  }
-
-  /** Claims and starts as many operations as there is room for. */
-  async poll(): Promise<void> {
-    if (this.#polling) return;
-    this.#polling = true;
-    try {
-      while (this.#running.size < (this.#options.concurrency ?? 8) && !this.#stop.signal.aborted) {
-        const claimed = await this.#claim();
-        if (!claimed) return;
-        const run = this.#run(claimed).finally(() => this.#running.delete(claimed.id));
-        this.#running.set(claimed.id, run);
-      }
-    } catch (error) {
-      this.#log(`[WARN] claiming operations failed: ${error}`);
-    } finally {
-      this.#polling = false;
+      this.#queues.push(queue);
     }
-  }
-
-  async #claim(): Promise<OperationRow | undefined> {
-    const { db, now } = this.#options.services;
-    const kinds = Object.keys(this.#options.handlers) as Operation["kind"][];
-    return db.transaction(async (tx) => {
-      const at = now();
-      const [candidate] = await tx
-        .select({ id: operations.id })
-        .from(operations)
-        .where(
-          and(
-            inArray(operations.state, ["pending", "running"]),
-            inArray(operations.kind, kinds),
-            or(isNull(operations.leaseUntil), lt(operations.leaseUntil, at)),
-            or(isNull(operations.notBefore), lte(operations.notBefore, at)),
-          ),
-        )
-        .orderBy(asc(operations.id))
-        .limit(1)
-        .for("update", { skipLocked: true });
-      if (!candidate) return undefined;
-      const [claimed] = await tx
-        .update(operations)
-        .set({
-          leaseOwner: this.owner,
-          leaseUntil: new Date(at.getTime() + LEASE_MS),
-          state: "running",
-          updatedAt: at,
-        })
-        .where(eq(operations.id, candidate.id))
-        .returning();
-      return claimed;
+    await this.#jobs.work<OperationJob, void, typeof work>(DEAD_OPERATIONS_QUEUE, work, async ([job]) => {
+      if (job) await this.#recordGaveUp(job);
     });
+    this.#queues.push(DEAD_OPERATIONS_QUEUE);
   }
 
-  async #run(claimed: OperationRow): Promise<void> {
+  async stop(): Promise<void> {
+    this.#stop.abort(new Error("the control plane is stopping"));
+    // A handler interrupted here fails its attempt; pg-boss retries it, here or elsewhere.
+    await Promise.allSettled(this.#queues.map((queue) => this.#jobs.offWork(queue, { wait: true })));
+  }
+
+  /** PGlite only: the directory lock says no other process is alive to hold these jobs. */
+  async #failOverDeadAttempts(queue: string) {
+    const active = (await this.#jobs.findJobs(queue)).filter((job) => job.state === "active");
+    if (active.length === 0) return;
+    this.#log(`[INFO] resuming ${active.length} operation(s) left running by a stopped control plane`);
+    await this.#jobs.fail(
+      queue,
+      active.map((job) => ({ id: job.id, retryCount: job.retryCount })),
+      { message: "the control plane running it stopped" },
+    );
+  }
+
+  async #attempt(handler: OperationHandler, job: JobWithMetadata<OperationJob>): Promise<void> {
     const { services } = this.#options;
     const { db, now, operationEvents } = services;
-    const handler = this.#options.handlers[claimed.kind as Operation["kind"]];
-    if (!handler) return;
-    services.operationEvents.changed(claimed.id);
-    const lost = new AbortController();
-    const signal = AbortSignal.any([this.#stop.signal, lost.signal]);
-    let current = claimed;
-    const renew = setInterval(() => {
-      void db
-        .update(operations)
-        .set({ leaseUntil: new Date(now().getTime() + LEASE_MS) })
-        .where(and(eq(operations.id, claimed.id), eq(operations.leaseOwner, this.owner)))
-        .returning({ id: operations.id })
-        .then((rows) => {
-          // Another worker took over (our lease ran out): stop, it will finish the work.
-          if (rows.length === 0) lost.abort();
-        })
-        .catch(() => {});
-    }, LEASE_MS / 3);
+    const id = job.data.operationId;
+    const token = attemptToken(job);
+    const attempt = job.retryCount + 1;
+    const [claimed] = await db
+      .update(operations)
+      .set({ state: "running", leaseOwner: token, attempts: attempt, updatedAt: now() })
+      .where(and(eq(operations.id, id), inArray(operations.state, ["pending", "running"])))
+      .returning();
+    // Ended already (cancelled while pending, or finished by an earlier attempt): nothing to do.
+    if (!claimed) return;
+    operationEvents.changed(id);
 
-    const mine = and(eq(operations.id, claimed.id), eq(operations.leaseOwner, this.owner));
+    const superseded = new AbortController();
+    const signal = AbortSignal.any([this.#stop.signal, job.signal, superseded.signal]);
+    const mine = and(eq(operations.id, id), eq(operations.leaseOwner, token));
+    let current = claimed;
+    const write = async (fields: Partial<typeof operations.$inferInsert>) => {
+      const [row] = await db
+        .update(operations)
+        .set({ ...fields, updatedAt: now() })
+        .where(mine)
+        .returning();
+      if (!row) {
+        superseded.abort(new AttemptSuperseded(`attempt ${attempt} of ${id} was handed to another worker`));
+        throw signal.reason;
+      }
+      current = row;
+      operationEvents.changed(id);
+    };
     const context: OperationContext = {
       operation: claimed,
       services,
       signal,
-      progress: async (update) => {
-        const progress = mergeProgress(current.progress, update);
-        const [row] = await db.update(operations).set({ progress, updatedAt: now() }).where(mine).returning();
-        if (row) current = row;
-        operationEvents.changed(claimed.id);
-      },
+      progress: (update) => write({ progress: mergeProgress(current.progress, update) }),
       checkCancelled: async () => {
         const [row] = await db
           .select({ cancel: operations.cancelRequested })
           .from(operations)
-          .where(eq(operations.id, claimed.id));
+          .where(eq(operations.id, id));
         if (row?.cancel) throw new CancelledError("cancelled by request");
       },
       sleep: (ms) =>
         new Promise((resolve, reject) => {
           if (signal.aborted) return reject(signal.reason);
-          const timer = setTimeout(resolve, ms);
           const onAbort = () => {
             clearTimeout(timer);
             reject(signal.reason);
           };
+          const timer = setTimeout(() => {
+            signal.removeEventListener("abort", onAbort);
+            resolve();
+          }, ms);
           signal.addEventListener("abort", onAbort, { once: true });
         }),
     };
 
+    let result: Record<string, unknown>;
     try {
       await context.checkCancelled();
-      const result = await handler(context);
-      await this.#finish(claimed.id, {
-        state: "succeeded",
-        result,
-        progress: mergeProgress(current.progress, { step: "done" }),
-      });
+      result = await handler(context);
     } catch (error) {
-      if (signal.aborted) return; // shutting down or lease lost: the next claimer resumes
-      if (error instanceof CancelledError) {
-        await this.#finish(claimed.id, {
-          state: "cancelled",
-          error: { code: "cancelled", message: error.message },
-        });
-      } else if (error instanceof PermanentError) {
-        await this.#finish(claimed.id, {
-          state: "failed",
-          error: { code: error.code, message: error.message },
-        });
-      } else {
-        const attempts = claimed.attempts + 1;
-        const message = error instanceof Error ? error.message : String(error);
-        if (attempts >= MAX_ATTEMPTS) {
-          await this.#finish(claimed.id, {
-            state: "failed",
-            error: { code: "gave_up", message: `gave up after ${attempts} attempts: ${message}` },
-          });
-        } else {
-          this.#log(`[INFO] ${claimed.kind} ${claimed.id} attempt ${attempts} failed, retrying: ${message}`);
-          await db
-            .update(operations)
-            .set({
-              attempts,
-              leaseOwner: null,
-              leaseUntil: null,
-              notBefore: new Date(now().getTime() + retryDelayMs(attempts)),
-              error: { code: "retrying", message },
-              updatedAt: now(),
-            })
-            .where(mine);
-          operationEvents.changed(claimed.id);
-        }
+      // Stopping, or the attempt is another worker's now: pg-boss retries or already did.
+      if (signal.aborted) throw signal.reason;
+      // The job's own retry limit, as pg-boss will apply it.
+      const outcome = attemptOutcome(error, attempt, job.retryLimit + 1);
+      if (outcome.state === "retrying") {
+        this.#log(`[INFO] ${claimed.kind} ${id}: ${outcome.error.message}; retrying with backoff`);
+        await write({ error: outcome.error });
+        throw error; // pg-boss schedules the next attempt after its backoff
       }
-    } finally {
-      clearInterval(renew);
+      await write({ state: outcome.state, error: outcome.error });
+      return;
     }
+    await write({
+      state: "succeeded",
+      result,
+      error: null,
+      progress: mergeProgress(current.progress, { step: "done" }),
+    });
   }
 
-  async #finish(id: string, fields: Partial<typeof operations.$inferInsert>) {
+  /** A job whose last attempt died with its process: the operation fails with what pg-boss saw. */
+  async #recordGaveUp(job: JobWithMetadata<OperationJob>) {
     const { db, now, operationEvents } = this.#options.services;
-    await db
-      .update(operations)
-      .set({
-        ...fields,
-        ...(fields.state === "succeeded" ? { error: null } : {}),
-        leaseOwner: null,
-        leaseUntil: null,
-        updatedAt: now(),
-      })
-      .where(and(eq(operations.id, id), eq(operations.leaseOwner, this.owner)));
-    operationEvents.changed(id);
+    const id = job.data.operationId;
+    const [row] = await db
+      .select({ attempts: operations.attempts })
+      .from(operations)
+      .where(eq(operations.id, id));
+    const output = job.sourceOutput as { message?: string; value?: { message?: string } } | null;
+    const reason = output?.message ?? output?.value?.message ?? "its last attempt did not finish";
+    await failRunningOperation(
+      db,
+      operationEvents,
+      id,
+      { code: "gave_up", message: gaveUpMessage(row?.attempts ?? 0, reason) },
+      now(),
+    );
   }
 
   #log(line: string) {
