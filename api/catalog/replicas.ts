@@ -1,9 +1,12 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, ne, sql } from "drizzle-orm";
 import type { ReplicaReport } from "../../schemas/managers.ts";
+import type { Services } from "../env.ts";
 import { errors } from "../errors.ts";
+import { startOperation } from "../orchestrator/queue.ts";
+import { rollGroupsFollowingImage } from "../orchestrator/vm-groups.ts";
 import type { CatalogDb } from "./db.ts";
 import type { OperationEvents } from "./operations.ts";
-import { datacenters, imageReplicas, images, imageVersions, operations } from "./schema.ts";
+import { datacenters, imageReplicas, images, imageVersions, instances, vmGroups } from "./schema.ts";
 
 /**
  * Records what a manager says of its copy of an image version. The first `available` report
@@ -13,13 +16,15 @@ import { datacenters, imageReplicas, images, imageVersions, operations } from ".
 export async function recordReplicaReport(
   db: CatalogDb,
   events: OperationEvents,
+  /** Where a new version's distribution is scheduled. */
+  scheduler: Pick<Services, "catalog">,
   datacenterName: string,
   imageId: string,
   version: number,
   report: ReplicaReport,
   now: Date,
 ): Promise<void> {
-  let touched: string[] = [];
+  const touched: string[] = [];
   await db.transaction(async (tx) => {
     const [image] = await tx.select().from(images).where(eq(images.id, imageId)).for("update").limit(1);
     if (!image) throw errors.notFound("image", imageId);
@@ -57,6 +62,23 @@ export async function recordReplicaReport(
           updatedAt: now,
         })
         .where(eq(images.id, imageId));
+      // VM groups that follow the newest version roll to it, one instance at a time.
+      touched.push(...(await rollGroupsFollowingImage(tx, scheduler, imageId, now)));
+      // The new version goes wherever the policy wants it and wherever an older one is held.
+      const [elsewhere] = await tx
+        .select({ datacenter: imageReplicas.datacenter })
+        .from(imageReplicas)
+        .where(and(eq(imageReplicas.imageId, imageId), ne(imageReplicas.datacenter, datacenterName)))
+        .limit(1);
+      if (image.replicateTo.length > 0 || elsewhere) {
+        const operation = await startOperation(tx, scheduler, {
+          projectId: image.projectId,
+          kind: "distribute-image-version",
+          target: { type: "image", id: imageId },
+          input: { version },
+        });
+        touched.push(operation.id);
+      }
     } else if (report.digest && report.digest !== known.digest) {
       throw errors.conflict(
         "digest_mismatch",
@@ -85,60 +107,59 @@ export async function recordReplicaReport(
     };
     await tx
       .insert(imageReplicas)
-      .values({ imageId, version, datacenter: datacenterName, ...fields })
+      // A copy nobody prepared a row for was pulled because a VM group needed it (the
+      // policy and explicit requests record theirs first): collected once unused.
+      .values({ imageId, version, datacenter: datacenterName, onDemand: !!known, ...fields })
       .onConflictDoUpdate({
         target: [imageReplicas.imageId, imageReplicas.version, imageReplicas.datacenter],
         set: fields,
       });
-    touched = await advanceReplicationOperations(tx, imageId, version, datacenterName, report, now);
   });
   for (const id of touched) events.changed(id);
 }
 
-/** Replication operations waiting on this replica follow its progress and end with it. */
-async function advanceReplicationOperations(
-  db: CatalogDb,
-  imageId: string,
-  version: number,
-  datacenter: string,
-  report: ReplicaReport,
-  now: Date,
-): Promise<string[]> {
-  const waiting = (
-    await db
-      .select()
-      .from(operations)
-      .where(
-        and(
-          eq(operations.targetId, imageId),
-          eq(operations.kind, "replicate-image"),
-          eq(operations.state, "running"),
-        ),
-      )
-  ).filter((op) => op.input.datacenter === datacenter && op.input.version === version);
-  for (const op of waiting) {
-    const done = report.state === "available";
-    const bytesDone = Math.max(
-      op.progress.bytes_done,
-      done ? (report.bytes_total ?? 0) : (report.bytes_done ?? 0),
-    );
-    await db
-      .update(operations)
-      .set({
-        state: done ? "succeeded" : report.state === "failed" ? "failed" : "running",
-        progress: {
-          ...op.progress,
-          step: done ? "done" : "transferring-image",
-          bytes_done: bytesDone,
-          bytes_total: report.bytes_total ?? op.progress.bytes_total,
-        },
-        ...(report.state === "failed"
-          ? { error: { code: "transfer_failed", message: report.error ?? "the transfer failed" } }
-          : {}),
-        ...(done ? { result: { datacenter, local_id: report.local_id ?? null } } : {}),
-        updatedAt: now,
+/** One datacenter's copy of one version of an image. */
+export function replicaKey(imageId: string, version: number, datacenter: string): string {
+  return `${imageId}@${version}@${datacenter}`;
+}
+
+/**
+ * The copies VM groups need now: the version each placed group boots (pinned, or the
+ * current one) in its datacenter, and the version each recorded instance was created from.
+ * Keys are replicaKey(); values name the groups.
+ */
+export async function replicasInUse(db: CatalogDb, imageId?: string): Promise<Map<string, Set<string>>> {
+  const [groups, members] = await Promise.all([
+    db
+      .select({
+        name: vmGroups.name,
+        imageId: vmGroups.imageId,
+        pinned: vmGroups.imageVersion,
+        current: images.currentVersion,
+        datacenter: vmGroups.datacenter,
       })
-      .where(eq(operations.id, op.id));
+      .from(vmGroups)
+      .innerJoin(images, eq(images.id, vmGroups.imageId))
+      .where(imageId ? eq(vmGroups.imageId, imageId) : undefined),
+    db
+      .select({
+        name: vmGroups.name,
+        imageId: vmGroups.imageId,
+        version: instances.imageVersion,
+        datacenter: instances.datacenter,
+      })
+      .from(instances)
+      .innerJoin(vmGroups, eq(vmGroups.id, instances.vmGroupId))
+      .where(imageId ? eq(vmGroups.imageId, imageId) : undefined),
+  ]);
+  const used = new Map<string, Set<string>>();
+  const add = (key: string, name: string) => used.set(key, (used.get(key) ?? new Set()).add(name));
+  for (const group of groups) {
+    const version = group.pinned ?? group.current;
+    if (group.datacenter && version) add(replicaKey(group.imageId, version, group.datacenter), group.name);
   }
-  return waiting.map((op) => op.id);
+  for (const member of members) {
+    if (member.version) add(replicaKey(member.imageId, member.version, member.datacenter), member.name);
+  }
+  return used;
 }

@@ -13,11 +13,12 @@ export { type TransferKeySource, TransferTokenError } from "./control-plane-jwt.
  * Transfer tokens: short-lived JWTs the control plane signs (ES256 or EdDSA) and regional
  * managers verify. Each grants one action on one image version in one datacenter:
  * `upload` (a client sends chunks to the origin manager), `read` (a peer manager pulls
- * chunks from the manager that holds the version) or `replicate` (the control plane asks a
- * manager to fetch the version). The datacenter is the one whose manager accepts the token.
+ * chunks from the manager that holds the version), `replicate` (the control plane asks a
+ * manager to fetch the version) or `drop` (the control plane asks a manager to let its copy
+ * go). The datacenter is the one whose manager accepts the token.
  */
-export type TransferAction = "upload" | "read" | "replicate";
-const ACTIONS: readonly string[] = ["upload", "read", "replicate"];
+export type TransferAction = "upload" | "read" | "replicate" | "drop";
+const ACTIONS: readonly string[] = ["upload", "read", "replicate", "drop"];
 
 export interface TransferClaims {
   imageId: string;

@@ -1,21 +1,24 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { and, eq } from "drizzle-orm";
+import { and, eq, inArray, isNotNull } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage } from "../../catalog/images.ts";
-import { insertOperation, toOperation } from "../../catalog/operations.ts";
-import { imageReplicas, images, vmGroups } from "../../catalog/schema.ts";
+import { toOperation } from "../../catalog/operations.ts";
+import { datacenters, imageReplicas, images, operations, vmGroups } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
+import type { ImageDeletionInput } from "../../orchestrator/images.ts";
+import { startOperation } from "../../orchestrator/queue.ts";
 
 export const route = createRoute({
   method: "delete",
   path: "/v1/images/{id}",
   operationId: "deleteImage",
   tags: ["images"],
-  summary: "Delete an image; its stored replicas are removed by the returned operation",
+  summary:
+    "Delete an image no VM group uses; its stored replicas are removed from every datacenter by the returned operation",
   security: bearerAuth,
   request: { params: z.object({ id: idSchema("image") }) },
   responses: {
@@ -31,7 +34,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const projectId = requireProject(c, "write");
     const { id } = c.req.valid("param");
-    const { db } = c.get("services");
+    const { db, catalog } = c.get("services");
     const operation = await db.transaction(async (tx) => {
       const image = await findImage(tx, projectId, id);
       if (!image) throw errors.notFound("image", id);
@@ -43,22 +46,41 @@ export function register(app: OpenAPIHono<AppEnv>) {
         );
       }
       const replicas = await tx
-        .select({
-          datacenter: imageReplicas.datacenter,
-          version: imageReplicas.version,
-          localId: imageReplicas.localId,
-        })
+        .select({ datacenter: imageReplicas.datacenter, version: imageReplicas.version })
         .from(imageReplicas)
         .where(eq(imageReplicas.imageId, id));
+      // An upload of the next version may have reached the origin's managers: cleared too.
+      const uploadTargets = (
+        await tx
+          .select({ name: datacenters.name })
+          .from(datacenters)
+          .where(and(eq(datacenters.region, image.originRegion), isNotNull(datacenters.managerUrl)))
+      ).map((dc) => ({ datacenter: dc.name, version: (image.currentVersion ?? 0) + 1 }));
+      // Replications of the image still running end as cancelled rather than fail midway.
+      await tx
+        .update(operations)
+        .set({ cancelRequested: true })
+        .where(
+          and(
+            eq(operations.targetId, id),
+            inArray(operations.kind, ["replicate-image", "distribute-image-version"]),
+            inArray(operations.state, ["pending", "running"]),
+          ),
+        );
       await tx.delete(images).where(and(eq(images.id, id), eq(images.projectId, projectId)));
-      return insertOperation(tx, {
-        projectId,
-        kind: "delete-image",
-        target: { type: "image", id },
-        input: { replicas },
-        // Nothing stored anywhere: nothing left to do.
-        state: replicas.length === 0 ? "succeeded" : "pending",
-      });
+      const input: ImageDeletionInput = { replicas, uploadTargets };
+      return startOperation(
+        tx,
+        { catalog },
+        {
+          projectId,
+          kind: "delete-image",
+          target: { type: "image", id },
+          input: { ...input },
+          // Nothing stored anywhere: nothing left to do.
+          state: replicas.length + uploadTargets.length === 0 ? "succeeded" : "pending",
+        },
+      );
     });
     return c.json(toOperation(operation), 202);
   });

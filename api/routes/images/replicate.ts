@@ -5,17 +5,13 @@ import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage, requireImageVersion } from "../../catalog/images.ts";
 import { datacenterStatus } from "../../catalog/mappers.ts";
-import {
-  failRunningOperation,
-  findOperation,
-  insertOperation,
-  toOperation,
-} from "../../catalog/operations.ts";
+import { toOperation } from "../../catalog/operations.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { datacenters, imageReplicas } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+import { startOperation } from "../../orchestrator/queue.ts";
 
 const ReplicateImageSchema = z
   .strictObject({
@@ -30,6 +26,8 @@ export const route = createRoute({
   operationId: "replicateImage",
   tags: ["images"],
   summary: "Have a region's datacenter hold a version of the image; only the chunks it lacks are sent",
+  description:
+    "A copy outside the image's `replicate_to` is not kept for ever: once no VM group has used it for the control plane's replica idle time (GLOBALVM_REPLICA_IDLE_SECONDS), it is collected. Put the region in `replicate_to` to keep it.",
   security: bearerAuth,
   request: { params: z.object({ id: idSchema("image") }), body: jsonBody(ReplicateImageSchema) },
   responses: {
@@ -43,7 +41,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const projectId = requireProject(c, "write");
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
-    const { db, now, transferTokens, operationEvents } = c.get("services");
+    const { db, now, catalog } = c.get("services");
     const image = await findImage(db, projectId, id);
     if (!image) throw errors.notFound("image", id);
     const version = body.version ?? image.currentVersion;
@@ -67,46 +65,33 @@ export function register(app: OpenAPIHono<AppEnv>) {
       );
     }
 
-    await db
-      .insert(imageReplicas)
-      .values({ imageId: id, version, datacenter: target.name, state: "pending", bytesTotal: known.size })
-      .onConflictDoNothing();
-    const operation = await insertOperation(db, {
-      projectId,
-      kind: "replicate-image",
-      target: { type: "image", id },
-      input: { datacenter: target.name, version },
-      state: "running",
-      progress: { step: "transferring-image", bytes_done: 0, bytes_total: known.size, children: [] },
-    });
-    const { token } = await transferTokens.sign({
-      imageId: id,
-      version,
-      datacenter: target.name,
-      action: "replicate",
-    });
-    let refusal: string | undefined;
-    try {
-      const answer = await fetch(`${target.managerUrl}/v1/replicas/${id}/versions/${version}`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}` },
-        signal: AbortSignal.timeout(15_000),
-      });
-      if (!answer.ok) refusal = `${target.name} refused: ${answer.status} ${await answer.text()}`;
-    } catch (error) {
-      refusal = `${target.name} is unreachable: ${String(error)}`;
-    }
-    if (refusal) {
-      await failRunningOperation(
-        db,
-        operationEvents,
-        operation.id,
-        { code: "manager_unavailable", message: refusal },
-        now(),
+    // Recorded first, so the manager's reports are not taken for a copy a VM group asked for.
+    // A one-off copy outside the policy is collected once unused, like a VM group's.
+    const policyHolds = body.region === image.originRegion || image.replicateTo.includes(body.region);
+    const operation = await db.transaction(async (tx) => {
+      await tx
+        .insert(imageReplicas)
+        .values({
+          imageId: id,
+          version,
+          datacenter: target.name,
+          state: "pending",
+          onDemand: !policyHolds,
+          lastUsedAt: at,
+        })
+        .onConflictDoNothing();
+      return startOperation(
+        tx,
+        { catalog },
+        {
+          projectId,
+          kind: "replicate-image",
+          target: { type: "image", id },
+          input: { datacenter: target.name, version },
+          progress: { step: "transferring-image", bytes_done: 0, bytes_total: known.size, children: [] },
+        },
       );
-    }
-    // The manager's own report may already have finished the operation.
-    const latest = await findOperation(db, operation.id, projectId);
-    return c.json(toOperation(latest ?? operation), 202);
+    });
+    return c.json(toOperation(operation), 202);
   });
 }

@@ -29,8 +29,18 @@ export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const { name, image_id, version } = c.req.valid("param");
     requireManagerOf(c, name);
-    const { db, now, operationEvents } = c.get("services");
-    await recordReplicaReport(db, operationEvents, name, image_id, version, c.req.valid("json"), now());
+    const services = c.get("services");
+    const { db, now, operationEvents } = services;
+    await recordReplicaReport(
+      db,
+      operationEvents,
+      services,
+      name,
+      image_id,
+      version,
+      c.req.valid("json"),
+      now(),
+    );
     return c.body(null, 204);
   });
 }
