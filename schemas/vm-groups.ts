@@ -11,7 +11,7 @@ export const VM_GROUP_STATES = [
   "failed",
 ] as const;
 export const PLACEMENT_STRATEGIES = ["image-locality", "least-loaded", "spread"] as const;
-/** Runtime values of another group's instance that a metadata value may take. */
+/** Values of another group's instance that a metadata value may take (besides its guest attributes). */
 export const REFERENCEABLE_ATTRIBUTES = ["address", "id", "name", "datacenter"] as const;
 
 export const MachineSchema = z
@@ -41,7 +41,16 @@ export const MetadataReferenceSchema = z
   .strictObject({
     vm_group: idSchema("vmGroup"),
     instance: z.number().int().min(0).default(0),
-    attribute: z.enum(REFERENCEABLE_ATTRIBUTES),
+    // A plain string here so that an unknown attribute is refused with the other reference
+    // checks (422 naming the field), not as a malformed body.
+    attribute: z
+      .string()
+      .min(1)
+      .max(300)
+      .openapi({
+        description: `One of ${REFERENCEABLE_ATTRIBUTES.join(", ")} of the instance, or guest-attributes/<namespace>/<key>: a value its guest publishes once it runs.`,
+        example: "guest-attributes/app/endpoint",
+      }),
   })
   .openapi("MetadataReference");
 export type MetadataReference = z.infer<typeof MetadataReferenceSchema>;

@@ -1,7 +1,11 @@
 import { and, eq, inArray } from "drizzle-orm";
 import type { MetadataReference } from "../../schemas/vm-groups.ts";
 import { errors, type FieldError } from "../errors.ts";
-import { findReferenceCycle } from "../orchestrator/dependencies.ts";
+import {
+  findReferenceCycle,
+  parseReferencedAttribute,
+  REFERENCEABLE_ATTRIBUTES_TEXT,
+} from "../orchestrator/dependencies.ts";
 import type { CatalogDb } from "./db.ts";
 import { vmGroups } from "./schema.ts";
 
@@ -15,8 +19,9 @@ export async function findVmGroup(db: CatalogDb, projectId: string, id: string) 
 }
 
 /**
- * Checks metadata_from: no key also given as a plain value, every referenced group exists in
- * the project, and (for an existing group) the new references close no cycle.
+ * Checks metadata_from: no key also given as a plain value, every attribute is one we know,
+ * every referenced group exists in the project, and (for an existing group) the new
+ * references close no cycle.
  */
 export async function assertValidReferences(
   db: CatalogDb,
@@ -35,6 +40,19 @@ export async function assertValidReferences(
 
   const entries = Object.entries(references);
   if (entries.length === 0) return;
+  const unknownAttributes: FieldError[] = entries
+    .filter(([, ref]) => parseReferencedAttribute(ref.attribute) === null)
+    .map(([key, ref]) => ({
+      path: `metadata_from.${key}.attribute`,
+      message: `unknown attribute ${JSON.stringify(ref.attribute)}; use ${REFERENCEABLE_ATTRIBUTES_TEXT}`,
+    }));
+  if (unknownAttributes.length > 0) {
+    throw errors.unprocessable(
+      "unknown_attribute",
+      unknownAttributes.map((m) => `${m.path}: ${m.message}`).join("; "),
+      unknownAttributes,
+    );
+  }
   const targets = [...new Set(entries.map(([, ref]) => ref.vm_group))];
   const found = await db
     .select({ id: vmGroups.id })

@@ -1,23 +1,27 @@
 // What the orchestrator does for VM groups: place, record instances, have the datacenter's
-// manager start them (it pulls the image first when it lacks it), and wait until every guest
-// says it is ready. Each handler can be re-run from the top after a crash: it reads what the
-// catalog already records and the manager calls are idempotent.
-import { and, asc, eq, gte, inArray } from "drizzle-orm";
+// manager start them (it pulls the image first when it lacks it), wait until every guest says
+// it is ready, and move a group to another image version by replacing its instances one at a
+// time. Each handler can be re-run from the top after a crash: it reads what the catalog
+// already records and the manager calls are idempotent.
+import { and, asc, desc, eq, gte, inArray, isNotNull, isNull, ne } from "drizzle-orm";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
-import type { MetadataReference } from "../../schemas/vm-groups.ts";
-import { datacenterStatus } from "../catalog/mappers.ts";
+import type { CatalogDb } from "../catalog/db.ts";
 import { loadPlacementFacts } from "../catalog/placement-facts.ts";
 import { datacenters, imageReplicas, images, imageVersions, instances, vmGroups } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
+import { resolveReferences } from "./dependencies.ts";
+import { decideReask, noteReasked, type ReaskLog } from "./instance-recovery.ts";
 import {
   deleteInstanceOnManager,
   ManagerCallError,
   type ManagerTarget,
   setInstanceMetadataOnManager,
   startInstanceOnManager,
+  waitForDatacenter,
 } from "./manager-client.ts";
 import { choosePlacement, placementRequestOf, summarizeRefusals } from "./placement.ts";
+import { startOperation } from "./queue.ts";
 import { type OperationContext, PermanentError } from "./runner.ts";
 
 export const READY_TIMEOUT_MS = 10 * 60_000;
@@ -26,27 +30,19 @@ type Group = typeof vmGroups.$inferSelect;
 type InstanceRow = typeof instances.$inferSelect;
 type Datacenter = typeof datacenters.$inferSelect;
 
-/** The values of metadata_from that exist now; the rest reach the guests when they appear. */
-export function resolveReferences(
-  references: Record<string, MetadataReference>,
-  instancesByGroup: ReadonlyMap<string, { groupName: string; rows: InstanceRow[] }>,
-): Record<string, string> {
-  const values: Record<string, string> = {};
-  for (const [key, ref] of Object.entries(references)) {
-    const group = instancesByGroup.get(ref.vm_group);
-    const row = group?.rows.find((r) => r.ordinal === ref.instance);
-    if (!group || !row) continue;
-    const value =
-      ref.attribute === "address"
-        ? row.address
-        : ref.attribute === "id"
-          ? row.id
-          : ref.attribute === "name"
-            ? `${group.groupName}-${row.ordinal}`
-            : row.datacenter;
-    if (value) values[key] = value;
-  }
-  return values;
+/** The ordinals below `size` that have no instance yet, ascending. */
+export function missingOrdinals(size: number, present: readonly number[]): number[] {
+  const have = new Set(present);
+  return Array.from({ length: size }, (_, ordinal) => ordinal).filter((ordinal) => !have.has(ordinal));
+}
+
+/** The instances that run another image version than `version`, in ordinal order: replaced one at a time. */
+export function instancesToReplace<
+  T extends { ordinal: number; imageVersion: number | null; retiring: boolean },
+>(rows: readonly T[], version: number): T[] {
+  return rows
+    .filter((r) => !r.retiring && r.imageVersion !== null && r.imageVersion !== version)
+    .sort((a, b) => a.ordinal - b.ordinal);
 }
 
 async function loadGroup(services: Services, id: string): Promise<Group> {
@@ -56,11 +52,10 @@ async function loadGroup(services: Services, id: string): Promise<Group> {
 }
 
 async function managerOf(services: Services, name: string): Promise<ManagerTarget & { row: Datacenter }> {
+  // A datacenter that is down makes the step wait (bounded) rather than fail at once.
+  await waitForDatacenter(services, name);
   const [row] = await services.db.select().from(datacenters).where(eq(datacenters.name, name)).limit(1);
   if (!row?.managerUrl) throw new Error(`datacenter ${name} has no registered manager`);
-  // A datacenter that is down makes the step wait (retry with backoff) rather than fail at once.
-  if (datacenterStatus(row.lastHeartbeatAt, services.now()) === "down")
-    throw new Error(`datacenter ${name} is down`);
   return { datacenter: name, managerUrl: row.managerUrl, signer: services.instanceTokens, row };
 }
 
@@ -104,6 +99,7 @@ async function versionOf(services: Services, group: Group): Promise<number> {
   return image.currentVersion;
 }
 
+/** The instances of the groups that `group` takes metadata from, by group. */
 async function referencedInstances(services: Services, group: Group) {
   const ids = [...new Set(Object.values(group.metadataFrom).map((r) => r.vm_group))];
   const map = new Map<string, { groupName: string; rows: InstanceRow[] }>();
@@ -121,38 +117,111 @@ async function referencedInstances(services: Services, group: Group) {
   return map;
 }
 
-/** Instance rows 0..size-1 exist (created once), the ones beyond are removed from managers and the catalog. */
-async function reconcileInstances(
-  context: OperationContext,
-  group: Group,
-  datacenter: string,
-  version: number,
-) {
-  const { services } = context;
-  await services.db
-    .insert(instances)
-    .values(
-      Array.from({ length: group.size }, (_, ordinal) => ({
-        id: newId("instance"),
-        vmGroupId: group.id,
-        ordinal,
-        datacenter,
-        imageVersion: version,
-      })),
-    )
-    .onConflictDoNothing();
-  const surplus = await services.db
-    .select()
-    .from(instances)
-    .where(and(eq(instances.vmGroupId, group.id), gte(instances.ordinal, group.size)));
-  for (const row of surplus) {
-    await removeInstance(services, row);
-  }
+/** What the group's guests see: its plain values and the references that resolve now. */
+async function metadataOf(services: Services, group: Group): Promise<Record<string, string>> {
+  return {
+    ...group.metadata,
+    ...resolveReferences(group.metadataFrom, await referencedInstances(services, group)),
+  };
+}
+
+async function groupInstances(services: Services, groupId: string): Promise<InstanceRow[]> {
   return services.db
     .select()
     .from(instances)
-    .where(eq(instances.vmGroupId, group.id))
-    .orderBy(asc(instances.ordinal));
+    .where(eq(instances.vmGroupId, groupId))
+    .orderBy(asc(instances.ordinal), asc(instances.retiring));
+}
+
+/** Sends the group's current metadata to every instance its manager runs; the guests' long-polls return with it. */
+async function pushMetadata(services: Services, group: Group): Promise<void> {
+  if (!group.datacenter) return;
+  const metadata = await metadataOf(services, group);
+  const rows = await groupInstances(services, group.id);
+  for (const row of rows) {
+    const target = await managerOf(services, row.datacenter);
+    try {
+      await setInstanceMetadataOnManager(target, row.id, metadata);
+    } catch (error) {
+      // Not on the manager yet: its start (by the group's operation) carries the metadata.
+      if (!(error instanceof ManagerCallError && error.status === 404)) throw error;
+    }
+  }
+}
+
+const PUSH_ATTEMPTS = 5;
+
+/**
+ * A value other groups may reference changed in `groupId` (an instance recorded, replaced, or
+ * reported an address or guest attribute): the groups that take metadata from it get their
+ * completed metadata pushed to their managers now, retried with backoff in the background.
+ */
+export function pushMetadataToDependents(
+  services: Services,
+  groupId: string,
+  log: (line: string) => void = (line) => console.warn(line),
+): Promise<void> {
+  const push = async () => {
+    const [source] = await services.db
+      .select({ projectId: vmGroups.projectId })
+      .from(vmGroups)
+      .where(eq(vmGroups.id, groupId));
+    if (!source) return;
+    const dependents = (
+      await services.db.select().from(vmGroups).where(eq(vmGroups.projectId, source.projectId))
+    ).filter((g) => g.id !== groupId && Object.values(g.metadataFrom).some((r) => r.vm_group === groupId));
+    await Promise.all(
+      dependents.map(async (dependent) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await pushMetadata(services, dependent);
+            return;
+          } catch (error) {
+            if (attempt === PUSH_ATTEMPTS) {
+              log(`[WARN] could not push metadata to ${dependent.name}: ${error}`);
+              return;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+          }
+        }
+      }),
+    );
+  };
+  return push().catch((error) => log(`[WARN] metadata push for dependents of ${groupId} failed: ${error}`));
+}
+
+/**
+ * Every ordinal 0..size-1 has an instance row (created once), the ones beyond are removed
+ * from their manager (process and overlay) and the catalog, highest first.
+ */
+async function reconcileInstances(services: Services, group: Group, datacenter: string, version: number) {
+  const existing = await groupInstances(services, group.id);
+  const missing = missingOrdinals(
+    group.size,
+    existing.filter((r) => !r.retiring).map((r) => r.ordinal),
+  );
+  if (missing.length > 0) {
+    await services.db
+      .insert(instances)
+      .values(
+        missing.map((ordinal) => ({
+          id: newId("instance"),
+          vmGroupId: group.id,
+          ordinal,
+          datacenter,
+          imageVersion: version,
+        })),
+      )
+      .onConflictDoNothing();
+  }
+  const surplus = await services.db
+    .select()
+    .from(instances)
+    .where(and(eq(instances.vmGroupId, group.id), gte(instances.ordinal, group.size)))
+    .orderBy(desc(instances.ordinal));
+  for (const row of surplus) await removeInstance(services, row);
+  if (missing.length > 0 || surplus.length > 0) await pushMetadataToDependents(services, group.id);
+  return groupInstances(services, group.id);
 }
 
 async function removeInstance(services: Services, row: InstanceRow) {
@@ -165,49 +234,67 @@ async function removeInstance(services: Services, row: InstanceRow) {
   await services.db.delete(instances).where(eq(instances.id, row.id));
 }
 
-/** Asks the manager to run every instance, then follows the image pull and the boots until all are ready. */
-async function startAndWait(
+function specOf(group: Group, row: InstanceRow, version: number, metadata: Record<string, string>) {
+  const spec: ManagerInstanceSpec = {
+    instance_id: row.id,
+    name: `${group.name}-${row.ordinal}`,
+    vm_group: group.name,
+    image_id: group.imageId,
+    image_version: version,
+    vcpus: group.vcpus,
+    memory_mb: group.memoryMb,
+    metadata,
+  };
+  return spec;
+}
+
+/** Asks the manager to run the instance (idempotent: one it already runs keeps its spec). */
+async function startOnManager(
+  target: ManagerTarget,
+  group: Group,
+  row: InstanceRow,
+  version: number,
+  metadata: Record<string, string>,
+) {
+  await startInstanceOnManager(target, specOf(group, row, version, metadata));
+}
+
+/** Follows the image pull and the boots of the given instances until all are ready. */
+async function waitUntilReady(
   context: OperationContext,
   group: Group,
   datacenter: string,
   version: number,
-  rows: InstanceRow[],
+  ids: readonly string[],
+  step: string,
 ) {
   const { services } = context;
-  const target = await managerOf(services, datacenter);
-  const metadata = {
-    ...group.metadata,
-    ...resolveReferences(group.metadataFrom, await referencedInstances(services, group)),
-  };
-  await context.progress({ step: "starting" });
-  for (const row of rows) {
-    const spec: ManagerInstanceSpec = {
-      instance_id: row.id,
-      name: `${group.name}-${row.ordinal}`,
-      vm_group: group.name,
-      image_id: group.imageId,
-      image_version: version,
-      vcpus: group.vcpus,
-      memory_mb: group.memoryMb,
-      metadata,
-    };
-    const status = await startInstanceOnManager(target, spec);
-    // An instance that was already running keeps its spec; its metadata still follows the group.
-    if (status.state !== "transferring-image") await setInstanceMetadataOnManager(target, row.id, metadata);
-  }
-
+  if (ids.length === 0) return;
   const deadline = Date.now() + READY_TIMEOUT_MS;
+  const reasked: ReaskLog = new Map();
   while (Date.now() < deadline) {
     await context.checkCancelled();
-    const current = await services.db.select().from(instances).where(eq(instances.vmGroupId, group.id));
-    const failed = current.find((r) => r.state === "failed");
+    // Instances of a down datacenter are unknown: wait (bounded) for it to come back.
+    await waitForDatacenter(services, datacenter, context.sleep);
+    const current = await services.db.select().from(instances).where(inArray(instances.id, ids));
+    if (current.length < ids.length)
+      throw new Error(`instances of ${group.name} disappeared while starting; converging again`);
+    // Lost by a restarted manager, or failed to get its image: asked again (see instance-recovery.ts).
+    const { reask, final: failed } = decideReask(current, reasked, Date.now());
+    if (reask.length > 0) {
+      const target = await managerOf(services, datacenter);
+      const metadata = await metadataOf(services, group);
+      for (const row of current.filter((r) => reask.includes(r.id)))
+        await startOnManager(target, group, row, row.imageVersion ?? version, metadata);
+      noteReasked(reasked, current, reask, Date.now());
+    }
     if (failed) {
       throw new PermanentError(
         "instance_failed",
-        `instance ${group.name}-${failed.ordinal} failed: ${failed.stateReason ?? "no reason given"}`,
+        `instance ${group.name}-${failed.ordinal} (${failed.id}) failed: ${failed.stateReason ?? "no reason given"}`,
       );
     }
-    if (current.length > 0 && current.every((r) => r.state === "ready")) return current;
+    if (current.every((r) => r.state === "ready")) return;
     // The replica only ever becomes available, so the step never goes back.
     const [replica] = await services.db
       .select()
@@ -227,7 +314,7 @@ async function startAndWait(
         children: [{ datacenter, step: "transferring-image", ...bytes }],
       });
     } else {
-      await context.progress({ step: "waiting-ready" });
+      await context.progress({ step });
     }
     await context.sleep(250);
   }
@@ -238,8 +325,65 @@ async function startAndWait(
 }
 
 /**
- * Creating and updating a group are the same convergence: placed once, instances 0..size-1
- * recorded and running with the group's metadata, the surplus removed, all of them ready.
+ * Replaces one instance by a new one of the same ordinal on `version`: the new one starts and
+ * must be ready before the old one is stopped and removed, so the group never has fewer than
+ * size - 1 ready instances. A replacement that fails is removed and the old instance kept.
+ */
+async function replaceInstance(
+  context: OperationContext,
+  group: Group,
+  target: ManagerTarget,
+  version: number,
+  old: InstanceRow,
+) {
+  const { services } = context;
+  const replacementId = newId("instance");
+  await services.db.transaction(async (tx) => {
+    // Retire first: at most one row per ordinal is not retiring (the partial unique index).
+    await tx.update(instances).set({ retiring: true }).where(eq(instances.id, old.id));
+    await tx.insert(instances).values({
+      id: replacementId,
+      vmGroupId: group.id,
+      ordinal: old.ordinal,
+      datacenter: old.datacenter,
+      imageVersion: version,
+    });
+  });
+  const [replacement] = await services.db.select().from(instances).where(eq(instances.id, replacementId));
+  if (!replacement) throw new Error(`replacement ${replacementId} of ${group.name}-${old.ordinal} vanished`);
+  await finishReplacement(context, group, target, version, old, replacement);
+}
+
+async function finishReplacement(
+  context: OperationContext,
+  group: Group,
+  target: ManagerTarget,
+  version: number,
+  old: InstanceRow,
+  replacement: InstanceRow,
+) {
+  const { services } = context;
+  await startOnManager(target, group, replacement, version, await metadataOf(services, group));
+  await pushMetadata(services, group);
+  try {
+    await waitUntilReady(context, group, target.datacenter, version, [replacement.id], "replacing");
+  } catch (error) {
+    if (!(error instanceof PermanentError)) throw error;
+    await removeInstance(services, replacement);
+    await services.db.update(instances).set({ retiring: false }).where(eq(instances.id, old.id));
+    throw new PermanentError(
+      error.code,
+      `${group.name}-${old.ordinal} was kept on version ${old.imageVersion ?? "?"}: its replacement on version ${version} did not become ready: ${error.message}`,
+    );
+  }
+  await removeInstance(services, old);
+  await pushMetadataToDependents(services, group.id);
+}
+
+/**
+ * Creating and updating a group are the same convergence: placed once; instances 0..size-1
+ * recorded and running with the group's metadata, the surplus removed, all of them ready;
+ * then every instance on another image version than the group's is replaced, one at a time.
  */
 export async function convergeVmGroup(context: OperationContext): Promise<Record<string, unknown>> {
   const { services } = context;
@@ -248,13 +392,56 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
   const version = await versionOf(services, placed);
   const datacenter = await place(services, placed, version);
   const group = await loadGroup(services, placed.id);
-  const rows = await reconcileInstances(context, group, datacenter, version);
-  const ready = await startAndWait(context, group, datacenter, version, rows);
+  const target = await managerOf(services, datacenter);
+  const rows = await reconcileInstances(services, group, datacenter, version);
+
+  // Every current instance runs (a new one on the group's version, an existing one as it is).
+  await context.progress({ step: "starting" });
+  const metadata = await metadataOf(services, group);
+  const current = rows.filter((r) => !r.retiring);
+  for (const row of current) await startOnManager(target, group, row, row.imageVersion ?? version, metadata);
+  // Computed again now that the manager knows every instance: a referenced value recorded
+  // while they were being started found nothing to push to, and instances that already ran
+  // take the group's changed metadata.
+  await pushMetadata(services, group);
+  await waitUntilReady(
+    context,
+    group,
+    datacenter,
+    version,
+    current.map((r) => r.id),
+    "waiting-ready",
+  );
+
+  // A replacement interrupted by a crash: its new instance is ready now, the old one goes.
+  for (const old of rows.filter((r) => r.retiring)) {
+    const replacement = current.find((r) => r.ordinal === old.ordinal);
+    if (replacement) await finishReplacement(context, group, target, version, old, replacement);
+    else await removeInstance(services, old);
+  }
+
+  const outdated = instancesToReplace(current, version);
+  for (const [index, old] of outdated.entries()) {
+    await context.progress({
+      step: "replacing",
+      children: [
+        { datacenter, step: `replacing ${index + 1}/${outdated.length}`, bytes_done: 0, bytes_total: null },
+      ],
+    });
+    await replaceInstance(context, group, target, version, old);
+  }
+
   await services.db
     .update(vmGroups)
     .set({ state: "ready", updatedAt: services.now() })
     .where(eq(vmGroups.id, group.id));
-  return { datacenter, instances: ready.map((r) => r.id) };
+  const final = await groupInstances(services, group.id);
+  return {
+    datacenter,
+    image_version: version,
+    instances: final.map((r) => r.id),
+    ...(outdated.length > 0 ? { replaced: outdated.map((r) => r.id) } : {}),
+  };
 }
 
 export async function deleteVmGroup(context: OperationContext): Promise<Record<string, unknown>> {
@@ -266,8 +453,45 @@ export async function deleteVmGroup(context: OperationContext): Promise<Record<s
     .limit(1);
   if (!group) return { deleted: true };
   await context.progress({ step: "stopping" });
-  const rows = await services.db.select().from(instances).where(eq(instances.vmGroupId, group.id));
-  for (const row of rows) await removeInstance(services, row);
+  const rows = await groupInstances(services, group.id);
+  // Highest ordinals first, as a resize down does; each removal takes its overlay with it.
+  for (const row of rows.reverse()) await removeInstance(services, row);
   await services.db.delete(vmGroups).where(eq(vmGroups.id, group.id));
   return { deleted: true, instances: rows.length };
+}
+
+/**
+ * A new version of `imageId` was committed: every placed group that follows the image's newest
+ * version (no pinned image_version) gets an update operation, which replaces its instances one
+ * at a time. Groups pinned to a version keep running as they are. Returns the operation IDs.
+ */
+export async function rollGroupsFollowingImage(
+  tx: CatalogDb,
+  scheduler: Pick<Services, "catalog">,
+  imageId: string,
+  now: Date,
+): Promise<string[]> {
+  const followers = await tx
+    .select({ id: vmGroups.id, projectId: vmGroups.projectId })
+    .from(vmGroups)
+    .where(
+      and(
+        eq(vmGroups.imageId, imageId),
+        isNull(vmGroups.imageVersion),
+        isNotNull(vmGroups.datacenter),
+        ne(vmGroups.state, "deleting"),
+      ),
+    );
+  const started: string[] = [];
+  for (const group of followers) {
+    await tx.update(vmGroups).set({ state: "updating", updatedAt: now }).where(eq(vmGroups.id, group.id));
+    const operation = await startOperation(tx, scheduler, {
+      projectId: group.projectId,
+      kind: "update-vm-group",
+      target: { type: "vm-group", id: group.id },
+      input: { reason: `image ${imageId} has a new version` },
+    });
+    started.push(operation.id);
+  }
+  return started;
 }

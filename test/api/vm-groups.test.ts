@@ -169,7 +169,7 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
         metadata_from: { peer: { vm_group: newId("vmGroup"), attribute: "password" } },
       });
       expect([attribute.status, attribute.body.errors[0].path]).toEqual([
-        400,
+        422,
         "metadata_from.peer.attribute",
       ]);
       const list = await api.expectStatus(200, "GET", "/v1/vm-groups?page_size=200", { token: acme.token });

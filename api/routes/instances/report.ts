@@ -7,6 +7,8 @@ import { instances } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, problemResponses } from "../../openapi.ts";
+import { changesReferenceableValues } from "../../orchestrator/dependencies.ts";
+import { pushMetadataToDependents } from "../../orchestrator/vm-groups.ts";
 
 export const route = createRoute({
   method: "put",
@@ -30,7 +32,12 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { name, instance_id } = c.req.valid("param");
     requireManagerOf(c, name);
     const report = c.req.valid("json");
-    const { db, now } = c.get("services");
+    const services = c.get("services");
+    const { db, now } = services;
+    const [before] = await db
+      .select({ address: instances.address, guestAttributes: instances.guestAttributes })
+      .from(instances)
+      .where(and(eq(instances.id, instance_id), eq(instances.datacenter, name)));
     const updated = await db
       .update(instances)
       .set({
@@ -44,8 +51,12 @@ export function register(app: OpenAPIHono<AppEnv>) {
         updatedAt: now(),
       })
       .where(and(eq(instances.id, instance_id), eq(instances.datacenter, name)))
-      .returning({ id: instances.id });
-    if (updated.length === 0) throw errors.notFound(`instance of datacenter ${name}`, instance_id);
+      .returning({ id: instances.id, vmGroupId: instances.vmGroupId });
+    const [row] = updated;
+    if (!before || !row) throw errors.notFound(`instance of datacenter ${name}`, instance_id);
+    // Groups whose metadata takes a value from this instance get it now, not at their next
+    // update; the push runs on its own (retried with backoff), the manager's report is answered at once.
+    if (changesReferenceableValues(before, report)) void pushMetadataToDependents(services, row.vmGroupId);
     return c.body(null, 204);
   });
 }

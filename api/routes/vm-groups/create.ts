@@ -3,7 +3,7 @@ import { OperationSchema } from "../../../schemas/operations.ts";
 import { CreateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage, requireImageVersion } from "../../catalog/images.ts";
-import { insertOperation, toOperation } from "../../catalog/operations.ts";
+import { toOperation } from "../../catalog/operations.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { vmGroups } from "../../catalog/schema.ts";
 import { assertValidReferences } from "../../catalog/vm-groups.ts";
@@ -12,6 +12,7 @@ import { errors } from "../../errors.ts";
 import { withIdempotency } from "../../idempotency.ts";
 import { newId } from "../../ids.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
+import { startOperation } from "../../orchestrator/queue.ts";
 
 export const route = createRoute({
   method: "post",
@@ -73,7 +74,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
             "already_exists",
             `A VM group named ${body.name} already exists in this project.`,
           );
-        return insertOperation(tx, {
+        return startOperation(tx, c.get("services"), {
           projectId,
           kind: "create-vm-group",
           target: { type: "vm-group", id: group.id },

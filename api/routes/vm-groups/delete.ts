@@ -3,12 +3,13 @@ import { eq } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
-import { insertOperation, toOperation } from "../../catalog/operations.ts";
+import { toOperation } from "../../catalog/operations.ts";
 import { vmGroups } from "../../catalog/schema.ts";
 import { findVmGroup } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
+import { startOperation } from "../../orchestrator/queue.ts";
 
 export const route = createRoute({
   method: "delete",
@@ -47,7 +48,11 @@ export function register(app: OpenAPIHono<AppEnv>) {
         );
       }
       await tx.update(vmGroups).set({ state: "deleting", updatedAt: now() }).where(eq(vmGroups.id, id));
-      return insertOperation(tx, { projectId, kind: "delete-vm-group", target: { type: "vm-group", id } });
+      return startOperation(tx, c.get("services"), {
+        projectId,
+        kind: "delete-vm-group",
+        target: { type: "vm-group", id },
+      });
     });
     return c.json(toOperation(operation), 202);
   });
