@@ -2,7 +2,11 @@
 // short-lived instance token (one datacenter, one instance) signed with the control plane's
 // keys, which the manager checks against the control plane's JWKS.
 import type { ManagerInstanceSpec, ManagerInstanceStatus } from "../../schemas/manager-instances.ts";
+import type { DatacenterStatus } from "../../schemas/regions.ts";
+import { datacenterStatusOf } from "../catalog/datacenter-health.ts";
+import type { Services } from "../env.ts";
 import type { InstanceTokenSigner } from "../signing.ts";
+import { PermanentError } from "./runner.ts";
 
 export interface ManagerTarget {
   /** The datacenter whose manager runs the instance (the token is valid there only). */
@@ -120,4 +124,77 @@ export async function instanceConsoleOnManager(
     `/v1/instances/${instanceId}/console?tail_bytes=${tailBytes}`,
   )) as { console: string };
   return answer.console;
+}
+
+// ——— Waiting for a datacenter that is down ———
+// A step that needs a datacenter whose manager stopped heartbeating waits for it to come back
+// (bounded) instead of failing at once: a manager restarting or a network blip is not a reason
+// to fail a user's operation, but a datacenter gone for good must end it with a clear error.
+
+/** How long a step waits for a down datacenter: GLOBALVM_DATACENTER_WAIT_MS, 5 minutes by default. */
+export function datacenterWaitMs(env: Record<string, string | undefined> = process.env): number {
+  const text = env.GLOBALVM_DATACENTER_WAIT_MS;
+  if (text === undefined || text === "") return 5 * 60_000;
+  const ms = Number(text);
+  if (!Number.isSafeInteger(ms) || ms < 0) {
+    throw new Error(`GLOBALVM_DATACENTER_WAIT_MS must be a whole number of milliseconds, not ${text}`);
+  }
+  return ms;
+}
+
+export class DatacenterDownError extends Error {
+  readonly code = "datacenter_down";
+  constructor(datacenter: string, waitedMs: number) {
+    super(
+      `datacenter ${datacenter} stayed down for ${Math.round(waitedMs / 1000)} s; gave up waiting for it`,
+    );
+    this.name = "DatacenterDownError";
+  }
+}
+
+export interface DatacenterWaitOptions {
+  /** Reads the datacenter's status now (a catalog query). */
+  status(): Promise<DatacenterStatus>;
+  waitMs?: number;
+  pollMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Returns at once unless the datacenter is down; then polls until it is back, or throws
+ * DatacenterDownError once `waitMs` has passed.
+ */
+export async function waitWhileDatacenterDown(
+  datacenter: string,
+  options: DatacenterWaitOptions,
+): Promise<void> {
+  const waitMs = options.waitMs ?? datacenterWaitMs();
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const started = Date.now();
+  while ((await options.status()) === "down") {
+    const waited = Date.now() - started;
+    if (waited >= waitMs) throw new DatacenterDownError(datacenter, waited);
+    await sleep(Math.min(options.pollMs ?? 500, waitMs - waited));
+  }
+}
+
+/**
+ * The orchestrator's steps call this before they need a datacenter: it returns at once when
+ * the datacenter is not down, waits while it is, and ends the operation (PermanentError
+ * `datacenter_down`) once the wait is over.
+ */
+export async function waitForDatacenter(
+  services: Services,
+  datacenter: string,
+  sleep?: (ms: number) => Promise<void>,
+): Promise<void> {
+  try {
+    await waitWhileDatacenterDown(datacenter, {
+      status: () => datacenterStatusOf(services.db, datacenter, services.now()),
+      ...(sleep ? { sleep } : {}),
+    });
+  } catch (error) {
+    if (error instanceof DatacenterDownError) throw new PermanentError(error.code, error.message);
+    throw error;
+  }
 }

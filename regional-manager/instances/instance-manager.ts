@@ -46,6 +46,8 @@ export class InstanceManager {
   readonly #pending = new Map<string, PendingInstance>();
   /** Per instance, the tail of its chain of reports, so they reach the control plane in order. */
   readonly #reports = new Map<string, Promise<void>>();
+  /** Instances whose guest is being created and started right now. */
+  readonly #booting = new Map<string, Promise<void>>();
   readonly #onState = (change: InstanceStateChange) => this.#stateChanged(change);
   readonly #onAttribute = (write: { instanceId: string }) => this.#report(write.instanceId);
 
@@ -79,6 +81,13 @@ export class InstanceManager {
     spec: ManagerInstanceSpec,
   ): Promise<{ status: ManagerInstanceStatus; created: boolean }> {
     const id = spec.instance_id;
+    // A second request while the guest is being created (its image just arrived) waits for
+    // that boot instead of starting a second guest for the same instance.
+    const booting = this.#booting.get(id);
+    if (booting) {
+      await booting.catch(() => {});
+      return { status: this.status(id), created: false };
+    }
     const pending = this.#pending.get(id);
     if (pending?.state === "transferring-image") return { status: this.status(id), created: false };
     const existing = this.#known(id);
@@ -90,7 +99,7 @@ export class InstanceManager {
     const held = this.#options.store.getVersion(spec.image_id, spec.image_version);
     if (held?.state === "available" && held.localId) {
       this.#pending.delete(id);
-      await this.#boot(spec, held);
+      await this.#bootOnce(spec, held);
       return { status: this.status(id), created: true };
     }
     this.#pending.set(id, { spec, state: "transferring-image", reason: null });
@@ -230,7 +239,7 @@ export class InstanceManager {
       const pending = this.#pending.get(id);
       if (!pending) return; // deleted while the image was on its way
       this.#pending.delete(id);
-      await this.#boot(pending.spec, held);
+      await this.#bootOnce(pending.spec, held);
     } catch (error) {
       const reason = `could not start: ${error instanceof Error ? error.message : String(error)}`;
       this.#options.log(`[WARN] instance ${id}: ${reason}`);
@@ -241,6 +250,14 @@ export class InstanceManager {
       this.#pending.set(id, pending);
       this.#report(id);
     }
+  }
+
+  /** Boots, recorded in #booting until the driver knows the instance (no await before the set). */
+  #bootOnce(spec: ManagerInstanceSpec, held: VersionRecord): Promise<void> {
+    const id = spec.instance_id;
+    const boot = this.#boot(spec, held).finally(() => this.#booting.delete(id));
+    this.#booting.set(id, boot);
+    return boot;
   }
 
   async #boot(spec: ManagerInstanceSpec, held: VersionRecord): Promise<void> {

@@ -17,6 +17,14 @@ export interface Stack {
   adminToken: string;
   projectToken: string;
   processes: RunningProcess[];
+  /** The datacenter's manager URL as it last announced it (it changes when the manager restarts). */
+  managerUrls: Record<string, string>;
+  /** The running process of "control-plane" or of a region's manager (to send it SIGSTOP, say). */
+  processOf(which: string): RunningProcess;
+  /** Kills one process with SIGKILL ("control-plane" or a region's manager) and waits until it is gone. */
+  kill(which: string): Promise<void>;
+  /** Starts a killed process again on the same data dir (the control plane on the same port). */
+  restart(which: string): Promise<void>;
   call(
     method: string,
     path: string,
@@ -29,7 +37,18 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(options: { name: string; regions: string[] }): Promise<Stack> {
+export interface StackOptions {
+  name: string;
+  regions: string[];
+  /** Extra environment for every process (timeouts shortened for a test, say). */
+  env?: Record<string, string | undefined>;
+  /** The control-plane URL a region's manager is given (a test may put a proxy in between). */
+  controlPlaneFor?: (region: string, controlPlane: string) => string;
+  /** The control plane's GLOBALVM_REPLICA_IDLE_SECONDS: replicas nobody asked for, unused this long, are collected. */
+  replicaIdleSeconds?: number;
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), `globalvm-${options.name}-`));
   const adminToken = `${options.name}-admin-token-0123456789`;
   const processes: RunningProcess[] = [];
@@ -55,12 +74,25 @@ export async function startStack(options: { name: string; regions: string[] }): 
     return answer.body;
   };
 
+  const named = new Map<string, RunningProcess>();
+  const credentials = new Map<string, string>();
+  const managerUrls: Record<string, string> = {};
+  const track = (which: string, started: RunningProcess) => {
+    const previous = named.get(which);
+    if (previous) processes.splice(processes.indexOf(previous), 1, started);
+    else processes.push(started);
+    named.set(which, started);
+  };
+
   const startManager = async (region: string) => {
     const datacenter = `${region}-a`;
-    const credential = expectCreated(
-      await call("POST", "/v1/manager-credentials", adminToken, { region, datacenter }),
-      `credential for ${datacenter}`,
-    );
+    if (!credentials.has(region)) {
+      const credential = expectCreated(
+        await call("POST", "/v1/manager-credentials", adminToken, { region, datacenter }),
+        `credential for ${datacenter}`,
+      );
+      credentials.set(region, credential.secret);
+    }
     const manager = startCli(
       [
         "serve",
@@ -70,22 +102,30 @@ export async function startStack(options: { name: string; regions: string[] }): 
         "--datacenter",
         datacenter,
         "--control-plane",
-        controlPlane,
+        options.controlPlaneFor?.(region, controlPlane) ?? controlPlane,
         "--data-dir",
         join(dir, datacenter),
       ],
-      { GLOBALVM_MANAGER_CREDENTIAL: credential.secret },
+      { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(region) },
     );
-    processes.push(manager);
-    await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
+    track(region, manager);
+    const announced = await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
+    managerUrls[region] = announced[1] as string;
   };
 
-  const cp = startCli(["serve", "control-plane", "--port", "0", "--data-dir", join(dir, "cp")], {
-    GLOBALVM_ADMIN_TOKEN: adminToken,
-    DATABASE_URL: undefined,
-  });
-  processes.push(cp);
-  controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
+  const startControlPlane = async (port: string) => {
+    const cp = startCli(["serve", "control-plane", "--port", port, "--data-dir", join(dir, "cp")], {
+      ...options.env,
+      GLOBALVM_ADMIN_TOKEN: adminToken,
+      DATABASE_URL: undefined,
+      ...(options.replicaIdleSeconds !== undefined
+        ? { GLOBALVM_REPLICA_IDLE_SECONDS: String(options.replicaIdleSeconds) }
+        : {}),
+    });
+    track("control-plane", cp);
+    controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
+  };
+  await startControlPlane("0");
   for (const region of options.regions) {
     expectCreated(await call("POST", "/v1/regions", adminToken, { name: region }), `region ${region}`);
   }
@@ -102,6 +142,22 @@ export async function startStack(options: { name: string; regions: string[] }): 
     adminToken,
     projectToken,
     processes,
+    managerUrls,
+    processOf(which) {
+      const running = named.get(which);
+      if (!running) throw new Error(`no process named ${which} in this stack`);
+      return running;
+    },
+    async kill(which) {
+      const running = named.get(which);
+      if (!running) throw new Error(`no process named ${which} in this stack`);
+      await running.stop("SIGKILL");
+    },
+    async restart(which) {
+      if (which === "control-plane") await startControlPlane(new URL(controlPlane).port);
+      else if (credentials.has(which)) await startManager(which);
+      else throw new Error(`no process named ${which} in this stack`);
+    },
     call,
     logs: () => processes.map((p) => p.output().slice(-3000)).join("\n---\n"),
     async stop() {

@@ -4,6 +4,7 @@ import { NameSchema } from "../../../schemas/common.ts";
 import { ManagerRegistrationSchema } from "../../../schemas/managers.ts";
 import { DatacenterSchema } from "../../../schemas/regions.ts";
 import { requireManagerOf } from "../../auth.ts";
+import { markForgottenInstancesUnknown } from "../../catalog/datacenter-health.ts";
 import { toDatacenter } from "../../catalog/mappers.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { datacenters } from "../../catalog/schema.ts";
@@ -64,6 +65,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
       .onConflictDoUpdate({ target: datacenters.name, set: fields })
       .returning();
     if (!row) throw new Error("upsert returned no datacenter");
+    await markForgottenInstancesUnknown(db, name, at);
     return c.json(toDatacenter(row, at), 200);
   });
 }

@@ -1,0 +1,108 @@
+// Watches the datacenters' heartbeats from the control plane: when a manager's heartbeats
+// stop for the down timeout, its instances turn `unknown`; when it heartbeats again, each of
+// them is asked of the manager and recorded as it really is (a manager that was only paused
+// has no state change of its own to report). Instances whose reports may have been lost (sent
+// while the control plane was restarting) are checked with their manager the same way, and so
+// are replicas still said to be on their way.
+import {
+  datacenterHealth,
+  instancesToVerify,
+  markInstancesUnknown,
+  recordManagerView,
+  replicasToVerify,
+  unrecordedReplicasOfRunningInstances,
+} from "../catalog/datacenter-health.ts";
+import { HEARTBEAT_THRESHOLDS } from "../catalog/mappers.ts";
+import type { Services } from "../env.ts";
+import { askToReplicate } from "./images.ts";
+import { getInstanceOnManager, ManagerCallError } from "./manager-client.ts";
+
+/** An unsettled instance no report touched for this long is checked with its manager. */
+export const STALE_AFTER_MS = 10_000;
+
+export interface DatacenterWatchOptions {
+  services: Services;
+  /** How often the heartbeats are looked at: by default a tenth of the down timeout, at most 5 s. */
+  intervalMs?: number;
+  log?: (line: string) => void;
+}
+
+/** One look: mark the down datacenters' instances unknown, ask the live ones about theirs. */
+export async function checkDatacenters(services: Services, log: (line: string) => void): Promise<void> {
+  const now = services.now();
+  const health = await datacenterHealth(services.db, now);
+  const down = health.filter((dc) => dc.status === "down");
+  const changed = await markInstancesUnknown(services.db, down, now);
+  if (changed > 0) log(`[WARN] ${changed} instance(s) unknown: ${down.map((dc) => dc.name).join(", ")} down`);
+
+  const live = new Map(health.filter((dc) => dc.status === "up" && dc.managerUrl).map((dc) => [dc.name, dc]));
+  const staleBefore = new Date(now.getTime() - STALE_AFTER_MS);
+  for (const row of await instancesToVerify(services.db, [...live.keys()], staleBefore)) {
+    const datacenter = live.get(row.datacenter);
+    if (!datacenter?.managerUrl) continue;
+    const target = {
+      datacenter: datacenter.name,
+      managerUrl: datacenter.managerUrl,
+      signer: services.instanceTokens,
+      timeoutMs: 5_000,
+    };
+    try {
+      const status = await getInstanceOnManager(target, row.id);
+      if (status.state === row.state) continue;
+      await recordManagerView(
+        services.db,
+        row,
+        { state: status.state, reason: status.reason, guestAttributes: status.guest_attributes },
+        services.now(),
+      );
+    } catch (error) {
+      // Not known there (it never got there, or went with a restart): unknown, so the
+      // orchestrator's wait asks for it again.
+      if (error instanceof ManagerCallError && error.status === 404) {
+        if (row.state !== "unknown") {
+          const reason = `the manager of ${datacenter.name} does not know it`;
+          await recordManagerView(services.db, row, { state: "unknown", reason }, services.now());
+        }
+        continue;
+      }
+      log(`[WARN] could not ask ${datacenter.name} about instance ${row.id}: ${error}`);
+    }
+  }
+
+  // Asking the manager to hold a version is idempotent: one that holds it reports it
+  // available again, one that pulls it goes on, one that lost the pull (restarted) pulls again.
+  const replicas = [
+    ...(await replicasToVerify(services.db, [...live.keys()], staleBefore)),
+    ...(await unrecordedReplicasOfRunningInstances(services.db, [...live.keys()])),
+  ];
+  const asked = new Set<string>();
+  for (const replica of replicas) {
+    if (replica.version === null) continue;
+    const key = `${replica.imageId}@${replica.version}@${replica.datacenter}`;
+    if (asked.has(key)) continue;
+    asked.add(key);
+    try {
+      await askToReplicate(services, replica.datacenter, replica.imageId, replica.version);
+    } catch (error) {
+      log(`[WARN] could not ask ${replica.datacenter} about ${replica.imageId}@${replica.version}: ${error}`);
+    }
+  }
+}
+
+export function startDatacenterWatch(options: DatacenterWatchOptions): { stop(): void } {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const intervalMs =
+    options.intervalMs ?? Math.min(5_000, Math.max(100, HEARTBEAT_THRESHOLDS.downAfterMs / 10));
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    checkDatacenters(options.services, log)
+      .catch((error: unknown) => log(`[WARN] datacenter watch: ${error}`))
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,27 @@
+// Flow 1 survives kill -9 of the control plane at random (seeded, printed) points: see trials.ts.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FaultRun, runTrial, startFaultRun, type TrialOutcome } from "./trials.ts";
+
+const TRIALS = 10;
+let run: FaultRun;
+const outcomes: TrialOutcome[] = [];
+
+beforeAll(async () => {
+  run = await startFaultRun("cp");
+}, 400_000);
+
+afterAll(async () => {
+  console.log(`[faults control-plane] ${JSON.stringify(outcomes)}`);
+  await run?.stop();
+});
+
+describe("kill -9 of the control plane during flow 1", () => {
+  for (let trial = 1; trial <= TRIALS; trial++) {
+    it(`trial ${trial} converges`, async () => {
+      const outcome = await runTrial(run, trial, "control-plane");
+      outcomes.push(outcome);
+      console.log(`[faults] ${JSON.stringify(outcome)}`);
+      expect(outcome.uniqueChunks).toBeGreaterThan(0);
+    }, 300_000);
+  }
+});
