@@ -1,152 +1,84 @@
 #!/usr/bin/env node
 // The globalvm command. Runs under Node 24 (type stripping), which the npm scripts provide.
-import { parseArgs } from "node:util";
-import { type CatalogLocation, openCatalog } from "../api/catalog/db.ts";
-import { startControlPlane } from "../api/server.ts";
-import { startRegionalManager } from "../regional-manager/service.ts";
+// Exit codes: 0 ok, 1 an operation or API call failed, 2 the command line is wrong.
+import {
+  type Command,
+  CommandFailure,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  wantsHelp,
+} from "./command.ts";
+import { envCommand } from "./env.ts";
+import { imageCommand } from "./image.ts";
+import { operationCommand } from "./operation.ts";
+import { regionsCommand } from "./regions.ts";
+import { migrateCommand, serveCommand } from "./serve.ts";
+import { upCommand } from "./up.ts";
+import { vmGroupCommand } from "./vm-group.ts";
+
+const COMMANDS: Record<string, Command> = {
+  up: upCommand,
+  env: envCommand,
+  image: imageCommand,
+  "vm-group": vmGroupCommand,
+  operation: operationCommand,
+  regions: regionsCommand,
+  serve: serveCommand,
+  migrate: migrateCommand,
+};
 
 const HELP = `globalvm — a global computing interface for virtual machines
 
-Usage:
-  globalvm serve control-plane [--port N] [--host H] [--data-dir DIR]
-  globalvm serve regional-manager --region R --datacenter D --control-plane URL
-                                  --data-dir DIR [--port N] [--host H]
-  globalvm migrate [--data-dir DIR]
-  globalvm help
+Usage: globalvm <command> [options]
 
-Environment:
-  DATABASE_URL           a Postgres URL for the catalog; without it an embedded PGlite
-                         database is kept under --data-dir (default ./.globalvm)
-  GLOBALVM_ADMIN_TOKEN   the bootstrap admin token (at least 16 characters); without it one
-                         is generated on the first start and printed once
-  GLOBALVM_MANAGER_CREDENTIAL
-                         a regional manager's credential (POST /v1/manager-credentials)
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, command]) => `  ${name.padEnd(10)}  ${command.summary}`)
+  .join("\n")}
+
+Run 'globalvm <command> --help' for a command's options and subcommands.
+
+Client commands (image, vm-group, operation, regions) talk to $GLOBALVM_ENDPOINT with
+$GLOBALVM_TOKEN (or --endpoint/--token); 'globalvm up' prints both.
+
+Exit codes: 0 ok, 1 an operation or API call failed, 2 a usage error.
 `;
 
-class UsageError extends Error {}
-
-function catalogLocation(dataDir: string): CatalogLocation {
-  const databaseUrl = process.env.DATABASE_URL;
-  return databaseUrl ? { databaseUrl } : { dataDir };
-}
-
-function parsePort(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535)
-    throw new UsageError(`--port must be 0–65535, not ${text}`);
-  return port;
-}
-
-async function serveControlPlane(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      port: { type: "string" },
-      host: { type: "string", default: "127.0.0.1" },
-      "data-dir": { type: "string", default: ".globalvm" },
-    },
-  });
-  const port = parsePort(values.port ?? process.env.PORT, 8080);
-  const running = await startControlPlane({
-    catalog: catalogLocation(values["data-dir"]),
-    port,
-    host: values.host,
-    adminToken: process.env.GLOBALVM_ADMIN_TOKEN,
-  });
-  const db =
-    running.services.catalog.kind === "postgres"
-      ? "Postgres (DATABASE_URL)"
-      : `PGlite in ${values["data-dir"]}`;
-  console.log(`globalvm control plane on ${running.url} — catalog: ${db}`);
-  console.log(`  API reference: ${running.url}/docs   OpenAPI: ${running.url}/openapi.json`);
-  if (running.adminToken.kind === "generated") {
-    console.log(`  admin token (shown once, keep it): ${running.adminToken.secret}`);
-  } else if (running.adminToken.kind === "kept") {
-    console.log("  admin token: the one generated on first start (set GLOBALVM_ADMIN_TOKEN to replace it)");
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined) throw new UsageError("give a command", HELP);
+  if (name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(HELP);
+    return EXIT_OK;
   }
-  const stop = async () => {
-    await running.close();
-    process.exit(0);
-  };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
-}
-
-async function serveRegionalManager(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      region: { type: "string" },
-      datacenter: { type: "string" },
-      "control-plane": { type: "string" },
-      "data-dir": { type: "string" },
-      port: { type: "string" },
-      host: { type: "string", default: "127.0.0.1" },
-    },
-  });
-  for (const flag of ["region", "datacenter", "control-plane", "data-dir"] as const) {
-    if (!values[flag]) throw new UsageError(`serve regional-manager needs --${flag}`);
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command '${name}'`, HELP);
+  // Groups handle --help themselves, per subcommand.
+  if (!command.subcommands && wantsHelp(rest)) {
+    process.stdout.write(command.usage);
+    return EXIT_OK;
   }
-  const credential = process.env.GLOBALVM_MANAGER_CREDENTIAL;
-  if (!credential) {
-    throw new UsageError(
-      "set GLOBALVM_MANAGER_CREDENTIAL to the secret an admin issued with POST /v1/manager-credentials",
-    );
-  }
-  const running = await startRegionalManager({
-    region: values.region as string,
-    datacenter: values.datacenter as string,
-    controlPlaneUrl: values["control-plane"] as string,
-    credential,
-    dataDir: values["data-dir"] as string,
-    port: parsePort(values.port, 0),
-    host: values.host,
-  });
-  console.log(`globalvm regional manager of ${values.datacenter} (${values.region}) on ${running.url}`);
-  const stop = async () => {
-    await running.close();
-    process.exit(0);
-  };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  return command.run(rest);
 }
 
-async function migrate(args: string[]) {
-  const { values } = parseArgs({ args, options: { "data-dir": { type: "string", default: ".globalvm" } } });
-  const catalog = openCatalog(catalogLocation(values["data-dir"]));
-  await catalog.migrate();
-  await catalog.close();
-  console.log(`catalog migrated (${catalog.kind})`);
-}
-
-async function main(argv: string[]) {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case "serve": {
-      const [service, ...args] = rest;
-      if (service === "control-plane") return serveControlPlane(args);
-      if (service === "regional-manager") return serveRegionalManager(args);
-      throw new UsageError(`unknown service '${service ?? ""}': use control-plane or regional-manager`);
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`globalvm: ${error.message}\n\n${error.usage}`);
+      process.exit(EXIT_USAGE);
     }
-    case "migrate":
-      return migrate(rest);
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      process.stdout.write(HELP);
-      return;
-    default:
-      throw new UsageError(`unknown command '${command}'`);
-  }
-}
-
-main(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-    console.error(`globalvm: ${(error as Error).message}\n\n${HELP}`);
-    process.exit(2);
-  }
-  console.error(`globalvm: ${error instanceof Error ? error.message : String(error)}`);
-  process.exit(1);
-});
+    if (error instanceof CommandFailure) {
+      process.stderr.write(`globalvm: ${error.message}\n${error.detail ? `${error.detail}\n` : ""}`);
+      process.exit(EXIT_FAILURE);
+    }
+    process.stderr.write(
+      `globalvm: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exit(EXIT_FAILURE);
+  },
+);

@@ -1,0 +1,282 @@
+// globalvm image push | ls | show
+import { open, stat } from "node:fs/promises";
+import type { ApiClient, Image } from "../provider/client/client.ts";
+import { uploadImage } from "../regional-manager/upload-client.ts";
+import {
+  type Command,
+  CommandFailure,
+  commandGroup,
+  EXIT_OK,
+  parseCommandLine,
+  positionalArgs,
+  UsageError,
+} from "./command.ts";
+import {
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  callApi,
+  connect,
+  expectAnswer,
+  findByIdOrName,
+  oneArgumentCommandLine,
+  pageQuery,
+  resolveConnection,
+} from "./connection.ts";
+import { formatBytes, formatFields, formatTable, formatUploadProgress } from "./format.ts";
+import { listCommand } from "./list-command.ts";
+import { barWidthFor, progressWriter } from "./progress.ts";
+
+const IMAGE_FORMATS = ["raw", "qcow2", "iso"] as const;
+type ImageFormat = (typeof IMAGE_FORMATS)[number];
+const ID_PATTERN = /^img_[0-9a-hjkmnp-tv-z]{26}$/;
+
+const PUSH_USAGE = `Usage: globalvm image push FILE --name NAME --region REGION [--format raw|qcow2|iso] [options]
+
+Uploads FILE as a new version of image NAME (created when it does not exist yet) to a
+regional manager of REGION. Only the chunks the datacenter lacks are sent; progress (bytes,
+rate, ETA, chunks skipped) goes to stderr. Prints the image ID, version and digest.
+
+Options:
+  --name NAME      image name in the project
+  --region REGION  origin region: its datacenter receives the bytes
+  --format F       raw, qcow2 or iso (default: detected from the file's header)
+${CONNECTION_HELP}
+`;
+
+const LS_USAGE = `Usage: globalvm image ls [options]
+
+Lists the project's images with their current version and where replicas are held.
+
+Options:
+${CONNECTION_HELP}
+`;
+
+const SHOW_USAGE = `Usage: globalvm image show ID|NAME [options]
+
+Shows one image: its current version, digest and every datacenter's replica.
+
+Options:
+${CONNECTION_HELP}
+`;
+
+/** The format a file's first bytes announce: qcow2 magic, ISO 9660 descriptor, else raw. */
+export function detectImageFormat(head: Buffer): ImageFormat {
+  if (head.subarray(0, 4).equals(Buffer.from([0x51, 0x46, 0x49, 0xfb]))) return "qcow2";
+  if (head.subarray(0x8001, 0x8006).toString("latin1") === "CD001") return "iso";
+  return "raw";
+}
+
+async function readHead(path: string): Promise<Buffer> {
+  const file = await open(path, "r");
+  try {
+    const head = Buffer.alloc(0x8006);
+    const { bytesRead } = await file.read(head, 0, head.length, 0);
+    return head.subarray(0, bytesRead);
+  } finally {
+    await file.close();
+  }
+}
+
+function findImage(client: ApiClient, idOrName: string): Promise<Image | undefined> {
+  return findByIdOrName(
+    "image",
+    idOrName,
+    ID_PATTERN,
+    () => client.GET("/v1/images/{id}", { params: { path: { id: idOrName } } }),
+    () => client.GET("/v1/images", { params: { query: { name: idOrName } } }),
+  );
+}
+
+function replicaSummary(image: Image): string {
+  if (image.replicas.length === 0) return "-";
+  return image.replicas.map((r) => `${r.datacenter}:${r.state}@v${r.version}`).join(",");
+}
+
+function describeImage(image: Image): string {
+  const fields: [string, string][] = [
+    ["id", image.id],
+    ["name", image.name],
+    ["format", image.format],
+    ["state", image.state],
+    ["origin region", image.origin_region],
+    ["version", image.version === null ? "-" : String(image.version)],
+    ["size", image.size === null ? "-" : `${formatBytes(image.size)} (${image.size} bytes)`],
+    ["digest", image.digest ?? "-"],
+    ["replicate to", image.replicate_to.join(", ") || "-"],
+  ];
+  const replicas = formatTable(
+    ["DATACENTER", "REGION", "VERSION", "STATE", "BYTES", "LOCAL ID"],
+    image.replicas.map((r) => [
+      r.datacenter,
+      r.region,
+      String(r.version),
+      r.state,
+      r.bytes_total === null
+        ? formatBytes(r.bytes_done)
+        : `${formatBytes(r.bytes_done)}/${formatBytes(r.bytes_total)}`,
+      r.local_id ?? "-",
+    ]),
+  );
+  return `${formatFields(fields)}\nreplicas:\n${image.replicas.length > 0 ? replicas : "  none\n"}`;
+}
+
+const push: Command = {
+  summary: "upload a file as a new image version, sending only missing chunks",
+  usage: PUSH_USAGE,
+  async run(args) {
+    const { values, positionals } = parseCommandLine(
+      args,
+      {
+        ...CONNECTION_OPTIONS,
+        name: { type: "string" },
+        region: { type: "string" },
+        format: { type: "string" },
+      },
+      PUSH_USAGE,
+      true,
+    );
+    const [file] = positionalArgs(positionals, ["FILE"], PUSH_USAGE) as [string];
+    if (!values.name) throw new UsageError("image push needs --name", PUSH_USAGE);
+    if (!values.region) throw new UsageError("image push needs --region", PUSH_USAGE);
+    if (values.format !== undefined && !IMAGE_FORMATS.includes(values.format as ImageFormat))
+      throw new UsageError(`--format must be raw, qcow2 or iso, not '${values.format}'`, PUSH_USAGE);
+    const connection = resolveConnection(values, process.env);
+    const info = await stat(file).catch((error: NodeJS.ErrnoException) => {
+      throw new CommandFailure(`cannot read ${file}: ${error.code ?? error.message}`);
+    });
+    if (!info.isFile()) throw new CommandFailure(`${file} is not a regular file`);
+    const format = (values.format as ImageFormat | undefined) ?? detectImageFormat(await readHead(file));
+    const client = connect(connection);
+
+    const existing = await findImage(client, values.name);
+    let imageId: string;
+    let ticket: { url: string; token: string; version: number; datacenter: string };
+    if (existing) {
+      if (existing.origin_region !== values.region)
+        throw new CommandFailure(
+          `image ${values.name} exists with origin region ${existing.origin_region}, not ${values.region}`,
+          `push new versions to its origin region: --region ${existing.origin_region}`,
+        );
+      if (existing.format !== format)
+        throw new CommandFailure(
+          `image ${values.name} is ${existing.format}, but ${file} is ${format}`,
+          values.format ? undefined : "give --format if the detection is wrong",
+        );
+      imageId = existing.id;
+      const issued = expectAnswer(
+        `start an upload of image ${values.name}`,
+        await callApi(() =>
+          client.POST("/v1/images/{id}/uploads", { params: { path: { id: existing.id } } }),
+        ),
+      );
+      if (!issued) throw new CommandFailure(`the control plane gave no upload ticket for ${values.name}`);
+      ticket = issued;
+    } else {
+      const created = expectAnswer(
+        `create image ${values.name}`,
+        await callApi(() =>
+          client.POST("/v1/images", {
+            body: {
+              name: values.name as string,
+              format,
+              origin_region: values.region as string,
+              labels: {},
+              replicate_to: [],
+            },
+          }),
+        ),
+      );
+      imageId = created.id;
+      if (!created.upload)
+        throw new CommandFailure(
+          `no regional manager of region ${values.region} is up to receive the upload`,
+          "start one (`globalvm up`, or `globalvm serve regional-manager`) and push again",
+        );
+      ticket = created.upload;
+    }
+
+    process.stderr.write(
+      `pushing ${file} (${formatBytes(info.size)}, ${format}) as ${values.name} version ${ticket.version} to ${ticket.datacenter}; chunks it already holds are skipped\n`,
+    );
+    const progress = progressWriter();
+    const barWidth = barWidthFor();
+    const upload = await uploadImage({
+      path: file,
+      managerUrl: ticket.url,
+      token: ticket.token,
+      imageId,
+      version: ticket.version,
+      format,
+      onProgress: (p) => progress.update(formatUploadProgress(p, barWidth), p.phase),
+    }).catch((error: unknown) => {
+      progress.done();
+      // Pushing again resumes: chunks the manager already stored are not sent twice.
+      throw new CommandFailure(
+        `upload to ${ticket.url} failed: ${error instanceof Error ? error.message : String(error)}`,
+        "push again to resume",
+      );
+    });
+    progress.done();
+
+    const image = expectAnswer(
+      `get image ${imageId}`,
+      await callApi(() => client.GET("/v1/images/{id}", { params: { path: { id: imageId } } })),
+    );
+    const chunksTotal = upload.manifest.chunks.length;
+    if (values.json) {
+      const result = {
+        ...image,
+        upload: {
+          version: upload.record.version,
+          chunks_total: chunksTotal,
+          chunks_sent: upload.chunksSent,
+          chunks_skipped: upload.chunksSkipped,
+          bytes_sent: upload.bytesSent,
+        },
+      };
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else {
+      process.stdout.write(
+        `sent ${upload.chunksSent} of ${chunksTotal} chunks (${formatBytes(upload.bytesSent)}), ${upload.chunksSkipped} skipped because ${ticket.datacenter} already had them\n` +
+          formatFields([
+            ["image", `${image.name} ${image.id}`],
+            ["version", String(upload.record.version)],
+            ["digest", image.digest ?? `sha256:${upload.record.digest}`],
+            ["size", `${formatBytes(upload.record.size)} (${upload.record.size} bytes)`],
+          ]),
+      );
+    }
+    return EXIT_OK;
+  },
+};
+
+const ls = listCommand({
+  summary: "list the project's images",
+  usage: LS_USAGE,
+  action: "list images",
+  page: (client, page_token) => client.GET("/v1/images", { params: { query: pageQuery(page_token) } }),
+  columns: ["NAME", "ID", "FORMAT", "VERSION", "SIZE", "STATE", "REPLICAS"],
+  row: (image) => [
+    image.name,
+    image.id,
+    image.format,
+    image.version === null ? "-" : String(image.version),
+    image.size === null ? "-" : formatBytes(image.size),
+    image.state,
+    replicaSummary(image),
+  ],
+});
+
+const show: Command = {
+  summary: "show one image, by ID or name",
+  usage: SHOW_USAGE,
+  async run(args) {
+    const { argument: idOrName, json, client } = oneArgumentCommandLine(args, SHOW_USAGE, "ID|NAME");
+    const image = await findImage(client, idOrName);
+    if (!image) throw new CommandFailure(`no image ${idOrName} in this project`, "see `globalvm image ls`");
+    process.stdout.write(json ? `${JSON.stringify(image)}\n` : describeImage(image));
+    return EXIT_OK;
+  },
+};
+
+export const imageCommand = commandGroup("image", "upload and inspect VM images", { push, ls, show });

@@ -1,0 +1,205 @@
+// The production shape, one service per process: globalvm serve control-plane |
+// regional-manager, and globalvm migrate. Postgres via DATABASE_URL, else PGlite.
+// The services are imported when a command runs, so that --help and the client commands
+// start without loading the control plane.
+import type { CatalogLocation } from "../api/catalog/db.ts";
+import {
+  type Command,
+  CommandFailure,
+  commandGroup,
+  EXIT_OK,
+  parseCommandLine,
+  parsePort,
+  UsageError,
+} from "./command.ts";
+
+export function catalogLocation(dataDir: string, env: NodeJS.ProcessEnv = process.env): CatalogLocation {
+  const databaseUrl = env.DATABASE_URL;
+  return databaseUrl ? { databaseUrl } : { dataDir };
+}
+
+/** Runs `close` on the first SIGINT or SIGTERM, then exits 0 (1 if closing failed). */
+export function closeOnSignal(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (closing) {
+      // A second Ctrl-C does not wait for the orderly stop.
+      process.stderr.write(`globalvm: ${signal} again, exiting without waiting\n`);
+      process.exit(130);
+    }
+    closing = true;
+    process.stderr.write(`globalvm: ${signal}, stopping (again to exit at once)\n`);
+    close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`globalvm: stopping failed: ${error instanceof Error ? error.stack : error}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+const CONTROL_PLANE_USAGE = `Usage: globalvm serve control-plane [--port N] [--host H] [--data-dir DIR]
+
+The control plane alone: the HTTP API, the orchestrator, the catalog.
+
+Options:
+  --port N        listen port (default: $PORT, else 8080; 0 picks a free one)
+  --host H        listen address (default 127.0.0.1)
+  --data-dir DIR  where the embedded PGlite catalog lives when DATABASE_URL is not set
+                  (default .globalvm)
+  -h, --help      show this help
+
+Environment:
+  DATABASE_URL          a Postgres URL for the catalog (several control planes may share it)
+  GLOBALVM_ADMIN_TOKEN  the bootstrap admin token (at least 16 characters); without it one is
+                        generated on the first start and printed once
+`;
+
+const controlPlane: Command = {
+  summary: "run the control plane (API, orchestrator, catalog)",
+  usage: CONTROL_PLANE_USAGE,
+  async run(args) {
+    const { values } = parseCommandLine(
+      args,
+      {
+        port: { type: "string" },
+        host: { type: "string", default: "127.0.0.1" },
+        "data-dir": { type: "string", default: ".globalvm" },
+      },
+      CONTROL_PLANE_USAGE,
+    );
+    const port = parsePort(values.port ?? process.env.PORT, 8080, CONTROL_PLANE_USAGE);
+    const { startControlPlane } = await import("../api/server.ts");
+    const running = await startControlPlane({
+      catalog: catalogLocation(values["data-dir"]),
+      port,
+      host: values.host,
+      adminToken: process.env.GLOBALVM_ADMIN_TOKEN,
+    });
+    const db =
+      running.services.catalog.kind === "postgres"
+        ? "Postgres (DATABASE_URL)"
+        : `PGlite in ${values["data-dir"]}`;
+    console.log(`globalvm control plane on ${running.url} — catalog: ${db}`);
+    console.log(`  API reference: ${running.url}/docs   OpenAPI: ${running.url}/openapi.json`);
+    if (running.adminToken.kind === "generated") {
+      console.log(`  admin token (shown once, keep it): ${running.adminToken.secret}`);
+    } else if (running.adminToken.kind === "kept") {
+      console.log("  admin token: the one generated on first start (set GLOBALVM_ADMIN_TOKEN to replace it)");
+    }
+    closeOnSignal(() => running.close());
+    return new Promise<number>(() => {});
+  },
+};
+
+const MANAGER_USAGE = `Usage: globalvm serve regional-manager --region R --datacenter D --control-plane URL
+                                       --data-dir DIR [--port N] [--host H]
+
+One datacenter's regional manager: chunk store, uploads, peer transfer, QEMU guests. Guests
+keep running when it stops and are taken over by the next start.
+
+Options:
+  --region R            the region of the datacenter
+  --datacenter D        the datacenter this manager serves
+  --control-plane URL   the control plane's URL
+  --data-dir DIR        the chunk store, images and guests
+  --port N              listen port (default 0: a free one)
+  --host H              listen address (default 127.0.0.1)
+  -h, --help            show this help
+
+Environment:
+  GLOBALVM_MANAGER_CREDENTIAL  the credential an admin issued with POST /v1/manager-credentials
+`;
+
+const regionalManager: Command = {
+  summary: "run one datacenter's regional manager",
+  usage: MANAGER_USAGE,
+  async run(args) {
+    const { values } = parseCommandLine(
+      args,
+      {
+        region: { type: "string" },
+        datacenter: { type: "string" },
+        "control-plane": { type: "string" },
+        "data-dir": { type: "string" },
+        port: { type: "string" },
+        host: { type: "string", default: "127.0.0.1" },
+      },
+      MANAGER_USAGE,
+    );
+    for (const flag of ["region", "datacenter", "control-plane", "data-dir"] as const) {
+      if (!values[flag]) throw new UsageError(`serve regional-manager needs --${flag}`, MANAGER_USAGE);
+    }
+    const credential = process.env.GLOBALVM_MANAGER_CREDENTIAL;
+    if (!credential) {
+      throw new UsageError(
+        "set GLOBALVM_MANAGER_CREDENTIAL to the secret an admin issued with POST /v1/manager-credentials",
+        MANAGER_USAGE,
+      );
+    }
+    const { startRegionalManager } = await import("../regional-manager/service.ts");
+    const running = await startRegionalManager({
+      region: values.region as string,
+      datacenter: values.datacenter as string,
+      controlPlaneUrl: values["control-plane"] as string,
+      credential,
+      dataDir: values["data-dir"] as string,
+      port: parsePort(values.port, 0, MANAGER_USAGE),
+      host: values.host,
+      // Shortened by tests of a datacenter going down; 10 s otherwise.
+      ...(process.env.GLOBALVM_HEARTBEAT_INTERVAL_MS
+        ? { heartbeatIntervalMs: positiveIntegerFromEnv("GLOBALVM_HEARTBEAT_INTERVAL_MS") }
+        : {}),
+      // vCPUs offered (overcommit): by default this host's cores; the orchestration benchmark
+      // runs 50 one-vCPU guests on a 2-core machine.
+      ...(process.env.GLOBALVM_MANAGER_VCPUS
+        ? { capacity: { vcpus: positiveIntegerFromEnv("GLOBALVM_MANAGER_VCPUS") } }
+        : {}),
+    });
+    console.log(`globalvm regional manager of ${values.datacenter} (${values.region}) on ${running.url}`);
+    closeOnSignal(() => running.close());
+    return new Promise<number>(() => {});
+  },
+};
+
+export const serveCommand = commandGroup("serve", "run one globalvm service in this process", {
+  "control-plane": controlPlane,
+  "regional-manager": regionalManager,
+});
+
+const MIGRATE_USAGE = `Usage: globalvm migrate [--data-dir DIR]
+
+Brings the catalog (DATABASE_URL, else PGlite under --data-dir, default .globalvm) to the
+latest migration. The control plane also does this when it starts.
+`;
+
+export const migrateCommand: Command = {
+  summary: "bring the catalog to the latest migration",
+  usage: MIGRATE_USAGE,
+  async run(args) {
+    const { values } = parseCommandLine(
+      args,
+      { "data-dir": { type: "string", default: ".globalvm" } },
+      MIGRATE_USAGE,
+    );
+    const { openCatalog } = await import("../api/catalog/db.ts");
+    const catalog = openCatalog(catalogLocation(values["data-dir"]));
+    await catalog.migrate();
+    await catalog.close();
+    console.log(`catalog migrated (${catalog.kind})`);
+    return EXIT_OK;
+  },
+};
+
+/** A setting from the environment that must be a whole number above 0; refused by name otherwise. */
+function positiveIntegerFromEnv(name: string): number {
+  const text = process.env[name] ?? "";
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1) {
+    throw new CommandFailure(`${name} must be a whole number above 0, not '${text}'`);
+  }
+  return value;
+}

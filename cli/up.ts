@@ -1,0 +1,337 @@
+// globalvm up: the embedded default. One process: the control plane on PGlite and one
+// regional manager per region on loopback (in-process, each with its own data dir and
+// credential), QEMU guests as their children. Tokens and credentials are kept in the data
+// dir, so running it again resumes the same state; Ctrl-C stops the guests, the managers
+// and the catalog, and exits 0.
+
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { resolve } from "node:path";
+// Types only: the services are imported when `up` runs, so that --help starts fast.
+import type { RunningControlPlane } from "../api/server.ts";
+import { type ApiClient, createApiClient } from "../provider/client/client.ts";
+import type { RunningRegionalManager } from "../regional-manager/service.ts";
+import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError } from "./command.ts";
+import { callApi, expectAnswer, listAll } from "./connection.ts";
+import { ENV_FILE, writeEnvFile } from "./env.ts";
+import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
+import { closeOnSignal } from "./serve.ts";
+import { readUpSecrets, SECRETS_FILE, type UpSecrets, writeUpSecrets } from "./up-secrets.ts";
+
+export const DEFAULT_REGIONS = ["eu-west", "us-east"];
+export const DEFAULT_PROJECT = "default";
+const HOST = "127.0.0.1";
+/** A region name whose datacenter name (`<region>-a`) is still a valid name (schemas/common.ts). */
+const REGION_NAME = /^[a-z](?:[a-z0-9-]{0,59}[a-z0-9])?$/;
+
+const USAGE = `Usage: globalvm up [--regions R1,R2] [--port N] [--data-dir DIR] [--json]
+
+Runs the whole of globalvm on this machine in one process tree: the control plane with an
+embedded PGlite catalog and one regional manager per region (datacenter <region>-a) on
+loopback, running QEMU guests. Prints the endpoint, the admin token, a project token (project
+"${DEFAULT_PROJECT}", created on the first run) and the commands to run next. Running it again on
+the same data dir resumes the same state: same tokens, images and VM groups. Ctrl-C (SIGINT or
+SIGTERM) stops the guests, the managers and the catalog, then exits 0.
+
+Options:
+  --regions R1,R2  regions to run, one datacenter each (default ${DEFAULT_REGIONS.join(",")})
+  --port N         the control plane's port (default: $PORT, else 8080; 0 picks a free one)
+  --data-dir DIR   catalog, image stores, guests and secrets.json (mode 0600)
+                   (default: $GLOBALVM_DATA_DIR, else .globalvm/up in the current directory)
+  --json           once every manager is up, print one line of JSON on stdout:
+                   {endpoint, token, admin_token, regions, ...}; logs go to stderr
+  -h, --help       show this help
+
+Environment:
+  GLOBALVM_ADMIN_TOKEN  use this admin token (at least 16 characters) instead of the one
+                        generated on the first run and kept in the data dir
+
+Needs qemu-system-x86_64 and qemu-img on PATH and the guest image (npm run guest-image).
+`;
+
+export interface UpOptions {
+  regions: string[];
+  port: number;
+  dataDir: string;
+  json: boolean;
+}
+
+/** The command line of `up`, checked: regions are valid, distinct names. */
+export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
+  const { values } = parseCommandLine(
+    args,
+    {
+      regions: { type: "string" },
+      port: { type: "string" },
+      "data-dir": { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+    USAGE,
+  );
+  const regions =
+    values.regions === undefined ? DEFAULT_REGIONS : values.regions.split(",").map((r) => r.trim());
+  if (regions.length === 0 || regions.some((r) => r === ""))
+    throw new UsageError("--regions needs region names separated by commas, like eu-west,us-east", USAGE);
+  for (const region of regions) {
+    if (!REGION_NAME.test(region))
+      throw new UsageError(
+        `--regions: '${region}' is not a region name (lowercase letters, digits and '-', starting with a letter, at most 61 characters)`,
+        USAGE,
+      );
+  }
+  if (new Set(regions).size !== regions.length)
+    throw new UsageError("--regions must not repeat a region", USAGE);
+  return {
+    regions,
+    port: parsePort(values.port ?? env.PORT, 8080, USAGE),
+    dataDir: resolve(values["data-dir"] ?? env.GLOBALVM_DATA_DIR ?? ".globalvm/up"),
+    json: values.json,
+  };
+}
+
+/** The same shape as the tokens the control plane issues (api/auth.ts newTokenSecret). */
+function newAdminToken(): string {
+  return `gvm_${randomBytes(32).toString("base64url")}`;
+}
+
+export function datacenterOf(region: string): string {
+  return `${region}-a`;
+}
+
+async function assertPortFree(port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolvePromise, reject) => {
+    const probe = createServer();
+    probe.once("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === "EADDRINUSE"
+          ? new CommandFailure(
+              `port ${port} on ${HOST} is already in use`,
+              "give another with --port N (0 picks a free one), or stop what is using it",
+            )
+          : error,
+      ),
+    );
+    probe.listen(port, HOST, () => probe.close(() => resolvePromise()));
+  });
+}
+
+/** Answers whether `token` is a token the control plane knows (401 means it does not). */
+async function tokenIsKnown(endpoint: string, token: string): Promise<boolean> {
+  const response = await fetch(`${endpoint}/v1/regions?page_size=1`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  await response.body?.cancel();
+  return response.status !== 401;
+}
+
+async function ensureRegion(admin: ApiClient, name: string): Promise<void> {
+  const answer = await callApi(() => admin.POST("/v1/regions", { body: { name } }));
+  if (answer.response.status === 409) return;
+  expectAnswer(`create region ${name}`, answer);
+}
+
+async function ensureProject(admin: ApiClient, secrets: UpSecrets): Promise<{ id: string; name: string }> {
+  const projects = await listAll("list projects", (page_token) =>
+    admin.GET("/v1/projects", {
+      params: { query: { page_size: 200, ...(page_token ? { page_token } : {}) } },
+    }),
+  );
+  const known =
+    projects.find((p) => p.id === secrets.project?.id) ?? projects.find((p) => p.name === DEFAULT_PROJECT);
+  if (known) return known;
+  return expectAnswer(
+    `create project ${DEFAULT_PROJECT}`,
+    await callApi(() => admin.POST("/v1/projects", { body: { name: DEFAULT_PROJECT } })),
+  );
+}
+
+interface StartedStack {
+  controlPlane?: RunningControlPlane;
+  managers: RunningRegionalManager[];
+}
+
+async function stopStack(stack: StartedStack): Promise<void> {
+  // Managers first: each stops its guests and reports it while the control plane still listens.
+  await Promise.allSettled(stack.managers.map((manager) => manager.close()));
+  await stack.controlPlane?.close();
+}
+
+export const upCommand: Command = {
+  summary: "run control plane, one regional manager per region and QEMU guests, here",
+  usage: USAGE,
+  async run(args) {
+    const options = parseUpArgs(args, process.env);
+    const missing = missingPrerequisites(thisMachine);
+    if (missing.length > 0) {
+      throw new CommandFailure(
+        "globalvm up cannot start: prerequisites are missing",
+        missing.map((m) => `  - ${m}`).join("\n"),
+      );
+    }
+    await assertPortFree(options.port);
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    const info = (line: string) => process.stderr.write(`${line}\n`);
+
+    const stack: StartedStack = { managers: [] };
+    let stopping = false;
+    let startup: Promise<unknown> = Promise.resolve();
+    closeOnSignal(async () => {
+      stopping = true;
+      await startup.catch(() => undefined);
+      await stopStack(stack);
+    });
+
+    const { startControlPlane } = await import("../api/server.ts");
+    const { startRegionalManager } = await import("../regional-manager/service.ts");
+    const start = async () => {
+      const secrets = readUpSecrets(options.dataDir);
+      const adminToken = process.env.GLOBALVM_ADMIN_TOKEN ?? secrets.admin_token ?? newAdminToken();
+      if (!process.env.GLOBALVM_ADMIN_TOKEN && secrets.admin_token !== adminToken) {
+        secrets.admin_token = adminToken;
+        writeUpSecrets(options.dataDir, secrets);
+      }
+      const controlPlane = await startControlPlane({
+        catalog: { dataDir: options.dataDir },
+        port: options.port,
+        host: HOST,
+        adminToken,
+        log: (line) => info(`[control-plane] ${line}`),
+      }).catch((error: unknown) => {
+        // Environment problems (the catalog locked by another process, a port taken): no stack.
+        throw new CommandFailure(
+          `the control plane did not start: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      });
+      stack.controlPlane = controlPlane;
+      const endpoint = controlPlane.url;
+      const admin = createApiClient({ endpoint, token: adminToken });
+
+      for (const region of options.regions) await ensureRegion(admin, region);
+      const project = await ensureProject(admin, secrets);
+      if (secrets.project?.id !== project.id || !(await tokenIsKnown(endpoint, secrets.project.token))) {
+        const created = expectAnswer(
+          "create a project token",
+          await callApi(() =>
+            admin.POST("/v1/projects/{id}/tokens", {
+              params: { path: { id: project.id } },
+              body: { name: "globalvm up", scopes: ["read", "write"] },
+            }),
+          ),
+        );
+        secrets.project = { id: project.id, token: created.secret };
+      }
+      for (const region of options.regions) {
+        const datacenter = datacenterOf(region);
+        const kept = secrets.managers[datacenter];
+        if (kept && (await tokenIsKnown(endpoint, kept))) continue;
+        const credential = expectAnswer(
+          `issue the credential of ${datacenter}`,
+          await callApi(() => admin.POST("/v1/manager-credentials", { body: { region, datacenter } })),
+        );
+        secrets.managers[datacenter] = credential.secret;
+      }
+      writeUpSecrets(options.dataDir, secrets);
+
+      const guestKernel = GUEST_IMAGE.replace(/\.qcow2$/, "-vmlinuz");
+      const guestInitrd = GUEST_IMAGE.replace(/\.qcow2$/, "-initrd.gz");
+      await Promise.all(
+        options.regions.map(async (region) => {
+          if (stopping) return;
+          const datacenter = datacenterOf(region);
+          const manager = await startRegionalManager({
+            region,
+            datacenter,
+            controlPlaneUrl: endpoint,
+            credential: secrets.managers[datacenter] as string,
+            dataDir: resolve(options.dataDir, datacenter),
+            port: 0,
+            host: HOST,
+            stopGuestsOnClose: true,
+            log: (line) => info(`[${datacenter}] ${line}`),
+            ...(existsSync(guestKernel)
+              ? {
+                  probeGuest: {
+                    kernel: guestKernel,
+                    ...(existsSync(guestInitrd) ? { initrd: guestInitrd } : {}),
+                  },
+                }
+              : {}),
+          });
+          stack.managers.push(manager);
+        }),
+      );
+      if (stopping) return undefined;
+
+      const datacenters = await listAll("list datacenters", (page_token) =>
+        admin.GET("/v1/datacenters", {
+          params: { query: { page_size: 200, ...(page_token ? { page_token } : {}) } },
+        }),
+      );
+      const ours = options.regions.map((region) => {
+        const dc = datacenters.find((d) => d.name === datacenterOf(region));
+        if (dc?.status !== "up")
+          throw new CommandFailure(
+            `the manager of ${datacenterOf(region)} registered but is ${dc?.status ?? "missing"}`,
+          );
+        return { region, datacenter: dc.name, manager_url: dc.manager_url, status: dc.status };
+      });
+      return {
+        endpoint,
+        token: secrets.project?.token as string,
+        admin_token: adminToken,
+        admin_token_from: process.env.GLOBALVM_ADMIN_TOKEN ? "GLOBALVM_ADMIN_TOKEN" : "data-dir",
+        project: { id: project.id, name: project.name },
+        regions: options.regions,
+        datacenters: ours,
+        data_dir: options.dataDir,
+        guest_image: GUEST_IMAGE,
+      };
+    };
+    startup = start();
+    let ready: Awaited<ReturnType<typeof start>>;
+    try {
+      ready = (await startup) as Awaited<ReturnType<typeof start>>;
+    } catch (error) {
+      await stopStack(stack).catch(() => undefined);
+      throw error;
+    }
+    if (!ready) return new Promise<number>(() => {});
+
+    writeEnvFile(options.dataDir, ready);
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(ready)}\n`);
+    } else {
+      process.stdout.write(upBanner(ready));
+    }
+    // Runs until SIGINT/SIGTERM; closeOnSignal exits.
+    return new Promise<number>(() => {});
+  },
+};
+
+export function upBanner(ready: {
+  endpoint: string;
+  token: string;
+  admin_token: string;
+  project: { id: string; name: string };
+  datacenters: { region: string; datacenter: string; manager_url: string | null }[];
+  data_dir: string;
+}): string {
+  return `globalvm is up: control plane on ${ready.endpoint}
+  API reference  ${ready.endpoint}/docs   (OpenAPI: ${ready.endpoint}/openapi.json)
+${ready.datacenters.map((dc) => `  region ${dc.region.padEnd(10)} datacenter ${dc.datacenter} manager ${dc.manager_url}`).join("\n")}
+  data dir       ${ready.data_dir} (tokens in ${SECRETS_FILE}, mode 0600)
+  admin token    ${ready.admin_token}
+  project        ${ready.project.name} (${ready.project.id})
+  project token  ${ready.token}
+
+Next, in another terminal (${ENV_FILE} in the data dir holds these lines):
+  eval "$(npx globalvm env${ready.data_dir === resolve(process.env.GLOBALVM_DATA_DIR ?? ".globalvm/up") ? "" : ` --data-dir ${ready.data_dir}`})"   # GLOBALVM_ENDPOINT, GLOBALVM_TOKEN, TF_CLI_CONFIG_FILE
+  cd examples/terraform/quickstart
+  terraform init && terraform apply
+
+Or with the CLI: globalvm regions | globalvm image push FILE --name N --region R | globalvm image ls
+Ctrl-C stops everything (guests included); 'globalvm up' again resumes this state.
+`;
+}

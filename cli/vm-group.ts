@@ -1,0 +1,89 @@
+// globalvm vm-group ls | show
+import type { ApiClient, Schemas, VmGroup } from "../provider/client/client.ts";
+import { type Command, CommandFailure, commandGroup, EXIT_OK } from "./command.ts";
+import { CONNECTION_HELP, findByIdOrName, listAll, oneArgumentCommandLine, pageQuery } from "./connection.ts";
+import { formatFields, formatTable } from "./format.ts";
+import { listCommand } from "./list-command.ts";
+
+type Instance = Schemas["Instance"];
+const ID_PATTERN = /^vmg_[0-9a-hjkmnp-tv-z]{26}$/;
+
+const LS_USAGE = `Usage: globalvm vm-group ls [options]
+
+Lists the project's VM groups: where they are placed, their size and state.
+
+Options:
+${CONNECTION_HELP}
+`;
+
+const SHOW_USAGE = `Usage: globalvm vm-group show ID|NAME [options]
+
+Shows one VM group and its instances (state, address, datacenter).
+
+Options:
+${CONNECTION_HELP}
+`;
+
+function placement(group: { region: string | null; placement: { regions: string[] } | null }): string {
+  if (group.region) return group.region;
+  return group.placement ? `policy(${group.placement.regions.join(",")})` : "-";
+}
+
+async function findVmGroup(client: ApiClient, idOrName: string): Promise<VmGroup | undefined> {
+  return (await findByIdOrName(
+    "VM group",
+    idOrName,
+    ID_PATTERN,
+    () => client.GET("/v1/vm-groups/{id}", { params: { path: { id: idOrName } } }),
+    () => client.GET("/v1/vm-groups", { params: { query: { name: idOrName } } }),
+  )) as VmGroup | undefined;
+}
+
+function describeVmGroup(group: VmGroup, instances: Instance[]): string {
+  const fields: [string, string][] = [
+    ["id", group.id],
+    ["name", group.name],
+    ["state", group.state],
+    ["image", `${group.image}${group.image_version ? ` (version ${group.image_version})` : ""}`],
+    ["placement", placement(group)],
+    ["datacenter", group.datacenter ?? "-"],
+    ["size", String(group.size)],
+    ["machine", `${group.machine.vcpus} vCPU, ${group.machine.memory_mb} MiB`],
+  ];
+  const table = formatTable(
+    ["NAME", "ID", "DATACENTER", "STATE", "ADDRESS"],
+    instances.map((i) => [i.name, i.id, i.datacenter, i.state, i.address ?? "-"]),
+  );
+  return `${formatFields(fields)}\ninstances:\n${instances.length > 0 ? table : "  none\n"}`;
+}
+
+const ls = listCommand({
+  summary: "list the project's VM groups",
+  usage: LS_USAGE,
+  action: "list VM groups",
+  page: (client, page_token) => client.GET("/v1/vm-groups", { params: { query: pageQuery(page_token) } }),
+  columns: ["NAME", "ID", "PLACEMENT", "DATACENTER", "SIZE", "STATE"],
+  row: (g) => [g.name, g.id, placement(g), g.datacenter ?? "-", String(g.size), g.state],
+});
+
+const show: Command = {
+  summary: "show one VM group and its instances, by ID or name",
+  usage: SHOW_USAGE,
+  async run(args) {
+    const { argument: idOrName, json, client } = oneArgumentCommandLine(args, SHOW_USAGE, "ID|NAME");
+    const group = await findVmGroup(client, idOrName);
+    if (!group)
+      throw new CommandFailure(`no VM group ${idOrName} in this project`, "see `globalvm vm-group ls`");
+    const instances = await listAll(`list the instances of ${group.name}`, (page_token) =>
+      client.GET("/v1/vm-groups/{id}/instances", {
+        params: { path: { id: group.id }, query: pageQuery(page_token) },
+      }),
+    );
+    process.stdout.write(
+      json ? `${JSON.stringify({ ...group, instances })}\n` : describeVmGroup(group, instances),
+    );
+    return EXIT_OK;
+  },
+};
+
+export const vmGroupCommand = commandGroup("vm-group", "inspect VM groups", { ls, show });
