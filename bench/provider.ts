@@ -1,20 +1,58 @@
 // npm run bench:provider
 // 1. spawn → handshake line of the bundled provider vs `node -e ''` (same node binary), median.
-// 2. `terraform plan` with no changes: 50 resources of the test fixture type vs 50 terraform_data.
+// 2. `terraform plan` with no changes: 50 globalvm_vm_group resources vs 50 terraform_data.
+//    The groups live in a real control plane this bench starts (embedded PGlite catalog, in
+//    this process) with its orchestrator off (`orchestrate: false`): apply declares them and
+//    their operations stay pending, which is all a no-change plan needs — every refresh reads
+//    the group and its instance list through the API, every plan checks the region. No guest
+//    boots (`wait_for_ready = false`), so the figure is the provider's own cost, not QEMU's.
 
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { startControlPlane } from "../api/server.ts";
 import { bundleProvider, REPO_ROOT } from "../provider/build/bundle.ts";
 import { installProvider } from "../provider/build/install.ts";
 import { createServerCertificate } from "../provider/server/certificate.ts";
 import { pluginEnvironment } from "../test/provider/helpers.ts";
-import { terraform, terraformEnvironment } from "../test/provider/terraform-cli.ts";
+import { type TerraformResult, terraformEnvironment } from "../test/provider/terraform-cli.ts";
 
 const SPAWN_RUNS = 21;
 const PLAN_RUNS = 5;
 const RESOURCES = 50;
+const ADMIN_TOKEN = "bench-provider-admin-token-0123456789";
+/** No terraform run of this bench should come near this: a hang fails the bench instead. */
+const TERRAFORM_TIMEOUT_MS = 300_000;
+
+/** Runs terraform in `cwd`, killing it (and failing) after TERRAFORM_TIMEOUT_MS. */
+function terraform(cwd: string, args: string[], env: NodeJS.ProcessEnv): Promise<TerraformResult> {
+  const started = performance.now();
+  const child = spawn("terraform", args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk;
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk;
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), TERRAFORM_TIMEOUT_MS);
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      const elapsedMs = performance.now() - started;
+      if (elapsedMs >= TERRAFORM_TIMEOUT_MS) {
+        reject(
+          new Error(`terraform ${args.join(" ")} ran over ${TERRAFORM_TIMEOUT_MS} ms:\n${stdout}${stderr}`),
+        );
+      } else {
+        resolve({ code, stdout, stderr, output: stdout + stderr, elapsedMs });
+      }
+    });
+  });
+}
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -57,56 +95,98 @@ async function spawnBenchmark() {
   return { node: median(node), provider: median(provider) };
 }
 
+/** A control plane with one region, a project, its token and one image to point groups at. */
+async function startBenchControlPlane(dataDir: string) {
+  const controlPlane = await startControlPlane({
+    catalog: { dataDir },
+    port: 0,
+    adminToken: ADMIN_TOKEN,
+    orchestrate: false,
+    log: () => {},
+  });
+  const call = async (path: string, token: string, body: unknown) => {
+    const response = await fetch(`${controlPlane.url}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = (await response.json()) as Record<string, any>;
+    if (response.status !== 201)
+      throw new Error(`POST ${path}: ${response.status} ${JSON.stringify(answer)}`);
+    return answer;
+  };
+  await call("/v1/regions", ADMIN_TOKEN, { name: "us-east" });
+  const project = await call("/v1/projects", ADMIN_TOKEN, { name: "bench" });
+  const token = (await call(`/v1/projects/${project.id}/tokens`, ADMIN_TOKEN, { name: "bench" }))
+    .secret as string;
+  const image = await call("/v1/images", token, { name: "web", format: "qcow2", origin_region: "us-east" });
+  return { controlPlane, token, imageId: image.id as string };
+}
+
 async function planBenchmark() {
   const root = mkdtempSync(join(tmpdir(), "globalvm-bench-tf-"));
   const cliConfigFile = join(root, "terraform.rc");
-  await installProvider({
-    mirrorDir: join(root, "mirror"),
-    entry: resolve(REPO_ROOT, "test/provider/fixtures/test-provider.ts"),
-    cliConfigFile,
+  const installing = installProvider({ mirrorDir: join(root, "mirror"), cliConfigFile });
+  const { controlPlane, token, imageId } = await startBenchControlPlane(join(root, "catalog"));
+  await installing;
+  const env = terraformEnvironment(cliConfigFile, {
+    GLOBALVM_ENDPOINT: controlPlane.url,
+    GLOBALVM_TOKEN: token,
   });
-  const env = terraformEnvironment(cliConfigFile);
   const configs = {
-    provider: `terraform {
+    globalvm_vm_group: `terraform {
   required_providers {
     globalvm = { source = "globalvm/globalvm", version = "0.1.0" }
   }
 }
-resource "globalvm_test_file" "f" {
-  count   = ${RESOURCES}
-  path    = "\${path.module}/file-\${count.index}.json"
-  content = "content \${count.index}"
-  tags    = { index = tostring(count.index) }
-  section {
-    name = "s"
+provider "globalvm" {}
+resource "globalvm_vm_group" "g" {
+  count          = ${RESOURCES}
+  name           = "web-\${count.index}"
+  image          = "${imageId}"
+  region         = "us-east"
+  size           = 2
+  metadata       = { index = tostring(count.index) }
+  wait_for_ready = false
+  machine {
+    vcpus     = 1
+    memory_mb = 256
   }
 }
 `,
-    baseline: `resource "terraform_data" "d" {
+    terraform_data: `resource "terraform_data" "d" {
   count = ${RESOURCES}
-  input = { content = "content \${count.index}", index = count.index }
+  input = { name = "web-\${count.index}", size = 2, metadata = { index = tostring(count.index) } }
 }
 `,
   };
   const results: Record<string, number> = {};
-  for (const [name, hcl] of Object.entries(configs)) {
-    const dir = join(root, name);
-    mkdirSync(dir);
-    writeFileSync(join(dir, "main.tf"), hcl);
-    for (const args of [["init"], ["apply", "-auto-approve"]]) {
-      const setup = await terraform(dir, [...args, "-no-color"], env);
-      if (setup.code !== 0) throw new Error(`terraform ${args[0]} failed:\n${setup.output}`);
+  try {
+    for (const [name, hcl] of Object.entries(configs)) {
+      const dir = join(root, name);
+      mkdirSync(dir);
+      writeFileSync(join(dir, "main.tf"), hcl);
+      process.stderr.write(`${name}: init and apply of ${RESOURCES} resources…\n`);
+      for (const args of [["init"], ["apply", "-auto-approve"]]) {
+        const setup = await terraform(dir, [...args, "-input=false", "-no-color"], env);
+        if (setup.code !== 0) throw new Error(`terraform ${args[0]} failed:\n${setup.output}`);
+      }
+      const times: number[] = [];
+      for (let run = 0; run < PLAN_RUNS; run++) {
+        const plan = await terraform(dir, ["plan", "-input=false", "-no-color", "-detailed-exitcode"], env);
+        if (plan.code !== 0) throw new Error(`plan was not empty (${plan.code}):\n${plan.output}`);
+        times.push(plan.elapsedMs);
+      }
+      results[name] = median(times);
     }
-    const times: number[] = [];
-    for (let run = 0; run < PLAN_RUNS; run++) {
-      const plan = await terraform(dir, ["plan", "-no-color", "-detailed-exitcode"], env);
-      if (plan.code !== 0) throw new Error(`plan was not empty (${plan.code}):\n${plan.output}`);
-      times.push(plan.elapsedMs);
-    }
-    results[name] = median(times);
+  } finally {
+    await controlPlane.close();
+    rmSync(root, { recursive: true, force: true });
   }
-  rmSync(root, { recursive: true, force: true });
-  return { provider: results.provider ?? Number.NaN, baseline: results.baseline ?? Number.NaN };
+  return {
+    provider: results.globalvm_vm_group ?? Number.NaN,
+    baseline: results.terraform_data ?? Number.NaN,
+  };
 }
 
 const spawnResult = await spawnBenchmark();
@@ -115,5 +195,5 @@ console.log(
 );
 const planResult = await planBenchmark();
 console.log(
-  `terraform plan, ${RESOURCES} resources, no changes (median of ${PLAN_RUNS}): globalvm_test_file ${planResult.provider.toFixed(0)} ms, terraform_data ${planResult.baseline.toFixed(0)} ms, ratio ${(planResult.provider / planResult.baseline).toFixed(2)}×`,
+  `terraform plan, ${RESOURCES} resources, no changes (median of ${PLAN_RUNS}): globalvm_vm_group ${planResult.provider.toFixed(0)} ms, terraform_data ${planResult.baseline.toFixed(0)} ms, ratio ${(planResult.provider / planResult.baseline).toFixed(2)}×`,
 );

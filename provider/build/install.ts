@@ -83,6 +83,10 @@ export async function installProvider(options: InstallOptions): Promise<InstallR
     existsSync(executable) && !readFileSync(executable).equals(readFileSync(built));
   mkdirSync(resolve(executable, ".."), { recursive: true });
   copyFileSync(built, executable);
+  // The bundle is CommonJS without a .js extension. Inside a "type": "module" package (this
+  // repository, when the mirror or a working directory's .terraform sits in it) Node would
+  // refuse it; this file travels with the executable when terraform init copies the package.
+  writeFileSync(join(resolve(executable, ".."), "package.json"), '{ "type": "commonjs" }\n');
   const cliConfigFile = resolve(options.cliConfigFile ?? join(mirrorDir, "..", "terraform.rc"));
   writeFileSync(cliConfigFile, cliConfig(mirrorDir));
   return { executable, cliConfigFile, replacedDifferentBuild };

@@ -123,7 +123,7 @@ export interface paths {
         get: operations["getImage"];
         put?: never;
         post?: never;
-        /** Delete an image; its stored replicas are removed by the returned operation */
+        /** Delete an image no VM group uses; its stored replicas are removed from every datacenter by the returned operation */
         delete: operations["deleteImage"];
         options?: never;
         head?: never;
@@ -140,7 +140,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Have a region's datacenter hold a version of the image; only the chunks it lacks are sent */
+        /**
+         * Have a region's datacenter hold a version of the image; only the chunks it lacks are sent
+         * @description A copy outside the image's `replicate_to` is not kept for ever: once no VM group has used it for the control plane's replica idle time (GLOBALVM_REPLICA_IDLE_SECONDS), it is collected. Put the region in `replicate_to` to keep it.
+         */
         post: operations["replicateImage"];
         delete?: never;
         options?: never;
@@ -757,8 +760,11 @@ export interface components {
             region: string;
         };
         MetadataReference: {
-            /** @enum {string} */
-            attribute: "address" | "id" | "name" | "datacenter";
+            /**
+             * @description One of address, id, name, datacenter of the instance, or guest-attributes/<namespace>/<key>: a value its guest publishes once it runs.
+             * @example guest-attributes/app/endpoint
+             */
+            attribute: string;
             /** @default 0 */
             instance: number;
             /** @example vmg_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -1803,9 +1809,10 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The image as updated. */
+            /** @description The image as updated. When the replication policy changed, the `x-operation-id` header names the operation that carries it out. */
             200: {
                 headers: {
+                    "x-operation-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {

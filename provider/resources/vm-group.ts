@@ -6,6 +6,10 @@
 
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import {
+  parseReferencedAttribute,
+  REFERENCEABLE_ATTRIBUTES_TEXT,
+} from "../../api/orchestrator/dependencies.ts";
 import { type ApiClient, expectData, type Operation, problemError, type Schemas } from "../client/client.ts";
 import type { GlobalvmProviderData } from "../globalvm-provider.ts";
 import {
@@ -33,7 +37,6 @@ const INSTANCE_TYPE = [
   { id: "string", datacenter: "string", address: "string", state: "string" },
 ] as const;
 const REFERENCE_TYPE = ["object", { vm_group: "string", instance: "number", attribute: "string" }] as const;
-const ATTRIBUTES = ["address", "id", "name", "datacenter"];
 const DEFAULT_TIMEOUTS = { create: 20 * 60_000, update: 20 * 60_000, delete: 10 * 60_000 };
 
 const isObject = (value: CtyValue | undefined): value is ObjectValue =>
@@ -204,18 +207,35 @@ async function getGroup(context: CallContext<GlobalvmProviderData>, id: string) 
 
 type VmGroup = NonNullable<Awaited<ReturnType<typeof getGroup>>>;
 
+async function listInstances(context: CallContext<GlobalvmProviderData>, groupId: string) {
+  const result = await context.providerData.api.GET("/v1/vm-groups/{id}/instances", {
+    params: { path: { id: groupId }, query: { page_size: 200 } },
+    signal: context.signal,
+  });
+  // Deleted between the two reads: the caller sees the group gone.
+  if (result.response.status === 404) return null;
+  return expectData("Listing the VM group's instances", result).items;
+}
+
+type Instances = NonNullable<Awaited<ReturnType<typeof listInstances>>>;
+
+/**
+ * The group and its instances, read at once: a refresh of many groups is bound by these
+ * round trips, so the two requests overlap instead of following each other.
+ */
+async function readGroup(context: CallContext<GlobalvmProviderData>, id: string) {
+  const [group, instances] = await Promise.all([getGroup(context, id), listInstances(context, id)]);
+  return group && instances ? { group, instances } : null;
+}
+
 async function groupState(
   context: CallContext<GlobalvmProviderData>,
   group: VmGroup,
   prior: ObjectValue,
+  known?: Instances,
 ): Promise<ObjectValue> {
-  const instances = expectData(
-    "Listing the VM group's instances",
-    await context.providerData.api.GET("/v1/vm-groups/{id}/instances", {
-      params: { path: { id: group.id }, query: { page_size: 200 } },
-      signal: context.signal,
-    }),
-  ).items;
+  const instances = known ?? (await listInstances(context, group.id));
+  if (!instances) throw new DiagnosticError(`The VM group ${group.name} was deleted while it was being read`);
   const priorPlacement = prior.placement ?? null;
   const samePlacement =
     group.placement === null
@@ -321,10 +341,10 @@ function validate(config: ObjectValue, diagnostics: Diagnostics) {
   if (isObject(config.metadata_from)) {
     for (const [key, reference] of Object.entries(config.metadata_from)) {
       if (isObject(reference) && typeof reference.attribute === "string") {
-        if (!ATTRIBUTES.includes(reference.attribute)) {
+        if (!parseReferencedAttribute(reference.attribute)) {
           diagnostics.error(
             "Invalid metadata_from attribute",
-            `attribute must be one of ${ATTRIBUTES.join(", ")}, not ${reference.attribute}.`,
+            `attribute must be one of ${REFERENCEABLE_ATTRIBUTES_TEXT}, not ${reference.attribute}.`,
             ["metadata_from", { key }, "attribute"],
           );
         }
@@ -352,8 +372,7 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
       metadata_from: {
         type: ["map", REFERENCE_TYPE],
         optional: true,
-        description:
-          "Metadata values taken at run time from another group's instance (address, id, name, datacenter).",
+        description: `Metadata values taken at run time from another group's instance: ${REFERENCEABLE_ATTRIBUTES_TEXT}.`,
       },
       wait_for_ready: { type: "bool", default: true },
       datacenter: { type: "string", computed: true },
@@ -451,9 +470,9 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
     });
   },
   async read({ state }, context) {
-    const group = await getGroup(context, String(state.id));
-    if (!group) return null;
-    return groupState(context, group, state);
+    const found = await readGroup(context, String(state.id));
+    if (!found) return null;
+    return groupState(context, found.group, state, found.instances);
   },
   async update({ plan, prior }, context) {
     const { api } = context.providerData;

@@ -2,68 +2,75 @@
 // real guests: the guest image (qcow2) uploaded to eu-west and a VM group of 2 in us-east.
 // A control plane and two regional managers run as child processes; the provider is installed
 // into a temporary mirror. init → apply → both guests ready in us-east and the image replica
-// there available → a clean plan → import of the group into a fresh directory matches →
-// destroy leaves no group, no instance and no QEMU.
+// there available → a clean plan → the image file changes: plan shows an in-place update, apply
+// uploads only the new chunks and the control plane distributes only those to us-east, where
+// the group (which follows the newest version) rolls its guests onto version 2 → import
+// of both resources into a fresh directory matches → destroying the group leaves no QEMU, no
+// overlay, and (once idle) no us-east replica, which nobody asked for → destroy removes the image.
 
-import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import {
+  appendFileSync,
   copyFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { installProvider } from "../../provider/build/install.ts";
 import { isInstanceProcess } from "../../regional-manager/compute/qemu/process.ts";
 import { ensureGuestImage } from "../compute/support.ts";
-import { type TerraformResult, terraformEnvironment } from "../provider/terraform-cli.ts";
-import { type Stack, startStack } from "../support/stack.ts";
+import {
+  killEach,
+  runCaptured,
+  startTerraformStack,
+  type TerraformResult,
+} from "../provider/terraform-cli.ts";
+import type { Stack } from "../support/stack.ts";
 
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-quickstart-"));
 const terraforms = new Set<number>();
 let stack: Stack;
 let env: NodeJS.ProcessEnv = {};
+/** How long a replica nobody asked for may sit unused before the control plane collects it. */
+const REPLICA_IDLE_SECONDS = 5;
+/** Appended to the image file to make its next version (qemu ignores bytes past a qcow2's end). */
+const APPENDED_BYTES = 192 << 10;
 
 const call = (method: string, path: string, token: string, body?: unknown) =>
   stack.call(method, path, token, body);
 
 /** Runs terraform in `cwd`; kills it (and so its provider) when it outlives `timeoutMs`. */
-function tf(cwd: string, args: string[], timeoutMs: number): Promise<TerraformResult> {
-  const started = Date.now();
-  const child = spawn("terraform", args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-  if (child.pid) terraforms.add(child.pid);
-  let stdout = "";
-  let stderr = "";
-  let output = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk;
-    output += chunk;
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk;
-    output += chunk;
-  });
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      if (child.pid) terraforms.delete(child.pid);
-      if (Date.now() - started >= timeoutMs) output += `\n[killed after ${timeoutMs} ms]`;
-      resolve({ code, stdout, stderr, output, elapsedMs: Date.now() - started });
-    });
+function tf(
+  cwd: string,
+  args: string[],
+  timeoutMs: number,
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<TerraformResult> {
+  return runCaptured("terraform", args, {
+    cwd,
+    env: { ...env, ...extraEnv },
+    timeoutMs,
+    running: terraforms,
   });
 }
 
 const timings: Record<string, number> = {};
 
-async function step(name: string, dir: string, args: string[], timeoutMs: number): Promise<TerraformResult> {
-  const result = await tf(dir, args, timeoutMs);
+async function step(
+  name: string,
+  dir: string,
+  args: string[],
+  timeoutMs: number,
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<TerraformResult> {
+  const result = await tf(dir, args, timeoutMs, extraEnv);
   timings[name] = result.elapsedMs;
   return result;
 }
@@ -96,6 +103,44 @@ function recordedVms(): { pid: number; qmp: string }[] {
         return [];
       }
     });
+}
+
+/** Copy-on-write disks the us-east manager holds for its instances. */
+function overlays(): string[] {
+  const dir = join(stack.dir, "us-east-a");
+  return readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((path) =>
+    path.endsWith("overlay.qcow2"),
+  );
+}
+
+/** Resolves with what `check` returns once it is not undefined; fails after `timeoutMs`. */
+async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${stack.logs()}`);
+    await sleep(500);
+  }
+}
+
+/** The provider's INFO log line for the upload (TF_LOG=INFO), as numbers. */
+function uploadReport(output: string): { bytesSent: number; chunksSent: number; chunksSkipped: number } {
+  const line = output
+    .split("\n")
+    .find((l) => l.includes("provider.terraform-provider-globalvm") && l.includes("image uploaded"));
+  const field = (name: string) => Number(line?.match(new RegExp(`${name}=(\\d+)`))?.[1] ?? Number.NaN);
+  if (!line) throw new Error(`no "image uploaded" log line in:\n${output.slice(-5000)}`);
+  return {
+    bytesSent: field("bytes_sent"),
+    chunksSent: field("chunks_sent"),
+    chunksSkipped: field("chunks_skipped"),
+  };
 }
 
 /** Live processes whose command line mentions `text` (an instance id in QEMU's arguments). */
@@ -153,32 +198,21 @@ output "addresses" {
 `;
 
 beforeAll(async () => {
-  const installing = installProvider({
-    mirrorDir: join(root, "mirror"),
-    cliConfigFile: join(root, "terraform.rc"),
-  });
-  stack = await startStack({ name: "tf-quickstart", regions: ["eu-west", "us-east"] });
-  const installed = await installing;
-  env = terraformEnvironment(installed.cliConfigFile, {
-    GLOBALVM_ENDPOINT: stack.controlPlane,
-    GLOBALVM_TOKEN: stack.projectToken,
-  });
+  ({ stack, env } = await startTerraformStack(root, {
+    name: "tf-quickstart",
+    regions: ["eu-west", "us-east"],
+    replicaIdleSeconds: REPLICA_IDLE_SECONDS,
+  }));
 }, 180_000);
 
 afterAll(async () => {
-  for (const pid of terraforms) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
+  killEach(terraforms);
   await stack?.stop();
   rmSync(root, { recursive: true, force: true });
 }, 60_000);
 
 describe("examples/terraform/quickstart under terraform, with real guests", () => {
-  it("applies, stays clean, imports the group, and destroys everything it started", async () => {
+  it("applies, stays clean, updates the image by its new chunks, imports both, and destroys everything it started", async () => {
     const dir = join(root, "quickstart");
     mkdirSync(dir, { recursive: true });
     const image = join(dir, "guest.qcow2");
@@ -223,18 +257,151 @@ describe("examples/terraform/quickstart under terraform, with real guests", () =
     );
     expect(clean.code, clean.output).toBe(0);
 
-    // Import the group into a fresh directory. Ignored, and why: `timeouts` and
-    // `wait_for_ready` are configuration only (the API does not store them: an import reads
-    // null and the default); `instances[].state`/`address` may legitimately move between reads.
+    // Change the image file: a new version. Only the image is updated, in place.
+    const firstVersionSize = statSync(image).size;
+    appendFileSync(image, randomBytes(APPENDED_BYTES));
+    const changed = await step(
+      "plan:changed",
+      dir,
+      ["plan", "-detailed-exitcode", "-input=false", "-no-color"],
+      120_000,
+    );
+    expect(changed.code, changed.output).toBe(2);
+    expect(changed.stdout).toContain("globalvm_image.web will be updated in-place");
+    expect(changed.stdout).toContain("Plan: 0 to add, 1 to change, 0 to destroy.");
+    const update = await step(
+      "apply:update",
+      dir,
+      ["apply", "-auto-approve", "-input=false", "-no-color"],
+      300_000,
+      {
+        TF_LOG: "INFO",
+      },
+    );
+    expectSuccess(update);
+    expect(update.stdout).toContain("Apply complete! Resources: 0 added, 1 changed, 0 destroyed.");
+    const updated = (await stateOf(dir))["globalvm_image.web"] as Record<string, any>;
+    expect(updated).toMatchObject({ id: img.id, version: 2, size: firstVersionSize + APPENDED_BYTES });
+    expect(updated.digest).not.toBe(img.digest);
+
+    // The upload sent only the chunks eu-west lacked: the appended bytes and the chunk they
+    // joined (chunks are at most 64 KiB), far below the image size.
+    const upload = uploadReport(update.output);
+    expect(upload.chunksSkipped).toBeGreaterThan(0);
+    expect(upload.bytesSent).toBeGreaterThanOrEqual(APPENDED_BYTES);
+    expect(upload.bytesSent).toBeLessThanOrEqual(APPENDED_BYTES + 2 * 64 * 1024);
+    expect(upload.bytesSent).toBeLessThan(updated.size / 10);
+
+    // The control plane distributes version 2 to us-east, which holds version 1: only the new
+    // chunks cross, as its operation reports.
+    const distribution = await eventually(
+      "the distribution of version 2 to us-east",
+      async () => {
+        const ops = (await call("GET", "/v1/operations?page_size=200", stack.projectToken)).body.items;
+        return ops.find(
+          (op: any) =>
+            op.kind === "distribute-image-version" &&
+            op.target.id === img.id &&
+            op.done &&
+            op.result?.version === 2,
+        );
+      },
+      180_000,
+    );
+    expect(distribution.state, JSON.stringify(distribution)).toBe("succeeded");
+    const toUsEast = distribution.progress.children.find((c: any) => c.datacenter === "us-east-a");
+    expect(toUsEast.bytes_done).toBeGreaterThanOrEqual(APPENDED_BYTES);
+    expect(toUsEast.bytes_done).toBeLessThanOrEqual(APPENDED_BYTES + 2 * 64 * 1024);
+    expect(toUsEast.bytes_done).toBeLessThan(updated.size / 10);
+    console.log(
+      `image version 2 (${updated.size} bytes, ${APPENDED_BYTES} appended): upload sent ${upload.bytesSent} bytes in ${upload.chunksSent} chunks (${upload.chunksSkipped} skipped); distribution to us-east-a pulled ${toUsEast.bytes_done} bytes`,
+    );
+    const replicas = (await call("GET", `/v1/images/${img.id}`, stack.projectToken)).body.replicas;
+    expect(replicas).toContainEqual(
+      expect.objectContaining({ datacenter: "us-east-a", version: 2, state: "available" }),
+    );
+
+    // The group follows the image's newest version (no image_version pin): the control plane
+    // replaces its instances one at a time with version-2 ones. Wait for that rollout, then
+    // take the replaced instances into the state (they are computed, changed outside Terraform).
+    const rollout = await eventually(
+      "the group's rolling update to version 2",
+      async () => {
+        const ops = (await call("GET", "/v1/operations?page_size=200", stack.projectToken)).body.items;
+        return ops.find((op: any) => op.kind === "update-vm-group" && op.target.id === group.id && op.done);
+      },
+      300_000,
+    );
+    expect(rollout.state, JSON.stringify(rollout)).toBe("succeeded");
+    const rolled = (await call("GET", `/v1/vm-groups/${group.id}/instances`, stack.projectToken)).body.items;
+    expect(rolled.map((i: any) => [i.datacenter, i.image_version, i.state])).toEqual([
+      ["us-east-a", 2, "ready"],
+      ["us-east-a", 2, "ready"],
+    ]);
+    const rolledVms = recordedVms().filter((vm) => isInstanceProcess(vm.pid, vm.qmp));
+    expect(rolledVms).toHaveLength(2);
+    // The version-1 guests were stopped as their replacements became ready.
+    for (const vm of vms) expect(isInstanceProcess(vm.pid, vm.qmp), `QEMU ${vm.pid}`).toBe(false);
+    expectSuccess(
+      await step(
+        "refresh:rollout",
+        dir,
+        ["apply", "-refresh-only", "-auto-approve", "-input=false"],
+        120_000,
+      ),
+    );
+
+    const cleanAfterUpdate = await step(
+      "plan:after-update",
+      dir,
+      ["plan", "-detailed-exitcode", "-input=false", "-no-color"],
+      120_000,
+    );
+    expect(cleanAfterUpdate.code, cleanAfterUpdate.output).toBe(0);
+
+    // Import both resources into a fresh directory. Ignored, and why: the image's `source` is
+    // the caller's local path (the API does not know it: an import reads null), its `replicas`
+    // change as unused copies are collected (checked on their own below); the group's
+    // `timeouts` and `wait_for_ready` are configuration only (an import reads null and the
+    // default); `instances[].state`/`address` may legitimately move between reads.
     const fresh = join(root, "import");
     mkdirSync(fresh, { recursive: true });
     writeFileSync(join(fresh, "main.tf"), config(image));
     expectSuccess(await step("import:init", fresh, ["init", "-input=false"], 60_000));
     expectSuccess(
-      await step("import", fresh, ["import", "-input=false", "globalvm_vm_group.web", group.id], 120_000),
+      await step("import:image", fresh, ["import", "-input=false", "globalvm_image.web", img.id], 120_000),
     );
-    const imported = (await stateOf(fresh))["globalvm_vm_group.web"] as Record<string, any>;
-    const current = (await stateOf(dir))["globalvm_vm_group.web"] as Record<string, any>;
+    expectSuccess(
+      await step(
+        "import:group",
+        fresh,
+        ["import", "-input=false", "globalvm_vm_group.web", group.id],
+        120_000,
+      ),
+    );
+    // The applied state, refreshed now, so both were read from the same catalog.
+    expectSuccess(
+      await step("refresh", dir, ["apply", "-refresh-only", "-auto-approve", "-input=false"], 120_000),
+    );
+    const importedState = await stateOf(fresh);
+    const currentState = await stateOf(dir);
+    const importedImage = importedState["globalvm_image.web"] as Record<string, any>;
+    const currentImage = currentState["globalvm_image.web"] as Record<string, any>;
+    const { source: importedSource, replicas: importedReplicas, ...importedImageRest } = importedImage;
+    const { source: currentSource, replicas: _currentReplicas, ...currentImageRest } = currentImage;
+    expect(importedImageRest).toEqual(currentImageRest);
+    // The replica list is a live view: the version-1 copies nobody uses any more are being
+    // collected while we read. The current version is held in both regions either way.
+    for (const datacenter of ["eu-west-a", "us-east-a"]) {
+      expect(importedReplicas).toContainEqual(
+        expect.objectContaining({ datacenter, version: 2, state: "available" }),
+      );
+    }
+    expect(importedImageRest).toMatchObject({ id: img.id, version: 2, source_hash: updated.digest });
+    expect(importedSource).toBeNull();
+    expect(currentSource).toBe(image);
+    const imported = importedState["globalvm_vm_group.web"] as Record<string, any>;
+    const current = currentState["globalvm_vm_group.web"] as Record<string, any>;
     const comparable = ({ timeouts: _t, wait_for_ready: _w, instances, ...rest }: Record<string, any>) => ({
       ...rest,
       instances: instances.map((i: any) => ({ id: i.id, datacenter: i.datacenter })),
@@ -244,17 +411,46 @@ describe("examples/terraform/quickstart under terraform, with real guests", () =
     expect(imported.wait_for_ready).toBe(true);
     expect(current.timeouts).toEqual({ create: "4m", update: null, delete: "2m" });
 
-    expectSuccess(await step("destroy", dir, ["destroy", "-auto-approve", "-input=false"], 180_000));
+    // Destroying the group stops its QEMUs and removes their overlays (and those of the
+    // replaced instances) at once: destroy waits for the delete operation...
+    expectSuccess(
+      await step(
+        "destroy:group",
+        dir,
+        ["destroy", "-auto-approve", "-input=false", "-target=globalvm_vm_group.web"],
+        180_000,
+      ),
+    );
     expect((await call("GET", `/v1/vm-groups/${group.id}`, stack.projectToken)).status).toBe(404);
     expect((await call("GET", "/v1/vm-groups", stack.projectToken)).body.items).toEqual([]);
-    for (const member of members) {
+    for (const member of [...members, ...rolled]) {
       expect((await call("GET", `/v1/instances/${member.id}`, stack.projectToken)).status).toBe(404);
+      expect(processesMentioning(member.id)).toEqual([]);
     }
+    for (const vm of [...vms, ...rolledVms]) {
+      expect(isInstanceProcess(vm.pid, vm.qmp), `QEMU ${vm.pid}`).toBe(false);
+    }
+    expect(overlays()).toEqual([]);
+    // ...and the us-east replicas, made because the group needed them (replicate_to is empty),
+    // are collected once unused for REPLICA_IDLE_SECONDS; the origin's copy stays.
+    const remaining = await eventually(
+      "the on-demand us-east replicas to be collected",
+      async () => {
+        const held = (await call("GET", `/v1/images/${img.id}`, stack.projectToken)).body.replicas;
+        return held.some((r: any) => r.datacenter === "us-east-a") ? undefined : held;
+      },
+      REPLICA_IDLE_SECONDS * 1000 + 120_000,
+    );
+    expect(remaining.map((r: any) => r.datacenter)).not.toContain("us-east-a");
+    expect(remaining).toContainEqual(
+      expect.objectContaining({ datacenter: "eu-west-a", version: 2, state: "available" }),
+    );
+
+    expectSuccess(await step("destroy", dir, ["destroy", "-auto-approve", "-input=false"], 180_000));
     expect((await call("GET", `/v1/images/${img.id}`, stack.projectToken)).status).toBe(404);
-    // Destroy waited for the delete operation, so the QEMUs are gone now, not eventually.
-    for (const vm of vms) expect(isInstanceProcess(vm.pid, vm.qmp), `QEMU ${vm.pid}`).toBe(false);
-    for (const member of members) expect(processesMentioning(member.id)).toEqual([]);
+    expect((await call("GET", "/v1/images", stack.projectToken)).body.items).toEqual([]);
+    expect(await stateOf(dir)).toEqual({});
 
     console.log(`quickstart timings (ms): ${JSON.stringify(timings)}`);
-  }, 600_000);
+  }, 1_200_000);
 });

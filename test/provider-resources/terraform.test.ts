@@ -10,9 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { installProvider } from "../../provider/build/install.ts";
-import { type TerraformResult, terraform, terraformEnvironment } from "../provider/terraform-cli.ts";
-import { type Stack, startStack } from "../support/stack.ts";
+import { startTerraformStack, type TerraformResult, terraform } from "../provider/terraform-cli.ts";
+import type { Stack } from "../support/stack.ts";
 
 const QUICKSTART = fileURLToPath(new URL("../../examples/terraform/quickstart/main.tf", import.meta.url));
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-resources-"));
@@ -52,16 +51,10 @@ async function stateOf(dir: string): Promise<Record<string, Record<string, any>>
 }
 
 beforeAll(async () => {
-  const installing = installProvider({
-    mirrorDir: join(root, "mirror"),
-    cliConfigFile: join(root, "terraform.rc"),
-  });
-  stack = await startStack({ name: "tf-resources", regions: ["eu-west", "us-east"] });
-  const installed = await installing;
-  env = terraformEnvironment(installed.cliConfigFile, {
-    GLOBALVM_ENDPOINT: stack.controlPlane,
-    GLOBALVM_TOKEN: stack.projectToken,
-  });
+  ({ stack, env } = await startTerraformStack(root, {
+    name: "tf-resources",
+    regions: ["eu-west", "us-east"],
+  }));
 }, 180_000);
 
 afterAll(async () => {

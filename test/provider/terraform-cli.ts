@@ -2,6 +2,9 @@
 
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { installProvider } from "../../provider/build/install.ts";
+import { type Stack, type StackOptions, startStack } from "../support/stack.ts";
 
 export interface TerraformResult {
   code: number | null;
@@ -33,29 +36,108 @@ export function terraform(
   env: NodeJS.ProcessEnv,
   options: { onOutput?: (text: string, pid: number) => void; detached?: boolean } = {},
 ): Promise<TerraformResult> {
+  return runCaptured("terraform", args, { cwd, env, ...options });
+}
+
+/**
+ * Runs a command and collects what it prints. With `timeoutMs` it is killed (SIGKILL; its whole
+ * process group when `detached`, so terraform's provider goes too) once it outlives that, and
+ * the output says so. `running` holds its PID while it runs, for an afterAll to kill what a
+ * failed test left. `onOutput` sees everything printed on stdout and stderr so far, on each
+ * chunk of stdout.
+ */
+export function runCaptured(
+  command: string,
+  args: string[],
+  options: {
+    cwd: string;
+    env: NodeJS.ProcessEnv;
+    timeoutMs?: number;
+    detached?: boolean;
+    running?: Set<number>;
+    onOutput?: (output: string, pid: number) => void;
+  },
+): Promise<TerraformResult> {
   const started = Date.now();
-  const child = spawn("terraform", [...args], {
-    cwd,
-    env,
+  const child = spawn(command, [...args], {
+    cwd: options.cwd,
+    env: options.env,
     stdio: ["ignore", "pipe", "pipe"],
     detached: options.detached ?? false,
   });
+  const pid = child.pid;
+  if (pid) options.running?.add(pid);
   let stdout = "";
   let stderr = "";
   let output = "";
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk;
     output += chunk;
-    options.onOutput?.(output, child.pid ?? 0);
+    options.onOutput?.(output, pid ?? 0);
   });
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk;
     output += chunk;
   });
+  const { timeoutMs } = options;
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          if (options.detached && pid) killGroup(pid, "SIGKILL");
+          else child.kill("SIGKILL");
+        }, timeoutMs);
   return new Promise((resolve, reject) => {
     child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr, output, elapsedMs: Date.now() - started }));
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      if (pid) options.running?.delete(pid);
+      if (timeoutMs !== undefined && Date.now() - started >= timeoutMs)
+        output += `\n[killed after ${timeoutMs} ms]`;
+      resolve({ code, stdout, stderr, output, elapsedMs: Date.now() - started });
+    });
   });
+}
+
+/** Signals a process group (a command started `detached`); one already gone is no error. */
+export function killGroup(pid: number, signal: NodeJS.Signals) {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** SIGKILLs each process; one already gone is no error. */
+export function killEach(pids: Iterable<number>) {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * Starts a stack and installs the provider into `root`'s mirror meanwhile; the environment
+ * runs terraform with that provider against the stack's control plane as its project.
+ */
+export async function startTerraformStack(
+  root: string,
+  options: StackOptions,
+): Promise<{ stack: Stack; env: NodeJS.ProcessEnv }> {
+  const installing = installProvider({
+    mirrorDir: join(root, "mirror"),
+    cliConfigFile: join(root, "terraform.rc"),
+  });
+  const stack = await startStack(options);
+  const installed = await installing;
+  const env = terraformEnvironment(installed.cliConfigFile, {
+    GLOBALVM_ENDPOINT: stack.controlPlane,
+    GLOBALVM_TOKEN: stack.projectToken,
+  });
+  return { stack, env };
 }
 
 /** PIDs of live processes running the given executable (node <executable> after the shebang). */

@@ -2,8 +2,7 @@
 # The control plane transfers the image to us-east (only the chunks it lacks) and starts
 # the VMs there, with no further action.
 #
-#   export GLOBALVM_ENDPOINT=http://127.0.0.1:8080   # the control plane
-#   export GLOBALVM_TOKEN=...                        # a project token
+#   eval "$(npx globalvm env)"   # GLOBALVM_ENDPOINT, GLOBALVM_TOKEN and TF_CLI_CONFIG_FILE
 #   terraform init && terraform apply
 
 terraform {
@@ -19,15 +18,15 @@ terraform {
 provider "globalvm" {}
 
 variable "image_file" {
-  description = "Local raw disk image to upload."
+  description = "Local qcow2 disk image to upload; by default the small guest image npm run guest-image builds."
   type        = string
-  default     = "disk.raw"
+  default     = "../../../.globalvm/images/guest.qcow2"
 }
 
 resource "globalvm_image" "web" {
   name          = "web"
   source        = var.image_file # editing the file plans an in-place update (a new version)
-  format        = "raw"
+  format        = "qcow2"
   origin_region = "eu-west"
   labels        = { app = "web" }
 }
