@@ -3,6 +3,7 @@
 // image version (POST /v1/replicas/...); it pulls the missing chunks from a peer by itself.
 // It runs the control plane's instances (instances/app.ts) through a compute driver, pulling
 // an image version first when it lacks it, and reports every state change back.
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
@@ -20,7 +21,7 @@ import { MetadataService } from "./metadata/index.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
 import { createTransferApp } from "./transfer/app.ts";
 import { problem, problemFromError, problemResponse } from "./transfer/problems.ts";
-import { pullImageVersion } from "./transfer/pull.ts";
+import { type PullProgress, pullImageVersion } from "./transfer/pull.ts";
 
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 
@@ -39,6 +40,8 @@ export interface RegionalManagerOptions {
   driver?: string;
   accelerator?: Accelerator | "auto";
   probeGuest?: ProbeGuest;
+  /** Stop every guest on close instead of leaving them running (`globalvm up`: Ctrl-C stops all). */
+  stopGuestsOnClose?: boolean;
 }
 
 export interface RunningRegionalManager {
@@ -79,13 +82,20 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const pulls = new AbortController();
   // One pull per version at a time, shared by replicate requests and instances waiting for it.
   const inFlight = new Map<string, Promise<VersionRecord>>();
+  // Each pull can be aborted on its own: deleting an image stops a pull of it midway.
+  const pullAborts = new Map<string, AbortController>();
   function ensureImageVersion(imageId: string, version: number): Promise<VersionRecord> {
     const held = store.getVersion(imageId, version);
     if (held?.state === "available") return Promise.resolve(held);
     const key = `${imageId}@${version}`;
     let pull = inFlight.get(key);
     if (!pull) {
-      pull = replicate(imageId, version).finally(() => inFlight.delete(key));
+      const abort = new AbortController();
+      pullAborts.set(key, abort);
+      pull = replicate(imageId, version, abort.signal).finally(() => {
+        inFlight.delete(key);
+        pullAborts.delete(key);
+      });
       inFlight.set(key, pull);
     }
     return pull;
@@ -121,23 +131,43 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   app.route("/", createTransferApp({ store, verifier, reporter }));
   app.route("/", createInstanceApp({ instances, verifier: instanceVerifier, log }));
 
+  /**
+   * What both replica routes check first: the version the path names (else the 400 problem
+   * naming it), and that the bearer token grants `action` on that image version here (else
+   * verify throws, and the route answers with its problem).
+   */
+  async function authorizeReplicaRequest(
+    request: {
+      param(name: "imageId" | "version"): string;
+      header(name: "authorization"): string | undefined;
+    },
+    action: "replicate" | "drop",
+  ): Promise<{ imageId: string; version: number } | { refusal: Response }> {
+    const imageId = request.param("imageId");
+    const version = Number(request.param("version"));
+    if (!Number.isSafeInteger(version) || version < 1) {
+      return {
+        refusal: problemResponse(
+          problem(400, "INVALID_PARAMETER", "version must be a positive integer", "version"),
+        ),
+      };
+    }
+    const authorization = request.header("authorization");
+    await verifier.verify(authorization?.startsWith("Bearer ") ? authorization.slice(7) : undefined, {
+      imageId,
+      version,
+      action,
+    });
+    return { imageId, version };
+  }
+
   // The control plane asks this manager to hold a version; the pull runs in the background
   // and reports progress and the outcome to the catalog.
   app.post("/v1/replicas/:imageId/versions/:version", async (c) => {
     try {
-      const imageId = c.req.param("imageId");
-      const version = Number(c.req.param("version"));
-      if (!Number.isSafeInteger(version) || version < 1) {
-        return problemResponse(
-          problem(400, "INVALID_PARAMETER", "version must be a positive integer", "version"),
-        );
-      }
-      const header = c.req.header("authorization");
-      await verifier.verify(header?.startsWith("Bearer ") ? header.slice(7) : undefined, {
-        imageId,
-        version,
-        action: "replicate",
-      });
+      const authorized = await authorizeReplicaRequest(c.req, "replicate");
+      if ("refusal" in authorized) return authorized.refusal;
+      const { imageId, version } = authorized;
       const held = store.getVersion(imageId, version);
       if (held?.state === "available") {
         await reporter.reportReplica({
@@ -159,9 +189,71 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     }
   });
 
-  async function replicate(imageId: string, version: number): Promise<VersionRecord> {
+  // The control plane asks this manager to let its copy of a version go (collection of an
+  // unused replica, a region removed from the replication policy, a deleted image). A copy
+  // an instance here boots from is refused; a pull of it in flight is refused too, unless
+  // the caller says to abort it (the image is being deleted).
+  app.delete("/v1/replicas/:imageId/versions/:version", async (c) => {
+    try {
+      const authorized = await authorizeReplicaRequest(c.req, "drop");
+      if ("refusal" in authorized) return authorized.refusal;
+      const { imageId, version } = authorized;
+      const pullPolicy = c.req.query("pulls") ?? "refuse";
+      if (pullPolicy !== "refuse" && pullPolicy !== "abort") {
+        return problemResponse(problem(400, "INVALID_PARAMETER", "pulls is refuse or abort", "pulls"));
+      }
+      const held = store.getVersion(imageId, version);
+      const users = held?.localId ? instancesBootingFrom(store.imagePath(held.localId)) : [];
+      if (users.length > 0) {
+        return problemResponse(
+          problem(
+            409,
+            "VERSION_IN_USE",
+            `instances ${users.join(", ")} boot from ${imageId} version ${version}`,
+            "version",
+          ),
+        );
+      }
+      const key = `${imageId}@${version}`;
+      const pull = inFlight.get(key);
+      if (pull) {
+        if (pullPolicy === "refuse") {
+          return problemResponse(
+            problem(409, "VERSION_IN_USE", `${imageId} version ${version} is being pulled`, "version"),
+          );
+        }
+        pullAborts.get(key)?.abort(new Error(`${imageId} version ${version} was dropped`));
+        await pull.catch(() => {});
+      }
+      if (!store.getVersion(imageId, version))
+        return c.json({ dropped: false, chunks_removed: 0, bytes_reclaimed: 0 });
+      await store.deleteVersion(imageId, version);
+      const freed = await store.collectGarbage();
+      log(
+        `dropped ${imageId}@${version}: its image file, and ${freed.chunksRemoved} chunks (${freed.bytesReclaimed} bytes) from packs`,
+      );
+      return c.json({
+        dropped: true,
+        chunks_removed: freed.chunksRemoved,
+        bytes_reclaimed: freed.bytesReclaimed,
+      });
+    } catch (error) {
+      return problemResponse(problemFromError(error));
+    }
+  });
+
+  /** Instances (in any state: a stopped one's overlay still reads it) backed by this image file. */
+  function instancesBootingFrom(imagePath: string): string[] {
+    return driver
+      .list()
+      .filter((status) => status.spec.image.path === imagePath)
+      .map((status) => status.instanceId);
+  }
+
+  async function replicate(imageId: string, version: number, signal: AbortSignal): Promise<VersionRecord> {
     const wanted = await controlPlane.sources(imageId, version);
-    return pullImageVersion({
+    let last: PullProgress | undefined;
+    const record = await pullImageVersion({
       store,
       imageId,
       version,
@@ -169,8 +261,16 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       expectedSize: wanted.size,
       sources: wanted.sources.map((s) => ({ url: s.url, token: s.token })),
       reporter,
-      signal: pulls.signal,
+      onProgress: (progress) => {
+        last = progress;
+      },
+      signal: AbortSignal.any([pulls.signal, signal]),
     });
+    // The figures a delta is judged by: chunk data fetched and every byte on the wire.
+    log(
+      `pulled ${imageId}@${version}: ${last?.bytesDone ?? 0} chunk bytes, ${last?.wireBytes ?? 0} bytes on the wire`,
+    );
+    return record;
   }
 
   // Guests a previous manager process left running are taken over and reported.
@@ -197,9 +297,27 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     });
   };
   await beat();
+  if (options.stopGuestsOnClose) await resumeGuestsStoppedAtClose();
   const heartbeat = setInterval(() => {
     beat().catch((error: unknown) => log(`[WARN] heartbeat failed: ${error}`));
   }, options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS);
+
+  async function resumeGuestsStoppedAtClose() {
+    const file = join(options.dataDir, GUESTS_TO_RESUME);
+    let ids: string[];
+    try {
+      ids = JSON.parse(readFileSync(file, "utf8")) as string[];
+    } catch {
+      return;
+    }
+    for (const id of ids) {
+      await driver
+        .start(id)
+        .catch((error: unknown) => log(`[WARN] guest ${id} did not start again: ${error}`));
+    }
+    rmSync(file, { force: true });
+    if (ids.length > 0) log(`started again ${ids.length} guest(s) stopped at the last close`);
+  }
 
   return {
     url,
@@ -208,6 +326,16 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     async close() {
       clearInterval(heartbeat);
       pulls.abort();
+      if (options.stopGuestsOnClose) {
+        // Remembered so the next start boots them again; stopped while still attached, so
+        // each guest's "stopped" reaches the control plane.
+        const active = driver
+          .list()
+          .filter((guest) => ["starting", "running", "ready"].includes(guest.state))
+          .map((guest) => guest.instanceId);
+        writeFileSync(join(options.dataDir, GUESTS_TO_RESUME), JSON.stringify(active));
+        await Promise.allSettled(driver.list().map((guest) => driver.stop(guest.instanceId)));
+      }
       await instances.detach();
       await metadata.close();
       await new Promise<void>((resolve) => {
@@ -218,6 +346,12 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     },
   };
 }
+
+/**
+ * With stopGuestsOnClose: the guests the last close stopped start again, so a stack that was
+ * stopped as a whole (`globalvm up`, Ctrl-C) comes back as it was.
+ */
+const GUESTS_TO_RESUME = "guests-to-resume.json";
 
 /** What the datacenter offers: configured, or this host's cores, memory and the data dir's disk. */
 async function measureCapacity(dataDir: string, configured: Partial<Capacity> = {}): Promise<Capacity> {

@@ -16,6 +16,7 @@ import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
 import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
 import { problem, problemFromError, problemResponse } from "./problems.ts";
 import type { ReplicaReporter } from "./reporter.ts";
+import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
 
 /** Manifests are read whole; 128 MiB holds ~3.7M chunks, a ~57 GiB image at 16 KiB chunks. */
 const MAX_MANIFEST_BYTES = 128 << 20;
@@ -114,6 +115,28 @@ export const transferRoutes = {
     summary: "Assemble the image, verify its digest and make the version available",
     security,
     request: { params: VersionParams },
+    responses: {
+      200: {
+        content: { "application/json": { schema: VersionRecordSchema } },
+        description: "Available version",
+      },
+      ...problems,
+    },
+  }),
+  putWholeImage: createRoute({
+    method: "put",
+    path: "/v1/uploads/{imageId}/versions/{version}/image",
+    summary:
+      "Send the whole image in one request (for clients that do not chunk); the manager chunks, verifies and commits it",
+    security,
+    request: {
+      params: VersionParams,
+      query: z.object({ format: z.enum(["raw", "qcow2", "iso"]).optional() }),
+      headers: z.object({
+        "x-image-digest": z.string().optional().openapi({ description: "sha256:<hex> the image must match" }),
+      }),
+      body: { content: binary("The image's bytes").content, required: true },
+    },
     responses: {
       200: {
         content: { "application/json": { schema: VersionRecordSchema } },
@@ -277,6 +300,37 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     "/v1/uploads/:imageId/versions/:version/commit",
     handle("upload", async (c, imageId, version) => {
       const record = await store.completeVersion(imageId, version);
+      await reporter?.reportReplica({
+        imageId,
+        version,
+        state: "available",
+        localId: record.localId,
+        digest: record.digest,
+        size: record.size,
+      });
+      return c.json(record);
+    }),
+  );
+
+  app.put(
+    "/v1/uploads/:imageId/versions/:version/image",
+    handle("upload", async (c, imageId, version) => {
+      const format = c.req.query("format") as ImageFormat | undefined;
+      if (format !== undefined && !["raw", "qcow2", "iso"].includes(format)) {
+        return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
+      }
+      const body = requestBody(c);
+      if (!body)
+        return problemResponse(problem(400, "INVALID_PARAMETER", "send the image as the body", "body"));
+      const record = await receiveWholeImage(store, {
+        imageId,
+        version,
+        body,
+        ...(format ? { format } : {}),
+        ...(c.req.header("x-image-digest") !== undefined
+          ? { expectedDigest: parseImageDigestHeader(c.req.header("x-image-digest")) }
+          : {}),
+      });
       await reporter?.reportReplica({
         imageId,
         version,

@@ -93,6 +93,46 @@ describe("upload to the origin manager", () => {
     expect(again.record.localId).toBe(first.record.localId);
   });
 
+  it("takes the whole image in one request, verified against x-image-digest", async () => {
+    const url = (imageId: string) => `${manager.url}/v1/uploads/${imageId}/versions/1/image?format=raw`;
+    const put = async (imageId: string, body: Buffer, digest?: string) =>
+      fetch(url(imageId), {
+        method: "PUT",
+        headers: {
+          authorization: `Bearer ${await keys.token(imageId, 1, "dc-a", "upload")}`,
+          ...(digest ? { "x-image-digest": digest } : {}),
+        },
+        body,
+      });
+
+    const whole = await put("img-whole", image, `sha256:${sha256Hex(image)}`);
+    expect(whole.status).toBe(200);
+    const record = (await whole.json()) as { chunkCount: number };
+    expect(record).toMatchObject({ state: "available", digest: sha256Hex(image), size: image.length });
+    // The same bytes uploaded in chunks by uploadImage give the same manifest: same chunk count.
+    expect(record.chunkCount).toBe((await chunkFile(imagePath)).chunks.length);
+
+    // A digest that does not match keeps nothing: the version is not available afterwards.
+    const wrong = await put("img-wrong", image, `sha256:${"0".repeat(64)}`);
+    expect(wrong.status).toBe(422);
+    expect(((await wrong.json()) as { code: string }).code).toBe("IMAGE_DIGEST_MISMATCH");
+    const malformed = await put("img-wrong", image, "md5:abc");
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { field: string }).field).toBe("x-image-digest");
+    const manifest = await fetch(`${manager.url}/v1/transfer/img-wrong/versions/1/manifest`, {
+      headers: { authorization: `Bearer ${await keys.token("img-wrong", 1, "dc-a", "read")}` },
+    });
+    expect(manifest.status).toBe(404);
+
+    // An upload token for another image is refused before a byte is read.
+    const otherToken = await fetch(url("img-whole-2"), {
+      method: "PUT",
+      headers: { authorization: `Bearer ${await keys.token("img-whole", 1, "dc-a", "upload")}` },
+      body: image,
+    });
+    expect(otherToken.status).toBe(403);
+  });
+
   it("sends a new version as the chunks it adds only", async () => {
     const changed = Buffer.from(image);
     seededBytes(8192, 42).copy(changed, 3 << 20);

@@ -1,0 +1,81 @@
+// The whole image in one request (PUT .../image), for clients that do not chunk: curl, or a
+// client generated from the manager's OpenAPI document. The manager spools the body into its
+// data dir, chunks it exactly as uploadImage would, stores only the chunks it lacks, and
+// commits. With x-image-digest, a body whose sha256 differs is refused and nothing is kept.
+import { randomUUID } from "node:crypto";
+import { mkdir, open, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { chunkFile } from "../store/chunk-file.ts";
+import { StoreError } from "../store/errors.ts";
+import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
+import { ManifestError } from "../store/manifest.ts";
+
+/** `sha256:<hex>` or `<hex>` → the bare lowercase hex the store uses; undefined when absent. */
+export function parseImageDigestHeader(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const hex = value
+    .trim()
+    .replace(/^sha256:/i, "")
+    .toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) {
+    throw new ManifestError("x-image-digest", "must be sha256:<64 hex digits>");
+  }
+  return hex;
+}
+
+export interface WholeImageUpload {
+  imageId: string;
+  version: number;
+  body: AsyncIterable<Uint8Array>;
+  format?: ImageFormat;
+  /** Bare hex sha256 the client declared; the image must match it. */
+  expectedDigest?: string;
+}
+
+export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpload): Promise<VersionRecord> {
+  const spoolDir = join(store.dataDir, "uploads");
+  await mkdir(spoolDir, { recursive: true });
+  const spool = join(spoolDir, `${upload.imageId}-${upload.version}-${randomUUID()}.part`);
+  try {
+    const file = await open(spool, "w");
+    try {
+      for await (const piece of upload.body) await file.write(piece);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOSPC") {
+        throw new StoreError("DISK_FULL", "no space left to receive the image", { cause: error });
+      }
+      throw error;
+    } finally {
+      await file.close();
+    }
+    const manifest = await chunkFile(spool);
+    if (upload.expectedDigest && manifest.digest !== upload.expectedDigest) {
+      throw new StoreError(
+        "IMAGE_DIGEST_MISMATCH",
+        `the image received has sha256 ${manifest.digest}, not ${upload.expectedDigest} (x-image-digest); nothing was kept`,
+      );
+    }
+    await store.beginVersion(upload.imageId, upload.version, manifest, {
+      ...(upload.format ? { format: upload.format } : {}),
+    });
+    const missing = new Set(store.missingChunks(upload.imageId, upload.version));
+    const reader = await open(spool, "r");
+    try {
+      let offset = 0;
+      for (const chunk of manifest.chunks) {
+        if (missing.delete(chunk.digest)) {
+          const data = Buffer.allocUnsafe(chunk.length);
+          await reader.read(data, 0, chunk.length, offset);
+          await store.chunks.put(chunk.digest, data);
+        }
+        offset += chunk.length;
+      }
+    } finally {
+      await reader.close();
+      await store.chunks.flush();
+    }
+    return await store.completeVersion(upload.imageId, upload.version);
+  } finally {
+    await rm(spool, { force: true });
+  }
+}
