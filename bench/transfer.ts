@@ -17,7 +17,7 @@ import { createReadStream } from "node:fs";
 import { copyFile, cp, mkdir, open, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { parseArgs, promisify } from "node:util";
@@ -227,6 +227,9 @@ async function rsyncUpdate(
 interface Pulled {
   seconds: number;
   wire: number;
+  /** As the target measured them: receiving chunks, then completing (fill, fsync, digest check). */
+  receiving: number;
+  completing: number;
 }
 
 async function pullVia(
@@ -238,7 +241,13 @@ async function pullVia(
   digest: string,
   size: number,
 ): Promise<Pulled> {
-  let answer: { wireBytes?: number; state?: string; detail?: string } = {};
+  let answer: {
+    wireBytes?: number;
+    state?: string;
+    detail?: string;
+    secondsTransferring?: number;
+    secondsCompleting?: number;
+  } = {};
   const seconds = await timed(async () => {
     const response = await fetch(`${manager.url}/_test/pull`, {
       method: "POST",
@@ -253,7 +262,12 @@ async function pullVia(
     answer = (await response.json()) as typeof answer;
   });
   if (answer.state !== "available") throw new Error(`pull failed: ${JSON.stringify(answer)}`);
-  return { seconds, wire: answer.wireBytes ?? Number.NaN };
+  return {
+    seconds,
+    wire: answer.wireBytes ?? Number.NaN,
+    receiving: answer.secondsTransferring ?? Number.NaN,
+    completing: answer.secondsCompleting ?? Number.NaN,
+  };
 }
 
 async function main(): Promise<void> {
@@ -262,6 +276,12 @@ async function main(): Promise<void> {
   const images = join(WORK, "images");
   await mkdir(images);
   console.log(`globalvm transfer benchmark: ${mib(SIZE)} images, ${RUNS} runs, medians; work dir ${WORK}`);
+  // The figures depend on what else the machine does: say how busy it was.
+  console.log(
+    `load average at start: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
   console.log(
     `chunking: FastCDC min ${DEFAULT_CHUNKING.minLength / 1024} KiB, average ${DEFAULT_CHUNKING.averageLength / 1024} KiB, max ${DEFAULT_CHUNKING.maxLength / 1024} KiB; SHA-256 per chunk and per image\n`,
   );
@@ -327,6 +347,7 @@ async function main(): Promise<void> {
       const curlTimes: number[] = [];
       const curlSyncTimes: number[] = [];
       const coldTimes: number[] = [];
+      const coldPhases: Array<[number, number]> = [];
       const targets: string[] = [];
       for (let r = 0; r <= RUNS; r++) {
         const dest = join(WORK, `curl-${r}.img`);
@@ -345,6 +366,7 @@ async function main(): Promise<void> {
         curlTimes.push(seconds);
         curlSyncTimes.push(seconds + syncSeconds);
         coldTimes.push(pulled.seconds);
+        coldPhases.push([pulled.receiving, pulled.completing]);
       }
       const cold = median(coldTimes);
       row(
@@ -360,6 +382,13 @@ async function main(): Promise<void> {
         "",
         `curl+fsync ${gbps(SIZE, median(curlSyncTimes))}`,
         `${(median(curlSyncTimes) / cold).toFixed(2)}x of curl+fsync`,
+      );
+      row(
+        kind,
+        "",
+        `receiving ${median(coldPhases.map((p) => p[0])).toFixed(2)} s`,
+        `completing ${median(coldPhases.map((p) => p[1])).toFixed(2)} s`,
+        "(fill, fsync, digest check)",
       );
 
       // 2 and 3. Deltas from v1, each run on a fresh copy of a target holding v1.
@@ -403,6 +432,13 @@ async function main(): Promise<void> {
             `rsync ${rsyncSeconds.toFixed(2)} s`,
             `${(seconds / rsyncSeconds).toFixed(2)}x rsync time`,
           );
+          row(
+            kind,
+            "",
+            `receiving ${median(ours.map((p) => p.receiving)).toFixed(2)} s`,
+            `completing ${median(ours.map((p) => p.completing)).toFixed(2)} s`,
+            "(fill, fsync, digest check)",
+          );
         }
       }
       for (const dataDir of targets) await rm(dataDir, { recursive: true });
@@ -414,6 +450,11 @@ async function main(): Promise<void> {
     rsyncd.child.kill();
     if (!values.keep) await rm(WORK, { recursive: true, force: true });
   }
+  console.log(
+    `load average at end: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}\n`,
+  );
   const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i] as number)).join("  "));
 }

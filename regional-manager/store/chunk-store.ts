@@ -12,6 +12,11 @@ import { asStoreError, StoreError } from "./errors.ts";
  * offset, length per chunk), fsyncs that, renames the pack and then the index. The index
  * rename is the commit point: on open, packs without an index and every .tmp are deleted,
  * so a crash loses at most the unsealed pack and never leaves a half chunk that looks whole.
+ *
+ * Chunks may also lie in image files (see partial-image.ts): a pulled chunk is written once,
+ * straight into the image of the version being pulled, and that image then stores it. The
+ * image store tells this store where such chunks are (`addImageLocation`) and takes them
+ * back before it deletes the image (`dropImageLocations`); packs never duplicate them.
  */
 
 const PACK_SEAL_BYTES = 32 << 20; // bounds what a crash can lose; larger packs fsync less often
@@ -38,6 +43,15 @@ interface OpenPack {
   staged: number;
   writeOffset: number; // where `staging` starts in the file
   failed: boolean; // a write failed: the pack is discarded, later tasks for it do nothing
+}
+
+/** A verified chunk inside an image file (pending or available) that the image store owns. */
+export interface ImageChunkLocation {
+  file: FileHandle;
+  offset: number;
+  length: number;
+  /** The image version whose file it is ("imageId@version"). */
+  owner: string;
 }
 
 export interface ChunkStoreOptions {
@@ -99,6 +113,8 @@ export class ChunkStore {
   readonly dir: string;
   private readonly sealBytes: number;
   private readonly index = new Map<string, ChunkLocation>();
+  /** Chunks held in image files and in no pack (the two maps never share a digest). */
+  private readonly inImages = new Map<string, ImageChunkLocation>();
   private readonly sealedPacks = new Map<number, FileHandle>();
   /** Packs being written or sealed: readable before they are sealed. */
   private readonly unsealedPacks = new Map<number, FileHandle>();
@@ -149,22 +165,60 @@ export class ChunkStore {
   }
 
   has(digest: string): boolean {
-    return this.index.has(digest);
+    return this.index.has(digest) || this.inImages.has(digest);
   }
 
   get chunkCount(): number {
-    return this.index.size;
+    return this.index.size + this.inImages.size;
   }
 
-  digests(): IterableIterator<string> {
-    return this.index.keys();
+  *digests(): IterableIterator<string> {
+    yield* this.index.keys();
+    yield* this.inImages.keys();
   }
 
   /** Bytes of chunk data, counting each stored chunk once. */
   storedBytes(): number {
     let total = 0;
     for (const location of this.index.values()) total += location.length;
+    for (const location of this.inImages.values()) total += location.length;
     return total;
+  }
+
+  /**
+   * Records that a chunk, verified against its digest, has been written into an image file.
+   * Ignored when the chunk is already stored (a pack or another image keeps it).
+   */
+  addImageLocation(digest: string, location: ImageChunkLocation): void {
+    if (!this.has(digest)) this.inImages.set(digest, location);
+  }
+
+  /** The chunks stored only in `owner`'s image file. */
+  digestsOnlyIn(owner: string): string[] {
+    const digests: string[] = [];
+    for (const [digest, location] of this.inImages) if (location.owner === owner) digests.push(digest);
+    return digests;
+  }
+
+  /** Forgets every chunk located in `owner`'s image file (about to be deleted or rewritten). */
+  dropImageLocations(owner: string): void {
+    for (const [digest, location] of this.inImages)
+      if (location.owner === owner) this.inImages.delete(digest);
+  }
+
+  /** Moves chunks out of an image file into packs (before that file is deleted). */
+  async moveToPacks(digests: readonly string[]): Promise<void> {
+    const batch = 1024;
+    for (let i = 0; i < digests.length; i += batch) {
+      const some = digests.slice(i, i + batch);
+      const copies: Buffer[] = [];
+      for await (const data of this.readMany(some)) copies.push(data);
+      for (const [j, digest] of some.entries()) {
+        this.inImages.delete(digest);
+        await this.put(digest, copies[j] as Buffer);
+      }
+    }
+    await this.flush();
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
@@ -224,9 +278,9 @@ export class ChunkStore {
     // Backpressure: a slow disk slows the sender down instead of filling memory.
     while (this.pendingBytes > MAX_PENDING_WRITE_BYTES) await this.queue;
     const bytes = PACK_RECORD_HEADER_BYTES + data.length;
-    if (this.index.has(digest)) return;
+    if (this.has(digest)) return;
     const pack = this.current ?? (await this.serialize(() => this.startPack()));
-    if (this.index.has(digest)) return;
+    if (this.has(digest)) return;
     if (pack.staged + bytes > pack.staging.length) this.writeStaged(pack);
     const location = { pack: pack.id, offset: pack.size, length: data.length };
     // Records are copied into one contiguous buffer: a writev of thousands of 16 KiB
@@ -362,12 +416,22 @@ export class ChunkStore {
 
   /** Yields the data of each chunk, in the order given (see `readRecords`). */
   async *readMany(digests: readonly string[]): AsyncGenerator<Buffer> {
-    for await (const run of this.readRecords(digests)) {
+    for await (const run of this.readRuns(digests)) {
+      if (run.lengths) {
+        // Chunk data read from an image: no record headers to skip.
+        let from = 0;
+        for (const length of run.lengths) {
+          yield run.buffer.subarray(from, from + length);
+          from += length;
+        }
+        continue;
+      }
+      const records = run.buffer;
       let at = 0;
-      while (at < run.length) {
-        const length = run.readUInt32BE(at + DIGEST_BYTES);
+      while (at < records.length) {
+        const length = records.readUInt32BE(at + DIGEST_BYTES);
         at += PACK_RECORD_HEADER_BYTES;
-        yield run.subarray(at, at + length);
+        yield records.subarray(at, at + length);
         at += length;
       }
     }
@@ -379,15 +443,76 @@ export class ChunkStore {
    * usually are) come from one read, and the next read is issued ahead.
    */
   async *readRecords(digests: readonly string[]): AsyncGenerator<Buffer> {
-    type Range = { pack: number; offset: number; length: number; first: string; count: number };
+    for await (const run of this.readRuns(digests)) {
+      if (!run.lengths || !run.digests) {
+        yield run.buffer;
+        continue;
+      }
+      const records = Buffer.allocUnsafe(run.buffer.length + run.lengths.length * PACK_RECORD_HEADER_BYTES);
+      let from = 0;
+      let at = 0;
+      for (const [i, length] of run.lengths.entries()) {
+        records.write(run.digests[i] as string, at, DIGEST_BYTES, "hex");
+        records.writeUInt32BE(length, at + DIGEST_BYTES);
+        at += PACK_RECORD_HEADER_BYTES;
+        run.buffer.copy(records, at, from, from + length);
+        at += length;
+        from += length;
+      }
+      yield records;
+    }
+  }
+
+  /**
+   * Reads the chunks in runs: from a pack, a buffer of whole records; from an image, a
+   * buffer of chunk data with the chunks' digests and lengths.
+   */
+  private async *readRuns(
+    digests: readonly string[],
+  ): AsyncGenerator<{ buffer: Buffer; digests?: string[]; lengths?: number[] }> {
+    // A range in an image file holds chunk data only (`length` bytes); records are built from it.
+    type Range = {
+      pack: number;
+      offset: number;
+      length: number;
+      first: string;
+      count: number;
+      image?: { file: FileHandle; digests: string[]; lengths: number[] };
+    };
     const ranges: Range[] = [];
     for (const digest of digests) {
       const location = this.index.get(digest);
-      if (!location) throw new StoreError("CHUNK_MISSING", `chunk ${digest} is not stored`);
+      if (!location) {
+        const inImage = this.inImages.get(digest);
+        if (!inImage) throw new StoreError("CHUNK_MISSING", `chunk ${digest} is not stored`);
+        const last = ranges.at(-1);
+        if (
+          last?.image &&
+          last.image.file === inImage.file &&
+          last.offset + last.length === inImage.offset &&
+          last.length + inImage.length <= READ_COALESCE_BYTES
+        ) {
+          last.length += inImage.length;
+          last.count++;
+          last.image.digests.push(digest);
+          last.image.lengths.push(inImage.length);
+        } else {
+          ranges.push({
+            pack: -1,
+            offset: inImage.offset,
+            length: inImage.length,
+            first: digest,
+            count: 1,
+            image: { file: inImage.file, digests: [digest], lengths: [inImage.length] },
+          });
+        }
+        continue;
+      }
       const bytes = PACK_RECORD_HEADER_BYTES + location.length;
       const last = ranges.at(-1);
       if (
         last &&
+        !last.image &&
         !this.unwritten.has(digest) &&
         !this.unwritten.has(last.first) &&
         last.pack === location.pack &&
@@ -405,16 +530,15 @@ export class ChunkStore {
       // A copy: the staging buffer it lies in is reused once written.
       if (held) return Buffer.from(held);
       const buffer = Buffer.allocUnsafe(range.length);
+      const file = range.image ? range.image.file : this.fileOf(range.pack);
       let done = 0;
       while (done < range.length) {
-        const { bytesRead } = await this.fileOf(range.pack).read(
-          buffer,
-          done,
-          range.length - done,
-          range.offset + done,
-        );
+        const { bytesRead } = await file.read(buffer, done, range.length - done, range.offset + done);
         if (bytesRead === 0)
-          throw new StoreError("CHUNK_MISSING", `pack ${range.pack} is shorter than its index`);
+          throw new StoreError(
+            "CHUNK_MISSING",
+            `${range.image ? "an image" : `pack ${range.pack}`} is shorter than its index`,
+          );
         done += bytesRead;
       }
       return buffer;
@@ -424,7 +548,8 @@ export class ChunkStore {
       const buffer = await (next as Promise<Buffer>);
       next = r + 1 < ranges.length ? readRange(ranges[r + 1] as Range) : undefined;
       next?.catch(() => {});
-      yield buffer;
+      const image = (ranges[r] as Range).image;
+      yield image ? { buffer, digests: image.digests, lengths: image.lengths } : { buffer };
     }
   }
 

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { writeImage } from "./assemble.ts";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import {
@@ -13,6 +12,7 @@ import {
   referencedDigests,
   validateManifest,
 } from "./manifest.ts";
+import { layoutOf, PartialImage, PartialImageWriter } from "./partial-image.ts";
 
 export type ImageFormat = "raw" | "qcow2" | "iso";
 export type VersionState = "pending" | "available";
@@ -81,6 +81,15 @@ function versionKey(imageId: string, version: number): string {
   return `${imageId}@${version}`;
 }
 
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 export interface ImageStoreOptions extends ChunkStoreOptions {}
 
 /**
@@ -91,7 +100,13 @@ export interface ImageStoreOptions extends ChunkStoreOptions {}
  *   chunks/pack-N.pack, pack-N.idx        chunk data and its index (see chunk-store.ts)
  *   versions/<imageId>/<version>.manifest  binary manifest
  *   versions/<imageId>/<version>.json      VersionRecord
+ *   versions/<imageId>/<version>.partial   image of a pending version, being written in place
  *   images/<localId>.img                   assembled image, sparse, read-only by convention
+ *
+ * Chunks uploaded by clients go to packs. Chunks pulled from a peer are written once,
+ * straight into the partial image (see partial-image.ts), which is renamed into images/
+ * when the version completes; an image then stores the chunks that no pack holds, and they
+ * move to packs before the image is deleted if another version still needs them.
  */
 export class ImageStore {
   readonly dataDir: string;
@@ -100,6 +115,10 @@ export class ImageStore {
   private readonly manifests = new Map<string, Manifest>();
   private readonly byLocalId = new Map<string, VersionRecord>();
   private readonly completing = new Map<string, Promise<VersionRecord>>();
+  /** Partial images of pending versions, opened on first use. */
+  private readonly partials = new Map<string, Promise<PartialImage>>();
+  /** Open image files of available versions (they store chunks; see `addImageLocation`). */
+  private readonly imageFiles = new Map<string, FileHandle>();
   private collecting: Promise<unknown> | undefined;
 
   private constructor(dataDir: string, chunks: ChunkStore) {
@@ -133,6 +152,95 @@ export class ImageStore {
         this.remember(record, manifest);
       }
     }
+    // Available images store the chunks no pack holds (pulled ones).
+    for (const record of this.versions.values()) {
+      if (record.state !== "available" || !record.localId) continue;
+      const key = versionKey(record.imageId, record.version);
+      const file = await open(join(this.dataDir, "images", `${record.localId}.img`), "r");
+      this.imageFiles.set(key, file);
+      this.addImageLocations(key, file, this.manifests.get(key) as Manifest);
+    }
+    // Then the partial images of pending versions, checked chunk by chunk (see partial-image.ts).
+    for (const imageId of await readdir(join(this.dataDir, "versions"))) {
+      if (!isImageId(imageId)) continue;
+      const dir = join(this.dataDir, "versions", imageId);
+      for (const name of await readdir(dir)) {
+        if (!name.endsWith(".partial")) continue;
+        const version = Number(name.slice(0, -".partial".length));
+        const record = this.getVersion(imageId, version);
+        if (record?.state === "pending") await this.partialImage(imageId, version);
+        else await rm(join(dir, name), { force: true });
+      }
+    }
+  }
+
+  private addImageLocations(owner: string, file: FileHandle, manifest: Manifest): void {
+    const { offsets } = layoutOf(manifest);
+    for (const [i, chunk] of manifest.chunks.entries()) {
+      if (chunk.zero) continue;
+      this.chunks.addImageLocation(chunk.digest, {
+        file,
+        offset: offsets[i] as number,
+        length: chunk.length,
+        owner,
+      });
+    }
+  }
+
+  private partialPath(imageId: string, version: number): string {
+    return join(this.dataDir, "versions", imageId, `${version}.partial`);
+  }
+
+  /** The partial image of a pending version (opened, or created, on first use). */
+  private partialImage(imageId: string, version: number): Promise<PartialImage> {
+    const key = versionKey(imageId, version);
+    let partial = this.partials.get(key);
+    if (!partial) {
+      const manifest = this.getManifest(imageId, version);
+      if (!manifest || this.getVersion(imageId, version)?.state !== "pending") {
+        return Promise.reject(
+          new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not pending here`),
+        );
+      }
+      partial = PartialImage.open(this.partialPath(imageId, version), manifest, key, this.chunks);
+      const opening = partial;
+      opening.catch(() => {
+        if (this.partials.get(key) === opening) this.partials.delete(key);
+      });
+      this.partials.set(key, partial);
+    }
+    return partial;
+  }
+
+  /**
+   * A writer for chunks of a pending version received from a peer: each is verified and
+   * written once, in place, into the version's image (one writer per request).
+   */
+  async receiver(imageId: string, version: number): Promise<PartialImageWriter> {
+    await this.collecting;
+    return new PartialImageWriter(await this.partialImage(imageId, version));
+  }
+
+  /**
+   * Deletes the partial image of a version, if any. Its chunks that another version needs
+   * move to packs first (the partial may be where the store found them); the rest are forgotten.
+   */
+  private async discardPartial(imageId: string, version: number): Promise<void> {
+    const key = versionKey(imageId, version);
+    const partial = this.partials.get(key);
+    if (partial) await this.keepChunksOf(key);
+    this.partials.delete(key);
+    if (partial) await (await partial.catch(() => undefined))?.discard();
+    else await rm(this.partialPath(imageId, version), { force: true });
+  }
+
+  /** Moves the chunks stored only in `owner`'s image that another version references into packs. */
+  private async keepChunksOf(owner: string): Promise<void> {
+    const referenced = new Set<string>();
+    for (const [key, manifest] of this.manifests) if (key !== owner) referencedDigests(manifest, referenced);
+    const needed = this.chunks.digestsOnlyIn(owner).filter((digest) => referenced.has(digest));
+    await this.chunks.moveToPacks(needed);
+    this.chunks.dropImageLocations(owner);
   }
 
   private remember(record: VersionRecord, manifest: Manifest): void {
@@ -194,6 +302,8 @@ export class ImageStore {
         );
       }
     }
+    // A partial image laid out for another manifest is of no use.
+    if (existing) await this.discardPartial(imageId, version);
     const record: VersionRecord = {
       imageId,
       version,
@@ -250,37 +360,35 @@ export class ImageStore {
       );
     }
     await this.chunks.flush();
-    const localId = `img-${randomBytes(8).toString("hex")}`;
-    const path = join(this.dataDir, "images", `${localId}.img`);
-    const temporary = `${path}.tmp`;
+    const key = versionKey(imageId, version);
+    const partial = await this.partialImage(imageId, version);
     let digest: string;
     try {
-      const file = await open(temporary, "w");
-      try {
-        await file.truncate(manifest.size);
-        digest = await writeImage(this.chunks, manifest, file);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
+      digest = await partial.complete();
     } catch (error) {
-      await rm(temporary, { force: true });
       throw asStoreError(error, `image ${imageId} version ${version}`);
     }
     if (digest !== manifest.digest) {
-      await rm(temporary, { force: true });
+      // Every chunk in it matched its digest, so the manifest itself is wrong: start over.
+      await this.discardPartial(imageId, version);
       throw new StoreError(
         "IMAGE_DIGEST_MISMATCH",
         `assembled image ${imageId} version ${version} has digest ${digest}, expected ${manifest.digest}`,
       );
     }
-    await rename(temporary, path);
+    const localId = `img-${randomBytes(8).toString("hex")}`;
+    const path = join(this.dataDir, "images", `${localId}.img`);
+    await rename(partial.path, path);
+    await syncDirectory(join(this.dataDir, "images"));
     const available: VersionRecord = { ...record, state: "available", localId };
     await writeFileAtomically(
       join(this.dataDir, "versions", imageId, `${version}.json`),
       JSON.stringify(available),
     );
     this.remember(available, manifest);
+    this.partials.delete(key);
+    await partial.release();
+    this.imageFiles.set(key, partial.file);
     return available;
   }
 
@@ -290,6 +398,12 @@ export class ImageStore {
     const key = versionKey(imageId, version);
     const record = this.versions.get(key);
     if (!record) return;
+    await this.completing.get(key)?.catch(() => {});
+    // Chunks that only this version's image holds and another version needs move to packs.
+    await this.keepChunksOf(key);
+    await this.discardPartial(imageId, version);
+    await this.imageFiles.get(key)?.close();
+    this.imageFiles.delete(key);
     const dir = join(this.dataDir, "versions", imageId);
     await rm(join(dir, `${version}.json`), { force: true });
     await rm(join(dir, `${version}.manifest`), { force: true });
@@ -324,6 +438,10 @@ export class ImageStore {
   }
 
   async close(): Promise<void> {
+    for (const partial of this.partials.values()) await (await partial.catch(() => undefined))?.close();
+    this.partials.clear();
+    for (const file of this.imageFiles.values()) await file.close().catch(() => {});
+    this.imageFiles.clear();
     await this.chunks.close();
   }
 }

@@ -22,6 +22,9 @@ export interface PullProgress {
   bytesPerSecond: number;
   /** HTTP body bytes both ways (manifest, digest lists, chunk records), for comparisons. */
   wireBytes: number;
+  /** Set at the end: seconds receiving chunks, then completing (filling, fsync, digest check). */
+  secondsTransferring?: number;
+  secondsCompleting?: number;
 }
 
 export interface PullOptions {
@@ -114,7 +117,10 @@ export async function fetchChunks(
     signal,
   });
   const decoder = new ChunkRecordDecoder();
+  // Chunks go straight into the version's image, each verified first (see partial-image.ts).
+  const writer = await store.receiver(imageId, version);
   let next = 0;
+  let failure: unknown;
   try {
     for await (const piece of response) {
       events.onWire((piece as Buffer).length);
@@ -123,13 +129,19 @@ export async function fetchChunks(
           throw new PullError(`the source sent chunk ${record.digest} where ${digests[next]} was asked`);
         }
         next++;
-        // put() verifies the digest: a chunk corrupted in transit is rejected, never stored.
-        await store.chunks.put(record.digest, record.data, record.record);
+        // A chunk corrupted in transit is rejected here, never written.
+        await writer.receive(record.digest, record.data);
         events.onChunk(record.data.length);
       }
     }
+  } catch (error) {
+    failure = error;
+    throw error;
   } finally {
-    await store.chunks.flush();
+    // What was verified is kept even when the request fails: a retry will not ask for it.
+    await writer.flush().catch((error: unknown) => {
+      if (failure === undefined) throw error;
+    });
   }
   if (next !== digests.length || !decoder.atBoundary) {
     throw new PullError(`the source ended the stream after ${next} of ${digests.length} chunks`);
@@ -264,7 +276,10 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
         if (signal?.aborted || (error instanceof StoreError && error.code === "DISK_FULL")) throw error;
       }
     }
+    const transferred = performance.now();
     const record = await store.completeVersion(imageId, version);
+    progress.secondsTransferring = (transferred - started) / 1000;
+    progress.secondsCompleting = (performance.now() - transferred) / 1000;
     options.onProgress?.(progress);
     await reporter?.reportReplica({
       imageId,

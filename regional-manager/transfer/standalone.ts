@@ -57,20 +57,31 @@ app.post("/_test/pull", async (c) => {
   };
   try {
     let lastPrinted = 0;
+    let lastPrintedAt = 0;
     let wireBytes = 0;
+    let phases = {};
     const record = await pullImageVersion({
       store,
       ...body,
       onProgress: (progress) => {
         wireBytes = progress.wireBytes;
-        if (progress.bytesDone - lastPrinted >= 256 << 10 || progress.bytesDone === progress.bytesTotal) {
+        phases = {
+          secondsTransferring: progress.secondsTransferring,
+          secondsCompleting: progress.secondsCompleting,
+        };
+        // At most every 256 KiB and 50 ms: stdout is a pipe, written synchronously, and a
+        // line per 256 KiB cost ~10% of a fast pull.
+        const now = performance.now();
+        const due = progress.bytesDone - lastPrinted >= 256 << 10 && now - lastPrintedAt >= 50;
+        if (due || progress.bytesDone === progress.bytesTotal) {
           lastPrinted = progress.bytesDone;
+          lastPrintedAt = now;
           process.stdout.write(`progress ${progress.bytesDone} ${progress.bytesTotal}\n`);
         }
       },
     });
     process.stdout.write(`pulled ${body.imageId} ${body.version} wire ${wireBytes}\n`);
-    return c.json({ ...record, wireBytes });
+    return c.json({ ...record, wireBytes, ...phases });
   } catch (error) {
     return problemResponse(problemFromError(error));
   }

@@ -141,6 +141,35 @@ describe("peer transfer between managers", () => {
     await store2.close();
   });
 
+  it("serves a pulled replica, whose chunks live in its image, to the next manager", async () => {
+    reset();
+    const b = await target("relay-b");
+    expect((await pull(b, 1)).status).toBe(200);
+    await b.kill("SIGTERM");
+    // Restarted: the chunks are found again in the available image (no pack holds them).
+    const relay = await target("relay-b", join(dir.path, "relay-b"));
+    const c = await target("relay-c");
+    const response = await fetch(`${c.url}/_test/pull`, {
+      method: "POST",
+      body: JSON.stringify({
+        imageId: "img-p",
+        version: 1,
+        expectedDigest: digest,
+        expectedSize: image.length,
+        sources: [{ url: relay.url, token: await keys.token("img-p", 1, "dc-relay-b", "read") }],
+        batchBytes: 1 << 20,
+      }),
+    });
+    const answer = (await response.json()) as VersionRecord;
+    expect(response.status).toBe(200);
+    expect(answer.state).toBe("available");
+    await c.kill("SIGTERM");
+    await relay.kill("SIGTERM");
+    const store = await ImageStore.open(join(dir.path, "relay-c"));
+    expect((await readFile(store.imagePath(answer.localId as string))).equals(image)).toBe(true);
+    await store.close();
+  });
+
   it("rejects a wrong whole-image digest or size before transferring chunks", async () => {
     reset();
     const c = await target("wrong-digest");
@@ -210,7 +239,7 @@ describe("peer transfer between managers", () => {
     await c.waitForLine(/^progress ([3-9]\d{6}) /); // >= 3 MB stored
     await c.kill("SIGKILL");
     await pulling;
-    // Progress counts chunks received; only sealed ones survive the kill, and those must not move again.
+    // Progress counts chunks received; those whose bytes are intact after the kill must not move again.
     const stored = await verifyStore(dataDir);
     expect(stored).toBeGreaterThan(1 << 20);
 

@@ -1,0 +1,189 @@
+import { open, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
+import { sha256Hex } from "../../regional-manager/store/digest.ts";
+import { ImageStore } from "../../regional-manager/store/image-store.ts";
+import type { Manifest } from "../../regional-manager/store/manifest.ts";
+import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
+
+/** The data chunks of an image with their offsets, as a peer would send them. */
+function dataChunks(
+  manifest: Manifest,
+  data: Buffer,
+): Array<{ digest: string; offset: number; data: Buffer }> {
+  const out: Array<{ digest: string; offset: number; data: Buffer }> = [];
+  let at = 0;
+  for (const chunk of manifest.chunks) {
+    if (!chunk.zero)
+      out.push({ digest: chunk.digest, offset: at, data: data.subarray(at, at + chunk.length) });
+    at += chunk.length;
+  }
+  return out;
+}
+
+/** Receives chunks as a pull does: verified, written in place into the pending image. */
+async function receive(
+  store: ImageStore,
+  imageId: string,
+  version: number,
+  chunks: Array<{ digest: string; data: Buffer }>,
+): Promise<void> {
+  const writer = await store.receiver(imageId, version);
+  for (const chunk of chunks) await writer.receive(chunk.digest, chunk.data);
+  await writer.flush();
+}
+
+async function allChunksMatch(store: ImageStore): Promise<number> {
+  const digests = [...store.chunks.digests()];
+  let i = 0;
+  for await (const data of store.chunks.readMany(digests)) expect(sha256Hex(data)).toBe(digests[i++]);
+  return i;
+}
+
+describe("ImageStore receiving pulled chunks in place", () => {
+  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  beforeEach(async () => {
+    dir = await temporaryDir("partial-image");
+  });
+  afterEach(async () => {
+    await dir.remove();
+  });
+
+  async function image(name: string, data: Buffer): Promise<Manifest> {
+    await writeFile(join(dir.path, name), data);
+    return chunkFile(join(dir.path, name));
+  }
+
+  it("writes each chunk once, into the image that becomes the version's, sparse, with no pack", async () => {
+    const data = seededBytes(6 << 20, 61);
+    data.fill(0, 2 << 20, 4 << 20);
+    const manifest = await image("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    await receive(store, "img-a", 1, dataChunks(manifest, data));
+    expect(store.missingChunks("img-a", 1)).toEqual([]);
+    const record = await store.completeVersion("img-a", 1);
+    expect(record).toMatchObject({ state: "available", digest: sha256Hex(data) });
+    const path = store.imagePath(record.localId as string);
+    expect((await readFile(path)).equals(data)).toBe(true);
+    expect((await stat(path)).blocks * 512).toBeLessThan(data.length - (1 << 20));
+    // Stored once: no pack holds the pulled chunks, the image does.
+    expect((await readdir(join(dir.path, "store", "chunks"))).filter((n) => n.endsWith(".pack"))).toEqual([]);
+    expect(await readdir(join(dir.path, "store", "versions", "img-a"))).not.toContain("1.partial");
+    await store.close();
+
+    // After a restart the image still serves its chunks, byte-exact.
+    const reopened = await ImageStore.open(join(dir.path, "store"));
+    expect(reopened.missingChunks("img-a", 1)).toEqual([]);
+    expect(await allChunksMatch(reopened)).toBe(
+      new Set(dataChunks(manifest, data).map((c) => c.digest)).size,
+    );
+    await reopened.close();
+  });
+
+  it("rejects a corrupt chunk, writing nothing of it", async () => {
+    const data = seededBytes(1 << 20, 62);
+    const manifest = await image("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    const [first] = dataChunks(manifest, data);
+    const corrupt = Buffer.from(first?.data as Buffer);
+    corrupt[10] = (corrupt[10] as number) ^ 1;
+    const writer = await store.receiver("img-a", 1);
+    await expect(writer.receive(first?.digest as string, corrupt)).rejects.toMatchObject({
+      code: "CHUNK_DIGEST_MISMATCH",
+    });
+    await expect(
+      writer.receive(sha256Hex(Buffer.from("stranger")), Buffer.from("stranger")),
+    ).rejects.toMatchObject({
+      code: "CHUNK_NOT_REFERENCED",
+    });
+    await writer.flush();
+    expect(store.chunks.has(first?.digest as string)).toBe(false);
+    await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({ code: "VERSION_INCOMPLETE" });
+    await store.close();
+  });
+
+  it("after a crash keeps exactly the chunks whose bytes match, and refetches a torn one", async () => {
+    const data = seededBytes(4 << 20, 63);
+    const manifest = await image("v1.raw", data);
+    const chunks = dataChunks(manifest, data);
+    const half = chunks.slice(0, chunks.length >> 1);
+    const crashed = await ImageStore.open(join(dir.path, "store"));
+    await crashed.beginVersion("img-a", 1, manifest);
+    await receive(crashed, "img-a", 1, half);
+    // No close: the process "dies" here. A torn write leaves one chunk's bytes half new.
+    const torn = half[3] as { digest: string; offset: number; data: Buffer };
+    const partial = await open(join(dir.path, "store", "versions", "img-a", "1.partial"), "r+");
+    await partial.write(Buffer.alloc(100, 0xee), 0, 100, torn.offset + 50);
+    await partial.close();
+
+    const store = await ImageStore.open(join(dir.path, "store"));
+    const missing = new Set(store.missingChunks("img-a", 1));
+    expect(missing.has(torn.digest)).toBe(true);
+    for (const chunk of half) if (chunk !== torn) expect(missing.has(chunk.digest)).toBe(false);
+    expect(missing.size).toBe(chunks.length - half.length + 1);
+    expect(await allChunksMatch(store)).toBe(half.length - 1);
+    await receive(
+      store,
+      "img-a",
+      1,
+      chunks.filter((c) => missing.has(c.digest)),
+    );
+    const record = await store.completeVersion("img-a", 1);
+    expect((await readFile(store.imagePath(record.localId as string))).equals(data)).toBe(true);
+    await store.close();
+    await crashed.close();
+  });
+
+  it("never makes available a version whose image does not match the declared digest", async () => {
+    const data = seededBytes(1 << 20, 64);
+    const manifest = await image("v1.raw", data);
+    const lying = { ...manifest, digest: sha256Hex(Buffer.from("another image")) };
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, lying);
+    await receive(store, "img-a", 1, dataChunks(manifest, data));
+    await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({ code: "IMAGE_DIGEST_MISMATCH" });
+    expect(store.getVersion("img-a", 1)?.state).toBe("pending");
+    expect(await readdir(join(dir.path, "store", "images"))).toEqual([]);
+    await store.close();
+  });
+
+  it("keeps chunks another version needs when a pulled image is deleted, and collects the rest", async () => {
+    const v1 = seededBytes(2 << 20, 65);
+    const v2 = Buffer.from(v1);
+    seededBytes(64 << 10, 66).copy(v2, 1 << 20);
+    const m1 = await image("v1.raw", v1);
+    const m2 = await image("v2.raw", v2);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, m1);
+    await receive(store, "img-a", 1, dataChunks(m1, v1));
+    await store.completeVersion("img-a", 1);
+    await store.beginVersion("img-a", 2, m2);
+    const added = new Set(store.missingChunks("img-a", 2));
+    expect(added.size).toBeGreaterThan(0);
+    expect(added.size).toBeLessThan(20); // 64 KiB changed, 8 KiB chunks on average
+    await receive(
+      store,
+      "img-a",
+      2,
+      dataChunks(m2, v2).filter((c) => added.has(c.digest)),
+    );
+
+    // Version 1's image holds the chunks version 2 shares: deleting it must not lose them.
+    await store.deleteVersion("img-a", 1);
+    const collected = await store.collectGarbage();
+    expect(collected.chunksRemoved).toBe(0);
+    expect(store.missingChunks("img-a", 2)).toEqual([]);
+    const only1 = m1.chunks.filter((c) => !m2.chunks.some((d) => d.digest === c.digest));
+    for (const chunk of only1) expect(store.chunks.has(chunk.digest)).toBe(false);
+    const record = await store.completeVersion("img-a", 2);
+    expect((await readFile(store.imagePath(record.localId as string))).equals(v2)).toBe(true);
+    await store.close();
+
+    const reopened = await ImageStore.open(join(dir.path, "store"));
+    expect(await allChunksMatch(reopened)).toBe(new Set(m2.chunks.map((c) => c.digest)).size);
+    await reopened.close();
+  });
+});
