@@ -53,11 +53,13 @@ async function call(
     parsed = undefined;
   }
   if (!response.ok) {
-    throw new ManagerCallError(
-      response.status,
-      parsed?.code,
-      `manager of ${target.datacenter}: ${method} ${path}: ${response.status} ${parsed?.detail ?? text.slice(0, 200)}`,
-    );
+    const message = `manager of ${target.datacenter}: ${method} ${path}: ${response.status} ${parsed?.detail ?? text.slice(0, 200)}`;
+    // The manager refused the request itself (a bad spec or path): asking again cannot help.
+    // Capacity (422) and conflicts (409) may clear, so those are retried.
+    if (response.status === 400) {
+      throw new PermanentError(parsed?.code ?? "manager_refused", message);
+    }
+    throw new ManagerCallError(response.status, parsed?.code, message);
   }
   return parsed;
 }

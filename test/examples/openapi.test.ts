@@ -1,13 +1,15 @@
 // examples/openapi as its README runs it, against a real stack (control plane and two
 // regional managers as processes, real guests): the curl flow, the type generation from the
 // live /openapi.json (which must reproduce the committed file), and the generated client.
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGuestImage, REPO_ROOT } from "../compute/support.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 
+const execFileAsync = promisify(execFile);
 const EXAMPLE = join(REPO_ROOT, "examples/openapi");
 const GENERATED = join(EXAMPLE, "globalvm-api.d.ts");
 let stack: Stack;
@@ -21,19 +23,22 @@ function readmeCommands(): string[] {
   return lines.slice(1);
 }
 
-function run(command: string): string {
-  return execFileSync("bash", ["-euo", "pipefail", "-c", command], {
+// Asynchronous: a synchronous child would stall this process's event loop, and its pooled
+// connections to the control plane would go stale unnoticed.
+async function run(command: string): Promise<string> {
+  const { stdout } = await execFileAsync("bash", ["-euo", "pipefail", "-c", command], {
     cwd: REPO_ROOT,
     env: { ...process.env, GLOBALVM_ENDPOINT: stack.controlPlane, GLOBALVM_TOKEN: stack.projectToken },
     encoding: "utf8",
     timeout: 600_000,
     maxBuffer: 64 << 20,
   });
+  return stdout;
 }
 
 beforeAll(async () => {
   ensureGuestImage();
-  stack = await startStack({ name: "openapi-example", regions: ["eu-west", "us-east"] });
+  stack = await startStack({ name: "oapi", regions: ["eu-west", "us-east"] });
 }, 180_000);
 
 afterAll(() => stack?.stop(), 120_000);
@@ -44,7 +49,7 @@ describe("examples/openapi", () => {
     expect(curlFlow).toBe("examples/openapi/quickstart.sh");
 
     // The curl flow prints the group, its instances and the image's replicas as JSON lines.
-    const curlLines = run(curlFlow)
+    const curlLines = (await run(curlFlow))
       .trim()
       .split("\n")
       .map((line) => JSON.parse(line));
@@ -62,13 +67,13 @@ describe("examples/openapi", () => {
 
     // Types generated from the live document reproduce the committed file.
     const committed = readFileSync(GENERATED, "utf8");
-    run(generate);
+    await run(generate);
     expect(
       readFileSync(GENERATED, "utf8") === committed,
       `${GENERATED} is stale: run the README's command`,
     ).toBe(true);
 
-    const summary = JSON.parse(run(clientFlow).trim());
+    const summary = JSON.parse((await run(clientFlow)).trim());
     expect(summary.instances.map((i: any) => [i.datacenter, i.state])).toEqual([
       ["us-east-a", "ready"],
       ["us-east-a", "ready"],
@@ -76,7 +81,9 @@ describe("examples/openapi", () => {
     expect(summary.replicas.map((r: any) => r.state)).toEqual(["available", "available"]);
 
     // Both flows cleaned up after themselves.
-    const groups = await stack.call("GET", "/v1/vm-groups", stack.projectToken);
+    const groups = await stack.call("GET", "/v1/vm-groups", stack.projectToken).catch((error) => {
+      throw new Error(`the control plane did not answer (${error}):\n${stack.logs()}`);
+    });
     expect(groups.body.items).toEqual([]);
     const images = await stack.call("GET", "/v1/images", stack.projectToken);
     expect(images.body.items).toEqual([]);

@@ -3,14 +3,16 @@
 // the data dir and port moved aside so the run cannot meet another stack on this machine.
 // Every other command it names is checked against what exists: npm scripts, globalvm
 // commands (each answers --help), files it links to, and the test command CI runs.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../cli/run-cli.ts";
 import { killRecordedVms, REPO_ROOT } from "../compute/support.ts";
 
+const execFileAsync = promisify(execFile);
 const README = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
 
 interface Block {
@@ -136,13 +138,18 @@ describe("README quickstart, run as written", () => {
     });
 
     // The second terminal: one shell, so `eval` and `cd` carry over from block to block.
-    const second = execFileSync("bash", ["-euo", "pipefail", "-c", `${apply.code}\n${look.code}`], {
-      cwd: REPO_ROOT,
-      env,
-      encoding: "utf8",
-      timeout: 900_000,
-      maxBuffer: 64 << 20,
-    });
+    // Asynchronous, so the first terminal's output keeps being read meanwhile.
+    const { stdout: second } = await execFileAsync(
+      "bash",
+      ["-euo", "pipefail", "-c", `${apply.code}\n${look.code}`],
+      {
+        cwd: REPO_ROOT,
+        env,
+        encoding: "utf8",
+        timeout: 900_000,
+        maxBuffer: 64 << 20,
+      },
+    );
     expect(second).toContain("Apply complete! Resources: 2 added");
     // vm-group show web: two instances, both ready, in us-east.
     const groupLines = second
