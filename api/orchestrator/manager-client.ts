@@ -27,6 +27,11 @@ export class ManagerCallError extends Error {
   }
 }
 
+/** A manager's 400: the request itself was wrong, so the operation ends instead of retrying. */
+export class ManagerRefusedError extends PermanentError {
+  readonly status = 400;
+}
+
 async function call(
   target: ManagerTarget,
   instanceId: string,
@@ -57,7 +62,7 @@ async function call(
     // The manager refused the request itself (a bad spec or path): asking again cannot help.
     // Capacity (422) and conflicts (409) may clear, so those are retried.
     if (response.status === 400) {
-      throw new PermanentError(parsed?.code ?? "manager_refused", message);
+      throw new ManagerRefusedError(parsed?.code ?? "manager_refused", message);
     }
     throw new ManagerCallError(response.status, parsed?.code, message);
   }
