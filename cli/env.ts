@@ -6,6 +6,11 @@ import { type Command, CommandFailure, EXIT_OK, parseCommandLine } from "./comma
 import { REPO_ROOT } from "./prerequisites.ts";
 
 export const ENV_FILE = "env.sh";
+
+/** The data dir of `up` and `env`: --data-dir, else $GLOBALVM_DATA_DIR, else .globalvm/up here. */
+export function upDataDir(given: string | undefined, env: NodeJS.ProcessEnv): string {
+  return resolve(given ?? env.GLOBALVM_DATA_DIR ?? ".globalvm/up");
+}
 /** Where `npm run provider:install` writes terraform's CLI configuration by default. */
 export const TERRAFORM_CLI_CONFIG = join(REPO_ROOT, ".globalvm/terraform/terraform.rc");
 
@@ -49,7 +54,7 @@ export const envCommand: Command = {
   usage: USAGE,
   async run(args) {
     const { values } = parseCommandLine(args, { "data-dir": { type: "string" } }, USAGE);
-    const dataDir = resolve(values["data-dir"] ?? process.env.GLOBALVM_DATA_DIR ?? ".globalvm/up");
+    const dataDir = upDataDir(values["data-dir"], process.env);
     const path = join(dataDir, ENV_FILE);
     if (!existsSync(path)) {
       throw new CommandFailure(

@@ -14,7 +14,7 @@ import { type ApiClient, createApiClient } from "../provider/client/client.ts";
 import type { RunningRegionalManager } from "../regional-manager/service.ts";
 import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError } from "./command.ts";
 import { callApi, expectAnswer, listAll } from "./connection.ts";
-import { ENV_FILE, writeEnvFile } from "./env.ts";
+import { ENV_FILE, upDataDir, writeEnvFile } from "./env.ts";
 import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
 import { closeOnSignal } from "./serve.ts";
 import { readUpSecrets, SECRETS_FILE, type UpSecrets, writeUpSecrets } from "./up-secrets.ts";
@@ -85,7 +85,7 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
   return {
     regions,
     port: parsePort(values.port ?? env.PORT, 8080, USAGE),
-    dataDir: resolve(values["data-dir"] ?? env.GLOBALVM_DATA_DIR ?? ".globalvm/up"),
+    dataDir: upDataDir(values["data-dir"], env),
     json: values.json,
   };
 }
@@ -327,7 +327,7 @@ ${ready.datacenters.map((dc) => `  region ${dc.region.padEnd(10)} datacenter ${d
   project token  ${ready.token}
 
 Next, in another terminal (${ENV_FILE} in the data dir holds these lines):
-  eval "$(npx globalvm env${ready.data_dir === resolve(process.env.GLOBALVM_DATA_DIR ?? ".globalvm/up") ? "" : ` --data-dir ${ready.data_dir}`})"   # GLOBALVM_ENDPOINT, GLOBALVM_TOKEN, TF_CLI_CONFIG_FILE
+  eval "$(npx globalvm env${ready.data_dir === upDataDir(undefined, process.env) ? "" : ` --data-dir ${ready.data_dir}`})"   # GLOBALVM_ENDPOINT, GLOBALVM_TOKEN, TF_CLI_CONFIG_FILE
   cd examples/terraform/quickstart
   terraform init && terraform apply
 

@@ -15,7 +15,7 @@ import {
 import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
 import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
 import { problem, problemFromError, problemResponse } from "./problems.ts";
-import type { ReplicaReporter } from "./reporter.ts";
+import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
 
 /** Manifests are read whole; 128 MiB holds ~3.7M chunks, a ~57 GiB image at 16 KiB chunks. */
@@ -167,6 +167,11 @@ export const transferRoutes = {
   }),
 };
 
+/** An absent ?format= is fine (the store defaults it); a present one must name a format. */
+function isFormat(value: string | undefined): value is ImageFormat | undefined {
+  return value === undefined || value === "raw" || value === "qcow2" || value === "iso";
+}
+
 function bearer(c: Context): string | undefined {
   const header = c.req.header("authorization");
   return header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
@@ -246,8 +251,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
   app.put(
     "/v1/uploads/:imageId/versions/:version/manifest",
     handle("upload", async (c, imageId, version) => {
-      const format = c.req.query("format") as ImageFormat | undefined;
-      if (format !== undefined && !["raw", "qcow2", "iso"].includes(format)) {
+      const format = c.req.query("format");
+      if (!isFormat(format)) {
         return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
       }
       const manifest = decodeManifest(await readBody(c, MAX_MANIFEST_BYTES));
@@ -300,14 +305,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     "/v1/uploads/:imageId/versions/:version/commit",
     handle("upload", async (c, imageId, version) => {
       const record = await store.completeVersion(imageId, version);
-      await reporter?.reportReplica({
-        imageId,
-        version,
-        state: "available",
-        localId: record.localId,
-        digest: record.digest,
-        size: record.size,
-      });
+      await reporter?.reportReplica(availableReport(record));
       return c.json(record);
     }),
   );
@@ -315,8 +313,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
   app.put(
     "/v1/uploads/:imageId/versions/:version/image",
     handle("upload", async (c, imageId, version) => {
-      const format = c.req.query("format") as ImageFormat | undefined;
-      if (format !== undefined && !["raw", "qcow2", "iso"].includes(format)) {
+      const format = c.req.query("format");
+      if (!isFormat(format)) {
         return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
       }
       const body = requestBody(c);
@@ -331,14 +329,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
           ? { expectedDigest: parseImageDigestHeader(c.req.header("x-image-digest")) }
           : {}),
       });
-      await reporter?.reportReplica({
-        imageId,
-        version,
-        state: "available",
-        localId: record.localId,
-        digest: record.digest,
-        size: record.size,
-      });
+      await reporter?.reportReplica(availableReport(record));
       return c.json(record);
     }),
   );

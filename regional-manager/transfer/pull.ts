@@ -5,7 +5,7 @@ import { decodeManifest, encodeDigestList, type Manifest, validateManifest } fro
 import { applyManifestDelta } from "../store/manifest-delta.ts";
 import { ChunkRecordDecoder } from "./chunk-records.ts";
 import { binaryRequest, readAll } from "./http-client.ts";
-import type { ReplicaReporter } from "./reporter.ts";
+import { availableReport, type ReplicaReporter } from "./reporter.ts";
 
 /** A manager holding the version, and a `read` token for it signed by the control plane. */
 export interface PullSource {
@@ -281,16 +281,9 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
     progress.secondsTransferring = (transferred - started) / 1000;
     progress.secondsCompleting = (performance.now() - transferred) / 1000;
     options.onProgress?.(progress);
-    await reporter?.reportReplica({
-      imageId,
-      version,
-      state: "available",
-      localId: record.localId,
-      digest: record.digest,
-      size: record.size,
-      bytesDone: progress.bytesDone,
-      bytesTotal: progress.bytesTotal,
-    });
+    await reporter?.reportReplica(
+      availableReport(record, { bytesDone: progress.bytesDone, bytesTotal: progress.bytesTotal }),
+    );
     return record;
   } catch (error) {
     await reporter

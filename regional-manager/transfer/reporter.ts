@@ -18,3 +18,19 @@ export interface ReplicaReport {
 export interface ReplicaReporter {
   reportReplica(report: ReplicaReport): Promise<void>;
 }
+
+/** The report of a version that just became available here. */
+export function availableReport(
+  record: { imageId: string; version: number; localId?: string | undefined; digest: string; size: number },
+  progress: { bytesDone?: number; bytesTotal?: number } = {},
+): ReplicaReport {
+  return {
+    imageId: record.imageId,
+    version: record.version,
+    state: "available",
+    localId: record.localId,
+    digest: record.digest,
+    size: record.size,
+    ...progress,
+  };
+}
