@@ -58,18 +58,37 @@ export function chunksSentAgain(
   return [...new Set(again)];
 }
 
-/** qemu processes of this stack, with the instance directory their overlay lives in. */
+function argvOf(pid: string): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return [];
+  }
+}
+
+function parentOf(pid: string): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name: state, then the parent's pid.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * qemu processes of this stack, with the instance directory their overlay lives in. QEMU forks
+ * once per guest connection to the metadata address (guestfwd runs the relay command), and until
+ * that fork execs the relay it carries QEMU's own command line: a child of a qemu is not a VM.
+ */
 export function qemuProcessesUnder(dir: string): { pid: number; instanceDir: string }[] {
   const found: { pid: number; instanceDir: string }[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-    } catch {
-      continue;
-    }
+    const argv = argvOf(entry);
     if (!argv[0]?.includes("qemu-system")) continue;
+    const parent = parentOf(entry);
+    if (parent && argvOf(parent)[0]?.includes("qemu-system")) continue;
     const drive = argv.find((a) => a.startsWith(`file=${dir}/`) && a.includes("/overlay.qcow2"));
     if (!drive) continue;
     const overlay = drive.slice("file=".length, drive.indexOf("/overlay.qcow2"));
