@@ -18,8 +18,29 @@ export interface BinaryRequest {
   signal?: AbortSignal | undefined;
 }
 
-/** Sends a request and resolves with the response once its status is 2xx; otherwise throws TransferHttpError. */
-export function binaryRequest(options: BinaryRequest): Promise<IncomingMessage> {
+/**
+ * Sends a request and resolves with the response once its status is 2xx; otherwise throws
+ * TransferHttpError. A pooled connection the server closed while it sat idle (its keep-alive
+ * timeout, 5 s in Node, racing our reuse) fails before any answer: the request is sent once
+ * more on a new connection. Every request here may be repeated (chunks are content-addressed,
+ * manifests and commits idempotent).
+ */
+export async function binaryRequest(options: BinaryRequest): Promise<IncomingMessage> {
+  // Each attempt takes another pooled connection, and several may have gone stale together.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await sendOnce(options);
+    } catch (error) {
+      if (!(error instanceof StaleConnectionError) || attempt >= MAX_STALE_RETRIES) throw error;
+    }
+  }
+}
+
+const MAX_STALE_RETRIES = 5;
+
+class StaleConnectionError extends Error {}
+
+function sendOnce(options: BinaryRequest): Promise<IncomingMessage> {
   const url = new URL(options.url);
   const secure = url.protocol === "https:";
   const send = secure ? httpsRequest : httpRequest;
@@ -43,7 +64,10 @@ export function binaryRequest(options: BinaryRequest): Promise<IncomingMessage> 
         readAll(response).then((body) => reject(problemError(status, body)), reject);
       },
     );
-    req.on("error", reject);
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      const stale = req.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE");
+      reject(stale ? new StaleConnectionError(error.message, { cause: error }) : error);
+    });
     req.end(options.body);
   });
 }
@@ -54,7 +78,7 @@ export async function readAll(response: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(pieces);
 }
 
-function problemError(status: number, body: Buffer): TransferHttpError {
+export function problemError(status: number, body: Buffer): TransferHttpError {
   const text = body.toString("utf8");
   try {
     const problem = JSON.parse(text) as { code?: string; detail?: string };
