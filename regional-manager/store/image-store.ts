@@ -202,7 +202,13 @@ export class ImageStore {
           new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not pending here`),
         );
       }
-      partial = PartialImage.open(this.partialPath(imageId, version), manifest, key, this.chunks);
+      partial = PartialImage.open(
+        this.partialPath(imageId, version),
+        manifest,
+        key,
+        this.chunks,
+        this.baseImageOf(imageId, version),
+      );
       const opening = partial;
       opening.catch(() => {
         if (this.partials.get(key) === opening) this.partials.delete(key);
@@ -210,6 +216,20 @@ export class ImageStore {
       this.partials.set(key, partial);
     }
     return partial;
+  }
+
+  /** The newest other available version of the image, whose file a new version starts from. */
+  private baseImageOf(imageId: string, version: number): { file: FileHandle; manifest: Manifest } | undefined {
+    let best: VersionRecord | undefined;
+    for (const record of this.versions.values()) {
+      if (record.imageId !== imageId || record.version === version || record.state !== "available") continue;
+      if (!best || record.version > best.version) best = record;
+    }
+    if (!best) return undefined;
+    const key = versionKey(imageId, best.version);
+    const file = this.imageFiles.get(key);
+    const manifest = this.manifests.get(key);
+    return file && manifest ? { file, manifest } : undefined;
   }
 
   /**

@@ -51,6 +51,35 @@ export function layoutOf(manifest: Manifest): ManifestLayout {
   return { offsets, positions };
 }
 
+/**
+ * The data positions of `manifest` whose chunk sits at the same offset, with the same digest, in
+ * `base` (another version of the image): after an update that overwrites blocks in place,
+ * nearly all of them. Both manifests are in offset order, so one walk finds them.
+ */
+export function sameOffsetPositions(manifest: Manifest, layout: ManifestLayout, base: Manifest): number[] {
+  const found: number[] = [];
+  let j = 0;
+  let baseOffset = 0;
+  for (const [p, chunk] of manifest.chunks.entries()) {
+    if (chunk.zero) continue;
+    const offset = layout.offsets[p] as number;
+    while (j < base.chunks.length && baseOffset < offset) {
+      baseOffset += (base.chunks[j] as { length: number }).length;
+      j++;
+    }
+    if (j === base.chunks.length) break;
+    const other = base.chunks[j] as { digest: string; length: number; zero?: boolean };
+    if (
+      baseOffset === offset &&
+      !other.zero &&
+      other.digest === chunk.digest &&
+      other.length === chunk.length
+    )
+      found.push(p);
+  }
+  return found;
+}
+
 /** Receives chunks for one request into runs of adjacent positions, written with one write each. */
 export class PartialImageWriter {
   private readonly image: PartialImage;
@@ -69,6 +98,15 @@ export class PartialImageWriter {
    * for one the version does not contain, and reports earlier write failures (DISK_FULL).
    */
   async receive(digest: string, data: Buffer): Promise<void> {
+    await this.image.admit();
+    this.accept(digest, data);
+  }
+
+  /**
+   * `receive` without waiting: verifies and stages the chunk at once, copying it, so `data` may
+   * be reused when this returns. The caller waits for `backpressure()` between reads.
+   */
+  accept(digest: string, data: Buffer): void {
     const positions = this.image.layout.positions.get(digest);
     if (!positions || this.image.manifest.chunks[positions[0] as number]?.length !== data.length) {
       throw new StoreError(
@@ -79,10 +117,14 @@ export class PartialImageWriter {
     if (sha256Hex(data) !== digest) {
       throw new StoreError("CHUNK_DIGEST_MISMATCH", `chunk ${digest} does not match its digest`);
     }
-    await this.image.admit();
     for (const position of positions) {
       if (!this.image.isWritten(position)) this.stage(position, data);
     }
+  }
+
+  /** A promise to wait for while too much is queued for writing (or a write failed), else undefined. */
+  backpressure(): Promise<void> | undefined {
+    return this.image.mustWait() ? this.image.admit() : undefined;
   }
 
   /** Copies a chunk to its position (data already verified: it comes from the store). */
@@ -171,6 +213,7 @@ export class PartialImage {
     manifest: Manifest,
     owner: string,
     chunks: ChunkStore,
+    base?: { file: FileHandle; manifest: Manifest },
   ): Promise<PartialImage> {
     let file: FileHandle;
     let existing = false;
@@ -193,7 +236,50 @@ export class PartialImage {
     const image = new PartialImage(path, manifest, owner, file, chunks, layoutOf(manifest));
     if (existing) await image.scan();
     image.advanceFrontier();
+    if (!existing && base) {
+      try {
+        await image.copyFromBase(base.file, sameOffsetPositions(manifest, image.layout, base.manifest));
+      } catch (error) {
+        await image.close();
+        throw error;
+      }
+    }
     return image;
+  }
+
+  /**
+   * Copies the given positions from the image of a base version, where they sit at the same
+   * offsets, in large sequential reads and writes: what an in-place update left unchanged is
+   * written before the first new chunk arrives, instead of chunk by chunk at completion. The
+   * base is an available (verified) version, and the whole-image digest is checked at the end.
+   */
+  private async copyFromBase(base: FileHandle, positions: readonly number[]): Promise<void> {
+    let i = 0;
+    while (i < positions.length) {
+      const first = positions[i] as number;
+      const start = this.layout.offsets[first] as number;
+      let end = i + 1;
+      while (
+        end < positions.length &&
+        positions[end] === (positions[end - 1] as number) + 1 &&
+        (this.layout.offsets[(positions[end] as number) + 1] as number) - start <= RUN_BYTES
+      ) {
+        end++;
+      }
+      const length = (this.layout.offsets[(positions[end - 1] as number) + 1] as number) - start;
+      await this.admit();
+      const buffer = this.takeBuffer(Math.max(RUN_BYTES, length));
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await base.read(buffer, done, length - done, start + done);
+        if (bytesRead === 0)
+          throw new StoreError("VERSION_INCOMPLETE", `the base image of ${this.owner} is short`);
+        done += bytesRead;
+      }
+      this.enqueueWrite(buffer, length, start, positions.slice(i, end), true);
+      i = end;
+    }
+    await this.drain();
   }
 
   isWritten(position: number): boolean {
@@ -252,6 +338,10 @@ export class PartialImage {
       }
       i = end;
     }
+  }
+
+  mustWait(): boolean {
+    return this.pendingBytes > MAX_PENDING_WRITE_BYTES || this.writeError !== undefined;
   }
 
   /** Waits while too many bytes are queued for writing; reports a write failure. */

@@ -5,6 +5,7 @@ import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
 import { sha256Hex } from "../../regional-manager/store/digest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
 import type { Manifest } from "../../regional-manager/store/manifest.ts";
+import { layoutOf, sameOffsetPositions } from "../../regional-manager/store/partial-image.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 
 /** The data chunks of an image with their offsets, as a peer would send them. */
@@ -55,6 +56,17 @@ describe("ImageStore receiving pulled chunks in place", () => {
     return chunkFile(join(dir.path, name));
   }
 
+  /** A store holding v1 (pulled, available), with the manifests of both versions. */
+  async function holdingFirstOf(v1: Buffer, v2: Buffer) {
+    const m1 = await image("v1.raw", v1);
+    const m2 = await image("v2.raw", v2);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, m1);
+    await receive(store, "img-a", 1, dataChunks(m1, v1));
+    await store.completeVersion("img-a", 1);
+    return { store, m1, m2 };
+  }
+
   it("writes each chunk once, into the image that becomes the version's, sparse, with no pack", async () => {
     const data = seededBytes(6 << 20, 61);
     data.fill(0, 2 << 20, 4 << 20);
@@ -80,6 +92,59 @@ describe("ImageStore receiving pulled chunks in place", () => {
       new Set(dataChunks(manifest, data).map((c) => c.digest)).size,
     );
     await reopened.close();
+  });
+
+  it("starts a version updated in place from its base: only the changed chunks are left to receive", async () => {
+    const v1 = seededBytes(8 << 20, 64);
+    v1.fill(0, 3 << 20, 4 << 20);
+    const v2 = Buffer.from(v1);
+    for (const at of [100_000, 2_500_000, 5_000_000, 7_900_000]) seededBytes(4096, at).copy(v2, at);
+    const { store, m1, m2 } = await holdingFirstOf(v1, v2);
+
+    await store.beginVersion("img-a", 2, m2);
+    const all = dataChunks(m2, v2);
+    const changed = all.filter((c) => !m1.chunks.some((k) => k.digest === c.digest));
+    expect(changed.length).toBeGreaterThan(0);
+    // Opening the receiver copies every chunk v1 holds at the same offset.
+    const writer = await store.receiver("img-a", 2);
+    await writer.flush();
+    const partial = await readFile(join(dir.path, "store", "versions", "img-a", "2.partial"));
+    const kept = all.filter((c) => !changed.includes(c));
+    for (const chunk of kept)
+      expect(partial.subarray(chunk.offset, chunk.offset + chunk.data.length).equals(chunk.data)).toBe(true);
+    for (const chunk of changed)
+      expect(partial.subarray(chunk.offset, chunk.offset + chunk.data.length).equals(chunk.data)).toBe(false);
+
+    await receive(store, "img-a", 2, changed);
+    const record = await store.completeVersion("img-a", 2);
+    const path = store.imagePath(record.localId as string);
+    expect((await readFile(path)).equals(v2)).toBe(true);
+    // The zero run stays a hole in the new version too.
+    expect((await stat(path)).blocks * 512).toBeLessThan(v2.length - (512 << 10));
+    await store.close();
+  });
+
+  it("finds the positions whose chunk sits at the same offset in the base", () => {
+    const chunk = (digest: string, length: number, zero = false) => ({
+      digest: digest.repeat(64),
+      length,
+      zero,
+    });
+    const base: Manifest = {
+      size: 40,
+      digest: "0".repeat(64),
+      chunks: [chunk("a", 10), chunk("b", 10), chunk("0", 10, true), chunk("d", 10)],
+    };
+    const next: Manifest = {
+      size: 45,
+      digest: "1".repeat(64),
+      // a: same offset; x: changed; zero: not data; d: same digest at the same offset; e: past the base.
+      chunks: [chunk("a", 10), chunk("x", 10), chunk("0", 10, true), chunk("d", 10), chunk("e", 5)],
+    };
+    expect(sameOffsetPositions(next, layoutOf(next), base)).toEqual([0, 3]);
+    // Shifted by an insertion: same digests, other offsets, nothing to copy.
+    const shifted: Manifest = { ...next, chunks: [chunk("i", 5), chunk("a", 10), chunk("b", 10)], size: 25 };
+    expect(sameOffsetPositions(shifted, layoutOf(shifted), base)).toEqual([]);
   });
 
   it("rejects a corrupt chunk, writing nothing of it", async () => {
@@ -154,12 +219,7 @@ describe("ImageStore receiving pulled chunks in place", () => {
     const v1 = seededBytes(2 << 20, 65);
     const v2 = Buffer.from(v1);
     seededBytes(64 << 10, 66).copy(v2, 1 << 20);
-    const m1 = await image("v1.raw", v1);
-    const m2 = await image("v2.raw", v2);
-    const store = await ImageStore.open(join(dir.path, "store"));
-    await store.beginVersion("img-a", 1, m1);
-    await receive(store, "img-a", 1, dataChunks(m1, v1));
-    await store.completeVersion("img-a", 1);
+    const { store, m1, m2 } = await holdingFirstOf(v1, v2);
     await store.beginVersion("img-a", 2, m2);
     const added = new Set(store.missingChunks("img-a", 2));
     expect(added.size).toBeGreaterThan(0);
