@@ -13,7 +13,7 @@ import {
   type Manifest,
 } from "../store/manifest.ts";
 import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
-import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
+import { ChunkRecordDecoder, ChunkRecordError, RECORD_HEADER_BYTES } from "./chunk-records.ts";
 import { problem, problemFromError, problemResponse } from "./problems.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
@@ -375,12 +375,20 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
       const digests = decodeDigestList(await readBody(c, MAX_MANIFEST_BYTES));
       const index = chunkIndex(manifest);
       // Only chunks of this version are served: a read token does not open the whole store.
+      let length = 0;
       for (const digest of digests) {
-        if (!index.has(digest))
+        const chunk = index.get(digest);
+        if (!chunk)
           throw new StoreError("CHUNK_NOT_REFERENCED", `chunk ${digest} is not part of this version`);
+        length += RECORD_HEADER_BYTES + chunk.length;
       }
+      // A known length: the body goes out unframed, and the puller knows when it has all of it.
       return new Response(chunkRecordStream(store, digests), {
-        headers: { "content-type": "application/octet-stream", "x-chunk-count": String(digests.length) },
+        headers: {
+          "content-type": "application/octet-stream",
+          "content-length": String(length),
+          "x-chunk-count": String(digests.length),
+        },
       });
     }),
   );

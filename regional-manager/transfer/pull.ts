@@ -3,7 +3,7 @@ import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { decodeManifest, encodeDigestList, type Manifest, validateManifest } from "../store/manifest.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
-import { ChunkRecordDecoder } from "./chunk-records.ts";
+import { streamChunkRecords } from "./chunk-stream.ts";
 import { binaryRequest, readAll } from "./http-client.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 
@@ -109,31 +109,28 @@ export async function fetchChunks(
 ): Promise<void> {
   const body = encodeDigestList(digests);
   events.onWire(body.length);
-  const response = await binaryRequest({
-    method: "POST",
-    url: versionUrl(source, imageId, version, "chunks"),
-    headers: { authorization: `Bearer ${source.token}` },
-    body,
-    signal,
-  });
-  const decoder = new ChunkRecordDecoder();
   // Chunks go straight into the version's image, each verified first (see partial-image.ts).
   const writer = await store.receiver(imageId, version);
   let next = 0;
   let failure: unknown;
+  let atBoundary = false;
   try {
-    for await (const piece of response) {
-      events.onWire((piece as Buffer).length);
-      for (const record of decoder.push(piece)) {
-        if (record.digest !== digests[next]) {
-          throw new PullError(`the source sent chunk ${record.digest} where ${digests[next]} was asked`);
-        }
-        next++;
-        // A chunk corrupted in transit is rejected here, never written.
-        await writer.receive(record.digest, record.data);
-        events.onChunk(record.data.length);
-      }
-    }
+    ({ atBoundary } = await streamChunkRecords(
+      { url: versionUrl(source, imageId, version, "chunks"), token: source.token, body, signal },
+      {
+        record(digest, data) {
+          if (digest !== digests[next]) {
+            throw new PullError(`the source sent chunk ${digest} where ${digests[next]} was asked`);
+          }
+          next++;
+          // A chunk corrupted in transit is rejected here, never written.
+          writer.accept(digest, data);
+          events.onChunk(data.length);
+        },
+        backpressure: () => writer.backpressure(),
+        wire: events.onWire,
+      },
+    ));
   } catch (error) {
     failure = error;
     throw error;
@@ -143,7 +140,7 @@ export async function fetchChunks(
       if (failure === undefined) throw error;
     });
   }
-  if (next !== digests.length || !decoder.atBoundary) {
+  if (next !== digests.length || !atBoundary) {
     throw new PullError(`the source ended the stream after ${next} of ${digests.length} chunks`);
   }
 }
