@@ -443,32 +443,17 @@ export class ChunkStore {
    * usually are) come from one read, and the next read is issued ahead.
    */
   async *readRecords(digests: readonly string[]): AsyncGenerator<Buffer> {
-    for await (const run of this.readRuns(digests)) {
-      if (!run.lengths || !run.digests) {
-        yield run.buffer;
-        continue;
-      }
-      const records = Buffer.allocUnsafe(run.buffer.length + run.lengths.length * PACK_RECORD_HEADER_BYTES);
-      let from = 0;
-      let at = 0;
-      for (const [i, length] of run.lengths.entries()) {
-        records.write(run.digests[i] as string, at, DIGEST_BYTES, "hex");
-        records.writeUInt32BE(length, at + DIGEST_BYTES);
-        at += PACK_RECORD_HEADER_BYTES;
-        run.buffer.copy(records, at, from, from + length);
-        at += length;
-        from += length;
-      }
-      yield records;
-    }
+    for await (const run of this.readRuns(digests, true)) yield run.buffer;
   }
 
   /**
    * Reads the chunks in runs: from a pack, a buffer of whole records; from an image, a
-   * buffer of chunk data with the chunks' digests and lengths.
+   * buffer of chunk data with the chunks' digests and lengths, or, `asRecords`, a buffer of
+   * records whose data the read put straight between their headers.
    */
   private async *readRuns(
     digests: readonly string[],
+    asRecords = false,
   ): AsyncGenerator<{ buffer: Buffer; digests?: string[]; lengths?: number[] }> {
     // A range in an image file holds chunk data only (`length` bytes); records are built from it.
     type Range = {
@@ -526,6 +511,7 @@ export class ChunkStore {
       }
     }
     const readRange = async (range: Range): Promise<Buffer> => {
+      if (range.image && asRecords) return readImageRecords(range.image.file, range.offset, range.image);
       const held = range.count === 1 ? this.unwritten.get(range.first) : undefined;
       // A copy: the staging buffer it lies in is reused once written.
       if (held) return Buffer.from(held);
@@ -549,7 +535,7 @@ export class ChunkStore {
       next = r + 1 < ranges.length ? readRange(ranges[r + 1] as Range) : undefined;
       next?.catch(() => {});
       const image = (ranges[r] as Range).image;
-      yield image ? { buffer, digests: image.digests, lengths: image.lengths } : { buffer };
+      yield image && !asRecords ? { buffer, digests: image.digests, lengths: image.lengths } : { buffer };
     }
   }
 
@@ -600,4 +586,49 @@ export class ChunkStore {
     for (const file of this.sealedPacks.values()) await file.close().catch(() => {});
     this.sealedPacks.clear();
   }
+}
+
+/** At most this many buffers per readv (Linux's IOV_MAX); libuv would read fewer anyway. */
+const MAX_READV_BUFFERS = 1024;
+
+/**
+ * Chunks adjacent in an image, as records: the headers are written first and one scattered
+ * read (readv) puts each chunk's data after its header, so the data is never copied again.
+ */
+async function readImageRecords(
+  file: FileHandle,
+  offset: number,
+  chunks: { digests: string[]; lengths: number[] },
+): Promise<Buffer> {
+  const dataBytes = chunks.lengths.reduce((sum, length) => sum + length, 0);
+  const records = Buffer.allocUnsafe(dataBytes + chunks.lengths.length * PACK_RECORD_HEADER_BYTES);
+  const views: Buffer[] = [];
+  let at = 0;
+  for (const [i, length] of chunks.lengths.entries()) {
+    records.write(chunks.digests[i] as string, at, DIGEST_BYTES, "hex");
+    records.writeUInt32BE(length, at + DIGEST_BYTES);
+    at += PACK_RECORD_HEADER_BYTES;
+    views.push(records.subarray(at, at + length));
+    at += length;
+  }
+  let position = offset;
+  let first = 0;
+  while (first < views.length) {
+    const { bytesRead } = await file.readv(views.slice(first, first + MAX_READV_BUFFERS), position);
+    if (bytesRead === 0) throw new StoreError("CHUNK_MISSING", "an image is shorter than its index");
+    position += bytesRead;
+    // A short read ends inside some buffer: go on from there.
+    let left = bytesRead;
+    while (left > 0) {
+      const view = views[first] as Buffer;
+      if (view.length <= left) {
+        left -= view.length;
+        first++;
+      } else {
+        views[first] = view.subarray(left);
+        left = 0;
+      }
+    }
+  }
+  return records;
 }

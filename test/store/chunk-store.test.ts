@@ -1,10 +1,11 @@
-import { readdir, stat, writeFile } from "node:fs/promises";
+import { open, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ChunkStore } from "../../regional-manager/store/chunk-store.ts";
 import { chunkLengths } from "../../regional-manager/store/chunking.ts";
 import { sha256Hex } from "../../regional-manager/store/digest.ts";
 import { StoreError } from "../../regional-manager/store/errors.ts";
+import { ChunkRecordDecoder } from "../../regional-manager/transfer/chunk-records.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 
 function chunksOf(data: Buffer): Array<[string, Buffer]> {
@@ -81,6 +82,33 @@ describe("ChunkStore", () => {
     const names = await readdir(dir.path);
     expect(names.some((n) => n.endsWith(".tmp") || n === "pack-00000090.pack")).toBe(false);
     await reopened.close();
+  });
+
+  it("serves chunks held in an image as records, however many a run holds", async () => {
+    // 3,000 adjacent 100-byte chunks: one run, more buffers than one readv takes.
+    const data = seededBytes(300_000, 7);
+    const path = join(dir.path, "image.img");
+    await writeFile(path, data);
+    const file = await open(path, "r");
+    const store = await ChunkStore.open(join(dir.path, "store"));
+    const digests: string[] = [];
+    for (let at = 0; at < data.length; at += 100) {
+      const digest = sha256Hex(data.subarray(at, at + 100));
+      digests.push(digest);
+      store.addImageLocation(digest, { file, offset: at, length: 100, owner: "img@1" });
+    }
+    const decoder = new ChunkRecordDecoder();
+    const got: Buffer[] = [];
+    for await (const run of store.readRecords(digests)) {
+      for (const record of decoder.push(run)) {
+        expect(record.digest).toBe(digests[got.length]);
+        got.push(Buffer.from(record.data));
+      }
+    }
+    expect(decoder.atBoundary).toBe(true);
+    expect(Buffer.concat(got).equals(data)).toBe(true);
+    await store.close();
+    await file.close();
   });
 
   it("serves chunks not yet written to disk", async () => {
