@@ -270,7 +270,9 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
       const manifest = store.getManifest(imageId, version);
       if (!manifest)
         throw new StoreError("VERSION_NOT_FOUND", `send the manifest of ${imageId} version ${version} first`);
-      const index = chunkIndex(manifest);
+      // Each chunk is verified and written once, in place, into the version's image, as a
+      // pulled one is (see partial-image.ts): not into a pack first and copied at the commit.
+      const writer = await store.receiver(imageId, version);
       const decoder = new ChunkRecordDecoder();
       let received = 0;
       let stored = 0;
@@ -279,23 +281,16 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
         if (body) {
           for await (const piece of body) {
             for (const record of decoder.push(piece)) {
-              const chunk = index.get(record.digest);
-              if (!chunk || chunk.length !== record.data.length) {
-                throw new StoreError(
-                  "CHUNK_NOT_REFERENCED",
-                  `chunk ${record.digest} of ${record.data.length} bytes is not in the manifest`,
-                );
-              }
               received++;
               if (!store.chunks.has(record.digest)) stored++;
-              await store.chunks.put(record.digest, record.data, record.record);
+              await writer.receive(record.digest, record.data);
             }
           }
         }
         if (!decoder.atBoundary) throw new ChunkRecordError("the chunk stream ends inside a record");
       } finally {
         // What was verified is kept even when the request fails: a retry will not resend it.
-        await store.chunks.flush();
+        await writer.flush();
       }
       return c.json({ received, stored });
     }),
