@@ -10,10 +10,13 @@
 // 2. BENCH_ORCHESTRATE_GROUPS (default 50) VM groups of size 1 created at once across the
 //    three regions (small guests, the image already in each region): the time until all ready.
 //
-// Environment: BENCH_ORCHESTRATE_GROUPS, BENCH_ORCHESTRATE_MEMORY_MB (default 96). Run it on
-// a quiet machine: every figure is wall time.
+// Part 1 runs BENCH_ORCHESTRATE_RUNS times (default 3), each with an image of its own (other
+// seeded bytes, so us-east lacks every one), and prints medians.
+//
+// Environment: BENCH_ORCHESTRATE_GROUPS, BENCH_ORCHESTRATE_MEMORY_MB (default 96),
+// BENCH_ORCHESTRATE_RUNS. Run it on a quiet machine: every figure is wall time.
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createComputeDriver } from "../regional-manager/compute/index.ts";
@@ -33,16 +36,25 @@ const IMAGE_BYTES = 64 << 20;
 const GROUPS = Number(process.env.BENCH_ORCHESTRATE_GROUPS ?? 50);
 const MEMORY_MB = Number(process.env.BENCH_ORCHESTRATE_MEMORY_MB ?? 96);
 const REGIONS = ["eu-west", "us-east", "ap-south"];
+const RUNS = Number(process.env.BENCH_ORCHESTRATE_RUNS ?? 3);
 const TIMEOUT_MS = 15 * 60_000;
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+};
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 /** The guest image padded with seeded random bytes to 64 MiB: QEMU never reads past the qcow2 data. */
-function benchImage(dir: string): { path: string; digest: string; size: number } {
+function benchImage(dir: string, seed: number): { path: string; digest: string; size: number } {
   const guest = readFileSync(ensureGuestImage());
   if (guest.length >= IMAGE_BYTES) throw new Error(`the guest image is already ${guest.length} bytes`);
-  const data = Buffer.concat([guest, seededBytes(IMAGE_BYTES - guest.length, 7)]);
-  const path = join(dir, "bench-64m.qcow2");
+  const data = Buffer.concat([guest, seededBytes(IMAGE_BYTES - guest.length, seed)]);
+  const path = join(dir, `bench-64m-${seed}.qcow2`);
   writeFileSync(path, data);
   return { path, digest: createHash("sha256").update(data).digest("hex"), size: data.length };
 }
@@ -118,6 +130,26 @@ async function bareBoot(dir: string, imagePath: string) {
   }
 }
 
+/** Declares an image in eu-west and uploads the file to its manager; returns the image's ID. */
+async function uploadBenchImage(stack: Stack, name: string, path: string): Promise<string> {
+  const created = await stack.call("POST", "/v1/images", stack.projectToken, {
+    name,
+    origin_region: "eu-west",
+    format: "qcow2",
+  });
+  if (created.status !== 201)
+    throw new Error(`image ${name}: ${created.status} ${JSON.stringify(created.body)}`);
+  await uploadImage({
+    path,
+    managerUrl: created.body.upload.url,
+    token: created.body.upload.token,
+    imageId: created.body.id,
+    version: 1,
+    format: "qcow2",
+  });
+  return created.body.id as string;
+}
+
 async function waitDone(stack: Stack, id: string): Promise<any> {
   const deadline = Date.now() + TIMEOUT_MS;
   while (Date.now() < deadline) {
@@ -141,8 +173,9 @@ async function createGroup(stack: Stack, name: string, image: string, region: st
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), "gvm-bo-"));
-  const image = benchImage(dir);
-  console.log(`globalvm orchestration benchmark: ${image.size / 2 ** 20} MiB image (guest + seeded random)`);
+  console.log(
+    `globalvm orchestration benchmark: ${IMAGE_BYTES / 2 ** 20} MiB images (guest + seeded random), ${RUNS} runs, medians`,
+  );
   // Each datacenter offers more vCPUs than this host has cores (TCG guests mostly idle once
   // booted), or placement would refuse all but a few of the groups.
   const stack = await startStack({
@@ -151,29 +184,35 @@ async function main() {
     env: { GLOBALVM_MANAGER_VCPUS: String(Math.max(8, GROUPS)) },
   });
   try {
-    const created = await stack.call("POST", "/v1/images", stack.projectToken, {
-      name: "bench",
-      origin_region: "eu-west",
-      format: "qcow2",
-    });
-    await uploadImage({
-      path: image.path,
-      managerUrl: created.body.upload.url,
-      token: created.body.upload.token,
-      imageId: created.body.id,
-      version: 1,
-      format: "qcow2",
-    });
-    const imageId = created.body.id as string;
-
     // 1. Orchestrated, then the parts (the same machine, minutes apart, the same image).
-    const started = performance.now();
-    const operation = await waitDone(stack, await createGroup(stack, "single", imageId, "us-east", 192));
-    const orchestratedMs = performance.now() - started;
-    if (operation.state !== "succeeded")
-      throw new Error(`the group failed: ${JSON.stringify(operation.error)}`);
-    const transferMs = await bareTransfer(dir, image);
-    const bootMs = await bareBoot(dir, image.path);
+    const orchestrated: number[] = [];
+    const transfers: number[] = [];
+    const boots: number[] = [];
+    let imageId = "";
+    for (let run = 0; run < RUNS; run++) {
+      const image = benchImage(dir, 7 + run);
+      const bare = join(dir, `bare-${run}`);
+      mkdirSync(bare);
+      imageId = await uploadBenchImage(stack, `bench-${run}`, image.path);
+      const started = performance.now();
+      const operation = await waitDone(
+        stack,
+        await createGroup(stack, `single-${run}`, imageId, "us-east", 192),
+      );
+      orchestrated.push(performance.now() - started);
+      if (operation.state !== "succeeded")
+        throw new Error(`the group failed: ${JSON.stringify(operation.error)}`);
+      transfers.push(await bareTransfer(bare, image));
+      boots.push(await bareBoot(bare, image.path));
+      const removal = await stack.call("DELETE", `/v1/vm-groups/${operation.target.id}`, stack.projectToken);
+      await waitDone(stack, removal.body.id);
+      console.log(
+        `  run ${run + 1}: orchestrated ${seconds(orchestrated[run] as number)}, transfer ${seconds(transfers[run] as number)}, boot ${seconds(boots[run] as number)}`,
+      );
+    }
+    const orchestratedMs = median(orchestrated);
+    const transferMs = median(transfers);
+    const bootMs = median(boots);
     const ratio = orchestratedMs / (transferMs + bootMs);
     console.log(`POST /v1/vm-groups → ready (us-east lacks the image): ${seconds(orchestratedMs)}`);
     console.log(`  bare transfer manager → manager:                     ${seconds(transferMs)}`);
@@ -181,8 +220,6 @@ async function main() {
     console.log(
       `  ratio orchestrated / (transfer + boot): ${ratio.toFixed(2)}x (target ≤ 1.3x) ${ratio <= 1.3 ? "ok" : "OVER TARGET"}`,
     );
-    const removal = await stack.call("DELETE", `/v1/vm-groups/${operation.target.id}`, stack.projectToken);
-    await waitDone(stack, removal.body.id);
 
     // 2. Many groups at once: the image is placed in every region first so only boots are timed.
     const replicated = await stack.call("POST", `/v1/images/${imageId}/replicas`, stack.projectToken, {
