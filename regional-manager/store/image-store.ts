@@ -103,10 +103,11 @@ export interface ImageStoreOptions extends ChunkStoreOptions {}
  *   versions/<imageId>/<version>.partial   image of a pending version, being written in place
  *   images/<localId>.img                   assembled image, sparse, read-only by convention
  *
- * Chunks uploaded by clients go to packs. Chunks pulled from a peer are written once,
- * straight into the partial image (see partial-image.ts), which is renamed into images/
- * when the version completes; an image then stores the chunks that no pack holds, and they
- * move to packs before the image is deleted if another version still needs them.
+ * Chunks, uploaded by a client or pulled from a peer, are written once, straight into the
+ * partial image of their version (see partial-image.ts), which is renamed into images/ when
+ * the version completes; an image then stores the chunks that no pack holds, and they move to
+ * packs before the image is deleted if another version still needs them. A version updated in
+ * place starts as a copy of its base version's unchanged chunks.
  */
 export class ImageStore {
   readonly dataDir: string;
@@ -152,7 +153,7 @@ export class ImageStore {
         this.remember(record, manifest);
       }
     }
-    // Available images store the chunks no pack holds (pulled ones).
+    // Available images store the chunks no pack holds.
     for (const record of this.versions.values()) {
       if (record.state !== "available" || !record.localId) continue;
       const key = versionKey(record.imageId, record.version);
@@ -219,7 +220,10 @@ export class ImageStore {
   }
 
   /** The newest other available version of the image, whose file a new version starts from. */
-  private baseImageOf(imageId: string, version: number): { file: FileHandle; manifest: Manifest } | undefined {
+  private baseImageOf(
+    imageId: string,
+    version: number,
+  ): { file: FileHandle; manifest: Manifest } | undefined {
     let best: VersionRecord | undefined;
     for (const record of this.versions.values()) {
       if (record.imageId !== imageId || record.version === version || record.state !== "available") continue;

@@ -60,19 +60,21 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
     });
     const missing = new Set(store.missingChunks(upload.imageId, upload.version));
     const reader = await open(spool, "r");
+    // Into the version's image, in place, as a chunked upload's chunks are.
+    const writer = await store.receiver(upload.imageId, upload.version);
     try {
       let offset = 0;
       for (const chunk of manifest.chunks) {
         if (missing.delete(chunk.digest)) {
           const data = Buffer.allocUnsafe(chunk.length);
           await reader.read(data, 0, chunk.length, offset);
-          await store.chunks.put(chunk.digest, data);
+          await writer.receive(chunk.digest, data);
         }
         offset += chunk.length;
       }
     } finally {
       await reader.close();
-      await store.chunks.flush();
+      await writer.flush();
     }
     return await store.completeVersion(upload.imageId, upload.version);
   } finally {
