@@ -10,8 +10,6 @@ export const RECORD_HEADER_BYTES = DIGEST_BYTES + 4;
 export interface ChunkRecord {
   digest: string;
   data: Buffer;
-  /** Header and data as one view of the input, when they arrived contiguous. */
-  record?: Buffer;
 }
 
 export class ChunkRecordError extends Error {
@@ -73,14 +71,9 @@ export class ChunkRecordDecoder {
       if (this.body === undefined) {
         if (this.headerFill === 0 && input.length - at >= RECORD_HEADER_BYTES) {
           const length = this.readHeader(input, at);
-          const recordStart = at;
           at += RECORD_HEADER_BYTES;
           if (input.length - at >= length) {
-            yield {
-              digest: this.digest,
-              data: input.subarray(at, at + length),
-              record: input.subarray(recordStart, at + length),
-            };
+            yield { digest: this.digest, data: input.subarray(at, at + length) };
             at += length;
             continue;
           }
