@@ -24,19 +24,12 @@ import {
   waitForConsoleLine,
   waitForState,
 } from "../test/compute/support.ts";
+import { median } from "./stats.ts";
 
 const RUNS = Number(process.env.BENCH_BOOT_RUNS ?? 5);
 const INSTANCES = Number(process.env.BENCH_BOOT_INSTANCES ?? 2);
 const MEMORY_MB = 192;
 const TIMEOUT_MS = 120_000;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-}
 
 /** Static metadata for the bare guest: just what it reads before printing its marker. */
 function writeStaticMetadata(root: string): void {

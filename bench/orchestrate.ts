@@ -31,6 +31,7 @@ import {
 } from "../test/compute/support.ts";
 import { type Stack, startStack } from "../test/support/stack.ts";
 import { createTestKeys, seededBytes, startManager, stopAllManagers } from "../test/transfer/helpers.ts";
+import { median } from "./stats.ts";
 
 const IMAGE_BYTES = 64 << 20;
 const GROUPS = Number(process.env.BENCH_ORCHESTRATE_GROUPS ?? 50);
@@ -38,14 +39,6 @@ const MEMORY_MB = Number(process.env.BENCH_ORCHESTRATE_MEMORY_MB ?? 96);
 const REGIONS = ["eu-west", "us-east", "ap-south"];
 const RUNS = Number(process.env.BENCH_ORCHESTRATE_RUNS ?? 3);
 const TIMEOUT_MS = 15 * 60_000;
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-};
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 

@@ -17,6 +17,7 @@ import { installProvider } from "../provider/build/install.ts";
 import { createServerCertificate } from "../provider/server/certificate.ts";
 import { pluginEnvironment } from "../test/provider/helpers.ts";
 import { type TerraformResult, terraformEnvironment } from "../test/provider/terraform-cli.ts";
+import { median } from "./stats.ts";
 
 const SPAWN_RUNS = 21;
 const PLAN_RUNS = 5;
@@ -53,11 +54,6 @@ function terraform(cwd: string, args: string[], env: NodeJS.ProcessEnv): Promise
     });
   });
 }
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-};
 
 function timeUntilExit(command: string, args: string[]): Promise<number> {
   const started = performance.now();

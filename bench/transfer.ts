@@ -31,6 +31,7 @@ import {
   stopAllManagers,
   type TestKeys,
 } from "../test/transfer/helpers.ts";
+import { median } from "./stats.ts";
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -45,12 +46,6 @@ const SIZE = Number(values["size-mib"] ?? (values.ci ? 64 : 1024)) * 1024 * 1024
 const RUNS = Number(values.runs);
 const WORK = join(tmpdir(), `globalvm-bench-${process.pid}`);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2
-    ? (s[(s.length - 1) / 2] as number)
-    : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const gbps = (bytes: number, seconds: number) => `${(bytes / seconds / 1e9).toFixed(2)} GB/s`;
 async function timed(task: () => Promise<unknown>): Promise<number> {

@@ -1,5 +1,6 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { chunkFile } from "./store/chunk-file.ts";
+import { readFully } from "./store/files.ts";
 import type { ImageFormat, VersionRecord } from "./store/image-store.ts";
 import { type ChunkRef, decodeDigestList, encodeManifest, type Manifest } from "./store/manifest.ts";
 import { RECORD_HEADER_BYTES, writeRecordHeader } from "./transfer/chunk-records.ts";
@@ -185,13 +186,9 @@ async function readBatch(file: FileHandle, batch: readonly Placed[]): Promise<Bu
       end++;
     }
     const run = Buffer.allocUnsafe(runBytes);
-    let done = 0;
-    while (done < runBytes) {
-      const { bytesRead } = await file.read(run, done, runBytes - done, first.offset + done);
-      if (bytesRead === 0)
-        throw new Error(`${first.offset + done}: the file is shorter than when it was chunked`);
-      done += bytesRead;
-    }
+    const read = await readFully(file, run, runBytes, first.offset);
+    if (read < runBytes)
+      throw new Error(`${first.offset + read}: the file is shorter than when it was chunked`);
     let runAt = 0;
     for (; i < end; i++) {
       const chunk = (batch[i] as Placed).chunk;

@@ -2,6 +2,7 @@ import { type FileHandle, mkdir, open, readdir, rename, rm, unlink } from "node:
 import { join } from "node:path";
 import { DIGEST_BYTES, sha256Hex } from "./digest.ts";
 import { asStoreError, StoreError } from "./errors.ts";
+import { readFully, syncDirectory, writeFileDurably } from "./files.ts";
 
 /*
  * Chunks live in append-only pack files, never one file per chunk. A pack is a sequence of
@@ -88,25 +89,6 @@ export function decodePackIndex(pack: number, data: Buffer): Array<[string, Chun
     ]);
   }
   return entries;
-}
-
-async function writeFileDurably(path: string, data: Buffer): Promise<void> {
-  const file = await open(path, "w");
-  try {
-    await file.writeFile(data);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export class ChunkStore {
@@ -511,15 +493,11 @@ export class ChunkStore {
       if (held) return Buffer.from(held);
       const buffer = Buffer.allocUnsafe(range.length);
       const file = range.image ? range.image.file : this.fileOf(range.pack);
-      let done = 0;
-      while (done < range.length) {
-        const { bytesRead } = await file.read(buffer, done, range.length - done, range.offset + done);
-        if (bytesRead === 0)
-          throw new StoreError(
-            "CHUNK_MISSING",
-            `${range.image ? "an image" : `pack ${range.pack}`} is shorter than its index`,
-          );
-        done += bytesRead;
+      if ((await readFully(file, buffer, range.length, range.offset)) < range.length) {
+        throw new StoreError(
+          "CHUNK_MISSING",
+          `${range.image ? "an image" : `pack ${range.pack}`} is shorter than its index`,
+        );
       }
       return buffer;
     };

@@ -3,6 +3,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from "nod
 import { join } from "node:path";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
+import { syncDirectory, writeFileDurably } from "./files.ts";
 import {
   decodeManifest,
   encodeManifest,
@@ -63,13 +64,7 @@ export function unreferencedDigests(stored: Iterable<string>, referenced: Readon
 async function writeFileAtomically(path: string, data: string | Buffer): Promise<void> {
   const temporary = `${path}.tmp`;
   try {
-    const file = await open(temporary, "w");
-    try {
-      await file.writeFile(data);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
+    await writeFileDurably(temporary, data);
     await rename(temporary, path);
   } catch (error) {
     await rm(temporary, { force: true });
@@ -79,15 +74,6 @@ async function writeFileAtomically(path: string, data: string | Buffer): Promise
 
 function versionKey(imageId: string, version: number): string {
   return `${imageId}@${version}`;
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export interface ImageStoreOptions extends ChunkStoreOptions {}

@@ -3,6 +3,7 @@ import type { ChunkStore } from "./chunk-store.ts";
 import { isAllZero, sha256Hex, zeroChunkDigest } from "./digest.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { FileHasher } from "./file-hasher.ts";
+import { readFully } from "./files.ts";
 import type { Manifest } from "./manifest.ts";
 
 /*
@@ -269,13 +270,8 @@ export class PartialImage {
       const length = (this.layout.offsets[(positions[end - 1] as number) + 1] as number) - start;
       await this.admit();
       const buffer = this.takeBuffer(Math.max(RUN_BYTES, length));
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await base.read(buffer, done, length - done, start + done);
-        if (bytesRead === 0)
-          throw new StoreError("VERSION_INCOMPLETE", `the base image of ${this.owner} is short`);
-        done += bytesRead;
-      }
+      if ((await readFully(base, buffer, length, start)) < length)
+        throw new StoreError("VERSION_INCOMPLETE", `the base image of ${this.owner} is short`);
       this.enqueueWrite(buffer, length, start, positions.slice(i, end), true);
       i = end;
     }
@@ -320,12 +316,7 @@ export class PartialImage {
         end++;
       }
       const length = (this.layout.offsets[end] as number) - start;
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await this.file.read(buffer, done, length - done, start + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
+      await readFully(this.file, buffer, length, start);
       for (let p = i; p < end; p++) {
         const chunk = chunks[p] as { digest: string; length: number };
         const from = (this.layout.offsets[p] as number) - start;

@@ -1,6 +1,6 @@
 import { connect as connectTcp, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
-import { ChunkRecordDecoder } from "./chunk-records.ts";
+import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
 import { problemError } from "./http-client.ts";
 
 /*
@@ -35,10 +35,6 @@ export interface ChunkRecordSink {
   wire(bytes: number): void;
 }
 
-export class ChunkStreamError extends Error {
-  readonly code = "INVALID_CHUNK_STREAM";
-}
-
 /** Where the body's framing stands; `chunked` parses the chunk-size lines around the data. */
 type Framing =
   | { kind: "length"; remaining: number }
@@ -68,19 +64,19 @@ export function dechunk(
     const end = newline === -1 ? input.length : newline;
     framing.line += input.toString("latin1", at, end);
     if (framing.line.length > 1024)
-      throw new ChunkStreamError("a chunk-size line of the response is too long");
+      throw new ChunkRecordError("a chunk-size line of the response is too long");
     at = end;
     if (newline === -1) break;
     at++;
     const line = framing.line.replace(/\r$/, "");
     framing.line = "";
     if (framing.state === "data-end") {
-      if (line !== "") throw new ChunkStreamError("a chunk of the response does not end with CRLF");
+      if (line !== "") throw new ChunkRecordError("a chunk of the response does not end with CRLF");
       framing.state = "size";
     } else if (framing.state === "size") {
       const size = Number.parseInt(line.split(";")[0]?.trim() ?? "", 16);
       if (!Number.isSafeInteger(size) || size < 0 || !/^[0-9a-fA-F]+/.test(line)) {
-        throw new ChunkStreamError(
+        throw new ChunkRecordError(
           `the response has an invalid chunk size ${JSON.stringify(line.slice(0, 40))}`,
         );
       }
@@ -105,7 +101,7 @@ function parseHead(text: string): Head {
   const [statusLine, ...lines] = text.split("\r\n");
   const match = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? "");
   if (!match)
-    throw new ChunkStreamError(`not an HTTP/1.1 response: ${JSON.stringify(statusLine?.slice(0, 60))}`);
+    throw new ChunkRecordError(`not an HTTP/1.1 response: ${JSON.stringify(statusLine?.slice(0, 60))}`);
   const headers = new Map<string, string>();
   for (const line of lines) {
     const colon = line.indexOf(":");
@@ -122,7 +118,7 @@ function framingOf(head: Head): Framing {
   if (length !== undefined) {
     const remaining = Number(length);
     if (!Number.isSafeInteger(remaining) || remaining < 0)
-      throw new ChunkStreamError(`the response has an invalid Content-Length ${JSON.stringify(length)}`);
+      throw new ChunkRecordError(`the response has an invalid Content-Length ${JSON.stringify(length)}`);
     return { kind: "length", remaining };
   }
   return { kind: "close" };
@@ -142,7 +138,7 @@ function requestHead(url: URL, token: string, length: number): string {
 /**
  * Sends the request and feeds every chunk record of a 2xx answer to `sink`; resolves when the
  * body has ended, rejects with TransferHttpError for another status (its problem detail), with
- * ChunkStreamError or ChunkRecordError for a malformed answer, and with whatever `sink` throws.
+ * ChunkRecordError for a malformed answer, and with whatever `sink` throws.
  * The caller checks that the records it got are the ones it asked for, and all of them.
  */
 export function streamChunkRecords(
@@ -209,7 +205,7 @@ export function streamChunkRecords(
           const end = headBytes.indexOf("\r\n\r\n");
           if (end === -1) {
             if (headBytes.length > MAX_HEAD_BYTES)
-              throw new ChunkStreamError("the response head is too long");
+              throw new ChunkRecordError("the response head is too long");
             return true;
           }
           head = parseHead(headBytes.toString("latin1", 0, end));
@@ -263,9 +259,9 @@ export function streamChunkRecords(
     socket.on("error", (error) => finish(error));
     socket.on("end", () => {
       if (framing?.kind === "close" && head) finish();
-      else finish(new ChunkStreamError(`the source closed the connection before the end of the response`));
+      else finish(new ChunkRecordError(`the source closed the connection before the end of the response`));
     });
-    socket.on("close", () => finish(new ChunkStreamError("the connection to the source closed")));
+    socket.on("close", () => finish(new ChunkRecordError("the connection to the source closed")));
     if (request.signal?.aborted) onAbort();
     else request.signal?.addEventListener("abort", onAbort, { once: true });
   });
