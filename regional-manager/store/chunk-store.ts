@@ -23,7 +23,8 @@ import { readFully, syncDirectory, writeFileDurably } from "./files.ts";
 const PACK_SEAL_BYTES = 32 << 20; // bounds what a crash can lose; larger packs fsync less often
 const WRITE_BATCH_BYTES = 4 << 20; // one write per batch of records instead of one per chunk
 const MAX_PENDING_WRITE_BYTES = 32 << 20;
-const READ_COALESCE_BYTES = 4 << 20;
+/** The most bytes one read of adjacent chunks covers (and the size of readData's buffers). */
+export const READ_BUFFER_BYTES = 4 << 20;
 const INDEX_ENTRY_BYTES = DIGEST_BYTES + 8 + 4;
 export const PACK_RECORD_HEADER_BYTES = DIGEST_BYTES + 4;
 
@@ -390,95 +391,104 @@ export class ChunkStore {
     throw new StoreError("CHUNK_MISSING", `chunk ${digest} is not stored`);
   }
 
-  /** Yields the data of each chunk, in the order given (see `readRecords`). */
+  /** Yields the data of each chunk, in the order given, from reads planned by `planReads`. */
   async *readMany(digests: readonly string[]): AsyncGenerator<Buffer> {
-    for await (const run of this.readRuns(digests)) {
-      if (run.lengths) {
-        // Chunk data read from an image: no record headers to skip.
+    const ranges = this.planReads(digests);
+    const read = async (range: ReadRange): Promise<Buffer> => {
+      const held = range.count === 1 ? this.unwritten.get(range.first) : undefined;
+      // A copy: the staging buffer it lies in is reused once written.
+      const buffer = held ? Buffer.from(held) : await this.readRange(range, Buffer.allocUnsafe(range.length));
+      return buffer;
+    };
+    for await (const [range, buffer] of readAhead(ranges, read)) {
+      if (range.lengths) {
         let from = 0;
-        for (const length of run.lengths) {
-          yield run.buffer.subarray(from, from + length);
+        for (const length of range.lengths) {
+          yield buffer.subarray(from, from + length);
           from += length;
         }
         continue;
       }
-      const records = run.buffer;
       let at = 0;
-      while (at < records.length) {
-        const length = records.readUInt32BE(at + DIGEST_BYTES);
+      while (at < buffer.length) {
+        const length = buffer.readUInt32BE(at + DIGEST_BYTES);
         at += PACK_RECORD_HEADER_BYTES;
-        yield records.subarray(at, at + length);
+        yield buffer.subarray(at, at + length);
         at += length;
       }
     }
   }
 
   /**
-   * Yields the records (header and data) of the chunks, in the order given, as buffers of
-   * one or more whole records: chunks adjacent in a pack (chunks stored in manifest order
-   * usually are) come from one read, and the next read is issued ahead.
+   * The chunks' data in the order given, concatenated, in buffers of READ_BUFFER_BYTES that
+   * `take` hands out (from a pool: a sender gives each back once the socket has it). Each
+   * yielded view holds whole chunks; the next read is issued before the view is yielded.
    */
-  async *readRecords(digests: readonly string[]): AsyncGenerator<Buffer> {
-    for await (const run of this.readRuns(digests, true)) yield run.buffer;
+  async *readData(digests: readonly string[], take: () => Buffer): AsyncGenerator<Buffer> {
+    const read = async (range: ReadRange): Promise<Buffer> => {
+      const buffer = take();
+      const held = range.count === 1 ? this.unwritten.get(range.first) : undefined;
+      if (held) held.copy(buffer);
+      else await this.readRange(range, buffer);
+      if (range.lengths) return buffer.subarray(0, range.length);
+      // Records from a pack: their data is moved together over the headers.
+      let at = 0;
+      let out = 0;
+      while (at < range.length) {
+        const length = buffer.readUInt32BE(at + DIGEST_BYTES);
+        at += PACK_RECORD_HEADER_BYTES;
+        buffer.copyWithin(out, at, at + length);
+        out += length;
+        at += length;
+      }
+      return buffer.subarray(0, out);
+    };
+    for await (const [, data] of readAhead(this.planReads(digests), read)) yield data;
   }
 
   /**
-   * Reads the chunks in runs: from a pack, a buffer of whole records; from an image, a
-   * buffer of chunk data with the chunks' digests and lengths, or, `asRecords`, a buffer of
-   * records whose data the read put straight between their headers.
+   * Groups the chunks into reads: adjacent chunks of one image are one read of their data
+   * (`lengths` set); adjacent records of one pack are one read of whole records. A chunk still
+   * staged for writing is a range of its own.
    */
-  private async *readRuns(
-    digests: readonly string[],
-    asRecords = false,
-  ): AsyncGenerator<{ buffer: Buffer; digests?: string[]; lengths?: number[] }> {
-    // A range in an image file holds chunk data only (`length` bytes); records are built from it.
-    type Range = {
-      pack: number;
-      offset: number;
-      length: number;
-      first: string;
-      count: number;
-      image?: { file: FileHandle; digests: string[]; lengths: number[] };
-    };
-    const ranges: Range[] = [];
+  private planReads(digests: readonly string[]): ReadRange[] {
+    const ranges: ReadRange[] = [];
     for (const digest of digests) {
       const location = this.index.get(digest);
+      const last = ranges.at(-1);
       if (!location) {
         const inImage = this.inImages.get(digest);
         if (!inImage) throw new StoreError("CHUNK_MISSING", `chunk ${digest} is not stored`);
-        const last = ranges.at(-1);
         if (
-          last?.image &&
-          last.image.file === inImage.file &&
+          last?.lengths &&
+          last.file === inImage.file &&
           last.offset + last.length === inImage.offset &&
-          last.length + inImage.length <= READ_COALESCE_BYTES
+          last.length + inImage.length <= READ_BUFFER_BYTES
         ) {
           last.length += inImage.length;
           last.count++;
-          last.image.digests.push(digest);
-          last.image.lengths.push(inImage.length);
+          last.lengths.push(inImage.length);
         } else {
           ranges.push({
-            pack: -1,
+            file: inImage.file,
             offset: inImage.offset,
             length: inImage.length,
             first: digest,
             count: 1,
-            image: { file: inImage.file, digests: [digest], lengths: [inImage.length] },
+            lengths: [inImage.length],
           });
         }
         continue;
       }
       const bytes = PACK_RECORD_HEADER_BYTES + location.length;
-      const last = ranges.at(-1);
       if (
         last &&
-        !last.image &&
+        !last.lengths &&
         !this.unwritten.has(digest) &&
         !this.unwritten.has(last.first) &&
         last.pack === location.pack &&
         last.offset + last.length === location.offset &&
-        last.length + bytes <= READ_COALESCE_BYTES
+        last.length + bytes <= READ_BUFFER_BYTES
       ) {
         last.length += bytes;
         last.count++;
@@ -486,29 +496,19 @@ export class ChunkStore {
         ranges.push({ pack: location.pack, offset: location.offset, length: bytes, first: digest, count: 1 });
       }
     }
-    const readRange = async (range: Range): Promise<Buffer> => {
-      if (range.image && asRecords) return readImageRecords(range.image.file, range.offset, range.image);
-      const held = range.count === 1 ? this.unwritten.get(range.first) : undefined;
-      // A copy: the staging buffer it lies in is reused once written.
-      if (held) return Buffer.from(held);
-      const buffer = Buffer.allocUnsafe(range.length);
-      const file = range.image ? range.image.file : this.fileOf(range.pack);
-      if ((await readFully(file, buffer, range.length, range.offset)) < range.length) {
-        throw new StoreError(
-          "CHUNK_MISSING",
-          `${range.image ? "an image" : `pack ${range.pack}`} is shorter than its index`,
-        );
-      }
-      return buffer;
-    };
-    let next = ranges[0] ? readRange(ranges[0]) : undefined;
-    for (let r = 0; r < ranges.length; r++) {
-      const buffer = await (next as Promise<Buffer>);
-      next = r + 1 < ranges.length ? readRange(ranges[r + 1] as Range) : undefined;
-      next?.catch(() => {});
-      const image = (ranges[r] as Range).image;
-      yield image && !asRecords ? { buffer, digests: image.digests, lengths: image.lengths } : { buffer };
+    return ranges;
+  }
+
+  /** Reads a planned range into the start of `buffer`. */
+  private async readRange(range: ReadRange, buffer: Buffer): Promise<Buffer> {
+    const file = range.file ?? this.fileOf(range.pack as number);
+    if ((await readFully(file, buffer, range.length, range.offset)) < range.length) {
+      throw new StoreError(
+        "CHUNK_MISSING",
+        `${range.file ? "an image" : `pack ${range.pack}`} is shorter than its index`,
+      );
     }
+    return buffer;
   }
 
   /**
@@ -560,47 +560,32 @@ export class ChunkStore {
   }
 }
 
-/** At most this many buffers per readv (Linux's IOV_MAX); libuv would read fewer anyway. */
-const MAX_READV_BUFFERS = 1024;
+/** One read: adjacent chunks of an image file (`file`, `lengths`) or adjacent records of a pack. */
+interface ReadRange {
+  file?: FileHandle;
+  pack?: number;
+  offset: number;
+  length: number;
+  first: string;
+  count: number;
+  /** Set for image ranges: the data lengths of the chunks, in order. */
+  lengths?: number[];
+}
 
-/**
- * Chunks adjacent in an image, as records: the headers are written first and one scattered
- * read (readv) puts each chunk's data after its header, so the data is never copied again.
- */
-async function readImageRecords(
-  file: FileHandle,
-  offset: number,
-  chunks: { digests: string[]; lengths: number[] },
-): Promise<Buffer> {
-  const dataBytes = chunks.lengths.reduce((sum, length) => sum + length, 0);
-  const records = Buffer.allocUnsafe(dataBytes + chunks.lengths.length * PACK_RECORD_HEADER_BYTES);
-  const views: Buffer[] = [];
-  let at = 0;
-  for (const [i, length] of chunks.lengths.entries()) {
-    records.write(chunks.digests[i] as string, at, DIGEST_BYTES, "hex");
-    records.writeUInt32BE(length, at + DIGEST_BYTES);
-    at += PACK_RECORD_HEADER_BYTES;
-    views.push(records.subarray(at, at + length));
-    at += length;
-  }
-  let position = offset;
-  let first = 0;
-  while (first < views.length) {
-    const { bytesRead } = await file.readv(views.slice(first, first + MAX_READV_BUFFERS), position);
-    if (bytesRead === 0) throw new StoreError("CHUNK_MISSING", "an image is shorter than its index");
-    position += bytesRead;
-    // A short read ends inside some buffer: go on from there.
-    let left = bytesRead;
-    while (left > 0) {
-      const view = views[first] as Buffer;
-      if (view.length <= left) {
-        left -= view.length;
-        first++;
-      } else {
-        views[first] = view.subarray(left);
-        left = 0;
-      }
+/** Runs `read` over `ranges` in order, the next one always issued before the current is yielded. */
+async function* readAhead<T>(
+  ranges: readonly ReadRange[],
+  read: (range: ReadRange) => Promise<T>,
+): AsyncGenerator<[ReadRange, T]> {
+  let next = ranges[0] ? read(ranges[0]) : undefined;
+  try {
+    for (let r = 0; r < ranges.length; r++) {
+      const value = await (next as Promise<T>);
+      next = r + 1 < ranges.length ? read(ranges[r + 1] as ReadRange) : undefined;
+      yield [ranges[r] as ReadRange, value];
     }
+  } finally {
+    // A reader that stops early leaves at most one read in flight; its failure is of no interest.
+    next?.catch(() => {});
   }
-  return records;
 }

@@ -1,7 +1,10 @@
-import type { IncomingMessage } from "node:http";
+import { once } from "node:events";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { TransferAction, TransferTokenVerifier } from "../auth/transfer-token.ts";
+import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore } from "../store/image-store.ts";
 import {
@@ -13,7 +16,8 @@ import {
   type Manifest,
 } from "../store/manifest.ts";
 import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
-import { ChunkRecordDecoder, ChunkRecordError, RECORD_HEADER_BYTES } from "./chunk-records.ts";
+import { BufferPool } from "./buffer-pool.ts";
+import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
 import { problem, problemFromError, problemResponse } from "./problems.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
@@ -220,6 +224,8 @@ function chunkIndex(manifest: Manifest): Map<string, ChunkRef> {
 export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
   const { store, verifier, reporter } = options;
   const app = new OpenAPIHono();
+  // A sending pull holds at most three: one read ahead, one read, one the socket has yet to take.
+  const sendBuffers = new BufferPool(READ_BUFFER_BYTES, 12);
   app.openAPIRegistry.registerComponent("securitySchemes", "transferToken", {
     type: "http",
     scheme: "bearer",
@@ -375,36 +381,67 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
         const chunk = index.get(digest);
         if (!chunk)
           throw new StoreError("CHUNK_NOT_REFERENCED", `chunk ${digest} is not part of this version`);
-        length += RECORD_HEADER_BYTES + chunk.length;
+        length += chunk.length;
       }
-      // A known length: the body goes out unframed, and the puller knows when it has all of it.
-      return new Response(chunkRecordStream(store, digests), {
-        headers: {
-          "content-type": "application/octet-stream",
-          "content-length": String(length),
-          "x-chunk-count": String(digests.length),
-        },
-      });
+      const headers = {
+        "content-type": "application/octet-stream",
+        "content-length": String(length),
+        "x-chunk-count": String(digests.length),
+      };
+      const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+      if (outgoing) {
+        sendChunkData(outgoing, headers, store, digests, sendBuffers);
+        return RESPONSE_ALREADY_SENT;
+      }
+      return new Response(chunkDataStream(store, digests), { headers });
     }),
   );
 
   return app;
 }
 
-/** Whole records straight from the packs: adjacent chunks leave in one buffer, uncopied. */
-function chunkRecordStream(store: ImageStore, digests: string[]): ReadableStream<Uint8Array> {
-  const runs = store.chunks.readRecords(digests);
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const next = await runs.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      },
-      async cancel() {
-        await runs.return(undefined);
-      },
+/*
+ * A pull's chunks leave as their bare data, concatenated in the order asked (the puller knows
+ * every digest and length, and checks each chunk against the digest it asked for). Under
+ * @hono/node-server the data is read into a few reused buffers and written to the socket
+ * directly: a fresh buffer per read, passed through a web stream, cost the source about
+ * 1 s of CPU per GiB in allocation and garbage collection.
+ */
+function sendChunkData(
+  response: ServerResponse,
+  headers: Record<string, string>,
+  store: ImageStore,
+  digests: readonly string[],
+  pool: BufferPool,
+): void {
+  // A puller that goes away stops the reads, and whatever waits for the socket.
+  const gone = new AbortController();
+  response.once("close", () => gone.abort());
+  const send = async () => {
+    response.writeHead(200, headers);
+    for await (const data of store.chunks.readData(digests, () => pool.take())) {
+      const drained = response.write(data, () => pool.give(data));
+      if (!drained) await once(response, "drain", { signal: gone.signal });
+    }
+    response.end();
+  };
+  send().catch(() => {
+    // The head is gone: the puller learns of the failure from a body shorter than announced.
+    response.destroy();
+  });
+}
+
+/** The same bytes as a web stream, for callers of the app that are not a Node server (tests). */
+function chunkDataStream(store: ImageStore, digests: readonly string[]): ReadableStream<Uint8Array> {
+  const data = store.chunks.readData(digests, () => Buffer.allocUnsafe(READ_BUFFER_BYTES));
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await data.next();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
     },
-    { highWaterMark: 2 },
-  );
+    async cancel() {
+      await data.return(undefined);
+    },
+  });
 }

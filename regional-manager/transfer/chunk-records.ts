@@ -2,8 +2,10 @@ import { DIGEST_BYTES } from "../store/digest.ts";
 import { MAX_CHUNK_LENGTH } from "../store/manifest.ts";
 
 /*
- * Chunks travel as a stream of records, many per request (never one round trip per chunk):
+ * An upload sends its chunks as a stream of records, many per request (never one round trip
+ * per chunk):
  *   32-byte digest | u32 length | `length` bytes of data
+ * (A pull needs no headers: it knows the digest and length of every chunk it asks for.)
  */
 export const RECORD_HEADER_BYTES = DIGEST_BYTES + 4;
 
@@ -20,37 +22,6 @@ export function writeRecordHeader(target: Buffer, at: number, digest: string, le
   target.write(digest, at, DIGEST_BYTES, "hex");
   target.writeUInt32BE(length, at + DIGEST_BYTES);
   return at + RECORD_HEADER_BYTES;
-}
-
-/**
- * Packs chunks into output buffers of about `targetBytes` (fewer, larger writes to the
- * socket; one copy of the data, which is cheaper than thousands of small writes).
- */
-export class ChunkRecordEncoder {
-  private buffer: Buffer;
-  private used = 0;
-  private readonly targetBytes: number;
-
-  constructor(targetBytes = 1 << 20) {
-    this.targetBytes = targetBytes;
-    this.buffer = Buffer.allocUnsafe(targetBytes + RECORD_HEADER_BYTES + MAX_CHUNK_LENGTH);
-  }
-
-  /** Adds one record; returns a full output buffer when one is ready. */
-  add(digest: string, data: Uint8Array): Buffer | undefined {
-    this.used = writeRecordHeader(this.buffer, this.used, digest, data.byteLength);
-    this.buffer.set(data, this.used);
-    this.used += data.byteLength;
-    return this.used >= this.targetBytes ? this.take() : undefined;
-  }
-
-  /** Whatever is buffered (possibly empty). */
-  take(): Buffer {
-    const out = this.buffer.subarray(0, this.used);
-    this.buffer = Buffer.allocUnsafe(this.targetBytes + RECORD_HEADER_BYTES + MAX_CHUNK_LENGTH);
-    this.used = 0;
-    return out;
-  }
 }
 
 /**

@@ -1,21 +1,23 @@
 import { connect as connectTcp, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
-import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
+import { ChunkRecordError } from "./chunk-records.ts";
 import { problemError } from "./http-client.ts";
 
 /*
- * The pull's hot path: one POST .../chunks answered by a stream of chunk records, read off the
- * socket into one reused buffer and parsed where it lies. Through node:http the same bytes cost
- * about 0.7-0.95 s of CPU per GiB on the receiving side (a fresh buffer per read, the parser's
- * per-piece events, the garbage they leave); read this way, about 0.1 s (measured on loopback,
- * 1 GiB, this machine). Over TLS the socket's own buffers are used: the parsing is the same.
+ * The pull's hot path: one POST .../chunks answered by the data of the chunks asked for,
+ * concatenated. The body is read off the socket straight into the place the sink names (the
+ * run of the image it will be written from, see ChunkSequence): through node:http the same
+ * bytes cost about 0.7-0.95 s of CPU per GiB on the receiving side (a fresh buffer per read,
+ * the parser's per-piece events, the garbage they leave); read into one reused buffer, about
+ * 0.1 s (measured on loopback, 1 GiB, this machine), and read in place there is no copy left
+ * to make. Over TLS, and for bytes that arrive with the response head, the data is copied in.
  *
  * Only what this one exchange needs of HTTP/1.1 is here: the request is written whole with
  * `Connection: close`, and the response body is framed by Content-Length, chunked encoding, or
  * the end of the connection.
  */
 
-const READ_BUFFER_BYTES = 1 << 20;
+const SCRATCH_BYTES = 64 * 1024;
 const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
@@ -23,12 +25,16 @@ export interface ChunkStreamRequest {
   url: string;
   token: string;
   body: Buffer;
+  /** Bytes of chunk data asked for: an answer announcing another length is refused at once. */
+  expectedBytes: number;
   signal?: AbortSignal | undefined;
 }
 
-export interface ChunkRecordSink {
-  /** Each record, in order; `data` is only valid during the call (its buffer is reused). */
-  record(digest: string, data: Buffer): void;
+export interface ChunkDataSink {
+  /** Where the next bytes of the body go; empty once no more are expected. */
+  region(): Buffer;
+  /** `bytes` bytes were put at the start of the last `region()`. */
+  advance(bytes: number): void;
   /** Asked after each read: a promise to wait for before reading on, when writing lags behind. */
   backpressure(): Promise<void> | undefined;
   /** Bytes of response body received. */
@@ -136,20 +142,17 @@ function requestHead(url: URL, token: string, length: number): string {
 }
 
 /**
- * Sends the request and feeds every chunk record of a 2xx answer to `sink`; resolves when the
+ * Sends the request and puts the body of a 2xx answer where `sink` says; resolves when the
  * body has ended, rejects with TransferHttpError for another status (its problem detail), with
- * ChunkRecordError for a malformed answer, and with whatever `sink` throws.
- * The caller checks that the records it got are the ones it asked for, and all of them.
+ * ChunkRecordError for a malformed answer or one with more data than asked, and with whatever
+ * `sink` throws (a chunk that does not match its digest). The caller checks it got everything.
  */
-export function streamChunkRecords(
-  request: ChunkStreamRequest,
-  sink: ChunkRecordSink,
-): Promise<{ atBoundary: boolean }> {
+export function streamChunkData(request: ChunkStreamRequest, sink: ChunkDataSink): Promise<void> {
   const url = new URL(request.url);
   const secure = url.protocol === "https:";
   const port = Number(url.port || (secure ? 443 : 80));
   const host = url.hostname.replace(/^\[|\]$/g, "");
-  const decoder = new ChunkRecordDecoder();
+  const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
 
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -159,6 +162,7 @@ export function streamChunkRecords(
     let errorBody: Buffer[] | undefined; // the body of a non-2xx answer, for its problem detail
     let errorBodyBytes = 0;
     let bodyEnded = false;
+    let lent: Buffer | undefined; // the sink's region the socket reads into next, if it does
     let socket: Socket;
 
     const finish = (error?: unknown) => {
@@ -168,10 +172,11 @@ export function streamChunkRecords(
       socket.destroy();
       if (error !== undefined) reject(error);
       else if (head && errorBody) reject(problemError(head.status, Buffer.concat(errorBody)));
-      else resolve({ atBoundary: decoder.atBoundary });
+      else resolve();
     };
     const onAbort = () => finish(request.signal?.reason ?? new Error("aborted"));
 
+    /** Body bytes that were not read in place: copied where the sink wants them. */
     const bodyData = (data: Buffer) => {
       if (errorBody) {
         if (errorBodyBytes < MAX_ERROR_BODY_BYTES) errorBody.push(Buffer.from(data));
@@ -179,7 +184,15 @@ export function streamChunkRecords(
         return;
       }
       sink.wire(data.length);
-      for (const record of decoder.push(data)) sink.record(record.digest, record.data);
+      let at = 0;
+      while (at < data.length) {
+        const region = sink.region();
+        if (region.length === 0) throw new ChunkRecordError("the source sent more data than was asked for");
+        const take = Math.min(region.length, data.length - at);
+        data.copy(region, 0, at, at + take);
+        at += take;
+        sink.advance(take);
+      }
     };
 
     const body = (input: Buffer) => {
@@ -200,7 +213,14 @@ export function streamChunkRecords(
     const received = (input: Buffer): boolean => {
       if (settled) return false;
       try {
-        if (!head) {
+        if (lent && input.buffer === lent.buffer && input.byteOffset === lent.byteOffset) {
+          // Read in place: Content-Length framing, and never past the body's end.
+          const framed = framing as { kind: "length"; remaining: number };
+          sink.wire(input.length);
+          framed.remaining -= input.length;
+          bodyEnded = framed.remaining === 0;
+          sink.advance(input.length);
+        } else if (!head) {
           headBytes = Buffer.concat([headBytes, input]);
           const end = headBytes.indexOf("\r\n\r\n");
           if (end === -1) {
@@ -211,6 +231,11 @@ export function streamChunkRecords(
           head = parseHead(headBytes.toString("latin1", 0, end));
           if (head.status < 200 || head.status >= 300) errorBody = [];
           framing = framingOf(head);
+          if (!errorBody && framing.kind === "length" && framing.remaining !== request.expectedBytes) {
+            throw new ChunkRecordError(
+              `the source announced ${framing.remaining} bytes of chunk data where ${request.expectedBytes} were asked for`,
+            );
+          }
           if (framing.kind === "length" && framing.remaining === 0) bodyEnded = true;
           // The head was copied out of the read buffer: what follows it is still in `headBytes`.
           body(headBytes.subarray(end + 4));
@@ -236,6 +261,22 @@ export function streamChunkRecords(
       }
     };
 
+    /** The buffer the next read fills: the sink's region once the body is plain data, else scratch. */
+    const nextBuffer = (): Buffer => {
+      lent = undefined;
+      if (settled || !head || errorBody || framing?.kind !== "length" || framing.remaining === 0)
+        return scratch;
+      try {
+        const region = sink.region();
+        if (region.length === 0) return scratch;
+        lent = region.subarray(0, Math.min(region.length, framing.remaining));
+        return lent;
+      } catch (error) {
+        finish(error);
+        return scratch;
+      }
+    };
+
     if (secure) {
       socket = connectTls({ host, port, servername: host });
       socket.on("data", (data: Buffer) => {
@@ -246,7 +287,7 @@ export function streamChunkRecords(
         host,
         port,
         onread: {
-          buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+          buffer: nextBuffer,
           callback: (length: number, buffer: Uint8Array) =>
             received(Buffer.from(buffer.buffer, buffer.byteOffset, length)),
         },

@@ -3,7 +3,7 @@ import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { decodeManifest, encodeDigestList, type Manifest, validateManifest } from "../store/manifest.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
-import { streamChunkRecords } from "./chunk-stream.ts";
+import { streamChunkData } from "./chunk-stream.ts";
 import { binaryRequest, readAll } from "./http-client.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 
@@ -111,26 +111,24 @@ export async function fetchChunks(
   events.onWire(body.length);
   // Chunks go straight into the version's image, each verified first (see partial-image.ts).
   const writer = await store.receiver(imageId, version);
-  let next = 0;
+  const sequence = writer.sequence(digests, events.onChunk);
   let failure: unknown;
-  let atBoundary = false;
   try {
-    ({ atBoundary } = await streamChunkRecords(
-      { url: versionUrl(source, imageId, version, "chunks"), token: source.token, body, signal },
+    await streamChunkData(
       {
-        record(digest, data) {
-          if (digest !== digests[next]) {
-            throw new PullError(`the source sent chunk ${digest} where ${digests[next]} was asked`);
-          }
-          next++;
-          // A chunk corrupted in transit is rejected here, never written.
-          writer.accept(digest, data);
-          events.onChunk(data.length);
-        },
+        url: versionUrl(source, imageId, version, "chunks"),
+        token: source.token,
+        body,
+        expectedBytes: sequence.totalBytes,
+        signal,
+      },
+      {
+        region: () => sequence.region(),
+        advance: (bytes) => sequence.advance(bytes),
         backpressure: () => writer.backpressure(),
         wire: events.onWire,
       },
-    ));
+    );
   } catch (error) {
     failure = error;
     throw error;
@@ -140,8 +138,8 @@ export async function fetchChunks(
       if (failure === undefined) throw error;
     });
   }
-  if (next !== digests.length || !atBoundary) {
-    throw new PullError(`the source ended the stream after ${next} of ${digests.length} chunks`);
+  if (!sequence.done) {
+    throw new PullError(`the source ended the stream before the last of ${digests.length} chunks`);
   }
 }
 

@@ -1,11 +1,10 @@
 import { open, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ChunkStore } from "../../regional-manager/store/chunk-store.ts";
+import { ChunkStore, READ_BUFFER_BYTES } from "../../regional-manager/store/chunk-store.ts";
 import { chunkLengths } from "../../regional-manager/store/chunking.ts";
 import { sha256Hex } from "../../regional-manager/store/digest.ts";
 import { StoreError } from "../../regional-manager/store/errors.ts";
-import { ChunkRecordDecoder } from "../../regional-manager/transfer/chunk-records.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 
 function chunksOf(data: Buffer): Array<[string, Buffer]> {
@@ -84,8 +83,8 @@ describe("ChunkStore", () => {
     await reopened.close();
   });
 
-  it("serves chunks held in an image as records, however many a run holds", async () => {
-    // 3,000 adjacent 100-byte chunks: one run, more buffers than one readv takes.
+  it("serves the data of chunks from an image, packs and staging, concatenated, in lent buffers", async () => {
+    // 3,000 adjacent 100-byte chunks in an image: reads of up to READ_BUFFER_BYTES each.
     const data = seededBytes(300_000, 7);
     const path = join(dir.path, "image.img");
     await writeFile(path, data);
@@ -97,16 +96,40 @@ describe("ChunkStore", () => {
       digests.push(digest);
       store.addImageLocation(digest, { file, offset: at, length: 100, owner: "img@1" });
     }
-    const decoder = new ChunkRecordDecoder();
-    const got: Buffer[] = [];
-    for await (const run of store.readRecords(digests)) {
-      for (const record of decoder.push(run)) {
-        expect(record.digest).toBe(digests[got.length]);
-        got.push(Buffer.from(record.data));
-      }
+    // Chunks in a sealed pack, and one still staged for writing.
+    const packed = chunksOf(seededBytes(200_000, 8));
+    for (const [digest, chunk] of packed) await store.put(digest, chunk);
+    await store.flush();
+    const [[stagedDigest, staged]] = chunksOf(seededBytes(20_000, 9)) as [[string, Buffer]];
+    await store.put(stagedDigest, staged);
+    const order = [
+      ...digests.slice(0, 1500),
+      ...packed.map(([d]) => d),
+      stagedDigest,
+      ...digests.slice(1500),
+    ];
+    const expected = Buffer.concat([
+      data.subarray(0, 150_000),
+      ...packed.map(([, chunk]) => chunk),
+      staged,
+      data.subarray(150_000),
+    ]);
+    const lent: Buffer[] = [];
+    const pieces: Buffer[] = [];
+    for await (const piece of store.readData(order, () => {
+      const buffer = Buffer.alloc(READ_BUFFER_BYTES);
+      lent.push(buffer);
+      return buffer;
+    })) {
+      expect(lent.some((buffer) => buffer.buffer === piece.buffer)).toBe(true);
+      pieces.push(Buffer.from(piece));
     }
-    expect(decoder.atBoundary).toBe(true);
-    expect(Buffer.concat(got).equals(data)).toBe(true);
+    expect(Buffer.concat(pieces).equals(expected)).toBe(true);
+    await expect(async () => {
+      for await (const _ of store.readData(["0".repeat(64)], () => Buffer.alloc(READ_BUFFER_BYTES))) {
+        /* nothing */
+      }
+    }).rejects.toMatchObject({ code: "CHUNK_MISSING" });
     await store.close();
     await file.close();
   });

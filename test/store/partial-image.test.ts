@@ -4,8 +4,12 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
 import { sha256Hex } from "../../regional-manager/store/digest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import type { Manifest } from "../../regional-manager/store/manifest.ts";
-import { layoutOf, sameOffsetPositions } from "../../regional-manager/store/partial-image.ts";
+import { MAX_CHUNK_LENGTH, type Manifest } from "../../regional-manager/store/manifest.ts";
+import {
+  type ChunkSequence,
+  layoutOf,
+  sameOffsetPositions,
+} from "../../regional-manager/store/partial-image.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 
 /** The data chunks of an image with their offsets, as a peer would send them. */
@@ -168,6 +172,77 @@ describe("ImageStore receiving pulled chunks in place", () => {
     expect(store.chunks.has(first?.digest as string)).toBe(false);
     await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({ code: "VERSION_INCOMPLETE" });
     await store.close();
+  });
+
+  /** Feeds `stream` to a sequence as a socket would: into its regions, `pieceBytes` at most per read. */
+  function feed(sequence: ChunkSequence, stream: Buffer, pieceBytes: number): void {
+    let at = 0;
+    while (at < stream.length) {
+      const region = sequence.region();
+      const take = Math.min(region.length, pieceBytes, stream.length - at);
+      stream.copy(region, 0, at, at + take);
+      at += take;
+      sequence.advance(take);
+    }
+  }
+
+  it("receives a pull's body in place, verifies each chunk there, and copies repeated chunks", async () => {
+    const a = seededBytes(1 << 20, 71);
+    const data = Buffer.concat([a, seededBytes(1 << 20, 72), a, seededBytes(1 << 20, 73)]);
+    const manifest = await image("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    const missing = store.missingChunks("img-a", 1);
+    const layout = layoutOf(manifest);
+    expect([...layout.positions.values()].some((positions) => positions.length > 1)).toBe(true);
+    const byDigest = new Map(dataChunks(manifest, data).map((chunk) => [chunk.digest, chunk.data]));
+    const writer = await store.receiver("img-a", 1);
+    let received = 0;
+    const sequence = writer.sequence(missing, (length) => {
+      received += length;
+    });
+    const body = Buffer.concat(missing.map((digest) => byDigest.get(digest) as Buffer));
+    expect(sequence.totalBytes).toBe(body.length);
+    // Adjacent chunks make one region: the reads are not cut at chunk boundaries.
+    expect(sequence.region().length).toBeGreaterThan(MAX_CHUNK_LENGTH);
+    feed(sequence, body, 100_000);
+    expect(sequence.done).toBe(true);
+    expect(sequence.region().length).toBe(0);
+    expect(received).toBe(body.length);
+    await writer.flush();
+    expect(store.missingChunks("img-a", 1)).toEqual([]);
+    const record = await store.completeVersion("img-a", 1);
+    expect(record.digest).toBe(sha256Hex(data));
+    expect((await readFile(store.imagePath(record.localId as string))).equals(data)).toBe(true);
+    await store.close();
+  });
+
+  it("rejects a corrupt chunk of a pull's body, keeping the verified ones before it", async () => {
+    const data = seededBytes(2 << 20, 74);
+    const manifest = await image("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    const chunks = dataChunks(manifest, data);
+    const body = Buffer.concat(chunks.map((chunk) => chunk.data));
+    const corruptAt = (chunks[0]?.data.length as number) + (chunks[1]?.data.length as number) + 5;
+    body[corruptAt] = (body[corruptAt] as number) ^ 0xff;
+    const writer = await store.receiver("img-a", 1);
+    const sequence = writer.sequence(
+      chunks.map((chunk) => chunk.digest),
+      () => {},
+    );
+    expect(() => feed(sequence, body, 7_777)).toThrow(
+      expect.objectContaining({ code: "CHUNK_DIGEST_MISMATCH" }),
+    );
+    await writer.flush();
+    const missing = store.missingChunks("img-a", 1);
+    expect(missing).not.toContain(chunks[0]?.digest);
+    expect(missing).not.toContain(chunks[1]?.digest);
+    expect(missing).toContain(chunks[2]?.digest);
+    await store.close();
+    const reopened = await ImageStore.open(join(dir.path, "store"));
+    expect(reopened.missingChunks("img-a", 1)).toEqual(missing);
+    await reopened.close();
   });
 
   it("after a crash keeps exactly the chunks whose bytes match, and refetches a torn one", async () => {

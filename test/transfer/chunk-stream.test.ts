@@ -1,24 +1,13 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { sha256Hex } from "../../regional-manager/store/digest.ts";
-import { ChunkRecordEncoder } from "../../regional-manager/transfer/chunk-records.ts";
-import { dechunk, streamChunkRecords } from "../../regional-manager/transfer/chunk-stream.ts";
+import { dechunk, streamChunkData } from "../../regional-manager/transfer/chunk-stream.ts";
 import { seededBytes } from "./helpers.ts";
 
-/** Records of `count` chunks of seeded bytes, encoded as the source sends them. */
-function records(count: number): { body: Buffer; chunks: Array<{ digest: string; data: Buffer }> } {
-  const encoder = new ChunkRecordEncoder(1 << 16);
-  const chunks = Array.from({ length: count }, (_, i) => {
-    const data = seededBytes(1000 + ((i * 7919) % 60_000), i + 1);
-    return { digest: sha256Hex(data), data };
-  });
-  const pieces: Buffer[] = [];
-  for (const chunk of chunks) {
-    const full = encoder.add(chunk.digest, chunk.data);
-    if (full) pieces.push(full);
-  }
-  pieces.push(encoder.take());
-  return { body: Buffer.concat(pieces), chunks };
+/** The data of `count` chunks of varied lengths, concatenated as the source sends them. */
+function chunkData(count: number): Buffer {
+  return Buffer.concat(
+    Array.from({ length: count }, (_, i) => seededBytes(1000 + ((i * 7919) % 60_000), i + 1)),
+  );
 }
 
 function chunked(body: Buffer, pieceBytes: number): Buffer {
@@ -60,14 +49,30 @@ async function answering(response: Buffer, options: { writeBytes?: number; end?:
   return { url: `http://127.0.0.1:${address.port}/v1/transfer/img/versions/1/chunks`, seen };
 }
 
-function collect() {
-  const got: Array<{ digest: string; data: Buffer }> = [];
+/**
+ * A sink expecting `total` bytes, lending regions of at most `regionBytes` of one buffer (as a
+ * ChunkSequence lends the free space of a run), and counting the reads that landed in place.
+ */
+function collect(total: number, regionBytes = 50_000) {
+  const out = Buffer.alloc(total);
+  let filled = 0;
   let wire = 0;
+  let inPlace = 0;
+  let lastRegion: Buffer | undefined;
   return {
-    got,
+    out,
+    filled: () => filled,
     wire: () => wire,
+    inPlace: () => inPlace,
     sink: {
-      record: (digest: string, data: Buffer) => got.push({ digest, data: Buffer.from(data) }),
+      region: () => {
+        lastRegion = out.subarray(filled, Math.min(total, filled + regionBytes));
+        return lastRegion;
+      },
+      advance: (bytes: number) => {
+        filled += bytes;
+        if (lastRegion) inPlace++;
+      },
       backpressure: () => undefined,
       wire: (bytes: number) => {
         wire += bytes;
@@ -78,57 +83,75 @@ function collect() {
 
 const head = (status: string, fields: string) => Buffer.from(`HTTP/1.1 ${status}\r\n${fields}\r\n`);
 
-describe("streamChunkRecords: the pull's chunk stream read off the socket", () => {
-  it("parses records framed by Content-Length, whatever the read boundaries", async () => {
-    const { body, chunks } = records(300);
+const ask = (url: string, expectedBytes: number, signal?: AbortSignal) => ({
+  url,
+  token: "t",
+  body: Buffer.from("ask"),
+  expectedBytes,
+  signal,
+});
+
+describe("streamChunkData: the pull's chunk data read off the socket", () => {
+  it("reads a Content-Length body into the sink's regions, whatever the read boundaries", async () => {
+    const body = chunkData(300);
     const { url, seen } = await answering(
       Buffer.concat([head("200 OK", `content-length: ${body.length}\r\n`), body]),
       { writeBytes: 7_777, end: false },
     );
-    const sink = collect();
-    const result = await streamChunkRecords({ url, token: "t0k", body: Buffer.from("ask") }, sink.sink);
-    expect(result.atBoundary).toBe(true);
-    expect(sink.got.map((c) => c.digest)).toEqual(chunks.map((c) => c.digest));
-    expect(sink.got.every((c, i) => c.data.equals(chunks[i]?.data as Buffer))).toBe(true);
+    const sink = collect(body.length);
+    await streamChunkData({ ...ask(url, body.length), token: "t0k" }, sink.sink);
+    expect(sink.filled()).toBe(body.length);
+    expect(sink.out.equals(body)).toBe(true);
     expect(sink.wire()).toBe(body.length);
+    // Past the bytes that came with the head, the socket reads straight into the regions.
+    expect(sink.inPlace()).toBeGreaterThan(10);
     expect(seen[0]).toMatch(/^POST \/v1\/transfer\/img\/versions\/1\/chunks HTTP\/1\.1\r\n/);
     expect(seen[0]).toContain("Authorization: Bearer t0k");
   });
 
-  it("parses a chunked body with extensions and trailers", async () => {
-    const { body, chunks } = records(120);
+  it("copies a chunked body with extensions and trailers into the regions", async () => {
+    const body = chunkData(120);
     const { url } = await answering(
       Buffer.concat([head("200 OK", "transfer-encoding: chunked\r\n"), chunked(body, 50_000)]),
       { writeBytes: 4_099 },
     );
-    const sink = collect();
-    await streamChunkRecords({ url, token: "t", body: Buffer.alloc(0) }, sink.sink);
-    expect(sink.got.map((c) => c.digest)).toEqual(chunks.map((c) => c.digest));
+    const sink = collect(body.length, 3_000);
+    await streamChunkData(ask(url, body.length), sink.sink);
+    expect(sink.out.equals(body)).toBe(true);
   });
 
   it("reads a body without framing until the connection ends", async () => {
-    const { body, chunks } = records(10);
+    const body = chunkData(10);
     const { url } = await answering(Buffer.concat([head("200 OK", ""), body]));
-    const sink = collect();
-    await streamChunkRecords({ url, token: "t", body: Buffer.alloc(0) }, sink.sink);
-    expect(sink.got).toHaveLength(chunks.length);
+    const sink = collect(body.length);
+    await streamChunkData(ask(url, body.length), sink.sink);
+    expect(sink.out.equals(body)).toBe(true);
   });
 
-  it("reports a stream cut inside a record as not at a boundary", async () => {
-    const { body } = records(5);
-    const cut = body.subarray(0, body.length - 10);
-    const { url } = await answering(Buffer.concat([head("200 OK", ""), cut]));
-    const result = await streamChunkRecords({ url, token: "t", body: Buffer.alloc(0) }, collect().sink);
-    expect(result.atBoundary).toBe(false);
+  it("refuses an answer announcing another length, or carrying more than asked", async () => {
+    const body = chunkData(5);
+    const announced = await answering(
+      Buffer.concat([head("200 OK", `content-length: ${body.length}\r\n`), body]),
+    );
+    await expect(
+      streamChunkData(ask(announced.url, body.length - 1), collect(body.length - 1).sink),
+    ).rejects.toThrow(
+      `the source announced ${body.length} bytes of chunk data where ${body.length - 1} were asked for`,
+    );
+    await new Promise((resolve) => server?.close(resolve));
+    const unframed = await answering(Buffer.concat([head("200 OK", ""), body]));
+    await expect(
+      streamChunkData(ask(unframed.url, body.length - 1), collect(body.length - 1).sink),
+    ).rejects.toThrow("the source sent more data than was asked for");
   });
 
   it("rejects a connection closed before Content-Length bytes arrived", async () => {
-    const { body } = records(5);
+    const body = chunkData(5);
     const { url } = await answering(
       Buffer.concat([head("200 OK", `content-length: ${body.length + 100}\r\n`), body]),
     );
     await expect(
-      streamChunkRecords({ url, token: "t", body: Buffer.alloc(0) }, collect().sink),
+      streamChunkData(ask(url, body.length + 100), collect(body.length + 100).sink),
     ).rejects.toThrow(/closed the connection before the end/);
   });
 
@@ -140,48 +163,47 @@ describe("streamChunkRecords: the pull's chunk stream read off the socket", () =
         Buffer.from(problem),
       ]),
     );
-    await expect(
-      streamChunkRecords({ url, token: "t", body: Buffer.alloc(0) }, collect().sink),
-    ).rejects.toMatchObject({ status: 401, code: "TOKEN_EXPIRED" });
+    await expect(streamChunkData(ask(url, 1000), collect(1000).sink)).rejects.toMatchObject({
+      status: 401,
+      code: "TOKEN_EXPIRED",
+    });
   });
 
   it("stops at what the sink throws, and at an abort", async () => {
-    const { body } = records(50);
+    const body = chunkData(50);
     const { url } = await answering(
       Buffer.concat([head("200 OK", `content-length: ${body.length}\r\n`), body]),
     );
     const refusing = {
-      ...collect().sink,
-      record: () => {
+      ...collect(body.length).sink,
+      advance: () => {
         throw new Error("corrupt chunk");
       },
     };
-    await expect(streamChunkRecords({ url, token: "t", body: Buffer.alloc(0) }, refusing)).rejects.toThrow(
-      "corrupt chunk",
-    );
+    await expect(streamChunkData(ask(url, body.length), refusing)).rejects.toThrow("corrupt chunk");
     const aborted = AbortSignal.abort(new Error("image deleted"));
-    await expect(
-      streamChunkRecords({ url, token: "t", body: Buffer.alloc(0), signal: aborted }, collect().sink),
-    ).rejects.toThrow("image deleted");
+    await expect(streamChunkData(ask(url, body.length, aborted), collect(body.length).sink)).rejects.toThrow(
+      "image deleted",
+    );
   });
 
   it("waits for backpressure before reading on", async () => {
-    const { body, chunks } = records(400);
+    const body = chunkData(400);
     const { url } = await answering(
       Buffer.concat([head("200 OK", `content-length: ${body.length}\r\n`), body]),
       {
         writeBytes: 65_536,
       },
     );
-    const sink = collect();
+    const sink = collect(body.length);
     let waits = 0;
     let releasedAt = 0;
     const slow = {
       ...sink.sink,
-      record: (digest: string, data: Buffer) => {
+      advance: (bytes: number) => {
         // Nothing is read while a wait is pending.
         expect(Date.now()).toBeGreaterThanOrEqual(releasedAt);
-        sink.sink.record(digest, data);
+        sink.sink.advance(bytes);
       },
       backpressure: () => {
         if (waits++ >= 3) return undefined;
@@ -189,9 +211,9 @@ describe("streamChunkRecords: the pull's chunk stream read off the socket", () =
         return new Promise<void>((resolve) => setTimeout(resolve, 25));
       },
     };
-    await streamChunkRecords({ url, token: "t", body: Buffer.alloc(0) }, slow);
+    await streamChunkData(ask(url, body.length), slow);
     expect(waits).toBeGreaterThan(3);
-    expect(sink.got).toHaveLength(chunks.length);
+    expect(sink.out.equals(body)).toBe(true);
   });
 });
 
