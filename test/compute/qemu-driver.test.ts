@@ -13,6 +13,7 @@ import {
   type InstanceSpec,
   type InstanceStateChange,
 } from "../../regional-manager/compute/index.ts";
+import { readInstanceRecord, writeInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
 import { isProcessRunning } from "../../regional-manager/compute/qemu/process.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
 import {
@@ -278,6 +279,50 @@ describe("qemu driver with real guests", () => {
       expect(found?.guestAttributes).toEqual({});
       await second.delete("guest-d");
       expect(readdirSync(join(downDir, "instances"))).toEqual([]);
+    } finally {
+      await secondMetadata.close();
+    }
+  });
+
+  it("starts again a guest whose start a manager crash cut short, stopping a QEMU it never recorded", async () => {
+    const crashDir = join(dataDir, "crash");
+    const firstMetadata = new MetadataService();
+    const first = newDriver(crashDir, firstMetadata);
+    await first.create(guestSpec("guest-c", { image: storedImage }));
+    await first.detach();
+    await firstMetadata.close();
+    // What a crash between "starting" and the recorded pid leaves: the record says starting, with
+    // no pid, and a QEMU may already run (here a stand-in whose command line names the QMP socket).
+    const instanceDir = join(crashDir, "instances/guest-c");
+    writeInstanceRecord(instanceDir, { ...readInstanceRecord(instanceDir), state: "starting" });
+    const stray = spawn(
+      process.execPath,
+      ["-e", "setInterval(() => {}, 1000)", `unix:path=${join(instanceDir, "qmp.sock")},server=on`],
+      { stdio: "ignore" },
+    );
+    pids.add(stray.pid as number);
+    await new Promise((resolve) => stray.once("spawn", resolve));
+
+    const secondMetadata = new MetadataService();
+    const second = newDriver(crashDir, secondMetadata);
+    try {
+      const ready = waitForState(second, "guest-c", "ready", BOOT_TIMEOUT_MS);
+      const [found] = await second.reattach();
+      expect(found).toMatchObject({
+        instanceId: "guest-c",
+        state: "stopped",
+        reason: "its start was interrupted by a manager restart",
+      });
+      const deadline = Date.now() + 10_000;
+      while (isProcessRunning(stray.pid as number) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(isProcessRunning(stray.pid as number)).toBe(false);
+      await ready;
+      const { pid } = second.status("guest-c");
+      pids.add(pid as number);
+      expect(pid).not.toBe(stray.pid);
+      await second.delete("guest-c");
+      expect(readdirSync(join(crashDir, "instances"))).toEqual([]);
     } finally {
       await secondMetadata.close();
     }

@@ -47,7 +47,7 @@ import {
 import { connectUnixSocket } from "../unix-socket.ts";
 import { checkMemoryAvailable, validateInstanceId, validateInstanceSpec } from "../validation.ts";
 import { buildOverlayArgs, buildQemuArgs } from "./command-line.ts";
-import { isInstanceProcess, isProcessRunning } from "./process.ts";
+import { instanceProcesses, isInstanceProcess, isProcessRunning } from "./process.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -302,6 +302,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
   async reattach(): Promise<InstanceStatus[]> {
     this.#detached = false;
     const found: InstanceStatus[] = [];
+    const interrupted: string[] = [];
     for (const entry of readdirSync(this.#instancesDir, { withFileTypes: true })) {
       if (!entry.isDirectory() || this.#instances.has(entry.name)) continue;
       const dir = join(this.#instancesDir, entry.name);
@@ -336,6 +337,14 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
             consoleTail: this.#failureTail(instance),
           });
         }
+      } else if (record.state === "starting") {
+        // The manager died while starting this VM: before QEMU was up, or before its pid was
+        // recorded. The guest never ran, so the start is simply made again, after any QEMU
+        // spawned without a recorded pid is stopped (it would be a second VM).
+        for (const stray of instanceProcesses(join(dir, "qmp.sock"))) killQuietly(stray);
+        delete instance.record.pid;
+        this.#setState(instance, "stopped", { reason: "its start was interrupted by a manager restart" });
+        interrupted.push(record.spec.instanceId);
       } else if (ACTIVE_STATES.includes(record.state)) {
         delete instance.record.pid;
         this.#setState(instance, "failed", {
@@ -345,6 +354,8 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       }
       found.push(this.status(record.spec.instanceId));
     }
+    // Reported as they go (state events); a start that fails again leaves the instance failed.
+    for (const instanceId of interrupted) this.start(instanceId).catch(() => {});
     return found;
   }
 

@@ -1,5 +1,5 @@
 // Facts about host processes, read from /proc: whether a pid is still our QEMU.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** Alive and not a zombie (an orphaned QEMU may linger as one until its new parent reaps it). */
 export function isProcessRunning(pid: number): boolean {
@@ -25,4 +25,14 @@ export function isInstanceProcess(pid: number, qmpSocket: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Every running process whose command line names this QMP socket (a QEMU whose pid went unrecorded). */
+export function instanceProcesses(qmpSocket: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    const pid = Number(name);
+    if (Number.isInteger(pid) && pid !== process.pid && isInstanceProcess(pid, qmpSocket)) found.push(pid);
+  }
+  return found;
 }
