@@ -231,6 +231,12 @@ export class ImageStore {
     return new PartialImageWriter(await this.partialImage(imageId, version));
   }
 
+  /** Waits for the writes queued into a pending version's image; reports a failed one (DISK_FULL). */
+  async drainWrites(imageId: string, version: number): Promise<void> {
+    const partial = this.partials.get(versionKey(imageId, version));
+    if (partial) await (await partial).drain();
+  }
+
   /**
    * Deletes the partial image of a version, if any. Its chunks that another version needs
    * move to packs first (the partial may be where the store found them); the rest are forgotten.

@@ -204,10 +204,15 @@ export class PartialImageWriter {
     this.runPositions = [];
   }
 
-  /** Writes everything staged and waits for it; reports a write failure. */
-  async flush(): Promise<void> {
+  /** Hands everything staged to the image's write queue, without waiting for the writes. */
+  release(): void {
     this.flushRun();
     this.copies?.flushRun();
+  }
+
+  /** Writes everything staged and waits for it; reports a write failure. */
+  async flush(): Promise<void> {
+    this.release();
     await this.image.drain();
   }
 }

@@ -167,7 +167,10 @@ export const transferRoutes = {
       params: VersionParams,
       body: { content: binary("Concatenated 32-byte digests").content, required: true },
     },
-    responses: { 200: binary("Chunk records"), ...problems },
+    responses: {
+      200: binary("The data of the chunks asked for, concatenated in the order asked (Content-Length set)"),
+      ...problems,
+    },
   }),
 };
 

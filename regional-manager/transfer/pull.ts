@@ -39,7 +39,7 @@ export interface PullOptions {
   signal?: AbortSignal;
   /** Passes over the sources before giving up; each pass asks only for what is still missing. */
   attempts?: number;
-  /** Bytes of chunk data per request; a request's chunks are sealed (crash-safe) when it ends. */
+  /** Bytes of chunk data per request. */
   batchBytes?: number;
   /** Requests in flight at once (pipelining: the next batch streams while one is verified). */
   concurrency?: number;
@@ -112,7 +112,6 @@ export async function fetchChunks(
   // Chunks go straight into the version's image, each verified first (see partial-image.ts).
   const writer = await store.receiver(imageId, version);
   const sequence = writer.sequence(digests, events.onChunk);
-  let failure: unknown;
   try {
     await streamChunkData(
       {
@@ -129,14 +128,10 @@ export async function fetchChunks(
         wire: events.onWire,
       },
     );
-  } catch (error) {
-    failure = error;
-    throw error;
   } finally {
-    // What was verified is kept even when the request fails: a retry will not ask for it.
-    await writer.flush().catch((error: unknown) => {
-      if (failure === undefined) throw error;
-    });
+    // What was verified is kept even when the request fails. The writes are not waited for:
+    // the next request streams while they finish (the pull waits before it counts what is missing).
+    writer.release();
   }
   if (!sequence.done) {
     throw new PullError(`the source ended the stream before the last of ${digests.length} chunks`);
@@ -246,7 +241,9 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
       }
     };
     for (let attempt = 0; ; attempt++) {
-      const missing = store.missingChunks(imageId, version);
+      // Chunks count as stored once written: an earlier attempt's writes are waited for first.
+      if (attempt > 0) await store.drainWrites(imageId, version);
+      const missing = attempt === 0 ? initial : store.missingChunks(imageId, version);
       if (missing.length === 0) break;
       if (attempt >= attempts * sources.length) {
         const last = errors.at(-1);
