@@ -422,28 +422,58 @@ export class ChunkStore {
   /**
    * The chunks' data in the order given, concatenated, in buffers of READ_BUFFER_BYTES that
    * `take` hands out (from a pool: a sender gives each back once the socket has it). Each
-   * yielded view holds whole chunks; the next read is issued before the view is yielded.
+   * yielded view holds whole chunks; the next buffer is being read before a view is yielded.
+   * Consecutive reads share a buffer while they fit: the scattered chunks of a delta leave in
+   * a few large pieces, not in one buffer (and one socket write) each.
    */
   async *readData(digests: readonly string[], take: () => Buffer): AsyncGenerator<Buffer> {
-    const read = async (range: ReadRange): Promise<Buffer> => {
+    const groups: ReadRange[][] = [];
+    let group: ReadRange[] = [];
+    let groupBytes = 0;
+    for (const range of this.planReads(digests)) {
+      if (group.length > 0 && groupBytes + range.length > READ_BUFFER_BYTES) {
+        groups.push(group);
+        group = [];
+        groupBytes = 0;
+      }
+      group.push(range);
+      groupBytes += range.length;
+    }
+    if (group.length > 0) groups.push(group);
+
+    const fill = async (ranges: ReadRange[]): Promise<Buffer> => {
       const buffer = take();
-      const held = range.count === 1 ? this.unwritten.get(range.first) : undefined;
-      if (held) held.copy(buffer);
-      else await this.readRange(range, buffer);
-      if (range.lengths) return buffer.subarray(0, range.length);
-      // Records from a pack: their data is moved together over the headers.
       let at = 0;
+      const reads: Array<Promise<unknown>> = [];
+      for (const range of ranges) {
+        const held = range.count === 1 ? this.unwritten.get(range.first) : undefined;
+        if (held) held.copy(buffer, at);
+        else reads.push(this.readRange(range, buffer.subarray(at)));
+        at += range.length;
+      }
+      await Promise.all(reads);
+      // Records from a pack: their data is moved together over the headers.
+      at = 0;
       let out = 0;
-      while (at < range.length) {
-        const length = buffer.readUInt32BE(at + DIGEST_BYTES);
-        at += PACK_RECORD_HEADER_BYTES;
-        buffer.copyWithin(out, at, at + length);
-        out += length;
-        at += length;
+      for (const range of ranges) {
+        if (range.lengths) {
+          if (out !== at) buffer.copyWithin(out, at, at + range.length);
+          out += range.length;
+          at += range.length;
+          continue;
+        }
+        const end = at + range.length;
+        while (at < end) {
+          const length = buffer.readUInt32BE(at + DIGEST_BYTES);
+          at += PACK_RECORD_HEADER_BYTES;
+          buffer.copyWithin(out, at, at + length);
+          out += length;
+          at += length;
+        }
       }
       return buffer.subarray(0, out);
     };
-    for await (const [, data] of readAhead(this.planReads(digests), read)) yield data;
+    for await (const [, data] of readAhead(groups, fill)) yield data;
   }
 
   /**
@@ -572,17 +602,14 @@ interface ReadRange {
   lengths?: number[];
 }
 
-/** Runs `read` over `ranges` in order, the next one always issued before the current is yielded. */
-async function* readAhead<T>(
-  ranges: readonly ReadRange[],
-  read: (range: ReadRange) => Promise<T>,
-): AsyncGenerator<[ReadRange, T]> {
-  let next = ranges[0] ? read(ranges[0]) : undefined;
+/** Runs `read` over `items` in order, the next one always issued before the current is yielded. */
+async function* readAhead<I, T>(items: readonly I[], read: (item: I) => Promise<T>): AsyncGenerator<[I, T]> {
+  let next = items[0] !== undefined ? read(items[0]) : undefined;
   try {
-    for (let r = 0; r < ranges.length; r++) {
+    for (let i = 0; i < items.length; i++) {
       const value = await (next as Promise<T>);
-      next = r + 1 < ranges.length ? read(ranges[r + 1] as ReadRange) : undefined;
-      yield [ranges[r] as ReadRange, value];
+      next = i + 1 < items.length ? read(items[i + 1] as I) : undefined;
+      yield [items[i] as I, value];
     }
   } finally {
     // A reader that stops early leaves at most one read in flight; its failure is of no interest.
