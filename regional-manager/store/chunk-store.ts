@@ -1,7 +1,7 @@
 import { type FileHandle, mkdir, open, readdir, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { DIGEST_BYTES, sha256Hex } from "./digest.ts";
-import { asStoreError, StoreError } from "./errors.ts";
+import { DIGEST_BYTES } from "./digest.ts";
+import { asStoreError, StoreError, verifyChunk } from "./errors.ts";
 import { readFully, syncDirectory, writeFileDurably } from "./files.ts";
 
 /*
@@ -252,9 +252,7 @@ export class ChunkStore {
    * readable at once; it survives a crash once its pack is sealed (see `flush`).
    */
   async put(digest: string, data: Buffer): Promise<void> {
-    if (sha256Hex(data) !== digest) {
-      throw new StoreError("CHUNK_DIGEST_MISMATCH", `chunk ${digest} does not match its digest`);
-    }
+    verifyChunk(digest, data);
     this.throwBackgroundError();
     // Backpressure: a slow disk slows the sender down instead of filling memory.
     while (this.pendingBytes > MAX_PENDING_WRITE_BYTES) await this.queue;

@@ -1,7 +1,7 @@
 import { type FileHandle, open, rm } from "node:fs/promises";
 import type { ChunkStore } from "./chunk-store.ts";
 import { isAllZero, sha256Hex, zeroChunkDigest } from "./digest.ts";
-import { asStoreError, StoreError } from "./errors.ts";
+import { asStoreError, StoreError, verifyChunk } from "./errors.ts";
 import { FileHasher } from "./file-hasher.ts";
 import { readFully } from "./files.ts";
 import type { Manifest } from "./manifest.ts";
@@ -114,25 +114,15 @@ export class PartialImageWriter {
    */
   async receive(digest: string, data: Buffer): Promise<void> {
     await this.image.admit();
-    this.accept(digest, data);
-  }
-
-  /**
-   * `receive` without waiting: verifies and stages the chunk at once, copying it, so `data` may
-   * be reused when this returns. The caller waits for `backpressure()` between reads.
-   */
-  accept(digest: string, data: Buffer): void {
     const positions = this.image.positionsOf(digest, data.length);
-    if (sha256Hex(data) !== digest) {
-      throw new StoreError("CHUNK_DIGEST_MISMATCH", `chunk ${digest} does not match its digest`);
-    }
+    verifyChunk(digest, data);
     const first = positions[0] as number;
     if (!this.image.isWritten(first)) this.stage(first, data);
     this.copyToOthers(positions, data);
   }
 
-  /** Writes verified data at the positions after the first (the ones not written yet). */
-  private copyToOthers(positions: readonly number[], data: Buffer): void {
+  /** Writes verified data at the positions after the first (the ones not written yet; see `copies`). */
+  copyToOthers(positions: readonly number[], data: Buffer): void {
     for (let i = 1; i < positions.length; i++) {
       const position = positions[i] as number;
       if (this.image.isWritten(position)) continue;
@@ -181,11 +171,6 @@ export class PartialImageWriter {
   commitTail(position: number, length: number): void {
     this.runUsed += length;
     this.runPositions.push(position);
-  }
-
-  /** Writes verified data at the positions after the first (see `copies`). */
-  commitCopies(positions: readonly number[], data: Buffer): void {
-    this.copyToOthers(positions, data);
   }
 
   /** Hands the staged run to the image's write queue. */
@@ -296,12 +281,10 @@ export class ChunkSequence {
       if (this.fill < length) break;
       const data = tail.subarray(0, length);
       const digest = this.digests[k] as string;
-      if (sha256Hex(data) !== digest) {
-        throw new StoreError("CHUNK_DIGEST_MISMATCH", `chunk ${digest} does not match its digest`);
-      }
+      verifyChunk(digest, data);
       const positions = this.positions[k] as readonly number[];
       this.writer.commitTail(positions[0] as number, length);
-      if (positions.length > 1) this.writer.commitCopies(positions, data);
+      if (positions.length > 1) this.writer.copyToOthers(positions, data);
       tail = tail.subarray(length);
       this.next++;
       this.fill = 0;
