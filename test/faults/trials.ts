@@ -66,20 +66,21 @@ function argvOf(pid: string): string[] {
   }
 }
 
-function parentOf(pid: string): string | undefined {
+function threadCountOf(pid: string): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the parenthesised command name: state, then the parent's pid.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1];
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? 0);
   } catch {
-    return undefined;
+    return 0;
   }
 }
 
 /**
  * qemu processes of this stack, with the instance directory their overlay lives in. QEMU forks
- * once per guest connection to the metadata address (guestfwd runs the relay command), and until
- * that fork execs the relay it carries QEMU's own command line: a child of a qemu is not a VM.
+ * for each guest connection to the metadata address (guestfwd runs the relay command through
+ * glib, which forks twice, so the process that will exec the relay is reparented away from
+ * QEMU). Until it execs, that process carries QEMU's own command line. A fork has one thread;
+ * a running QEMU has several (RCU, vCPU, I/O), so a single-threaded one is not a VM.
  */
 export function qemuProcessesUnder(dir: string): { pid: number; instanceDir: string }[] {
   const found: { pid: number; instanceDir: string }[] = [];
@@ -87,8 +88,7 @@ export function qemuProcessesUnder(dir: string): { pid: number; instanceDir: str
     if (!/^\d+$/.test(entry)) continue;
     const argv = argvOf(entry);
     if (!argv[0]?.includes("qemu-system")) continue;
-    const parent = parentOf(entry);
-    if (parent && argvOf(parent)[0]?.includes("qemu-system")) continue;
+    if (threadCountOf(entry) < 2) continue;
     const drive = argv.find((a) => a.startsWith(`file=${dir}/`) && a.includes("/overlay.qcow2"));
     if (!drive) continue;
     const overlay = drive.slice("file=".length, drive.indexOf("/overlay.qcow2"));
