@@ -8,6 +8,8 @@ import { MAX_CHUNK_LENGTH, type Manifest } from "../../regional-manager/store/ma
 import {
   type ChunkSequence,
   layoutOf,
+  PartialImage,
+  PartialImageWriter,
   sameOffsetPositions,
 } from "../../regional-manager/store/partial-image.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
@@ -109,7 +111,8 @@ describe("ImageStore receiving pulled chunks in place", () => {
     const all = dataChunks(m2, v2);
     const changed = all.filter((c) => !m1.chunks.some((k) => k.digest === c.digest));
     expect(changed.length).toBeGreaterThan(0);
-    // Opening the receiver copies every chunk v1 holds at the same offset.
+    // Opening the receiver starts copying every chunk v1 holds at the same offset; a flush
+    // waits for the copy too.
     const writer = await store.receiver("img-a", 2);
     await writer.flush();
     const partial = await readFile(join(dir.path, "store", "versions", "img-a", "2.partial"));
@@ -125,6 +128,33 @@ describe("ImageStore receiving pulled chunks in place", () => {
     expect((await readFile(path)).equals(v2)).toBe(true);
     // The zero run stays a hole in the new version too.
     expect((await stat(path)).blocks * 512).toBeLessThan(v2.length - (512 << 10));
+    await store.close();
+  });
+
+  it("receives while the base is copied; a base that cannot be read leaves completion to fill from the store", async () => {
+    const v1 = seededBytes(12 << 20, 65);
+    const v2 = Buffer.from(v1);
+    for (let at = 1 << 20; at < v2.length; at += 3 << 20) seededBytes(4096, at).copy(v2, at);
+    const m1 = await image("v1.raw", v1);
+    const m2 = await image("v2.raw", v2);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    for (const chunk of dataChunks(m1, v1)) await store.chunks.put(chunk.digest, chunk.data);
+    await store.chunks.flush();
+    // The base's file is closed before the copy's first read (as when its version is deleted
+    // meanwhile): the copy stops, and nothing it did not write may be missing at the end.
+    const base = await open(join(dir.path, "v1.raw"), "r");
+    await base.close();
+    const partial = await PartialImage.open(join(dir.path, "v2.partial"), m2, "img-a@2", store.chunks, {
+      file: base,
+      manifest: m1,
+    });
+    const writer = new PartialImageWriter(partial);
+    for (const chunk of dataChunks(m2, v2).filter((c) => !store.chunks.has(c.digest)))
+      await writer.receive(chunk.digest, chunk.data);
+    await writer.flush();
+    expect(await partial.complete()).toBe(sha256Hex(v2));
+    expect((await readFile(join(dir.path, "v2.partial"))).equals(v2)).toBe(true);
+    await partial.close();
     await store.close();
   });
 
