@@ -5,11 +5,12 @@ import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { syncDirectory, writeFileDurably } from "./files.ts";
 import {
+  type ChunkRef,
   decodeManifest,
   encodeManifest,
   type Manifest,
   type ManifestExpectations,
-  missingDigests,
+  missingChunkRefs,
   referencedDigests,
   validateManifest,
 } from "./manifest.ts";
@@ -340,10 +341,15 @@ export class ImageStore {
 
   /** Distinct chunk digests of a version that are not stored yet (zero runs never are). */
   missingChunks(imageId: string, version: number): string[] {
+    return this.missingChunkRefs(imageId, version).map((chunk) => chunk.digest);
+  }
+
+  /** The chunks of `missingChunks`, with their lengths (the manifest's own entries). */
+  missingChunkRefs(imageId: string, version: number): ChunkRef[] {
     const manifest = this.getManifest(imageId, version);
     if (!manifest)
       throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
-    return missingDigests(manifest, (digest) => this.chunks.has(digest));
+    return missingChunkRefs(manifest, (digest) => this.chunks.has(digest));
   }
 
   /**

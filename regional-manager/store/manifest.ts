@@ -66,18 +66,23 @@ export function validateManifest(manifest: Manifest, expected: ManifestExpectati
 }
 
 /**
- * The distinct digests of non-zero chunks that `isStored` says are absent, in manifest order
- * (so a pull that streams them in this order can be resumed by asking again).
+ * The distinct non-zero chunks that `isStored` says are absent, in manifest order (so a pull
+ * that streams them in this order can be resumed by asking again).
  */
-export function missingDigests(manifest: Manifest, isStored: (digest: string) => boolean): string[] {
+export function missingChunkRefs(manifest: Manifest, isStored: (digest: string) => boolean): ChunkRef[] {
   const seen = new Set<string>();
-  const missing: string[] = [];
+  const missing: ChunkRef[] = [];
   for (const chunk of manifest.chunks) {
-    if (chunk.zero || seen.has(chunk.digest)) continue;
+    if (chunk.zero || isStored(chunk.digest) || seen.has(chunk.digest)) continue;
     seen.add(chunk.digest);
-    if (!isStored(chunk.digest)) missing.push(chunk.digest);
+    missing.push(chunk);
   }
   return missing;
+}
+
+/** The digests of `missingChunkRefs`. */
+export function missingDigests(manifest: Manifest, isStored: (digest: string) => boolean): string[] {
+  return missingChunkRefs(manifest, isStored).map((chunk) => chunk.digest);
 }
 
 /** Distinct non-zero digests a manifest references (what garbage collection must keep). */

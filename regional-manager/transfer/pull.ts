@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
-import { decodeManifest, encodeDigestList, type Manifest, validateManifest } from "../store/manifest.ts";
+import { type ChunkRef, decodeManifest, encodeDigestList, type Manifest } from "../store/manifest.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
 import { streamChunkData } from "./chunk-stream.ts";
 import { binaryRequest, readAll } from "./http-client.ts";
@@ -138,18 +138,14 @@ export async function fetchChunks(
   }
 }
 
-/** Splits digests (in manifest order) into runs of about `batchBytes` of chunk data. */
-export function planBatches(
-  digests: readonly string[],
-  lengthOf: (digest: string) => number,
-  batchBytes: number,
-): string[][] {
+/** Splits chunks (in manifest order) into runs of about `batchBytes` of chunk data: their digests. */
+export function planBatches(chunks: readonly ChunkRef[], batchBytes: number): string[][] {
   const batches: string[][] = [];
   let batch: string[] = [];
   let bytes = 0;
-  for (const digest of digests) {
-    batch.push(digest);
-    bytes += lengthOf(digest);
+  for (const chunk of chunks) {
+    batch.push(chunk.digest);
+    bytes += chunk.length;
     if (bytes >= batchBytes) {
       batches.push(batch);
       batch = [];
@@ -196,8 +192,12 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
       const source = sources[attempt % sources.length] as PullSource;
       try {
         const fetched = await fetchManifest(store, source, imageId, version, signal);
-        validateManifest(fetched.manifest, { size: options.expectedSize, digest: options.expectedDigest });
-        await store.beginVersion(imageId, version, fetched.manifest, { format: fetched.format });
+        // Validated there, against what the control plane expects.
+        await store.beginVersion(imageId, version, fetched.manifest, {
+          format: fetched.format,
+          size: options.expectedSize,
+          digest: options.expectedDigest,
+        });
         manifest = fetched.manifest;
         wireBytes += fetched.bytes;
       } catch (error) {
@@ -205,12 +205,10 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
         if (signal?.aborted || attempt + 1 >= attempts * sources.length) throw error;
       }
     }
-    const lengths = new Map(manifest.chunks.map((chunk) => [chunk.digest, chunk.length]));
-    const lengthOf = (digest: string) => lengths.get(digest) as number;
-    const initial = store.missingChunks(imageId, version);
+    const initial = store.missingChunkRefs(imageId, version);
     const progress: PullProgress = {
       bytesDone: 0,
-      bytesTotal: initial.reduce((sum, digest) => sum + lengthOf(digest), 0),
+      bytesTotal: initial.reduce((sum, chunk) => sum + chunk.length, 0),
       chunksDone: 0,
       chunksTotal: initial.length,
       bytesPerSecond: 0,
@@ -243,7 +241,7 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
     for (let attempt = 0; ; attempt++) {
       // Chunks count as stored once written: an earlier attempt's writes are waited for first.
       if (attempt > 0) await store.drainWrites(imageId, version);
-      const missing = attempt === 0 ? initial : store.missingChunks(imageId, version);
+      const missing = attempt === 0 ? initial : store.missingChunkRefs(imageId, version);
       if (missing.length === 0) break;
       if (attempt >= attempts * sources.length) {
         const last = errors.at(-1);
@@ -258,7 +256,7 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
         await sleep(Math.min(2000, 250 * 2 ** (attempt / sources.length - 1)), undefined, { signal });
       }
       try {
-        const batches = planBatches(missing, lengthOf, options.batchBytes ?? DEFAULT_BATCH_BYTES);
+        const batches = planBatches(missing, options.batchBytes ?? DEFAULT_BATCH_BYTES);
         await runPool(batches, options.concurrency ?? DEFAULT_CONCURRENCY, (batch) =>
           fetchChunks(store, source, imageId, version, batch, { onChunk, onWire }, signal),
         );
