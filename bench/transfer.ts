@@ -1,5 +1,5 @@
 /**
- * npm run bench:transfer [-- --size-mib N | --ci] [--runs R] [--page-cache cold|warm] [--keep]
+ * npm run bench:transfer [-- --size-mib N | --ci] [--runs R] [--keep]
  *
  * Builds its own images (incompressible, and filesystem-like with zero runs), starts two
  * regional managers (transfer service only) on loopback and prints, each against a
@@ -12,11 +12,13 @@
  *   4. chunk+hash throughput of one core vs sha256sum on the same file.
  * Times are medians of --runs runs (default 3), after a warm-up.
  *
- * Before each timed run, every file either side will read is put in the same state: evicted
- * from the page cache (cold, the default: both read from disk, as a datacenter's images mostly
- * are) or read through (warm). Left alone, the two sides' files are in whatever state their
- * history left them: rsync's basis was copied a moment before, the target's base image minutes
- * before, and this kind of VM hands idle page cache back to its host within seconds.
+ * Before each timed run, ours or the reference's, every file of the benchmark is evicted from
+ * the page cache (sync, then dd iflag=nocache): both sides read from disk, as a datacenter's
+ * images mostly are, and start with the same free memory. Left alone, the comparison depended
+ * on history: rsync's basis was copied a moment before its run and was cached, the target's
+ * base image minutes before and mostly was not. On this kind of VM free memory matters too:
+ * idle memory is handed back to the host within seconds, and writing into memory the host must
+ * fault in again is slow, so whichever side had just freed more memory wrote faster.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
@@ -45,14 +47,9 @@ const { values } = parseArgs({
     "size-mib": { type: "string" },
     ci: { type: "boolean", default: false },
     runs: { type: "string", default: "3" },
-    "page-cache": { type: "string", default: "cold" },
     keep: { type: "boolean", default: false },
   },
 });
-const PAGE_CACHE = values["page-cache"];
-if (PAGE_CACHE !== "cold" && PAGE_CACHE !== "warm") {
-  throw new Error(`--page-cache must be cold or warm, not ${JSON.stringify(PAGE_CACHE)}`);
-}
 const SIZE = Number(values["size-mib"] ?? (values.ci ? 64 : 1024)) * 1024 * 1024;
 const RUNS = Number(values.runs);
 const WORK = join(tmpdir(), `globalvm-bench-${process.pid}`);
@@ -65,24 +62,13 @@ async function timed(task: () => Promise<unknown>): Promise<number> {
   return (performance.now() - start) / 1000;
 }
 
-async function regularFiles(path: string): Promise<string[]> {
-  const info = await stat(path);
-  if (info.isFile()) return [path];
-  if (!info.isDirectory()) return [];
-  const entries = await readdir(path, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
-}
-
-/** Puts every file under `paths` in the --page-cache state (see the top of this file). */
-async function settlePageCache(...paths: string[]): Promise<void> {
-  const files = (await Promise.all(paths.map(regularFiles))).flat();
-  if (PAGE_CACHE === "warm") {
-    for (const file of files)
-      await run("cat", [file], { maxBuffer: Number.POSITIVE_INFINITY, encoding: "buffer" });
-    return;
-  }
+/** Evicts every file of the benchmark from the page cache (see the top of this file). */
+async function evictPageCache(): Promise<void> {
   await run("sync"); // dirty pages cannot be evicted
-  for (const file of files) await run("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
+  const entries = await readdir(WORK, { recursive: true, withFileTypes: true });
+  for (const file of entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name))) {
+    await run("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
+  }
 }
 
 /** xorshift32 stream: reproducible incompressible bytes. */
@@ -302,7 +288,7 @@ async function main(): Promise<void> {
   const images = join(WORK, "images");
   await mkdir(images);
   console.log(
-    `globalvm transfer benchmark: ${mib(SIZE)} images, ${RUNS} runs, medians, ${PAGE_CACHE} page cache; work dir ${WORK}`,
+    `globalvm transfer benchmark: ${mib(SIZE)} images, ${RUNS} runs, medians, page cache emptied before each run; work dir ${WORK}`,
   );
   // The figures depend on what else the machine does: say how busy it was.
   console.log(
@@ -380,13 +366,13 @@ async function main(): Promise<void> {
       const targets: string[] = [];
       for (let r = 0; r <= RUNS; r++) {
         const dest = join(WORK, `curl-${r}.img`);
-        await settlePageCache(join(images, v1));
+        await evictPageCache();
         const seconds = await timed(() => run("curl", ["-s", "-o", dest, `${fileServer.url}/${v1}`]));
         const syncSeconds = await timed(() => run("sync", [dest]));
         await rm(dest);
         const dataDir = join(WORK, `${kind}-target-${r}`);
         const target = await startManager({ dataDir, datacenter: "dc-b", publicKeyFile: keys.publicKeyFile });
-        await settlePageCache(sourceDir);
+        await evictPageCache();
         const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size);
         await target.kill("SIGTERM");
         if (r === 0) {
@@ -436,13 +422,13 @@ async function main(): Promise<void> {
             datacenter: "dc-b",
             publicKeyFile: keys.publicKeyFile,
           });
-          await settlePageCache(sourceDir, dataDir);
+          await evictPageCache();
           ours.push(await pullVia(target, source, keys, kind, version, manifest.digest, manifest.size));
           await target.kill("SIGTERM");
           const rsyncDir = join(WORK, `rsync-${r}`);
           await mkdir(rsyncDir, { recursive: true });
           await cp(join(images, v1), join(rsyncDir, name));
-          await settlePageCache(join(images, name), rsyncDir);
+          await evictPageCache();
           theirs.push(await rsyncUpdate(rsyncd.url, name, join(rsyncDir, name)));
           await rm(rsyncDir, { recursive: true });
         }
