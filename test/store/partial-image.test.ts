@@ -181,6 +181,25 @@ describe("ImageStore receiving pulled chunks in place", () => {
     expect(sameOffsetPositions(shifted, layoutOf(shifted), base)).toEqual([]);
   });
 
+  it("hands a released writer's run buffer to the next writer instead of allocating another", async () => {
+    const data = seededBytes(1 << 20, 66);
+    const manifest = await image("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    const partial = await PartialImage.open(join(dir.path, "v1.partial"), manifest, "img-a@1", store.chunks);
+    const [first, second] = dataChunks(manifest, data);
+    const one = new PartialImageWriter(partial);
+    await one.receive(first?.digest as string, first?.data as Buffer);
+    // A request's last run is short: its bytes leave in a copy, and the run buffer stays free.
+    const runMemory = one.tail(first?.offset as number, 0).buffer;
+    one.release();
+    const two = new PartialImageWriter(partial);
+    await two.receive(second?.digest as string, second?.data as Buffer);
+    expect(two.tail(second?.offset as number, 0).buffer).toBe(runMemory);
+    await two.flush();
+    await partial.close();
+    await store.close();
+  });
+
   it("rejects a corrupt chunk, writing nothing of it", async () => {
     const data = seededBytes(1 << 20, 62);
     const manifest = await image("v1.raw", data);
