@@ -80,11 +80,6 @@ export function missingChunkRefs(manifest: Manifest, isStored: (digest: string) 
   return missing;
 }
 
-/** The digests of `missingChunkRefs`. */
-export function missingDigests(manifest: Manifest, isStored: (digest: string) => boolean): string[] {
-  return missingChunkRefs(manifest, isStored).map((chunk) => chunk.digest);
-}
-
 /** Distinct non-zero digests a manifest references (what garbage collection must keep). */
 export function referencedDigests(manifest: Manifest, into: Set<string> = new Set()): Set<string> {
   for (const chunk of manifest.chunks) if (!chunk.zero) into.add(chunk.digest);

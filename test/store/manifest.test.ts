@@ -14,7 +14,7 @@ import {
   MAX_CHUNK_LENGTH,
   type Manifest,
   ManifestError,
-  missingDigests,
+  missingChunkRefs,
   referencedDigests,
   validateManifest,
 } from "../../regional-manager/store/manifest.ts";
@@ -135,9 +135,13 @@ describe("which chunks are missing", () => {
         { digest: c, length: 100, zero: false },
       ],
     });
-    expect(missingDigests(m, () => false)).toEqual([b, a, c]);
-    expect(missingDigests(m, (digest) => digest === a)).toEqual([b, c]);
-    expect(missingDigests(m, () => true)).toEqual([]);
+    const digests = (isStored: (digest: string) => boolean) =>
+      missingChunkRefs(m, isStored).map((chunk) => chunk.digest);
+    expect(digests(() => false)).toEqual([b, a, c]);
+    expect(digests((digest) => digest === a)).toEqual([b, c]);
+    expect(digests(() => true)).toEqual([]);
+    // The manifest's own entries, lengths included.
+    expect(missingChunkRefs(m, () => false)[0]).toBe(m.chunks[0]);
   });
 
   it("finds the stored chunks no manifest references", () => {
