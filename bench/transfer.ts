@@ -299,9 +299,8 @@ async function main(): Promise<void> {
   console.log(
     `chunking: FastCDC min ${DEFAULT_CHUNKING.minLength / 1024} KiB, average ${DEFAULT_CHUNKING.averageLength / 1024} KiB, max ${DEFAULT_CHUNKING.maxLength / 1024} KiB; SHA-256 per chunk and per image\n`,
   );
-  const sourceDir = join(WORK, "source");
   const source = await startManager({
-    dataDir: sourceDir,
+    dataDir: join(WORK, "source"),
     datacenter: "dc-a",
     publicKeyFile: keys.publicKeyFile,
   });

@@ -197,12 +197,14 @@ export class PartialImageWriter {
    * with a full garbage collection every 64 MiB or so.
    */
   release(): void {
+    this.handOver();
+    this.copies?.handOver();
+  }
+
+  private handOver(): void {
     this.flushRun();
-    this.copies?.flushRun();
-    for (const writer of [this, this.copies]) {
-      if (writer?.run) this.image.giveBack(writer.run);
-      if (writer) writer.run = undefined;
-    }
+    if (this.run) this.image.giveBack(this.run);
+    this.run = undefined;
   }
 
   /** Writes everything staged and waits for it; reports a write failure. */

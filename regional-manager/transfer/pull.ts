@@ -186,9 +186,8 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
   const attempts = options.attempts ?? 3;
   const errors: unknown[] = [];
   try {
-    let manifest: Manifest | undefined;
     let wireBytes = 0;
-    for (let attempt = 0; !manifest; attempt++) {
+    for (let attempt = 0; ; attempt++) {
       const source = sources[attempt % sources.length] as PullSource;
       try {
         const fetched = await fetchManifest(store, source, imageId, version, signal);
@@ -198,8 +197,8 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
           size: options.expectedSize,
           digest: options.expectedDigest,
         });
-        manifest = fetched.manifest;
-        wireBytes += fetched.bytes;
+        wireBytes = fetched.bytes;
+        break;
       } catch (error) {
         errors.push(error);
         if (signal?.aborted || attempt + 1 >= attempts * sources.length) throw error;
