@@ -1,5 +1,5 @@
 // The compute driver interface: the manager's one global protocol for running instances. A
-// driver translates it to a datacenter's local way of running VMs (idea 2 of DESIGN.md).
+// driver translates it to a datacenter's local way of running VMs (one global ID, a local ID per datacenter: docs/architecture.md).
 import type { EventEmitter } from "node:events";
 import type { MetadataService } from "../metadata/index.ts";
 
