@@ -8,6 +8,7 @@ export const ID_PREFIXES = {
   vmGroup: "vmg",
   instance: "ins",
   operation: "op",
+  network: "net",
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 

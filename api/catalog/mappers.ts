@@ -1,6 +1,7 @@
 // Catalog rows → API shapes. One place, so every route answers the same way.
 import type { Image, ImageReplica } from "../../schemas/images.ts";
 import type { Instance } from "../../schemas/instances.ts";
+import type { Network } from "../../schemas/networks.ts";
 import type { Project, Token } from "../../schemas/projects.ts";
 import type { Datacenter, DatacenterStatus, Region } from "../../schemas/regions.ts";
 import type { VmGroup } from "../../schemas/vm-groups.ts";
@@ -10,6 +11,7 @@ import type {
   imageReplicas,
   images,
   instances,
+  networks,
   projects,
   regions,
   vmGroups,
@@ -52,6 +54,18 @@ export function datacenterStatus(
   if (age < thresholds.degradedAfterMs) return "up";
   if (age < thresholds.downAfterMs) return "degraded";
   return "down";
+}
+
+export function toNetwork(row: typeof networks.$inferSelect): Network {
+  return {
+    id: row.id,
+    name: row.name,
+    cidr: row.cidr,
+    subnet_prefix_length: row.subnetPrefixLength,
+    labels: row.labels,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+  };
 }
 
 export function toProject(row: typeof projects.$inferSelect): Project {

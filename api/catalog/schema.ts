@@ -106,6 +106,35 @@ export const datacenters = pgTable(
   ],
 );
 
+/**
+ * A project's private IPv4 network. It spans every region; each datacenter gets a subnet of it
+ * when the network first needs one there. `vni` names the network on the wire between hosts
+ * (its VXLAN identifier), unique across projects.
+ */
+export const networks = pgTable(
+  "networks",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    cidr: text("cidr").notNull(),
+    subnetPrefixLength: integer("subnet_prefix_length").notNull(),
+    vni: integer("vni").notNull().generatedAlwaysAsIdentity({ startWith: 4096 }),
+    labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("networks_project_name_uq").on(t.projectId, t.name),
+    uniqueIndex("networks_vni_uq").on(t.vni),
+    index("networks_project_id_idx").on(t.projectId, t.id),
+    check("networks_vni_range", sql`${t.vni} between 1 and 16777215`),
+    check("networks_subnet_prefix_valid", sql`${t.subnetPrefixLength} between 8 and 29`),
+  ],
+);
+
 export const images = pgTable(
   "images",
   {

@@ -16,6 +16,11 @@ import * as instancesGet from "./instances/get.ts";
 import * as instancesList from "./instances/list.ts";
 import * as instancesReport from "./instances/report.ts";
 import * as managerCredentialsCreate from "./managers/create-credential.ts";
+import * as networksCreate from "./networks/create.ts";
+import * as networksDelete from "./networks/delete.ts";
+import * as networksGet from "./networks/get.ts";
+import * as networksList from "./networks/list.ts";
+import * as networksUpdate from "./networks/update.ts";
 import * as operationsCancel from "./operations/cancel.ts";
 import * as operationsGet from "./operations/get.ts";
 import * as operationsList from "./operations/list.ts";
@@ -51,6 +56,11 @@ const ROUTES = [
   datacentersList,
   datacentersGet,
   datacentersHeartbeat,
+  networksCreate,
+  networksList,
+  networksGet,
+  networksUpdate,
+  networksDelete,
   imagesCreate,
   imagesList,
   imagesGet,

@@ -2,6 +2,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { CreateProjectSchema, ProjectSchema } from "../../../schemas/projects.ts";
 import { requireScope } from "../../auth.ts";
 import { toProject } from "../../catalog/mappers.ts";
+import { createDefaultNetwork } from "../../catalog/networks.ts";
 import { projects } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
@@ -29,11 +30,15 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const body = c.req.valid("json");
     const { db } = c.get("services");
     const response = await withIdempotency(c, body, async () => {
-      const [row] = await db
-        .insert(projects)
-        .values({ id: newId("project"), name: body.name })
-        .onConflictDoNothing()
-        .returning();
+      const row = await db.transaction(async (tx) => {
+        const [created] = await tx
+          .insert(projects)
+          .values({ id: newId("project"), name: body.name })
+          .onConflictDoNothing()
+          .returning();
+        if (created) await createDefaultNetwork(tx, created.id);
+        return created;
+      });
       if (!row) throw errors.conflict("already_exists", `A project named ${body.name} already exists.`);
       return { status: 201 as const, body: toProject(row) };
     });
