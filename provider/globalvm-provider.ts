@@ -5,6 +5,7 @@ import { type ApiClient, checkReachable, createApiClient } from "./client/client
 import { defineProvider } from "./framework/definitions.ts";
 import { imageDataSource, regionsDataSource } from "./resources/data-sources.ts";
 import { imageResource } from "./resources/image.ts";
+import { networkResource } from "./resources/network.ts";
 import { vmGroupResource } from "./resources/vm-group.ts";
 
 export interface GlobalvmProviderData {
@@ -42,7 +43,7 @@ export function createProviderData(
 export const globalvmProvider = defineProvider<GlobalvmProviderData>({
   typeName: "globalvm",
   schema: {
-    description: "globalvm: VM images and VM groups in any region.",
+    description: "globalvm: VM images, VM groups and networks in any region.",
     attributes: {
       endpoint: {
         type: "string",
@@ -84,6 +85,6 @@ export const globalvmProvider = defineProvider<GlobalvmProviderData>({
     if (!diagnostics.hasErrors) await checkReachable(endpoint);
     return createProviderData(endpoint, token);
   },
-  resources: [imageResource, vmGroupResource],
+  resources: [imageResource, vmGroupResource, networkResource],
   dataSources: [regionsDataSource, imageDataSource],
 });

@@ -60,3 +60,23 @@ export function cidrContains(outer: Ipv4Cidr, inner: Ipv4Cidr): boolean {
 export function cidrsOverlap(a: Ipv4Cidr, b: Ipv4Cidr): boolean {
   return a.base < b.base + blockSize(b.prefixLength) && b.base < a.base + blockSize(a.prefixLength);
 }
+
+/** Ranges a network may use: private (RFC 1918) and shared (RFC 6598) address space. */
+export const NETWORK_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"] as const;
+/** Large enough for a subnet in many datacenters, small enough to stay a network, not the Internet. */
+export const NETWORK_PREFIX_LENGTHS = { min: 8, max: 28 } as const;
+
+/**
+ * Why `text` cannot be a network's range, or undefined when it can. Plain (no schema library),
+ * so the Terraform provider checks at plan time exactly what the API checks.
+ */
+export function networkCidrProblem(text: string): string | undefined {
+  const cidr = parseCidr(text);
+  if ("error" in cidr) return cidr.error;
+  const { min, max } = NETWORK_PREFIX_LENGTHS;
+  if (cidr.prefixLength < min || cidr.prefixLength > max) {
+    return `the prefix length must be between /${min} and /${max}`;
+  }
+  const inRange = NETWORK_RANGES.some((range) => cidrContains(parseCidr(range) as Ipv4Cidr, cidr));
+  return inRange ? undefined : `must lie within ${NETWORK_RANGES.join(", ")}`;
+}

@@ -1,13 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema, LabelsSchema, NameSchema, TimestampSchema } from "./common.ts";
-import { cidrContains, type Ipv4Cidr, parseCidr } from "./ipv4.ts";
+import { NETWORK_PREFIX_LENGTHS, networkCidrProblem, parseCidr } from "./ipv4.ts";
 
-/** Ranges a network may use: private (RFC 1918) and shared (RFC 6598) address space. */
-export const NETWORK_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"] as const;
-const RANGES = NETWORK_RANGES.map((text) => parseCidr(text) as Ipv4Cidr);
-
-/** Large enough for a subnet in many datacenters, small enough to stay a network, not the Internet. */
-export const NETWORK_PREFIX_LENGTHS = { min: 8, max: 28 } as const;
 /** A datacenter's subnet holds at least 8 addresses (network, gateway and broadcast are reserved). */
 export const MAX_SUBNET_PREFIX_LENGTH = 29;
 
@@ -17,17 +11,8 @@ export const DEFAULT_NETWORK = { name: "default", cidr: "10.128.0.0/9", subnetPr
 export const NetworkCidrSchema = z
   .string()
   .superRefine((text, ctx) => {
-    const cidr = parseCidr(text);
-    if ("error" in cidr) {
-      ctx.addIssue({ code: "custom", message: cidr.error });
-      return;
-    }
-    const { min, max } = NETWORK_PREFIX_LENGTHS;
-    if (cidr.prefixLength < min || cidr.prefixLength > max) {
-      ctx.addIssue({ code: "custom", message: `the prefix length must be between /${min} and /${max}` });
-    } else if (!RANGES.some((range) => cidrContains(range, cidr))) {
-      ctx.addIssue({ code: "custom", message: `must lie within ${NETWORK_RANGES.join(", ")}` });
-    }
+    const problem = networkCidrProblem(text);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
   })
   .openapi({ example: "10.20.0.0/16", description: "An IPv4 block in private address space." });
 

@@ -9,6 +9,7 @@ import type { components, paths } from "./api.gen.ts";
 export type ApiClient = ReturnType<typeof createClient<paths>>;
 export type Schemas = components["schemas"];
 export type Image = Schemas["Image"];
+export type Network = Schemas["Network"];
 export type VmGroup = Schemas["VmGroup"];
 export type Operation = Schemas["Operation"];
 export type Problem = Schemas["Problem"];
