@@ -12,6 +12,7 @@ import {
 } from "./command.ts";
 import { envCommand } from "./env.ts";
 import { imageCommand } from "./image.ts";
+import { networkCommand } from "./network.ts";
 import { operationCommand } from "./operation.ts";
 import { regionsCommand } from "./regions.ts";
 import { migrateCommand, serveCommand } from "./serve.ts";
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, Command> = {
   env: envCommand,
   image: imageCommand,
   "vm-group": vmGroupCommand,
+  network: networkCommand,
   operation: operationCommand,
   regions: regionsCommand,
   serve: serveCommand,
@@ -40,7 +42,7 @@ ${Object.entries(COMMANDS)
 
 Run 'globalvm <command> --help' for a command's options and subcommands.
 
-Client commands (image, vm-group, operation, regions) talk to $GLOBALVM_ENDPOINT with
+Client commands (image, vm-group, network, operation, regions) talk to $GLOBALVM_ENDPOINT with
 $GLOBALVM_TOKEN (or --endpoint/--token); 'globalvm up' prints both.
 
 Exit codes: 0 ok, 1 an operation or API call failed, 2 a usage error.

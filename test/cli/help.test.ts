@@ -19,6 +19,9 @@ const COMMANDS = [
   ["vm-group"],
   ["vm-group", "ls"],
   ["vm-group", "show"],
+  ["network"],
+  ["network", "ls"],
+  ["network", "show"],
   ["operation"],
   ["operation", "watch"],
   ["regions"],
@@ -41,7 +44,17 @@ describe.concurrent("globalvm --help", { timeout: 90_000 }, () => {
   it("prints the command list with exit 0", async () => {
     const result = await runCli(["--help"]);
     expect(result.code).toBe(0);
-    for (const name of ["up", "env", "image", "vm-group", "operation", "regions", "serve", "migrate"])
+    for (const name of [
+      "up",
+      "env",
+      "image",
+      "vm-group",
+      "network",
+      "operation",
+      "regions",
+      "serve",
+      "migrate",
+    ])
       expect(result.stdout).toMatch(new RegExp(`^  ${name} `, "m"));
   });
 
