@@ -123,7 +123,27 @@ describe.each(CATALOG_KINDS)("token secrets (%s)", (kind) => {
   });
 });
 
-describe("signing keys at rest", () => {
+describe("signing keys on a shared Postgres", () => {
+  it("a key one control plane rotates in is published by the other at once, and signs there within seconds", async () => {
+    const catalog = await openTestCatalog("postgres");
+    try {
+      const kek = resolveKeyEncryptionKey({ secret: strongSecret() });
+      const first = await SigningKeyring.open(catalog.db, kek);
+      const second = await SigningKeyring.open(catalog.db, kek);
+      const before = (await second.current()).kid;
+      const { key } = await first.rotate();
+      expect(key.kid).not.toBe(before);
+      expect((await second.jwks()).keys.map((k) => k.kid)).toEqual(expect.arrayContaining([before, key.kid]));
+      const deadline = Date.now() + 10_000;
+      while ((await second.current()).kid !== key.kid) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    } finally {
+      await catalog.close();
+    }
+  }, 30_000);
+
   it("the Postgres table holds public keys and ciphertext, never a private key's d", async () => {
     const catalog = await openTestCatalog("postgres");
     try {
