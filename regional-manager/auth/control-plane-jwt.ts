@@ -78,8 +78,14 @@ function recheckingOnUnknownKid(
   };
 }
 
+/** How long fetched keys are trusted without a fetch: a key that left the JWKS stops verifying here within it. */
+const JWKS_MAX_AGE_MS = 60_000;
+
 function remoteKeys(url: URL): JWTVerifyGetKey {
-  const remote = createRemoteJWKSet(url, { cooldownDuration: UNKNOWN_KID_RECHECK_MS });
+  const remote = createRemoteJWKSet(url, {
+    cooldownDuration: UNKNOWN_KID_RECHECK_MS,
+    cacheMaxAge: JWKS_MAX_AGE_MS,
+  });
   return recheckingOnUnknownKid(remote, async () => {
     await remote.reload();
     return remote;
@@ -87,7 +93,7 @@ function remoteKeys(url: URL): JWTVerifyGetKey {
 }
 
 /** A pinned JWKS file: only public keys, read now (a bad file fails the start) and again on an unknown kid. */
-export function readPinnedJwks(path: string): JSONWebKeySet {
+function readPinnedJwks(path: string): JSONWebKeySet {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, "utf8"));
