@@ -66,8 +66,8 @@ export function createApp(services: Services, options: { log?: (line: string) =>
     }
   });
 
-  // Public keys of transfer tokens, for regional managers to verify them.
-  app.get("/.well-known/jwks.json", (c) => c.json(services.transferTokens.jwks()));
+  // Public keys of transfer and instance tokens, for regional managers to verify them.
+  app.get("/.well-known/jwks.json", async (c) => c.json(await services.signingKeys.jwks()));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

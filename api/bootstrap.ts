@@ -1,4 +1,5 @@
 import { eq } from "drizzle-orm";
+import { assertStrongSecret } from "../common/secret-strength.ts";
 import { hashSecret, newTokenSecret } from "./auth.ts";
 import type { CatalogDb } from "./catalog/db.ts";
 import { apiTokens } from "./catalog/schema.ts";
@@ -19,8 +20,7 @@ export async function ensureBootstrapAdminToken(
 ): Promise<AdminTokenOutcome> {
   const [existing] = await db.select().from(apiTokens).where(eq(apiTokens.bootstrap, true)).limit(1);
   if (fromEnvironment) {
-    if (fromEnvironment.length < 16)
-      throw new Error("GLOBALVM_ADMIN_TOKEN must be at least 16 characters long");
+    assertStrongSecret("GLOBALVM_ADMIN_TOKEN", fromEnvironment);
     const secretHash = hashSecret(fromEnvironment);
     if (existing) {
       if (existing.secretHash !== secretHash) {

@@ -1,7 +1,7 @@
 import type { TokenScope } from "../schemas/projects.ts";
 import type { Catalog, CatalogDb } from "./catalog/db.ts";
 import type { OperationEvents } from "./catalog/operations.ts";
-import type { InstanceTokenSigner, TransferTokenSigner } from "./signing.ts";
+import type { InstanceTokenSigner, SigningKeyring, TransferTokenSigner } from "./signing.ts";
 
 /** Who is calling: an admin token, a project token, or a regional manager's credential. */
 export interface Principal {
@@ -16,6 +16,7 @@ export interface Services {
   catalog: Catalog;
   db: CatalogDb;
   operationEvents: OperationEvents;
+  signingKeys: SigningKeyring;
   transferTokens: TransferTokenSigner;
   instanceTokens: InstanceTokenSigner;
   now: () => Date;

@@ -13,6 +13,17 @@ export interface StoredResponse {
 }
 
 /**
+ * For answers that carry a short-lived secret (an upload ticket's bearer token): the catalog
+ * keeps the answer without it, and a replay gets it back only while it still serves its purpose.
+ */
+export interface ReplaySecrets<B> {
+  /** The answer as stored: without the secret. */
+  strip(body: B): unknown;
+  /** The answer to a replay, from the stored one: a fresh secret, or none when it no longer applies. */
+  revive(stored: unknown): Promise<B>;
+}
+
+/**
  * Runs `create` once per (caller, Idempotency-Key): a retry with the same body gets the first
  * response back, a different body with the same key is a 409. Without the header it just runs.
  */
@@ -20,6 +31,7 @@ export async function withIdempotency<R extends StoredResponse>(
   c: Context<AppEnv>,
   body: unknown,
   create: () => Promise<R>,
+  secrets?: ReplaySecrets<R["body"]>,
 ): Promise<R> {
   const key = c.req.header("idempotency-key");
   if (key === undefined) return create();
@@ -41,14 +53,14 @@ export async function withIdempotency<R extends StoredResponse>(
       .where(and(eq(idempotencyKeys.principal, owner), eq(idempotencyKeys.key, key)))
       .limit(1);
 
-  const replay = (row: typeof idempotencyKeys.$inferSelect): R => {
+  const replay = async (row: typeof idempotencyKeys.$inferSelect): Promise<R> => {
     if (row.requestHash !== requestHash) {
       throw errors.conflict(
         "idempotency_key_reused",
         `Idempotency-Key ${key} was first used with a different request; use a new key for a new request.`,
       );
     }
-    return { status: row.status, body: row.body } as R;
+    return { status: row.status, body: secrets ? await secrets.revive(row.body) : row.body } as R;
   };
 
   const [previous] = await lookup();
@@ -56,7 +68,13 @@ export async function withIdempotency<R extends StoredResponse>(
   const response = await create();
   const inserted = await db
     .insert(idempotencyKeys)
-    .values({ principal: owner, key, requestHash, status: response.status, body: response.body })
+    .values({
+      principal: owner,
+      key,
+      requestHash,
+      status: response.status,
+      body: secrets ? secrets.strip(response.body) : response.body,
+    })
     .onConflictDoNothing()
     .returning({ key: idempotencyKeys.key });
   if (inserted.length === 0) {

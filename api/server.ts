@@ -1,4 +1,6 @@
 import { type ServerType, serve } from "@hono/node-server";
+import { ConfigurationError } from "../common/configuration-error.ts";
+import { preparePrivateDir } from "../common/private-dir.ts";
 import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
@@ -15,9 +17,22 @@ import type { RetryPolicy } from "./orchestrator/queue.ts";
 import { type OperationHandlers, OperationRunner } from "./orchestrator/runner.ts";
 import { convergeVmGroup, deleteVmGroup } from "./orchestrator/vm-groups.ts";
 import { createServices } from "./services.ts";
+import {
+  type KeyEncryptionKey,
+  resolveKeyEncryptionKey,
+  SIGNING_KEY_SECRET_VARIABLE,
+} from "./signing-key-wrap.ts";
 
 export interface ControlPlaneOptions {
   catalog: CatalogLocation;
+  /**
+   * The control plane's private data dir (made 0700): the PGlite catalog's parent, and where
+   * the signing-key secret file is kept without signingKeySecret. Default: the catalog's
+   * data dir; needed with a Postgres catalog unless signingKeySecret is given.
+   */
+  dataDir?: string;
+  /** GLOBALVM_SIGNING_KEY_SECRET: wraps the signing keys in the catalog (api/signing-key-wrap.ts). */
+  signingKeySecret?: string;
   port: number;
   host?: string;
   adminToken?: string;
@@ -43,10 +58,19 @@ export interface RunningControlPlane {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<RunningControlPlane> {
+  const kek = keyEncryptionKeyFor(options);
   const catalog = openCatalog(options.catalog);
   await catalog.migrate();
-  const adminToken = await ensureBootstrapAdminToken(catalog.db, options.adminToken);
-  const services = await createServices(catalog);
+  let adminToken: AdminTokenOutcome;
+  let services: Services;
+  try {
+    adminToken = await ensureBootstrapAdminToken(catalog.db, options.adminToken);
+    services = await createServices(catalog, kek);
+  } catch (error) {
+    // A weak admin token or a wrong signing-key secret: release the catalog (its lock) too.
+    await catalog.close();
+    throw error;
+  }
   const app = createApp(services, { log: options.log });
   const runner =
     options.orchestrate === false
@@ -100,4 +124,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       await catalog.close();
     },
   };
+}
+
+/** Where the signing keys' wrapping key comes from: the secret, else a file in the (private) data dir. */
+function keyEncryptionKeyFor(options: ControlPlaneOptions): KeyEncryptionKey {
+  if (options.signingKeySecret !== undefined)
+    return resolveKeyEncryptionKey({ secret: options.signingKeySecret });
+  const dataDir = options.dataDir ?? ("dataDir" in options.catalog ? options.catalog.dataDir : undefined);
+  if (dataDir !== undefined) {
+    preparePrivateDir(dataDir);
+    return resolveKeyEncryptionKey({ dataDir });
+  }
+  if ("databaseUrl" in options.catalog) {
+    // A key only this process knew would make the catalog's keys unusable after a restart.
+    throw new ConfigurationError(
+      `a control plane on Postgres needs ${SIGNING_KEY_SECRET_VARIABLE} (shared by all control planes on that database) or a data dir for its secret file`,
+    );
+  }
+  return resolveKeyEncryptionKey({});
 }

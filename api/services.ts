@@ -1,16 +1,20 @@
 import type { Catalog } from "./catalog/db.ts";
 import { OperationEvents } from "./catalog/operations.ts";
 import type { Services } from "./env.ts";
-import { loadInstanceTokenSigner, loadTransferTokenSigner } from "./signing.ts";
+import { instanceTokenSigner, SigningKeyring, transferTokenSigner } from "./signing.ts";
+import type { KeyEncryptionKey } from "./signing-key-wrap.ts";
 
-/** What every route reaches through the context, for one catalog. */
-export async function createServices(catalog: Catalog): Promise<Services> {
+/** What every route reaches through the context, for one catalog; `kek` opens its signing keys. */
+export async function createServices(catalog: Catalog, kek: KeyEncryptionKey): Promise<Services> {
+  const now = () => new Date();
+  const signingKeys = await SigningKeyring.open(catalog.db, kek, now);
   return {
     catalog,
     db: catalog.db,
     operationEvents: new OperationEvents(),
-    transferTokens: await loadTransferTokenSigner(catalog.db),
-    instanceTokens: await loadInstanceTokenSigner(catalog.db),
-    now: () => new Date(),
+    signingKeys,
+    transferTokens: transferTokenSigner(signingKeys),
+    instanceTokens: instanceTokenSigner(signingKeys),
+    now,
   };
 }

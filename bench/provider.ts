@@ -8,6 +8,7 @@
 //    boots (`wait_for_ready = false`), so the figure is the provider's own cost, not QEMU's.
 
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -22,7 +23,7 @@ import { median } from "./stats.ts";
 const SPAWN_RUNS = 21;
 const PLAN_RUNS = 5;
 const RESOURCES = 50;
-const ADMIN_TOKEN = "bench-provider-admin-token-0123456789";
+const ADMIN_TOKEN = `bench-admin-${randomBytes(32).toString("base64url")}`;
 /** No terraform run of this bench should come near this: a hang fails the bench instead. */
 const TERRAFORM_TIMEOUT_MS = 300_000;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The globalvm command. Runs under Node 24 (type stripping), which the npm scripts provide.
 // Exit codes: 0 ok, 1 an operation or API call failed, 2 the command line is wrong.
+import { ConfigurationError } from "../common/configuration-error.ts";
 import {
   type Command,
   CommandFailure,
@@ -73,6 +74,10 @@ main(process.argv.slice(2)).then(
     if (error instanceof UsageError) {
       process.stderr.write(`globalvm: ${error.message}\n\n${error.usage}`);
       process.exit(EXIT_USAGE);
+    }
+    if (error instanceof ConfigurationError) {
+      process.stderr.write(`globalvm: ${error.message}\n`);
+      process.exit(EXIT_FAILURE);
     }
     if (error instanceof CommandFailure) {
       process.stderr.write(`globalvm: ${error.message}\n${error.detail ? `${error.detail}\n` : ""}`);

@@ -48,14 +48,20 @@ The control plane alone: the HTTP API, the orchestrator, the catalog.
 Options:
   --port N        listen port (default: $PORT, else 8080; 0 picks a free one)
   --host H        listen address (default 127.0.0.1)
-  --data-dir DIR  where the embedded PGlite catalog lives when DATABASE_URL is not set
-                  (default .globalvm)
+  --data-dir DIR  the control plane's private dir (made 0700, refused if other users can
+                  write to it): the embedded PGlite catalog when DATABASE_URL is not set,
+                  and the signing-key secret file (default .globalvm)
   -h, --help      show this help
 
 Environment:
   DATABASE_URL          a Postgres URL for the catalog (several control planes may share it)
-  GLOBALVM_ADMIN_TOKEN  the bootstrap admin token (at least 16 characters); without it one is
-                        generated on the first start and printed once
+  GLOBALVM_ADMIN_TOKEN  the bootstrap admin token (32+ random characters, no patterns:
+                        openssl rand -base64 32); without it one is generated on the first
+                        start and printed once
+  GLOBALVM_SIGNING_KEY_SECRET
+                        wraps the token-signing keys stored in the catalog (32+ random
+                        characters); all control planes on one DATABASE_URL need the same.
+                        Without it a secret is generated in DIR/signing-key-secret (0600)
 `;
 
 const controlPlane: Command = {
@@ -75,6 +81,10 @@ const controlPlane: Command = {
     const { startControlPlane } = await import("../api/server.ts");
     const running = await startControlPlane({
       catalog: catalogLocation(values["data-dir"]),
+      dataDir: values["data-dir"],
+      ...(process.env.GLOBALVM_SIGNING_KEY_SECRET !== undefined
+        ? { signingKeySecret: process.env.GLOBALVM_SIGNING_KEY_SECRET }
+        : {}),
       port,
       host: values.host,
       adminToken: process.env.GLOBALVM_ADMIN_TOKEN,
@@ -96,7 +106,8 @@ const controlPlane: Command = {
 };
 
 const MANAGER_USAGE = `Usage: globalvm serve regional-manager --region R --datacenter D --control-plane URL
-                                       --data-dir DIR [--port N] [--host H]
+                                       --data-dir DIR [--control-plane-keys FILE]
+                                       [--port N] [--host H]
 
 One datacenter's regional manager: chunk store, uploads, peer transfer, QEMU guests. Guests
 keep running when it stops and are taken over by the next start.
@@ -105,7 +116,12 @@ Options:
   --region R            the region of the datacenter
   --datacenter D        the datacenter this manager serves
   --control-plane URL   the control plane's URL
-  --data-dir DIR        the chunk store, images and guests
+  --data-dir DIR        the chunk store, images and guests (made 0700, files 0600; refused
+                        if other users can write to it)
+  --control-plane-keys FILE
+                        trust the control plane's public keys in this JWKS file instead of
+                        the ones it serves at /.well-known/jwks.json; re-read when a token
+                        names a key it lacks (rotate with signs_after_seconds, update FILE)
   --port N              listen port (default 0: a free one)
   --host H              listen address (default 127.0.0.1)
   -h, --help            show this help
@@ -125,6 +141,7 @@ const regionalManager: Command = {
         datacenter: { type: "string" },
         "control-plane": { type: "string" },
         "data-dir": { type: "string" },
+        "control-plane-keys": { type: "string" },
         port: { type: "string" },
         host: { type: "string", default: "127.0.0.1" },
       },
@@ -147,6 +164,7 @@ const regionalManager: Command = {
       controlPlaneUrl: values["control-plane"] as string,
       credential,
       dataDir: values["data-dir"] as string,
+      ...(values["control-plane-keys"] ? { controlPlaneKeysFile: values["control-plane-keys"] } : {}),
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
       // Shortened by tests of a datacenter going down; 10 s otherwise.

@@ -5,11 +5,12 @@
 // and the catalog, and exits 0.
 
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
 // Types only: the services are imported when `up` runs, so that --help starts fast.
 import type { RunningControlPlane } from "../api/server.ts";
+import { preparePrivateDir } from "../common/private-dir.ts";
 import { type ApiClient, createApiClient } from "../provider/client/client.ts";
 import type { RunningRegionalManager } from "../regional-manager/service.ts";
 import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError } from "./command.ts";
@@ -37,15 +38,17 @@ SIGTERM) stops the guests, the managers and the catalog, then exits 0.
 Options:
   --regions R1,R2  regions to run, one datacenter each (default ${DEFAULT_REGIONS.join(",")})
   --port N         the control plane's port (default: $PORT, else 8080; 0 picks a free one)
-  --data-dir DIR   catalog, image stores, guests and secrets.json (mode 0600)
+  --data-dir DIR   catalog, image stores, guests and secrets.json: made 0700 with files
+                   0600, refused if other users can write to it
                    (default: $GLOBALVM_DATA_DIR, else .globalvm/up in the current directory)
   --json           once every manager is up, print one line of JSON on stdout:
                    {endpoint, token, admin_token, regions, ...}; logs go to stderr
   -h, --help       show this help
 
 Environment:
-  GLOBALVM_ADMIN_TOKEN  use this admin token (at least 16 characters) instead of the one
-                        generated on the first run and kept in the data dir
+  GLOBALVM_ADMIN_TOKEN  use this admin token (32+ random characters, no patterns: openssl
+                        rand -base64 32) instead of the one generated on the first run and
+                        kept in the data dir
 
 Needs qemu-system-x86_64 and qemu-img on PATH and the guest image (npm run guest-image).
 `;
@@ -171,7 +174,8 @@ export const upCommand: Command = {
       );
     }
     await assertPortFree(options.port);
-    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    // Before anything is written to it: 0700, refused if other users can write to it.
+    preparePrivateDir(options.dataDir);
     const info = (line: string) => process.stderr.write(`${line}\n`);
 
     const stack: StartedStack = { managers: [] };
@@ -194,6 +198,9 @@ export const upCommand: Command = {
       }
       const controlPlane = await startControlPlane({
         catalog: { dataDir: options.dataDir },
+        ...(process.env.GLOBALVM_SIGNING_KEY_SECRET !== undefined
+          ? { signingKeySecret: process.env.GLOBALVM_SIGNING_KEY_SECRET }
+          : {}),
         port: options.port,
         host: HOST,
         adminToken,

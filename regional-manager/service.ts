@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { TRANSFER_TOKEN_ISSUER } from "../api/signing.ts";
+import { preparePrivateDir } from "../common/private-dir.ts";
 import type { Capacity } from "../schemas/regions.ts";
+import { controlPlaneKeys } from "./auth/control-plane-jwt.ts";
 import { createInstanceTokenVerifier } from "./auth/instance-token.ts";
 import { createTransferTokenVerifier } from "./auth/transfer-token.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
@@ -42,6 +44,8 @@ export interface RegionalManagerOptions {
   probeGuest?: ProbeGuest;
   /** Stop every guest on close instead of leaving them running (`globalvm up`: Ctrl-C stops all). */
   stopGuestsOnClose?: boolean;
+  /** A JWKS file of the control plane's public keys, trusted instead of the JWKS it serves. */
+  controlPlaneKeysFile?: string;
 }
 
 export interface RunningRegionalManager {
@@ -59,6 +63,8 @@ export function catalogDigest(hex: string): string {
 
 export async function startRegionalManager(options: RegionalManagerOptions): Promise<RunningRegionalManager> {
   const log = options.log ?? ((line) => console.error(line));
+  // Chunks and images of every project, instance records: this user's only.
+  preparePrivateDir(options.dataDir);
   const store = await ImageStore.open(join(options.dataDir, "store"));
   const controlPlane = new ControlPlaneClient({
     url: options.controlPlaneUrl,
@@ -73,8 +79,16 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
         ...(report.digest ? { digest: catalogDigest(report.digest) } : {}),
       }),
   };
+  // One key lookup for both verifiers: a refresh for a new kid serves both.
+  const keys = {
+    getKey: controlPlaneKeys(
+      options.controlPlaneKeysFile !== undefined
+        ? { jwksFile: options.controlPlaneKeysFile }
+        : { jwksUrl: controlPlane.jwksUrl },
+    ),
+  };
   const verifier = createTransferTokenVerifier({
-    keys: { jwksUrl: controlPlane.jwksUrl },
+    keys,
     datacenter: options.datacenter,
     issuer: TRANSFER_TOKEN_ISSUER,
   });
@@ -122,7 +136,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     log,
   });
   const instanceVerifier = createInstanceTokenVerifier({
-    keys: { jwksUrl: controlPlane.jwksUrl },
+    keys,
     datacenter: options.datacenter,
     issuer: TRANSFER_TOKEN_ISSUER,
   });

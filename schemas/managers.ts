@@ -79,3 +79,35 @@ export const ReplicaSourcesSchema = z
   })
   .openapi("ReplicaSources");
 export type ReplicaSources = z.infer<typeof ReplicaSourcesSchema>;
+
+export const RotateSigningKeySchema = z
+  .strictObject({
+    signs_after_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(7 * 24 * 3600)
+      .default(0)
+      .openapi({
+        description:
+          "Publish the new key at once but sign with it only after this delay: time to copy the JWKS into managers' --control-plane-keys files. 0 (default): it signs at once.",
+      }),
+  })
+  .openapi("RotateSigningKey");
+
+export const SigningKeyRotationSchema = z
+  .object({
+    kid: z.string().openapi({ description: "The new key's id, the `kid` of the tokens it signs." }),
+    algorithm: z.string(),
+    public_jwk: z.record(z.string(), z.unknown()),
+    signs_from: TimestampSchema,
+    previous: z
+      .object({
+        kid: z.string(),
+        verifies_until: TimestampSchema.openapi({
+          description: "It stays in the JWKS until every token it signed has expired.",
+        }),
+      })
+      .nullable(),
+  })
+  .openapi("SigningKeyRotation");

@@ -14,6 +14,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { type ConstructorOptions, fromPglite, PgBoss } from "pg-boss";
 import postgres from "postgres";
+import { preparePrivateDir, tightenTree } from "../../common/private-dir.ts";
 import { createOperationQueues } from "../orchestrator/queue.ts";
 import * as schema from "./schema.ts";
 
@@ -94,11 +95,14 @@ export function openCatalog(location: CatalogLocation): Catalog {
   }
   let client: PGlite;
   let unlock = () => {};
+  let tighten = () => {};
   if ("dataDir" in location) {
+    preparePrivateDir(location.dataDir);
     const dir = join(location.dataDir, "catalog");
     mkdirSync(dir, { recursive: true });
     unlock = lockDataDir(dir);
     client = new PGlite(dir);
+    tighten = () => tightenTree(dir);
   } else {
     client = new PGlite();
   }
@@ -110,7 +114,11 @@ export function openCatalog(location: CatalogLocation): Catalog {
     db,
     kind: "pglite",
     ...withJobQueue(jobs, {
-      migrateCatalog: () => migratePglite(drizzlePglite(client), { migrationsFolder }),
+      migrateCatalog: async () => {
+        await migratePglite(drizzlePglite(client), { migrationsFolder });
+        // PGlite has created its files by now, the initial ones 0666 whatever the umask.
+        tighten();
+      },
       closeDatabase: async () => {
         await client.close();
         unlock();

@@ -65,12 +65,18 @@ export const apiTokens = pgTable(
   ],
 );
 
-/** Keys that sign transfer tokens; managers fetch the public halves from /.well-known/jwks.json. */
+/**
+ * Keys that sign transfer and instance tokens; managers fetch the public halves from
+ * /.well-known/jwks.json. The private half is stored only wrapped (AES-256-GCM) with a key that
+ * is not in the catalog (api/signing-key-wrap.ts). The newest key whose signs_from has come
+ * signs; the one before it verifies until the tokens it signed have expired.
+ */
 export const signingKeys = pgTable("signing_keys", {
   kid: text("kid").primaryKey(),
   algorithm: text("algorithm").notNull(),
   publicJwk: jsonb("public_jwk").$type<Record<string, unknown>>().notNull(),
-  privateJwk: jsonb("private_jwk").$type<Record<string, unknown>>().notNull(),
+  wrappedPrivateJwk: text("wrapped_private_jwk").notNull(),
+  signsFrom: timestamp("signs_from", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
   createdAt: createdAt(),
 });
 

@@ -33,6 +33,7 @@ import * as regionsGet from "./regions/get.ts";
 import * as regionsList from "./regions/list.ts";
 import * as replicasReport from "./replicas/report.ts";
 import * as replicasSources from "./replicas/sources.ts";
+import * as signingKeysRotate from "./signing-keys/rotate.ts";
 import * as tokensCreate from "./tokens/create.ts";
 import * as tokensDelete from "./tokens/delete.ts";
 import * as tokensList from "./tokens/list.ts";
@@ -77,6 +78,7 @@ const ROUTES = [
   operationsGet,
   operationsCancel,
   managerCredentialsCreate,
+  signingKeysRotate,
   datacentersRegisterManager,
   imagesCreateUpload,
   replicasReport,

@@ -418,6 +418,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/signing-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate the key that signs transfer and instance tokens (admin)
+         * @description Adds a new key to the JWKS; it signs from `signs_from` on, in every control plane on this catalog within seconds. The key it replaces keeps verifying until every token it signed has expired, then leaves the JWKS.
+         */
+        post: operations["rotateSigningKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tokens/{id}": {
         parameters: {
             query?: never;
@@ -1062,6 +1082,35 @@ export interface components {
             region: string;
             /** @description Defaults to the current version. */
             version?: number;
+        };
+        RotateSigningKey: {
+            /**
+             * @description Publish the new key at once but sign with it only after this delay: time to copy the JWKS into managers' --control-plane-keys files. 0 (default): it signs at once.
+             * @default 0
+             */
+            signs_after_seconds: number;
+        };
+        SigningKeyRotation: {
+            algorithm: string;
+            /** @description The new key's id, the `kid` of the tokens it signs. */
+            kid: string;
+            previous: {
+                kid: string;
+                /**
+                 * Format: date-time
+                 * @description It stays in the JWKS until every token it signed has expired.
+                 * @example 2026-11-22T04:00:00.000Z
+                 */
+                verifies_until: string;
+            } | null;
+            public_jwk: {
+                [key: string]: unknown;
+            };
+            /**
+             * Format: date-time
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            signs_from: string;
         };
         Token: {
             /**
@@ -3270,6 +3319,57 @@ export interface operations {
             };
             /** @description No such object in this project. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotateSigningKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotateSigningKey"];
+            };
+        };
+        responses: {
+            /** @description The new key, and until when the one it replaces verifies. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SigningKeyRotation"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

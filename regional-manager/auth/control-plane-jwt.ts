@@ -1,5 +1,7 @@
 // What transfer tokens and instance tokens share: short-lived JWTs the control plane signs
 // with its keys (ES256 or EdDSA) and regional managers verify against its public keys.
+import { readFileSync } from "node:fs";
+import { setTimeout as delay } from "node:timers/promises";
 import {
   type CryptoKey,
   createLocalJWKSet,
@@ -11,6 +13,7 @@ import {
   type KeyObject,
   SignJWT,
 } from "jose";
+import { ConfigurationError } from "../../common/configuration-error.ts";
 
 export type TokenErrorCode =
   | "TOKEN_MISSING"
@@ -30,11 +33,106 @@ export class TransferTokenError extends Error {
   }
 }
 
-/** Where a manager gets the control plane's public keys: a JWKS URL, a JWKS, or one key. */
+/**
+ * Where a manager gets the control plane's public keys: a JWKS URL (fetched, refreshed on an
+ * unknown kid), a pinned JWKS file (re-read on an unknown kid), a JWKS, one key, or a key
+ * getter made once by controlPlaneKeys and shared by several verifiers.
+ */
 export type TransferKeySource =
   | { jwksUrl: string | URL }
+  | { jwksFile: string }
   | { jwks: JSONWebKeySet }
-  | { publicKey: CryptoKey | KeyObject };
+  | { publicKey: CryptoKey | KeyObject }
+  | { getKey: JWTVerifyGetKey };
+
+/**
+ * How soon a manager looks again for a kid it does not know: a token signed by a key the
+ * control plane just rotated in is accepted within this time. It also bounds how often
+ * tokens with made-up kids can make it fetch.
+ */
+export const UNKNOWN_KID_RECHECK_MS = 1_000;
+
+/** A getter that looks again (once, waiting out the recheck interval) when `current` does not know the token's kid. */
+function recheckingOnUnknownKid(
+  current: JWTVerifyGetKey,
+  recheck: () => Promise<JWTVerifyGetKey>,
+): JWTVerifyGetKey {
+  let lastCheck = Date.now();
+  let pending: Promise<JWTVerifyGetKey> | undefined;
+  return async (header, token) => {
+    try {
+      return await current(header, token);
+    } catch (error) {
+      if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
+      // Concurrent tokens with the new kid share one look.
+      pending ??= (async () => {
+        await delay(Math.max(0, lastCheck + UNKNOWN_KID_RECHECK_MS - Date.now()));
+        current = await recheck();
+        lastCheck = Date.now();
+        return current;
+      })().finally(() => {
+        pending = undefined;
+      });
+      return (await pending)(header, token);
+    }
+  };
+}
+
+/** How long fetched keys are trusted without a fetch: a key that left the JWKS stops verifying here within it. */
+const JWKS_MAX_AGE_MS = 60_000;
+
+function remoteKeys(url: URL): JWTVerifyGetKey {
+  const remote = createRemoteJWKSet(url, {
+    cooldownDuration: UNKNOWN_KID_RECHECK_MS,
+    cacheMaxAge: JWKS_MAX_AGE_MS,
+  });
+  return recheckingOnUnknownKid(remote, async () => {
+    await remote.reload();
+    return remote;
+  });
+}
+
+/** A pinned JWKS file: only public keys, read now (a bad file fails the start) and again on an unknown kid. */
+function readPinnedJwks(path: string): JSONWebKeySet {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new ConfigurationError(
+      `--control-plane-keys: ${path} is not a readable JSON file: ${(error as Error).message}`,
+    );
+  }
+  const keys = (parsed as { keys?: unknown }).keys;
+  if (!Array.isArray(keys) || keys.length === 0) {
+    throw new ConfigurationError(
+      `--control-plane-keys: ${path} is not a JWKS: it needs a non-empty "keys" array (save the control plane's /.well-known/jwks.json)`,
+    );
+  }
+  if (keys.some((key) => typeof key !== "object" || key === null || "d" in key)) {
+    throw new ConfigurationError(
+      `--control-plane-keys: ${path} must hold public keys only (one has a private "d" parameter)`,
+    );
+  }
+  return { keys } as JSONWebKeySet;
+}
+
+function pinnedKeys(path: string): JWTVerifyGetKey {
+  return recheckingOnUnknownKid(createLocalJWKSet(readPinnedJwks(path)), async () =>
+    createLocalJWKSet(readPinnedJwks(path)),
+  );
+}
+
+/** A manager's key lookup, fetched or pinned; made once so that its verifiers share one cache. */
+export function controlPlaneKeys(keys: { jwksUrl: string | URL } | { jwksFile: string }): JWTVerifyGetKey {
+  return "jwksUrl" in keys ? remoteKeys(new URL(keys.jwksUrl)) : pinnedKeys(keys.jwksFile);
+}
+
+function keyLookup(keys: TransferKeySource): JWTVerifyGetKey | CryptoKey | KeyObject {
+  if ("jwksUrl" in keys || "jwksFile" in keys) return controlPlaneKeys(keys);
+  if ("jwks" in keys) return createLocalJWKSet(keys.jwks);
+  if ("getKey" in keys) return keys.getKey;
+  return keys.publicKey;
+}
 
 export interface SignOptions {
   lifetimeSeconds?: number;
@@ -72,12 +170,7 @@ export function createJwtVerifier(
   issuer: string | undefined,
   what: string,
 ) {
-  const getKey: JWTVerifyGetKey | CryptoKey | KeyObject =
-    "jwksUrl" in keys
-      ? createRemoteJWKSet(new URL(keys.jwksUrl))
-      : "jwks" in keys
-        ? createLocalJWKSet(keys.jwks)
-        : keys.publicKey;
+  const getKey = keyLookup(keys);
   return async (token: string | undefined): Promise<Record<string, unknown>> => {
     if (!token) throw new TransferTokenError("TOKEN_MISSING", `${what} is required`);
     try {

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
+import { loosePermissions } from "../support/permissions.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
 import { type CliResult, runCli } from "./run-cli.ts";
 
@@ -96,6 +97,8 @@ async function api(up: StartedUp, path: string, token = up.answer.token, init: R
 let first: StartedUp;
 
 beforeAll(async () => {
+  // What a default shell gives: `up` must make its files private by itself.
+  process.umask(0o022);
   ensureGuestImage();
   writeFileSync(randomFile, randomBytes(4 << 20));
   first = await startUp();
@@ -300,6 +303,8 @@ describe("globalvm up", () => {
     expect(processesUsing(dataDir)).toEqual([]);
     // Exactly the one JSON line, nothing else on stdout.
     expect(first.stdout().trim().split("\n")).toHaveLength(1);
+    // After a catalog, two stores and a guest wrote there: nothing other users may read.
+    expect(loosePermissions(dataDir, [randomFile])).toEqual([]);
   }, 90_000);
 
   it("up again on the same data dir resumes: same tokens, the image, the group and its guest", async () => {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createTestDatabaseUrl } from "../support/catalogs.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
+import { strongSecret } from "../support/secrets.ts";
 
 const started: RunningProcess[] = [];
 const dirs: string[] = [];
@@ -97,8 +98,12 @@ describe("globalvm serve control-plane", () => {
 
   it("on Postgres via DATABASE_URL, with GLOBALVM_ADMIN_TOKEN", async () => {
     const databaseUrl = await createTestDatabaseUrl();
-    const adminToken = "postgres-admin-token-0123456789";
-    const { url, process } = await serve([], { DATABASE_URL: databaseUrl, GLOBALVM_ADMIN_TOKEN: adminToken });
+    const adminToken = strongSecret("postgres-admin-");
+    const { url, process } = await serve([], {
+      DATABASE_URL: databaseUrl,
+      GLOBALVM_ADMIN_TOKEN: adminToken,
+      GLOBALVM_SIGNING_KEY_SECRET: strongSecret(),
+    });
     expect(process.output()).not.toContain("shown once");
     expect((await http(`${url}/readyz`, "GET", null)).body).toEqual({ status: "ok", database: "postgres" });
     await adminAndProjectFlow(url, adminToken);
@@ -123,9 +128,10 @@ describe("globalvm serve control-plane", () => {
 describe("one process per embedded catalog", () => {
   it("a second control plane on the same data dir refuses to start and names the first", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "globalvm-lock-"));
+    const lockAdminToken = strongSecret("lock-admin-");
     dirs.push(dataDir);
     const first = await serve(["--data-dir", dataDir], {
-      GLOBALVM_ADMIN_TOKEN: "lock-admin-token-0123456789",
+      GLOBALVM_ADMIN_TOKEN: lockAdminToken,
     });
     const second = startCli(["serve", "control-plane", "--port", "0", "--data-dir", dataDir]);
     started.push(second);
@@ -135,7 +141,7 @@ describe("one process per embedded catalog", () => {
     expect((await http(`${first.url}/readyz`, "GET", null)).status).toBe(200);
     expect(await first.process.stop("SIGTERM")).toBe(0);
     const third = await serve(["--data-dir", dataDir], {
-      GLOBALVM_ADMIN_TOKEN: "lock-admin-token-0123456789",
+      GLOBALVM_ADMIN_TOKEN: lockAdminToken,
     });
     expect((await http(`${third.url}/readyz`, "GET", null)).status).toBe(200);
   }, 120_000);

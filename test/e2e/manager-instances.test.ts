@@ -19,15 +19,17 @@ import {
   setInstanceMetadataOnManager,
   startInstanceOnManager,
 } from "../../api/orchestrator/manager-client.ts";
-import { loadInstanceTokenSigner } from "../../api/signing.ts";
+import { instanceTokenSigner, SigningKeyring } from "../../api/signing.ts";
+import { resolveKeyEncryptionKey } from "../../api/signing-key-wrap.ts";
 import { isProcessRunning } from "../../regional-manager/compute/qemu/process.ts";
 import { uploadImage } from "../../regional-manager/upload-client.ts";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
 import { BOOT_MARKER, ensureGuestImage } from "../compute/support.ts";
 import { createTestDatabaseUrl } from "../support/catalogs.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
+import { strongSecret } from "../support/secrets.ts";
 
-const ADMIN = "e2e-admin-token-instances-0123456789";
+const ADMIN = strongSecret("e2e-admin-");
 const DATACENTER = "eu-west-a";
 const processes: RunningProcess[] = [];
 const qemuPids = new Set<number>();
@@ -149,7 +151,14 @@ beforeAll(async () => {
   await db
     .insert(instances)
     .values({ id: instanceId, vmGroupId: groupId, ordinal: 0, datacenter: DATACENTER });
-  target = { datacenter: DATACENTER, managerUrl, signer: await loadInstanceTokenSigner(db) };
+  target = {
+    datacenter: DATACENTER,
+    managerUrl,
+    signer: instanceTokenSigner(
+      // The control plane's keys, opened with the secret file in its data dir.
+      await SigningKeyring.open(db, resolveKeyEncryptionKey({ dataDir: join(dir, "cp") })),
+    ),
+  };
   spec = {
     instance_id: instanceId,
     name: "web-0",

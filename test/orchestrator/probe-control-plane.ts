@@ -14,6 +14,8 @@ const running = await startControlPlane({
   catalog: env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : { dataDir: required("PROBE_DATA_DIR") },
   port: Number(env.PROBE_PORT ?? 0),
   adminToken: required("GLOBALVM_ADMIN_TOKEN"),
+  // Two probes on one database share it, as control planes on one Postgres must.
+  signingKeySecret: required("GLOBALVM_SIGNING_KEY_SECRET"),
   handlers: {
     "create-vm-group": probeHandler({
       log: required("PROBE_LOG"),

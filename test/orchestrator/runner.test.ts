@@ -35,6 +35,7 @@ describe.each(CATALOG_KINDS)("operation runner on pg-boss (%s)", (kind) => {
     log = join(dir, "probe.log");
     controlPlane = await startControlPlane({
       catalog: kind === "postgres" ? { databaseUrl: await createTestDatabaseUrl() } : { dataDir: dir },
+      dataDir: dir,
       port: 0,
       adminToken: ADMIN_TOKEN,
       handlers: { "create-vm-group": probeHandler({ log, steps: STEPS, stepMs: STEP_MS }) },

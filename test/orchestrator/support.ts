@@ -4,8 +4,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
+import { strongSecret } from "../support/secrets.ts";
 
-export const ADMIN_TOKEN = "orchestrator-admin-token-0123456789";
+export const ADMIN_TOKEN = strongSecret("orchestrator-admin-");
+const SIGNING_KEY_SECRET = strongSecret();
 const PROBE_CONTROL_PLANE = fileURLToPath(new URL("./probe-control-plane.ts", import.meta.url));
 
 export interface Answer {
@@ -144,7 +146,13 @@ export interface ProbeProcess {
 /** The probe control plane as a real process (env: DATABASE_URL or PROBE_DATA_DIR, PROBE_LOG, …). */
 export async function startProbeProcess(env: Record<string, string>): Promise<ProbeProcess> {
   const child = spawn(process.execPath, [PROBE_CONTROL_PLANE], {
-    env: { ...process.env, DATABASE_URL: undefined, GLOBALVM_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+    env: {
+      ...process.env,
+      DATABASE_URL: undefined,
+      GLOBALVM_ADMIN_TOKEN: ADMIN_TOKEN,
+      GLOBALVM_SIGNING_KEY_SECRET: SIGNING_KEY_SECRET,
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

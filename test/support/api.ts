@@ -2,9 +2,11 @@
 import { createApp } from "../../api/app.ts";
 import { ensureBootstrapAdminToken } from "../../api/bootstrap.ts";
 import { createServices } from "../../api/services.ts";
+import { resolveKeyEncryptionKey } from "../../api/signing-key-wrap.ts";
 import { type CatalogKind, openTestCatalog } from "./catalogs.ts";
+import { strongSecret } from "./secrets.ts";
 
-export const ADMIN_TOKEN = "test-admin-token-0123456789";
+export const ADMIN_TOKEN = strongSecret("test-admin-");
 
 export interface CallOptions {
   token?: string | null;
@@ -22,7 +24,7 @@ export interface TestResponse<T = any> {
 export async function createTestApi(kind: CatalogKind) {
   const catalog = await openTestCatalog(kind);
   await ensureBootstrapAdminToken(catalog.db, ADMIN_TOKEN);
-  const services = await createServices(catalog);
+  const services = await createServices(catalog, resolveKeyEncryptionKey({}));
   const app = createApp(services, { log: () => {} });
 
   async function call<T = any>(

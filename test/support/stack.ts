@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killRecordedVms } from "../compute/support.ts";
 import { type RunningProcess, startCli } from "./processes.ts";
+import { strongSecret } from "./secrets.ts";
 
 export interface ApiAnswer {
   status: number;
@@ -50,7 +51,7 @@ export interface StackOptions {
 
 export async function startStack(options: StackOptions): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), `globalvm-${options.name}-`));
-  const adminToken = `${options.name}-admin-token-0123456789`;
+  const adminToken = strongSecret(`${options.name}-admin-`);
   const processes: RunningProcess[] = [];
   let controlPlane = "";
 

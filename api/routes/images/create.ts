@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, type z } from "@hono/zod-openapi";
 import { CreateImageSchema, ImageSchema } from "../../../schemas/images.ts";
 import { UploadTicketSchema } from "../../../schemas/managers.ts";
 import { requireProject } from "../../auth.ts";
-import { hydrateImages } from "../../catalog/images.ts";
+import { findImage, hydrateImages } from "../../catalog/images.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { images } from "../../catalog/schema.ts";
 import { issueUploadTicket } from "../../catalog/uploads.ts";
@@ -15,6 +15,7 @@ import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../open
 const CreatedImageSchema = ImageSchema.extend({ upload: UploadTicketSchema.nullable() }).openapi(
   "CreatedImage",
 );
+type CreatedImage = z.infer<typeof CreatedImageSchema>;
 
 export const route = createRoute({
   method: "post",
@@ -40,33 +41,49 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const projectId = requireProject(c, "write");
     const body = c.req.valid("json");
     const { db, transferTokens, now } = c.get("services");
-    const response = await withIdempotency(c, body, async () => {
-      await assertRegionsExist(db, [
-        { path: "origin_region", name: body.origin_region },
-        ...body.replicate_to.map((name, i) => ({ path: `replicate_to[${i}]`, name })),
-      ]);
-      const [row] = await db
-        .insert(images)
-        .values({
-          id: newId("image"),
-          projectId,
-          name: body.name,
-          format: body.format,
-          originRegion: body.origin_region,
-          labels: body.labels,
-          replicateTo: body.replicate_to,
-        })
-        .onConflictDoNothing()
-        .returning();
-      if (!row)
-        throw errors.conflict(
-          "already_exists",
-          `An image named ${body.name} already exists in this project.`,
-        );
-      const [image] = await hydrateImages(db, [row]);
-      const upload = await issueUploadTicket(db, transferTokens, row, now());
-      return { status: 201 as const, body: { ...image, upload } };
-    });
-    return c.json(response.body as z.infer<typeof CreatedImageSchema>, 201);
+    const response = await withIdempotency(
+      c,
+      body,
+      async () => {
+        await assertRegionsExist(db, [
+          { path: "origin_region", name: body.origin_region },
+          ...body.replicate_to.map((name, i) => ({ path: `replicate_to[${i}]`, name })),
+        ]);
+        const [row] = await db
+          .insert(images)
+          .values({
+            id: newId("image"),
+            projectId,
+            name: body.name,
+            format: body.format,
+            originRegion: body.origin_region,
+            labels: body.labels,
+            replicateTo: body.replicate_to,
+          })
+          .onConflictDoNothing()
+          .returning();
+        if (!row)
+          throw errors.conflict(
+            "already_exists",
+            `An image named ${body.name} already exists in this project.`,
+          );
+        const [image] = await hydrateImages(db, [row]);
+        const upload = await issueUploadTicket(db, transferTokens, row, now());
+        return { status: 201 as const, body: { ...image, upload } as CreatedImage };
+      },
+      {
+        strip: ({ upload, ...image }) => ({ ...image, upload: upload && { ...upload, token: undefined } }),
+        // A replay gets a fresh ticket for the same version while that upload is still to be
+        // made; once the image has moved on (or is gone), none: no token outlives its purpose.
+        revive: async (stored) => {
+          const { upload, ...image } = stored as CreatedImage;
+          if (!upload) return { ...image, upload };
+          const row = await findImage(db, projectId, image.id);
+          const fresh = row ? await issueUploadTicket(db, transferTokens, row, now()) : null;
+          return { ...image, upload: fresh?.version === upload.version ? fresh : null };
+        },
+      },
+    );
+    return c.json(response.body, 201);
   });
 }
