@@ -4,6 +4,7 @@
 // one resolved next to the stored image): an image that does is refused, as is any format the
 // declared one is not (CVE-2024-32498 is this hole in OpenStack). Pure: the caller reads the
 // bytes (the verified image, at commit and again before a boot).
+import type { FileHandle } from "node:fs/promises";
 import type { ImageFormat } from "./image-store.ts";
 
 /**
@@ -94,6 +95,17 @@ export function inspectImage(format: ImageFormat, head: Uint8Array, fileSize: nu
     case "iso":
       return inspectIso(head, fileSize);
   }
+}
+
+/** `inspectImage` over an open image file of `size` bytes (the I/O edge of this module). */
+export async function inspectImageFile(
+  file: FileHandle,
+  format: ImageFormat,
+  size: number,
+): Promise<Inspection> {
+  const head = Buffer.alloc(Math.min(size, INSPECT_BYTES));
+  const { bytesRead } = await file.read(head, 0, head.length, 0);
+  return inspectImage(format, head.subarray(0, bytesRead), size);
 }
 
 function refuse(reason: string): Inspection {

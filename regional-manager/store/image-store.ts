@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { syncDirectory, writeFileDurably } from "./files.ts";
-import { INSPECT_BYTES, inspectImage } from "./format-inspector.ts";
+import { inspectImageFile } from "./format-inspector.ts";
 import {
   type ChunkRef,
   decodeManifest,
@@ -401,9 +401,7 @@ export class ImageStore {
         `assembled image ${imageId} version ${version} has digest ${digest}, expected ${manifest.digest}`,
       );
     }
-    const head = Buffer.alloc(Math.min(record.size, INSPECT_BYTES));
-    await partial.file.read(head, 0, head.length, 0);
-    const inspection = inspectImage(record.format, head, record.size);
+    const inspection = await inspectImageFile(partial.file, record.format, record.size);
     if (!inspection.ok) {
       await this.forgetVersion(key, record);
       throw new StoreError(
