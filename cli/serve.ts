@@ -108,6 +108,9 @@ Options:
   --data-dir DIR        the chunk store, images and guests
   --port N              listen port (default 0: a free one)
   --host H              listen address (default 127.0.0.1)
+  --qemu-user U         when run as root, the user QEMU runs as (default nobody; "root" keeps
+                        root). It needs no access to --data-dir: QEMU is handed its disks and
+                        sockets as open descriptors.
   -h, --help            show this help
 
 Environment:
@@ -127,6 +130,7 @@ const regionalManager: Command = {
         "data-dir": { type: "string" },
         port: { type: "string" },
         host: { type: "string", default: "127.0.0.1" },
+        "qemu-user": { type: "string" },
       },
       MANAGER_USAGE,
     );
@@ -149,6 +153,7 @@ const regionalManager: Command = {
       dataDir: values["data-dir"] as string,
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
+      ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
       // Shortened by tests of a datacenter going down; 10 s otherwise.
       ...(process.env.GLOBALVM_HEARTBEAT_INTERVAL_MS
         ? { heartbeatIntervalMs: positiveIntegerFromEnv("GLOBALVM_HEARTBEAT_INTERVAL_MS") }
