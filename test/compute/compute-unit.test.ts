@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { chooseAccelerator, probeAccelerator } from "../../regional-manager/compute/accelerator.ts";
 import { BoundedConsoleLog, ConsoleTail, LineSplitter } from "../../regional-manager/compute/console-log.ts";
 import { classifyVmEnd } from "../../regional-manager/compute/exit.ts";
+import { createComputeDriver } from "../../regional-manager/compute/index.ts";
 import {
   buildOverlayArgs,
   buildQemuArgs,
@@ -20,6 +21,7 @@ import {
   type InstanceStatus,
 } from "../../regional-manager/compute/types.ts";
 import { checkMemoryAvailable, validateInstanceSpec } from "../../regional-manager/compute/validation.ts";
+import { MetadataService } from "../../regional-manager/metadata/index.ts";
 import { guestSpec } from "./support.ts";
 
 const plan = {
@@ -124,6 +126,25 @@ describe("the user QEMU runs as", () => {
   it("stays the manager's own when the manager is not root, or root is asked for", () => {
     expect(chooseQemuIdentity({ managerUid: 1000, user: "nobody", account: nobody })).toBeUndefined();
     expect(chooseQemuIdentity({ managerUid: 0, user: "root", account: { uid: 0, gid: 0 } })).toBeUndefined();
+  });
+  it("refuses, when root, a user the host does not know", () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "gvm-user-"));
+    const create = () =>
+      createComputeDriver("qemu", {
+        dataDir,
+        metadata: new MetadataService(),
+        capacity: { vcpus: 1, memoryMb: 256 },
+        qemuUser: "no-such-user-gvm",
+      });
+    try {
+      if (process.getuid?.() === 0) {
+        expect(create).toThrow('the QEMU user "no-such-user-gvm" does not exist on this host');
+      } else {
+        expect(create).not.toThrow();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
   it("refuses a user name that is root under another name", () => {
     expect(() => chooseQemuIdentity({ managerUid: 0, user: "toor", account: { uid: 0, gid: 0 } })).toThrow(

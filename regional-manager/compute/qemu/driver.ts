@@ -130,6 +130,8 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     super();
     this.#options = options;
     this.#instancesDir = join(resolve(options.dataDir), "instances");
+    // A QEMU user that does not exist is a configuration error: said at start, not at each boot.
+    qemuIdentity(options.qemuUser ?? DEFAULT_QEMU_USER, "tcg");
     // Created here so that create() can claim an instance directory with a non-recursive mkdir.
     mkdirSync(this.#instancesDir, { recursive: true });
     options.metadata.on("guest-attribute", this.#onGuestAttribute);
