@@ -1,7 +1,7 @@
 // globalvm image push | ls | show
 import { open, stat } from "node:fs/promises";
 import type { ApiClient, Image } from "../provider/client/client.ts";
-import { uploadImage } from "../regional-manager/upload-client.ts";
+import { isImageRefused, uploadImage } from "../regional-manager/upload-client.ts";
 import {
   type Command,
   CommandFailure,
@@ -213,7 +213,9 @@ const push: Command = {
       // Pushing again resumes: chunks the manager already stored are not sent twice.
       throw new CommandFailure(
         `upload to ${ticket.url} failed: ${error instanceof Error ? error.message : String(error)}`,
-        "push again to resume",
+        isImageRefused(error)
+          ? "the image's content was refused: push a standalone image of the format you declare (e.g. `qemu-img convert -O qcow2` flattens a backing chain)"
+          : "push again to resume",
       );
     });
     progress.done();

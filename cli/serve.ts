@@ -124,6 +124,9 @@ Options:
                         names a key it lacks (rotate with signs_after_seconds, update FILE)
   --port N              listen port (default 0: a free one)
   --host H              listen address (default 127.0.0.1)
+  --qemu-user U         when run as root, the user QEMU runs as (default nobody; "root" keeps
+                        root). It needs no access to --data-dir: QEMU is handed its disks and
+                        sockets as open descriptors.
   -h, --help            show this help
 
 Environment:
@@ -144,6 +147,7 @@ const regionalManager: Command = {
         "control-plane-keys": { type: "string" },
         port: { type: "string" },
         host: { type: "string", default: "127.0.0.1" },
+        "qemu-user": { type: "string" },
       },
       MANAGER_USAGE,
     );
@@ -167,6 +171,7 @@ const regionalManager: Command = {
       ...(values["control-plane-keys"] ? { controlPlaneKeysFile: values["control-plane-keys"] } : {}),
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
+      ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
       // Shortened by tests of a datacenter going down; 10 s otherwise.
       ...(process.env.GLOBALVM_HEARTBEAT_INTERVAL_MS
         ? { heartbeatIntervalMs: positiveIntegerFromEnv("GLOBALVM_HEARTBEAT_INTERVAL_MS") }

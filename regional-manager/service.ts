@@ -42,6 +42,8 @@ export interface RegionalManagerOptions {
   driver?: string;
   accelerator?: Accelerator | "auto";
   probeGuest?: ProbeGuest;
+  /** The user QEMU runs as when the manager runs as root (default "nobody"; see compute/qemu/user.ts). */
+  qemuUser?: string;
   /** Stop every guest on close instead of leaving them running (`globalvm up`: Ctrl-C stops all). */
   stopGuestsOnClose?: boolean;
   /** A JWKS file of the control plane's public keys, trusted instead of the JWKS it serves. */
@@ -124,6 +126,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     accelerator: options.accelerator ?? "auto",
     ...(options.probeGuest ? { probeGuest: options.probeGuest } : {}),
     probeCacheFile: join(options.dataDir, "accelerator-probe.json"),
+    ...(options.qemuUser ? { qemuUser: options.qemuUser } : {}),
   });
   const instances = new InstanceManager({
     driver,

@@ -47,6 +47,11 @@ export interface UploadResult {
   chunksSkipped: number;
 }
 
+/** The manager refused the image's content at commit: uploading it again cannot succeed. */
+export function isImageRefused(error: unknown): boolean {
+  return error instanceof TransferHttpError && error.code === "IMAGE_FORMAT_REFUSED";
+}
+
 const DEFAULT_BATCH_BYTES = 16 << 20;
 const DEFAULT_CONCURRENCY = 4;
 

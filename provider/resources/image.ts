@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { type UploadProgress, uploadImage } from "../../regional-manager/upload-client.ts";
+import { isImageRefused, type UploadProgress, uploadImage } from "../../regional-manager/upload-client.ts";
 import { expectData, type Image } from "../client/client.ts";
 import type { GlobalvmProviderData } from "../globalvm-provider.ts";
 import {
@@ -104,7 +104,11 @@ async function upload(
   } catch (error) {
     if (context.signal.aborted) throw error;
     throw new DiagnosticError("Uploading the image failed", {
-      detail: `${path} → ${ticket.url}: ${(error as Error).message}. Applying again resumes: chunks already stored are not sent again.`,
+      detail: `${path} → ${ticket.url}: ${(error as Error).message}. ${
+        isImageRefused(error)
+          ? "The image's content was refused: give a standalone image of the declared format (`qemu-img convert -O qcow2` flattens a backing chain)."
+          : "Applying again resumes: chunks already stored are not sent again."
+      }`,
       path: ["source"],
       cause: error,
     });

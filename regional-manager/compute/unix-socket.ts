@@ -1,5 +1,8 @@
-// Connecting to a unix socket that a just-started process is still setting up.
-import { connect, type Socket } from "node:net";
+// Connecting to a unix socket that a just-started process is still setting up, and making
+// the listening socket a child process inherits.
+import { renameSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { basename, dirname, join } from "node:path";
 
 // The socket file appears at bind(), a moment before listen(): refused or missing is retried.
 const RETRIED_CODES = new Set(["ECONNREFUSED", "ENOENT", "EAGAIN"]);
@@ -24,4 +27,41 @@ export async function connectUnixSocket(path: string, timeoutMs: number): Promis
       await new Promise((resolveDelay) => setTimeout(resolveDelay, 20));
     }
   }
+}
+
+/** A listening socket bound at `path`, to hand to a child process as its descriptor `fd`. */
+export interface ListeningUnixSocket {
+  fd: number;
+  /** Closes this process's copy; the socket and its path stay for the child that inherited it. */
+  close(): void;
+}
+
+/** Where a socket is bound before it is moved into place: a name one byte longer than `path`. */
+export function bindingPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}`);
+}
+
+/**
+ * Binds and listens at `path` without accepting (the child inherits the descriptor and accepts).
+ * Node unlinks a server's path when it closes, so the socket is bound under another name and
+ * renamed to `path`: closing this process's copy then unlinks nothing.
+ */
+export async function listenUnixSocket(path: string): Promise<ListeningUnixSocket> {
+  const server = createServer({ pauseOnConnect: true });
+  const binding = bindingPath(path);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ path: binding }, () => resolve());
+  });
+  // A connection accepted here before the child took over would be lost to it: refuse none, keep none.
+  server.on("connection", (socket) => socket.destroy());
+  try {
+    renameSync(binding, path);
+  } catch (error) {
+    server.close();
+    throw error;
+  }
+  // Node exposes no public descriptor of a listening server; its handle carries it.
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  return { fd, close: () => server.close() };
 }

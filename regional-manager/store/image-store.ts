@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { syncDirectory, writeFileDurably } from "./files.ts";
+import { inspectImageFile } from "./format-inspector.ts";
 import {
   type ChunkRef,
   decodeManifest,
@@ -354,8 +355,10 @@ export class ImageStore {
 
   /**
    * Makes a pending version available: every chunk must be stored; the image is assembled
-   * (sparse), its whole digest checked, and only then renamed into place and given its
-   * local ID. Concurrent calls for one version share the work.
+   * (sparse), its whole digest checked, its content checked against its declared format
+   * (see format-inspector.ts), and only then renamed into place and given its local ID.
+   * Concurrent calls for one version share the work. A version whose content is refused
+   * is forgotten (IMAGE_FORMAT_REFUSED): its bytes are final, it could never be accepted.
    */
   completeVersion(imageId: string, version: number): Promise<VersionRecord> {
     const key = versionKey(imageId, version);
@@ -398,6 +401,14 @@ export class ImageStore {
         `assembled image ${imageId} version ${version} has digest ${digest}, expected ${manifest.digest}`,
       );
     }
+    const inspection = await inspectImageFile(partial.file, record.format, record.size);
+    if (!inspection.ok) {
+      await this.forgetVersion(key, record);
+      throw new StoreError(
+        "IMAGE_FORMAT_REFUSED",
+        `image ${imageId} version ${version} is refused: ${inspection.reason}`,
+      );
+    }
     const localId = `img-${randomBytes(8).toString("hex")}`;
     const path = join(this.dataDir, "images", `${localId}.img`);
     await rename(partial.path, path);
@@ -421,6 +432,11 @@ export class ImageStore {
     const record = this.versions.get(key);
     if (!record) return;
     await this.completing.get(key)?.catch(() => {});
+    await this.forgetVersion(key, record);
+  }
+
+  private async forgetVersion(key: string, record: VersionRecord): Promise<void> {
+    const { imageId, version } = record;
     // Chunks that only this version's image holds and another version needs move to packs.
     await this.keepChunksOf(key);
     await this.discardPartial(imageId, version);

@@ -226,6 +226,31 @@ describe("globalvm up", () => {
     expect(missing.stderr).toContain("no image nope in this project");
   });
 
+  it("image push of a qcow2 naming a backing file fails with the reason; the image stays awaiting upload", async () => {
+    const hostile = join(dataDir, "hostile.qcow2");
+    execFileSync("qemu-img", [
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-u",
+      "-b",
+      "/etc/passwd",
+      "-F",
+      "raw",
+      hostile,
+      "1M",
+    ]);
+    const pushed = await cli(first, ["image", "push", hostile, "--name", "hostile", "--region", "eu-west"]);
+    expect(pushed.code).toBe(1);
+    expect(pushed.stderr).toContain("IMAGE_FORMAT_REFUSED (422): image img_");
+    expect(pushed.stderr).toContain("is refused: qcow2 image names a backing file '/etc/passwd'");
+    expect(pushed.stderr).toContain("the image's content was refused");
+    const image = parsed(await cli(first, ["image", "show", "hostile", "--json"]));
+    expect(image.state).toBe("awaiting-upload");
+    expect(image.replicas).toEqual([]);
+  });
+
   it("operation watch follows a VM group's creation until its guest is ready, exit 0", async () => {
     const guest = parsed(
       await cli(first, [

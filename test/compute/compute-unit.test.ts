@@ -6,11 +6,13 @@ import { describe, expect, it } from "vitest";
 import { chooseAccelerator, probeAccelerator } from "../../regional-manager/compute/accelerator.ts";
 import { BoundedConsoleLog, ConsoleTail, LineSplitter } from "../../regional-manager/compute/console-log.ts";
 import { classifyVmEnd } from "../../regional-manager/compute/exit.ts";
+import { createComputeDriver } from "../../regional-manager/compute/index.ts";
 import {
   buildOverlayArgs,
   buildQemuArgs,
   escapeOptionValue,
 } from "../../regional-manager/compute/qemu/command-line.ts";
+import { chooseQemuIdentity } from "../../regional-manager/compute/qemu/user.ts";
 import { classifyQmpMessage, QmpMessageReader } from "../../regional-manager/compute/qmp.ts";
 import { planReconciliation } from "../../regional-manager/compute/reconcile.ts";
 import {
@@ -19,6 +21,7 @@ import {
   type InstanceStatus,
 } from "../../regional-manager/compute/types.ts";
 import { checkMemoryAvailable, validateInstanceSpec } from "../../regional-manager/compute/validation.ts";
+import { MetadataService } from "../../regional-manager/metadata/index.ts";
 import { guestSpec } from "./support.ts";
 
 const plan = {
@@ -26,9 +29,8 @@ const plan = {
   vcpus: 2,
   memoryMb: 256,
   accelerator: "tcg" as const,
+  image: { path: "/data/store/images/img-1.img", format: "qcow2" as const },
   overlayPath: "/data/instances/ins_1/overlay.qcow2",
-  qmpSocket: "/data/instances/ins_1/qmp.sock",
-  serialSocket: "/data/instances/ins_1/console.sock",
   metadataEndpoint: { host: "127.0.0.1", port: 40123 },
   relayCommand: ["/bin/busybox", "nc"],
 };
@@ -38,7 +40,7 @@ function optionAfter(args: string[], flag: string): string[] {
 }
 
 describe("QEMU command line", () => {
-  it("gives the instance its shape, overlay, QMP and console sockets, paused until attached", () => {
+  it("gives the instance its shape, QMP and console sockets, sandboxed, paused until attached", () => {
     const args = buildQemuArgs(plan);
     expect(optionAfter(args, "-smp")).toEqual(["2"]);
     expect(optionAfter(args, "-m")).toEqual(["256"]);
@@ -46,14 +48,39 @@ describe("QEMU command line", () => {
     expect(args).not.toContain("-cpu");
     expect(args).toContain("-S");
     expect(args).toContain("-no-reboot");
-    expect(optionAfter(args, "-drive")).toEqual([
-      "file=/data/instances/ins_1/overlay.qcow2,format=qcow2,if=virtio,cache=writeback",
-    ]);
+    // Inherited listening sockets: QEMU binds nothing in the data dir.
     expect(optionAfter(args, "-chardev")).toEqual([
-      "socket,id=qmp,path=/data/instances/ins_1/qmp.sock,server=on,wait=off",
-      "socket,id=console,path=/data/instances/ins_1/console.sock,server=on,wait=off",
+      "socket,id=qmp,fd=5,server=on,wait=off",
+      "socket,id=console,fd=6,server=on,wait=off",
     ]);
     expect(optionAfter(args, "-serial")).toEqual(["chardev:console"]);
+    expect(optionAfter(args, "-sandbox")).toEqual([
+      "on,obsolete=deny,elevateprivileges=allow,spawn=allow,resourcecontrol=deny",
+    ]);
+    expect(args).not.toContain("-drive");
+  });
+
+  it("pins the disk chain: the stored image read-only without backing, the overlay over it, both inherited", () => {
+    const args = buildQemuArgs(plan);
+    expect(optionAfter(args, "-add-fd")).toEqual([
+      "fd=3,set=1,opaque=/data/store/images/img-1.img",
+      "fd=4,set=2,opaque=/data/instances/ins_1/overlay.qcow2",
+    ]);
+    expect(optionAfter(args, "-blockdev").map((json) => JSON.parse(json))).toEqual([
+      { driver: "file", "node-name": "image-file", filename: "/dev/fdset/1", "read-only": true },
+      { driver: "qcow2", "node-name": "image", file: "image-file", "read-only": true, backing: null },
+      { driver: "file", "node-name": "overlay-file", filename: "/dev/fdset/2" },
+      { driver: "qcow2", "node-name": "overlay", file: "overlay-file", backing: "image" },
+    ]);
+    expect(optionAfter(args, "-device")).toContain("virtio-blk-pci,drive=overlay");
+    // A raw image has no backing to deny (QEMU refuses the option for raw).
+    const raw = buildQemuArgs({ ...plan, image: { path: "/s/img.raw", format: "raw" } });
+    expect(JSON.parse(optionAfter(raw, "-blockdev")[1] as string)).toEqual({
+      driver: "raw",
+      "node-name": "image",
+      file: "image-file",
+      "read-only": true,
+    });
   });
 
   it("relays only the metadata address, to the instance's own port, on a restricted network", () => {
@@ -66,22 +93,63 @@ describe("QEMU command line", () => {
   it("uses the host CPU under KVM and escapes commas in paths", () => {
     const args = buildQemuArgs({ ...plan, accelerator: "kvm", overlayPath: "/data/a,b/overlay.qcow2" });
     expect(optionAfter(args, "-cpu")).toEqual(["host"]);
-    expect(optionAfter(args, "-drive")[0]).toContain("file=/data/a,,b/overlay.qcow2,format=qcow2");
+    expect(optionAfter(args, "-add-fd")[1]).toBe("fd=4,set=2,opaque=/data/a,,b/overlay.qcow2");
     expect(escapeOptionValue("a,b,,c")).toBe("a,,b,,,,c");
   });
 
-  it("creates the overlay backed by the stored image in its own format", () => {
-    expect(buildOverlayArgs("/store/img.raw", "raw", "/d/overlay.qcow2")).toEqual([
+  it("creates the overlay over the stored image without opening it (-u, the size given)", () => {
+    expect(buildOverlayArgs("/store/img.raw", "raw", 1 << 20, "/d/overlay.qcow2")).toEqual([
       "create",
       "-q",
       "-f",
       "qcow2",
+      "-u",
       "-b",
       "/store/img.raw",
       "-F",
       "raw",
       "/d/overlay.qcow2",
+      "1048576",
     ]);
+  });
+});
+
+describe("the user QEMU runs as", () => {
+  const nobody = { uid: 65534, gid: 65534 };
+  it("is the unprivileged user when the manager is root, with /dev/kvm's group under KVM", () => {
+    expect(chooseQemuIdentity({ managerUid: 0, user: "nobody", account: nobody })).toEqual(nobody);
+    expect(chooseQemuIdentity({ managerUid: 0, user: "nobody", account: nobody, kvmGid: 108 })).toEqual({
+      uid: 65534,
+      gid: 108,
+    });
+  });
+  it("stays the manager's own when the manager is not root, or root is asked for", () => {
+    expect(chooseQemuIdentity({ managerUid: 1000, user: "nobody", account: nobody })).toBeUndefined();
+    expect(chooseQemuIdentity({ managerUid: 0, user: "root", account: { uid: 0, gid: 0 } })).toBeUndefined();
+  });
+  it("refuses, when root, a user the host does not know", () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "gvm-user-"));
+    const create = () =>
+      createComputeDriver("qemu", {
+        dataDir,
+        metadata: new MetadataService(),
+        capacity: { vcpus: 1, memoryMb: 256 },
+        qemuUser: "no-such-user-gvm",
+      });
+    try {
+      if (process.getuid?.() === 0) {
+        expect(create).toThrow('the QEMU user "no-such-user-gvm" does not exist on this host');
+      } else {
+        expect(create).not.toThrow();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+  it("refuses a user name that is root under another name", () => {
+    expect(() => chooseQemuIdentity({ managerUid: 0, user: "toor", account: { uid: 0, gid: 0 } })).toThrow(
+      "the QEMU user toor has uid 0; name an unprivileged user",
+    );
   });
 });
 

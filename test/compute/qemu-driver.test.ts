@@ -292,12 +292,12 @@ describe("qemu driver with real guests", () => {
     await first.detach();
     await firstMetadata.close();
     // What a crash between "starting" and the recorded pid leaves: the record says starting, with
-    // no pid, and a QEMU may already run (here a stand-in whose command line names the QMP socket).
+    // no pid, and a QEMU may already run (here a stand-in whose command line names the overlay).
     const instanceDir = join(crashDir, "instances/guest-c");
     writeInstanceRecord(instanceDir, { ...readInstanceRecord(instanceDir), state: "starting" });
     const stray = spawn(
       process.execPath,
-      ["-e", "setInterval(() => {}, 1000)", `unix:path=${join(instanceDir, "qmp.sock")},server=on`],
+      ["-e", "setInterval(() => {}, 1000)", `fd=4,set=2,opaque=${join(instanceDir, "overlay.qcow2")}`],
       { stdio: "ignore" },
     );
     pids.add(stray.pid as number);

@@ -190,7 +190,7 @@ export function killRecordedVms(dir: string): void {
   for (const path of records) {
     try {
       const { pid } = JSON.parse(readFileSync(join(dir, path), "utf8")) as { pid?: number };
-      if (pid && isInstanceProcess(pid, join(dir, dirname(path), "qmp.sock"))) process.kill(pid, "SIGKILL");
+      if (pid && isInstanceProcess(pid, join(dir, dirname(path)))) process.kill(pid, "SIGKILL");
     } catch {
       // A record being rewritten or a process already gone: nothing to clean.
     }

@@ -89,9 +89,10 @@ export function qemuProcessesUnder(dir: string): { pid: number; instanceDir: str
     const argv = argvOf(entry);
     if (!argv[0]?.includes("qemu-system")) continue;
     if (threadCountOf(entry) < 2) continue;
-    const drive = argv.find((a) => a.startsWith(`file=${dir}/`) && a.includes("/overlay.qcow2"));
-    if (!drive) continue;
-    const overlay = drive.slice("file=".length, drive.indexOf("/overlay.qcow2"));
+    // The overlay's descriptor is labelled with its path (see command-line.ts).
+    const label = argv.find((a) => a.includes(`opaque=${dir}/`) && a.endsWith("/overlay.qcow2"));
+    if (!label) continue;
+    const overlay = label.slice(label.indexOf("opaque=") + "opaque=".length, -"/overlay.qcow2".length);
     found.push({ pid: Number(entry), instanceDir: overlay });
   }
   return found;

@@ -91,14 +91,14 @@ async function stateOf(dir: string): Promise<Record<string, Record<string, any>>
 }
 
 /** QEMU pids recorded by the us-east manager, with the QMP socket that identifies each. */
-function recordedVms(): { pid: number; qmp: string }[] {
+function recordedVms(): { pid: number; dir: string }[] {
   const dir = join(stack.dir, "us-east-a");
   return readdirSync(dir, { recursive: true, encoding: "utf8" })
     .filter((path) => path.endsWith("instance.json"))
     .flatMap((path) => {
       try {
         const { pid } = JSON.parse(readFileSync(join(dir, path), "utf8")) as { pid?: number };
-        return pid ? [{ pid, qmp: join(dir, dirname(path), "qmp.sock") }] : [];
+        return pid ? [{ pid, dir: join(dir, dirname(path)) }] : [];
       } catch {
         return [];
       }
@@ -243,7 +243,7 @@ describe("examples/terraform/quickstart under terraform, with real guests", () =
     expect(apiImage.replicas).toContainEqual(
       expect.objectContaining({ region: "us-east", datacenter: "us-east-a", state: "available" }),
     );
-    const vms = recordedVms().filter((vm) => isInstanceProcess(vm.pid, vm.qmp));
+    const vms = recordedVms().filter((vm) => isInstanceProcess(vm.pid, vm.dir));
     expect(vms).toHaveLength(2);
     // Each QEMU's command line names its instance (its directory is the instance id).
     for (const member of members) expect(processesMentioning(member.id)).toHaveLength(1);
@@ -338,10 +338,10 @@ describe("examples/terraform/quickstart under terraform, with real guests", () =
       ["us-east-a", 2, "ready"],
       ["us-east-a", 2, "ready"],
     ]);
-    const rolledVms = recordedVms().filter((vm) => isInstanceProcess(vm.pid, vm.qmp));
+    const rolledVms = recordedVms().filter((vm) => isInstanceProcess(vm.pid, vm.dir));
     expect(rolledVms).toHaveLength(2);
     // The version-1 guests were stopped as their replacements became ready.
-    for (const vm of vms) expect(isInstanceProcess(vm.pid, vm.qmp), `QEMU ${vm.pid}`).toBe(false);
+    for (const vm of vms) expect(isInstanceProcess(vm.pid, vm.dir), `QEMU ${vm.pid}`).toBe(false);
     expectSuccess(
       await step(
         "refresh:rollout",
@@ -428,7 +428,7 @@ describe("examples/terraform/quickstart under terraform, with real guests", () =
       expect(processesMentioning(member.id)).toEqual([]);
     }
     for (const vm of [...vms, ...rolledVms]) {
-      expect(isInstanceProcess(vm.pid, vm.qmp), `QEMU ${vm.pid}`).toBe(false);
+      expect(isInstanceProcess(vm.pid, vm.dir), `QEMU ${vm.pid}`).toBe(false);
     }
     expect(overlays()).toEqual([]);
     // ...and the us-east replicas, made because the group needed them (replicate_to is empty),

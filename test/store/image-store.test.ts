@@ -82,6 +82,27 @@ describe("ImageStore", () => {
     await store.close();
   });
 
+  it("forgets a version whose content is refused: no record, image or chunk is left of it", async () => {
+    const data = seededBytes(1 << 20, 24);
+    data.write("QFI\xfb\0\0\0\x03", 0, "latin1"); // raw bytes that announce a qcow2 (version 3)
+    const manifest = await imageFile("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest, { format: "raw" });
+    await putChunks(store, manifest, data);
+    await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({
+      code: "IMAGE_FORMAT_REFUSED",
+      message: "image img-a version 1 is refused: declared raw, but the content is a qcow2 image",
+    });
+    expect(store.getVersion("img-a", 1)).toBeUndefined();
+    expect(await readdir(join(dir.path, "store/versions/img-a"))).toEqual([]);
+    expect(await readdir(join(dir.path, "store/images"))).toEqual([]);
+    expect((await store.collectGarbage()).bytesReclaimed).toBe(data.length);
+    await store.close();
+    const reopened = await ImageStore.open(join(dir.path, "store"));
+    expect(reopened.listVersions()).toEqual([]);
+    await reopened.close();
+  });
+
   it("refuses a version whose assembled image does not match the declared digest", async () => {
     const data = seededBytes(1 << 20, 23);
     const manifest = await imageFile("v1.raw", data);

@@ -8,15 +8,31 @@ export interface QemuLaunchPlan {
   vcpus: number;
   memoryMb: number;
   accelerator: Accelerator;
-  /** The instance's copy-on-write disk (qcow2 over the stored image). */
+  /** The stored image, read-only (QEMU gets it as the descriptor CHILD_FDS.image). */
+  image: { path: string; format: "raw" | "qcow2" };
+  /** The instance's copy-on-write disk (qcow2 over the stored image; descriptor CHILD_FDS.overlay). */
   overlayPath: string;
-  qmpSocket: string;
-  serialSocket: string;
   /** Where guest connections to 169.254.169.254:80 are relayed (the instance's metadata listener). */
   metadataEndpoint: { host: string; port: number };
   /** A program that relays stdin/stdout to host:port, e.g. ["/bin/busybox", "nc"]. */
   relayCommand: readonly string[];
 }
+
+/**
+ * What QEMU inherits instead of opening anything by name: the stored image (read-only) and
+ * the overlay, through -add-fd fdsets, and the listening QMP and console sockets. So QEMU,
+ * run as an unprivileged user, needs no access to the manager's data dir.
+ */
+export const CHILD_FDS = { image: 3, overlay: 4, qmp: 5, console: 6 } as const;
+const FDSETS = { image: 1, overlay: 2 } as const;
+
+/**
+ * The seccomp filter: obsolete system calls and scheduler/affinity control are denied. Spawning
+ * and the "privilege" calls are not: guestfwd forks and execs the metadata relay per guest
+ * connection, and the relay's child calls setsid(), which elevateprivileges=deny also denies.
+ * Privileges are dropped instead by running QEMU as an unprivileged user (see user.ts).
+ */
+export const SANDBOX = "on,obsolete=deny,elevateprivileges=allow,spawn=allow,resourcecontrol=deny";
 
 /** Option values are comma-separated; a literal comma is written twice. */
 export function escapeOptionValue(value: string): string {
@@ -48,16 +64,71 @@ export function buildQemuArgs(plan: QemuLaunchPlan): string[] {
     "-no-reboot",
     // Paused until the manager has attached to the console, so no boot output is lost.
     "-S",
-    ...["-chardev", `socket,id=qmp,path=${escapeOptionValue(plan.qmpSocket)},server=on,wait=off`],
+    ...["-sandbox", SANDBOX],
+    ...["-chardev", `socket,id=qmp,fd=${CHILD_FDS.qmp},server=on,wait=off`],
     ...["-mon", "chardev=qmp,mode=control"],
-    ...["-chardev", `socket,id=console,path=${escapeOptionValue(plan.serialSocket)},server=on,wait=off`],
+    ...["-chardev", `socket,id=console,fd=${CHILD_FDS.console},server=on,wait=off`],
     ...["-serial", "chardev:console"],
-    ...["-drive", `file=${escapeOptionValue(plan.overlayPath)},format=qcow2,if=virtio,cache=writeback`],
+    ...diskArgs(plan),
     ...["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"],
   ];
 }
 
-/** qemu-img arguments creating the instance's overlay on top of the (read-only) stored image. */
-export function buildOverlayArgs(imagePath: string, imageFormat: string, overlayPath: string): string[] {
-  return ["create", "-q", "-f", "qcow2", "-b", imagePath, "-F", imageFormat, overlayPath];
+/**
+ * The disk as an explicit chain of two nodes: the stored image, read-only and (where its
+ * format has one) with no backing, and the overlay, whose backing is that node. Whatever
+ * either header names, QEMU follows no other file. The opaque labels say which file each
+ * descriptor is (and let the manager recognize its QEMU after a restart; see process.ts).
+ */
+function diskArgs(plan: QemuLaunchPlan): string[] {
+  const blockdev = (options: Record<string, unknown>) => ["-blockdev", JSON.stringify(options)];
+  return [
+    ...["-add-fd", `fd=${CHILD_FDS.image},set=${FDSETS.image},opaque=${escapeOptionValue(plan.image.path)}`],
+    ...[
+      "-add-fd",
+      `fd=${CHILD_FDS.overlay},set=${FDSETS.overlay},opaque=${escapeOptionValue(plan.overlayPath)}`,
+    ],
+    ...blockdev({
+      driver: "file",
+      "node-name": "image-file",
+      filename: `/dev/fdset/${FDSETS.image}`,
+      "read-only": true,
+    }),
+    ...blockdev({
+      driver: plan.image.format,
+      "node-name": "image",
+      file: "image-file",
+      "read-only": true,
+      ...(plan.image.format === "qcow2" ? { backing: null } : {}),
+    }),
+    ...blockdev({ driver: "file", "node-name": "overlay-file", filename: `/dev/fdset/${FDSETS.overlay}` }),
+    ...blockdev({ driver: "qcow2", "node-name": "overlay", file: "overlay-file", backing: "image" }),
+    ...["-device", "virtio-blk-pci,drive=overlay"],
+  ];
+}
+
+/**
+ * qemu-img arguments creating the instance's overlay over the stored image. With -u and the
+ * size given, qemu-img does not open the image (nor anything its header might name); the
+ * name recorded in the overlay is informative only, as QEMU is given the chain explicitly.
+ */
+export function buildOverlayArgs(
+  imagePath: string,
+  imageFormat: string,
+  virtualSize: number,
+  overlayPath: string,
+): string[] {
+  return [
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    "-u",
+    "-b",
+    imagePath,
+    "-F",
+    imageFormat,
+    overlayPath,
+    String(virtualSize),
+  ];
 }

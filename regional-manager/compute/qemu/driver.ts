@@ -2,6 +2,12 @@
 // socket, booting a qcow2 overlay over the stored image, its serial console captured to a
 // bounded log, and its metadata traffic relayed to the instance's own metadata listener.
 //
+// QEMU opens no file by name: the manager opens the stored image (read-only) and the overlay,
+// binds the QMP and console sockets, and QEMU inherits the descriptors (command-line.ts). It
+// runs under a seccomp sandbox and, when the manager is root, as an unprivileged user
+// (`qemuUser`, default "nobody"; see user.ts). A stored image's header may name other files:
+// the disk chain is given to QEMU explicitly, so none of them is ever opened.
+//
 // Everything an instance needs to be taken over again lives in <dataDir>/instances/<id>/:
 //   instance.json  the record (spec, state, pid, metadata port, guest attributes)
 //   overlay.qcow2  the copy-on-write disk
@@ -9,7 +15,7 @@
 //   qemu.log       QEMU's own stderr
 // QEMU runs in its own session, so it outlives the manager; reattach() finds it by pid and
 // checks it is the same process by its command line.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, type StdioOptions, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import {
   closeSync,
@@ -21,10 +27,12 @@ import {
   rmSync,
   statSync,
 } from "node:fs";
+import { open } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import type { GuestAttributeWrite } from "../../metadata/index.ts";
+import { inspectImageFile } from "../../store/format-inspector.ts";
 import {
   type Accelerator,
   type AcceleratorChoice,
@@ -44,10 +52,16 @@ import {
   type InstanceState,
   type InstanceStatus,
 } from "../types.ts";
-import { connectUnixSocket } from "../unix-socket.ts";
+import {
+  bindingPath,
+  connectUnixSocket,
+  type ListeningUnixSocket,
+  listenUnixSocket,
+} from "../unix-socket.ts";
 import { checkMemoryAvailable, validateInstanceId, validateInstanceSpec } from "../validation.ts";
-import { buildOverlayArgs, buildQemuArgs } from "./command-line.ts";
+import { buildOverlayArgs, buildQemuArgs, CHILD_FDS } from "./command-line.ts";
 import { instanceProcesses, isInstanceProcess, isProcessRunning } from "./process.ts";
+import { DEFAULT_QEMU_USER, qemuIdentity } from "./user.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -67,6 +81,11 @@ export interface QemuDriverOptions extends DriverOptions {
   consoleTailLines?: number;
   /** Bound on each step of a start (QMP socket appearing, QMP replies). */
   startTimeoutMs?: number;
+  /**
+   * The user QEMU runs as when the manager runs as root (default "nobody"); "root" keeps root.
+   * It needs no access to the data dir: every file QEMU uses is an inherited descriptor.
+   */
+  qemuUser?: string;
 }
 
 /** "globalvm/ready" with this value (or any value but "false") means the guest is ready. */
@@ -111,6 +130,8 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     super();
     this.#options = options;
     this.#instancesDir = join(resolve(options.dataDir), "instances");
+    // A QEMU user that does not exist is a configuration error: said at start, not at each boot.
+    qemuIdentity(options.qemuUser ?? DEFAULT_QEMU_USER, "tcg");
     // Created here so that create() can claim an instance directory with a non-recursive mkdir.
     mkdirSync(this.#instancesDir, { recursive: true });
     options.metadata.on("guest-attribute", this.#onGuestAttribute);
@@ -135,7 +156,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
   async create(spec: InstanceSpec): Promise<InstanceStatus> {
     validateInstanceSpec(spec, this.#options.capacity);
     const dir = join(this.#instancesDir, spec.instanceId);
-    if (Buffer.byteLength(join(dir, "console.sock")) > MAX_SOCKET_PATH) {
+    if (Buffer.byteLength(bindingPath(join(dir, "console.sock"))) > MAX_SOCKET_PATH) {
       throw new ComputeError(
         "invalid-argument",
         `instance ${spec.instanceId}: its socket paths under dataDir ${this.#options.dataDir} would exceed ${MAX_SOCKET_PATH} bytes; use a shorter dataDir`,
@@ -149,8 +170,10 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
         "instanceId",
       );
     }
+    let virtualSize: number;
     try {
       if (!statSync(spec.image.path).isFile()) throw new Error("not a regular file");
+      virtualSize = await inspectStoredImage(spec.image);
     } catch (error) {
       throw new ComputeError(
         "invalid-argument",
@@ -171,7 +194,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     try {
       await execFileAsync(
         this.#qemuImgBinary,
-        buildOverlayArgs(spec.image.path, spec.image.format, join(dir, "overlay.qcow2")),
+        buildOverlayArgs(spec.image.path, spec.image.format, virtualSize, join(dir, "overlay.qcow2")),
         {
           timeout: 30_000,
         },
@@ -321,7 +344,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       });
       const instance = this.#manage(dir, record);
       const pid = record.pid;
-      if (pid !== undefined && isInstanceProcess(pid, join(dir, "qmp.sock"))) {
+      if (pid !== undefined && isInstanceProcess(pid, dir)) {
         try {
           await this.#attach(instance, pid, undefined);
           const status = (await instance.vm?.qmp?.execute("query-status")) as { status?: string } | undefined;
@@ -341,7 +364,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
         // The manager died while starting this VM: before QEMU was up, or before its pid was
         // recorded. The guest never ran, so the start is simply made again, after any QEMU
         // spawned without a recorded pid is stopped (it would be a second VM).
-        for (const stray of instanceProcesses(join(dir, "qmp.sock"))) killQuietly(stray);
+        for (const stray of instanceProcesses(dir)) killQuietly(stray);
         delete instance.record.pid;
         this.#setState(instance, "stopped", { reason: "its start was interrupted by a manager restart" });
         interrupted.push(record.spec.instanceId);
@@ -407,33 +430,52 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     const { dir, record } = instance;
     const qmpSocket = join(dir, "qmp.sock");
     const serialSocket = join(dir, "console.sock");
-    rmSync(qmpSocket, { force: true });
-    rmSync(serialSocket, { force: true });
+    const overlayPath = join(dir, "overlay.qcow2");
+    const identity = qemuIdentity(this.#options.qemuUser ?? DEFAULT_QEMU_USER, accelerator);
     const args = buildQemuArgs({
       instanceId: record.spec.instanceId,
       vcpus: record.spec.vcpus,
       memoryMb: record.spec.memoryMb,
       accelerator,
-      overlayPath: join(dir, "overlay.qcow2"),
-      qmpSocket,
-      serialSocket,
+      image: { path: record.spec.image.path, format: record.spec.image.format },
+      overlayPath,
       metadataEndpoint: {
         host: this.#options.metadata.endpointOf(record.spec.instanceId)?.host ?? "127.0.0.1",
         port: record.metadataPort,
       },
       relayCommand: this.#options.relayCommand ?? ["busybox", "nc"],
     });
-    const stderr = openSync(join(dir, "qemu.log"), "w");
+    const opened: number[] = [];
+    const sockets: ListeningUnixSocket[] = [];
     let child: ChildProcess;
     try {
+      const own = (fd: number) => {
+        opened.push(fd);
+        return fd;
+      };
+      const stdio: StdioOptions = ["ignore", "ignore", own(openSync(join(dir, "qemu.log"), "w"))];
+      stdio[CHILD_FDS.image] = own(openSync(record.spec.image.path, "r"));
+      stdio[CHILD_FDS.overlay] = own(openSync(overlayPath, "r+"));
+      for (const [fd, path] of [
+        [CHILD_FDS.qmp, qmpSocket],
+        [CHILD_FDS.console, serialSocket],
+      ] as const) {
+        rmSync(path, { force: true });
+        const socket = await listenUnixSocket(path);
+        sockets.push(socket);
+        stdio[fd] = socket.fd;
+      }
       // Its own session: QEMU must outlive a manager that crashes or restarts.
       child = spawn(this.#qemuBinary, args, {
         detached: true,
-        stdio: ["ignore", "ignore", stderr],
-        cwd: dir,
+        stdio,
+        cwd: "/",
+        ...(identity ? { uid: identity.uid, gid: identity.gid } : {}),
       });
     } finally {
-      closeSync(stderr);
+      // QEMU holds its own copies now.
+      for (const fd of opened) closeSync(fd);
+      for (const socket of sockets) socket.close();
     }
     child.unref();
     const pid = await new Promise<number>((resolvePid, reject) => {
@@ -447,10 +489,17 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     const exited = new Promise<string>((resolveExit) =>
       child.once("exit", (code, signal) => resolveExit(`QEMU exited (${signal ?? `status ${code}`})`)),
     );
-    const socketReady = waitFor(() => existsSync(qmpSocket) && existsSync(serialSocket), timeoutMs, 20);
-    const early = await Promise.race([socketReady.then(() => undefined), exited]);
+    // The sockets exist before QEMU runs: a QEMU that fails early shows as a broken attach,
+    // whose cause is told by its exit and its log.
+    const attaching = this.#attach(instance, pid, child);
+    const early = await Promise.race([
+      attaching.then(
+        () => undefined,
+        async (error: unknown) => (await Promise.race([exited, delay(1_000)])) ?? Promise.reject(error),
+      ),
+      exited,
+    ]);
     if (early !== undefined) throw new Error(`${early}: ${readTail(join(dir, "qemu.log"), 1_000)}`);
-    await this.#attach(instance, pid, child);
     await instance.vm?.qmp?.execute("cont", undefined, timeoutMs);
     this.#setState(instance, "running", {});
   }
@@ -627,11 +676,19 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boole
   }
 }
 
-async function waitFor(condition: () => boolean, timeoutMs: number, intervalMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
-    await new Promise((resolveDelay) => setTimeout(resolveDelay, intervalMs));
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolveDelay) => setTimeout(() => resolveDelay(undefined), ms));
+}
+
+/** The virtual size of a stored image, which must be of its declared format and name no other file. */
+async function inspectStoredImage(image: InstanceSpec["image"]): Promise<number> {
+  const file = await open(image.path, "r");
+  try {
+    const inspection = await inspectImageFile(file, image.format, (await file.stat()).size);
+    if (!inspection.ok) throw new Error(`refused: ${inspection.reason}`);
+    return inspection.virtualSize;
+  } finally {
+    await file.close();
   }
 }
 

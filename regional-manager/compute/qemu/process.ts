@@ -1,5 +1,7 @@
 // Facts about host processes, read from /proc: whether a pid is still our QEMU.
 import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { escapeOptionValue } from "./command-line.ts";
 
 /** Alive and not a zombie (an orphaned QEMU may linger as one until its new parent reaps it). */
 export function isProcessRunning(pid: number): boolean {
@@ -14,25 +16,27 @@ export function isProcessRunning(pid: number): boolean {
 }
 
 /**
- * Whether pid is the QEMU of this instance: a pid recorded before a restart may since have been
- * reused by an unrelated process, so the command line must name the instance's own QMP socket.
+ * Whether pid is the QEMU of the instance in `instanceDir`: a pid recorded before a restart may
+ * since have been reused by an unrelated process, so the command line must label one of its
+ * descriptors as the instance's own overlay (see command-line.ts).
  */
-export function isInstanceProcess(pid: number, qmpSocket: string): boolean {
+export function isInstanceProcess(pid: number, instanceDir: string): boolean {
   if (!isProcessRunning(pid)) return false;
+  const label = `opaque=${escapeOptionValue(join(instanceDir, "overlay.qcow2"))}`;
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return argv.some((argument) => argument.includes(`path=${qmpSocket},`));
+    return argv.some((argument) => argument.endsWith(label));
   } catch {
     return false;
   }
 }
 
-/** Every running process whose command line names this QMP socket (a QEMU whose pid went unrecorded). */
-export function instanceProcesses(qmpSocket: string): number[] {
+/** Every running process whose command line names this instance's overlay (a QEMU whose pid went unrecorded). */
+export function instanceProcesses(instanceDir: string): number[] {
   const found: number[] = [];
   for (const name of readdirSync("/proc")) {
     const pid = Number(name);
-    if (Number.isInteger(pid) && pid !== process.pid && isInstanceProcess(pid, qmpSocket)) found.push(pid);
+    if (Number.isInteger(pid) && pid !== process.pid && isInstanceProcess(pid, instanceDir)) found.push(pid);
   }
   return found;
 }
