@@ -16,6 +16,8 @@ import { type CliResult, runCli } from "./run-cli.ts";
 
 const dataDir = mkdtempSync(join(tmpdir(), "globalvm-cli-up-"));
 const randomFile = join(dataDir, "random.raw");
+/** A hostile image the test makes with qemu-img: input, like randomFile, not something `up` wrote. */
+const hostileFile = join(dataDir, "hostile.qcow2");
 const running = new Set<RunningProcess>();
 
 interface UpAnswer {
@@ -227,7 +229,6 @@ describe("globalvm up", () => {
   });
 
   it("image push of a qcow2 naming a backing file fails with the reason; the image stays awaiting upload", async () => {
-    const hostile = join(dataDir, "hostile.qcow2");
     execFileSync("qemu-img", [
       "create",
       "-q",
@@ -238,10 +239,18 @@ describe("globalvm up", () => {
       "/etc/passwd",
       "-F",
       "raw",
-      hostile,
+      hostileFile,
       "1M",
     ]);
-    const pushed = await cli(first, ["image", "push", hostile, "--name", "hostile", "--region", "eu-west"]);
+    const pushed = await cli(first, [
+      "image",
+      "push",
+      hostileFile,
+      "--name",
+      "hostile",
+      "--region",
+      "eu-west",
+    ]);
     expect(pushed.code).toBe(1);
     expect(pushed.stderr).toContain("IMAGE_FORMAT_REFUSED (422): image img_");
     expect(pushed.stderr).toContain("is refused: qcow2 image names a backing file '/etc/passwd'");
@@ -329,7 +338,7 @@ describe("globalvm up", () => {
     // Exactly the one JSON line, nothing else on stdout.
     expect(first.stdout().trim().split("\n")).toHaveLength(1);
     // After a catalog, two stores and a guest wrote there: nothing other users may read.
-    expect(loosePermissions(dataDir, [randomFile])).toEqual([]);
+    expect(loosePermissions(dataDir, [randomFile, hostileFile])).toEqual([]);
   }, 90_000);
 
   it("up again on the same data dir resumes: same tokens, the image, the group and its guest", async () => {
