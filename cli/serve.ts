@@ -12,6 +12,7 @@ import {
   parsePort,
   UsageError,
 } from "./command.ts";
+import { LIMIT_ENV_USAGE, LIMIT_FLAGS, LIMIT_FLAGS_USAGE, managerLimits } from "./manager-limits.ts";
 
 export function catalogLocation(dataDir: string, env: NodeJS.ProcessEnv = process.env): CatalogLocation {
   const databaseUrl = env.DATABASE_URL;
@@ -110,8 +111,12 @@ Options:
   --host H              listen address (default 127.0.0.1)
   -h, --help            show this help
 
+Limits (a whole number of bytes or items; an upload over one is refused with 413 naming it):
+${LIMIT_FLAGS_USAGE}
+
 Environment:
   GLOBALVM_MANAGER_CREDENTIAL  the credential an admin issued with POST /v1/manager-credentials
+${LIMIT_ENV_USAGE}
 `;
 
 const regionalManager: Command = {
@@ -127,6 +132,7 @@ const regionalManager: Command = {
         "data-dir": { type: "string" },
         port: { type: "string" },
         host: { type: "string", default: "127.0.0.1" },
+        ...LIMIT_FLAGS,
       },
       MANAGER_USAGE,
     );
@@ -149,6 +155,7 @@ const regionalManager: Command = {
       dataDir: values["data-dir"] as string,
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
+      limits: managerLimits(values, process.env, MANAGER_USAGE),
       // Shortened by tests of a datacenter going down; 10 s otherwise.
       ...(process.env.GLOBALVM_HEARTBEAT_INTERVAL_MS
         ? { heartbeatIntervalMs: positiveIntegerFromEnv("GLOBALVM_HEARTBEAT_INTERVAL_MS") }

@@ -11,10 +11,11 @@ import { resolve } from "node:path";
 // Types only: the services are imported when `up` runs, so that --help starts fast.
 import type { RunningControlPlane } from "../api/server.ts";
 import { type ApiClient, createApiClient } from "../provider/client/client.ts";
-import type { RunningRegionalManager } from "../regional-manager/service.ts";
+import type { RegionalManagerLimits, RunningRegionalManager } from "../regional-manager/service.ts";
 import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError } from "./command.ts";
 import { callApi, expectAnswer, listAll } from "./connection.ts";
 import { ENV_FILE, upDataDir, writeEnvFile } from "./env.ts";
+import { LIMIT_ENV_USAGE, managerLimits } from "./manager-limits.ts";
 import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
 import { closeOnSignal } from "./serve.ts";
 import { readUpSecrets, SECRETS_FILE, type UpSecrets, writeUpSecrets } from "./up-secrets.ts";
@@ -46,6 +47,8 @@ Options:
 Environment:
   GLOBALVM_ADMIN_TOKEN  use this admin token (at least 16 characters) instead of the one
                         generated on the first run and kept in the data dir
+Each regional manager's limits (see globalvm serve regional-manager --help):
+${LIMIT_ENV_USAGE}
 
 Needs qemu-system-x86_64 and qemu-img on PATH and the guest image (npm run guest-image).
 `;
@@ -55,6 +58,8 @@ export interface UpOptions {
   port: number;
   dataDir: string;
   json: boolean;
+  /** From the environment, for every manager started. */
+  managerLimits: Partial<RegionalManagerLimits>;
 }
 
 /** The command line of `up`, checked: regions are valid, distinct names. */
@@ -87,6 +92,7 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
     port: parsePort(values.port ?? env.PORT, 8080, USAGE),
     dataDir: upDataDir(values["data-dir"], env),
     json: values.json,
+    managerLimits: managerLimits({}, env, USAGE),
   };
 }
 
@@ -249,6 +255,7 @@ export const upCommand: Command = {
             port: 0,
             host: HOST,
             stopGuestsOnClose: true,
+            limits: options.managerLimits,
             log: (line) => info(`[${datacenter}] ${line}`),
             ...(existsSync(guestKernel)
               ? {

@@ -19,6 +19,7 @@ import { createInstanceApp } from "./instances/app.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { MetadataService } from "./metadata/index.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
+import type { ManifestLimits } from "./store/manifest.ts";
 import { createTransferApp } from "./transfer/app.ts";
 import { problem, problemFromError, problemResponse } from "./transfer/problems.ts";
 import { type PullProgress, pullImageVersion } from "./transfer/pull.ts";
@@ -40,9 +41,14 @@ export interface RegionalManagerOptions {
   driver?: string;
   accelerator?: Accelerator | "auto";
   probeGuest?: ProbeGuest;
+  /** What clients may send here (each manager's default for what is not set). */
+  limits?: Partial<RegionalManagerLimits>;
   /** Stop every guest on close instead of leaving them running (`globalvm up`: Ctrl-C stops all). */
   stopGuestsOnClose?: boolean;
 }
+
+/** The limits one manager puts on uploads (see store/manifest.ts). */
+export type RegionalManagerLimits = ManifestLimits;
 
 export interface RunningRegionalManager {
   url: string;
@@ -59,7 +65,9 @@ export function catalogDigest(hex: string): string {
 
 export async function startRegionalManager(options: RegionalManagerOptions): Promise<RunningRegionalManager> {
   const log = options.log ?? ((line) => console.error(line));
-  const store = await ImageStore.open(join(options.dataDir, "store"));
+  const store = await ImageStore.open(join(options.dataDir, "store"), {
+    ...(options.limits ? { limits: options.limits } : {}),
+  });
   const controlPlane = new ControlPlaneClient({
     url: options.controlPlaneUrl,
     credential: options.credential,

@@ -55,6 +55,8 @@ export async function startManager(options: {
   datacenter: string;
   publicKeyFile: string;
   port?: number;
+  /** More flags for standalone.ts (the manager's limits). */
+  args?: string[];
 }): Promise<ManagerProcess> {
   const child = spawn(
     process.execPath,
@@ -69,6 +71,7 @@ export async function startManager(options: {
       options.publicKeyFile,
       "--port",
       String(options.port ?? 0),
+      ...(options.args ?? []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
