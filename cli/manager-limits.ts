@@ -30,6 +30,18 @@ const SETTINGS: readonly LimitSetting[] = [
     key: "maxManifestBytes",
     help: "largest manifest body (default 150994996, what the most chunks take)",
   },
+  {
+    flag: "max-guest-attributes",
+    env: "GLOBALVM_MAX_GUEST_ATTRIBUTES",
+    key: "maxGuestAttributes",
+    help: "most guest attributes per instance (default 128; a guest over it gets 413)",
+  },
+  {
+    flag: "max-guest-attribute-bytes",
+    env: "GLOBALVM_MAX_GUEST_ATTRIBUTE_BYTES",
+    key: "maxGuestAttributesTotalBytes",
+    help: "most bytes of guest attributes per instance, in all (default 262144)",
+  },
 ];
 
 /** The parseArgs options of the limit flags. */
@@ -38,8 +50,8 @@ export const LIMIT_FLAGS = Object.fromEntries(
 ) as Record<string, { type: "string" }>;
 
 /** Lines for a usage text: each flag, then each variable. */
-export const LIMIT_FLAGS_USAGE = SETTINGS.map((s) => `  --${s.flag.padEnd(24)}${s.help}`).join("\n");
-export const LIMIT_ENV_USAGE = SETTINGS.map((s) => `  ${s.env.padEnd(34)}--${s.flag}`).join("\n");
+export const LIMIT_FLAGS_USAGE = SETTINGS.map((s) => `  --${s.flag} N\n      ${s.help}`).join("\n");
+export const LIMIT_ENV_USAGE = SETTINGS.map((s) => `  ${s.env.padEnd(36)}same as --${s.flag}`).join("\n");
 
 /** The limits the flags (else the environment) set; each must be a whole number above 0. */
 export function managerLimits(

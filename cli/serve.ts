@@ -111,7 +111,7 @@ Options:
   --host H              listen address (default 127.0.0.1)
   -h, --help            show this help
 
-Limits (a whole number of bytes or items; an upload over one is refused with 413 naming it):
+Limits (whole numbers of bytes or items; what is over one is refused with 413 naming it):
 ${LIMIT_FLAGS_USAGE}
 
 Environment:

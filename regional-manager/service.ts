@@ -17,7 +17,7 @@ import { type Accelerator, createComputeDriver, type ProbeGuest } from "./comput
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { createInstanceApp } from "./instances/app.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
-import { MetadataService } from "./metadata/index.ts";
+import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
 import type { ManifestLimits } from "./store/manifest.ts";
 import { createTransferApp } from "./transfer/app.ts";
@@ -47,8 +47,8 @@ export interface RegionalManagerOptions {
   stopGuestsOnClose?: boolean;
 }
 
-/** The limits one manager puts on uploads (see store/manifest.ts). */
-export type RegionalManagerLimits = ManifestLimits;
+/** The limits one manager puts on uploads (store/manifest.ts) and on guests (metadata/service.ts). */
+export type RegionalManagerLimits = ManifestLimits & GuestAttributeLimits;
 
 export interface RunningRegionalManager {
   url: string;
@@ -110,7 +110,12 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   }
 
   const capacity = await measureCapacity(options.dataDir, options.capacity);
-  const metadata = new MetadataService();
+  const metadata = new MetadataService({
+    ...(options.limits?.maxGuestAttributes ? { maxGuestAttributes: options.limits.maxGuestAttributes } : {}),
+    ...(options.limits?.maxGuestAttributesTotalBytes
+      ? { maxGuestAttributesTotalBytes: options.limits.maxGuestAttributesTotalBytes }
+      : {}),
+  });
   const driver = createComputeDriver(options.driver ?? "qemu", {
     dataDir: join(options.dataDir, "compute"),
     metadata,
