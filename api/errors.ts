@@ -10,11 +10,13 @@ export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
   readonly errors: FieldError[] | undefined;
-  constructor(status: number, code: string, detail: string, errors?: FieldError[]) {
+  readonly quota: Problem["quota"];
+  constructor(status: number, code: string, detail: string, errors?: FieldError[], quota?: Problem["quota"]) {
     super(detail);
     this.status = status;
     this.code = code;
     this.errors = errors;
+    this.quota = quota;
   }
 }
 
@@ -40,6 +42,7 @@ export function problemOf(error: ApiError, instance?: string): Problem {
     detail: error.message,
     ...(instance ? { instance } : {}),
     ...(error.errors ? { errors: error.errors } : {}),
+    ...(error.quota ? { quota: error.quota } : {}),
   };
 }
 
@@ -63,6 +66,15 @@ export const errors = {
   conflict: (code: string, detail: string) => new ApiError(409, code, detail),
   unprocessable: (code: string, detail: string, errors?: FieldError[]) =>
     new ApiError(422, code, detail, errors),
+  /** As GCE answers: 403, naming the quota, what the project uses of it and its limit. */
+  quotaExceeded: (quota: NonNullable<Problem["quota"]>) =>
+    new ApiError(
+      403,
+      "quota_exceeded",
+      `Quota ${quota.name} exceeded: the project uses ${quota.usage} of ${quota.limit} and this request needs ${quota.requested} more; an admin can raise it (PATCH /v1/projects/{id}).`,
+      undefined,
+      quota,
+    ),
   tooLarge: (limit: number) =>
     new ApiError(413, "body_too_large", `Request bodies are limited to ${limit} bytes.`),
 };

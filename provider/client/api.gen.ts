@@ -160,7 +160,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Start an upload of the image's next version: the origin manager's URL and an upload token */
+        /**
+         * Start an upload of the image's next version: the origin manager's URL and an upload token
+         * @description With `size`, a version the project's storage quota does not cover is refused (403 quota_exceeded) before any ticket is issued; the ticket allows that size, else what the quota leaves.
+         */
         post: operations["createImageUpload"];
         delete?: never;
         options?: never;
@@ -300,7 +303,7 @@ export interface paths {
         /** List projects (admin) */
         get: operations["listProjects"];
         put?: never;
-        /** Create a project (admin) */
+        /** Create a project (admin), with its quotas (the defaults for those not given) */
         post: operations["createProject"];
         delete?: never;
         options?: never;
@@ -322,7 +325,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Set a project's quotas (admin); null returns one to the default
+         * @description A quota lowered below what the project uses takes nothing away: it refuses what would use more.
+         */
+        patch: operations["updateProject"];
         trace?: never;
     };
     "/v1/projects/{id}/tokens": {
@@ -508,6 +515,7 @@ export interface components {
         CreateProject: {
             /** @example web */
             name: string;
+            quotas?: components["schemas"]["SetQuotas"];
         };
         CreateRegion: {
             display_name?: string;
@@ -523,6 +531,10 @@ export interface components {
              *     ]
              */
             scopes: ("read" | "write" | "admin")[];
+        };
+        CreateUpload: {
+            /** @description Size of the version to upload, in bytes: refused at once if the storage quota does not cover it. */
+            size?: number;
         };
         CreateVmGroup: {
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -879,6 +891,13 @@ export interface components {
                 path: string;
             }[];
             instance?: string;
+            /** @description With quota_exceeded: the quota, what the project uses, its limit, what was asked. */
+            quota?: {
+                limit: number;
+                name: string;
+                requested: number;
+                usage: number;
+            };
             status: number;
             title: string;
             /** @example https://globalvm.dev/problems/validation_failed */
@@ -894,11 +913,23 @@ export interface components {
             id: string;
             /** @example web */
             name: string;
+            quotas: components["schemas"]["Quotas"];
         };
         ProjectPage: {
             items: components["schemas"]["Project"][];
             /** @description Null on the last page. */
             next_page_token: string | null;
+        };
+        /** @description What the project may use (an admin sets them). */
+        Quotas: {
+            /** @description Images the project may have. */
+            images: number;
+            /** @description Instances its VM groups may ask for, added up. */
+            instances: number;
+            /** @description Bytes of image versions the project may store (each version counted once). */
+            storage_bytes: number;
+            /** @description vCPUs its VM groups may ask for (size × machine.vcpus), added up. */
+            vcpus: number;
         };
         Region: {
             /**
@@ -972,6 +1003,16 @@ export interface components {
             /** @description Defaults to the current version. */
             version?: number;
         };
+        SetQuotas: {
+            /** @description Images the project may have. */
+            images?: number | null;
+            /** @description Instances its VM groups may ask for, added up. */
+            instances?: number | null;
+            /** @description Bytes of image versions the project may store (each version counted once). */
+            storage_bytes?: number | null;
+            /** @description vCPUs its VM groups may ask for (size × machine.vcpus), added up. */
+            vcpus?: number | null;
+        };
         Token: {
             /**
              * Format: date-time
@@ -1010,6 +1051,9 @@ export interface components {
              */
             replicate_to?: string[];
         };
+        UpdateProject: {
+            quotas: components["schemas"]["SetQuotas"];
+        };
         UpdateVmGroup: {
             /** @description Pinned version; null follows the current one. */
             image_version?: number | null;
@@ -1040,6 +1084,8 @@ export interface components {
             expires_at: string;
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
             image_id: string;
+            /** @description The largest version this ticket uploads: what the project's storage quota leaves, or the size declared. */
+            max_bytes: number;
             /** @description Bearer token for the upload endpoints of that manager. */
             token: string;
             /**
@@ -1955,7 +2001,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateUpload"];
+            };
+        };
         responses: {
             /** @description Where to send the bytes. */
             201: {
@@ -2552,6 +2602,68 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            /** @description The project. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Project"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateProject: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateProject"];
+            };
+        };
         responses: {
             /** @description The project. */
             200: {

@@ -3,6 +3,7 @@ import { CreateImageSchema, ImageSchema } from "../../../schemas/images.ts";
 import { UploadTicketSchema } from "../../../schemas/managers.ts";
 import { requireProject } from "../../auth.ts";
 import { hydrateImages } from "../../catalog/images.ts";
+import { assertWithinQuotas, storageLeft } from "../../catalog/quotas.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { images } from "../../catalog/schema.ts";
 import { issueUploadTicket } from "../../catalog/uploads.ts";
@@ -45,26 +46,35 @@ export function register(app: OpenAPIHono<AppEnv>) {
         { path: "origin_region", name: body.origin_region },
         ...body.replicate_to.map((name, i) => ({ path: `replicate_to[${i}]`, name })),
       ]);
-      const [row] = await db
-        .insert(images)
-        .values({
-          id: newId("image"),
-          projectId,
-          name: body.name,
-          format: body.format,
-          originRegion: body.origin_region,
-          labels: body.labels,
-          replicateTo: body.replicate_to,
-        })
-        .onConflictDoNothing()
-        .returning();
+      const [row] = await db.transaction(async (tx) => {
+        await assertWithinQuotas(tx, projectId, { images: 1 });
+        return tx
+          .insert(images)
+          .values({
+            id: newId("image"),
+            projectId,
+            name: body.name,
+            format: body.format,
+            originRegion: body.origin_region,
+            labels: body.labels,
+            replicateTo: body.replicate_to,
+          })
+          .onConflictDoNothing()
+          .returning();
+      });
       if (!row)
         throw errors.conflict(
           "already_exists",
           `An image named ${body.name} already exists in this project.`,
         );
       const [image] = await hydrateImages(db, [row]);
-      const upload = await issueUploadTicket(db, transferTokens, row, now());
+      const upload = await issueUploadTicket(
+        db,
+        transferTokens,
+        row,
+        now(),
+        await storageLeft(db, projectId),
+      );
       return { status: 201 as const, body: { ...image, upload } };
     });
     return c.json(response.body as z.infer<typeof CreatedImageSchema>, 201);

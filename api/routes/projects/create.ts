@@ -2,6 +2,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { CreateProjectSchema, ProjectSchema } from "../../../schemas/projects.ts";
 import { requireScope } from "../../auth.ts";
 import { toProject } from "../../catalog/mappers.ts";
+import { quotaColumns } from "../../catalog/quotas.ts";
 import { projects } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
@@ -14,7 +15,7 @@ export const route = createRoute({
   path: "/v1/projects",
   operationId: "createProject",
   tags: ["admin"],
-  summary: "Create a project (admin)",
+  summary: "Create a project (admin), with its quotas (the defaults for those not given)",
   security: bearerAuth,
   request: { body: jsonBody(CreateProjectSchema) },
   responses: {
@@ -31,7 +32,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const response = await withIdempotency(c, body, async () => {
       const [row] = await db
         .insert(projects)
-        .values({ id: newId("project"), name: body.name })
+        .values({ id: newId("project"), name: body.name, ...quotaColumns(body.quotas) })
         .onConflictDoNothing()
         .returning();
       if (!row) throw errors.conflict("already_exists", `A project named ${body.name} already exists.`);
