@@ -3,6 +3,7 @@
 // The services are imported when a command runs, so that --help and the client commands
 // start without loading the control plane.
 import type { CatalogLocation } from "../api/catalog/db.ts";
+import type { HttpLimits } from "../api/http-limits.ts";
 import {
   type Command,
   CommandFailure,
@@ -42,6 +43,26 @@ export function closeOnSignal(close: () => Promise<void>): void {
   process.on("SIGTERM", stop);
 }
 
+/** The HTTP server's limits set in the environment (DEFAULT_HTTP_LIMITS for the others). */
+export function httpLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<HttpLimits> {
+  const limits: Partial<HttpLimits> = {};
+  for (const [name, key] of HTTP_LIMIT_ENV) {
+    if (env[name] !== undefined) limits[key] = positiveIntegerFromEnv(name, env);
+  }
+  return limits;
+}
+
+const HTTP_LIMIT_ENV = [
+  ["GLOBALVM_HTTP_HEADERS_TIMEOUT_MS", "headersTimeoutMs"],
+  ["GLOBALVM_HTTP_BODY_IDLE_TIMEOUT_MS", "bodyIdleTimeoutMs"],
+  ["GLOBALVM_HTTP_MAX_CONNECTIONS", "maxConnections"],
+] as const;
+
+export const HTTP_LIMITS_USAGE = `  GLOBALVM_HTTP_HEADERS_TIMEOUT_MS    a client's request head must arrive within this (default 15000)
+  GLOBALVM_HTTP_BODY_IDLE_TIMEOUT_MS  a request body that brings no byte this long is cut (default
+                                      60000; a slow but steady upload runs as long as it needs)
+  GLOBALVM_HTTP_MAX_CONNECTIONS       connections open at once (default 1024)`;
+
 const CONTROL_PLANE_USAGE = `Usage: globalvm serve control-plane [--port N] [--host H] [--data-dir DIR]
 
 The control plane alone: the HTTP API, the orchestrator, the catalog.
@@ -57,6 +78,7 @@ Environment:
   DATABASE_URL          a Postgres URL for the catalog (several control planes may share it)
   GLOBALVM_ADMIN_TOKEN  the bootstrap admin token (at least 16 characters); without it one is
                         generated on the first start and printed once
+${HTTP_LIMITS_USAGE}
 `;
 
 const controlPlane: Command = {
@@ -79,6 +101,7 @@ const controlPlane: Command = {
       port,
       host: values.host,
       adminToken: process.env.GLOBALVM_ADMIN_TOKEN,
+      http: httpLimitsFromEnv(),
     });
     const db =
       running.services.catalog.kind === "postgres"
@@ -117,6 +140,7 @@ ${LIMIT_FLAGS_USAGE}
 Environment:
   GLOBALVM_MANAGER_CREDENTIAL  the credential an admin issued with POST /v1/manager-credentials
 ${LIMIT_ENV_USAGE}
+${HTTP_LIMITS_USAGE}
 `;
 
 const regionalManager: Command = {
@@ -156,6 +180,7 @@ const regionalManager: Command = {
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
       limits: managerLimits(values, process.env, MANAGER_USAGE),
+      http: httpLimitsFromEnv(),
       // Shortened by tests of a datacenter going down; 10 s otherwise.
       ...(process.env.GLOBALVM_HEARTBEAT_INTERVAL_MS
         ? { heartbeatIntervalMs: positiveIntegerFromEnv("GLOBALVM_HEARTBEAT_INTERVAL_MS") }
@@ -202,8 +227,8 @@ export const migrateCommand: Command = {
 };
 
 /** A setting from the environment that must be a whole number above 0; refused by name otherwise. */
-function positiveIntegerFromEnv(name: string): number {
-  const text = process.env[name] ?? "";
+function positiveIntegerFromEnv(name: string, env: NodeJS.ProcessEnv = process.env): number {
+  const text = env[name] ?? "";
   const value = Number(text);
   if (!/^\d+$/.test(text) || value < 1) {
     throw new CommandFailure(`${name} must be a whole number above 0, not '${text}'`);

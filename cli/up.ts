@@ -9,6 +9,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
 // Types only: the services are imported when `up` runs, so that --help starts fast.
+import type { HttpLimits } from "../api/http-limits.ts";
 import type { RunningControlPlane } from "../api/server.ts";
 import { type ApiClient, createApiClient } from "../provider/client/client.ts";
 import type { RegionalManagerLimits, RunningRegionalManager } from "../regional-manager/service.ts";
@@ -17,7 +18,7 @@ import { callApi, expectAnswer, listAll } from "./connection.ts";
 import { ENV_FILE, upDataDir, writeEnvFile } from "./env.ts";
 import { LIMIT_ENV_USAGE, managerLimits } from "./manager-limits.ts";
 import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
-import { closeOnSignal } from "./serve.ts";
+import { closeOnSignal, HTTP_LIMITS_USAGE, httpLimitsFromEnv } from "./serve.ts";
 import { readUpSecrets, SECRETS_FILE, type UpSecrets, writeUpSecrets } from "./up-secrets.ts";
 
 export const DEFAULT_REGIONS = ["eu-west", "us-east"];
@@ -49,6 +50,8 @@ Environment:
                         generated on the first run and kept in the data dir
 Each regional manager's limits (see globalvm serve regional-manager --help):
 ${LIMIT_ENV_USAGE}
+Both servers' limits on slow clients:
+${HTTP_LIMITS_USAGE}
 
 Needs qemu-system-x86_64 and qemu-img on PATH and the guest image (npm run guest-image).
 `;
@@ -60,6 +63,8 @@ export interface UpOptions {
   json: boolean;
   /** From the environment, for every manager started. */
   managerLimits: Partial<RegionalManagerLimits>;
+  /** From the environment, for the control plane's server and every manager's. */
+  httpLimits: Partial<HttpLimits>;
 }
 
 /** The command line of `up`, checked: regions are valid, distinct names. */
@@ -93,6 +98,7 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
     dataDir: upDataDir(values["data-dir"], env),
     json: values.json,
     managerLimits: managerLimits({}, env, USAGE),
+    httpLimits: httpLimitsFromEnv(env),
   };
 }
 
@@ -203,6 +209,7 @@ export const upCommand: Command = {
         port: options.port,
         host: HOST,
         adminToken,
+        http: options.httpLimits,
         log: (line) => info(`[control-plane] ${line}`),
       }).catch((error: unknown) => {
         // Environment problems (the catalog locked by another process, a port taken): no stack.
@@ -256,6 +263,7 @@ export const upCommand: Command = {
             host: HOST,
             stopGuestsOnClose: true,
             limits: options.managerLimits,
+            http: options.httpLimits,
             log: (line) => info(`[${datacenter}] ${line}`),
             ...(existsSync(guestKernel)
               ? {

@@ -5,10 +5,17 @@
 // an image version first when it lacks it, and reports every state change back.
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { statfs } from "node:fs/promises";
+import type { Server } from "node:http";
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
+import {
+  applyHttpLimits,
+  DEFAULT_HTTP_LIMITS,
+  type HttpLimits,
+  httpServerOptions,
+} from "../api/http-limits.ts";
 import { TRANSFER_TOKEN_ISSUER } from "../api/signing.ts";
 import type { Capacity } from "../schemas/regions.ts";
 import { createInstanceTokenVerifier } from "./auth/instance-token.ts";
@@ -41,6 +48,8 @@ export interface RegionalManagerOptions {
   driver?: string;
   accelerator?: Accelerator | "auto";
   probeGuest?: ProbeGuest;
+  /** Timeouts and connection limit of the HTTP server (DEFAULT_HTTP_LIMITS for what is not set). */
+  http?: Partial<HttpLimits>;
   /** What clients may send here (each manager's default for what is not set). */
   limits?: Partial<RegionalManagerLimits>;
   /** Stop every guest on close instead of leaving them running (`globalvm up`: Ctrl-C stops all). */
@@ -290,9 +299,15 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const reattached = await instances.reattach();
   if (reattached.length > 0) log(`reattached ${reattached.length} instance(s)`);
   const host = options.host ?? "127.0.0.1";
+  const http = { ...DEFAULT_HTTP_LIMITS, ...options.http };
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, port: options.port, hostname: host }, () => resolve(s));
+    const s = serve(
+      { fetch: app.fetch, port: options.port, hostname: host, serverOptions: httpServerOptions(http) },
+      () => resolve(s),
+    );
   });
+  // A whole-image PUT on a slow link runs as long as its bytes keep coming.
+  applyHttpLimits(server as Server, http);
   const address = server.address();
   const url = `http://${host}:${typeof address === "object" && address ? address.port : options.port}`;
 

@@ -26,6 +26,7 @@ describe("parseUpArgs", () => {
       dataDir: resolve(".globalvm/up"),
       json: false,
       managerLimits: {},
+      httpLimits: {},
     });
     expect(parseUpArgs([], { PORT: "9000", GLOBALVM_DATA_DIR: "/srv/gvm" })).toMatchObject({
       port: 9000,
@@ -37,6 +38,7 @@ describe("parseUpArgs", () => {
       dataDir: resolve("d"),
       json: true,
       managerLimits: {},
+      httpLimits: {},
     });
   });
 
@@ -47,6 +49,9 @@ describe("parseUpArgs", () => {
     expect(() => parseUpArgs([], { GLOBALVM_MAX_MANIFEST_CHUNKS: "1e6" })).toThrow(
       /GLOBALVM_MAX_MANIFEST_CHUNKS must be a whole number above 0, not '1e6'/,
     );
+    expect(parseUpArgs([], { GLOBALVM_HTTP_BODY_IDLE_TIMEOUT_MS: "120000" }).httpLimits).toEqual({
+      bodyIdleTimeoutMs: 120000,
+    });
   });
 
   it("rejects bad regions and ports with usage errors naming them", () => {
