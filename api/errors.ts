@@ -29,6 +29,7 @@ const TITLES: Record<number, string> = {
   413: "Content Too Large",
   415: "Unsupported Media Type",
   422: "Unprocessable Content",
+  429: "Too Many Requests",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
@@ -75,6 +76,7 @@ export const errors = {
       undefined,
       quota,
     ),
+  tooManyRequests: (code: string, detail: string) => new ApiError(429, code, detail),
   tooLarge: (limit: number) =>
     new ApiError(413, "body_too_large", `Request bodies are limited to ${limit} bytes.`),
 };

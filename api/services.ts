@@ -5,10 +5,12 @@ import { loadInstanceTokenSigner, loadTransferTokenSigner } from "./signing.ts";
 
 /** What every route reaches through the context, for one catalog. */
 export async function createServices(catalog: Catalog): Promise<Services> {
+  const operationEvents = new OperationEvents();
+  if (catalog.feed) await operationEvents.connect(catalog.feed);
   return {
     catalog,
     db: catalog.db,
-    operationEvents: new OperationEvents(),
+    operationEvents,
     transferTokens: await loadTransferTokenSigner(catalog.db),
     instanceTokens: await loadInstanceTokenSigner(catalog.db),
     now: () => new Date(),
