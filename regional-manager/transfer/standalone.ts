@@ -12,11 +12,14 @@
  * `progress <bytesDone> <bytesTotal>` lines while it runs.
  */
 import { readFileSync } from "node:fs";
+import type { Server } from "node:http";
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { importJWK, type JWK } from "jose";
+import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions } from "../../api/http-limits.ts";
 import { LIMIT_FLAGS, managerLimits } from "../../cli/manager-limits.ts";
+import { httpLimitsFromEnv } from "../../cli/serve.ts";
 import { createTransferTokenVerifier } from "../auth/transfer-token.ts";
 import { ImageStore } from "../store/image-store.ts";
 import { createTransferApp } from "./app.ts";
@@ -91,9 +94,20 @@ app.post("/_test/pull", async (c) => {
 });
 app.get("/_test/stats", (c) => c.json({ ...store.stats(), rss: process.memoryUsage().rss }));
 
-const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: Number(values.port) }, (info) => {
-  process.stdout.write(`listening ${info.port}\n`);
-});
+// The HTTP limits of `globalvm serve regional-manager` (GLOBALVM_HTTP_* variables).
+const http = { ...DEFAULT_HTTP_LIMITS, ...httpLimitsFromEnv() };
+const server = serve(
+  {
+    fetch: app.fetch,
+    hostname: "127.0.0.1",
+    port: Number(values.port),
+    serverOptions: httpServerOptions(http),
+  },
+  (info) => {
+    process.stdout.write(`listening ${info.port}\n`);
+  },
+);
+applyHttpLimits(server as Server, http);
 const stop = () => {
   server.close();
   store.close().finally(() => process.exit(0));

@@ -1,5 +1,6 @@
 // Issue #12, finding 3: a manager refuses manifests and uploads over its limits from their
 // first bytes, before it allocates anything for them, and its memory stays flat.
+import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signTransferToken } from "../../regional-manager/auth/transfer-token.ts";
@@ -213,5 +214,68 @@ describe("a manager's upload limits", () => {
     expect(twice.status).toBe(400);
     expect(((await twice.json()) as { detail: string }).detail).toMatch(/asked for twice/);
     expect((await chunks([digest])).status).toBe(200);
+  });
+});
+
+describe("a manager's HTTP server and slow clients", () => {
+  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  let keys: TestKeys;
+  let manager: ManagerProcess;
+  const idleMs = 800;
+
+  beforeAll(async () => {
+    dir = await temporaryDir("slow");
+    keys = await createTestKeys(dir.path);
+    manager = await startManager({
+      dataDir: join(dir.path, "a"),
+      datacenter: "dc-a",
+      publicKeyFile: keys.publicKeyFile,
+      env: { GLOBALVM_HTTP_BODY_IDLE_TIMEOUT_MS: String(idleMs), GLOBALVM_HTTP_HEADERS_TIMEOUT_MS: "500" },
+    });
+  });
+  afterAll(async () => {
+    await stopAllManagers();
+    await dir.remove();
+  });
+
+  it("takes a whole-image PUT on a slow but steady link, lasting far past the idle timeout", async () => {
+    const image = seededBytes(1 << 20, 11);
+    const pieces = 12;
+    const step = image.length / pieces;
+    const started = Date.now();
+    const response = await fetch(`${manager.url}/v1/uploads/img-slow/versions/1/image`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${await keys.token("img-slow", 1, "dc-a", "upload")}` },
+      duplex: "half",
+      body: new ReadableStream({
+        async pull(controller) {
+          const sent = Math.round((Date.now() - started) / (idleMs / 2));
+          if (sent >= pieces) return controller.close();
+          await new Promise((resolve) => setTimeout(resolve, idleMs / 2));
+          controller.enqueue(image.subarray(sent * step, (sent + 1) * step));
+        },
+      }),
+    } as RequestInit);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ state: "available", size: image.length });
+    expect(Date.now() - started).toBeGreaterThan(4 * idleMs);
+  });
+
+  it("cuts a client that sends the head of a whole-image PUT and part of its body, then stalls", async () => {
+    const token = await keys.token("img-stall", 1, "dc-a", "upload");
+    const socket = connect(manager.port, "127.0.0.1");
+    await new Promise((resolve) => socket.once("connect", resolve));
+    let received = "";
+    socket.on("data", (data: Buffer) => {
+      received += data.toString();
+    });
+    const started = Date.now();
+    socket.write(
+      `PUT /v1/uploads/img-stall/versions/1/image HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 1048576\r\n\r\n`,
+    );
+    socket.write(Buffer.alloc(64 * 1024, 1));
+    await new Promise((resolve) => socket.once("close", resolve));
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(received).toBe("");
   });
 });
