@@ -10,11 +10,13 @@ export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
   readonly errors: FieldError[] | undefined;
-  constructor(status: number, code: string, detail: string, errors?: FieldError[]) {
+  readonly quota: Problem["quota"];
+  constructor(status: number, code: string, detail: string, errors?: FieldError[], quota?: Problem["quota"]) {
     super(detail);
     this.status = status;
     this.code = code;
     this.errors = errors;
+    this.quota = quota;
   }
 }
 
@@ -27,6 +29,7 @@ const TITLES: Record<number, string> = {
   413: "Content Too Large",
   415: "Unsupported Media Type",
   422: "Unprocessable Content",
+  429: "Too Many Requests",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
@@ -40,6 +43,7 @@ export function problemOf(error: ApiError, instance?: string): Problem {
     detail: error.message,
     ...(instance ? { instance } : {}),
     ...(error.errors ? { errors: error.errors } : {}),
+    ...(error.quota ? { quota: error.quota } : {}),
   };
 }
 
@@ -63,6 +67,16 @@ export const errors = {
   conflict: (code: string, detail: string) => new ApiError(409, code, detail),
   unprocessable: (code: string, detail: string, errors?: FieldError[]) =>
     new ApiError(422, code, detail, errors),
+  /** As GCE answers: 403, naming the quota, what the project uses of it and its limit. */
+  quotaExceeded: (quota: NonNullable<Problem["quota"]>) =>
+    new ApiError(
+      403,
+      "quota_exceeded",
+      `Quota ${quota.name} exceeded: the project uses ${quota.usage} of ${quota.limit} and this request needs ${quota.requested} more; an admin can raise it (PATCH /v1/projects/{id}).`,
+      undefined,
+      quota,
+    ),
+  tooManyRequests: (code: string, detail: string) => new ApiError(429, code, detail),
   tooLarge: (limit: number) =>
     new ApiError(413, "body_too_large", `Request bodies are limited to ${limit} bytes.`),
 };

@@ -9,6 +9,7 @@ const DESCRIPTIONS: Record<number, string> = {
   409: "Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key).",
   413: "The body is too large.",
   422: "Well-formed but refers to something that cannot be used (unknown region, image, group).",
+  429: "Too many requests of this kind at once from this token; retry after the ones in flight end.",
 };
 
 export function problemResponses<const S extends number>(...statuses: S[]) {

@@ -1,3 +1,4 @@
+import type { Server } from "node:http";
 import { type ServerType, serve } from "@hono/node-server";
 import { ConfigurationError } from "../common/configuration-error.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
@@ -5,6 +6,7 @@ import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { Services } from "./env.ts";
+import { applyHttpLimits, DEFAULT_HTTP_LIMITS, type HttpLimits, httpServerOptions } from "./http-limits.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
 import {
   deleteImage,
@@ -47,6 +49,8 @@ export interface ControlPlaneOptions {
   /** Replicas outside the policy unused this long are collected (default: GLOBALVM_REPLICA_IDLE_SECONDS, else 1 h). */
   replicaIdleSeconds?: number;
   log?: (line: string) => void;
+  /** Timeouts and connection limit of the HTTP server (DEFAULT_HTTP_LIMITS for what is not set). */
+  http?: Partial<HttpLimits>;
 }
 
 export interface RunningControlPlane {
@@ -102,9 +106,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
         });
   collector?.start();
   const host = options.host ?? "127.0.0.1";
+  const http = { ...DEFAULT_HTTP_LIMITS, ...options.http };
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, port: options.port, hostname: host }, () => resolve(s));
+    const s = serve(
+      { fetch: app.fetch, port: options.port, hostname: host, serverOptions: httpServerOptions(http) },
+      () => resolve(s),
+    );
   });
+  applyHttpLimits(server as Server, http);
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
   return {

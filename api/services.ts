@@ -8,10 +8,12 @@ import type { KeyEncryptionKey } from "./signing-key-wrap.ts";
 export async function createServices(catalog: Catalog, kek: KeyEncryptionKey): Promise<Services> {
   const now = () => new Date();
   const signingKeys = await SigningKeyring.open(catalog.db, kek, now);
+  const operationEvents = new OperationEvents();
+  if (catalog.feed) await operationEvents.connect(catalog.feed);
   return {
     catalog,
     db: catalog.db,
-    operationEvents: new OperationEvents(),
+    operationEvents,
     signingKeys,
     transferTokens: transferTokenSigner(signingKeys),
     instanceTokens: instanceTokenSigner(signingKeys),

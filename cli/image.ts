@@ -166,7 +166,11 @@ const push: Command = {
       const issued = expectAnswer(
         `start an upload of image ${values.name}`,
         await callApi(() =>
-          client.POST("/v1/images/{id}/uploads", { params: { path: { id: existing.id } } }),
+          // The size declared: a push the project's storage quota does not cover is refused here.
+          client.POST("/v1/images/{id}/uploads", {
+            params: { path: { id: existing.id } },
+            body: { size: info.size },
+          }),
         ),
       );
       if (!issued) throw new CommandFailure(`the control plane gave no upload ticket for ${values.name}`);

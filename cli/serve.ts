@@ -3,6 +3,7 @@
 // The services are imported when a command runs, so that --help and the client commands
 // start without loading the control plane.
 import type { CatalogLocation } from "../api/catalog/db.ts";
+import type { HttpLimits } from "../api/http-limits.ts";
 import {
   type Command,
   CommandFailure,
@@ -12,6 +13,7 @@ import {
   parsePort,
   UsageError,
 } from "./command.ts";
+import { LIMIT_ENV_USAGE, LIMIT_FLAGS, LIMIT_FLAGS_USAGE, managerLimits } from "./manager-limits.ts";
 
 export function catalogLocation(dataDir: string, env: NodeJS.ProcessEnv = process.env): CatalogLocation {
   const databaseUrl = env.DATABASE_URL;
@@ -41,6 +43,26 @@ export function closeOnSignal(close: () => Promise<void>): void {
   process.on("SIGTERM", stop);
 }
 
+/** The HTTP server's limits set in the environment (DEFAULT_HTTP_LIMITS for the others). */
+export function httpLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<HttpLimits> {
+  const limits: Partial<HttpLimits> = {};
+  for (const [name, key] of HTTP_LIMIT_ENV) {
+    if (env[name] !== undefined) limits[key] = positiveIntegerFromEnv(name, env);
+  }
+  return limits;
+}
+
+const HTTP_LIMIT_ENV = [
+  ["GLOBALVM_HTTP_HEADERS_TIMEOUT_MS", "headersTimeoutMs"],
+  ["GLOBALVM_HTTP_BODY_IDLE_TIMEOUT_MS", "bodyIdleTimeoutMs"],
+  ["GLOBALVM_HTTP_MAX_CONNECTIONS", "maxConnections"],
+] as const;
+
+export const HTTP_LIMITS_USAGE = `  GLOBALVM_HTTP_HEADERS_TIMEOUT_MS    a client's request head must arrive within this (default 15000)
+  GLOBALVM_HTTP_BODY_IDLE_TIMEOUT_MS  a request body that brings no byte this long is cut (default
+                                      60000; a slow but steady upload runs as long as it needs)
+  GLOBALVM_HTTP_MAX_CONNECTIONS       connections open at once (default 1024)`;
+
 const CONTROL_PLANE_USAGE = `Usage: globalvm serve control-plane [--port N] [--host H] [--data-dir DIR]
 
 The control plane alone: the HTTP API, the orchestrator, the catalog.
@@ -62,6 +84,7 @@ Environment:
                         wraps the token-signing keys stored in the catalog (32+ random
                         characters); all control planes on one DATABASE_URL need the same.
                         Without it a secret is generated in DIR/signing-key-secret (0600)
+${HTTP_LIMITS_USAGE}
 `;
 
 const controlPlane: Command = {
@@ -88,6 +111,7 @@ const controlPlane: Command = {
       port,
       host: values.host,
       adminToken: process.env.GLOBALVM_ADMIN_TOKEN,
+      http: httpLimitsFromEnv(),
     });
     const db =
       running.services.catalog.kind === "postgres"
@@ -129,8 +153,13 @@ Options:
                         sockets as open descriptors.
   -h, --help            show this help
 
+Limits (whole numbers of bytes or items; what is over one is refused with 413 naming it):
+${LIMIT_FLAGS_USAGE}
+
 Environment:
   GLOBALVM_MANAGER_CREDENTIAL  the credential an admin issued with POST /v1/manager-credentials
+${LIMIT_ENV_USAGE}
+${HTTP_LIMITS_USAGE}
 `;
 
 const regionalManager: Command = {
@@ -148,6 +177,7 @@ const regionalManager: Command = {
         port: { type: "string" },
         host: { type: "string", default: "127.0.0.1" },
         "qemu-user": { type: "string" },
+        ...LIMIT_FLAGS,
       },
       MANAGER_USAGE,
     );
@@ -172,6 +202,8 @@ const regionalManager: Command = {
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
       ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
+      limits: managerLimits(values, process.env, MANAGER_USAGE),
+      http: httpLimitsFromEnv(),
       // Shortened by tests of a datacenter going down; 10 s otherwise.
       ...(process.env.GLOBALVM_HEARTBEAT_INTERVAL_MS
         ? { heartbeatIntervalMs: positiveIntegerFromEnv("GLOBALVM_HEARTBEAT_INTERVAL_MS") }
@@ -218,8 +250,8 @@ export const migrateCommand: Command = {
 };
 
 /** A setting from the environment that must be a whole number above 0; refused by name otherwise. */
-function positiveIntegerFromEnv(name: string): number {
-  const text = process.env[name] ?? "";
+function positiveIntegerFromEnv(name: string, env: NodeJS.ProcessEnv = process.env): number {
+  const text = env[name] ?? "";
   const value = Number(text);
   if (!/^\d+$/.test(text) || value < 1) {
     throw new CommandFailure(`${name} must be a whole number above 0, not '${text}'`);

@@ -9,15 +9,17 @@ import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
 // Types only: the services are imported when `up` runs, so that --help starts fast.
+import type { HttpLimits } from "../api/http-limits.ts";
 import type { RunningControlPlane } from "../api/server.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
 import { type ApiClient, createApiClient } from "../provider/client/client.ts";
-import type { RunningRegionalManager } from "../regional-manager/service.ts";
+import type { RegionalManagerLimits, RunningRegionalManager } from "../regional-manager/service.ts";
 import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError } from "./command.ts";
 import { callApi, expectAnswer, listAll } from "./connection.ts";
 import { ENV_FILE, upDataDir, writeEnvFile } from "./env.ts";
+import { LIMIT_ENV_USAGE, managerLimits } from "./manager-limits.ts";
 import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
-import { closeOnSignal } from "./serve.ts";
+import { closeOnSignal, HTTP_LIMITS_USAGE, httpLimitsFromEnv } from "./serve.ts";
 import { readUpSecrets, SECRETS_FILE, type UpSecrets, writeUpSecrets } from "./up-secrets.ts";
 
 export const DEFAULT_REGIONS = ["eu-west", "us-east"];
@@ -49,6 +51,10 @@ Environment:
   GLOBALVM_ADMIN_TOKEN  use this admin token (32+ random characters, no patterns: openssl
                         rand -base64 32) instead of the one generated on the first run and
                         kept in the data dir
+Each regional manager's limits (see globalvm serve regional-manager --help):
+${LIMIT_ENV_USAGE}
+Both servers' limits on slow clients:
+${HTTP_LIMITS_USAGE}
 
 Needs qemu-system-x86_64 and qemu-img on PATH and the guest image (npm run guest-image).
 `;
@@ -58,6 +64,10 @@ export interface UpOptions {
   port: number;
   dataDir: string;
   json: boolean;
+  /** From the environment, for every manager started. */
+  managerLimits: Partial<RegionalManagerLimits>;
+  /** From the environment, for the control plane's server and every manager's. */
+  httpLimits: Partial<HttpLimits>;
 }
 
 /** The command line of `up`, checked: regions are valid, distinct names. */
@@ -90,6 +100,8 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
     port: parsePort(values.port ?? env.PORT, 8080, USAGE),
     dataDir: upDataDir(values["data-dir"], env),
     json: values.json,
+    managerLimits: managerLimits({}, env, USAGE),
+    httpLimits: httpLimitsFromEnv(env),
   };
 }
 
@@ -204,6 +216,7 @@ export const upCommand: Command = {
         port: options.port,
         host: HOST,
         adminToken,
+        http: options.httpLimits,
         log: (line) => info(`[control-plane] ${line}`),
       }).catch((error: unknown) => {
         // Environment problems (the catalog locked by another process, a port taken): no stack.
@@ -256,6 +269,8 @@ export const upCommand: Command = {
             port: 0,
             host: HOST,
             stopGuestsOnClose: true,
+            limits: options.managerLimits,
+            http: options.httpLimits,
             log: (line) => info(`[${datacenter}] ${line}`),
             ...(existsSync(guestKernel)
               ? {

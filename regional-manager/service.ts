@@ -5,10 +5,17 @@
 // an image version first when it lacks it, and reports every state change back.
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { statfs } from "node:fs/promises";
+import type { Server } from "node:http";
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
+import {
+  applyHttpLimits,
+  DEFAULT_HTTP_LIMITS,
+  type HttpLimits,
+  httpServerOptions,
+} from "../api/http-limits.ts";
 import { TRANSFER_TOKEN_ISSUER } from "../api/signing.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
 import type { Capacity } from "../schemas/regions.ts";
@@ -19,8 +26,9 @@ import { type Accelerator, createComputeDriver, type ProbeGuest } from "./comput
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { createInstanceApp } from "./instances/app.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
-import { MetadataService } from "./metadata/index.ts";
+import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
+import type { ManifestLimits } from "./store/manifest.ts";
 import { createTransferApp } from "./transfer/app.ts";
 import { problem, problemFromError, problemResponse } from "./transfer/problems.ts";
 import { type PullProgress, pullImageVersion } from "./transfer/pull.ts";
@@ -44,11 +52,18 @@ export interface RegionalManagerOptions {
   probeGuest?: ProbeGuest;
   /** The user QEMU runs as when the manager runs as root (default "nobody"; see compute/qemu/user.ts). */
   qemuUser?: string;
+  /** Timeouts and connection limit of the HTTP server (DEFAULT_HTTP_LIMITS for what is not set). */
+  http?: Partial<HttpLimits>;
+  /** What clients may send here (each manager's default for what is not set). */
+  limits?: Partial<RegionalManagerLimits>;
   /** Stop every guest on close instead of leaving them running (`globalvm up`: Ctrl-C stops all). */
   stopGuestsOnClose?: boolean;
   /** A JWKS file of the control plane's public keys, trusted instead of the JWKS it serves. */
   controlPlaneKeysFile?: string;
 }
+
+/** The limits one manager puts on uploads (store/manifest.ts) and on guests (metadata/service.ts). */
+export type RegionalManagerLimits = ManifestLimits & GuestAttributeLimits;
 
 export interface RunningRegionalManager {
   url: string;
@@ -67,7 +82,9 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const log = options.log ?? ((line) => console.error(line));
   // Chunks and images of every project, instance records: this user's only.
   preparePrivateDir(options.dataDir);
-  const store = await ImageStore.open(join(options.dataDir, "store"));
+  const store = await ImageStore.open(join(options.dataDir, "store"), {
+    ...(options.limits ? { limits: options.limits } : {}),
+  });
   const controlPlane = new ControlPlaneClient({
     url: options.controlPlaneUrl,
     credential: options.credential,
@@ -118,7 +135,12 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   }
 
   const capacity = await measureCapacity(options.dataDir, options.capacity);
-  const metadata = new MetadataService();
+  const metadata = new MetadataService({
+    ...(options.limits?.maxGuestAttributes ? { maxGuestAttributes: options.limits.maxGuestAttributes } : {}),
+    ...(options.limits?.maxGuestAttributesTotalBytes
+      ? { maxGuestAttributesTotalBytes: options.limits.maxGuestAttributesTotalBytes }
+      : {}),
+  });
   const driver = createComputeDriver(options.driver ?? "qemu", {
     dataDir: join(options.dataDir, "compute"),
     metadata,
@@ -294,9 +316,15 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const reattached = await instances.reattach();
   if (reattached.length > 0) log(`reattached ${reattached.length} instance(s)`);
   const host = options.host ?? "127.0.0.1";
+  const http = { ...DEFAULT_HTTP_LIMITS, ...options.http };
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, port: options.port, hostname: host }, () => resolve(s));
+    const s = serve(
+      { fetch: app.fetch, port: options.port, hostname: host, serverOptions: httpServerOptions(http) },
+      () => resolve(s),
+    );
   });
+  // A whole-image PUT on a slow link runs as long as its bytes keep coming.
+  applyHttpLimits(server as Server, http);
   const address = server.address();
   const url = `http://${host}:${typeof address === "object" && address ? address.port : options.port}`;
 

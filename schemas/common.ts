@@ -81,6 +81,17 @@ export const ProblemSchema = z
     detail: z.string(),
     instance: z.string().optional(),
     errors: z.array(FieldErrorSchema).optional(),
+    quota: z
+      .object({
+        name: z.string(),
+        usage: z.number().int(),
+        limit: z.number().int(),
+        requested: z.number().int(),
+      })
+      .optional()
+      .openapi({
+        description: "With quota_exceeded: the quota, what the project uses, its limit, what was asked.",
+      }),
   })
   .openapi("Problem");
 export type Problem = z.infer<typeof ProblemSchema>;

@@ -35,8 +35,21 @@ export const UploadTicketSchema = z
     url: z.string().url().openapi({ description: "Base URL of the origin datacenter's regional manager." }),
     token: z.string().openapi({ description: "Bearer token for the upload endpoints of that manager." }),
     expires_at: TimestampSchema,
+    max_bytes: z.number().int().min(0).openapi({
+      description:
+        "The largest version this ticket uploads: what the project's storage quota leaves, or the size declared.",
+    }),
   })
   .openapi("UploadTicket");
+
+export const CreateUploadSchema = z
+  .strictObject({
+    size: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({
+      description:
+        "Size of the version to upload, in bytes: refused at once if the storage quota does not cover it.",
+    }),
+  })
+  .openapi("CreateUpload");
 export type UploadTicket = z.infer<typeof UploadTicketSchema>;
 
 export const ReplicaReportSchema = z

@@ -16,6 +16,7 @@ import { type ConstructorOptions, fromPglite, PgBoss } from "pg-boss";
 import postgres from "postgres";
 import { preparePrivateDir, tightenTree } from "../../common/private-dir.ts";
 import { createOperationQueues } from "../orchestrator/queue.ts";
+import type { ChangeFeed } from "./operations.ts";
 import * as schema from "./schema.ts";
 
 export type CatalogDb = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -28,6 +29,8 @@ export interface Catalog {
    * also creates its schema and the operation queues; stopped by close().
    */
   jobs: PgBoss;
+  /** LISTEN/NOTIFY between the processes that share a Postgres catalog (none for PGlite). */
+  feed?: ChangeFeed;
   /** Brings the schema (pg-boss's too) to the latest migration; safe to run on every start. */
   migrate(): Promise<void>;
   ping(): Promise<void>;
@@ -91,6 +94,11 @@ export function openCatalog(location: CatalogLocation): Catalog {
         closeDatabase: () => client.end({ timeout: 5 }),
       }),
       ping: async () => void (await db.execute(sql`select 1`)),
+      feed: {
+        // One connection of its own for every channel this process listens on.
+        listen: async (channel, onPayload) => void (await client.listen(channel, onPayload)),
+        notify: async (channel, payload) => void (await client.notify(channel, payload)),
+      },
     };
   }
   let client: PGlite;

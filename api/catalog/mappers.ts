@@ -1,10 +1,12 @@
 // Catalog rows → API shapes. One place, so every route answers the same way.
+
 import type { Image, ImageReplica } from "../../schemas/images.ts";
 import type { Instance } from "../../schemas/instances.ts";
 import type { Network } from "../../schemas/networks.ts";
 import type { Project, Token } from "../../schemas/projects.ts";
 import type { Datacenter, DatacenterStatus, Region } from "../../schemas/regions.ts";
 import type { VmGroup } from "../../schemas/vm-groups.ts";
+import { quotasOf } from "./quotas.ts";
 import type {
   apiTokens,
   datacenters,
@@ -69,7 +71,7 @@ export function toNetwork(row: typeof networks.$inferSelect): Network {
 }
 
 export function toProject(row: typeof projects.$inferSelect): Project {
-  return { id: row.id, name: row.name, created_at: row.createdAt.toISOString() };
+  return { id: row.id, name: row.name, quotas: quotasOf(row), created_at: row.createdAt.toISOString() };
 }
 
 export function toToken(row: typeof apiTokens.$inferSelect): Token {

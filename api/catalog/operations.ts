@@ -1,4 +1,3 @@
-import { EventEmitter } from "node:events";
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
 import { TERMINAL_OPERATION_STATES } from "../../schemas/operations.ts";
@@ -9,13 +8,69 @@ import { operations } from "./schema.ts";
 type OperationRow = typeof operations.$inferSelect;
 type Kind = Operation["kind"];
 
+/** Tells and hears changes across the control-plane processes that share one Postgres. */
+export interface ChangeFeed {
+  listen(channel: string, onPayload: (payload: string) => void): Promise<void>;
+  notify(channel: string, payload: string): Promise<void>;
+}
+
+/** The channel (Postgres LISTEN/NOTIFY) an operation's change is told on, its ID the payload. */
+export const OPERATION_CHANNEL = "globalvm_operation_changed";
+
 /**
- * Wakes long-polls in this process as soon as an operation changes. Other control-plane
- * processes sharing the database are seen by the poll in waitForOperationChange.
+ * Wakes the long-polls of an operation once per change: at once for a change made in this
+ * process, by one notification from the database for one made by another (Postgres; a PGlite
+ * catalog has one process). Each waiter then reads the operation once, instead of polling.
  */
-export class OperationEvents extends EventEmitter {
-  changed(id: string) {
-    this.emit(id);
+export class OperationEvents {
+  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #waitsByHolder = new Map<string, number>();
+  #feed: ChangeFeed | undefined;
+
+  /** Hears the changes other processes make. */
+  async connect(feed: ChangeFeed): Promise<void> {
+    this.#feed = feed;
+    await feed.listen(OPERATION_CHANNEL, (id) => this.#wake(id));
+  }
+
+  changed(id: string): void {
+    this.#wake(id);
+    this.#feed?.notify(OPERATION_CHANNEL, id).catch(() => {
+      // Other processes' waiters still end at their deadline with the operation as it is then.
+    });
+  }
+
+  /** Calls `wake` on each change of the operation until the returned function is called. */
+  subscribe(id: string, wake: () => void): () => void {
+    let waiters = this.#waiters.get(id);
+    if (!waiters) {
+      waiters = new Set();
+      this.#waiters.set(id, waiters);
+    }
+    waiters.add(wake);
+    return () => {
+      waiters.delete(wake);
+      if (waiters.size === 0 && this.#waiters.get(id) === waiters) this.#waiters.delete(id);
+    };
+  }
+
+  /** Takes one of `max` concurrent waits of `holder` (a token); undefined when all are taken. */
+  reserveWait(holder: string, max: number): (() => void) | undefined {
+    const held = this.#waitsByHolder.get(holder) ?? 0;
+    if (held >= max) return undefined;
+    this.#waitsByHolder.set(holder, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#waitsByHolder.get(holder) ?? 1) - 1;
+      if (left > 0) this.#waitsByHolder.set(holder, left);
+      else this.#waitsByHolder.delete(holder);
+    };
+  }
+
+  #wake(id: string): void {
+    for (const wake of [...(this.#waiters.get(id) ?? [])]) wake();
   }
 }
 
@@ -131,7 +186,8 @@ export async function failRunningOperation(
 
 /**
  * Returns the operation as soon as it differs from `seen` (any change of its update time),
- * or when `timeoutMs` runs out. Terminal operations return at once.
+ * or when `timeoutMs` runs out. Terminal operations return at once. It reads the operation
+ * once when it starts to listen, once per change it hears of, and once at the deadline.
  */
 export async function waitForOperationChange(
   db: CatalogDb,
@@ -140,25 +196,37 @@ export async function waitForOperationChange(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<OperationRow> {
+  if (TERMINAL_OPERATION_STATES.includes(seen.state)) return seen;
   const deadline = Date.now() + timeoutMs;
-  let current = seen;
-  while (!TERMINAL_OPERATION_STATES.includes(current.state) && Date.now() < deadline && !signal?.aborted) {
-    await new Promise<void>((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        events.off(seen.id, wake);
-        signal?.removeEventListener("abort", wake);
-        resolve();
-      };
-      // The poll covers changes made by other processes on the same database.
-      const timer = setTimeout(wake, Math.min(250, Math.max(0, deadline - Date.now())));
-      events.on(seen.id, wake);
-      signal?.addEventListener("abort", wake);
-    });
-    const [row] = await db.select().from(operations).where(eq(operations.id, seen.id)).limit(1);
-    if (!row) return current;
-    current = row;
-    if (row.updatedAt.getTime() !== seen.updatedAt.getTime()) return row;
+  let woken = false;
+  let resume = () => {};
+  const wake = () => {
+    woken = true;
+    resume();
+  };
+  const unsubscribe = events.subscribe(seen.id, wake);
+  signal?.addEventListener("abort", wake);
+  try {
+    let current = seen;
+    for (;;) {
+      // The first read covers a change made between reading `seen` and subscribing.
+      const [row] = await db.select().from(operations).where(eq(operations.id, seen.id)).limit(1);
+      if (!row) return current;
+      current = row;
+      if (row.updatedAt.getTime() !== seen.updatedAt.getTime()) return row;
+      if (Date.now() >= deadline || signal?.aborted) return row;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, deadline - Date.now());
+        resume = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        if (woken) resume();
+      });
+      woken = false;
+    }
+  } finally {
+    unsubscribe();
+    signal?.removeEventListener("abort", wake);
   }
-  return current;
 }

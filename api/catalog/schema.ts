@@ -31,11 +31,25 @@ const createdAt = () => timestamp("created_at", { withTimezone: true, mode: "dat
 const updatedAt = () => timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow();
 const bytes = (name: string) => bigint(name, { mode: "number" });
 
-export const projects = pgTable("projects", {
-  id: text("id").primaryKey(),
-  name: text("name").notNull().unique(),
-  createdAt: createdAt(),
-});
+export const projects = pgTable(
+  "projects",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull().unique(),
+    /** Quotas an admin set; null is the control plane's default (catalog/quotas.ts). */
+    quotaStorageBytes: bytes("quota_storage_bytes"),
+    quotaImages: integer("quota_images"),
+    quotaInstances: integer("quota_instances"),
+    quotaVcpus: integer("quota_vcpus"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check(
+      "projects_quotas_valid",
+      sql`${t.quotaStorageBytes} >= 0 and ${t.quotaImages} >= 0 and ${t.quotaInstances} >= 0 and ${t.quotaVcpus} >= 0`,
+    ),
+  ],
+);
 
 export const apiTokens = pgTable(
   "api_tokens",

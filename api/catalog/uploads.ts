@@ -9,13 +9,16 @@ import { datacenters, type images, imageVersions } from "./schema.ts";
 /**
  * An upload of the image's next version goes to a live manager of its origin region. The
  * version number is only taken when the manager reports the upload committed, so an
- * interrupted upload resumes under the same number.
+ * interrupted upload resumes under the same number. The ticket allows at most `maxBytes`
+ * (what the project's storage quota leaves, or the size the client declared): the manager
+ * refuses a version that declares more.
  */
 export async function issueUploadTicket(
   db: CatalogDb,
   signer: TransferTokenSigner,
   image: typeof images.$inferSelect,
   now: Date,
+  maxBytes: number,
 ): Promise<UploadTicket | null> {
   const candidates = await db
     .select()
@@ -36,6 +39,7 @@ export async function issueUploadTicket(
     version,
     datacenter: origin.name,
     action: "upload",
+    maxBytes,
   });
   return {
     image_id: image.id,
@@ -44,6 +48,7 @@ export async function issueUploadTicket(
     url: origin.managerUrl,
     token,
     expires_at: expiresAt.toISOString(),
+    max_bytes: maxBytes,
   };
 }
 

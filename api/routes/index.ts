@@ -28,6 +28,7 @@ import * as placementsExplain from "./placements/explain.ts";
 import * as projectsCreate from "./projects/create.ts";
 import * as projectsGet from "./projects/get.ts";
 import * as projectsList from "./projects/list.ts";
+import * as projectsUpdate from "./projects/update.ts";
 import * as regionsCreate from "./regions/create.ts";
 import * as regionsGet from "./regions/get.ts";
 import * as regionsList from "./regions/list.ts";
@@ -47,6 +48,7 @@ const ROUTES = [
   projectsCreate,
   projectsList,
   projectsGet,
+  projectsUpdate,
   tokensCreate,
   tokensList,
   tokensDelete,

@@ -14,7 +14,7 @@ export interface paths {
         /** List projects (admin) */
         get: operations["listProjects"];
         put?: never;
-        /** Create a project (admin) */
+        /** Create a project (admin), with its quotas (the defaults for those not given) */
         post: operations["createProject"];
         delete?: never;
         options?: never;
@@ -36,7 +36,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Set a project's quotas (admin); null returns one to the default
+         * @description A quota lowered below what the project uses takes nothing away: it refuses what would use more.
+         */
+        patch: operations["updateProject"];
         trace?: never;
     };
     "/v1/projects/{id}/tokens": {
@@ -413,7 +417,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Start an upload of the image's next version: the origin manager's URL and an upload token */
+        /**
+         * Start an upload of the image's next version: the origin manager's URL and an upload token
+         * @description With `size`, a version the project's storage quota does not cover is refused (403 quota_exceeded) before any ticket is issued; the ticket allows that size, else what the quota leaves.
+         */
         post: operations["createImageUpload"];
         delete?: never;
         options?: never;
@@ -524,11 +531,23 @@ export interface components {
             id: string;
             /** @example web */
             name: string;
+            quotas: components["schemas"]["Quotas"];
             /**
              * Format: date-time
              * @example 2026-11-22T04:00:00.000Z
              */
             created_at: string;
+        };
+        /** @description What the project may use (an admin sets them). */
+        Quotas: {
+            /** @description Bytes of image versions the project may store (each version counted once). */
+            storage_bytes: number;
+            /** @description Images the project may have. */
+            images: number;
+            /** @description Instances its VM groups may ask for, added up. */
+            instances: number;
+            /** @description vCPUs its VM groups may ask for (size × machine.vcpus), added up. */
+            vcpus: number;
         };
         Problem: {
             /** @example https://globalvm.dev/problems/validation_failed */
@@ -544,15 +563,36 @@ export interface components {
                 path: string;
                 message: string;
             }[];
+            /** @description With quota_exceeded: the quota, what the project uses, its limit, what was asked. */
+            quota?: {
+                name: string;
+                usage: number;
+                limit: number;
+                requested: number;
+            };
         };
         CreateProject: {
             /** @example web */
             name: string;
+            quotas?: components["schemas"]["SetQuotas"];
+        };
+        SetQuotas: {
+            /** @description Bytes of image versions the project may store (each version counted once). */
+            storage_bytes?: number | null;
+            /** @description Images the project may have. */
+            images?: number | null;
+            /** @description Instances its VM groups may ask for, added up. */
+            instances?: number | null;
+            /** @description vCPUs its VM groups may ask for (size × machine.vcpus), added up. */
+            vcpus?: number | null;
         };
         ProjectPage: {
             items: components["schemas"]["Project"][];
             /** @description Null on the last page. */
             next_page_token: string | null;
+        };
+        UpdateProject: {
+            quotas: components["schemas"]["SetQuotas"];
         };
         CreatedToken: components["schemas"]["Token"] & {
             /** @description Shown once; only its hash is stored. */
@@ -786,6 +826,8 @@ export interface components {
              * @example 2026-11-22T04:00:00.000Z
              */
             expires_at: string;
+            /** @description The largest version this ticket uploads: what the project's storage quota leaves, or the size declared. */
+            max_bytes: number;
         } | null;
         Image: {
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -1171,6 +1213,10 @@ export interface components {
                 disk_bytes: number;
             };
         };
+        CreateUpload: {
+            /** @description Size of the version to upload, in bytes: refused at once if the storage quota does not cover it. */
+            size?: number;
+        };
         ReplicaReport: {
             /** @enum {string} */
             state: "transferring" | "available" | "failed";
@@ -1398,6 +1444,68 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            /** @description The project. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Project"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateProject: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateProject"];
+            };
+        };
         responses: {
             /** @description The project. */
             200: {
@@ -3259,6 +3367,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests of this kind at once from this token; retry after the ones in flight end. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     cancelOperation: {
@@ -3457,7 +3574,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateUpload"];
+            };
+        };
         responses: {
             /** @description Where to send the bytes. */
             201: {

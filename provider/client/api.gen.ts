@@ -160,7 +160,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Start an upload of the image's next version: the origin manager's URL and an upload token */
+        /**
+         * Start an upload of the image's next version: the origin manager's URL and an upload token
+         * @description With `size`, a version the project's storage quota does not cover is refused (403 quota_exceeded) before any ticket is issued; the ticket allows that size, else what the quota leaves.
+         */
         post: operations["createImageUpload"];
         delete?: never;
         options?: never;
@@ -340,7 +343,7 @@ export interface paths {
         /** List projects (admin) */
         get: operations["listProjects"];
         put?: never;
-        /** Create a project (admin) */
+        /** Create a project (admin), with its quotas (the defaults for those not given) */
         post: operations["createProject"];
         delete?: never;
         options?: never;
@@ -362,7 +365,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Set a project's quotas (admin); null returns one to the default
+         * @description A quota lowered below what the project uses takes nothing away: it refuses what would use more.
+         */
+        patch: operations["updateProject"];
         trace?: never;
     };
     "/v1/projects/{id}/tokens": {
@@ -588,6 +595,7 @@ export interface components {
         CreateProject: {
             /** @example web */
             name: string;
+            quotas?: components["schemas"]["SetQuotas"];
         };
         CreateRegion: {
             display_name?: string;
@@ -603,6 +611,10 @@ export interface components {
              *     ]
              */
             scopes: ("read" | "write" | "admin")[];
+        };
+        CreateUpload: {
+            /** @description Size of the version to upload, in bytes: refused at once if the storage quota does not cover it. */
+            size?: number;
         };
         CreateVmGroup: {
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -990,6 +1002,13 @@ export interface components {
                 path: string;
             }[];
             instance?: string;
+            /** @description With quota_exceeded: the quota, what the project uses, its limit, what was asked. */
+            quota?: {
+                limit: number;
+                name: string;
+                requested: number;
+                usage: number;
+            };
             status: number;
             title: string;
             /** @example https://globalvm.dev/problems/validation_failed */
@@ -1005,11 +1024,23 @@ export interface components {
             id: string;
             /** @example web */
             name: string;
+            quotas: components["schemas"]["Quotas"];
         };
         ProjectPage: {
             items: components["schemas"]["Project"][];
             /** @description Null on the last page. */
             next_page_token: string | null;
+        };
+        /** @description What the project may use (an admin sets them). */
+        Quotas: {
+            /** @description Images the project may have. */
+            images: number;
+            /** @description Instances its VM groups may ask for, added up. */
+            instances: number;
+            /** @description Bytes of image versions the project may store (each version counted once). */
+            storage_bytes: number;
+            /** @description vCPUs its VM groups may ask for (size × machine.vcpus), added up. */
+            vcpus: number;
         };
         Region: {
             /**
@@ -1090,6 +1121,16 @@ export interface components {
              */
             signs_after_seconds: number;
         };
+        SetQuotas: {
+            /** @description Images the project may have. */
+            images?: number | null;
+            /** @description Instances its VM groups may ask for, added up. */
+            instances?: number | null;
+            /** @description Bytes of image versions the project may store (each version counted once). */
+            storage_bytes?: number | null;
+            /** @description vCPUs its VM groups may ask for (size × machine.vcpus), added up. */
+            vcpus?: number | null;
+        };
         SigningKeyRotation: {
             algorithm: string;
             /** @description The new key's id, the `kid` of the tokens it signs. */
@@ -1163,6 +1204,9 @@ export interface components {
             /** @example web */
             name?: string;
         };
+        UpdateProject: {
+            quotas: components["schemas"]["SetQuotas"];
+        };
         UpdateVmGroup: {
             /** @description Pinned version; null follows the current one. */
             image_version?: number | null;
@@ -1193,6 +1237,8 @@ export interface components {
             expires_at: string;
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
             image_id: string;
+            /** @description The largest version this ticket uploads: what the project's storage quota leaves, or the size declared. */
+            max_bytes: number;
             /** @description Bearer token for the upload endpoints of that manager. */
             token: string;
             /**
@@ -2108,7 +2154,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateUpload"];
+            };
+        };
         responses: {
             /** @description Where to send the bytes. */
             201: {
@@ -2752,6 +2802,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests of this kind at once from this token; retry after the ones in flight end. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     cancelOperation: {
@@ -3012,6 +3071,68 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            /** @description The project. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Project"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateProject: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateProject"];
+            };
+        };
         responses: {
             /** @description The project. */
             200: {

@@ -25,6 +25,11 @@ export interface TransferClaims {
   version: number;
   datacenter: string;
   action: TransferAction;
+  /**
+   * For `upload`: the most bytes the version may declare (what the project's storage quota
+   * leaves, or the size the client declared); absent, only the manager's own limits apply.
+   */
+  maxBytes?: number;
 }
 
 export const TRANSFER_TOKEN_AUDIENCE = "globalvm-regional-manager";
@@ -41,6 +46,7 @@ export function signTransferToken(
     version: claims.version,
     datacenter: claims.datacenter,
     action: claims.action,
+    ...(claims.maxBytes !== undefined ? { maxBytes: claims.maxBytes } : {}),
   };
   return signControlPlaneJwt(
     privateKey,
@@ -94,8 +100,9 @@ export function createTransferTokenVerifier(options: {
 }
 
 function checkClaims(payload: Record<string, unknown>): TransferClaims {
-  const { imageId, version, datacenter, action } = payload;
+  const { imageId, version, datacenter, action, maxBytes } = payload;
   if (
+    (maxBytes !== undefined && typeof maxBytes !== "number") ||
     typeof imageId !== "string" ||
     typeof version !== "number" ||
     typeof datacenter !== "string" ||
@@ -107,5 +114,11 @@ function checkClaims(payload: Record<string, unknown>): TransferClaims {
       "the transfer token lacks its image, version, datacenter or action",
     );
   }
-  return { imageId, version, datacenter, action: action as TransferAction };
+  return {
+    imageId,
+    version,
+    datacenter,
+    action: action as TransferAction,
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
+  };
 }

@@ -27,3 +27,49 @@ export function writeInstanceRecord(instanceDir: string, record: InstanceRecord)
   writeFileSync(`${path}.tmp`, `${JSON.stringify(record, null, 2)}\n`);
   renameSync(`${path}.tmp`, path);
 }
+
+/** How long a guest attribute write may wait for its record to reach the disk. */
+export const RECORD_WRITE_DELAY_MS = 1_000;
+
+/**
+ * Writes of a record that may wait: a guest writes its attributes in bursts, and each write
+ * rewrote the whole record synchronously, blocking the manager. A burst is written once, within
+ * `delayMs`; a manager crash meanwhile loses at most that much of the guest's writes (state
+ * changes are still written at once, with the attributes known by then).
+ */
+export class DeferredRecordWrites {
+  readonly #pending = new Map<string, { timer: NodeJS.Timeout; write: () => void }>();
+  readonly #delayMs: number;
+
+  constructor(delayMs = RECORD_WRITE_DELAY_MS) {
+    this.#delayMs = delayMs;
+  }
+
+  /** Writes the record `current` returns then (not now) to `instanceDir`, once per burst. */
+  schedule(key: string, instanceDir: string, current: () => InstanceRecord): void {
+    if (this.#pending.has(key)) return;
+    const write = () => {
+      this.#pending.delete(key);
+      try {
+        writeInstanceRecord(instanceDir, current());
+      } catch {
+        // The instance was deleted meanwhile: nothing is left to remember.
+      }
+    };
+    this.#pending.set(key, { timer: setTimeout(write, this.#delayMs), write });
+  }
+
+  /** Forgets a pending write (the instance is deleted). */
+  cancel(key: string): void {
+    clearTimeout(this.#pending.get(key)?.timer);
+    this.#pending.delete(key);
+  }
+
+  /** Writes every pending record now (the manager detaches). */
+  flush(): void {
+    for (const { timer, write } of [...this.#pending.values()]) {
+      clearTimeout(timer);
+      write();
+    }
+  }
+}

@@ -41,11 +41,55 @@ interface PendingInstance {
 
 const ACTIVE: readonly string[] = ["starting", "running", "ready"];
 
+/** Half the control plane's body limit (1 MiB): a report never comes near it. */
+export const MAX_REPORT_BYTES = 512 * 1024;
+
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value));
+}
+
+/**
+ * The report, within `maxBytes` as JSON: guest attributes are left out, largest first, until
+ * it fits (the manager's limits keep them far below; escaping can still multiply a value by 6).
+ */
+export function boundReport(
+  report: InstanceReport,
+  maxBytes = MAX_REPORT_BYTES,
+): { report: InstanceReport; leftOut: string[] } {
+  if (jsonBytes(report) <= maxBytes || !report.guest_attributes) return { report, leftOut: [] };
+  const attributes = { ...report.guest_attributes };
+  const largestFirst = Object.keys(attributes).sort(
+    (a, b) => jsonBytes(attributes[b]) - jsonBytes(attributes[a]),
+  );
+  const leftOut: string[] = [];
+  for (const key of largestFirst) {
+    delete attributes[key];
+    leftOut.push(key);
+    if (jsonBytes({ ...report, guest_attributes: attributes }) <= maxBytes) break;
+  }
+  return { report: { ...report, guest_attributes: attributes }, leftOut };
+}
+
+/** What a report must carry whatever else is refused: the state, and what identifies it. */
+export function essentialReport(report: InstanceReport): InstanceReport {
+  return {
+    state: report.state,
+    ...(report.state_reason !== undefined ? { state_reason: report.state_reason } : {}),
+    ...(report.local_id !== undefined ? { local_id: report.local_id } : {}),
+    ...(report.image_version !== undefined ? { image_version: report.image_version } : {}),
+  };
+}
+
 export class InstanceManager {
   readonly #options: InstanceManagerOptions;
   readonly #pending = new Map<string, PendingInstance>();
   /** Per instance, the tail of its chain of reports, so they reach the control plane in order. */
   readonly #reports = new Map<string, Promise<void>>();
+  /**
+   * Per instance, the queued report a guest attribute write made that is not sent yet: later
+   * writes update it instead of queuing one report (with every attribute) per write.
+   */
+  readonly #unsentAttributeReports = new Map<string, { report: InstanceReport }>();
   /** Instances whose guest is being created and started right now. */
   readonly #booting = new Map<string, Promise<void>>();
   readonly #onState = (change: InstanceStateChange) => this.#stateChanged(change);
@@ -298,8 +342,19 @@ export class InstanceManager {
   #report(instanceId: string, change?: InstanceStateChange): void {
     const report = this.#snapshot(instanceId, change);
     if (!report) return;
+    const unsent = this.#unsentAttributeReports.get(instanceId);
+    if (!change && unsent) {
+      unsent.report = report;
+      return;
+    }
+    const slot = { report };
+    if (!change) this.#unsentAttributeReports.set(instanceId, slot);
     const previous = this.#reports.get(instanceId) ?? Promise.resolve();
-    const next = previous.then(() => this.#send(instanceId, report));
+    const next = previous.then(() => {
+      if (this.#unsentAttributeReports.get(instanceId) === slot)
+        this.#unsentAttributeReports.delete(instanceId);
+      return this.#send(instanceId, slot.report);
+    });
     this.#reports.set(instanceId, next);
     void next.finally(() => {
       if (this.#reports.get(instanceId) === next) this.#reports.delete(instanceId);
@@ -333,7 +388,14 @@ export class InstanceManager {
     };
   }
 
-  async #send(instanceId: string, report: InstanceReport): Promise<void> {
+  async #send(instanceId: string, full: InstanceReport): Promise<void> {
+    const bounded = boundReport(full);
+    let report = bounded.report;
+    if (bounded.leftOut.length > 0) {
+      this.#options.log(
+        `[WARN] the report of ${instanceId} leaves out guest attributes ${bounded.leftOut.join(", ")}: too large to send`,
+      );
+    }
     for (let attempt = 0; attempt < 4; attempt++) {
       try {
         await this.#options.reporter.reportInstance(instanceId, report);
@@ -341,10 +403,15 @@ export class InstanceManager {
       } catch (error) {
         const status = (error as { status?: number }).status;
         if (status !== undefined && status >= 400 && status < 500) {
+          const essential = essentialReport(report);
+          const canShrink = jsonBytes(essential) < jsonBytes(report);
           this.#options.log(
-            `[WARN] control plane refused the ${report.state} report of ${instanceId}: ${error}`,
+            `[WARN] control plane refused the ${report.state} report of ${instanceId}${canShrink ? " (sending its state alone)" : ""}: ${error}`,
           );
-          return;
+          // Refused as it is, it always will be: its state must still get through.
+          if (!canShrink) return;
+          report = essential;
+          continue;
         }
         if (attempt === 3) {
           this.#options.log(`[WARN] could not report ${instanceId} ${report.state}: ${error}`);

@@ -2,9 +2,15 @@
 export type { GuestAttributes, InstanceIdentity, MetadataTree } from "./document.ts";
 export { buildInstanceDocument, etagOf } from "./document.ts";
 export type {
+  GuestAttributeLimits,
   GuestAttributeWrite,
   MetadataEndpoint,
   MetadataServiceOptions,
   RegisterInstanceOptions,
 } from "./service.ts";
-export { MetadataError, MetadataService } from "./service.ts";
+export {
+  DEFAULT_GUEST_ATTRIBUTE_LIMITS,
+  guestAttributeRefusal,
+  MetadataError,
+  MetadataService,
+} from "./service.ts";

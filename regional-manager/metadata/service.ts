@@ -30,13 +30,52 @@ export interface GuestAttributeWrite {
   value: string;
 }
 
-export interface MetadataServiceOptions {
+/** What one instance's guest may store (DEFAULT_GUEST_ATTRIBUTE_LIMITS). */
+export interface GuestAttributeLimits {
+  /** Most guest attributes one instance may hold. */
+  maxGuestAttributes: number;
+  /** Most bytes (paths and values) one instance's guest attributes may hold together. */
+  maxGuestAttributesTotalBytes: number;
+}
+
+export interface MetadataServiceOptions extends Partial<GuestAttributeLimits> {
   /** Loopback address the per-instance listeners bind to. */
   host?: string;
   /** Longest a wait_for_change request is held (and the wait when it gives no timeout_sec). */
   maxWaitMs?: number;
   /** Largest guest attribute value accepted, in bytes. */
   maxGuestAttributeBytes?: number;
+}
+
+/*
+ * Defaults: a value of 64 KiB, 128 attributes, 256 KiB in all. Each write is kept in memory,
+ * on disk and sent to the control plane with every report of the instance, so a guest must not
+ * be able to grow them without bound (GCE also caps guest attributes).
+ */
+export const DEFAULT_GUEST_ATTRIBUTE_LIMITS = {
+  maxGuestAttributeBytes: 64 * 1024,
+  maxGuestAttributes: 128,
+  maxGuestAttributesTotalBytes: 256 * 1024,
+} as const;
+
+/** Why writing `value` at `path` would take an instance's guest attributes over a limit, if it would. */
+export function guestAttributeRefusal(
+  current: GuestAttributes,
+  path: string,
+  value: string,
+  limits: GuestAttributeLimits,
+): string | undefined {
+  const next = { ...current, [path]: value };
+  const count = Object.keys(next).length;
+  if (count > limits.maxGuestAttributes) {
+    return `An instance holds at most ${limits.maxGuestAttributes} guest attributes; overwrite one of them instead.`;
+  }
+  let bytes = 0;
+  for (const [key, text] of Object.entries(next)) bytes += Buffer.byteLength(key) + Buffer.byteLength(text);
+  if (bytes > limits.maxGuestAttributesTotalBytes) {
+    return `An instance's guest attributes hold at most ${limits.maxGuestAttributesTotalBytes} bytes in all (this write makes ${bytes}).`;
+  }
+  return undefined;
 }
 
 export interface RegisterInstanceOptions {
@@ -74,13 +113,20 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
   readonly #host: string;
   readonly #maxWaitMs: number;
   readonly #maxGuestAttributeBytes: number;
+  readonly #guestAttributeLimits: GuestAttributeLimits;
   readonly #instances = new Map<string, RegisteredInstance>();
 
   constructor(options: MetadataServiceOptions = {}) {
     super();
     this.#host = options.host ?? "127.0.0.1";
     this.#maxWaitMs = options.maxWaitMs ?? 300_000;
-    this.#maxGuestAttributeBytes = options.maxGuestAttributeBytes ?? 64 * 1024;
+    this.#maxGuestAttributeBytes =
+      options.maxGuestAttributeBytes ?? DEFAULT_GUEST_ATTRIBUTE_LIMITS.maxGuestAttributeBytes;
+    this.#guestAttributeLimits = {
+      maxGuestAttributes: options.maxGuestAttributes ?? DEFAULT_GUEST_ATTRIBUTE_LIMITS.maxGuestAttributes,
+      maxGuestAttributesTotalBytes:
+        options.maxGuestAttributesTotalBytes ?? DEFAULT_GUEST_ATTRIBUTE_LIMITS.maxGuestAttributesTotalBytes,
+    };
   }
 
   /** Starts serving an instance's metadata; resolves to the endpoint its guest traffic must reach. */
@@ -307,6 +353,16 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
         return;
       }
       const value = Buffer.concat(chunks).toString("utf8");
+      const refusal = guestAttributeRefusal(
+        instance.guestAttributes,
+        path,
+        value,
+        this.#guestAttributeLimits,
+      );
+      if (refusal) {
+        sendText(response, 413, `${refusal}\n`);
+        return;
+      }
       instance.guestAttributes = { ...instance.guestAttributes, [path]: value };
       this.#rebuild(instance);
       sendText(response, 200, "");

@@ -7,10 +7,13 @@ import { syncDirectory, writeFileDurably } from "./files.ts";
 import { inspectImageFile } from "./format-inspector.ts";
 import {
   type ChunkRef,
+  checkManifestLimits,
+  DEFAULT_MANIFEST_LIMITS,
   decodeManifest,
   encodeManifest,
   type Manifest,
   type ManifestExpectations,
+  type ManifestLimits,
   missingChunkRefs,
   referencedDigests,
   validateManifest,
@@ -78,7 +81,10 @@ function versionKey(imageId: string, version: number): string {
   return `${imageId}@${version}`;
 }
 
-export interface ImageStoreOptions extends ChunkStoreOptions {}
+export interface ImageStoreOptions extends ChunkStoreOptions {
+  /** What a version's manifest may declare here (DEFAULT_MANIFEST_LIMITS for what is not set). */
+  limits?: Partial<ManifestLimits>;
+}
 
 /**
  * The datacenter's image store: chunks (deduplicated across every image and version),
@@ -100,6 +106,7 @@ export interface ImageStoreOptions extends ChunkStoreOptions {}
 export class ImageStore {
   readonly dataDir: string;
   readonly chunks: ChunkStore;
+  readonly limits: ManifestLimits;
   private readonly versions = new Map<string, VersionRecord>();
   private readonly manifests = new Map<string, Manifest>();
   private readonly byLocalId = new Map<string, VersionRecord>();
@@ -110,15 +117,17 @@ export class ImageStore {
   private readonly imageFiles = new Map<string, FileHandle>();
   private collecting: Promise<unknown> | undefined;
 
-  private constructor(dataDir: string, chunks: ChunkStore) {
+  private constructor(dataDir: string, chunks: ChunkStore, limits: ManifestLimits) {
     this.dataDir = dataDir;
     this.chunks = chunks;
+    this.limits = limits;
   }
 
   static async open(dataDir: string, options: ImageStoreOptions = {}): Promise<ImageStore> {
     await mkdir(join(dataDir, "versions"), { recursive: true });
     await mkdir(join(dataDir, "images"), { recursive: true });
-    const store = new ImageStore(dataDir, await ChunkStore.open(join(dataDir, "chunks"), options));
+    const limits = { ...DEFAULT_MANIFEST_LIMITS, ...options.limits };
+    const store = new ImageStore(dataDir, await ChunkStore.open(join(dataDir, "chunks"), options), limits);
     await store.load();
     return store;
   }
@@ -296,7 +305,8 @@ export class ImageStore {
    * Records the manifest of a version about to be received (validated, and checked against
    * what the control plane expects). Idempotent for the same manifest, so an interrupted
    * upload or pull simply begins again; a pending version may be replaced by another
-   * manifest, an available one may not.
+   * manifest, an available one may not. A manifest over the store's limits is refused
+   * before anything is written (its size would be truncated and hashed at commit).
    */
   async beginVersion(
     imageId: string,
@@ -305,6 +315,7 @@ export class ImageStore {
     options: ManifestExpectations & { format?: ImageFormat } = {},
   ): Promise<VersionRecord> {
     checkIdentifiers(imageId, version);
+    checkManifestLimits(manifest, this.limits);
     validateManifest(manifest, options);
     await this.collecting;
     const existing = this.getVersion(imageId, version);

@@ -3,17 +3,21 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { TransferAction, TransferTokenVerifier } from "../auth/transfer-token.ts";
+import type { TransferAction, TransferClaims, TransferTokenVerifier } from "../auth/transfer-token.ts";
 import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
+import { DIGEST_BYTES } from "../store/digest.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore } from "../store/image-store.ts";
 import {
   type ChunkRef,
+  checkImageSize,
   decodeDigestList,
   decodeManifest,
   encodeDigestList,
   encodeManifest,
   type Manifest,
+  ManifestError,
+  readManifestBody,
 } from "../store/manifest.ts";
 import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
 import { BufferPool } from "./buffer-pool.ts";
@@ -21,9 +25,6 @@ import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
 import { problem, problemFromError, problemResponse } from "./problems.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
-
-/** Manifests are read whole; 128 MiB holds ~3.7M chunks, a ~57 GiB image at 16 KiB chunks. */
-const MAX_MANIFEST_BYTES = 128 << 20;
 
 export interface TransferAppOptions {
   store: ImageStore;
@@ -190,8 +191,39 @@ function bearer(c: Context): string | undefined {
  */
 function requestBody(c: Context): AsyncIterable<Uint8Array> | undefined {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  if (incoming && typeof incoming.read === "function" && !incoming.readableEnded) return incoming;
+  // Not destroyed when a handler stops reading early (a body over a limit): the refusal is
+  // answered, then the server drains or closes the connection.
+  if (incoming && typeof incoming.read === "function" && !incoming.readableEnded)
+    return incoming.iterator({ destroyOnReturn: false });
   return c.req.raw.body ?? undefined;
+}
+
+/** The Content-Length the client announced, if any. */
+function contentLength(c: Context): number | undefined {
+  const value = Number(c.req.header("content-length"));
+  return c.req.header("content-length") !== undefined && Number.isSafeInteger(value) ? value : undefined;
+}
+
+/**
+ * An upload ticket may carry the most bytes the version may declare (the project's storage
+ * quota the control plane checked when it issued it).
+ */
+function checkTicketSize(size: number, claims: TransferClaims): void {
+  if (claims.maxBytes !== undefined && size > claims.maxBytes) {
+    throw new StoreError(
+      "IMAGE_TOO_LARGE",
+      `the image declares ${size} bytes, over the ${claims.maxBytes} its upload ticket allows (the project's storage quota)`,
+    );
+  }
+}
+
+/** A peer names each chunk it wants once: a list that repeats one would amplify the answer. */
+function checkDistinct(digests: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const digest of digests) {
+    if (seen.has(digest)) throw new ManifestError("digests", `chunk ${digest} is asked for twice`);
+    seen.add(digest);
+  }
 }
 
 async function readBody(c: Context, limit: number): Promise<Buffer> {
@@ -237,7 +269,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   const handle = (
     action: TransferAction,
-    run: (c: Context, imageId: string, version: number) => Promise<Response>,
+    run: (c: Context, imageId: string, version: number, claims: TransferClaims) => Promise<Response>,
   ) => {
     return async (c: Context) => {
       try {
@@ -249,8 +281,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
           );
         }
         const { imageId, version } = parsed.data;
-        await verifier.verify(bearer(c), { imageId, version, action });
-        return await run(c, imageId, version);
+        const claims = await verifier.verify(bearer(c), { imageId, version, action });
+        return await run(c, imageId, version, claims);
       } catch (error) {
         return problemResponse(problemFromError(error));
       }
@@ -259,12 +291,14 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   app.put(
     "/v1/uploads/:imageId/versions/:version/manifest",
-    handle("upload", async (c, imageId, version) => {
+    handle("upload", async (c, imageId, version, claims) => {
       const format = c.req.query("format");
       if (!isFormat(format)) {
         return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
       }
-      const manifest = decodeManifest(await readBody(c, MAX_MANIFEST_BYTES));
+      const body = requestBody(c) ?? [];
+      const manifest = decodeManifest(await readManifestBody(body, store.limits, contentLength(c)));
+      checkTicketSize(manifest.size, claims);
       await store.beginVersion(imageId, version, manifest, format ? { format } : {});
       const missing = store.missingChunks(imageId, version);
       return new Response(encodeDigestList(missing), {
@@ -316,10 +350,15 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   app.put(
     "/v1/uploads/:imageId/versions/:version/image",
-    handle("upload", async (c, imageId, version) => {
+    handle("upload", async (c, imageId, version, claims) => {
       const format = c.req.query("format");
       if (!isFormat(format)) {
         return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
+      }
+      const declared = contentLength(c);
+      if (declared !== undefined) {
+        checkImageSize(declared, store.limits);
+        checkTicketSize(declared, claims);
       }
       const body = requestBody(c);
       if (!body)
@@ -328,6 +367,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
         imageId,
         version,
         body,
+        maxBytes: Math.min(store.limits.maxImageBytes, claims.maxBytes ?? Number.MAX_SAFE_INTEGER),
         ...(format ? { format } : {}),
         ...(c.req.header("x-image-digest") !== undefined
           ? { expectedDigest: parseImageDigestHeader(c.req.header("x-image-digest")) }
@@ -376,8 +416,10 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
           `image ${imageId} version ${version} is not available here`,
         );
       }
-      const digests = decodeDigestList(await readBody(c, MAX_MANIFEST_BYTES));
       const index = chunkIndex(manifest);
+      // No request names more than the version's distinct chunks.
+      const digests = decodeDigestList(await readBody(c, index.size * DIGEST_BYTES));
+      checkDistinct(digests);
       // Only chunks of this version are served: a read token does not open the whole store.
       let length = 0;
       for (const digest of digests) {

@@ -4,17 +4,22 @@
  * service is `globalvm serve regional-manager`).
  *
  *   node regional-manager/transfer/standalone.ts --data-dir DIR --datacenter DC \
- *     --public-key-file JWK.json [--port N]
+ *     --public-key-file JWK.json [--port N] [--max-image-bytes N ...]
  *
+ * The limits are those of `globalvm serve regional-manager` (flags or GLOBALVM_MAX_* variables).
  * Prints `listening <port>` once ready. POST /_test/pull with a JSON body of
  * pullImageVersion's options (without store) runs a pull in this process and prints
  * `progress <bytesDone> <bytesTotal>` lines while it runs.
  */
 import { readFileSync } from "node:fs";
+import type { Server } from "node:http";
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { importJWK, type JWK } from "jose";
+import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions } from "../../api/http-limits.ts";
+import { LIMIT_FLAGS, managerLimits } from "../../cli/manager-limits.ts";
+import { httpLimitsFromEnv } from "../../cli/serve.ts";
 import { createTransferTokenVerifier } from "../auth/transfer-token.ts";
 import { ImageStore } from "../store/image-store.ts";
 import { createTransferApp } from "./app.ts";
@@ -27,6 +32,7 @@ const { values } = parseArgs({
     datacenter: { type: "string" },
     "public-key-file": { type: "string" },
     port: { type: "string", default: "0" },
+    ...LIMIT_FLAGS,
   },
 });
 const dataDir = values["data-dir"];
@@ -39,7 +45,7 @@ if (!dataDir || !datacenter || !keyFile) {
 const jwk = JSON.parse(readFileSync(keyFile, "utf8")) as JWK;
 const publicKey = await importJWK(jwk, jwk.alg ?? (jwk.crv === "Ed25519" ? "EdDSA" : "ES256"));
 if (publicKey instanceof Uint8Array) throw new Error("transfer tokens use asymmetric keys");
-const store = await ImageStore.open(dataDir);
+const store = await ImageStore.open(dataDir, { limits: managerLimits(values, process.env, "") });
 const verifier = createTransferTokenVerifier({ keys: { publicKey }, datacenter });
 
 const app = new Hono();
@@ -86,11 +92,22 @@ app.post("/_test/pull", async (c) => {
     return problemResponse(problemFromError(error));
   }
 });
-app.get("/_test/stats", (c) => c.json(store.stats()));
+app.get("/_test/stats", (c) => c.json({ ...store.stats(), rss: process.memoryUsage().rss }));
 
-const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: Number(values.port) }, (info) => {
-  process.stdout.write(`listening ${info.port}\n`);
-});
+// The HTTP limits of `globalvm serve regional-manager` (GLOBALVM_HTTP_* variables).
+const http = { ...DEFAULT_HTTP_LIMITS, ...httpLimitsFromEnv() };
+const server = serve(
+  {
+    fetch: app.fetch,
+    hostname: "127.0.0.1",
+    port: Number(values.port),
+    serverOptions: httpServerOptions(http),
+  },
+  (info) => {
+    process.stdout.write(`listening ${info.port}\n`);
+  },
+);
+applyHttpLimits(server as Server, http);
 const stop = () => {
   server.close();
   store.close().finally(() => process.exit(0));

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { chunkFile } from "../store/chunk-file.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
-import { ManifestError } from "../store/manifest.ts";
+import { checkImageSize, ManifestError } from "../store/manifest.ts";
 
 /** `sha256:<hex>` or `<hex>` → the bare lowercase hex the store uses; undefined when absent. */
 export function parseImageDigestHeader(value: string | undefined): string | undefined {
@@ -28,6 +28,8 @@ export interface WholeImageUpload {
   version: number;
   body: AsyncIterable<Uint8Array>;
   format?: ImageFormat;
+  /** The body is refused (IMAGE_TOO_LARGE) as soon as it passes this many bytes. */
+  maxBytes: number;
   /** Bare hex sha256 the client declared; the image must match it. */
   expectedDigest?: string;
 }
@@ -39,7 +41,12 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
   try {
     const file = await open(spool, "w");
     try {
-      for await (const piece of upload.body) await file.write(piece);
+      let received = 0;
+      for await (const piece of upload.body) {
+        received += piece.byteLength;
+        checkImageSize(received, { maxImageBytes: upload.maxBytes });
+        await file.write(piece);
+      }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOSPC") {
         throw new StoreError("DISK_FULL", "no space left to receive the image", { cause: error });

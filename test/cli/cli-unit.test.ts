@@ -25,6 +25,8 @@ describe("parseUpArgs", () => {
       port: 8080,
       dataDir: resolve(".globalvm/up"),
       json: false,
+      managerLimits: {},
+      httpLimits: {},
     });
     expect(parseUpArgs([], { PORT: "9000", GLOBALVM_DATA_DIR: "/srv/gvm" })).toMatchObject({
       port: 9000,
@@ -35,6 +37,20 @@ describe("parseUpArgs", () => {
       port: 0,
       dataDir: resolve("d"),
       json: true,
+      managerLimits: {},
+      httpLimits: {},
+    });
+  });
+
+  it("passes the managers' limits from the environment, refusing one that is not a count", () => {
+    expect(parseUpArgs([], { GLOBALVM_MAX_IMAGE_BYTES: "1073741824" }).managerLimits).toEqual({
+      maxImageBytes: 1073741824,
+    });
+    expect(() => parseUpArgs([], { GLOBALVM_MAX_MANIFEST_CHUNKS: "1e6" })).toThrow(
+      /GLOBALVM_MAX_MANIFEST_CHUNKS must be a whole number above 0, not '1e6'/,
+    );
+    expect(parseUpArgs([], { GLOBALVM_HTTP_BODY_IDLE_TIMEOUT_MS: "120000" }).httpLimits).toEqual({
+      bodyIdleTimeoutMs: 120000,
     });
   });
 

@@ -226,6 +226,30 @@ describe("MetadataService over HTTP", () => {
     expect(writes).toHaveLength(1);
   });
 
+  it("refuses a guest flooding attributes with 413, by count and by total bytes", async () => {
+    service = new MetadataService({ maxGuestAttributes: 10, maxGuestAttributesTotalBytes: 64 * 1024 });
+    const { port } = await service.registerInstance(identity("ins_a"), {});
+    const put = (key: string, body: string) =>
+      fetch(`http://127.0.0.1:${port}/computeMetadata/v1/instance/guest-attributes/flood/${key}`, {
+        method: "PUT",
+        headers: { "Metadata-Flavor": "Google" },
+        body,
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 15; i++) statuses.push((await put(`k${i}`, "x")).status);
+    expect(statuses).toEqual([...Array(10).fill(200), ...Array(5).fill(413)]);
+    const refused = await put("k10", "x");
+    expect(await refused.text()).toMatch(/at most 10 guest attributes/);
+    // Overwriting one that exists is not one more.
+    expect((await put("k0", "y")).status).toBe(200);
+    expect((await put("k1", "z".repeat(40_000))).status).toBe(200);
+    const big = await put("k2", "z".repeat(40_000));
+    expect(big.status).toBe(413);
+    expect(await big.text()).toMatch(/at most 65536 bytes in all/);
+    expect(Object.keys(service.guestAttributesOf("ins_a"))).toHaveLength(10);
+    expect(service.guestAttributesOf("ins_a")["flood/k2"]).toBe("x");
+  });
+
   it("frees the port and ends waits when an instance is unregistered, and can listen on a given port again", async () => {
     service = new MetadataService();
     const { port } = await service.registerInstance(identity("ins_a"), {});

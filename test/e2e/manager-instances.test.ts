@@ -21,6 +21,7 @@ import {
 } from "../../api/orchestrator/manager-client.ts";
 import { instanceTokenSigner, SigningKeyring } from "../../api/signing.ts";
 import { resolveKeyEncryptionKey } from "../../api/signing-key-wrap.ts";
+import { readInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
 import { isProcessRunning } from "../../regional-manager/compute/qemu/process.ts";
 import { uploadImage } from "../../regional-manager/upload-client.ts";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
@@ -266,6 +267,35 @@ describe("a regional manager runs instances for the control plane", () => {
     expect(seenAfter).toBeGreaterThanOrEqual(0);
     expect(seenAfter).toBeLessThan(1_000);
   }, 20_000);
+
+  it("refuses a guest flooding attributes with 413, and its later states still reach the catalog", async () => {
+    // The instance's metadata listener, as its guest reaches it (169.254.169.254 relays there).
+    const { metadataPort } = readInstanceRecord(join(managerDataDir, "compute", "instances", instanceId));
+    const put = (key: string, value: string) =>
+      fetch(`http://127.0.0.1:${metadataPort}/computeMetadata/v1/instance/guest-attributes/flood/${key}`, {
+        method: "PUT",
+        headers: { "Metadata-Flavor": "Google" },
+        body: value,
+      }).then((response) => response.status);
+    // Control characters: 64 KiB each is 384 KiB as JSON, three of them over the control plane's 1 MiB body limit.
+    const value = "\u0001".repeat(64 * 1024);
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push(await put(`k${i}`, value));
+    expect(statuses.slice(0, 3)).toEqual([200, 200, 200]);
+    expect(statuses.slice(3)).toEqual(Array(5).fill(413));
+    for (let i = 0; i < 200; i++) await put(`small${i}`, "x");
+    await setInstanceMetadataOnManager(target, instanceId, { role: "web", after: "flood" });
+    // The reports carry what fits: the instance stays ready, with its own attribute.
+    const after = await waitForInstance(
+      instanceId,
+      (i) => Object.keys(i.guest_attributes).some((key) => key.startsWith("flood/small")),
+      20_000,
+    );
+    expect(after.state).toBe("ready");
+    expect(after.guest_attributes["globalvm/ready"]).toBeDefined();
+    expect(Object.keys(after.guest_attributes).length).toBeLessThanOrEqual(128);
+    expect(manager.output()).toMatch(/the report of \S+ leaves out guest attributes flood\/k/);
+  }, 60_000);
 
   it("deletes the instance leaving no process, socket or overlay", async () => {
     const { pid } = await getInstanceOnManager(target, instanceId);

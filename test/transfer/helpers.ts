@@ -55,6 +55,10 @@ export async function startManager(options: {
   datacenter: string;
   publicKeyFile: string;
   port?: number;
+  /** More flags for standalone.ts (the manager's limits). */
+  args?: string[];
+  /** More environment variables (GLOBALVM_HTTP_* limits). */
+  env?: Record<string, string>;
 }): Promise<ManagerProcess> {
   const child = spawn(
     process.execPath,
@@ -69,8 +73,9 @@ export async function startManager(options: {
       options.publicKeyFile,
       "--port",
       String(options.port ?? 0),
+      ...(options.args ?? []),
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...options.env } },
   );
   const lines: string[] = [];
   const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];

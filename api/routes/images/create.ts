@@ -3,6 +3,7 @@ import { CreateImageSchema, ImageSchema } from "../../../schemas/images.ts";
 import { UploadTicketSchema } from "../../../schemas/managers.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage, hydrateImages } from "../../catalog/images.ts";
+import { assertWithinQuotas, storageLeft } from "../../catalog/quotas.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { images } from "../../catalog/schema.ts";
 import { issueUploadTicket } from "../../catalog/uploads.ts";
@@ -49,26 +50,35 @@ export function register(app: OpenAPIHono<AppEnv>) {
           { path: "origin_region", name: body.origin_region },
           ...body.replicate_to.map((name, i) => ({ path: `replicate_to[${i}]`, name })),
         ]);
-        const [row] = await db
-          .insert(images)
-          .values({
-            id: newId("image"),
-            projectId,
-            name: body.name,
-            format: body.format,
-            originRegion: body.origin_region,
-            labels: body.labels,
-            replicateTo: body.replicate_to,
-          })
-          .onConflictDoNothing()
-          .returning();
+        const [row] = await db.transaction(async (tx) => {
+          await assertWithinQuotas(tx, projectId, { images: 1 });
+          return tx
+            .insert(images)
+            .values({
+              id: newId("image"),
+              projectId,
+              name: body.name,
+              format: body.format,
+              originRegion: body.origin_region,
+              labels: body.labels,
+              replicateTo: body.replicate_to,
+            })
+            .onConflictDoNothing()
+            .returning();
+        });
         if (!row)
           throw errors.conflict(
             "already_exists",
             `An image named ${body.name} already exists in this project.`,
           );
         const [image] = await hydrateImages(db, [row]);
-        const upload = await issueUploadTicket(db, transferTokens, row, now());
+        const upload = await issueUploadTicket(
+          db,
+          transferTokens,
+          row,
+          now(),
+          await storageLeft(db, projectId),
+        );
         return { status: 201 as const, body: { ...image, upload } as CreatedImage };
       },
       {
@@ -79,7 +89,9 @@ export function register(app: OpenAPIHono<AppEnv>) {
           const { upload, ...image } = stored as CreatedImage;
           if (!upload) return { ...image, upload };
           const row = await findImage(db, projectId, image.id);
-          const fresh = row ? await issueUploadTicket(db, transferTokens, row, now()) : null;
+          const fresh = row
+            ? await issueUploadTicket(db, transferTokens, row, now(), await storageLeft(db, projectId))
+            : null;
           return { ...image, upload: fresh?.version === upload.version ? fresh : null };
         },
       },

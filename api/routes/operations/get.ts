@@ -24,8 +24,14 @@ export const route = createRoute({
       }),
     }),
   },
-  responses: { 200: jsonResponse(OperationSchema, "The operation."), ...problemResponses(400, 401, 404) },
+  responses: {
+    200: jsonResponse(OperationSchema, "The operation."),
+    ...problemResponses(400, 401, 404, 429),
+  },
 });
+
+/** Long-polls one token may hold at once: each holds a connection and a waiter here. */
+export const MAX_WAITS_PER_TOKEN = 16;
 
 export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
@@ -35,7 +41,20 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { db, operationEvents } = c.get("services");
     let row = await findOperation(db, id, principal.projectId);
     if (!row) throw errors.notFound("operation", id);
-    if (wait) row = await waitForOperationChange(db, operationEvents, row, wait, c.req.raw.signal);
+    if (wait) {
+      const release = operationEvents.reserveWait(principal.tokenId, MAX_WAITS_PER_TOKEN);
+      if (!release) {
+        throw errors.tooManyRequests(
+          "too_many_waits",
+          `A token holds at most ${MAX_WAITS_PER_TOKEN} long-polls (?wait=) at once; wait for one to end, or ask without ?wait.`,
+        );
+      }
+      try {
+        row = await waitForOperationChange(db, operationEvents, row, wait, c.req.raw.signal);
+      } finally {
+        release();
+      }
+    }
     return c.json(toOperation(row), 200);
   });
 }

@@ -3,6 +3,7 @@ import { CreateProjectSchema, ProjectSchema } from "../../../schemas/projects.ts
 import { requireScope } from "../../auth.ts";
 import { toProject } from "../../catalog/mappers.ts";
 import { createDefaultNetwork } from "../../catalog/networks.ts";
+import { quotaColumns } from "../../catalog/quotas.ts";
 import { projects } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
@@ -15,7 +16,7 @@ export const route = createRoute({
   path: "/v1/projects",
   operationId: "createProject",
   tags: ["admin"],
-  summary: "Create a project (admin)",
+  summary: "Create a project (admin), with its quotas (the defaults for those not given)",
   security: bearerAuth,
   request: { body: jsonBody(CreateProjectSchema) },
   responses: {
@@ -33,7 +34,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
       const row = await db.transaction(async (tx) => {
         const [created] = await tx
           .insert(projects)
-          .values({ id: newId("project"), name: body.name })
+          .values({ id: newId("project"), name: body.name, ...quotaColumns(body.quotas) })
           .onConflictDoNothing()
           .returning();
         if (created) await createDefaultNetwork(tx, created.id);

@@ -4,6 +4,7 @@ import { CreateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage, requireImageVersion } from "../../catalog/images.ts";
 import { toOperation } from "../../catalog/operations.ts";
+import { assertWithinQuotas } from "../../catalog/quotas.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { vmGroups } from "../../catalog/schema.ts";
 import { assertValidReferences } from "../../catalog/vm-groups.ts";
@@ -50,6 +51,10 @@ export function register(app: OpenAPIHono<AppEnv>) {
       await assertValidReferences(db, projectId, body.metadata, body.metadata_from);
 
       const operation = await db.transaction(async (tx) => {
+        await assertWithinQuotas(tx, projectId, {
+          instances: body.size,
+          vcpus: body.size * body.machine.vcpus,
+        });
         const [group] = await tx
           .insert(vmGroups)
           .values({

@@ -6,6 +6,7 @@ import { UpdateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
 import { requireImageVersion } from "../../catalog/images.ts";
 import { toOperation } from "../../catalog/operations.ts";
+import { assertWithinQuotas } from "../../catalog/quotas.ts";
 import { vmGroups } from "../../catalog/schema.ts";
 import { assertValidReferences, findVmGroup } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
@@ -55,6 +56,16 @@ export function register(app: OpenAPIHono<AppEnv>) {
       );
     }
     const operation = await db.transaction(async (tx) => {
+      // Only growth is checked: a group may shrink under a quota lowered below its use.
+      await assertWithinQuotas(tx, projectId, async () => {
+        const [current] = await tx.select().from(vmGroups).where(eq(vmGroups.id, id));
+        if (!current) throw errors.notFound("VM group", id);
+        const size = body.size ?? current.size;
+        return {
+          instances: size - current.size,
+          vcpus: size * (body.machine?.vcpus ?? current.vcpus) - current.size * current.vcpus,
+        };
+      });
       await tx
         .update(vmGroups)
         .set({

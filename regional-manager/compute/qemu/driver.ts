@@ -41,7 +41,12 @@ import {
 } from "../accelerator.ts";
 import { BoundedConsoleLog, LineSplitter } from "../console-log.ts";
 import { classifyVmEnd } from "../exit.ts";
-import { type InstanceRecord, readInstanceRecord, writeInstanceRecord } from "../instance-record.ts";
+import {
+  DeferredRecordWrites,
+  type InstanceRecord,
+  readInstanceRecord,
+  writeInstanceRecord,
+} from "../instance-record.ts";
 import { QmpClient } from "../qmp.ts";
 import {
   type ComputeDriver,
@@ -123,6 +128,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
   readonly #instancesDir: string;
   readonly #instances = new Map<string, ManagedInstance>();
   readonly #onGuestAttribute = (write: GuestAttributeWrite) => this.#guestAttributeWritten(write);
+  readonly #deferredWrites = new DeferredRecordWrites();
   #accelerator: Promise<AcceleratorChoice> | undefined;
   #detached = false;
 
@@ -288,6 +294,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     await this.stop(instanceId);
     await this.#options.metadata.unregisterInstance(instanceId);
     this.#instances.delete(instanceId);
+    this.#deferredWrites.cancel(instanceId);
     rmSync(instance.dir, { recursive: true, force: true });
   }
 
@@ -384,6 +391,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
 
   async detach(): Promise<void> {
     this.#detached = true;
+    this.#deferredWrites.flush();
     for (const [instanceId, instance] of this.#instances) {
       const vm = instance.vm;
       if (vm) {
@@ -599,7 +607,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     const instance = this.#instances.get(write.instanceId);
     if (!instance) return;
     instance.record.guestAttributes = { ...instance.record.guestAttributes, [write.path]: write.value };
-    writeInstanceRecord(instance.dir, instance.record);
+    this.#deferredWrites.schedule(write.instanceId, instance.dir, () => instance.record);
     this.emit("guest-attribute", write);
     const saysReady = write.path === READY_ATTRIBUTE && write.value.trim() !== "false";
     if (saysReady && (instance.record.state === "running" || instance.record.state === "starting")) {

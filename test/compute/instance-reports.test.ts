@@ -1,0 +1,132 @@
+// Issue #12, finding 5: what a manager reports of an instance stays bounded, and a report the
+// control plane refuses as it is still gets the instance's state through.
+import { EventEmitter } from "node:events";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type {
+  ComputeDriver,
+  ComputeDriverEvents,
+  InstanceState,
+  InstanceStatus,
+} from "../../regional-manager/compute/index.ts";
+import {
+  DeferredRecordWrites,
+  type InstanceRecord,
+  RECORD_FILE,
+  readInstanceRecord,
+} from "../../regional-manager/compute/instance-record.ts";
+import {
+  boundReport,
+  essentialReport,
+  InstanceManager,
+  MAX_REPORT_BYTES,
+} from "../../regional-manager/instances/instance-manager.ts";
+import type { ImageStore } from "../../regional-manager/store/image-store.ts";
+import type { InstanceReport } from "../../schemas/manager-instances.ts";
+
+/** One instance the driver knows; the test sets its state and guest attributes. */
+class OneInstanceDriver extends EventEmitter<ComputeDriverEvents> {
+  readonly kind = "fake";
+  state: InstanceState = "running";
+  guestAttributes: Record<string, string> = {};
+  status(instanceId: string): InstanceStatus {
+    return {
+      instanceId,
+      state: this.state,
+      guestAttributes: { ...this.guestAttributes },
+      spec: { image: { path: "/nowhere/img-0000000000000000.img" } },
+    } as InstanceStatus;
+  }
+  consoleLog(): string {
+    return "";
+  }
+  async detach(): Promise<void> {}
+  write(path: string, value: string) {
+    this.guestAttributes[path] = value;
+    this.emit("guest-attribute", { instanceId: "ins_a", path, value });
+  }
+  setState(state: InstanceState) {
+    const previous = this.state;
+    this.state = state;
+    this.emit("state", { instanceId: "ins_a", state, previous, at: new Date() });
+  }
+}
+
+describe("instance reports", () => {
+  it("leave out the largest guest attributes when a report would pass its bound", () => {
+    const report: InstanceReport = {
+      state: "ready",
+      guest_attributes: { "a/small": "s", "a/big": "\u0000".repeat(100_000), "a/mid": "m".repeat(50_000) },
+    };
+    const bounded = boundReport(report, 200_000);
+    expect(bounded.leftOut).toEqual(["a/big"]);
+    expect(bounded.report.guest_attributes).toEqual({ "a/small": "s", "a/mid": "m".repeat(50_000) });
+    expect(boundReport({ state: "ready" }).leftOut).toEqual([]);
+    expect(essentialReport({ ...report, local_id: "ins_a", boot_log_tail: "x" })).toEqual({
+      state: "ready",
+      local_id: "ins_a",
+    });
+  });
+
+  it("get the later state through after the control plane refused a report as it was", async () => {
+    const driver = new OneInstanceDriver();
+    const received: InstanceReport[] = [];
+    const logs: string[] = [];
+    const manager = new InstanceManager({
+      driver: driver as unknown as ComputeDriver,
+      store: { findByLocalId: () => undefined } as unknown as ImageStore,
+      region: "r",
+      datacenter: "dc",
+      ensureImageVersion: () => Promise.reject(new Error("not used")),
+      capacity: { vcpus: 2, memoryMb: 1024 },
+      log: (line) => logs.push(line),
+      reporter: {
+        async reportInstance(_id, report) {
+          // A control plane that refuses any report carrying guest attributes of over 1 KiB.
+          if (JSON.stringify(report.guest_attributes ?? {}).length > 1024) {
+            throw Object.assign(new Error("413 payload too large"), { status: 413 });
+          }
+          received.push(report);
+        },
+      },
+    });
+    for (let i = 0; i < 50; i++) driver.write(`flood/k${i}`, "v".repeat(100));
+    driver.setState("ready");
+    await manager.detach();
+    expect(received.at(-1)?.state).toBe("ready");
+    // One report for the burst of writes, not one per write.
+    expect(received.length).toBeLessThanOrEqual(3);
+    expect(
+      logs.some((line) => /refused the ready report of ins_a \(sending its state alone\)/.test(line)),
+    ).toBe(true);
+    expect(MAX_REPORT_BYTES).toBeLessThan(1 << 20);
+  });
+});
+
+describe("deferred instance record writes", () => {
+  it("write a burst of guest attribute changes once, later, and all that is pending at a flush", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "globalvm-record-"));
+    try {
+      const record = { state: "running", guestAttributes: {} } as unknown as InstanceRecord;
+      const writes = new DeferredRecordWrites(100);
+      for (let i = 0; i < 1000; i++) {
+        record.guestAttributes = { ...record.guestAttributes, [`flood/k${i % 10}`]: String(i) };
+        writes.schedule("ins_a", dir, () => record);
+      }
+      expect(existsSync(join(dir, RECORD_FILE))).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(readInstanceRecord(dir).guestAttributes["flood/k9"]).toBe("999");
+      record.guestAttributes = { "flood/k0": "last" };
+      writes.schedule("ins_a", dir, () => record);
+      writes.flush();
+      expect(readInstanceRecord(dir).guestAttributes).toEqual({ "flood/k0": "last" });
+      // A deleted instance's pending write is dropped, and one into a removed dir is harmless.
+      writes.schedule("ins_b", join(dir, "gone"), () => record);
+      writes.flush();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
