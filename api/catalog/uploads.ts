@@ -36,6 +36,7 @@ export async function issueUploadTicket(
     version,
     datacenter: origin.name,
     action: "upload",
+    projectId: image.projectId,
   });
   return {
     image_id: image.id,

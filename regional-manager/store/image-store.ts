@@ -30,6 +30,12 @@ export interface VersionRecord {
   chunkCount: number;
   /** Assigned when the version becomes available; the compute driver opens `imagePath(localId)`. */
   localId?: string;
+  /**
+   * The image's project, from the upload token or the control plane's sources: an upload of
+   * that project may reuse the chunks of this version once it is available. Absent in records
+   * written before it existed: such a version is reused by no upload.
+   */
+  project?: string;
 }
 
 const IMAGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -301,7 +307,7 @@ export class ImageStore {
     imageId: string,
     version: number,
     manifest: Manifest,
-    options: ManifestExpectations & { format?: ImageFormat } = {},
+    options: ManifestExpectations & { format?: ImageFormat; project?: string } = {},
   ): Promise<VersionRecord> {
     checkIdentifiers(imageId, version);
     validateManifest(manifest, options);
@@ -329,6 +335,7 @@ export class ImageStore {
       digest: manifest.digest,
       format: options.format ?? "raw",
       chunkCount: manifest.chunks.length,
+      ...(options.project !== undefined ? { project: options.project } : {}),
     };
     // Referenced in memory before any chunk of it is stored, so garbage collection keeps them.
     this.remember(record, manifest);
@@ -353,28 +360,54 @@ export class ImageStore {
   }
 
   /**
-   * Makes a pending version available: every chunk must be stored; the image is assembled
-   * (sparse), its whole digest checked, and only then renamed into place and given its
-   * local ID. Concurrent calls for one version share the work.
+   * The chunks of a version an upload by `project` has to send: those neither in an available
+   * version of that project here nor received into this version already. A chunk only
+   * another project's images hold counts as missing: the answer would tell the uploader what
+   * others store, and the commit would give it a chunk it never had. (Identical chunks are
+   * still stored once: what is sent again lands in this version's image, not a second pack.)
    */
-  completeVersion(imageId: string, version: number): Promise<VersionRecord> {
+  async missingChunksOfUpload(imageId: string, version: number, project: string): Promise<string[]> {
+    const manifest = this.getManifest(imageId, version);
+    if (!manifest)
+      throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
+    const received = await this.partials.get(versionKey(imageId, version))?.catch(() => undefined);
+    const owned = new Set<string>();
+    for (const [key, record] of this.versions) {
+      const held = this.manifests.get(key);
+      if (record.state === "available" && record.project === project && held) referencedDigests(held, owned);
+    }
+    const present = (digest: string) =>
+      (owned.has(digest) || received?.holds(digest) === true) && this.chunks.has(digest);
+    return missingChunkRefs(manifest, present).map((chunk) => chunk.digest);
+  }
+
+  /**
+   * Makes a pending version available: every chunk must be stored (for an upload by
+   * `project`: sent, or held by that project; see missingChunksOfUpload); the image is
+   * assembled (sparse), its whole digest checked, and only then renamed into place and given
+   * its local ID. Concurrent calls for one version share the work.
+   */
+  completeVersion(imageId: string, version: number, project?: string): Promise<VersionRecord> {
     const key = versionKey(imageId, version);
     let running = this.completing.get(key);
     if (!running) {
-      running = this.assembleVersion(imageId, version).finally(() => this.completing.delete(key));
+      running = this.assembleVersion(imageId, version, project).finally(() => this.completing.delete(key));
       this.completing.set(key, running);
     }
     return running;
   }
 
-  private async assembleVersion(imageId: string, version: number): Promise<VersionRecord> {
+  private async assembleVersion(imageId: string, version: number, project?: string): Promise<VersionRecord> {
     const record = this.getVersion(imageId, version);
     const manifest = this.getManifest(imageId, version);
     if (!record || !manifest) {
       throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
     }
     if (record.state === "available") return record;
-    const missing = this.missingChunks(imageId, version);
+    const missing =
+      project === undefined
+        ? this.missingChunks(imageId, version)
+        : await this.missingChunksOfUpload(imageId, version, project);
     if (missing.length > 0) {
       throw new StoreError(
         "VERSION_INCOMPLETE",

@@ -3,7 +3,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { TransferAction, TransferTokenVerifier } from "../auth/transfer-token.ts";
+import {
+  type TransferAction,
+  type TransferClaims,
+  TransferTokenError,
+  type TransferTokenVerifier,
+} from "../auth/transfer-token.ts";
 import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore } from "../store/image-store.ts";
@@ -85,7 +90,8 @@ export const transferRoutes = {
   putUploadManifest: createRoute({
     method: "put",
     path: "/v1/uploads/{imageId}/versions/{version}/manifest",
-    summary: "Declare the manifest of an image version to upload; answers the digests this datacenter lacks",
+    summary:
+      "Declare the manifest of an image version to upload; answers the digests to send: those neither in an image of the token's project here nor sent already",
     security,
     request: {
       params: VersionParams,
@@ -106,7 +112,12 @@ export const transferRoutes = {
     responses: {
       200: {
         content: {
-          "application/json": { schema: z.object({ received: z.number().int(), stored: z.number().int() }) },
+          "application/json": {
+            schema: z.object({
+              received: z.number().int(),
+              stored: z.number().int().openapi({ description: "Chunks new to this version" }),
+            }),
+          },
         },
         description: "Chunks stored durably",
       },
@@ -179,6 +190,13 @@ function isFormat(value: string | undefined): value is ImageFormat | undefined {
   return value === undefined || value === "raw" || value === "qcow2" || value === "iso";
 }
 
+/** The project of an upload token (the verifier refuses one without). */
+function uploadProject(claims: TransferClaims): string {
+  if (claims.projectId === undefined)
+    throw new TransferTokenError("TOKEN_INVALID", "the upload token names no project");
+  return claims.projectId;
+}
+
 function bearer(c: Context): string | undefined {
   const header = c.req.header("authorization");
   return header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
@@ -237,7 +255,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   const handle = (
     action: TransferAction,
-    run: (c: Context, imageId: string, version: number) => Promise<Response>,
+    run: (c: Context, imageId: string, version: number, claims: TransferClaims) => Promise<Response>,
   ) => {
     return async (c: Context) => {
       try {
@@ -249,8 +267,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
           );
         }
         const { imageId, version } = parsed.data;
-        await verifier.verify(bearer(c), { imageId, version, action });
-        return await run(c, imageId, version);
+        const claims = await verifier.verify(bearer(c), { imageId, version, action });
+        return await run(c, imageId, version, claims);
       } catch (error) {
         return problemResponse(problemFromError(error));
       }
@@ -259,14 +277,16 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   app.put(
     "/v1/uploads/:imageId/versions/:version/manifest",
-    handle("upload", async (c, imageId, version) => {
+    handle("upload", async (c, imageId, version, claims) => {
       const format = c.req.query("format");
       if (!isFormat(format)) {
         return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
       }
       const manifest = decodeManifest(await readBody(c, MAX_MANIFEST_BYTES));
-      await store.beginVersion(imageId, version, manifest, format ? { format } : {});
-      const missing = store.missingChunks(imageId, version);
+      const project = uploadProject(claims);
+      await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project });
+      // Scoped to the project: see missingChunksOfUpload.
+      const missing = await store.missingChunksOfUpload(imageId, version, project);
       return new Response(encodeDigestList(missing), {
         headers: { "content-type": "application/octet-stream", "x-missing-chunks": String(missing.length) },
       });
@@ -291,8 +311,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
           for await (const piece of body) {
             for (const record of decoder.push(piece)) {
               received++;
-              if (!store.chunks.has(record.digest)) stored++;
-              await writer.receive(record.digest, record.data);
+              // Counted per version: whether another image holds the chunk is not the sender's to know.
+              if (await writer.receive(record.digest, record.data)) stored++;
             }
           }
         }
@@ -307,8 +327,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   app.post(
     "/v1/uploads/:imageId/versions/:version/commit",
-    handle("upload", async (c, imageId, version) => {
-      const record = await store.completeVersion(imageId, version);
+    handle("upload", async (c, imageId, version, claims) => {
+      const record = await store.completeVersion(imageId, version, uploadProject(claims));
       await reporter?.reportReplica(availableReport(record));
       return c.json(record);
     }),
@@ -316,7 +336,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   app.put(
     "/v1/uploads/:imageId/versions/:version/image",
-    handle("upload", async (c, imageId, version) => {
+    handle("upload", async (c, imageId, version, claims) => {
       const format = c.req.query("format");
       if (!isFormat(format)) {
         return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
@@ -327,6 +347,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
       const record = await receiveWholeImage(store, {
         imageId,
         version,
+        project: uploadProject(claims),
         body,
         ...(format ? { format } : {}),
         ...(c.req.header("x-image-digest") !== undefined

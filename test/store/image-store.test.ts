@@ -160,6 +160,41 @@ describe("ImageStore", () => {
     expect((await readFile(store.imagePath(record.localId as string))).equals(v2)).toBe(true);
     await store.close();
   });
+  it("answers an upload about its project's available versions and what it sent, nothing else", async () => {
+    const data = seededBytes(2 << 20, 61);
+    const manifest = await imageFile("shared.raw", data);
+    const distinct = new Set(manifest.chunks.filter((c) => !c.zero).map((c) => c.digest)).size;
+    const store = await ImageStore.open(join(dir.path, "store"));
+    // Project A's version, pulled by the manager itself (its own view is not scoped).
+    await store.beginVersion("img-a", 1, manifest, { project: "prj_a" });
+    await putChunks(store, manifest, data);
+    await store.completeVersion("img-a", 1);
+
+    await store.beginVersion("img-b", 1, manifest, { project: "prj_b" });
+    expect(store.missingChunks("img-b", 1)).toEqual([]);
+    expect(await store.missingChunksOfUpload("img-b", 1, "prj_b")).toHaveLength(distinct);
+    await expect(store.completeVersion("img-b", 1, "prj_b")).rejects.toMatchObject({
+      code: "VERSION_INCOMPLETE",
+    });
+    // What B sends counts for B.
+    const first = manifest.chunks[0] as { digest: string; length: number };
+    const writer = await store.receiver("img-b", 1);
+    expect(await writer.receive(first.digest, data.subarray(0, first.length))).toBe(true);
+    await writer.flush();
+    const resent = await store.receiver("img-b", 1);
+    expect(await resent.receive(first.digest, data.subarray(0, first.length))).toBe(false);
+    await resent.flush();
+    expect(await store.missingChunksOfUpload("img-b", 1, "prj_b")).toHaveLength(distinct - 1);
+    await store.close();
+
+    // Project A's next image reuses A's chunks, also after a restart (the record keeps the project).
+    const reopened = await ImageStore.open(join(dir.path, "store"));
+    await reopened.beginVersion("img-c", 1, manifest, { project: "prj_a" });
+    expect(await reopened.missingChunksOfUpload("img-c", 1, "prj_a")).toEqual([]);
+    expect((await reopened.completeVersion("img-c", 1, "prj_a")).state).toBe("available");
+    expect(await reopened.missingChunksOfUpload("img-b", 1, "prj_b")).toHaveLength(distinct - 1);
+    await reopened.close();
+  });
 });
 
 describe("ImageStore on a full disk", () => {
