@@ -508,11 +508,11 @@ export class ImageStore {
     await writeFileAtomically(recordPath, JSON.stringify(available));
     try {
       await rename(partial.path, path);
-      await syncDirectory(join(this.dataDir, "images"));
     } catch (error) {
       await writeFileAtomically(recordPath, JSON.stringify(record)).catch(() => {});
       throw asStoreError(error, path);
     }
+    await syncDirectory(join(this.dataDir, "images"));
     this.remember(available, manifest);
     this.partials.delete(key);
     await partial.release();
