@@ -298,6 +298,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       version,
       expectedDigest: wanted.digest.replace(/^sha256:/, ""),
       expectedSize: wanted.size,
+      project: wanted.project_id,
       sources: wanted.sources.map((s) => ({ url: s.url, token: s.token })),
       reporter,
       onProgress: (progress) => {

@@ -78,6 +78,9 @@ export const ReplicaSourcesSchema = z
   .object({
     image_id: idSchema("image"),
     version: z.number().int().min(1),
+    project_id: idSchema("project").openapi({
+      description: "The image's project: the manager scopes its answers about stored chunks by it.",
+    }),
     digest: Sha256DigestSchema,
     size: z.number().int().min(0),
     format: z.enum(["raw", "qcow2", "iso"]),

@@ -1,4 +1,4 @@
-import { and, eq, ne, sql } from "drizzle-orm";
+import { and, eq, max, ne, sql } from "drizzle-orm";
 import type { ReplicaReport } from "../../schemas/managers.ts";
 import type { Services } from "../env.ts";
 import { errors } from "../errors.ts";
@@ -8,10 +8,78 @@ import type { CatalogDb } from "./db.ts";
 import type { OperationEvents } from "./operations.ts";
 import { datacenters, imageReplicas, images, imageVersions, instances, vmGroups } from "./schema.ts";
 
+/** What ties a datacenter to an image version in the catalog. */
+export interface VersionBusiness {
+  /** The state of the datacenter's replica row, if it has one. */
+  replica: string | undefined;
+  /** An instance in the datacenter boots that version (its manager pulls it on demand). */
+  booted: boolean;
+}
+
+/** The catalog facts of VersionBusiness, for one datacenter and one image version. */
+export async function versionBusiness(
+  db: Pick<CatalogDb, "select">,
+  datacenter: string,
+  imageId: string,
+  version: number,
+): Promise<VersionBusiness> {
+  const [[replica], [instance]] = await Promise.all([
+    db
+      .select({ state: imageReplicas.state })
+      .from(imageReplicas)
+      .where(
+        and(
+          eq(imageReplicas.imageId, imageId),
+          eq(imageReplicas.version, version),
+          eq(imageReplicas.datacenter, datacenter),
+        ),
+      )
+      .limit(1),
+    db
+      .select({ id: instances.id })
+      .from(instances)
+      .innerJoin(vmGroups, eq(vmGroups.id, instances.vmGroupId))
+      .where(
+        and(
+          eq(vmGroups.imageId, imageId),
+          eq(instances.imageVersion, version),
+          eq(instances.datacenter, datacenter),
+        ),
+      )
+      .limit(1),
+  ]);
+  return { replica: replica?.state, booted: !!instance };
+}
+
+/**
+ * A manager gets read tokens for a version's sources only while it has to pull it: the
+ * orchestrator asked it to (a pending or transferring replica there), or an instance there
+ * boots it. Any other manager credential would read every project's images.
+ */
+export function mayFetchSources(business: VersionBusiness): boolean {
+  return business.booted || business.replica === "pending" || business.replica === "transferring";
+}
+
+/**
+ * A manager reports on a known version only where the catalog expects a copy: a replica row
+ * (asked for, or held), an instance booting it, or an upload to the image's origin region
+ * (an available report, checked against the recorded digest and size). Otherwise a report
+ * would create a row, and with it the right to that version's sources.
+ */
+export function mayReport(business: VersionBusiness, report: { state: string }, origin: boolean): boolean {
+  return business.replica !== undefined || business.booted || (origin && report.state === "available");
+}
+
+/** What a manager without business with a version is told: the same as for one that does not exist. */
+export function versionNotFound(imageId: string, version: number) {
+  return errors.notFound("image version", `${imageId}@${version}`);
+}
+
 /**
  * Records what a manager says of its copy of an image version. The first `available` report
- * from the origin region is the upload's commit: it creates the version and makes it current.
- * A replica that is available never goes back to transferring.
+ * from the origin region is the upload's commit: it creates the version (the next number, no
+ * gap) and makes it current. Later reports must match the digest and size recorded then. A
+ * replica that is available never goes back to transferring.
  */
 export async function recordReplicaReport(
   db: CatalogDb,
@@ -27,24 +95,41 @@ export async function recordReplicaReport(
   const touched: string[] = [];
   await db.transaction(async (tx) => {
     const [image] = await tx.select().from(images).where(eq(images.id, imageId)).for("update").limit(1);
-    if (!image) throw errors.notFound("image", imageId);
     const [datacenter] = await tx
       .select()
       .from(datacenters)
       .where(eq(datacenters.name, datacenterName))
       .limit(1);
     if (!datacenter) throw errors.notFound("datacenter", datacenterName);
+    if (!image) throw versionNotFound(imageId, version);
+    const origin = datacenter.region === image.originRegion;
     const [known] = await tx
       .select()
       .from(imageVersions)
       .where(and(eq(imageVersions.imageId, imageId), eq(imageVersions.version, version)))
       .limit(1);
 
+    // The datacenter's replica row (none for a new version: it references the version).
+    let held: string | undefined;
     if (!known) {
-      if (report.state !== "available" || datacenter.region !== image.originRegion) {
+      // Only the origin region receives uploads: to any other datacenter the image's
+      // versions are none of its business, existing or not.
+      if (!origin) throw versionNotFound(imageId, version);
+      if (report.state !== "available") {
         throw errors.conflict(
           "version_unknown",
-          `Image ${imageId} has no version ${version}; only its origin region can commit a new version.`,
+          `Image ${imageId} has no version ${version}; only an available report commits a new version.`,
+        );
+      }
+      const [latest] = await tx
+        .select({ version: max(imageVersions.version) })
+        .from(imageVersions)
+        .where(eq(imageVersions.imageId, imageId));
+      const next = (latest?.version ?? 0) + 1;
+      if (version !== next) {
+        throw errors.conflict(
+          "version_out_of_order",
+          `Image ${imageId} commits version ${next} next (the upload ticket's), not ${version}.`,
         );
       }
       await tx.insert(imageVersions).values({
@@ -79,25 +164,25 @@ export async function recordReplicaReport(
         });
         touched.push(operation.id);
       }
-    } else if (report.digest && report.digest !== known.digest) {
-      throw errors.conflict(
-        "digest_mismatch",
-        `Version ${version} of image ${imageId} has digest ${known.digest}, not ${report.digest}.`,
-      );
+    } else {
+      const business = await versionBusiness(tx, datacenterName, imageId, version);
+      if (!mayReport(business, report, origin)) throw versionNotFound(imageId, version);
+      held = business.replica;
+      if (report.digest && report.digest !== known.digest) {
+        throw errors.conflict(
+          "digest_mismatch",
+          `Version ${version} of image ${imageId} has digest ${known.digest}, not ${report.digest}.`,
+        );
+      }
+      if (report.size !== undefined && report.size !== known.size) {
+        throw errors.conflict(
+          "size_mismatch",
+          `Version ${version} of image ${imageId} has ${known.size} bytes, not ${report.size}.`,
+        );
+      }
     }
 
-    const [current] = await tx
-      .select({ state: imageReplicas.state })
-      .from(imageReplicas)
-      .where(
-        and(
-          eq(imageReplicas.imageId, imageId),
-          eq(imageReplicas.version, version),
-          eq(imageReplicas.datacenter, datacenterName),
-        ),
-      )
-      .limit(1);
-    if (current?.state === "available" && report.state === "transferring") return;
+    if (held === "available" && report.state === "transferring") return;
     const fields = {
       state: report.state,
       ...(report.local_id !== undefined ? { localId: report.local_id } : {}),

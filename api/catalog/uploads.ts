@@ -40,6 +40,7 @@ export async function issueUploadTicket(
     datacenter: origin.name,
     action: "upload",
     maxBytes,
+    projectId: image.projectId,
   });
   return {
     image_id: image.id,

@@ -1233,6 +1233,11 @@ export interface components {
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
             image_id: string;
             version: number;
+            /**
+             * @description The image's project: the manager scopes its answers about stored chunks by it.
+             * @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b
+             */
+            project_id: string;
             /** @example sha256:0000000000000000000000000000000000000000000000000000000000000000 */
             digest: string;
             size: number;

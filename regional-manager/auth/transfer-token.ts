@@ -15,7 +15,9 @@ export { type TransferKeySource, TransferTokenError } from "./control-plane-jwt.
  * `upload` (a client sends chunks to the origin manager), `read` (a peer manager pulls
  * chunks from the manager that holds the version), `replicate` (the control plane asks a
  * manager to fetch the version) or `drop` (the control plane asks a manager to let its copy
- * go). The datacenter is the one whose manager accepts the token.
+ * go). The datacenter is the one whose manager accepts the token. An upload token also names
+ * the image's project: the manager's answer about which chunks it already holds is scoped
+ * to it, and an upload token without one (signed before the claim existed) is refused.
  */
 export type TransferAction = "upload" | "read" | "replicate" | "drop";
 const ACTIONS: readonly string[] = ["upload", "read", "replicate", "drop"];
@@ -30,6 +32,8 @@ export interface TransferClaims {
    * leaves, or the size the client declared); absent, only the manager's own limits apply.
    */
   maxBytes?: number;
+  /** The image's project; required in upload tokens. */
+  projectId?: string;
 }
 
 export const TRANSFER_TOKEN_AUDIENCE = "globalvm-regional-manager";
@@ -47,6 +51,7 @@ export function signTransferToken(
     datacenter: claims.datacenter,
     action: claims.action,
     ...(claims.maxBytes !== undefined ? { maxBytes: claims.maxBytes } : {}),
+    ...(claims.projectId !== undefined ? { projectId: claims.projectId } : {}),
   };
   return signControlPlaneJwt(
     privateKey,
@@ -59,7 +64,10 @@ export function signTransferToken(
 
 export interface TransferTokenVerifier {
   /** Resolves with the claims when `token` grants `action` on `imageId`/`version` here; throws TransferTokenError otherwise. */
-  verify(token: string | undefined, expected: Omit<TransferClaims, "datacenter">): Promise<TransferClaims>;
+  verify(
+    token: string | undefined,
+    expected: Omit<TransferClaims, "datacenter" | "projectId">,
+  ): Promise<TransferClaims>;
 }
 
 export function createTransferTokenVerifier(options: {
@@ -94,15 +102,22 @@ export function createTransferTokenVerifier(options: {
           `the token grants ${claims.action}, not ${expected.action}`,
         );
       }
+      if (claims.action === "upload" && claims.projectId === undefined) {
+        throw new TransferTokenError(
+          "TOKEN_INVALID",
+          "the upload token names no project (signed by an older control plane): ask for a new upload ticket",
+        );
+      }
       return claims;
     },
   };
 }
 
 function checkClaims(payload: Record<string, unknown>): TransferClaims {
-  const { imageId, version, datacenter, action, maxBytes } = payload;
+  const { imageId, version, datacenter, action, maxBytes, projectId } = payload;
   if (
     (maxBytes !== undefined && typeof maxBytes !== "number") ||
+    (projectId !== undefined && typeof projectId !== "string") ||
     typeof imageId !== "string" ||
     typeof version !== "number" ||
     typeof datacenter !== "string" ||
@@ -120,5 +135,6 @@ function checkClaims(payload: Record<string, unknown>): TransferClaims {
     datacenter,
     action: action as TransferAction,
     ...(maxBytes !== undefined ? { maxBytes } : {}),
+    ...(projectId !== undefined ? { projectId } : {}),
   };
 }

@@ -1,6 +1,7 @@
 // What a driver remembers of an instance on disk, so that a restarted manager can take it over.
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { replaceFileDurablySync } from "../store/files.ts";
 import type { InstanceSpec, InstanceState } from "./types.ts";
 
 export interface InstanceRecord {
@@ -21,11 +22,12 @@ export function readInstanceRecord(instanceDir: string): InstanceRecord {
   return JSON.parse(readFileSync(join(instanceDir, RECORD_FILE), "utf8")) as InstanceRecord;
 }
 
-/** Written to a temporary file and renamed, so a crash never leaves half a record. */
+/**
+ * Replaced durably (see replaceFileDurablySync): a crash never leaves half a record, and a
+ * manager restarted after a power loss finds the state it last reported.
+ */
 export function writeInstanceRecord(instanceDir: string, record: InstanceRecord): void {
-  const path = join(instanceDir, RECORD_FILE);
-  writeFileSync(`${path}.tmp`, `${JSON.stringify(record, null, 2)}\n`);
-  renameSync(`${path}.tmp`, path);
+  replaceFileDurablySync(join(instanceDir, RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
 }
 
 /** How long a guest attribute write may wait for its record to reach the disk. */

@@ -1,5 +1,7 @@
 // The few file operations the store's reads and its durability rest on.
-import { type FileHandle, open } from "node:fs/promises";
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { dirname } from "node:path";
 
 /**
  * Reads `length` bytes at `position` into the start of `buffer`, however many reads it takes;
@@ -38,5 +40,48 @@ export async function syncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Replaces a file so that a crash leaves the old content or the new, never half of it, and
+ * the new one survives once this returns: temporary file fsynced, renamed over, directory
+ * fsynced (without that the rename itself may be lost).
+ */
+export async function replaceFileDurably(path: string, data: string | Buffer): Promise<void> {
+  const temporary = `${path}.tmp`;
+  try {
+    await writeFileDurably(temporary, data);
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+  await syncDirectory(dirname(path));
+}
+
+/** replaceFileDurably for callers that cannot wait (a state change handled synchronously). */
+export function replaceFileDurablySync(path: string, data: string | Buffer): void {
+  const temporary = `${path}.tmp`;
+  try {
+    const file = openSync(temporary, "w");
+    try {
+      const bytes = typeof data === "string" ? Buffer.from(data) : data;
+      let done = 0;
+      while (done < bytes.length) done += writeSync(file, bytes, done, bytes.length - done);
+      fsyncSync(file);
+    } finally {
+      closeSync(file);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  const dir = openSync(dirname(path), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
   }
 }

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
-import { syncDirectory, writeFileDurably } from "./files.ts";
+import { replaceFileDurably, syncDirectory } from "./files.ts";
 import { inspectImageFile } from "./format-inspector.ts";
 import {
   type ChunkRef,
@@ -34,6 +34,12 @@ export interface VersionRecord {
   chunkCount: number;
   /** Assigned when the version becomes available; the compute driver opens `imagePath(localId)`. */
   localId?: string;
+  /**
+   * The image's project, from the upload token or the control plane's sources: an upload of
+   * that project may reuse the chunks of this version once it is available. Absent in records
+   * written before it existed: such a version is reused by no upload.
+   */
+  project?: string;
 }
 
 const IMAGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -67,13 +73,39 @@ export function unreferencedDigests(stored: Iterable<string>, referenced: Readon
 }
 
 async function writeFileAtomically(path: string, data: string | Buffer): Promise<void> {
-  const temporary = `${path}.tmp`;
   try {
-    await writeFileDurably(temporary, data);
-    await rename(temporary, path);
+    await replaceFileDurably(path, data);
   } catch (error) {
-    await rm(temporary, { force: true });
     throw asStoreError(error, path);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * A version's record and manifest as written, or undefined for a pending record a crash
+ * left without its own manifest (an available one is never rewritten, so it is trusted).
+ */
+async function readVersion(
+  dir: string,
+  version: string,
+): Promise<{ record: VersionRecord; manifest: Manifest } | undefined> {
+  const record = JSON.parse(await readFile(join(dir, `${version}.json`), "utf8")) as VersionRecord;
+  if (record.state === "available") {
+    return { record, manifest: decodeManifest(await readFile(join(dir, `${version}.manifest`))) };
+  }
+  try {
+    const manifest = decodeManifest(await readFile(join(dir, `${version}.manifest`)));
+    return manifest.digest === record.digest && manifest.size === record.size
+      ? { record, manifest }
+      : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -132,29 +164,61 @@ export class ImageStore {
     return store;
   }
 
+  /**
+   * Reads the records back and repairs what a crash (or a full disk) left between steps:
+   * temporary files, a pending record whose manifest is not its own, an available record
+   * whose image was not renamed into place yet (it is now), and image files no record names.
+   */
   private async load(): Promise<void> {
-    for (const name of await readdir(join(this.dataDir, "images"))) {
-      if (name.endsWith(".tmp")) await rm(join(this.dataDir, "images", name), { force: true });
-    }
+    const imagesDir = join(this.dataDir, "images");
+    // Whole-image uploads spooled when the manager stopped (see whole-upload.ts): never resumed.
+    await rm(join(this.dataDir, "uploads"), { recursive: true, force: true });
     for (const imageId of await readdir(join(this.dataDir, "versions"))) {
       if (!isImageId(imageId)) continue;
       const dir = join(this.dataDir, "versions", imageId);
-      for (const name of await readdir(dir)) {
-        if (name.endsWith(".tmp")) {
+      const names = await readdir(dir);
+      const recorded = new Set(
+        names.filter((name) => name.endsWith(".json")).map((name) => name.slice(0, -5)),
+      );
+      for (const name of names) {
+        const stem = name.slice(0, name.lastIndexOf("."));
+        // Temporary files, and a manifest whose record was never written (or was deleted).
+        if (name.endsWith(".tmp") || (name.endsWith(".manifest") && !recorded.has(stem))) {
           await rm(join(dir, name), { force: true });
           continue;
         }
         if (!name.endsWith(".json")) continue;
-        const record = JSON.parse(await readFile(join(dir, name), "utf8")) as VersionRecord;
-        const manifest = decodeManifest(await readFile(join(dir, `${record.version}.manifest`)));
+        const loaded = await readVersion(dir, stem);
+        if (!loaded) {
+          // Pending, with its manifest missing or another one's: its upload or pull begins again.
+          await this.removeVersionFiles(imageId, stem);
+          continue;
+        }
+        const { record, manifest } = loaded;
+        if (record.state === "available" && record.localId) {
+          const image = join(imagesDir, `${record.localId}.img`);
+          if (!(await exists(image))) {
+            const partial = this.partialPath(imageId, record.version);
+            if (!(await exists(partial))) {
+              await this.removeVersionFiles(imageId, stem);
+              continue;
+            }
+            await rename(partial, image);
+            await syncDirectory(imagesDir);
+          }
+        }
         this.remember(record, manifest);
       }
+    }
+    for (const name of await readdir(imagesDir)) {
+      const orphan = name.endsWith(".tmp") || !this.byLocalId.has(name.replace(/\.img$/, ""));
+      if (orphan) await rm(join(imagesDir, name), { force: true });
     }
     // Available images store the chunks no pack holds.
     for (const record of this.versions.values()) {
       if (record.state !== "available" || !record.localId) continue;
       const key = versionKey(record.imageId, record.version);
-      const file = await open(join(this.dataDir, "images", `${record.localId}.img`), "r");
+      const file = await open(join(imagesDir, `${record.localId}.img`), "r");
       this.imageFiles.set(key, file);
       this.addImageLocations(key, file, this.manifests.get(key) as Manifest);
     }
@@ -170,6 +234,14 @@ export class ImageStore {
         else await rm(join(dir, name), { force: true });
       }
     }
+  }
+
+  /** Deletes a version's record, manifest and partial image (not loaded yet, or forgotten). */
+  private async removeVersionFiles(imageId: string, version: string): Promise<void> {
+    const dir = join(this.dataDir, "versions", imageId);
+    // The record first: without it, what is left is cleaned at the next open.
+    await rm(join(dir, `${version}.json`), { force: true });
+    for (const suffix of [".manifest", ".partial"]) await rm(join(dir, version + suffix), { force: true });
   }
 
   private addImageLocations(owner: string, file: FileHandle, manifest: Manifest): void {
@@ -312,7 +384,7 @@ export class ImageStore {
     imageId: string,
     version: number,
     manifest: Manifest,
-    options: ManifestExpectations & { format?: ImageFormat } = {},
+    options: ManifestExpectations & { format?: ImageFormat; project?: string } = {},
   ): Promise<VersionRecord> {
     checkIdentifiers(imageId, version);
     checkManifestLimits(manifest, this.limits);
@@ -341,11 +413,13 @@ export class ImageStore {
       digest: manifest.digest,
       format: options.format ?? "raw",
       chunkCount: manifest.chunks.length,
+      ...(options.project !== undefined ? { project: options.project } : {}),
     };
     // Referenced in memory before any chunk of it is stored, so garbage collection keeps them.
     this.remember(record, manifest);
     const dir = join(this.dataDir, "versions", imageId);
-    await mkdir(dir, { recursive: true });
+    // A new directory's entry is durable once its parent is synced.
+    if (await mkdir(dir, { recursive: true })) await syncDirectory(join(this.dataDir, "versions"));
     await writeFileAtomically(join(dir, `${version}.manifest`), encodeManifest(manifest));
     await writeFileAtomically(join(dir, `${version}.json`), JSON.stringify(record));
     return record;
@@ -365,30 +439,56 @@ export class ImageStore {
   }
 
   /**
-   * Makes a pending version available: every chunk must be stored; the image is assembled
-   * (sparse), its whole digest checked, its content checked against its declared format
-   * (see format-inspector.ts), and only then renamed into place and given its local ID.
-   * Concurrent calls for one version share the work. A version whose content is refused
+   * The chunks of a version an upload by `project` has to send: those neither in an available
+   * version of that project here nor received into this version already. A chunk only
+   * another project's images hold counts as missing: the answer would tell the uploader what
+   * others store, and the commit would give it a chunk it never had. (Identical chunks are
+   * still stored once: what is sent again lands in this version's image, not a second pack.)
+   */
+  async missingChunksOfUpload(imageId: string, version: number, project: string): Promise<string[]> {
+    const manifest = this.getManifest(imageId, version);
+    if (!manifest)
+      throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
+    const received = await this.partials.get(versionKey(imageId, version))?.catch(() => undefined);
+    const owned = new Set<string>();
+    for (const [key, record] of this.versions) {
+      const held = this.manifests.get(key);
+      if (record.state === "available" && record.project === project && held) referencedDigests(held, owned);
+    }
+    const present = (digest: string) =>
+      (owned.has(digest) || received?.holds(digest) === true) && this.chunks.has(digest);
+    return missingChunkRefs(manifest, present).map((chunk) => chunk.digest);
+  }
+
+  /**
+   * Makes a pending version available: every chunk must be stored (for an upload by
+   * `project`: sent, or held by that project; see missingChunksOfUpload); the image is
+   * assembled (sparse), its whole digest checked, its content checked against its declared
+   * format (see format-inspector.ts), and only then renamed into place and given its local
+   * ID. Concurrent calls for one version share the work. A version whose content is refused
    * is forgotten (IMAGE_FORMAT_REFUSED): its bytes are final, it could never be accepted.
    */
-  completeVersion(imageId: string, version: number): Promise<VersionRecord> {
+  completeVersion(imageId: string, version: number, project?: string): Promise<VersionRecord> {
     const key = versionKey(imageId, version);
     let running = this.completing.get(key);
     if (!running) {
-      running = this.assembleVersion(imageId, version).finally(() => this.completing.delete(key));
+      running = this.assembleVersion(imageId, version, project).finally(() => this.completing.delete(key));
       this.completing.set(key, running);
     }
     return running;
   }
 
-  private async assembleVersion(imageId: string, version: number): Promise<VersionRecord> {
+  private async assembleVersion(imageId: string, version: number, project?: string): Promise<VersionRecord> {
     const record = this.getVersion(imageId, version);
     const manifest = this.getManifest(imageId, version);
     if (!record || !manifest) {
       throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
     }
     if (record.state === "available") return record;
-    const missing = this.missingChunks(imageId, version);
+    const missing =
+      project === undefined
+        ? this.missingChunks(imageId, version)
+        : await this.missingChunksOfUpload(imageId, version, project);
     if (missing.length > 0) {
       throw new StoreError(
         "VERSION_INCOMPLETE",
@@ -422,13 +522,19 @@ export class ImageStore {
     }
     const localId = `img-${randomBytes(8).toString("hex")}`;
     const path = join(this.dataDir, "images", `${localId}.img`);
-    await rename(partial.path, path);
-    await syncDirectory(join(this.dataDir, "images"));
     const available: VersionRecord = { ...record, state: "available", localId };
-    await writeFileAtomically(
-      join(this.dataDir, "versions", imageId, `${version}.json`),
-      JSON.stringify(available),
-    );
+    // The record first: a crash before the rename leaves an available record over its
+    // partial image, complete and fsynced, which the next open renames into place. The other
+    // way round left an image no record named, under a record still pending.
+    const recordPath = join(this.dataDir, "versions", imageId, `${version}.json`);
+    await writeFileAtomically(recordPath, JSON.stringify(available));
+    try {
+      await rename(partial.path, path);
+    } catch (error) {
+      await writeFileAtomically(recordPath, JSON.stringify(record)).catch(() => {});
+      throw asStoreError(error, path);
+    }
+    await syncDirectory(join(this.dataDir, "images"));
     this.remember(available, manifest);
     this.partials.delete(key);
     await partial.release();

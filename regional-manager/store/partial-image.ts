@@ -111,14 +111,17 @@ export class PartialImageWriter {
    * Verifies a received chunk and writes it at every position of the version that holds it.
    * Throws CHUNK_DIGEST_MISMATCH (nothing written) for a corrupt chunk, CHUNK_NOT_REFERENCED
    * for one the version does not contain, and reports earlier write failures (DISK_FULL).
+   * Answers whether the chunk was new to this image.
    */
-  async receive(digest: string, data: Buffer): Promise<void> {
+  async receive(digest: string, data: Buffer): Promise<boolean> {
     await this.image.admit();
     const positions = this.image.positionsOf(digest, data.length);
     verifyChunk(digest, data);
     const first = positions[0] as number;
-    if (!this.image.isWritten(first)) this.stage(first, data);
+    const fresh = !this.image.isWritten(first);
+    if (fresh) this.stage(first, data);
     this.copyToOthers(positions, data);
+    return fresh;
   }
 
   /** Writes verified data at the positions after the first (the ones not written yet; see `copies`). */
@@ -445,6 +448,11 @@ export class PartialImage {
 
   isWritten(position: number): boolean {
     return this.written[position] === 1;
+  }
+
+  /** Whether the chunk is written in this image (at one of its positions, at least). */
+  holds(digest: string): boolean {
+    return this.layout.positions.get(digest)?.some((position) => this.isWritten(position)) === true;
   }
 
   private markWritten(position: number): void {

@@ -3,7 +3,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { TransferAction, TransferClaims, TransferTokenVerifier } from "../auth/transfer-token.ts";
+import {
+  type TransferAction,
+  type TransferClaims,
+  TransferTokenError,
+  type TransferTokenVerifier,
+} from "../auth/transfer-token.ts";
 import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
 import { DIGEST_BYTES } from "../store/digest.ts";
 import { StoreError } from "../store/errors.ts";
@@ -86,7 +91,8 @@ export const transferRoutes = {
   putUploadManifest: createRoute({
     method: "put",
     path: "/v1/uploads/{imageId}/versions/{version}/manifest",
-    summary: "Declare the manifest of an image version to upload; answers the digests this datacenter lacks",
+    summary:
+      "Declare the manifest of an image version to upload; answers the digests to send: those neither in an image of the token's project here nor sent already",
     security,
     request: {
       params: VersionParams,
@@ -107,7 +113,12 @@ export const transferRoutes = {
     responses: {
       200: {
         content: {
-          "application/json": { schema: z.object({ received: z.number().int(), stored: z.number().int() }) },
+          "application/json": {
+            schema: z.object({
+              received: z.number().int(),
+              stored: z.number().int().openapi({ description: "Chunks new to this version" }),
+            }),
+          },
         },
         description: "Chunks stored durably",
       },
@@ -178,6 +189,13 @@ export const transferRoutes = {
 /** An absent ?format= is fine (the store defaults it); a present one must name a format. */
 function isFormat(value: string | undefined): value is ImageFormat | undefined {
   return value === undefined || value === "raw" || value === "qcow2" || value === "iso";
+}
+
+/** The project of an upload token (the verifier refuses one without). */
+function uploadProject(claims: TransferClaims): string {
+  if (claims.projectId === undefined)
+    throw new TransferTokenError("TOKEN_INVALID", "the upload token names no project");
+  return claims.projectId;
 }
 
 function bearer(c: Context): string | undefined {
@@ -299,8 +317,10 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
       const body = requestBody(c) ?? [];
       const manifest = decodeManifest(await readManifestBody(body, store.limits, contentLength(c)));
       checkTicketSize(manifest.size, claims);
-      await store.beginVersion(imageId, version, manifest, format ? { format } : {});
-      const missing = store.missingChunks(imageId, version);
+      const project = uploadProject(claims);
+      await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project });
+      // Scoped to the project: see missingChunksOfUpload.
+      const missing = await store.missingChunksOfUpload(imageId, version, project);
       return new Response(encodeDigestList(missing), {
         headers: { "content-type": "application/octet-stream", "x-missing-chunks": String(missing.length) },
       });
@@ -325,8 +345,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
           for await (const piece of body) {
             for (const record of decoder.push(piece)) {
               received++;
-              if (!store.chunks.has(record.digest)) stored++;
-              await writer.receive(record.digest, record.data);
+              // Counted per version: whether another image holds the chunk is not the sender's to know.
+              if (await writer.receive(record.digest, record.data)) stored++;
             }
           }
         }
@@ -341,8 +361,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   app.post(
     "/v1/uploads/:imageId/versions/:version/commit",
-    handle("upload", async (c, imageId, version) => {
-      const record = await store.completeVersion(imageId, version);
+    handle("upload", async (c, imageId, version, claims) => {
+      const record = await store.completeVersion(imageId, version, uploadProject(claims));
       await reporter?.reportReplica(availableReport(record));
       return c.json(record);
     }),
@@ -366,6 +386,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
       const record = await receiveWholeImage(store, {
         imageId,
         version,
+        project: uploadProject(claims),
         body,
         maxBytes: Math.min(store.limits.maxImageBytes, claims.maxBytes ?? Number.MAX_SAFE_INTEGER),
         ...(format ? { format } : {}),

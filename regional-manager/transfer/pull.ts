@@ -33,6 +33,8 @@ export interface PullOptions {
   version: number;
   expectedDigest: string;
   expectedSize: number;
+  /** The image's project (from the control plane), recorded so its uploads here may reuse the version. */
+  project?: string;
   sources: PullSource[];
   onProgress?: (progress: PullProgress) => void;
   reporter?: ReplicaReporter;
@@ -196,6 +198,7 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
           format: fetched.format,
           size: options.expectedSize,
           digest: options.expectedDigest,
+          ...(options.project !== undefined ? { project: options.project } : {}),
         });
         wireBytes = fetched.bytes;
         break;

@@ -26,6 +26,8 @@ export function parseImageDigestHeader(value: string | undefined): string | unde
 export interface WholeImageUpload {
   imageId: string;
   version: number;
+  /** The uploader's project (from its token): what it may reuse is scoped to it. */
+  project: string;
   body: AsyncIterable<Uint8Array>;
   format?: ImageFormat;
   /** The body is refused (IMAGE_TOO_LARGE) as soon as it passes this many bytes. */
@@ -64,8 +66,11 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
     }
     await store.beginVersion(upload.imageId, upload.version, manifest, {
       ...(upload.format ? { format: upload.format } : {}),
+      project: upload.project,
     });
-    const missing = new Set(store.missingChunks(upload.imageId, upload.version));
+    const missing = new Set(
+      await store.missingChunksOfUpload(upload.imageId, upload.version, upload.project),
+    );
     const reader = await open(spool, "r");
     // Into the version's image, in place, as a chunked upload's chunks are.
     const writer = await store.receiver(upload.imageId, upload.version);
@@ -83,7 +88,7 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
       await reader.close();
       await writer.flush();
     }
-    return await store.completeVersion(upload.imageId, upload.version);
+    return await store.completeVersion(upload.imageId, upload.version, upload.project);
   } finally {
     await rm(spool, { force: true });
   }

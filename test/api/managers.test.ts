@@ -2,6 +2,8 @@
 // replica reports and the upload ticket.
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { imageReplicas, instances, vmGroups } from "../../api/catalog/schema.ts";
+import { newId } from "../../api/ids.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
 import { CATALOG_KINDS } from "../support/catalogs.ts";
 
@@ -39,6 +41,42 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
     }
   });
   afterAll(() => api.close());
+
+  /** What the orchestrator records before it asks a manager to pull (see preparePull). */
+  const askToPull = (imageId: string, version: number, datacenter: string) =>
+    api.services.db.insert(imageReplicas).values({ imageId, version, datacenter, state: "pending" });
+
+  /** An instance of a (catalog-only) VM group booting the version in the datacenter. */
+  const bootIn = async (projectId: string, imageId: string, version: number, datacenter: string) => {
+    const groupId = newId("vmGroup");
+    await api.services.db.insert(vmGroups).values({
+      id: groupId,
+      projectId,
+      name: `g-${groupId.slice(-8)}`,
+      imageId,
+      datacenter,
+      region: "us-east",
+      size: 1,
+      vcpus: 1,
+      memoryMb: 512,
+    });
+    await api.services.db
+      .insert(instances)
+      .values({ id: newId("instance"), vmGroupId: groupId, ordinal: 0, datacenter, imageVersion: version });
+  };
+
+  /** Commits version `version` of a new image of `owner` in eu-west (the origin manager's report). */
+  const committedImage = async (owner: { token: string }, name: string) => {
+    const image = await api.expectStatus(201, "POST", "/v1/images", {
+      token: owner.token,
+      body: { name, origin_region: "eu-west" },
+    });
+    await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${image.id}/versions/1`, {
+      token: eu,
+      body: { state: "available", local_id: `eu-${name}`, digest, size: 4096 },
+    });
+    return image.id as string;
+  };
 
   const verify = async (token: string) => {
     const jwks = (await api.call("GET", "/.well-known/jwks.json", { token: null })).body;
@@ -78,10 +116,13 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
         { datacenter: "eu-west-a", local_id: "eu-local-1", state: "available" },
       ]);
 
+      // The orchestrator asks us-east-a to pull it (it records the replica it asked for first).
+      await askToPull(image.id, 1, "us-east-a");
       const sources = await api.expectStatus(200, "GET", `/v1/images/${image.id}/versions/1/sources`, {
         token: us,
       });
       expect(sources).toMatchObject({
+        project_id: acme.id,
         digest,
         size: 4096,
         sources: [{ datacenter: "eu-west-a", url: "http://127.0.0.1:9001" }],
@@ -127,16 +168,23 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
         token: us,
         body: { state: "available", local_id: "x", digest, size: 1 },
       });
-      expect([foreign.status, foreign.body.code]).toEqual([409, "version_unknown"]);
+      // Outside the origin region, a version not committed yet is one that does not exist.
+      expect([foreign.status, foreign.body.code]).toEqual([404, "not_found"]);
       await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${image.id}/versions/1`, {
         token: eu,
         body: { state: "available", local_id: "g1", digest, size: 1 },
       });
+      await askToPull(image.id, 1, "us-east-a");
       const mismatch = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
         token: us,
         body: { state: "available", local_id: "x", digest: `sha256:${"cd".repeat(32)}`, size: 1 },
       });
       expect([mismatch.status, mismatch.body.code]).toEqual([409, "digest_mismatch"]);
+      const wrongSize = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
+        token: us,
+        body: { state: "available", local_id: "x", digest, size: 2 },
+      });
+      expect([wrongSize.status, wrongSize.body.code]).toEqual([409, "size_mismatch"]);
       const incomplete = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
         token: us,
         body: { state: "available" },
@@ -171,6 +219,70 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
       expect([wrongRegion.status, wrongRegion.body.errors[0].path]).toEqual([400, "region"]);
       expect((await api.call("GET", "/v1/images", { token: eu })).status).toBe(403);
       expect((await api.call("GET", "/v1/regions", { token: eu })).status).toBe(403);
+    });
+
+    it("a manager gets sources only for a version its datacenter pulls or boots", async () => {
+      const other = await api.createProject("other-sources");
+      const imageId = await committedImage(other, "theirs");
+      const sourcesOf = (id: string, version: number) =>
+        api.call("GET", `/v1/images/${id}/versions/${version}/sources`, { token: us });
+      const refused = await sourcesOf(imageId, 1);
+      const absent = await sourcesOf(imageId, 9);
+      // Another project's image looks like one that does not exist: same status, code, wording.
+      expect([refused.status, refused.body.code]).toEqual([404, "not_found"]);
+      expect(refused.body.detail).toBe(`image version ${imageId}@1 does not exist`);
+      expect([absent.status, absent.body.code]).toEqual([404, "not_found"]);
+
+      // A progress report cannot make up the business it lacks (it would create a replica row).
+      const made = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${imageId}/versions/1`, {
+        token: us,
+        body: { state: "transferring", bytes_done: 0 },
+      });
+      expect([made.status, made.body.code]).toEqual([404, "not_found"]);
+      expect((await sourcesOf(imageId, 1)).status).toBe(404);
+
+      // An instance placed in us-east-a boots it: its manager pulls it on demand.
+      await bootIn(other.id, imageId, 1, "us-east-a");
+      const booting = await sourcesOf(imageId, 1);
+      expect(booting.status).toBe(200);
+      expect(booting.body.sources.map((s: any) => s.datacenter)).toEqual(["eu-west-a"]);
+      await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/replicas/${imageId}/versions/1`, {
+        token: us,
+        body: { state: "transferring", bytes_done: 0 },
+      });
+      // Still only that version.
+      expect((await sourcesOf(imageId, 2)).status).toBe(404);
+    });
+
+    it("replica reports only for existing versions, in order, with the recorded digest and size", async () => {
+      const imageId = await committedImage(acme, "ordered");
+      const report = (datacenter: string, token: string, version: number, body: Record<string, unknown>) =>
+        api.call("PUT", `/v1/datacenters/${datacenter}/replicas/${imageId}/versions/${version}`, {
+          token,
+          body,
+        });
+      const available = { state: "available", local_id: "eu-next", digest, size: 4096 };
+      // The issue's gap, from version 1 to 7, even from the origin region.
+      const gap = await report("eu-west-a", eu, 7, available);
+      expect([gap.status, gap.body.code]).toEqual([409, "version_out_of_order"]);
+      expect(gap.body.detail).toContain("version 2 next");
+      const progress = await report("eu-west-a", eu, 2, { state: "transferring" });
+      expect([progress.status, progress.body.code]).toEqual([409, "version_unknown"]);
+      // Another datacenter's name in the path needs that datacenter's credential.
+      expect((await report("eu-west-a", us, 2, available)).status).toBe(403);
+      // The origin re-reports what it holds; the size must be the one recorded.
+      await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${imageId}/versions/1`, {
+        token: eu,
+        body: { state: "available", local_id: "eu-ordered", digest, size: 4096 },
+      });
+      const wrongSize = await report("eu-west-a", eu, 1, { ...available, size: 1 << 30 });
+      expect([wrongSize.status, wrongSize.body.code]).toEqual([409, "size_mismatch"]);
+      await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${imageId}/versions/2`, {
+        token: eu,
+        body: available,
+      });
+      const image = await api.expectStatus(200, "GET", `/v1/images/${imageId}`, { token: acme.token });
+      expect(image).toMatchObject({ version: 2, size: 4096 });
     });
 
     it("project tokens cannot report replicas, ask for sources or issue credentials", async () => {

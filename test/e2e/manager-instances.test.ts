@@ -339,7 +339,8 @@ describe("a regional manager runs instances for the control plane", () => {
     const id = newId("instance");
     await catalog?.db
       .insert(instances)
-      .values({ id, vmGroupId: groupId, ordinal: 1, datacenter: "us-east-a" });
+      // As the orchestrator records it: the version it boots is what lets us-east-a pull it.
+      .values({ id, vmGroupId: groupId, ordinal: 1, datacenter: "us-east-a", imageVersion: 1 });
 
     const accepted = await startInstanceOnManager(remote, { ...spec, instance_id: id, name: "web-1" });
     expect(accepted.state).toBe("transferring-image");

@@ -1,11 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
 import { sha256Hex } from "../../regional-manager/store/digest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import type { Manifest } from "../../regional-manager/store/manifest.ts";
+import { encodeManifest, type Manifest } from "../../regional-manager/store/manifest.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 
 /** Puts the non-zero chunks of `data` (cut as `manifest` says) into the store. */
@@ -180,6 +180,114 @@ describe("ImageStore", () => {
     const record = await store.completeVersion("img-a", 2);
     expect((await readFile(store.imagePath(record.localId as string))).equals(v2)).toBe(true);
     await store.close();
+  });
+  it("answers an upload about its project's available versions and what it sent, nothing else", async () => {
+    const data = seededBytes(2 << 20, 61);
+    const manifest = await imageFile("shared.raw", data);
+    const distinct = new Set(manifest.chunks.filter((c) => !c.zero).map((c) => c.digest)).size;
+    const store = await ImageStore.open(join(dir.path, "store"));
+    // Project A's version, pulled by the manager itself (its own view is not scoped).
+    await store.beginVersion("img-a", 1, manifest, { project: "prj_a" });
+    await putChunks(store, manifest, data);
+    await store.completeVersion("img-a", 1);
+
+    await store.beginVersion("img-b", 1, manifest, { project: "prj_b" });
+    expect(store.missingChunks("img-b", 1)).toEqual([]);
+    expect(await store.missingChunksOfUpload("img-b", 1, "prj_b")).toHaveLength(distinct);
+    await expect(store.completeVersion("img-b", 1, "prj_b")).rejects.toMatchObject({
+      code: "VERSION_INCOMPLETE",
+    });
+    // What B sends counts for B.
+    const first = manifest.chunks[0] as { digest: string; length: number };
+    const writer = await store.receiver("img-b", 1);
+    expect(await writer.receive(first.digest, data.subarray(0, first.length))).toBe(true);
+    await writer.flush();
+    const resent = await store.receiver("img-b", 1);
+    expect(await resent.receive(first.digest, data.subarray(0, first.length))).toBe(false);
+    await resent.flush();
+    expect(await store.missingChunksOfUpload("img-b", 1, "prj_b")).toHaveLength(distinct - 1);
+    await store.close();
+
+    // Project A's next image reuses A's chunks, also after a restart (the record keeps the project).
+    const reopened = await ImageStore.open(join(dir.path, "store"));
+    await reopened.beginVersion("img-c", 1, manifest, { project: "prj_a" });
+    expect(await reopened.missingChunksOfUpload("img-c", 1, "prj_a")).toEqual([]);
+    expect((await reopened.completeVersion("img-c", 1, "prj_a")).state).toBe("available");
+    expect(await reopened.missingChunksOfUpload("img-b", 1, "prj_b")).toHaveLength(distinct - 1);
+    await reopened.close();
+  });
+});
+
+describe("ImageStore after a crash between the steps of a commit", () => {
+  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  let data: Buffer;
+  let manifest: Manifest;
+  let storeDir: string;
+  beforeEach(async () => {
+    dir = await temporaryDir("commit-crash");
+    data = seededBytes(2 << 20, 71);
+    await writeFile(join(dir.path, "v1.raw"), data);
+    manifest = await chunkFile(join(dir.path, "v1.raw"));
+    storeDir = join(dir.path, "store");
+  });
+  afterEach(async () => {
+    await dir.remove();
+  });
+
+  it("removes an orphan image and stale records, and the pending version commits again", async () => {
+    const store = await ImageStore.open(storeDir);
+    await store.beginVersion("img-a", 1, manifest);
+    await putChunks(store, manifest, data);
+    await store.close();
+    // What a crash left: the image renamed into place before its record said available (the
+    // order before this fix), a pending record over another version's manifest, temporaries.
+    await writeFile(join(storeDir, "images", "img-0123456789abcdef.img"), data);
+    const other = await chunkFile(join(dir.path, "v1.raw"));
+    await mkdir(join(storeDir, "versions", "img-b"));
+    await writeFile(
+      join(storeDir, "versions", "img-b", "1.json"),
+      JSON.stringify({ imageId: "img-b", version: 1, state: "pending", size: 1, digest: "0".repeat(64) }),
+    );
+    await writeFile(join(storeDir, "versions", "img-b", "1.manifest"), encodeManifest(other));
+    await writeFile(join(storeDir, "versions", "img-a", "2.json.tmp"), "{");
+    await writeFile(join(storeDir, "versions", "img-a", "3.manifest"), encodeManifest(other));
+
+    const reopened = await ImageStore.open(storeDir);
+    expect(await readdir(join(storeDir, "images"))).toEqual([]);
+    expect(reopened.getVersion("img-b", 1)).toBeUndefined();
+    expect((await readdir(join(storeDir, "versions", "img-a"))).sort()).toEqual(["1.json", "1.manifest"]);
+    expect(reopened.getVersion("img-a", 1)?.state).toBe("pending");
+    const record = await reopened.completeVersion("img-a", 1);
+    expect(await readdir(join(storeDir, "images"))).toEqual([`${record.localId}.img`]);
+    expect((await readFile(reopened.imagePath(record.localId as string))).equals(data)).toBe(true);
+    await reopened.close();
+  });
+
+  it("renames into place an image whose available record was written before the crash", async () => {
+    const store = await ImageStore.open(storeDir);
+    await store.beginVersion("img-a", 1, manifest);
+    await putChunks(store, manifest, data);
+    const { localId } = await store.completeVersion("img-a", 1);
+    await store.beginVersion("img-gone", 1, manifest);
+    await putChunks(store, manifest, data);
+    const gone = await store.completeVersion("img-gone", 1);
+    await store.close();
+    // The record says available; the crash came before the rename (img-a), or took the image
+    // file with it (img-gone: nothing to serve, the version is forgotten and pulled again).
+    await rename(
+      join(storeDir, "images", `${localId}.img`),
+      join(storeDir, "versions", "img-a", "1.partial"),
+    );
+    await rm(join(storeDir, "images", `${gone.localId}.img`));
+
+    const reopened = await ImageStore.open(storeDir);
+    expect(reopened.getVersion("img-a", 1)).toMatchObject({ state: "available", localId });
+    expect((await readFile(reopened.imagePath(localId as string))).equals(data)).toBe(true);
+    expect(await readdir(join(storeDir, "versions", "img-a"))).not.toContain("1.partial");
+    expect(reopened.getVersion("img-gone", 1)).toBeUndefined();
+    await reopened.beginVersion("img-gone", 1, manifest);
+    expect((await reopened.completeVersion("img-gone", 1)).state).toBe("available");
+    await reopened.close();
   });
 });
 

@@ -13,10 +13,19 @@ export async function temporaryDir(prefix: string): Promise<{ path: string; remo
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
+export const TEST_PROJECT = "prj_test";
+
 export interface TestKeys {
   privateKey: CryptoKey;
   publicKeyFile: string;
-  token(imageId: string, version: number, datacenter: string, action: TransferAction): Promise<string>;
+  /** A transfer token; an upload token names `projectId` (the same test project by default). */
+  token(
+    imageId: string,
+    version: number,
+    datacenter: string,
+    action: TransferAction,
+    projectId?: string,
+  ): Promise<string>;
 }
 
 export async function createTestKeys(dir: string): Promise<TestKeys> {
@@ -27,8 +36,14 @@ export async function createTestKeys(dir: string): Promise<TestKeys> {
   return {
     privateKey,
     publicKeyFile,
-    token: (imageId, version, datacenter, action) =>
-      signTransferToken(privateKey, { imageId, version, datacenter, action }),
+    token: (imageId, version, datacenter, action, projectId = TEST_PROJECT) =>
+      signTransferToken(privateKey, {
+        imageId,
+        version,
+        datacenter,
+        action,
+        ...(action === "upload" ? { projectId } : {}),
+      }),
   };
 }
 

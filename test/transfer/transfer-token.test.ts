@@ -68,6 +68,15 @@ describe("transfer tokens", async () => {
     await expect(verifier.verify(token, expected)).rejects.toMatchObject({ code: "TOKEN_WRONG_ACTION" });
   });
 
+  it("carries the project of an upload, and refuses an upload token that names none", async () => {
+    const upload = { ...claims, action: "upload" as const };
+    const uploadExpected = { ...expected, action: "upload" as const };
+    const scoped = await signTransferToken(ed.privateKey, { ...upload, projectId: "prj_a" }, { keyId: "ed" });
+    await expect(verifier.verify(scoped, uploadExpected)).resolves.toEqual({ ...upload, projectId: "prj_a" });
+    const old = await signTransferToken(ed.privateKey, upload, { keyId: "ed" });
+    await expect(verifier.verify(old, uploadExpected)).rejects.toMatchObject({ code: "TOKEN_INVALID" });
+  });
+
   it("refuses an expired token", async () => {
     const token = await signTransferToken(ed.privateKey, claims, { keyId: "ed", lifetimeSeconds: -120 });
     await expect(verifier.verify(token, expected)).rejects.toMatchObject({ code: "TOKEN_EXPIRED" });

@@ -1,9 +1,10 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signTransferToken } from "../../regional-manager/auth/transfer-token.ts";
 import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
 import { sha256Hex } from "../../regional-manager/store/digest.ts";
-import { encodeManifest, type Manifest } from "../../regional-manager/store/manifest.ts";
+import { decodeDigestList, encodeManifest, type Manifest } from "../../regional-manager/store/manifest.ts";
 import { RECORD_HEADER_BYTES, writeRecordHeader } from "../../regional-manager/transfer/chunk-records.ts";
 import { type UploadProgress, uploadImage } from "../../regional-manager/upload-client.ts";
 import {
@@ -280,5 +281,84 @@ describe("upload to the origin manager", () => {
         version: 1,
       }),
     ).rejects.toMatchObject({ status: 422, code: "IMAGE_DIGEST_MISMATCH" });
+  });
+
+  it("answers an upload only about its own project's chunks, and commits only what was sent", async () => {
+    // Project A holds an image; project B builds one that shares most of its chunks.
+    const theirs = seededBytes(2 << 20, 47);
+    const mine = Buffer.concat([theirs.subarray(0, 3 << 19), seededBytes(1 << 19, 48)]);
+    const [theirsPath, minePath] = [join(dir.path, "a.raw"), join(dir.path, "b.raw")];
+    await writeFile(theirsPath, theirs);
+    await writeFile(minePath, mine);
+    const tokenOf = (imageId: string, project: string) => keys.token(imageId, 1, "dc-a", "upload", project);
+    await uploadImage({
+      path: theirsPath,
+      managerUrl: manager.url,
+      token: await tokenOf("img-a-held", "prj_a"),
+      imageId: "img-a-held",
+      version: 1,
+    });
+
+    const manifest = await chunkFile(minePath);
+    const held = new Set((await chunkFile(theirsPath)).chunks.map((c) => c.digest));
+    const shared = manifest.chunks.filter((c) => !c.zero && held.has(c.digest)).map((c) => c.digest);
+    expect(shared.length).toBeGreaterThan(0);
+    const base = `${manager.url}/v1/uploads/img-b/versions/1`;
+    const headers = { authorization: `Bearer ${await tokenOf("img-b", "prj_b")}` };
+    const asked = await fetch(`${base}/manifest`, { method: "PUT", headers, body: encodeManifest(manifest) });
+    // Every data chunk is asked for, the shared ones too: nothing tells B what A stores.
+    const data = manifest.chunks.filter((c) => !c.zero);
+    expect(Number(asked.headers.get("x-missing-chunks"))).toBe(new Set(data.map((c) => c.digest)).size);
+    expect(decodeDigestList(Buffer.from(await asked.arrayBuffer()))).toEqual(expect.arrayContaining(shared));
+
+    // B sends only what A does not hold, and commits: refused, the shared chunks were never sent.
+    const own = manifest.chunks
+      .map((c, i) => [c, i] as const)
+      .filter(([c]) => !c.zero && !shared.includes(c.digest));
+    const sent = await fetch(`${base}/chunks`, {
+      method: "POST",
+      headers,
+      body: records(own.map(([c, i]) => [c.digest, chunkAt(manifest, mine, i)])),
+    });
+    expect(await sent.json()).toEqual({ received: own.length, stored: own.length });
+    const commit = await fetch(`${base}/commit`, { method: "POST", headers });
+    expect(commit.status).toBe(409);
+    expect(await commit.json()).toMatchObject({ code: "VERSION_INCOMPLETE" });
+    // Sending them (proof it has them) completes the upload.
+    const rest = await uploadImage({
+      path: minePath,
+      managerUrl: manager.url,
+      token: headers.authorization.slice(7),
+      imageId: "img-b",
+      version: 1,
+    });
+    expect(rest.chunksSent).toBe(new Set(shared).size);
+    expect(rest.record).toMatchObject({ state: "available", digest: sha256Hex(mine) });
+
+    // Within a project, an image reuses the chunks of another: A's second image sends only its own.
+    const again = await uploadImage({
+      path: minePath,
+      managerUrl: manager.url,
+      token: await tokenOf("img-a-second", "prj_a"),
+      imageId: "img-a-second",
+      version: 1,
+    });
+    expect(again.chunksSent).toBe(new Set(own.map(([c]) => c.digest)).size);
+  });
+
+  it("refuses an upload token that names no project (signed before the claim existed)", async () => {
+    const old = await signTransferToken(keys.privateKey, {
+      imageId: "img-old",
+      version: 1,
+      datacenter: "dc-a",
+      action: "upload",
+    });
+    const response = await fetch(`${manager.url}/v1/uploads/img-old/versions/1/manifest`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${old}` },
+      body: encodeManifest(await chunkFile(imagePath)),
+    });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toMatchObject({ code: "TOKEN_INVALID" });
   });
 });

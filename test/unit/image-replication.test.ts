@@ -1,7 +1,7 @@
 // The decisions behind replication: where a version goes (planDistribution) and which
 // replicas are collected (collectableReplicas), as plain functions.
 import { describe, expect, it } from "vitest";
-import { replicaKey } from "../../api/catalog/replicas.ts";
+import { mayFetchSources, mayReport, replicaKey } from "../../api/catalog/replicas.ts";
 import {
   type CollectionCandidate,
   collectableReplicas,
@@ -199,5 +199,26 @@ describe("replicaIdleSecondsFrom", () => {
     expect(() => replicaIdleSecondsFrom({ GLOBALVM_REPLICA_IDLE_SECONDS: "soon" })).toThrow(
       /GLOBALVM_REPLICA_IDLE_SECONDS must be a positive number/,
     );
+  });
+});
+
+describe("what a manager may do with an image version", () => {
+  const business = (replica: string | undefined, booted = false) => ({ replica, booted });
+
+  it("fetches sources only for a pull it was asked to make or an instance it boots", () => {
+    expect(mayFetchSources(business("pending"))).toBe(true);
+    expect(mayFetchSources(business("transferring"))).toBe(true);
+    expect(mayFetchSources(business(undefined, true))).toBe(true);
+    // Held, failed (asked again through pending) or being dropped: nothing to pull.
+    for (const state of [undefined, "available", "failed", "stale"])
+      expect(mayFetchSources(business(state))).toBe(false);
+  });
+
+  it("reports only where the catalog expects a copy, or an upload to the origin region", () => {
+    expect(mayReport(business("stale"), { state: "failed" }, false)).toBe(true);
+    expect(mayReport(business(undefined, true), { state: "transferring" }, false)).toBe(true);
+    expect(mayReport(business(undefined), { state: "available" }, true)).toBe(true);
+    expect(mayReport(business(undefined), { state: "transferring" }, true)).toBe(false);
+    expect(mayReport(business(undefined), { state: "available" }, false)).toBe(false);
   });
 });

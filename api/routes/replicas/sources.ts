@@ -4,9 +4,9 @@ import { idSchema } from "../../../schemas/common.ts";
 import { ReplicaSourcesSchema } from "../../../schemas/managers.ts";
 import { requireManager } from "../../auth.ts";
 import { datacenterStatus } from "../../catalog/mappers.ts";
+import { mayFetchSources, versionBusiness, versionNotFound } from "../../catalog/replicas.ts";
 import { datacenters, imageReplicas, images, imageVersions } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
-import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
 
 export const route = createRoute({
@@ -19,6 +19,7 @@ export const route = createRoute({
   request: { params: z.object({ id: idSchema("image"), version: z.coerce.number().int().min(1) }) },
   responses: {
     200: jsonResponse(ReplicaSourcesSchema, "The version and its sources, live ones first."),
+    // 404 also when the caller's datacenter has no pull of the version to make (see mayFetchSources).
     ...problemResponses(400, 401, 403, 404),
   },
 });
@@ -29,12 +30,21 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { id, version } = c.req.valid("param");
     const { db, now, transferTokens } = c.get("services");
     const [row] = await db
-      .select({ digest: imageVersions.digest, size: imageVersions.size, format: images.format })
+      .select({
+        digest: imageVersions.digest,
+        size: imageVersions.size,
+        format: images.format,
+        projectId: images.projectId,
+      })
       .from(imageVersions)
       .innerJoin(images, eq(images.id, imageVersions.imageId))
       .where(and(eq(imageVersions.imageId, id), eq(imageVersions.version, version)))
       .limit(1);
-    if (!row) throw errors.notFound("image version", `${id}@${version}`);
+    // Another project's image looks like one that does not exist.
+    const asked = principal.datacenter
+      ? mayFetchSources(await versionBusiness(db, principal.datacenter.name, id, version))
+      : true; // an admin
+    if (!row || !asked) throw versionNotFound(id, version);
     const holders = await db
       .select({ datacenter: datacenters })
       .from(imageReplicas)
@@ -70,7 +80,15 @@ export function register(app: OpenAPIHono<AppEnv>) {
       })),
     );
     return c.json(
-      { image_id: id, version, digest: row.digest, size: row.size, format: row.format as "raw", sources },
+      {
+        image_id: id,
+        version,
+        project_id: row.projectId,
+        digest: row.digest,
+        size: row.size,
+        format: row.format as "raw",
+        sources,
+      },
       200,
     );
   });
