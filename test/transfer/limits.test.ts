@@ -17,6 +17,7 @@ import {
   seededBytes,
   startManager,
   stopAllManagers,
+  TEST_PROJECT,
   type TestKeys,
   temporaryDir,
 } from "./helpers.ts";
@@ -152,6 +153,7 @@ describe("a manager's upload limits", () => {
       version: 6,
       datacenter: "dc-a",
       action: "upload",
+      projectId: TEST_PROJECT,
       maxBytes: 1 << 20,
     });
     const answer = await putManifest(zeroRunManifest(8), 6, token);
@@ -167,6 +169,7 @@ describe("a manager's upload limits", () => {
       version: 7,
       datacenter: "dc-a",
       action: "upload",
+      projectId: TEST_PROJECT,
       maxBytes: 1 << 20,
     });
     const declared = await fetch(url, {
