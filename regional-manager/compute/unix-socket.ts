@@ -1,5 +1,6 @@
 // Connecting to a unix socket that a just-started process is still setting up, and making
 // the listening socket a child process inherits.
+import { randomBytes } from "node:crypto";
 import { renameSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { basename, dirname, join } from "node:path";
@@ -36,9 +37,13 @@ export interface ListeningUnixSocket {
   close(): void;
 }
 
-/** Where a socket is bound before it is moved into place: a name one byte longer than `path`. */
+/**
+ * Where a socket is bound before it is moved into place: a short random name beside `path`,
+ * never longer than `path` itself, so a path that fits sun_path binds too.
+ */
 export function bindingPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}`);
+  const name = `.${randomBytes(3).toString("hex")}`;
+  return join(dirname(path), name.length < basename(path).length ? name : `.${basename(path)}`);
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   type InstanceState,
   type InstanceStatus,
 } from "../../regional-manager/compute/types.ts";
+import { listenUnixSocket } from "../../regional-manager/compute/unix-socket.ts";
 import { checkMemoryAvailable, validateInstanceSpec } from "../../regional-manager/compute/validation.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
 import { guestSpec } from "./support.ts";
@@ -338,5 +339,30 @@ describe("reconciliation after a restart", () => {
       reason: "the guest reset itself",
     });
     expect(plan.report.map((entry) => entry.instanceId)).not.toContain("orphan");
+  });
+});
+
+describe("sockets handed to QEMU", () => {
+  it("a data dir whose console socket path is 107 bytes, the most a unix socket takes, is accepted", async () => {
+    const root = mkdtempSync(join(tmpdir(), "gv-sock-"));
+    const instanceId = "ins_01m8xkhj4303cdgap9h2p93h66";
+    const tail = `/instances/${instanceId}/console.sock`;
+    const dataDir = join(root, "d".repeat(107 - root.length - 1 - tail.length));
+    const driver = createComputeDriver("qemu", {
+      dataDir,
+      metadata: new MetadataService(),
+      capacity: { vcpus: 1, memoryMb: 256 },
+      accelerator: "tcg",
+    });
+    try {
+      expect(Buffer.byteLength(`${dataDir}${tail}`)).toBe(107);
+      await driver.create(guestSpec(instanceId));
+      const socket = await listenUnixSocket(`${dataDir}${tail}`);
+      socket.close();
+      expect(statSync(`${dataDir}${tail}`).isSocket()).toBe(true);
+      await driver.delete(instanceId);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -57,12 +57,7 @@ import {
   type InstanceState,
   type InstanceStatus,
 } from "../types.ts";
-import {
-  bindingPath,
-  connectUnixSocket,
-  type ListeningUnixSocket,
-  listenUnixSocket,
-} from "../unix-socket.ts";
+import { connectUnixSocket, type ListeningUnixSocket, listenUnixSocket } from "../unix-socket.ts";
 import { checkMemoryAvailable, validateInstanceId, validateInstanceSpec } from "../validation.ts";
 import { buildOverlayArgs, buildQemuArgs, CHILD_FDS } from "./command-line.ts";
 import { instanceProcesses, isInstanceProcess, isProcessRunning } from "./process.ts";
@@ -162,7 +157,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
   async create(spec: InstanceSpec): Promise<InstanceStatus> {
     validateInstanceSpec(spec, this.#options.capacity);
     const dir = join(this.#instancesDir, spec.instanceId);
-    if (Buffer.byteLength(bindingPath(join(dir, "console.sock"))) > MAX_SOCKET_PATH) {
+    if (Buffer.byteLength(join(dir, "console.sock")) > MAX_SOCKET_PATH) {
       throw new ComputeError(
         "invalid-argument",
         `instance ${spec.instanceId}: its socket paths under dataDir ${this.#options.dataDir} would exceed ${MAX_SOCKET_PATH} bytes; use a shorter dataDir`,
