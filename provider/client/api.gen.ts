@@ -1095,6 +1095,11 @@ export interface components {
             format: "raw" | "qcow2" | "iso";
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
             image_id: string;
+            /**
+             * @description The image's project: the manager scopes its answers about stored chunks by it.
+             * @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b
+             */
+            project_id: string;
             size: number;
             sources: {
                 /** @example web */
