@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
+import { makeBackedQcow2 } from "../store/hostile-images.ts";
 import { loosePermissions } from "../support/permissions.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
 import { type CliResult, runCli } from "./run-cli.ts";
@@ -229,19 +230,7 @@ describe("globalvm up", () => {
   });
 
   it("image push of a qcow2 naming a backing file fails with the reason; the image stays awaiting upload", async () => {
-    execFileSync("qemu-img", [
-      "create",
-      "-q",
-      "-f",
-      "qcow2",
-      "-u",
-      "-b",
-      "/etc/passwd",
-      "-F",
-      "raw",
-      hostileFile,
-      "1M",
-    ]);
+    makeBackedQcow2(hostileFile, "/etc/passwd");
     const pushed = await cli(first, [
       "image",
       "push",

@@ -20,7 +20,7 @@ import {
 } from "../../regional-manager/compute/index.ts";
 import { SANDBOX } from "../../regional-manager/compute/qemu/command-line.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
-import { makeHostileImages } from "../store/hostile-images.ts";
+import { makeBackedQcow2, makeHostileImages } from "../store/hostile-images.ts";
 import { ensureGuestImage, GUEST_IMAGE, guestSpec, killRecordedVms } from "./support.ts";
 
 /** The regular files a process holds open. */
@@ -121,19 +121,7 @@ describe("a QEMU that follows no chain", () => {
       execFileSync("qemu-img", ["info", "--output=json", GUEST_IMAGE], { encoding: "utf8" }),
     )["virtual-size"] as number;
     rmSync(image);
-    execFileSync("qemu-img", [
-      "create",
-      "-q",
-      "-f",
-      "qcow2",
-      "-u",
-      "-b",
-      "/etc/passwd",
-      "-F",
-      "raw",
-      image,
-      String(size),
-    ]);
+    makeBackedQcow2(image, "/etc/passwd", size);
     const { pid } = await driver.start("tampered");
     if (pid === undefined) throw new Error("no pid");
     expect(openFiles(pid)).not.toContain("/etc/passwd");

@@ -24,24 +24,22 @@ function qemuImg(dir: string, ...args: string[]): void {
   execFileSync("qemu-img", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
 }
 
+/** A qcow2 at `path` whose header names `backing` (a host file, absolute or relative) as its backing file. */
+export function makeBackedQcow2(path: string, backing: string, size: string | number = "1M"): void {
+  execFileSync(
+    "qemu-img",
+    ["create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "raw", path, String(size)],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+}
+
 /** Each hostile image of issue #12, finding 1, in `dir`. */
 export async function makeHostileImages(dir: string): Promise<HostileImage[]> {
   const at = (name: string) => join(dir, name);
-  qemuImg(dir, "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", "absolute.qcow2", "1M");
-  qemuImg(
-    dir,
-    "create",
-    "-q",
-    "-f",
-    "qcow2",
-    "-u",
-    "-b",
-    "../../../secrets.json",
-    "-F",
-    "raw",
-    "relative.qcow2",
-    "1M",
-  );
+  makeBackedQcow2(at("absolute.qcow2"), "/etc/passwd");
+  makeBackedQcow2(at("relative.qcow2"), "../../../secrets.json");
   qemuImg(
     dir,
     "create",
