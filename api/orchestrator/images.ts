@@ -6,10 +6,10 @@
 // asks managers and follows the catalog, and can be re-run from the top after a crash.
 import { and, eq, inArray } from "drizzle-orm";
 import { datacenterStatus } from "../catalog/mappers.ts";
+import { startOperation } from "../catalog/operations.ts";
 import { replicaKey, replicasInUse } from "../catalog/replicas.ts";
 import { datacenters, imageReplicas, images, imageVersions, operations } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
-import { startOperation } from "./queue.ts";
 import { type OperationContext, PermanentError } from "./runner.ts";
 
 /** How long an unused replica outside the policy is kept before it is collected (default 1 h). */

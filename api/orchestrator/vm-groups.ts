@@ -6,6 +6,7 @@
 import { and, asc, desc, eq, gte, inArray, isNotNull, isNull, ne } from "drizzle-orm";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
 import type { CatalogDb } from "../catalog/db.ts";
+import { startOperation } from "../catalog/operations.ts";
 import { loadPlacementFacts } from "../catalog/placement-facts.ts";
 import { datacenters, imageReplicas, images, imageVersions, instances, vmGroups } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
@@ -21,7 +22,6 @@ import {
   waitForDatacenter,
 } from "./manager-client.ts";
 import { choosePlacement, placementRequestOf, summarizeRefusals } from "./placement.ts";
-import { startOperation } from "./queue.ts";
 import { type OperationContext, PermanentError } from "./runner.ts";
 
 export const READY_TIMEOUT_MS = 10 * 60_000;
