@@ -1,5 +1,5 @@
 import { and, asc, eq } from "drizzle-orm";
-import type { PlacementDatacenter, PlacementInput } from "../orchestrator/placement.ts";
+import type { PlacementDatacenter, PlacementInput } from "../placement-types.ts";
 import type { CatalogDb } from "./db.ts";
 import { datacenterStatus } from "./mappers.ts";
 import { datacenters, imageReplicas, vmGroups } from "./schema.ts";

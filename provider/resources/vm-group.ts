@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import {
   parseReferencedAttribute,
   REFERENCEABLE_ATTRIBUTES_TEXT,
-} from "../../api/orchestrator/dependencies.ts";
+} from "../../schemas/vm-group-references.ts";
 import { type ApiClient, expectData, type Operation, problemError, type Schemas } from "../client/client.ts";
 import {
   type AttributePath,
