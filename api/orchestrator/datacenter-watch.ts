@@ -12,7 +12,7 @@ import {
   replicasToVerify,
   unrecordedReplicasOfRunningInstances,
 } from "../catalog/datacenter-health.ts";
-import { HEARTBEAT_THRESHOLDS } from "../catalog/mappers.ts";
+import { HEARTBEAT_THRESHOLDS } from "../catalog/datacenter-status.ts";
 import type { Services } from "../env.ts";
 import { askToReplicate } from "./images.ts";
 import { getInstanceOnManager, ManagerCallError } from "./manager-client.ts";

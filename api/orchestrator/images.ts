@@ -5,7 +5,7 @@
 // Decisions are the plain functions planDistribution and collectableReplicas; the rest
 // asks managers and follows the catalog, and can be re-run from the top after a crash.
 import { and, eq, inArray } from "drizzle-orm";
-import { datacenterStatus } from "../catalog/mappers.ts";
+import { datacenterStatus } from "../catalog/datacenter-status.ts";
 import { startOperation } from "../catalog/operations.ts";
 import { replicaKey, replicasInUse } from "../catalog/replicas.ts";
 import { datacenters, imageReplicas, images, imageVersions, operations } from "../catalog/schema.ts";

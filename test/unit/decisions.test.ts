@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { datacenterStatus } from "../../api/catalog/mappers.ts";
+import { datacenterStatus } from "../../api/catalog/datacenter-status.ts";
 import { newId } from "../../api/ids.ts";
 import { decodePageToken, encodePageToken } from "../../api/pagination.ts";
 import { idSchema } from "../../schemas/common.ts";
