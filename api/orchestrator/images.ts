@@ -10,6 +10,7 @@ import { startOperation } from "../catalog/operations.ts";
 import { replicaKey, replicasInUse } from "../catalog/replicas.ts";
 import { datacenters, imageReplicas, images, imageVersions, operations } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
+import { ManagerCallError, managerOf, requestManager } from "./manager-client.ts";
 import { type OperationContext, PermanentError } from "./runner.ts";
 
 /** How long an unused replica outside the policy is kept before it is collected (default 1 h). */
@@ -18,7 +19,6 @@ export const REPLICA_IDLE_ENV = "GLOBALVM_REPLICA_IDLE_SECONDS";
 const TRANSFER_TIMEOUT_MS = 10 * 60_000;
 const ASKS_PER_TARGET = 3;
 
-type Datacenter = typeof datacenters.$inferSelect;
 type ReplicaRow = typeof imageReplicas.$inferSelect;
 type ImageRow = typeof images.$inferSelect;
 
@@ -225,22 +225,6 @@ export function policyGaps(input: {
 
 // ---- managers ---------------------------------------------------------------------------
 
-export class ManagerRefusal extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
-
-async function managerOf(services: Services, name: string): Promise<Datacenter> {
-  const [row] = await services.db.select().from(datacenters).where(eq(datacenters.name, name)).limit(1);
-  if (!row?.managerUrl) throw new Error(`datacenter ${name} has no registered manager`);
-  if (datacenterStatus(row.lastHeartbeatAt, services.now()) === "down")
-    throw new Error(`datacenter ${name} is down`);
-  return row;
-}
-
 async function askManager(
   services: Services,
   datacenter: string,
@@ -249,23 +233,18 @@ async function askManager(
   action: "replicate" | "drop",
   query = "",
 ): Promise<unknown> {
-  const target = await managerOf(services, datacenter);
+  // Replica work fails at once on a down datacenter: the policy or the collector asks again later.
+  const manager = await managerOf(services, datacenter, "fail");
   const { token } = await services.transferTokens.sign({ imageId, version, datacenter, action });
-  const answer = await fetch(
-    `${(target.managerUrl as string).replace(/\/+$/, "")}/v1/replicas/${imageId}/versions/${version}${query}`,
-    {
-      method: action === "replicate" ? "POST" : "DELETE",
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(60_000),
-    },
-  );
-  const text = await answer.text();
-  if (!answer.ok)
-    throw new ManagerRefusal(
-      answer.status,
-      `${datacenter} refused to ${action}: ${answer.status} ${text.slice(0, 300)}`,
-    );
-  return text ? JSON.parse(text) : null;
+  const answer = await requestManager({
+    managerUrl: manager.managerUrl,
+    token,
+    method: action === "replicate" ? "POST" : "DELETE",
+    path: `/v1/replicas/${imageId}/versions/${version}${query}`,
+    timeoutMs: 60_000,
+    describe: `${datacenter} refused to ${action}`,
+  });
+  return answer ?? null;
 }
 
 /** Has the datacenter's manager pull the version (it reports progress and the outcome itself). */
@@ -302,7 +281,7 @@ export async function dropReplica(
       .update(imageReplicas)
       .set({ state: marked.localId ? "available" : "failed" })
       .where(and(key, eq(imageReplicas.state, "stale")));
-    if (error instanceof ManagerRefusal && error.status === 409) return false;
+    if (error instanceof ManagerCallError && error.status === 409) return false;
     throw error;
   }
   await db.delete(imageReplicas).where(and(key, eq(imageReplicas.state, "stale")));
