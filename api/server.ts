@@ -9,13 +9,9 @@ import type { RetryPolicy } from "./catalog/job-queues.ts";
 import type { Services } from "./env.ts";
 import { applyHttpLimits, DEFAULT_HTTP_LIMITS, type HttpLimits, httpServerOptions } from "./http-limits.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
-import {
-  deleteImage,
-  distributeImage,
-  ReplicaCollector,
-  replicaIdleSecondsFrom,
-  replicateImage,
-} from "./orchestrator/images.ts";
+import { ReplicaCollector } from "./orchestrator/images/collector.ts";
+import { deleteImage, distributeImage, replicateImage } from "./orchestrator/images/handlers.ts";
+import { replicaIdleSecondsFrom } from "./orchestrator/images/plans.ts";
 import { type OperationHandlers, OperationRunner } from "./orchestrator/runner.ts";
 import { convergeVmGroup, deleteVmGroup } from "./orchestrator/vm-groups.ts";
 import { createServices } from "./services.ts";

@@ -9,7 +9,7 @@ import { datacenters, imageReplicas, images, operations, vmGroups } from "../../
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
-import type { ImageDeletionInput } from "../../orchestrator/images.ts";
+import type { ImageDeletionInput } from "../../orchestrator/images/handlers.ts";
 
 export const route = createRoute({
   method: "delete",
