@@ -5,17 +5,13 @@ import { preparePrivateDir } from "../common/private-dir.ts";
 import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
+import type { RetryPolicy } from "./catalog/job-queues.ts";
 import type { Services } from "./env.ts";
 import { applyHttpLimits, DEFAULT_HTTP_LIMITS, type HttpLimits, httpServerOptions } from "./http-limits.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
-import {
-  deleteImage,
-  distributeImage,
-  ReplicaCollector,
-  replicaIdleSecondsFrom,
-  replicateImage,
-} from "./orchestrator/images.ts";
-import type { RetryPolicy } from "./orchestrator/queue.ts";
+import { ReplicaCollector } from "./orchestrator/images/collector.ts";
+import { deleteImage, distributeImage, replicateImage } from "./orchestrator/images/handlers.ts";
+import { replicaIdleSecondsFrom } from "./orchestrator/images/plans.ts";
 import { type OperationHandlers, OperationRunner } from "./orchestrator/runner.ts";
 import { convergeVmGroup, deleteVmGroup } from "./orchestrator/vm-groups.ts";
 import { createServices } from "./services.ts";

@@ -1,44 +1,13 @@
 // The globalvm provider: provider-level configuration and the registry of resources and
 // data sources (written in provider/resources/ against the control-plane API).
 
-import { type ApiClient, checkReachable, createApiClient } from "./client/client.ts";
+import { checkReachable } from "./client/client.ts";
 import { defineProvider } from "./framework/definitions.ts";
+import { createProviderData, type GlobalvmProviderData } from "./provider-data.ts";
 import { imageDataSource, regionsDataSource } from "./resources/data-sources.ts";
 import { imageResource } from "./resources/image.ts";
 import { networkResource } from "./resources/network.ts";
 import { vmGroupResource } from "./resources/vm-group.ts";
-
-export interface GlobalvmProviderData {
-  endpoint: string;
-  token: string;
-  api: ApiClient;
-  /** Region names, fetched once per provider process (plan-time checks). */
-  regionNames(): Promise<Set<string>>;
-}
-
-export function createProviderData(
-  endpoint: string,
-  token: string,
-  fetchImpl?: typeof fetch,
-): GlobalvmProviderData {
-  const api = createApiClient({ endpoint, token, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
-  let regions: Promise<Set<string>> | undefined;
-  return {
-    endpoint,
-    token,
-    api,
-    regionNames() {
-      regions ??= api.GET("/v1/regions", { params: { query: { page_size: 100 } } }).then((result) => {
-        if (!result.data) {
-          regions = undefined;
-          return new Set<string>();
-        }
-        return new Set(result.data.items.map((region) => region.name));
-      });
-      return regions;
-    },
-  };
-}
 
 export const globalvmProvider = defineProvider<GlobalvmProviderData>({
   typeName: "globalvm",

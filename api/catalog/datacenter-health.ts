@@ -2,8 +2,8 @@
 // (nobody can vouch for them), and once its manager heartbeats again they are asked for again.
 import { and, eq, inArray, isNotNull, isNull, lt, ne, or } from "drizzle-orm";
 import type { DatacenterStatus } from "../../schemas/regions.ts";
+import { datacenterStatus, HEARTBEAT_THRESHOLDS, type HeartbeatThresholds } from "./datacenter-status.ts";
 import type { CatalogDb } from "./db.ts";
-import { datacenterStatus, HEARTBEAT_THRESHOLDS, type HeartbeatThresholds } from "./mappers.ts";
 import { datacenters, imageReplicas, instances, vmGroups } from "./schema.ts";
 
 export interface DatacenterHealth {

@@ -15,9 +15,14 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { type ConstructorOptions, fromPglite, PgBoss } from "pg-boss";
 import postgres from "postgres";
 import { preparePrivateDir, tightenTree } from "../../common/private-dir.ts";
-import { createOperationQueues } from "../orchestrator/queue.ts";
-import type { ChangeFeed } from "./operations.ts";
+import { createOperationQueues } from "./job-queues.ts";
 import * as schema from "./schema.ts";
+
+/** Tells and hears changes across the control-plane processes that share one Postgres. */
+export interface ChangeFeed {
+  listen(channel: string, onPayload: (payload: string) => void): Promise<void>;
+  notify(channel: string, payload: string): Promise<void>;
+}
 
 export type CatalogDb = PgDatabase<PgQueryResultHKT, typeof schema>;
 

@@ -1,18 +1,14 @@
-import { and, asc, eq, gt, inArray } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
+import { fromDrizzle, type PgBoss } from "pg-boss";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
 import { TERMINAL_OPERATION_STATES } from "../../schemas/operations.ts";
 import { newId } from "../ids.ts";
-import type { CatalogDb } from "./db.ts";
+import type { Catalog, CatalogDb, ChangeFeed } from "./db.ts";
+import { type OperationJob, operationQueueName } from "./job-queues.ts";
 import { operations } from "./schema.ts";
 
 type OperationRow = typeof operations.$inferSelect;
 type Kind = Operation["kind"];
-
-/** Tells and hears changes across the control-plane processes that share one Postgres. */
-export interface ChangeFeed {
-  listen(channel: string, onPayload: (payload: string) => void): Promise<void>;
-  notify(channel: string, payload: string): Promise<void>;
-}
 
 /** The channel (Postgres LISTEN/NOTIFY) an operation's change is told on, its ID the payload. */
 export const OPERATION_CHANNEL = "globalvm_operation_changed";
@@ -229,4 +225,34 @@ export async function waitForOperationChange(
     unsubscribe();
     signal?.removeEventListener("abort", wake);
   }
+}
+
+/**
+ * Schedules an operation's job in the transaction that inserted the operation, so that either
+ * both exist or neither does. An operation that starts out already ended (nothing to do) gets no
+ * job. Call inside `db.transaction(async (tx) => …)` with that `tx`.
+ */
+export async function enqueueOperation(jobs: PgBoss, tx: CatalogDb, operation: OperationRow): Promise<void> {
+  if (TERMINAL_OPERATION_STATES.includes(operation.state)) return;
+  const job: OperationJob = { operationId: operation.id };
+  await jobs.send(operationQueueName(operation.kind as Operation["kind"]), job, {
+    singletonKey: operation.id,
+    db: fromDrizzle(tx as Parameters<typeof fromDrizzle>[0], sql),
+  });
+}
+
+/**
+ * Records an operation and schedules its job, atomically (a savepoint when `db` is already a
+ * transaction, which is how routes call it: inside the transaction that makes the change).
+ */
+export async function startOperation(
+  db: CatalogDb,
+  services: { catalog: Pick<Catalog, "jobs"> },
+  fields: Parameters<typeof insertOperation>[1],
+): Promise<OperationRow> {
+  return db.transaction(async (tx) => {
+    const operation = await insertOperation(tx, fields);
+    await enqueueOperation(services.catalog.jobs, tx, operation);
+    return operation;
+  });
 }

@@ -1,7 +1,7 @@
 import { and, asc, eq } from "drizzle-orm";
-import type { PlacementDatacenter, PlacementInput } from "../orchestrator/placement.ts";
+import type { PlacementDatacenter, PlacementInput } from "../placement-types.ts";
+import { datacenterStatus } from "./datacenter-status.ts";
 import type { CatalogDb } from "./db.ts";
-import { datacenterStatus } from "./mappers.ts";
 import { datacenters, imageReplicas, vmGroups } from "./schema.ts";
 
 /** The catalog facts the placement decision needs: datacenters, image holdings, the project's load. */

@@ -2,10 +2,9 @@ import { and, eq, max, ne, sql } from "drizzle-orm";
 import type { ReplicaReport } from "../../schemas/managers.ts";
 import type { Services } from "../env.ts";
 import { errors } from "../errors.ts";
-import { startOperation } from "../orchestrator/queue.ts";
 import { rollGroupsFollowingImage } from "../orchestrator/vm-groups.ts";
 import type { CatalogDb } from "./db.ts";
-import type { OperationEvents } from "./operations.ts";
+import { type OperationEvents, startOperation } from "./operations.ts";
 import { datacenters, imageReplicas, images, imageVersions, instances, vmGroups } from "./schema.ts";
 
 /** What ties a datacenter to an image version in the catalog. */

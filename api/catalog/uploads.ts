@@ -2,8 +2,8 @@ import { and, asc, eq, isNotNull, max } from "drizzle-orm";
 import type { UploadTicket } from "../../schemas/managers.ts";
 import { errors } from "../errors.ts";
 import type { TransferTokenSigner } from "../signing.ts";
+import { datacenterStatus } from "./datacenter-status.ts";
 import type { CatalogDb } from "./db.ts";
-import { datacenterStatus } from "./mappers.ts";
 import { datacenters, type images, imageVersions } from "./schema.ts";
 
 /**

@@ -1,11 +1,11 @@
 import { and, eq, inArray } from "drizzle-orm";
-import type { MetadataReference } from "../../schemas/vm-groups.ts";
-import { errors, type FieldError } from "../errors.ts";
 import {
   findReferenceCycle,
   parseReferencedAttribute,
   REFERENCEABLE_ATTRIBUTES_TEXT,
-} from "../orchestrator/dependencies.ts";
+} from "../../schemas/vm-group-references.ts";
+import type { MetadataReference } from "../../schemas/vm-groups.ts";
+import { errors, type FieldError } from "../errors.ts";
 import type { CatalogDb } from "./db.ts";
 import { vmGroups } from "./schema.ts";
 

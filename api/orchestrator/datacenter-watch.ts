@@ -12,9 +12,9 @@ import {
   replicasToVerify,
   unrecordedReplicasOfRunningInstances,
 } from "../catalog/datacenter-health.ts";
-import { HEARTBEAT_THRESHOLDS } from "../catalog/mappers.ts";
+import { HEARTBEAT_THRESHOLDS } from "../catalog/datacenter-status.ts";
 import type { Services } from "../env.ts";
-import { askToReplicate } from "./images.ts";
+import { askToReplicate } from "./images/replica-calls.ts";
 import { getInstanceOnManager, ManagerCallError } from "./manager-client.ts";
 
 /** An unsettled instance no report touched for this long is checked with its manager. */

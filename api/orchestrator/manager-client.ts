@@ -1,9 +1,14 @@
-// How the control plane asks a regional manager to run instances: each call carries a
-// short-lived instance token (one datacenter, one instance) signed with the control plane's
-// keys, which the manager checks against the control plane's JWKS.
+// How the control plane asks a regional manager for something: one way to find a datacenter's
+// manager (the caller says whether a down datacenter is waited for or fails the step), one
+// request with one error (ManagerCallError). Instance calls carry a short-lived instance token
+// (one datacenter, one instance), replica calls a transfer token; both are signed with the
+// control plane's keys, which the manager checks against the control plane's JWKS.
+import { eq } from "drizzle-orm";
 import type { ManagerInstanceSpec, ManagerInstanceStatus } from "../../schemas/manager-instances.ts";
 import type { DatacenterStatus } from "../../schemas/regions.ts";
 import { datacenterStatusOf } from "../catalog/datacenter-health.ts";
+import { datacenterStatus } from "../catalog/datacenter-status.ts";
+import { datacenters } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
 import type { InstanceTokenSigner } from "../signing.ts";
 import { PermanentError } from "./runner.ts";
@@ -32,23 +37,51 @@ export class ManagerRefusedError extends PermanentError {
   readonly status = 400;
 }
 
-async function call(
-  target: ManagerTarget,
-  instanceId: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<unknown> {
-  const token = await target.signer.sign({ instanceId, datacenter: target.datacenter });
-  const url = `${target.managerUrl.replace(/\/+$/, "")}${path}`;
-  const response = await fetch(url, {
-    method,
+type Datacenter = typeof datacenters.$inferSelect;
+
+/**
+ * What a step does when the datacenter it needs is down: `wait` (bounded, see
+ * waitForDatacenter) for work that must happen there, `fail` at once for work another
+ * datacenter or a later pass can do instead.
+ */
+export type WhenDown = "wait" | "fail";
+
+/** The datacenter's catalog row, once it has a registered manager (and, per `whenDown`, is not down). */
+export async function managerOf(
+  services: Services,
+  name: string,
+  whenDown: WhenDown,
+): Promise<Datacenter & { managerUrl: string }> {
+  if (whenDown === "wait") await waitForDatacenter(services, name);
+  const [row] = await services.db.select().from(datacenters).where(eq(datacenters.name, name)).limit(1);
+  if (!row?.managerUrl) throw new Error(`datacenter ${name} has no registered manager`);
+  if (whenDown === "fail" && datacenterStatus(row.lastHeartbeatAt, services.now()) === "down")
+    throw new Error(`datacenter ${name} is down`);
+  return { ...row, managerUrl: row.managerUrl };
+}
+
+export interface ManagerRequest {
+  managerUrl: string;
+  token: string;
+  method: string;
+  path: string;
+  body?: unknown;
+  timeoutMs: number;
+  /** Begins the error message of a refusal, e.g. "manager of dc-a: GET /v1/instances/x". */
+  describe: string;
+}
+
+/** Sends one request to a manager; any answer but 2xx is a ManagerCallError. */
+export async function requestManager(request: ManagerRequest): Promise<unknown> {
+  const { body } = request;
+  const response = await fetch(`${request.managerUrl.replace(/\/+$/, "")}${request.path}`, {
+    method: request.method,
     headers: {
-      authorization: `Bearer ${token}`,
+      authorization: `Bearer ${request.token}`,
       ...(body === undefined ? {} : { "content-type": "application/json" }),
     },
     body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(target.timeoutMs ?? 30_000),
+    signal: AbortSignal.timeout(request.timeoutMs),
   });
   const text = await response.text();
   let parsed: { code?: string; detail?: string } | undefined;
@@ -58,15 +91,41 @@ async function call(
     parsed = undefined;
   }
   if (!response.ok) {
-    const message = `manager of ${target.datacenter}: ${method} ${path}: ${response.status} ${parsed?.detail ?? text.slice(0, 200)}`;
-    // The manager refused the request itself (a bad spec or path): asking again cannot help.
-    // Capacity (422) and conflicts (409) may clear, so those are retried.
-    if (response.status === 400) {
-      throw new ManagerRefusedError(parsed?.code ?? "manager_refused", message);
-    }
-    throw new ManagerCallError(response.status, parsed?.code, message);
+    throw new ManagerCallError(
+      response.status,
+      parsed?.code,
+      `${request.describe}: ${response.status} ${parsed?.detail ?? text.slice(0, 300)}`,
+    );
   }
   return parsed;
+}
+
+async function call(
+  target: ManagerTarget,
+  instanceId: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  const token = await target.signer.sign({ instanceId, datacenter: target.datacenter });
+  try {
+    return await requestManager({
+      managerUrl: target.managerUrl,
+      token,
+      method,
+      path,
+      body,
+      timeoutMs: target.timeoutMs ?? 30_000,
+      describe: `manager of ${target.datacenter}: ${method} ${path}`,
+    });
+  } catch (error) {
+    // The manager refused the request itself (a bad spec or path): asking again cannot help.
+    // Capacity (422) and conflicts (409) may clear, so those are retried.
+    if (error instanceof ManagerCallError && error.status === 400) {
+      throw new ManagerRefusedError(error.code ?? "manager_refused", error.message);
+    }
+    throw error;
+  }
 }
 
 /** Creates and starts the instance (idempotent); the manager pulls the image first if it lacks it. */

@@ -18,18 +18,18 @@
 import { and, eq, inArray } from "drizzle-orm";
 import type { JobWithMetadata, PgBoss } from "pg-boss";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
-import { failRunningOperation } from "../catalog/operations.ts";
-import { operations } from "../catalog/schema.ts";
-import type { Services } from "../env.ts";
 import {
   DEAD_OPERATIONS_QUEUE,
   type OperationJob,
   operationQueueName,
   type RetryPolicy,
   retrySettings,
-} from "./queue.ts";
+} from "../catalog/job-queues.ts";
+import { failRunningOperation } from "../catalog/operations.ts";
+import { operations } from "../catalog/schema.ts";
+import type { Services } from "../env.ts";
 
-export { MAX_ATTEMPTS } from "./queue.ts";
+export { MAX_ATTEMPTS } from "../catalog/job-queues.ts";
 
 type OperationRow = typeof operations.$inferSelect;
 

@@ -6,8 +6,16 @@
 import { and, asc, desc, eq, gte, inArray, isNotNull, isNull, ne } from "drizzle-orm";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
 import type { CatalogDb } from "../catalog/db.ts";
+import { startOperation } from "../catalog/operations.ts";
 import { loadPlacementFacts } from "../catalog/placement-facts.ts";
-import { datacenters, imageReplicas, images, imageVersions, instances, vmGroups } from "../catalog/schema.ts";
+import {
+  type datacenters,
+  imageReplicas,
+  images,
+  imageVersions,
+  instances,
+  vmGroups,
+} from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
 import { resolveReferences } from "./dependencies.ts";
@@ -16,12 +24,12 @@ import {
   deleteInstanceOnManager,
   ManagerCallError,
   type ManagerTarget,
+  managerOf,
   setInstanceMetadataOnManager,
   startInstanceOnManager,
   waitForDatacenter,
 } from "./manager-client.ts";
 import { choosePlacement, placementRequestOf, summarizeRefusals } from "./placement.ts";
-import { startOperation } from "./queue.ts";
 import { type OperationContext, PermanentError } from "./runner.ts";
 
 export const READY_TIMEOUT_MS = 10 * 60_000;
@@ -51,11 +59,12 @@ async function loadGroup(services: Services, id: string): Promise<Group> {
   return group;
 }
 
-async function managerOf(services: Services, name: string): Promise<ManagerTarget & { row: Datacenter }> {
+async function instanceTargetOf(
+  services: Services,
+  name: string,
+): Promise<ManagerTarget & { row: Datacenter }> {
   // A datacenter that is down makes the step wait (bounded) rather than fail at once.
-  await waitForDatacenter(services, name);
-  const [row] = await services.db.select().from(datacenters).where(eq(datacenters.name, name)).limit(1);
-  if (!row?.managerUrl) throw new Error(`datacenter ${name} has no registered manager`);
+  const row = await managerOf(services, name, "wait");
   return { datacenter: name, managerUrl: row.managerUrl, signer: services.instanceTokens, row };
 }
 
@@ -139,7 +148,7 @@ async function pushMetadata(services: Services, group: Group): Promise<void> {
   const metadata = await metadataOf(services, group);
   const rows = await groupInstances(services, group.id);
   for (const row of rows) {
-    const target = await managerOf(services, row.datacenter);
+    const target = await instanceTargetOf(services, row.datacenter);
     try {
       await setInstanceMetadataOnManager(target, row.id, metadata);
     } catch (error) {
@@ -225,7 +234,7 @@ async function reconcileInstances(services: Services, group: Group, datacenter: 
 }
 
 async function removeInstance(services: Services, row: InstanceRow) {
-  const target = await managerOf(services, row.datacenter);
+  const target = await instanceTargetOf(services, row.datacenter);
   try {
     await deleteInstanceOnManager(target, row.id);
   } catch (error) {
@@ -282,7 +291,7 @@ async function waitUntilReady(
     // Lost by a restarted manager, or failed to get its image: asked again (see instance-recovery.ts).
     const { reask, final: failed } = decideReask(current, reasked, Date.now());
     if (reask.length > 0) {
-      const target = await managerOf(services, datacenter);
+      const target = await instanceTargetOf(services, datacenter);
       const metadata = await metadataOf(services, group);
       for (const row of current.filter((r) => reask.includes(r.id)))
         await startOnManager(target, group, row, row.imageVersion ?? version, metadata);
@@ -392,7 +401,7 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
   const version = await versionOf(services, placed);
   const datacenter = await place(services, placed, version);
   const group = await loadGroup(services, placed.id);
-  const target = await managerOf(services, datacenter);
+  const target = await instanceTargetOf(services, datacenter);
   const rows = await reconcileInstances(services, group, datacenter, version);
 
   // Every current instance runs (a new one on the group's version, an existing one as it is).

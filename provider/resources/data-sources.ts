@@ -2,8 +2,8 @@
 // globalvm_image (one image by name or id).
 
 import { expectData } from "../client/client.ts";
-import type { GlobalvmProviderData } from "../globalvm-provider.ts";
 import { DiagnosticError, defineDataSource } from "../index.ts";
+import type { GlobalvmProviderData } from "../provider-data.ts";
 import { imageState, REPLICA_TYPE } from "./image.ts";
 
 const DATACENTER_TYPE = ["object", { name: "string", region: "string", status: "string" }] as const;

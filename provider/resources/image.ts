@@ -7,7 +7,6 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { isImageRefused, type UploadProgress, uploadImage } from "../../regional-manager/upload-client.ts";
 import { expectData, type Image } from "../client/client.ts";
-import type { GlobalvmProviderData } from "../globalvm-provider.ts";
 import {
   type CallContext,
   CtyNumber,
@@ -21,6 +20,7 @@ import {
   useStateForUnknown,
   valuesEqual,
 } from "../index.ts";
+import type { GlobalvmProviderData } from "../provider-data.ts";
 import { checkRegion, stringMap, stringSet } from "./values.ts";
 
 export const REPLICA_TYPE = [

@@ -3,7 +3,6 @@
 
 import { networkCidrProblem } from "../../schemas/ipv4.ts";
 import { expectData, type Network } from "../client/client.ts";
-import type { GlobalvmProviderData } from "../globalvm-provider.ts";
 import {
   type CallContext,
   CtyNumber,
@@ -12,6 +11,7 @@ import {
   requiresReplace,
   useStateForUnknown,
 } from "../index.ts";
+import type { GlobalvmProviderData } from "../provider-data.ts";
 import { numberOf, stringMap } from "./values.ts";
 
 function networkState(network: Network): ObjectValue {

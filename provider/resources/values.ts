@@ -1,7 +1,7 @@
 // Conversions between cty values and API JSON, and plan-time checks shared by resources.
 
-import type { GlobalvmProviderData } from "../globalvm-provider.ts";
 import { type AttributePath, CtyNumber, type CtyValue, DiagnosticError } from "../index.ts";
+import type { GlobalvmProviderData } from "../provider-data.ts";
 
 export function stringMap(value: CtyValue | undefined): Record<string, string> {
   const out: Record<string, string> = {};

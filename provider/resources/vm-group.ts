@@ -9,9 +9,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import {
   parseReferencedAttribute,
   REFERENCEABLE_ATTRIBUTES_TEXT,
-} from "../../api/orchestrator/dependencies.ts";
+} from "../../schemas/vm-group-references.ts";
 import { type ApiClient, expectData, type Operation, problemError, type Schemas } from "../client/client.ts";
-import type { GlobalvmProviderData } from "../globalvm-provider.ts";
 import {
   type AttributePath,
   type CallContext,
@@ -27,6 +26,7 @@ import {
   useStateForUnknown,
   valuesEqual,
 } from "../index.ts";
+import type { GlobalvmProviderData } from "../provider-data.ts";
 import { checkRegion, numberOf, parseDuration, stringMap } from "./values.ts";
 
 type CreateVmGroup = Schemas["CreateVmGroup"];

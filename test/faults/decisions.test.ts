@@ -1,7 +1,7 @@
 // The plain decisions behind the fault tests and datacenter-down handling: the heartbeat
 // thresholds, the bounded wait for a down datacenter, and what counts as a chunk sent again.
 import { describe, expect, it } from "vitest";
-import { datacenterStatus, heartbeatThresholds } from "../../api/catalog/mappers.ts";
+import { datacenterStatus, heartbeatThresholds } from "../../api/catalog/datacenter-status.ts";
 import {
   decideReask,
   noteReasked,

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { CtyNumber, type ObjectValue } from "../../provider/cty/values.ts";
 import { Diagnostics } from "../../provider/framework/diagnostics.ts";
 import { createLogger } from "../../provider/framework/logger.ts";
-import { createProviderData } from "../../provider/globalvm-provider.ts";
+import { createProviderData } from "../../provider/provider-data.ts";
 import { parseDuration } from "../../provider/resources/values.ts";
 import { createBody, idempotencyKey, vmGroupResource } from "../../provider/resources/vm-group.ts";
 

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { datacenterStatus } from "../../api/catalog/mappers.ts";
+import { datacenterStatus } from "../../api/catalog/datacenter-status.ts";
 import { newId } from "../../api/ids.ts";
-import { findReferenceCycle } from "../../api/orchestrator/dependencies.ts";
 import { decodePageToken, encodePageToken } from "../../api/pagination.ts";
 import { idSchema } from "../../schemas/common.ts";
 import { WaitDurationSchema } from "../../schemas/operations.ts";
+import { findReferenceCycle } from "../../schemas/vm-group-references.ts";
 
 describe("datacenterStatus", () => {
   const now = new Date("2026-11-22T12:00:00Z");

@@ -8,7 +8,7 @@ import {
   planDistribution,
   policyGaps,
   replicaIdleSecondsFrom,
-} from "../../api/orchestrator/images.ts";
+} from "../../api/orchestrator/images/plans.ts";
 
 const datacenters = [
   { name: "eu-west-a", region: "eu-west", up: true },

@@ -2,13 +2,15 @@ import { describe, expect, it } from "vitest";
 import {
   choosePlacement,
   formatBytes,
-  type PlacementConditions,
-  type PlacementDatacenter,
-  type PlacementInput,
-  type PlacementStrategy,
   placementRequestOf,
   summarizeRefusals,
 } from "../../api/orchestrator/placement.ts";
+import type {
+  PlacementConditions,
+  PlacementDatacenter,
+  PlacementInput,
+  PlacementStrategy,
+} from "../../api/placement-types.ts";
 
 const MiB = 1024 * 1024;
 

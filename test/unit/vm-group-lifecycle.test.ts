@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
   changesReferenceableValues,
-  parseReferencedAttribute,
   type ReferencedInstance,
   resolveReferences,
 } from "../../api/orchestrator/dependencies.ts";
 import { instancesToReplace, missingOrdinals } from "../../api/orchestrator/vm-groups.ts";
+import { parseReferencedAttribute } from "../../schemas/vm-group-references.ts";
 
 describe("missingOrdinals", () => {
   it("lists the ordinals below size that have no instance", () => {

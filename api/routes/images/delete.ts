@@ -4,13 +4,12 @@ import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage } from "../../catalog/images.ts";
-import { toOperation } from "../../catalog/operations.ts";
+import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { datacenters, imageReplicas, images, operations, vmGroups } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
-import type { ImageDeletionInput } from "../../orchestrator/images.ts";
-import { startOperation } from "../../orchestrator/queue.ts";
+import type { ImageDeletionInput } from "../../orchestrator/images/handlers.ts";
 
 export const route = createRoute({
   method: "delete",

@@ -3,15 +3,14 @@ import { and, asc, eq, isNotNull } from "drizzle-orm";
 import { idSchema, NameSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
+import { datacenterStatus } from "../../catalog/datacenter-status.ts";
 import { findImage, requireImageVersion } from "../../catalog/images.ts";
-import { datacenterStatus } from "../../catalog/mappers.ts";
-import { toOperation } from "../../catalog/operations.ts";
+import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { datacenters, imageReplicas } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
-import { startOperation } from "../../orchestrator/queue.ts";
 
 const ReplicateImageSchema = z
   .strictObject({

@@ -4,12 +4,12 @@ import { idSchema } from "../../../schemas/common.ts";
 import { ImageSchema, UpdateImageSchema } from "../../../schemas/images.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage, hydrateImages } from "../../catalog/images.ts";
+import { startOperation } from "../../catalog/operations.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { images } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
-import { startOperation } from "../../orchestrator/queue.ts";
 
 export const route = createRoute({
   method: "patch",

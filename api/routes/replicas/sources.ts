@@ -3,7 +3,7 @@ import { and, eq, isNotNull } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { ReplicaSourcesSchema } from "../../../schemas/managers.ts";
 import { requireManager } from "../../auth.ts";
-import { datacenterStatus } from "../../catalog/mappers.ts";
+import { datacenterStatus } from "../../catalog/datacenter-status.ts";
 import { mayFetchSources, versionBusiness, versionNotFound } from "../../catalog/replicas.ts";
 import { datacenters, imageReplicas, images, imageVersions } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";

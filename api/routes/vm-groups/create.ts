@@ -3,7 +3,7 @@ import { OperationSchema } from "../../../schemas/operations.ts";
 import { CreateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage, requireImageVersion } from "../../catalog/images.ts";
-import { toOperation } from "../../catalog/operations.ts";
+import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertWithinQuotas } from "../../catalog/quotas.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { vmGroups } from "../../catalog/schema.ts";
@@ -13,7 +13,6 @@ import { errors } from "../../errors.ts";
 import { withIdempotency } from "../../idempotency.ts";
 import { newId } from "../../ids.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
-import { startOperation } from "../../orchestrator/queue.ts";
 
 export const route = createRoute({
   method: "post",

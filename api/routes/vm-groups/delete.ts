@@ -3,13 +3,12 @@ import { eq } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
-import { toOperation } from "../../catalog/operations.ts";
+import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { vmGroups } from "../../catalog/schema.ts";
 import { findVmGroup } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
-import { startOperation } from "../../orchestrator/queue.ts";
 
 export const route = createRoute({
   method: "delete",

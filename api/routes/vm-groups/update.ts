@@ -5,14 +5,13 @@ import { OperationSchema } from "../../../schemas/operations.ts";
 import { UpdateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
 import { requireImageVersion } from "../../catalog/images.ts";
-import { toOperation } from "../../catalog/operations.ts";
+import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertWithinQuotas } from "../../catalog/quotas.ts";
 import { vmGroups } from "../../catalog/schema.ts";
 import { assertValidReferences, findVmGroup } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
-import { startOperation } from "../../orchestrator/queue.ts";
 
 export const route = createRoute({
   method: "patch",

@@ -6,13 +6,11 @@
 //
 // One queue per operation kind, so that a control plane only takes the kinds it has a handler
 // for, and a job of a kind nobody handles yet waits for a process that does.
-import { sql } from "drizzle-orm";
-import { fromDrizzle, type PgBoss, type Queue } from "pg-boss";
-import { OPERATION_KINDS, type Operation, TERMINAL_OPERATION_STATES } from "../../schemas/operations.ts";
-import type { CatalogDb } from "../catalog/db.ts";
-import { insertOperation } from "../catalog/operations.ts";
-import type { operations } from "../catalog/schema.ts";
-import type { Services } from "../env.ts";
+//
+// The queues live beside the catalog (pg-boss in its own schema of the same database) and are
+// created with it by the catalog's migrate(); enqueueOperation in ./operations.ts sends to them.
+import type { PgBoss, Queue } from "pg-boss";
+import { OPERATION_KINDS, type Operation } from "../../schemas/operations.ts";
 
 /** What an operation's job carries: only the ID, the catalog holds the rest. */
 export interface OperationJob {
@@ -82,36 +80,4 @@ export async function createOperationQueues(boss: PgBoss): Promise<void> {
     if (!existing.has(name)) await boss.createQueue(name, OPERATION_QUEUE);
     await boss.findJobs(name, { id: NO_JOB_ID });
   }
-}
-
-type OperationRow = typeof operations.$inferSelect;
-
-/**
- * Schedules an operation's job in the transaction that inserted the operation, so that either
- * both exist or neither does. An operation that starts out already ended (nothing to do) gets no
- * job. Call inside `db.transaction(async (tx) => …)` with that `tx`.
- */
-export async function enqueueOperation(jobs: PgBoss, tx: CatalogDb, operation: OperationRow): Promise<void> {
-  if (TERMINAL_OPERATION_STATES.includes(operation.state)) return;
-  const job: OperationJob = { operationId: operation.id };
-  await jobs.send(operationQueueName(operation.kind as Operation["kind"]), job, {
-    singletonKey: operation.id,
-    db: fromDrizzle(tx as Parameters<typeof fromDrizzle>[0], sql),
-  });
-}
-
-/**
- * Records an operation and schedules its job, atomically (a savepoint when `db` is already a
- * transaction, which is how routes call it: inside the transaction that makes the change).
- */
-export async function startOperation(
-  db: CatalogDb,
-  services: Pick<Services, "catalog">,
-  fields: Parameters<typeof insertOperation>[1],
-): Promise<OperationRow> {
-  return db.transaction(async (tx) => {
-    const operation = await insertOperation(tx, fields);
-    await enqueueOperation(services.catalog.jobs, tx, operation);
-    return operation;
-  });
 }

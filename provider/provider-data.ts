@@ -1,0 +1,36 @@
+// What the provider's configure() hands every resource and data source: the configured
+// control-plane client. Its own module so that provider/resources/ need not import the
+// provider that lists them.
+import { type ApiClient, createApiClient } from "./client/client.ts";
+
+export interface GlobalvmProviderData {
+  endpoint: string;
+  token: string;
+  api: ApiClient;
+  /** Region names, fetched once per provider process (plan-time checks). */
+  regionNames(): Promise<Set<string>>;
+}
+
+export function createProviderData(
+  endpoint: string,
+  token: string,
+  fetchImpl?: typeof fetch,
+): GlobalvmProviderData {
+  const api = createApiClient({ endpoint, token, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  let regions: Promise<Set<string>> | undefined;
+  return {
+    endpoint,
+    token,
+    api,
+    regionNames() {
+      regions ??= api.GET("/v1/regions", { params: { query: { page_size: 100 } } }).then((result) => {
+        if (!result.data) {
+          regions = undefined;
+          return new Set<string>();
+        }
+        return new Set(result.data.items.map((region) => region.name));
+      });
+      return regions;
+    },
+  };
+}
