@@ -5,7 +5,9 @@
 // declared one is not (CVE-2024-32498 is this hole in OpenStack). Pure: the caller reads the
 // bytes (the verified image, at commit and again before a boot).
 import type { FileHandle } from "node:fs/promises";
-import type { ImageFormat } from "./image-store.ts";
+
+/** The formats a stored image may have (the API's IMAGE_FORMATS). */
+export type ImageFormat = "raw" | "qcow2" | "iso";
 
 /**
  * How many leading bytes an inspection needs (fewer when the image is smaller): the ISO 9660

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { replaceFileDurably, syncDirectory } from "./files.ts";
-import { inspectImageFile } from "./format-inspector.ts";
+import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
 import {
   type ChunkRef,
   checkManifestLimits,
@@ -20,7 +20,7 @@ import {
 } from "./manifest.ts";
 import { layoutOf, PartialImage, PartialImageWriter } from "./partial-image.ts";
 
-export type ImageFormat = "raw" | "qcow2" | "iso";
+export type { ImageFormat } from "./format-inspector.ts";
 export type VersionState = "pending" | "available";
 
 /** What the store knows about one image version held (or being received) in this datacenter. */
