@@ -1,13 +1,18 @@
 import type { Server } from "node:http";
 import { type ServerType, serve } from "@hono/node-server";
 import { ConfigurationError } from "../common/configuration-error.ts";
+import {
+  applyHttpLimits,
+  DEFAULT_HTTP_LIMITS,
+  type HttpLimits,
+  httpServerOptions,
+} from "../common/http-limits.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
 import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { RetryPolicy } from "./catalog/job-queues.ts";
 import type { Services } from "./env.ts";
-import { applyHttpLimits, DEFAULT_HTTP_LIMITS, type HttpLimits, httpServerOptions } from "./http-limits.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
 import { ReplicaCollector } from "./orchestrator/images/collector.ts";
 import { deleteImage, distributeImage, replicateImage } from "./orchestrator/images/handlers.ts";

@@ -5,14 +5,14 @@
 // have signed has expired, then they are deleted.
 import { asc, inArray } from "drizzle-orm";
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JSONWebKeySet, type JWK } from "jose";
-import { type InstanceClaims, signInstanceToken } from "../regional-manager/auth/instance-token.ts";
-import { signTransferToken, type TransferClaims } from "../regional-manager/auth/transfer-token.ts";
+import { CONTROL_PLANE_TOKEN_ISSUER } from "../common/tokens/control-plane-jwt.ts";
+import { type InstanceClaims, signInstanceToken } from "../common/tokens/instance-token.ts";
+import { signTransferToken, type TransferClaims } from "../common/tokens/transfer-token.ts";
 import type { CatalogDb } from "./catalog/db.ts";
 import { signingKeys } from "./catalog/schema.ts";
 import { newId } from "./ids.ts";
 import { type KeyEncryptionKey, unwrapPrivateJwk, wrapPrivateJwk } from "./signing-key-wrap.ts";
 
-export const TRANSFER_TOKEN_ISSUER = "globalvm-control-plane";
 export const TRANSFER_TOKEN_LIFETIME_SECONDS = 15 * 60;
 export const INSTANCE_TOKEN_LIFETIME_SECONDS = 5 * 60;
 /** Managers' clocks may run behind ours by this much; a retired key verifies this much longer. */
@@ -178,7 +178,7 @@ export function transferTokenSigner(keyring: SigningKeyring): TransferTokenSigne
       const { kid, privateKey } = await keyring.current();
       const token = await signTransferToken(privateKey, claims, {
         keyId: kid,
-        issuer: TRANSFER_TOKEN_ISSUER,
+        issuer: CONTROL_PLANE_TOKEN_ISSUER,
         lifetimeSeconds: TRANSFER_TOKEN_LIFETIME_SECONDS,
       });
       return { token, expiresAt: new Date(Date.now() + TRANSFER_TOKEN_LIFETIME_SECONDS * 1000) };
@@ -197,7 +197,7 @@ export function instanceTokenSigner(keyring: SigningKeyring): InstanceTokenSigne
       const { kid, privateKey } = await keyring.current();
       return signInstanceToken(privateKey, claims, {
         keyId: kid,
-        issuer: TRANSFER_TOKEN_ISSUER,
+        issuer: CONTROL_PLANE_TOKEN_ISSUER,
         lifetimeSeconds: INSTANCE_TOKEN_LIFETIME_SECONDS,
       });
     },

@@ -19,9 +19,9 @@ import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { uploadImage } from "../client/upload.ts";
 import { createComputeDriver } from "../regional-manager/compute/index.ts";
 import { MetadataService } from "../regional-manager/metadata/index.ts";
-import { uploadImage } from "../regional-manager/upload-client.ts";
 import {
   ensureGuestImage,
   guestSpec,

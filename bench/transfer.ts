@@ -29,9 +29,9 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { parseArgs, promisify } from "node:util";
-import { chunkFile } from "../regional-manager/store/chunk-file.ts";
-import { DEFAULT_CHUNKING } from "../regional-manager/store/chunking.ts";
-import { uploadImage } from "../regional-manager/upload-client.ts";
+import { uploadImage } from "../client/upload.ts";
+import { chunkFile } from "../common/image-format/chunk-file.ts";
+import { DEFAULT_CHUNKING } from "../common/image-format/chunking.ts";
 import {
   createTestKeys,
   type ManagerProcess,

@@ -1,8 +1,7 @@
 // Which control plane a client command talks to, and as whom: --endpoint/--token, else
 // GLOBALVM_ENDPOINT/GLOBALVM_TOKEN. Calls go through the client generated from the served
-// OpenAPI document (provider/client), so the CLI is one more real consumer of it.
-import { type ApiClient, createApiClient, expectData, type Problem } from "../provider/client/client.ts";
-import { DiagnosticError } from "../provider/framework/diagnostics.ts";
+// OpenAPI document (client/api.ts), so the CLI is one more real consumer of it.
+import { type ApiClient, ApiError, createApiClient, expectData, type Problem } from "../client/api.ts";
 import { CommandFailure, parseCommandLine, positionalArgs } from "./command.ts";
 
 export const CONNECTION_OPTIONS = {
@@ -58,7 +57,7 @@ export function expectAnswer<T>(
 }
 
 export function asCommandFailure(error: unknown): unknown {
-  if (error instanceof DiagnosticError) return new CommandFailure(error.message, error.detail);
+  if (error instanceof ApiError) return new CommandFailure(error.message, error.detail);
   return error;
 }
 

@@ -1,5 +1,5 @@
 // Plain functions that turn values into the text the CLI prints.
-import type { UploadProgress } from "../regional-manager/upload-client.ts";
+import type { UploadProgress } from "../client/upload.ts";
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 

@@ -1,7 +1,7 @@
 // globalvm image push | ls | show
 import { open, stat } from "node:fs/promises";
-import type { ApiClient, Image } from "../provider/client/client.ts";
-import { isImageRefused, uploadImage } from "../regional-manager/upload-client.ts";
+import type { ApiClient, Image } from "../client/api.ts";
+import { isImageRefused, uploadImage } from "../client/upload.ts";
 import {
   type Command,
   CommandFailure,

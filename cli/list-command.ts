@@ -1,5 +1,5 @@
 // The `ls` subcommands (image ls, vm-group ls): every page of one list, as a table or as JSON.
-import type { ApiClient } from "../provider/client/client.ts";
+import type { ApiClient } from "../client/api.ts";
 import { type Command, EXIT_OK, parseCommandLine } from "./command.ts";
 import { CONNECTION_OPTIONS, connect, listAll, resolveConnection } from "./connection.ts";
 import { formatTable } from "./format.ts";

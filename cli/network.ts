@@ -1,5 +1,5 @@
 // globalvm network ls | show
-import type { ApiClient, Network } from "../provider/client/client.ts";
+import type { ApiClient, Network } from "../client/api.ts";
 import { type Command, CommandFailure, commandGroup, EXIT_OK } from "./command.ts";
 import { CONNECTION_HELP, findByIdOrName, oneArgumentCommandLine, pageQuery } from "./connection.ts";
 import { formatFields } from "./format.ts";

@@ -1,7 +1,8 @@
 // globalvm operation watch ID: follows an operation with long-polls until it is done.
-import type { Operation } from "../provider/client/client.ts";
+import { ApiError, type Operation } from "../client/api.ts";
+import { followOperation } from "../client/operations.ts";
 import { type Command, CommandFailure, commandGroup, EXIT_FAILURE, EXIT_OK, UsageError } from "./command.ts";
-import { CONNECTION_HELP, callApi, expectAnswer, oneArgumentCommandLine } from "./connection.ts";
+import { asCommandFailure, CONNECTION_HELP, oneArgumentCommandLine } from "./connection.ts";
 import { formatBytes } from "./format.ts";
 import { progressWriter } from "./progress.ts";
 
@@ -40,22 +41,18 @@ const watch: Command = {
   async run(args) {
     const { argument: id, json, client } = oneArgumentCommandLine(args, WATCH_USAGE, "ID", checkOperationId);
     const progress = progressWriter();
-    let operation: Operation | undefined;
-    let wait: string | undefined;
-    for (;;) {
-      const answer = await callApi(() =>
-        client.GET("/v1/operations/{id}", {
-          params: { path: { id }, query: wait ? { wait } : {} },
-        }),
-      );
-      if (answer.response.status === 404)
+    const operation = await followOperation(
+      client,
+      { id },
+      {
+        onProgress: (current) =>
+          progress.update(formatOperationProgress(current), `${current.state} ${current.progress.step}`),
+      },
+    ).catch((error: unknown) => {
+      if (error instanceof ApiError && error.status === 404)
         throw new CommandFailure(`no operation ${id} visible to this token`);
-      operation = expectAnswer(`get operation ${id}`, answer);
-      const line = formatOperationProgress(operation);
-      progress.update(line, `${operation.state} ${operation.progress.step}`);
-      if (operation.done) break;
-      wait = "30s";
-    }
+      throw asCommandFailure(error);
+    });
     progress.done();
     if (json) process.stdout.write(`${JSON.stringify(operation)}\n`);
     else if (operation.state === "succeeded") process.stdout.write(`operation ${id} succeeded\n`);

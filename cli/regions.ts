@@ -1,5 +1,5 @@
 // globalvm regions: every region and its datacenters, with their managers' status.
-import type { Schemas } from "../provider/client/client.ts";
+import type { Schemas } from "../client/api.ts";
 import { type Command, EXIT_OK, parseCommandLine } from "./command.ts";
 import { CONNECTION_HELP, CONNECTION_OPTIONS, connect, listAll, resolveConnection } from "./connection.ts";
 import { formatTable } from "./format.ts";

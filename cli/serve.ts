@@ -3,7 +3,7 @@
 // The services are imported when a command runs, so that --help and the client commands
 // start without loading the control plane.
 import type { CatalogLocation } from "../api/catalog/db.ts";
-import type { HttpLimits } from "../api/http-limits.ts";
+import type { HttpLimits } from "../common/http-limits.ts";
 import {
   type Command,
   CommandFailure,

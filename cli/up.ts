@@ -8,11 +8,11 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
-// Types only: the services are imported when `up` runs, so that --help starts fast.
-import type { HttpLimits } from "../api/http-limits.ts";
 import type { RunningControlPlane } from "../api/server.ts";
+import { type ApiClient, createApiClient } from "../client/api.ts";
+// Types only: the services are imported when `up` runs, so that --help starts fast.
+import type { HttpLimits } from "../common/http-limits.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
-import { type ApiClient, createApiClient } from "../provider/client/client.ts";
 import type { RegionalManagerLimits, RunningRegionalManager } from "../regional-manager/service.ts";
 import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError } from "./command.ts";
 import { callApi, expectAnswer, listAll } from "./connection.ts";

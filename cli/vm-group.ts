@@ -1,5 +1,5 @@
 // globalvm vm-group ls | show
-import type { ApiClient, Schemas, VmGroup } from "../provider/client/client.ts";
+import type { ApiClient, Schemas, VmGroup } from "../client/api.ts";
 import { type Command, CommandFailure, commandGroup, EXIT_OK } from "./command.ts";
 import { CONNECTION_HELP, findByIdOrName, listAll, oneArgumentCommandLine, pageQuery } from "./connection.ts";
 import { formatFields, formatTable } from "./format.ts";

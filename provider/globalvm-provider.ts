@@ -1,7 +1,7 @@
 // The globalvm provider: provider-level configuration and the registry of resources and
 // data sources (written in provider/resources/ against the control-plane API).
 
-import { checkReachable } from "./client/client.ts";
+import { checkReachable } from "../client/api.ts";
 import { defineProvider } from "./framework/definitions.ts";
 import { createProviderData, type GlobalvmProviderData } from "./provider-data.ts";
 import { imageDataSource, regionsDataSource } from "./resources/data-sources.ts";

@@ -1,7 +1,7 @@
 // What the provider's configure() hands every resource and data source: the configured
 // control-plane client. Its own module so that provider/resources/ need not import the
 // provider that lists them.
-import { type ApiClient, createApiClient } from "./client/client.ts";
+import { type ApiClient, createApiClient } from "../client/api.ts";
 
 export interface GlobalvmProviderData {
   endpoint: string;

@@ -15,20 +15,19 @@ import {
   DEFAULT_HTTP_LIMITS,
   type HttpLimits,
   httpServerOptions,
-} from "../api/http-limits.ts";
-import { TRANSFER_TOKEN_ISSUER } from "../api/signing.ts";
+} from "../common/http-limits.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
+import { CONTROL_PLANE_TOKEN_ISSUER, controlPlaneKeys } from "../common/tokens/control-plane-jwt.ts";
+import { createInstanceTokenVerifier } from "../common/tokens/instance-token.ts";
+import { createTransferTokenVerifier } from "../common/tokens/transfer-token.ts";
 import type { Capacity } from "../schemas/regions.ts";
-import { controlPlaneKeys } from "./auth/control-plane-jwt.ts";
-import { createInstanceTokenVerifier } from "./auth/instance-token.ts";
-import { createTransferTokenVerifier } from "./auth/transfer-token.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { createInstanceApp } from "./instances/app.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
-import type { ManifestLimits } from "./store/manifest.ts";
+import type { ManifestLimits } from "./store/manifest-limits.ts";
 import { createTransferApp } from "./transfer/app.ts";
 import { problem, problemFromError, problemResponse } from "./transfer/problems.ts";
 import { type PullProgress, pullImageVersion } from "./transfer/pull.ts";
@@ -62,7 +61,7 @@ export interface RegionalManagerOptions {
   controlPlaneKeysFile?: string;
 }
 
-/** The limits one manager puts on uploads (store/manifest.ts) and on guests (metadata/service.ts). */
+/** The limits one manager puts on uploads (store/manifest-limits.ts) and on guests (metadata/service.ts). */
 export type RegionalManagerLimits = ManifestLimits & GuestAttributeLimits;
 
 export interface RunningRegionalManager {
@@ -109,7 +108,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const verifier = createTransferTokenVerifier({
     keys,
     datacenter: options.datacenter,
-    issuer: TRANSFER_TOKEN_ISSUER,
+    issuer: CONTROL_PLANE_TOKEN_ISSUER,
   });
 
   const pulls = new AbortController();
@@ -163,7 +162,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const instanceVerifier = createInstanceTokenVerifier({
     keys,
     datacenter: options.datacenter,
-    issuer: TRANSFER_TOKEN_ISSUER,
+    issuer: CONTROL_PLANE_TOKEN_ISSUER,
   });
   const app = new Hono();
   app.get("/healthz", (c) => c.json({ status: "ok", datacenter: options.datacenter }));

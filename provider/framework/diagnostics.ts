@@ -1,6 +1,8 @@
 // Diagnostics in the shape Terraform shows them: severity, summary, detail and the
 // attribute path Terraform underlines in the configuration.
 
+import { ApiError } from "../../client/api.ts";
+
 /**
  * A path into a resource's value: a string step is an attribute (or block) name, a number
  * an index into a list, set or tuple, and `{ key }` a key of a map or map-nested block.
@@ -55,7 +57,8 @@ export class DiagnosticError extends Error {
 }
 
 export function diagnosticFromError(error: unknown, summaryPrefix?: string): Diagnostic {
-  if (error instanceof DiagnosticError) {
+  // The API client's ApiErrors carry the same summary, detail and path.
+  if (error instanceof DiagnosticError || error instanceof ApiError) {
     return {
       severity: "error",
       summary: error.message,

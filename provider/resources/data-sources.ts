@@ -1,7 +1,7 @@
 // Data sources: globalvm_regions (every region with its datacenters and their status) and
 // globalvm_image (one image by name or id).
 
-import { expectData } from "../client/client.ts";
+import { expectData } from "../../client/api.ts";
 import { DiagnosticError, defineDataSource } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { imageState, REPLICA_TYPE } from "./image.ts";

@@ -5,8 +5,8 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { isImageRefused, type UploadProgress, uploadImage } from "../../regional-manager/upload-client.ts";
-import { expectData, type Image } from "../client/client.ts";
+import { expectData, type Image } from "../../client/api.ts";
+import { isImageRefused, type UploadProgress, uploadImage } from "../../client/upload.ts";
 import {
   type CallContext,
   CtyNumber,

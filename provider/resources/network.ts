@@ -1,8 +1,8 @@
 // globalvm_network: a project's private IPv4 network, spanning every region. Its range and
 // subnet size are fixed (a change replaces it); its name and labels change in place.
 
+import { expectData, type Network } from "../../client/api.ts";
 import { networkCidrProblem } from "../../schemas/ipv4.ts";
-import { expectData, type Network } from "../client/client.ts";
 import {
   type CallContext,
   CtyNumber,

@@ -5,12 +5,12 @@
 // logging step, bytes and rate at INFO.
 
 import { createHash } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
+import { type ApiClient, expectData, type Operation, type Schemas } from "../../client/api.ts";
+import { followOperation } from "../../client/operations.ts";
 import {
   parseReferencedAttribute,
   REFERENCEABLE_ATTRIBUTES_TEXT,
 } from "../../schemas/vm-group-references.ts";
-import { type ApiClient, expectData, type Operation, problemError, type Schemas } from "../client/client.ts";
 import {
   type AttributePath,
   type CallContext,
@@ -138,51 +138,30 @@ export interface WaitOptions {
  * the next apply re-attaches) or Terraform asks the provider to stop.
  */
 export async function waitForOperation(api: ApiClient, operation: Operation, options: WaitOptions) {
-  const deadline = Date.now() + options.timeoutMs;
-  let current = operation;
   let last = { at: Date.now(), bytes: operation.progress.bytes_done };
-  while (!current.done) {
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) {
-      throw new DiagnosticError(`Timed out waiting for ${options.what}`, {
-        detail: `Operation ${current.id} is still ${current.state} (step ${current.progress.step ?? "none"}) after ${Math.round(options.timeoutMs / 1000)} s. It keeps running on the control plane; apply again to re-attach to it, or raise \`timeouts\`.`,
+  const current = await followOperation(api, operation, {
+    timeoutMs: options.timeoutMs,
+    signal: options.signal,
+    ...(options.pollWait ? { pollWait: options.pollWait } : {}),
+    onProgress: (current) => {
+      if (current === operation) return;
+      const now = Date.now();
+      const seconds = Math.max((now - last.at) / 1000, 1e-3);
+      const rate = Math.max(0, current.progress.bytes_done - last.bytes) / seconds;
+      last = { at: now, bytes: current.progress.bytes_done };
+      options.log.info(`${options.what}: ${current.state}`, {
+        operation: current.id,
+        step: current.progress.step,
+        bytes_done: current.progress.bytes_done,
+        bytes_total: current.progress.bytes_total,
+        rate_bytes_per_second: Math.round(rate),
+        progress: `${current.progress.step ?? current.state} ${formatBytes(current.progress.bytes_done)}${current.progress.bytes_total ? ` of ${formatBytes(current.progress.bytes_total)}` : ""} at ${formatBytes(rate)}/s`,
       });
-    }
-    options.signal.throwIfAborted();
-    const signal = AbortSignal.any([options.signal, AbortSignal.timeout(remaining + 5000)]);
-    const result = await api
-      .GET("/v1/operations/{id}", {
-        params: { path: { id: current.id }, query: { wait: options.pollWait ?? "30s" } },
-        signal,
-      })
-      .catch((error: unknown) => {
-        if (options.signal.aborted) throw error;
-        if (signal.aborted) return null; // our own deadline: loop and report the timeout
-        throw error;
-      });
-    if (!result) continue;
-    if (!result.data) {
-      // A transient answer (5xx) should not lose the operation: wait a little and ask again.
-      if (result.response.status >= 500) {
-        await sleep(Math.min(2000, Math.max(0, deadline - Date.now())), undefined, {
-          signal: options.signal,
-        });
-        continue;
-      }
-      throw problemError(`Following operation ${current.id}`, result.response, result.error as never);
-    }
-    current = result.data;
-    const now = Date.now();
-    const seconds = Math.max((now - last.at) / 1000, 1e-3);
-    const rate = Math.max(0, current.progress.bytes_done - last.bytes) / seconds;
-    last = { at: now, bytes: current.progress.bytes_done };
-    options.log.info(`${options.what}: ${current.state}`, {
-      operation: current.id,
-      step: current.progress.step,
-      bytes_done: current.progress.bytes_done,
-      bytes_total: current.progress.bytes_total,
-      rate_bytes_per_second: Math.round(rate),
-      progress: `${current.progress.step ?? current.state} ${formatBytes(current.progress.bytes_done)}${current.progress.bytes_total ? ` of ${formatBytes(current.progress.bytes_total)}` : ""} at ${formatBytes(rate)}/s`,
+    },
+  });
+  if (!current.done) {
+    throw new DiagnosticError(`Timed out waiting for ${options.what}`, {
+      detail: `Operation ${current.id} is still ${current.state} (step ${current.progress.step ?? "none"}) after ${Math.round(options.timeoutMs / 1000)} s. It keeps running on the control plane; apply again to re-attach to it, or raise \`timeouts\`.`,
     });
   }
   if (current.state !== "succeeded") {

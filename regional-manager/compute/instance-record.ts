@@ -1,7 +1,7 @@
 // What a driver remembers of an instance on disk, so that a restarted manager can take it over.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { replaceFileDurablySync } from "../store/files.ts";
+import { replaceFileDurablySync } from "../../common/files.ts";
 import type { InstanceSpec, InstanceState } from "./types.ts";
 
 export interface InstanceRecord {

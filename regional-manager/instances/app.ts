@@ -9,8 +9,8 @@
 //   GET    /v1/instances/{id}/console   the last bytes of the serial console
 import { Hono } from "hono";
 import type { z } from "zod";
+import type { InstanceTokenVerifier } from "../../common/tokens/instance-token.ts";
 import { ManagerInstanceMetadataSchema, ManagerInstanceSpecSchema } from "../../schemas/manager-instances.ts";
-import type { InstanceTokenVerifier } from "../auth/instance-token.ts";
 import { ComputeError, type ComputeErrorCode } from "../compute/index.ts";
 import { type Problem, problem, problemFromError, problemResponse } from "../transfer/problems.ts";
 import type { InstanceManager } from "./instance-manager.ts";

@@ -1,8 +1,8 @@
 import { type FileHandle, mkdir, open, readdir, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { DIGEST_BYTES } from "./digest.ts";
+import { readFully, syncDirectory, writeFileDurably } from "../../common/files.ts";
+import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
 import { asStoreError, StoreError, verifyChunk } from "./errors.ts";
-import { readFully, syncDirectory, writeFileDurably } from "./files.ts";
 
 /*
  * Chunks live in append-only pack files, never one file per chunk. A pack is a sequence of

@@ -1,4 +1,4 @@
-import { sha256Hex } from "./digest.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
 
 /** Errors the store raises, each with a stable code the HTTP layer maps to a problem+json. */
 export type StoreErrorCode =

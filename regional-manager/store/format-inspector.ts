@@ -5,9 +5,9 @@
 // declared one is not (CVE-2024-32498 is this hole in OpenStack). Pure: the caller reads the
 // bytes (the verified image, at commit and again before a boot).
 import type { FileHandle } from "node:fs/promises";
+import type { ImageFormat } from "../../common/image-format/formats.ts";
 
-/** The formats a stored image may have (the API's IMAGE_FORMATS). */
-export type ImageFormat = "raw" | "qcow2" | "iso";
+export type { ImageFormat } from "../../common/image-format/formats.ts";
 
 /**
  * How many leading bytes an inspection needs (fewer when the image is smaller): the ISO 9660

@@ -1,46 +1,25 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
-import { asStoreError, StoreError } from "./errors.ts";
-import { replaceFileDurably, syncDirectory } from "./files.ts";
-import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
+import { replaceFileDurably, syncDirectory } from "../../common/files.ts";
 import {
   type ChunkRef,
-  checkManifestLimits,
-  DEFAULT_MANIFEST_LIMITS,
   decodeManifest,
   encodeManifest,
   type Manifest,
   type ManifestExpectations,
-  type ManifestLimits,
   missingChunkRefs,
   referencedDigests,
   validateManifest,
-} from "./manifest.ts";
+} from "../../common/image-format/manifest.ts";
+import type { VersionRecord } from "../../common/image-format/version-record.ts";
+import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
+import { asStoreError, StoreError } from "./errors.ts";
+import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
+import { checkManifestLimits, DEFAULT_MANIFEST_LIMITS, type ManifestLimits } from "./manifest-limits.ts";
 import { layoutOf, PartialImage, PartialImageWriter } from "./partial-image.ts";
 
-export type { ImageFormat } from "./format-inspector.ts";
-export type VersionState = "pending" | "available";
-
-/** What the store knows about one image version held (or being received) in this datacenter. */
-export interface VersionRecord {
-  imageId: string;
-  version: number;
-  state: VersionState;
-  size: number;
-  digest: string;
-  format: ImageFormat;
-  chunkCount: number;
-  /** Assigned when the version becomes available; the compute driver opens `imagePath(localId)`. */
-  localId?: string;
-  /**
-   * The image's project, from the upload token or the control plane's sources: an upload of
-   * that project may reuse the chunks of this version once it is available. Absent in records
-   * written before it existed: such a version is reused by no upload.
-   */
-  project?: string;
-}
+export type { ImageFormat, VersionRecord, VersionState } from "../../common/image-format/version-record.ts";
 
 const IMAGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LOCAL_ID_PATTERN = /^img-[0-9a-f]{16}$/;

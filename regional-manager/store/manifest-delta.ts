@@ -1,5 +1,5 @@
-import { DIGEST_BYTES } from "./digest.ts";
-import { type ChunkRef, type Manifest, ManifestError } from "./manifest.ts";
+import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
+import { type ChunkRef, type Manifest, ManifestError } from "../../common/image-format/manifest.ts";
 
 /*
  * A manifest sent as a difference from one the receiver already holds (the stale index):

@@ -1,10 +1,10 @@
 import { type FileHandle, open, rm } from "node:fs/promises";
+import { readFully } from "../../common/files.ts";
+import { isAllZero, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkStore } from "./chunk-store.ts";
-import { isAllZero, sha256Hex, zeroChunkDigest } from "./digest.ts";
 import { asStoreError, StoreError, verifyChunk } from "./errors.ts";
 import { FileHasher } from "./file-hasher.ts";
-import { readFully } from "./files.ts";
-import type { Manifest } from "./manifest.ts";
 
 /*
  * The image of a version being received, written in place: every chunk that arrives is

@@ -3,30 +3,29 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import {
-  type TransferAction,
-  type TransferClaims,
-  TransferTokenError,
-  type TransferTokenVerifier,
-} from "../auth/transfer-token.ts";
-import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
-import { DIGEST_BYTES } from "../store/digest.ts";
-import { StoreError } from "../store/errors.ts";
-import type { ImageFormat, ImageStore } from "../store/image-store.ts";
+import { ChunkRecordDecoder, ChunkRecordError } from "../../common/image-format/chunk-records.ts";
+import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
 import {
   type ChunkRef,
-  checkImageSize,
   decodeDigestList,
   decodeManifest,
   encodeDigestList,
   encodeManifest,
   type Manifest,
   ManifestError,
-  readManifestBody,
-} from "../store/manifest.ts";
+} from "../../common/image-format/manifest.ts";
+import {
+  type TransferAction,
+  type TransferClaims,
+  TransferTokenError,
+  type TransferTokenVerifier,
+} from "../../common/tokens/transfer-token.ts";
+import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
+import { StoreError } from "../store/errors.ts";
+import type { ImageFormat, ImageStore } from "../store/image-store.ts";
 import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
+import { checkImageSize, readManifestBody } from "../store/manifest-limits.ts";
 import { BufferPool } from "./buffer-pool.ts";
-import { ChunkRecordDecoder, ChunkRecordError } from "./chunk-records.ts";
 import { problem, problemFromError, problemResponse } from "./problems.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
@@ -98,7 +97,7 @@ export const transferRoutes = {
       params: VersionParams,
       query: z.object({ format: z.enum(["raw", "qcow2", "iso"]).optional() }),
       body: {
-        content: binary("Binary manifest (see regional-manager/store/manifest.ts)").content,
+        content: binary("Binary manifest (see common/image-format/manifest.ts)").content,
         required: true,
       },
     },

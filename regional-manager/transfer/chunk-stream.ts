@@ -1,7 +1,7 @@
 import { connect as connectTcp, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
-import { ChunkRecordError } from "./chunk-records.ts";
-import { problemError } from "./http-client.ts";
+import { problemError } from "../../common/binary-http.ts";
+import { ChunkRecordError } from "../../common/image-format/chunk-records.ts";
 
 /*
  * The pull's hot path: one POST .../chunks answered by the data of the chunks asked for,

@@ -1,7 +1,8 @@
-import { TransferTokenError } from "../auth/transfer-token.ts";
+import { TransferHttpError } from "../../common/binary-http.ts";
+import { ChunkRecordError } from "../../common/image-format/chunk-records.ts";
+import { ManifestError } from "../../common/image-format/manifest.ts";
+import { TransferTokenError } from "../../common/tokens/transfer-token.ts";
 import { StoreError, type StoreErrorCode } from "../store/errors.ts";
-import { ManifestError } from "../store/manifest.ts";
-import { ChunkRecordError } from "./chunk-records.ts";
 
 /** RFC 9457 problem details with a stable `code` (and the offending `field` for validation). */
 export interface Problem {
@@ -67,16 +68,4 @@ export function problemResponse(p: Problem): Response {
     status: p.status,
     headers: { "content-type": "application/problem+json" },
   });
-}
-
-/** Error thrown by transfer clients when a manager answers with a problem. */
-export class TransferHttpError extends Error {
-  readonly status: number;
-  readonly code: string;
-  constructor(status: number, code: string, detail: string) {
-    super(`${code} (${status}): ${detail}`);
-    this.name = "TransferHttpError";
-    this.status = status;
-    this.code = code;
-  }
 }

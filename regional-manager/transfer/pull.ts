@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { binaryRequest, readAll } from "../../common/binary-http.ts";
+import { batchByBytes } from "../../common/image-format/chunk-records.ts";
+import { decodeManifest, encodeDigestList, type Manifest } from "../../common/image-format/manifest.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
-import { type ChunkRef, decodeManifest, encodeDigestList, type Manifest } from "../store/manifest.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
 import { streamChunkData } from "./chunk-stream.ts";
-import { binaryRequest, readAll } from "./http-client.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 
 /** A manager holding the version, and a `read` token for it signed by the control plane. */
@@ -140,24 +141,6 @@ export async function fetchChunks(
   }
 }
 
-/** Splits chunks (in manifest order) into runs of about `batchBytes` of chunk data: their digests. */
-export function planBatches(chunks: readonly ChunkRef[], batchBytes: number): string[][] {
-  const batches: string[][] = [];
-  let batch: string[] = [];
-  let bytes = 0;
-  for (const chunk of chunks) {
-    batch.push(chunk.digest);
-    bytes += chunk.length;
-    if (bytes >= batchBytes) {
-      batches.push(batch);
-      batch = [];
-      bytes = 0;
-    }
-  }
-  if (batch.length > 0) batches.push(batch);
-  return batches;
-}
-
 const inFlight = new WeakMap<ImageStore, Map<string, Promise<VersionRecord>>>();
 
 /**
@@ -258,7 +241,11 @@ async function runPull(options: PullOptions): Promise<VersionRecord> {
         await sleep(Math.min(2000, 250 * 2 ** (attempt / sources.length - 1)), undefined, { signal });
       }
       try {
-        const batches = planBatches(missing, options.batchBytes ?? DEFAULT_BATCH_BYTES);
+        const batches = batchByBytes(
+          missing,
+          options.batchBytes ?? DEFAULT_BATCH_BYTES,
+          (chunk) => chunk,
+        ).map((batch) => batch.map((chunk) => chunk.digest));
         await runPool(batches, options.concurrency ?? DEFAULT_CONCURRENCY, (batch) =>
           fetchChunks(store, source, imageId, version, batch, { onChunk, onWire }, signal),
         );

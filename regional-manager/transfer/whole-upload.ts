@@ -5,10 +5,11 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { chunkFile } from "../store/chunk-file.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
+import { ManifestError } from "../../common/image-format/manifest.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
-import { checkImageSize, ManifestError } from "../store/manifest.ts";
+import { checkImageSize } from "../store/manifest-limits.ts";
 
 /** `sha256:<hex>` or `<hex>` → the bare lowercase hex the store uses; undefined when absent. */
 export function parseImageDigestHeader(value: string | undefined): string | undefined {

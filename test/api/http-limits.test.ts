@@ -5,8 +5,8 @@ import { connect, type Socket } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyHttpLimits, type HttpLimits, httpServerOptions } from "../../api/http-limits.ts";
 import { type RunningControlPlane, startControlPlane } from "../../api/server.ts";
+import { applyHttpLimits, type HttpLimits, httpServerOptions } from "../../common/http-limits.ts";
 
 const limits: HttpLimits = { headersTimeoutMs: 500, bodyIdleTimeoutMs: 800, maxConnections: 4 };
 

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import type {
   ComputeDriver,
   InstanceSpec,
@@ -12,7 +13,6 @@ import type {
   InstanceStateChange,
 } from "../../regional-manager/compute/index.ts";
 import { isInstanceProcess } from "../../regional-manager/compute/qemu/process.ts";
-import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");

@@ -21,9 +21,9 @@ import {
 } from "../../api/orchestrator/manager-client.ts";
 import { instanceTokenSigner, SigningKeyring } from "../../api/signing.ts";
 import { resolveKeyEncryptionKey } from "../../api/signing-key-wrap.ts";
+import { uploadImage } from "../../client/upload.ts";
 import { readInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
 import { isProcessRunning } from "../../regional-manager/compute/qemu/process.ts";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
 import { BOOT_MARKER, ensureGuestImage } from "../compute/support.ts";
 import { createTestDatabaseUrl } from "../support/catalogs.ts";

@@ -4,7 +4,7 @@
 // guests, and the operation ends succeeded with both instances ready. Deleting the group
 // removes its instances.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
+import { uploadImage } from "../../client/upload.ts";
 import { ensureGuestImage } from "../compute/support.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
+import { uploadImage } from "../../client/upload.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 
 let stack: Stack;

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
+import { uploadImage } from "../../client/upload.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { heldBy, stackProbes } from "../support/stack-probes.ts";
 

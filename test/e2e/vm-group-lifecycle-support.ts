@@ -2,8 +2,8 @@
 // following operations, uploading image versions, and looking at what a manager keeps on disk.
 import { appendFileSync, copyFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { uploadImage } from "../../client/upload.ts";
 import { readInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
 import { ensureGuestImage } from "../compute/support.ts";
 import type { Stack } from "../support/stack.ts";
 import { waitForStackOperation } from "../support/stack-probes.ts";

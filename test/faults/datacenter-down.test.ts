@@ -3,7 +3,7 @@
 // its instances are reported as they are and the operation goes on. Real processes: the
 // manager is frozen with SIGSTOP (alive but silent, like a partitioned host) and thawed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
+import { uploadImage } from "../../client/upload.ts";
 import { ensureGuestImage } from "../compute/support.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 

@@ -2,14 +2,14 @@
 
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { checkReachable, fieldPath } from "../../provider/client/client.ts";
+import { checkReachable, fieldPath } from "../../client/api.ts";
 import { API_CLIENT_FILE, generateApiClientSource } from "../../scripts/generate-api-client.ts";
 
 describe("the generated API client", () => {
   it("matches the document the control plane serves (run npm run api-client:generate)", async () => {
     const fresh = await generateApiClientSource();
     expect(fresh).toContain('"/v1/vm-groups": {');
-    expect(readFileSync(API_CLIENT_FILE, "utf8") === fresh, "provider/client/api.gen.ts is stale").toBe(true);
+    expect(readFileSync(API_CLIENT_FILE, "utf8") === fresh, "client/api.gen.ts is stale").toBe(true);
   }, 60_000);
 
   it("turns API field paths into attribute paths", () => {

@@ -1,9 +1,9 @@
 import { open, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { chunkLengths } from "../../common/image-format/chunking.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
 import { ChunkStore, READ_BUFFER_BYTES } from "../../regional-manager/store/chunk-store.ts";
-import { chunkLengths } from "../../regional-manager/store/chunking.ts";
-import { sha256Hex } from "../../regional-manager/store/digest.ts";
 import { StoreError } from "../../regional-manager/store/errors.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 

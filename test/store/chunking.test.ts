@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import {
   type ChunkCut,
   chunkLengths,
@@ -14,8 +14,8 @@ import {
   masksFor,
   validateChunkingParameters,
   ZERO_CHUNK_LENGTH,
-} from "../../regional-manager/store/chunking.ts";
-import { sha256Hex, zeroChunkDigest } from "../../regional-manager/store/digest.ts";
+} from "../../common/image-format/chunking.ts";
+import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 
 const { minLength, averageLength, maxLength } = DEFAULT_CHUNKING;

@@ -2,8 +2,8 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { replaceFileDurably, replaceFileDurablySync } from "../../common/files.ts";
 import { readInstanceRecord, writeInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
-import { replaceFileDurably, replaceFileDurablySync } from "../../regional-manager/store/files.ts";
 import { temporaryDir } from "../transfer/helpers.ts";
 
 describe("durable file replacement", () => {

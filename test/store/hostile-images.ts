@@ -4,13 +4,13 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
+import { encodeManifest } from "../../common/image-format/manifest.ts";
 import {
   type ImageFormat,
   ImageStore,
   type VersionRecord,
 } from "../../regional-manager/store/image-store.ts";
-import { encodeManifest } from "../../regional-manager/store/manifest.ts";
 
 export interface HostileImage {
   name: string;

@@ -2,10 +2,10 @@ import { execFileSync } from "node:child_process";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
-import { sha256Hex } from "../../regional-manager/store/digest.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
+import { encodeManifest, type Manifest } from "../../common/image-format/manifest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import { encodeManifest, type Manifest } from "../../regional-manager/store/manifest.ts";
 import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
 
 /** Puts the non-zero chunks of `data` (cut as `manifest` says) into the store. */

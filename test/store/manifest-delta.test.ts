@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { cutChunks } from "../../regional-manager/store/chunking.ts";
-import { sha256Hex, zeroChunkDigest } from "../../regional-manager/store/digest.ts";
-import { encodeManifest, type Manifest, ManifestError } from "../../regional-manager/store/manifest.ts";
+import { cutChunks } from "../../common/image-format/chunking.ts";
+import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { encodeManifest, type Manifest, ManifestError } from "../../common/image-format/manifest.ts";
 import {
   applyManifestDelta,
   diffManifests,

@@ -1,11 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isDigest, sha256Hex, zeroChunkDigest } from "../../regional-manager/store/digest.ts";
-import {
-  isImageId,
-  isLocalId,
-  isVersion,
-  unreferencedDigests,
-} from "../../regional-manager/store/image-store.ts";
+import { isDigest, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import {
   decodeDigestList,
   decodeManifest,
@@ -17,7 +11,13 @@ import {
   missingChunkRefs,
   referencedDigests,
   validateManifest,
-} from "../../regional-manager/store/manifest.ts";
+} from "../../common/image-format/manifest.ts";
+import {
+  isImageId,
+  isLocalId,
+  isVersion,
+  unreferencedDigests,
+} from "../../regional-manager/store/image-store.ts";
 
 const a = sha256Hex(Buffer.from("a"));
 const b = sha256Hex(Buffer.from("b"));

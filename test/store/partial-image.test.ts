@@ -1,10 +1,10 @@
 import { open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
-import { sha256Hex } from "../../regional-manager/store/digest.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
+import { MAX_CHUNK_LENGTH, type Manifest } from "../../common/image-format/manifest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import { MAX_CHUNK_LENGTH, type Manifest } from "../../regional-manager/store/manifest.ts";
 import {
   type ChunkSequence,
   layoutOf,

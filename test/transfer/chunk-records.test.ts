@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { MAX_CHUNK_LENGTH } from "../../regional-manager/store/manifest.ts";
 import {
   ChunkRecordDecoder,
   ChunkRecordError,
   RECORD_HEADER_BYTES,
   writeRecordHeader,
-} from "../../regional-manager/transfer/chunk-records.ts";
+} from "../../common/image-format/chunk-records.ts";
+import { MAX_CHUNK_LENGTH } from "../../common/image-format/manifest.ts";
 import { seededBytes } from "./helpers.ts";
 
 function encode(records: Array<[string, Buffer]>): Buffer {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type CryptoKey, exportJWK, generateKeyPair } from "jose";
-import { signTransferToken, type TransferAction } from "../../regional-manager/auth/transfer-token.ts";
+import { signTransferToken, type TransferAction } from "../../common/tokens/transfer-token.ts";
 
 export const STANDALONE = join(import.meta.dirname, "../../regional-manager/transfer/standalone.ts");
 

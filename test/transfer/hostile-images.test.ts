@@ -3,8 +3,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sha256Hex } from "../../regional-manager/store/digest.ts";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
+import { uploadImage } from "../../client/upload.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
 import { type HostileImage, makeHostileImages, placeInStore } from "../store/hostile-images.ts";
 import {
   createTestKeys,

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { binaryRequest, readAll } from "../../regional-manager/transfer/http-client.ts";
+import { binaryRequest, readAll } from "../../common/binary-http.ts";
 
 let server: Server | undefined;
 const sockets = new Set<Socket>();

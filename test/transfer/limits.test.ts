@@ -3,14 +3,10 @@
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signTransferToken } from "../../regional-manager/auth/transfer-token.ts";
-import { zeroChunkDigest } from "../../regional-manager/store/digest.ts";
-import {
-  DEFAULT_MANIFEST_LIMITS,
-  encodeDigestList,
-  encodeManifest,
-  readManifestBody,
-} from "../../regional-manager/store/manifest.ts";
+import { zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { encodeDigestList, encodeManifest } from "../../common/image-format/manifest.ts";
+import { signTransferToken } from "../../common/tokens/transfer-token.ts";
+import { DEFAULT_MANIFEST_LIMITS, readManifestBody } from "../../regional-manager/store/manifest-limits.ts";
 import {
   createTestKeys,
   type ManagerProcess,

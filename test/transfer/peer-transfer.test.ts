@@ -2,10 +2,10 @@ import { execFileSync } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sha256Hex } from "../../regional-manager/store/digest.ts";
+import { uploadImage } from "../../client/upload.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
 import { ImageStore, type VersionRecord } from "../../regional-manager/store/image-store.ts";
 import { pullImageVersion } from "../../regional-manager/transfer/pull.ts";
-import { uploadImage } from "../../regional-manager/upload-client.ts";
 import {
   createTestKeys,
   type ManagerProcess,

@@ -3,10 +3,10 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { importJWK, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTransferTokenVerifier } from "../../regional-manager/auth/transfer-token.ts";
-import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
+import { encodeDigestList, type Manifest } from "../../common/image-format/manifest.ts";
+import { createTransferTokenVerifier } from "../../common/tokens/transfer-token.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import { encodeDigestList, type Manifest } from "../../regional-manager/store/manifest.ts";
 import { createTransferApp } from "../../regional-manager/transfer/app.ts";
 import { createTestKeys, seededBytes, type TestKeys, temporaryDir } from "./helpers.ts";
 

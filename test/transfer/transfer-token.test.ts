@@ -5,7 +5,7 @@ import {
   signTransferToken,
   TRANSFER_TOKEN_AUDIENCE,
   type TransferClaims,
-} from "../../regional-manager/auth/transfer-token.ts";
+} from "../../common/tokens/transfer-token.ts";
 
 const claims: TransferClaims = { imageId: "img-a", version: 3, datacenter: "eu-west-a", action: "read" };
 const expected = { imageId: "img-a", version: 3, action: "read" as const };

@@ -1,12 +1,12 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signTransferToken } from "../../regional-manager/auth/transfer-token.ts";
-import { chunkFile } from "../../regional-manager/store/chunk-file.ts";
-import { sha256Hex } from "../../regional-manager/store/digest.ts";
-import { decodeDigestList, encodeManifest, type Manifest } from "../../regional-manager/store/manifest.ts";
-import { RECORD_HEADER_BYTES, writeRecordHeader } from "../../regional-manager/transfer/chunk-records.ts";
-import { type UploadProgress, uploadImage } from "../../regional-manager/upload-client.ts";
+import { type UploadProgress, uploadImage } from "../../client/upload.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
+import { RECORD_HEADER_BYTES, writeRecordHeader } from "../../common/image-format/chunk-records.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
+import { decodeDigestList, encodeManifest, type Manifest } from "../../common/image-format/manifest.ts";
+import { signTransferToken } from "../../common/tokens/transfer-token.ts";
 import {
   createTestKeys,
   type ManagerProcess,

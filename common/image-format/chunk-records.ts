@@ -1,5 +1,5 @@
-import { DIGEST_BYTES } from "../store/digest.ts";
-import { MAX_CHUNK_LENGTH } from "../store/manifest.ts";
+import { DIGEST_BYTES } from "./digest.ts";
+import { MAX_CHUNK_LENGTH } from "./manifest.ts";
 
 /*
  * An upload sends its chunks as a stream of records, many per request (never one round trip
@@ -89,4 +89,29 @@ export class ChunkRecordDecoder {
     }
     return length;
   }
+}
+
+/**
+ * Splits chunks into the requests that carry them, in order, each about `batchBytes` of chunk
+ * data: an upload's bodies of records, a pull's lists of digests to ask a peer for.
+ */
+export function batchByBytes<T>(
+  items: readonly T[],
+  batchBytes: number,
+  chunkOf: (item: T) => { length: number },
+): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    batch.push(item);
+    bytes += chunkOf(item).length;
+    if (bytes >= batchBytes) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }

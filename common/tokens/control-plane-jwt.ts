@@ -13,7 +13,10 @@ import {
   type KeyObject,
   SignJWT,
 } from "jose";
-import { ConfigurationError } from "../../common/configuration-error.ts";
+import { ConfigurationError } from "../configuration-error.ts";
+
+/** The `iss` of every token the control plane signs; managers refuse any other. */
+export const CONTROL_PLANE_TOKEN_ISSUER = "globalvm-control-plane";
 
 export type TokenErrorCode =
   | "TOKEN_MISSING"

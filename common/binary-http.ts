@@ -1,6 +1,5 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { TransferHttpError } from "./problems.ts";
 
 /*
  * Bulk chunk traffic goes through node:http rather than fetch: on loopback, undici's fetch
@@ -85,5 +84,17 @@ export function problemError(status: number, body: Buffer): TransferHttpError {
     return new TransferHttpError(status, problem.code ?? "HTTP_ERROR", problem.detail ?? text);
   } catch {
     return new TransferHttpError(status, "HTTP_ERROR", text.slice(0, 500));
+  }
+}
+
+/** Error thrown by transfer clients when a manager answers with a problem. */
+export class TransferHttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, detail: string) {
+    super(`${code} (${status}): ${detail}`);
+    this.name = "TransferHttpError";
+    this.status = status;
+    this.code = code;
   }
 }

@@ -1,5 +1,4 @@
 import { DIGEST_BYTES, isDigest, zeroChunkDigest } from "./digest.ts";
-import { StoreError } from "./errors.ts";
 
 /**
  * Largest chunk a manifest may reference. Above the chunker's maximum (64 KiB) so that
@@ -101,6 +100,7 @@ export function chunkLengthsOf(manifest: Manifest): Map<string, number> {
  */
 const MAGIC = 0x47564d46; // "GVMF"
 const HEADER_BYTES = 4 + 4 + 8 + DIGEST_BYTES + 4;
+export const MANIFEST_HEADER_BYTES = HEADER_BYTES;
 const ENTRY_BYTES = DIGEST_BYTES + 4;
 const ZERO_FLAG = 0x80000000;
 
@@ -120,107 +120,21 @@ export function encodeManifest(manifest: Manifest): Buffer {
   return out;
 }
 
-/**
- * What one manager accepts in a manifest, checked from its header before the rest of it is
- * read, decoded or anything is allocated for it: a manifest costs memory for every chunk it
- * lists, and its declared size becomes a file that is truncated and hashed at commit.
- */
-export interface ManifestLimits {
-  /** Largest declared image size (bytes). */
-  maxImageBytes: number;
-  /** Most chunk entries (zero runs included). */
-  maxChunks: number;
-  /** Largest manifest body (bytes). */
-  maxManifestBytes: number;
-}
-
 /** Bytes of a binary manifest listing `chunks` chunks. */
 export function manifestBytes(chunks: number): number {
   return HEADER_BYTES + chunks * ENTRY_BYTES;
 }
 
-/*
- * Defaults for real images: 64 GiB declared; 4 Mi chunks hold 32 GiB of data at the chunker's
- * 8 KiB average (zero runs take one entry per 256 KiB); the manifest bytes those chunks take.
- */
-const DEFAULT_MAX_CHUNKS = 4 * 1024 * 1024;
-export const DEFAULT_MANIFEST_LIMITS: ManifestLimits = {
-  maxImageBytes: 64 * 1024 ** 3,
-  maxChunks: DEFAULT_MAX_CHUNKS,
-  maxManifestBytes: manifestBytes(DEFAULT_MAX_CHUNKS),
-};
-
-/** Throws IMAGE_TOO_LARGE (413) unless `size` is within the limit. */
-export function checkImageSize(size: number, limits: Pick<ManifestLimits, "maxImageBytes">): void {
-  if (size > limits.maxImageBytes) {
-    throw new StoreError(
-      "IMAGE_TOO_LARGE",
-      `the image is ${size} bytes, over this manager's limit of ${limits.maxImageBytes} (maxImageBytes)`,
-    );
+/** The image size and chunk count a manifest's header announces (its first MANIFEST_HEADER_BYTES). */
+export function readManifestHeader(header: Buffer): { size: number; chunkCount: number } {
+  if (header.length < HEADER_BYTES || header.readUInt32BE(0) !== MAGIC) {
+    throw new ManifestError("manifest", "is not a globalvm manifest");
   }
-}
-
-/** Throws MANIFEST_TOO_LARGE (413) unless a manifest body of `bytes` is within the limit. */
-export function checkManifestBytes(bytes: number, limits: ManifestLimits): void {
-  if (bytes > limits.maxManifestBytes) {
-    throw new StoreError(
-      "MANIFEST_TOO_LARGE",
-      `the manifest holds ${bytes} bytes, over this manager's limit of ${limits.maxManifestBytes} (maxManifestBytes)`,
-    );
-  }
-}
-
-/** Throws TOO_MANY_CHUNKS (413) unless `count` chunks are within the limit. */
-export function checkChunkCount(count: number, limits: ManifestLimits): void {
-  if (count > limits.maxChunks) {
-    throw new StoreError(
-      "TOO_MANY_CHUNKS",
-      `the manifest lists ${count} chunks, over this manager's limit of ${limits.maxChunks} (maxChunks)`,
-    );
-  }
-}
-
-/** A decoded manifest within the limits (what the store checks before it keeps one). */
-export function checkManifestLimits(manifest: Manifest, limits: ManifestLimits): void {
-  checkImageSize(manifest.size, limits);
-  checkChunkCount(manifest.chunks.length, limits);
-}
-
-/**
- * Reads a manifest's body, refusing it from its first bytes: the declared size and chunk
- * count in its header, and the body length they imply, are checked before the entries are
- * read. `declaredBytes` is the Content-Length, when the client sent one.
- */
-export async function readManifestBody(
-  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  limits: ManifestLimits,
-  declaredBytes?: number,
-): Promise<Buffer> {
-  if (declaredBytes !== undefined) checkManifestBytes(declaredBytes, limits);
-  const pieces: Buffer[] = [];
-  let total = 0;
-  let expected: number | undefined;
-  for await (const piece of body) {
-    total += piece.byteLength;
-    pieces.push(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
-    if (expected === undefined && total >= HEADER_BYTES) {
-      const header = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
-      if (header.readUInt32BE(0) !== MAGIC) throw new ManifestError("manifest", "is not a globalvm manifest");
-      const size = header.readBigUInt64BE(8);
-      checkImageSize(size > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(size), limits);
-      const count = header.readUInt32BE(48);
-      checkChunkCount(count, limits);
-      expected = manifestBytes(count);
-      checkManifestBytes(expected, limits);
-    }
-    if (expected !== undefined && total > expected) {
-      throw new ManifestError(
-        "chunks",
-        `the manifest holds more than the ${expected} bytes its header announces`,
-      );
-    }
-  }
-  return Buffer.concat(pieces);
+  const size = header.readBigUInt64BE(8);
+  return {
+    size: size > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(size),
+    chunkCount: header.readUInt32BE(48),
+  };
 }
 
 /** Parses the binary form; structural problems throw ManifestError (then call validateManifest). */

@@ -1,11 +1,19 @@
 import { type FileHandle, open } from "node:fs/promises";
-import { chunkFile } from "./store/chunk-file.ts";
-import { readFully } from "./store/files.ts";
-import type { ImageFormat, VersionRecord } from "./store/image-store.ts";
-import { type ChunkRef, decodeDigestList, encodeManifest, type Manifest } from "./store/manifest.ts";
-import { RECORD_HEADER_BYTES, writeRecordHeader } from "./transfer/chunk-records.ts";
-import { binaryRequest, readAll } from "./transfer/http-client.ts";
-import { TransferHttpError } from "./transfer/problems.ts";
+import { binaryRequest, readAll, TransferHttpError } from "../common/binary-http.ts";
+import { readFully } from "../common/files.ts";
+import { chunkFile } from "../common/image-format/chunk-file.ts";
+import {
+  batchByBytes,
+  RECORD_HEADER_BYTES,
+  writeRecordHeader,
+} from "../common/image-format/chunk-records.ts";
+import {
+  type ChunkRef,
+  decodeDigestList,
+  encodeManifest,
+  type Manifest,
+} from "../common/image-format/manifest.ts";
+import type { ImageFormat, VersionRecord } from "../common/image-format/version-record.ts";
 
 export interface UploadProgress {
   phase: "chunking" | "sending" | "committing";
@@ -116,7 +124,7 @@ export async function uploadImage(options: UploadOptions): Promise<UploadResult>
     });
   report("sending");
 
-  const batches = planUploadBatches(toSend, options.batchBytes ?? DEFAULT_BATCH_BYTES);
+  const batches = batchByBytes(toSend, options.batchBytes ?? DEFAULT_BATCH_BYTES, (placed) => placed.chunk);
   const file = await open(options.path, "r");
   try {
     let next = 0;
@@ -149,27 +157,6 @@ export async function uploadImage(options: UploadOptions): Promise<UploadResult>
   const committed = await binaryRequest({ method: "POST", url: `${base}/commit`, headers, signal });
   const record = JSON.parse((await readAll(committed)).toString("utf8")) as VersionRecord;
   return { record, manifest, chunksSent: toSend.length, bytesSent: bytesTotal, chunksSkipped };
-}
-
-/** Groups chunks to send into requests of about `batchBytes` of data, keeping file order. */
-export function planUploadBatches<T extends { chunk: ChunkRef }>(
-  toSend: readonly T[],
-  batchBytes: number,
-): T[][] {
-  const batches: T[][] = [];
-  let batch: T[] = [];
-  let bytes = 0;
-  for (const placed of toSend) {
-    batch.push(placed);
-    bytes += placed.chunk.length;
-    if (bytes >= batchBytes) {
-      batches.push(batch);
-      batch = [];
-      bytes = 0;
-    }
-  }
-  if (batch.length > 0) batches.push(batch);
-  return batches;
 }
 
 /**
