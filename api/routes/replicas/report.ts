@@ -2,9 +2,9 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { idSchema, NameSchema } from "../../../schemas/common.ts";
 import { ReplicaReportSchema } from "../../../schemas/managers.ts";
 import { requireManagerOf } from "../../auth.ts";
-import { recordReplicaReport } from "../../catalog/replicas.ts";
 import type { AppEnv } from "../../env.ts";
 import { bearerAuth, jsonBody, problemResponses } from "../../openapi.ts";
+import { recordReplicaReport } from "../../orchestrator/replica-reports.ts";
 
 export const route = createRoute({
   method: "put",
