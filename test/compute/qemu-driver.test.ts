@@ -159,6 +159,31 @@ describe("qemu driver with real guests", () => {
     expect(driver.consoleLog("guest-b")).not.toContain("peer=");
   });
 
+  it("runs the startup-script once after boot; the script publishes guest attributes", async () => {
+    const script = [
+      "echo computing",
+      'guest-attribute demo/answer "$((6 * 7))"',
+      'guest-attribute demo/runs "$(($(cat /tmp/runs 2>/dev/null || echo 0) + 1))"',
+      "echo 1 >/tmp/runs",
+      "exit 3",
+    ].join("\n");
+    await driver.create(guestSpec("guest-s", { image: storedImage, metadata: { "startup-script": script } }));
+    const started = await driver.start("guest-s");
+    pids.add(started.pid as number);
+    const deadline = Date.now() + BOOT_TIMEOUT_MS;
+    while (driver.status("guest-s").guestAttributes["globalvm/startup-script-exit"] === undefined) {
+      if (Date.now() > deadline) throw new Error(`no startup-script exit:\n${driver.consoleLog("guest-s")}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(driver.status("guest-s").guestAttributes).toMatchObject({
+      "demo/answer": "42",
+      "demo/runs": "1",
+      "globalvm/startup-script-exit": "3",
+    });
+    expect(driver.consoleLog("guest-s")).toContain("GLOBALVM-STARTUP computing");
+    await driver.delete("guest-s");
+  });
+
   it("stops and deletes a guest leaving no process, socket, overlay or metadata listener", async () => {
     const { pid } = driver.status("guest-b");
     const port = metadata.endpointOf("guest-b")?.port;
