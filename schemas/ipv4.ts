@@ -30,6 +30,11 @@ export function blockSize(prefixLength: number): number {
   return 2 ** (32 - prefixLength);
 }
 
+/** The dotted-quad netmask of a prefix length: 24 → 255.255.255.0. */
+export function subnetMask(prefixLength: number): string {
+  return formatIpv4(prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0);
+}
+
 export function formatCidr(cidr: Ipv4Cidr): string {
   return `${formatIpv4(cidr.base)}/${cidr.prefixLength}`;
 }

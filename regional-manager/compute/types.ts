@@ -24,6 +24,23 @@ export interface InstanceSpec {
   memoryMb: number;
   /** The VM group's metadata key/values, served under instance/attributes/. */
   metadata: Record<string, string>;
+  /**
+   * The guest's interface on its private network. Its host side is the tap that
+   * ../network/ names after the instance and plugs into the network's bridge, which must exist
+   * before the guest starts; without one the guest reaches only its metadata.
+   */
+  networkInterface?: GuestNetworkInterface;
+}
+
+export interface GuestNetworkInterface {
+  /** The catalog's network ID. */
+  network: string;
+  /** The instance's IPv4 address on it. */
+  address: string;
+  /** The network's prefix length: every address of the network is on-link (one segment). */
+  prefixLength: number;
+  /** The link's MTU (the underlay's less the tunnel's overhead). */
+  mtu: number;
 }
 
 export type InstanceState = "starting" | "running" | "ready" | "stopped" | "failed";

@@ -1,6 +1,7 @@
 // Checks of what a manager asks a driver to do, shared by every driver.
 import { isAbsolute } from "node:path";
-import { type Capacity, ComputeError, type InstanceSpec } from "./types.ts";
+import { parseIpv4 } from "../../schemas/ipv4.ts";
+import { type Capacity, ComputeError, type GuestNetworkInterface, type InstanceSpec } from "./types.ts";
 
 /** Instance IDs name directories and sockets, so they are kept to a safe alphabet. */
 const INSTANCE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -61,6 +62,7 @@ export function validateInstanceSpec(spec: InstanceSpec, capacity: Capacity): vo
       "image.format",
     );
   }
+  if (spec.networkInterface) validateNetworkInterface(spec.networkInterface);
   if (!isAbsolute(spec.image.path)) {
     throw new ComputeError(
       "invalid-argument",
@@ -94,5 +96,33 @@ export function checkMemoryAvailable(requestedMb: number, startedMb: number, cap
       `memoryMb ${requestedMb} does not fit: ${startedMb} of ${capacity.memoryMb} MiB are used by started instances`,
       "memoryMb",
     );
+  }
+}
+
+function validateNetworkInterface(nic: GuestNetworkInterface): void {
+  const field = (name: string) => `networkInterface.${name}`;
+  if (parseIpv4(nic.address) === undefined) {
+    throw new ComputeError(
+      "invalid-argument",
+      `${field("address")} must be an IPv4 address`,
+      field("address"),
+    );
+  }
+  if (!Number.isInteger(nic.prefixLength) || nic.prefixLength < 8 || nic.prefixLength > 30) {
+    throw new ComputeError(
+      "invalid-argument",
+      `${field("prefixLength")} must be a whole number from 8 to 30, got ${nic.prefixLength}`,
+      field("prefixLength"),
+    );
+  }
+  if (!Number.isInteger(nic.mtu) || nic.mtu < 576 || nic.mtu > 9000) {
+    throw new ComputeError(
+      "invalid-argument",
+      `${field("mtu")} must be a whole number from 576 to 9000, got ${nic.mtu}`,
+      field("mtu"),
+    );
+  }
+  if (typeof nic.network !== "string" || nic.network.length === 0) {
+    throw new ComputeError("invalid-argument", `${field("network")} must be a network ID`, field("network"));
   }
 }

@@ -16,6 +16,8 @@ export interface InstanceIdentity {
   datacenter: string;
   /** The image the instance boots, as the control plane names it (global image ID or name). */
   image: string;
+  /** The guest's private interfaces, served as network-interfaces/<n>/ip, mac, subnetmask, mtu, network. */
+  networkInterfaces?: Record<string, string>[];
 }
 
 /** Guest attributes are written by the guest as <namespace>/<key>; flat "namespace/key" → value here. */
@@ -48,6 +50,13 @@ export function buildInstanceDocument(
       image: identity.image,
       attributes: { ...attributes },
       "guest-attributes": guestTree,
+      ...(identity.networkInterfaces
+        ? {
+            "network-interfaces": Object.fromEntries(
+              identity.networkInterfaces.map((nic, index) => [String(index), { ...nic }]),
+            ),
+          }
+        : {}),
     },
   };
 }

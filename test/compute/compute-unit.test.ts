@@ -12,6 +12,7 @@ import {
   buildQemuArgs,
   escapeOptionValue,
 } from "../../regional-manager/compute/qemu/command-line.ts";
+import { tunModeChange } from "../../regional-manager/compute/qemu/tun.ts";
 import { chooseQemuIdentity } from "../../regional-manager/compute/qemu/user.ts";
 import { classifyQmpMessage, QmpMessageReader } from "../../regional-manager/compute/qmp.ts";
 import { planReconciliation } from "../../regional-manager/compute/reconcile.ts";
@@ -89,6 +90,18 @@ describe("QEMU command line", () => {
     expect(netdev).toBe(
       "user,id=net0,net=169.254.0.0/16,restrict=on,guestfwd=tcp:169.254.169.254:80-cmd:/bin/busybox nc 127.0.0.1 40123",
     );
+  });
+
+  it("adds the private NIC second, on the manager's tap with the instance's MAC, running no script", () => {
+    expect(optionAfter(buildQemuArgs(plan), "-netdev")).toHaveLength(1);
+    const args = buildQemuArgs({ ...plan, privateNic: { tap: "gvtabcdefabcdef", mac: "02:11:22:33:44:55" } });
+    expect(optionAfter(args, "-netdev")[1]).toBe(
+      "tap,id=net1,ifname=gvtabcdefabcdef,script=no,downscript=no",
+    );
+    expect(optionAfter(args, "-device").filter((d) => d.startsWith("virtio-net-pci"))).toEqual([
+      "virtio-net-pci,netdev=net0",
+      "virtio-net-pci,netdev=net1,mac=02:11:22:33:44:55",
+    ]);
   });
 
   it("uses the host CPU under KVM and escapes commas in paths", () => {
@@ -250,6 +263,8 @@ describe("instance spec checks", () => {
 
   it("accepts a sound spec", () => {
     expect(() => validateInstanceSpec(guestSpec("ins_ok"), capacity)).not.toThrow();
+    const networkInterface = { network: "net_1", address: "10.0.0.3", prefixLength: 16, mtu: 1450 };
+    expect(() => validateInstanceSpec(guestSpec("ins_ok", { networkInterface }), capacity)).not.toThrow();
   });
 
   it.each([
@@ -261,6 +276,26 @@ describe("instance spec checks", () => {
     [{ instanceId: "../x" }, "invalid-argument", "instanceId"],
     [{ name: "" }, "invalid-argument", "name"],
     [{ metadata: { "bad key": "v" } }, "invalid-argument", "metadata.bad key"],
+    [
+      { networkInterface: { network: "net_1", address: "10.0.0.300", prefixLength: 24, mtu: 1450 } },
+      "invalid-argument",
+      "networkInterface.address",
+    ],
+    [
+      { networkInterface: { network: "net_1", address: "10.0.0.3", prefixLength: 31, mtu: 1450 } },
+      "invalid-argument",
+      "networkInterface.prefixLength",
+    ],
+    [
+      { networkInterface: { network: "net_1", address: "10.0.0.3", prefixLength: 24, mtu: 100 } },
+      "invalid-argument",
+      "networkInterface.mtu",
+    ],
+    [
+      { networkInterface: { network: "", address: "10.0.0.3", prefixLength: 24, mtu: 1450 } },
+      "invalid-argument",
+      "networkInterface.network",
+    ],
     [
       { image: { path: "relative.qcow2", format: "qcow2" as const, id: "i" } },
       "invalid-argument",
@@ -364,5 +399,13 @@ describe("sockets handed to QEMU", () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe("the tun clone device", () => {
+  it("is given the mode distributions ship (0666, other bits kept) only when it lacks it", () => {
+    expect(tunModeChange(0o20600)).toBe(0o666);
+    expect(tunModeChange(0o20666)).toBeUndefined();
+    expect(tunModeChange(0o24660)).toBe(0o4666);
   });
 });

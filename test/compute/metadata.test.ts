@@ -39,6 +39,21 @@ describe("metadata document", () => {
     expect(resolveNode(document, ["instance", "toString"])).toBeUndefined();
   });
 
+  it("serves a private interface under network-interfaces/0/, and none without one", () => {
+    expect(resolveNode(document, ["instance", "network-interfaces"])).toBeUndefined();
+    const nic = {
+      ip: "10.30.0.2",
+      mac: "02:00:00:00:00:01",
+      subnetmask: "255.255.0.0",
+      mtu: "1450",
+      network: "net_1",
+    };
+    const withNic = buildInstanceDocument({ ...identity("ins_n"), networkInterfaces: [nic] }, {}, {});
+    expect(resolveNode(withNic, ["instance", "network-interfaces", "0", "ip"])).toBe("10.30.0.2");
+    expect(resolveNode(withNic, ["instance", "network-interfaces", "0", "subnetmask"])).toBe("255.255.0.0");
+    expect(resolveNode(withNic, ["instance", "network-interfaces", "0", "mac"])).toBe("02:00:00:00:00:01");
+  });
+
   it("renders leaves as text, directories as listings, subtrees as JSON or key-value lines", () => {
     const attributes = resolveNode(document, ["instance", "attributes"]);
     if (attributes === undefined) throw new Error("attributes missing");

@@ -16,6 +16,8 @@ export interface QemuLaunchPlan {
   metadataEndpoint: { host: string; port: number };
   /** A program that relays stdin/stdout to host:port, e.g. ["/bin/busybox", "nc"]. */
   relayCommand: readonly string[];
+  /** The guest's NIC on its private network: an existing tap QEMU may open, and the guest's MAC. */
+  privateNic?: { tap: string; mac: string };
 }
 
 /**
@@ -71,6 +73,14 @@ export function buildQemuArgs(plan: QemuLaunchPlan): string[] {
     ...["-serial", "chardev:console"],
     ...diskArgs(plan),
     ...["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"],
+    // The private NIC comes second, so the guest's first NIC stays the metadata link. QEMU
+    // opens the tap the manager made (owned by QEMU's user) and runs no ifup script.
+    ...(plan.privateNic
+      ? [
+          ...["-netdev", `tap,id=net1,ifname=${plan.privateNic.tap},script=no,downscript=no`],
+          ...["-device", `virtio-net-pci,netdev=net1,mac=${plan.privateNic.mac}`],
+        ]
+      : []),
   ];
 }
 

@@ -31,7 +31,9 @@ import { open } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { subnetMask } from "../../../schemas/ipv4.ts";
 import type { GuestAttributeWrite } from "../../metadata/index.ts";
+import { deviceName, guestMac } from "../../network/spec.ts";
 import { inspectImageFile } from "../../store/format-inspector.ts";
 import {
   type Accelerator,
@@ -61,6 +63,7 @@ import { connectUnixSocket, type ListeningUnixSocket, listenUnixSocket } from ".
 import { checkMemoryAvailable, validateInstanceId, validateInstanceSpec } from "../validation.ts";
 import { buildOverlayArgs, buildQemuArgs, CHILD_FDS } from "./command-line.ts";
 import { instanceProcesses, isInstanceProcess, isProcessRunning } from "./process.ts";
+import { ensureTunUsableByAll } from "./tun.ts";
 import { DEFAULT_QEMU_USER, qemuIdentity } from "./user.ts";
 
 const execFileAsync = promisify(execFile);
@@ -435,6 +438,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
     const serialSocket = join(dir, "console.sock");
     const overlayPath = join(dir, "overlay.qcow2");
     const identity = qemuIdentity(this.#options.qemuUser ?? DEFAULT_QEMU_USER, accelerator);
+    if (record.spec.networkInterface && identity) ensureTunUsableByAll();
     const args = buildQemuArgs({
       instanceId: record.spec.instanceId,
       vcpus: record.spec.vcpus,
@@ -447,6 +451,14 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
         port: record.metadataPort,
       },
       relayCommand: this.#options.relayCommand ?? ["busybox", "nc"],
+      ...(record.spec.networkInterface
+        ? {
+            privateNic: {
+              tap: deviceName("tap", record.spec.instanceId),
+              mac: guestMac(record.spec.instanceId),
+            },
+          }
+        : {}),
     });
     const opened: number[] = [];
     const sockets: ListeningUnixSocket[] = [];
@@ -655,6 +667,19 @@ function identityOf(spec: InstanceSpec) {
     region: spec.region,
     datacenter: spec.datacenter,
     image: spec.image.id,
+    ...(spec.networkInterface
+      ? {
+          networkInterfaces: [
+            {
+              ip: spec.networkInterface.address,
+              mac: guestMac(spec.instanceId),
+              subnetmask: subnetMask(spec.networkInterface.prefixLength),
+              mtu: String(spec.networkInterface.mtu),
+              network: spec.networkInterface.network,
+            },
+          ],
+        }
+      : {}),
   };
 }
 
