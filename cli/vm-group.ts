@@ -18,7 +18,7 @@ ${CONNECTION_HELP}
 
 const SHOW_USAGE = `Usage: globalvm vm-group show ID|NAME [options]
 
-Shows one VM group and its instances (state, address, datacenter).
+Shows one VM group and its instances (state, network IP, address, datacenter).
 
 Options:
 ${CONNECTION_HELP}
@@ -45,14 +45,15 @@ function describeVmGroup(group: VmGroup, instances: Instance[]): string {
     ["name", group.name],
     ["state", group.state],
     ["image", `${group.image}${group.image_version ? ` (version ${group.image_version})` : ""}`],
+    ["network", group.network],
     ["placement", placement(group)],
     ["datacenter", group.datacenter ?? "-"],
     ["size", String(group.size)],
     ["machine", `${group.machine.vcpus} vCPU, ${group.machine.memory_mb} MiB`],
   ];
   const table = formatTable(
-    ["NAME", "ID", "DATACENTER", "STATE", "ADDRESS"],
-    instances.map((i) => [i.name, i.id, i.datacenter, i.state, i.address ?? "-"]),
+    ["NAME", "ID", "DATACENTER", "STATE", "NETWORK IP", "ADDRESS"],
+    instances.map((i) => [i.name, i.id, i.datacenter, i.state, i.network_ip ?? "-", i.address ?? "-"]),
   );
   return `${formatFields(fields)}\ninstances:\n${instances.length > 0 ? table : "  none\n"}`;
 }

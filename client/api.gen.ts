@@ -254,7 +254,7 @@ export interface paths {
         get: operations["getNetwork"];
         put?: never;
         post?: never;
-        /** Delete a network */
+        /** Delete a network (refused while VM groups use it) */
         delete: operations["deleteNetwork"];
         options?: never;
         head?: never;
@@ -641,6 +641,11 @@ export interface components {
             };
             /** @example web */
             name: string;
+            /**
+             * @description The network its instances join, by ID or by name (default: the project's `default` network). Changing it replaces the group.
+             * @default default
+             */
+            network: string;
             placement?: components["schemas"]["PlacementPolicy"];
             /** @example web */
             region?: string;
@@ -770,6 +775,7 @@ export interface components {
             version: number;
         };
         Instance: {
+            /** @description Where the guest is reachable, as its datacenter's manager reports it: its network_ip once the datacenter has attached it to its network; null before. */
             address: string | null;
             boot_log_tail: string | null;
             /**
@@ -787,6 +793,11 @@ export interface components {
             image_version: number | null;
             local_id: string | null;
             name: string;
+            /**
+             * @description The address the instance holds on its VM group's network, in its datacenter's subnet. Kept for the instance's life; a replacement gets its own.
+             * @example 10.128.0.2
+             */
+            network_ip: string | null;
             ordinal: number;
             /** @enum {string} */
             state: "pending" | "transferring-image" | "starting" | "running" | "ready" | "stopped" | "failed" | "unknown";
@@ -1287,6 +1298,11 @@ export interface components {
             };
             /** @example web */
             name: string;
+            /**
+             * @description The network its instances join (its ID). Fixed: another network is another group.
+             * @example net_01jd3k9x4m6q8r2t5v7w9y1z3b
+             */
+            network: string;
             placement: components["schemas"]["PlacementPolicy"] & (Record<string, never> | null);
             /** @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b */
             project_id: string;
@@ -2634,6 +2650,15 @@ export interface operations {
             };
             /** @description No such object in this project. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

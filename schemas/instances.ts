@@ -24,7 +24,15 @@ export const InstanceSchema = z
     local_id: z.string().nullable(),
     state: InstanceStateSchema,
     state_reason: z.string().nullable(),
-    address: z.string().nullable(),
+    address: z.string().nullable().openapi({
+      description:
+        "Where the guest is reachable, as its datacenter's manager reports it: its network_ip once the datacenter has attached it to its network; null before.",
+    }),
+    network_ip: z.string().nullable().openapi({
+      example: "10.128.0.2",
+      description:
+        "The address the instance holds on its VM group's network, in its datacenter's subnet. Kept for the instance's life; a replacement gets its own.",
+    }),
     guest_attributes: z.record(z.string(), z.string()),
     boot_log_tail: z.string().nullable(),
     created_at: TimestampSchema,

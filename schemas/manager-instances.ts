@@ -9,6 +9,19 @@ const MetadataValuesSchema = z
   .refine((values) => Object.keys(values).length <= 256, "at most 256 metadata keys");
 
 /** The control plane asks a manager to create and start one instance of a VM group. */
+/**
+ * The instance's place on its network: the catalog's address, and what the manager needs to
+ * carry its traffic (the network's VXLAN identifier, its prefix length, on-link for the guest).
+ */
+export const ManagerInstanceNetworkSchema = z
+  .strictObject({
+    id: idSchema("network"),
+    vni: z.number().int().min(1).max(16_777_215),
+    address: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, "an IPv4 address"),
+    prefix_length: z.number().int().min(8).max(30),
+  })
+  .openapi("ManagerInstanceNetwork");
+
 export const ManagerInstanceSpecSchema = z
   .strictObject({
     instance_id: idSchema("instance"),
@@ -23,6 +36,7 @@ export const ManagerInstanceSpecSchema = z
       .min(64)
       .max(1 << 22),
     metadata: MetadataValuesSchema.default({}),
+    network: ManagerInstanceNetworkSchema.optional(),
   })
   .openapi("ManagerInstanceSpec");
 export type ManagerInstanceSpec = z.infer<typeof ManagerInstanceSpecSchema>;

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema, LabelsSchema, NameSchema, TimestampSchema } from "./common.ts";
+import { DEFAULT_NETWORK } from "./networks.ts";
 
 export const VM_GROUP_STATES = [
   "pending",
@@ -71,6 +72,9 @@ const vmGroupFields = {
     .min(1)
     .nullable()
     .openapi({ description: "Pinned version; null follows the current one." }),
+  network: idSchema("network").openapi({
+    description: "The network its instances join (its ID). Fixed: another network is another group.",
+  }),
   region: NameSchema.nullable(),
   placement: PlacementPolicySchema.nullable(),
   size: z.number().int().min(0).max(1000),
@@ -112,6 +116,10 @@ export const CreateVmGroupSchema = z
     name: vmGroupFields.name,
     image: vmGroupFields.image,
     image_version: vmGroupFields.image_version.optional(),
+    network: z.string().min(1).max(64).default(DEFAULT_NETWORK.name).openapi({
+      description:
+        "The network its instances join, by ID or by name (default: the project's `default` network). Changing it replaces the group.",
+    }),
     region: NameSchema.optional(),
     placement: PlacementPolicySchema.optional(),
     size: z.number().int().min(1).max(1000),

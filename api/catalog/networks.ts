@@ -13,6 +13,21 @@ export async function findNetwork(db: CatalogDb, projectId: string, id: string) 
   return row;
 }
 
+/** A network of the project named by its ID or its name (what a VM group's `network` may say). */
+export async function findNetworkByReference(db: CatalogDb, projectId: string, reference: string) {
+  const [row] = await db
+    .select()
+    .from(networks)
+    .where(
+      and(
+        eq(networks.projectId, projectId),
+        reference.startsWith("net_") ? eq(networks.id, reference) : eq(networks.name, reference),
+      ),
+    )
+    .limit(1);
+  return row;
+}
+
 /** Every project has a `default` network from its creation on, as on GCE. */
 export async function createDefaultNetwork(db: CatalogDb, projectId: string): Promise<void> {
   await db.insert(networks).values({

@@ -155,6 +155,33 @@ export const networks = pgTable(
   ],
 );
 
+/**
+ * The part of a network one datacenter gives addresses from, made when the network first has an
+ * instance there: block `index` of the network's range, `subnet_prefix_length` long. `cursor` is
+ * the offset of the last host given out; the next one is searched after it, so a released
+ * address is not given again until the subnet has gone round once.
+ */
+export const networkSubnets = pgTable(
+  "network_subnets",
+  {
+    networkId: text("network_id")
+      .notNull()
+      .references(() => networks.id, { onDelete: "cascade" }),
+    datacenter: text("datacenter")
+      .notNull()
+      .references(() => datacenters.name),
+    index: integer("index").notNull(),
+    cidr: text("cidr").notNull(),
+    cursor: integer("cursor").notNull().default(1),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.networkId, t.datacenter] }),
+    uniqueIndex("network_subnets_index_uq").on(t.networkId, t.index),
+    check("network_subnets_index_valid", sql`${t.index} >= 0`),
+  ],
+);
+
 export const images = pgTable(
   "images",
   {
@@ -242,6 +269,10 @@ export const vmGroups = pgTable(
       .notNull()
       .references(() => images.id),
     imageVersion: integer("image_version"),
+    /** The network its instances join; fixed for the group's life (another network is another group). */
+    networkId: text("network_id")
+      .notNull()
+      .references(() => networks.id),
     region: text("region").references(() => regions.name),
     placement: jsonb("placement").$type<PlacementPolicy>(),
     datacenter: text("datacenter").references(() => datacenters.name),
@@ -281,7 +312,12 @@ export const instances = pgTable(
     localId: text("local_id"),
     state: text("state").notNull().default("pending"),
     stateReason: text("state_reason"),
+    /** What the manager reports the guest reachable at (null while its datacenter does not attach guests to networks). */
     address: text("address"),
+    /** The group's network, copied so that an address is unique per network by an index. */
+    networkId: text("network_id").references(() => networks.id),
+    /** The address the catalog gave the instance in its datacenter's subnet of the network. */
+    networkIp: text("network_ip"),
     guestAttributes: jsonb("guest_attributes").$type<Record<string, string>>().notNull().default({}),
     bootLogTail: text("boot_log_tail"),
     /**
@@ -294,6 +330,7 @@ export const instances = pgTable(
   },
   (t) => [
     uniqueIndex("instances_group_ordinal_uq").on(t.vmGroupId, t.ordinal).where(sql`not ${t.retiring}`),
+    uniqueIndex("instances_network_ip_uq").on(t.networkId, t.networkIp),
     index("instances_datacenter_idx").on(t.datacenter),
     check("instances_state_valid", oneOf("state", INSTANCE_STATES)),
   ],

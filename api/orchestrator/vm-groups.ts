@@ -5,6 +5,7 @@
 // already records and the manager calls are idempotent.
 import { and, asc, desc, eq, gte, inArray, isNotNull, isNull, ne } from "drizzle-orm";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
+import { allocateNetworkIp, networkOfInstance } from "../catalog/addresses.ts";
 import type { CatalogDb } from "../catalog/db.ts";
 import { startOperation } from "../catalog/operations.ts";
 import { loadPlacementFacts } from "../catalog/placement-facts.ts";
@@ -209,19 +210,33 @@ async function reconcileInstances(services: Services, group: Group, datacenter: 
     group.size,
     existing.filter((r) => !r.retiring).map((r) => r.ordinal),
   );
-  if (missing.length > 0) {
-    await services.db
-      .insert(instances)
-      .values(
-        missing.map((ordinal) => ({
+  for (const ordinal of missing) {
+    await services.db.transaction(async (tx) =>
+      tx
+        .insert(instances)
+        .values({
           id: newId("instance"),
           vmGroupId: group.id,
           ordinal,
           datacenter,
           imageVersion: version,
-        })),
-      )
-      .onConflictDoNothing();
+          networkId: group.networkId,
+          networkIp: await allocateNetworkIp(tx, group.networkId, datacenter),
+        })
+        .onConflictDoNothing(),
+    );
+  }
+  // Instances recorded before networks had addresses get theirs now.
+  for (const row of existing.filter((r) => r.networkIp === null)) {
+    await services.db.transaction(async (tx) =>
+      tx
+        .update(instances)
+        .set({
+          networkId: group.networkId,
+          networkIp: await allocateNetworkIp(tx, group.networkId, row.datacenter),
+        })
+        .where(and(eq(instances.id, row.id), isNull(instances.networkIp))),
+    );
   }
   const surplus = await services.db
     .select()
@@ -243,7 +258,13 @@ async function removeInstance(services: Services, row: InstanceRow) {
   await services.db.delete(instances).where(eq(instances.id, row.id));
 }
 
-function specOf(group: Group, row: InstanceRow, version: number, metadata: Record<string, string>) {
+function specOf(
+  group: Group,
+  row: InstanceRow,
+  version: number,
+  metadata: Record<string, string>,
+  network: ManagerInstanceSpec["network"],
+) {
   const spec: ManagerInstanceSpec = {
     instance_id: row.id,
     name: `${group.name}-${row.ordinal}`,
@@ -253,19 +274,34 @@ function specOf(group: Group, row: InstanceRow, version: number, metadata: Recor
     vcpus: group.vcpus,
     memory_mb: group.memoryMb,
     metadata,
+    ...(network ? { network } : {}),
   };
   return spec;
 }
 
 /** Asks the manager to run the instance (idempotent: one it already runs keeps its spec). */
 async function startOnManager(
+  services: Services,
   target: ManagerTarget,
   group: Group,
   row: InstanceRow,
   version: number,
   metadata: Record<string, string>,
 ) {
-  await startInstanceOnManager(target, specOf(group, row, version, metadata));
+  const network =
+    row.networkId && row.networkIp ? await networkOfInstance(services.db, row.networkId) : undefined;
+  await startInstanceOnManager(
+    target,
+    specOf(
+      group,
+      row,
+      version,
+      metadata,
+      network && row.networkIp
+        ? { id: network.id, vni: network.vni, address: row.networkIp, prefix_length: network.prefixLength }
+        : undefined,
+    ),
+  );
 }
 
 /** Follows the image pull and the boots of the given instances until all are ready. */
@@ -294,7 +330,7 @@ async function waitUntilReady(
       const target = await instanceTargetOf(services, datacenter);
       const metadata = await metadataOf(services, group);
       for (const row of current.filter((r) => reask.includes(r.id)))
-        await startOnManager(target, group, row, row.imageVersion ?? version, metadata);
+        await startOnManager(services, target, group, row, row.imageVersion ?? version, metadata);
       noteReasked(reasked, current, reask, Date.now());
     }
     if (failed) {
@@ -350,12 +386,15 @@ async function replaceInstance(
   await services.db.transaction(async (tx) => {
     // Retire first: at most one row per ordinal is not retiring (the partial unique index).
     await tx.update(instances).set({ retiring: true }).where(eq(instances.id, old.id));
+    // Old and new run side by side until the new one is ready: each has its own address.
     await tx.insert(instances).values({
       id: replacementId,
       vmGroupId: group.id,
       ordinal: old.ordinal,
       datacenter: old.datacenter,
       imageVersion: version,
+      networkId: group.networkId,
+      networkIp: await allocateNetworkIp(tx, group.networkId, old.datacenter),
     });
   });
   const [replacement] = await services.db.select().from(instances).where(eq(instances.id, replacementId));
@@ -372,7 +411,7 @@ async function finishReplacement(
   replacement: InstanceRow,
 ) {
   const { services } = context;
-  await startOnManager(target, group, replacement, version, await metadataOf(services, group));
+  await startOnManager(services, target, group, replacement, version, await metadataOf(services, group));
   await pushMetadata(services, group);
   try {
     await waitUntilReady(context, group, target.datacenter, version, [replacement.id], "replacing");
@@ -408,7 +447,8 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
   await context.progress({ step: "starting" });
   const metadata = await metadataOf(services, group);
   const current = rows.filter((r) => !r.retiring);
-  for (const row of current) await startOnManager(target, group, row, row.imageVersion ?? version, metadata);
+  for (const row of current)
+    await startOnManager(services, target, group, row, row.imageVersion ?? version, metadata);
   // Computed again now that the manager knows every instance: a referenced value recorded
   // while they were being started found nothing to push to, and instances that already ran
   // take the group's changed metadata.

@@ -198,7 +198,7 @@ export interface paths {
         get: operations["getNetwork"];
         put?: never;
         post?: never;
-        /** Delete a network */
+        /** Delete a network (refused while VM groups use it) */
         delete: operations["deleteNetwork"];
         options?: never;
         head?: never;
@@ -976,6 +976,11 @@ export interface components {
             image: string;
             /** @description Pinned version; null follows the current one. */
             image_version?: number | null;
+            /**
+             * @description The network its instances join, by ID or by name (default: the project's `default` network). Changing it replaces the group.
+             * @default default
+             */
+            network?: string;
             /** @example web */
             region?: string;
             placement?: components["schemas"]["PlacementPolicy"];
@@ -1050,6 +1055,11 @@ export interface components {
             image: string;
             /** @description Pinned version; null follows the current one. */
             image_version: number | null;
+            /**
+             * @description The network its instances join (its ID). Fixed: another network is another group.
+             * @example net_01jd3k9x4m6q8r2t5v7w9y1z3b
+             */
+            network: string;
             /** @example web */
             region: string | null;
             placement: components["schemas"]["PlacementPolicy"] & (Record<string, never> | null);
@@ -1126,7 +1136,13 @@ export interface components {
             /** @enum {string} */
             state: "pending" | "transferring-image" | "starting" | "running" | "ready" | "stopped" | "failed" | "unknown";
             state_reason: string | null;
+            /** @description Where the guest is reachable, as its datacenter's manager reports it: its network_ip once the datacenter has attached it to its network; null before. */
             address: string | null;
+            /**
+             * @description The address the instance holds on its VM group's network, in its datacenter's subnet. Kept for the instance's life; a replacement gets its own.
+             * @example 10.128.0.2
+             */
+            network_ip: string | null;
             guest_attributes: {
                 [key: string]: string;
             };
@@ -2414,6 +2430,15 @@ export interface operations {
             };
             /** @description No such object in this project. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

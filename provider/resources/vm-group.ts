@@ -7,10 +7,12 @@
 import { createHash } from "node:crypto";
 import { type ApiClient, expectData, type Operation, type Schemas } from "../../client/api.ts";
 import { followOperation } from "../../client/operations.ts";
+import { DEFAULT_NETWORK } from "../../schemas/networks.ts";
 import {
   parseReferencedAttribute,
   REFERENCEABLE_ATTRIBUTES_TEXT,
 } from "../../schemas/vm-group-references.ts";
+
 import {
   type AttributePath,
   type CallContext,
@@ -34,7 +36,7 @@ type UpdateVmGroup = Schemas["UpdateVmGroup"];
 
 const INSTANCE_TYPE = [
   "object",
-  { id: "string", datacenter: "string", address: "string", state: "string" },
+  { id: "string", datacenter: "string", address: "string", network_ip: "string", state: "string" },
 ] as const;
 const REFERENCE_TYPE = ["object", { vm_group: "string", instance: "number", attribute: "string" }] as const;
 const DEFAULT_TIMEOUTS = { create: 20 * 60_000, update: 20 * 60_000, delete: 10 * 60_000 };
@@ -95,6 +97,7 @@ export function createBody(plan: ObjectValue): CreateVmGroup {
     name: String(plan.name),
     image: String(plan.image),
     ...(imageVersion !== undefined ? { image_version: imageVersion } : {}),
+    network: typeof plan.network === "string" ? plan.network : DEFAULT_NETWORK.name,
     ...(typeof plan.region === "string" ? { region: plan.region } : {}),
     ...(placement ? { placement } : {}),
     size: optionalNumber(plan.size) ?? 0,
@@ -228,6 +231,7 @@ async function groupState(
     name: group.name,
     image: group.image,
     image_version: group.image_version === null ? null : new CtyNumber(group.image_version),
+    network: await networkAsConfigured(context, group.network, prior.network),
     region: group.region,
     placement: samePlacement
       ? priorPlacement
@@ -261,9 +265,26 @@ async function groupState(
       id: instance.id,
       datacenter: instance.datacenter,
       address: instance.address,
+      network_ip: instance.network_ip,
       state: instance.state,
     })),
   };
+}
+
+/**
+ * The group's network as the configuration names it: a configuration may name it by name
+ * ("default"), the API answers with its ID, and the two must not read as a change.
+ */
+async function networkAsConfigured(
+  context: CallContext<GlobalvmProviderData>,
+  networkId: string,
+  prior: CtyValue | undefined,
+): Promise<string> {
+  if (typeof prior !== "string" || prior === networkId || prior.startsWith("net_")) return networkId;
+  const result = await context.providerData.api.GET("/v1/networks/{id}", {
+    params: { path: { id: networkId } },
+  });
+  return result.data?.name === prior ? prior : networkId;
 }
 
 const numberOrNull = (value: number | undefined) => (value === undefined ? null : new CtyNumber(value));
@@ -344,6 +365,14 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
         type: "number",
         optional: true,
         description: "Pinned version; null follows the current one.",
+      },
+      network: {
+        type: "string",
+        optional: true,
+        computed: true,
+        description:
+          "The network its instances join, by ID or name (default: the project's `default` network).",
+        planModifiers: [requiresReplace(), useStateForUnknown()],
       },
       region: { type: "string", optional: true, planModifiers: [requiresReplace()] },
       size: { type: "number", required: true },

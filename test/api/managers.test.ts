@@ -2,6 +2,7 @@
 // replica reports and the upload ticket.
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { findNetworkByReference } from "../../api/catalog/networks.ts";
 import { imageReplicas, instances, vmGroups } from "../../api/catalog/schema.ts";
 import { newId } from "../../api/ids.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
@@ -54,6 +55,7 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
       projectId,
       name: `g-${groupId.slice(-8)}`,
       imageId,
+      networkId: (await findNetworkByReference(api.services.db, projectId, "default"))?.id as string,
       datacenter,
       region: "us-east",
       size: 1,

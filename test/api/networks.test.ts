@@ -11,6 +11,7 @@ describe.each(CATALOG_KINDS)("networks (%s)", (kind) => {
   let other: Awaited<ReturnType<TestApi["createProject"]>>;
   beforeAll(async () => {
     api = await createTestApi(kind);
+    await api.createRegion("eu-west");
     acme = await api.createProject("acme");
     other = await api.createProject("other");
   });
@@ -121,6 +122,37 @@ describe.each(CATALOG_KINDS)("networks (%s)", (kind) => {
         token: other.token,
         body: { name: "twice", cidr: "10.30.0.0/16" },
       });
+    });
+  });
+
+  describe("in use", () => {
+    it("a network with VM groups cannot be deleted: the 409 names them, and nothing is lost", async () => {
+      const net = await api.expectStatus(201, "POST", "/v1/networks", {
+        token: acme.token,
+        body: { name: "busy", cidr: "10.44.0.0/16" },
+      });
+      const image = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "busy-image", origin_region: "eu-west" },
+      });
+      for (const name of ["web", "db"]) {
+        await api.expectStatus(202, "POST", "/v1/vm-groups", {
+          token: acme.token,
+          body: {
+            name: `busy-${name}`,
+            image: image.id,
+            region: "eu-west",
+            size: 1,
+            machine: { vcpus: 1, memory_mb: 256 },
+            network: "busy",
+          },
+        });
+      }
+      const refused = await api.call("DELETE", `/v1/networks/${net.id}`, { token: acme.token });
+      expect(refused.status).toBe(409);
+      expect(refused.body.code).toBe("network_in_use");
+      expect(refused.body.detail).toContain("busy-db, busy-web");
+      await api.expectStatus(200, "GET", `/v1/networks/${net.id}`, { token: acme.token });
     });
   });
 

@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { findNetworkByReference } from "../../api/catalog/networks.ts";
 import { imageReplicas, images, imageVersions, vmGroups } from "../../api/catalog/schema.ts";
 import { newId } from "../../api/ids.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
@@ -134,9 +135,12 @@ describe.each(CATALOG_KINDS)("placements:explain (%s)", (kind) => {
 
     it("spread counts the project's groups per region, not other projects'", async () => {
       const policy = { regions: ["eu-west", "us-east"], strategy: "spread" };
-      const group = (projectId: string, name: string) => ({
+      const defaultNetwork = async (projectId: string) =>
+        (await findNetworkByReference(api.catalog.db, projectId, "default"))?.id as string;
+      const group = async (projectId: string, name: string) => ({
         id: newId("vmGroup"),
         projectId,
+        networkId: await defaultNetwork(projectId),
         name,
         imageId,
         region: "us-east",
@@ -145,11 +149,11 @@ describe.each(CATALOG_KINDS)("placements:explain (%s)", (kind) => {
         memoryMb: 256,
       });
       // Another project's load does not matter: locality decides the tie.
-      await api.catalog.db.insert(vmGroups).values(group(other.id, "theirs"));
+      await api.catalog.db.insert(vmGroups).values(await group(other.id, "theirs"));
       const before = await explain({ placement: policy });
       expect(before.body.decision.datacenter).toBe("us-east-b");
 
-      await api.catalog.db.insert(vmGroups).values(group(acme.id, "ours"));
+      await api.catalog.db.insert(vmGroups).values(await group(acme.id, "ours"));
       const after = await explain({ placement: policy });
       expect(after.status).toBe(200);
       expect(after.body.decision).toEqual({ datacenter: "eu-west-a", region: "eu-west" });

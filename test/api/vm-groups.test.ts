@@ -96,6 +96,23 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
       expect(removal.body.kind).toBe("delete-vm-group");
     });
 
+    it("joins the project's default network unless told another, by ID or by name", async () => {
+      const networks = await api.expectStatus(200, "GET", "/v1/networks", { token: acme.token });
+      const defaultId = networks.items.find((n: { name: string }) => n.name === "default").id;
+      const lab = await api.expectStatus(201, "POST", "/v1/networks", {
+        token: acme.token,
+        body: { name: "lab", cidr: "10.40.0.0/16" },
+      });
+      const get = async (body: Record<string, unknown>) => {
+        const created = await create({ region: "us-east", size: 1, ...body });
+        expect(created.status).toBe(202);
+        return api.expectStatus(200, "GET", `/v1/vm-groups/${created.body.target.id}`, { token: acme.token });
+      };
+      expect((await get({ name: "on-default" })).network).toBe(defaultId);
+      expect((await get({ name: "on-lab-by-name", network: "lab" })).network).toBe(lab.id);
+      expect((await get({ name: "on-lab-by-id", network: lab.id })).network).toBe(lab.id);
+    });
+
     it("lists and gets instances recorded for a group", async () => {
       const created = await create({ name: "with-instances", region: "us-east", size: 1 });
       const groupId = created.body.target.id;
@@ -112,6 +129,8 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
         name: "with-instances-0",
         state: "pending",
         datacenter: "us-east-a",
+        address: null,
+        network_ip: null,
       });
       const one = await api.expectStatus(200, "GET", `/v1/instances/${instanceId}`, {
         token: acme.readToken,
@@ -175,6 +194,27 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
       const list = await api.expectStatus(200, "GET", "/v1/vm-groups?page_size=200", { token: acme.token });
       const names = list.items.map((g: { name: string }) => g.name);
       for (const name of ["r", "p", "i", "v", "ref", "attr"]) expect(names).not.toContain(name);
+    });
+
+    it("an unknown network, or another project's, is a 422 naming the field network", async () => {
+      const theirs = await api.expectStatus(200, "GET", "/v1/networks", { token: other.token });
+      for (const network of ["nowhere", theirs.items[0].id]) {
+        const response = await create({ name: "lost", region: "us-east", network });
+        expect(response.status).toBe(422);
+        expect(response.body.errors).toEqual([{ path: "network", message: "unknown network" }]);
+      }
+      const groups = await api.expectStatus(200, "GET", "/v1/vm-groups", { token: acme.token });
+      expect(groups.items.map((g: { name: string }) => g.name)).not.toContain("lost");
+    });
+
+    it("a group's network cannot change in place: another network is another group", async () => {
+      const created = await create({ name: "fixed-net", region: "us-east", size: 1 });
+      const response = await api.call("PATCH", `/v1/vm-groups/${created.body.target.id}`, {
+        token: acme.token,
+        body: { network: "lab" },
+      });
+      expect(response.status).toBe(400);
+      expect(JSON.stringify(response.body)).toContain("network");
     });
 
     it("an image in use cannot be deleted; the 409 names the groups", async () => {

@@ -2,6 +2,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Catalog } from "../../api/catalog/db.ts";
+import { createDefaultNetwork, findNetworkByReference } from "../../api/catalog/networks.ts";
 import {
   datacenters,
   images,
@@ -19,10 +20,13 @@ describe.each(CATALOG_KINDS)("catalog constraints (%s)", (kind) => {
   const projectId = newId("project");
   const imageId = newId("image");
   const groupId = newId("vmGroup");
+  let networkId: string;
   beforeAll(async () => {
     catalog = await openTestCatalog(kind);
     const { db } = catalog;
     await db.insert(projects).values({ id: projectId, name: "acme" });
+    await createDefaultNetwork(db, projectId);
+    networkId = (await findNetworkByReference(db, projectId, "default"))?.id as string;
     await db.insert(regions).values({ name: "eu-west", displayName: "eu-west" });
     await db.insert(datacenters).values({
       name: "eu-west-a",
@@ -40,6 +44,7 @@ describe.each(CATALOG_KINDS)("catalog constraints (%s)", (kind) => {
       projectId,
       name: "web",
       imageId,
+      networkId,
       region: "eu-west",
       size: 1,
       vcpus: 1,
@@ -111,7 +116,7 @@ describe.each(CATALOG_KINDS)("catalog constraints (%s)", (kind) => {
   });
 
   it("a group has exactly one of region and placement, and a sane machine", async () => {
-    const base = { projectId, imageId, size: 1, vcpus: 1, memoryMb: 128 };
+    const base = { projectId, imageId, networkId, size: 1, vcpus: 1, memoryMb: 128 };
     await rejects(catalog.db.insert(vmGroups).values({ ...base, id: newId("vmGroup"), name: "neither" }));
     await rejects(
       catalog.db.insert(vmGroups).values({
@@ -136,6 +141,7 @@ describe.each(CATALOG_KINDS)("catalog constraints (%s)", (kind) => {
       projectId,
       name: "doomed",
       imageId,
+      networkId,
       region: "eu-west",
       size: 1,
       vcpus: 1,

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Catalog, openCatalog } from "../../api/catalog/db.ts";
+import { findNetworkByReference } from "../../api/catalog/networks.ts";
 import { instances, vmGroups } from "../../api/catalog/schema.ts";
 import { newId } from "../../api/ids.ts";
 import {
@@ -140,6 +141,7 @@ beforeAll(async () => {
     projectId: project.body.id,
     name: "web",
     imageId,
+    networkId: (await findNetworkByReference(db, project.body.id, "default"))?.id as string,
     imageVersion: 1,
     region: "eu-west",
     datacenter: DATACENTER,

@@ -130,6 +130,16 @@ describe("rolling update to a new image version", () => {
       pinnedBefore.map((i) => [i.id, "ready", 1]),
     );
     expect(pinnedAfter[0]?.updated_at).toBe(pinnedBefore[0]?.updated_at);
+    // Addresses: the other group's instance kept its own through the roll, and every instance
+    // seen, old and new side by side, had one of its own in the default network's first subnet.
+    expect(pinnedAfter[0]?.network_ip).toBe(pinnedBefore[0]?.network_ip);
+    const holder = new Map<string, string>();
+    for (const instance of [...samples.flat(), ...pinnedBefore]) {
+      expect(instance.network_ip).toMatch(/^10\.128\.(1[0-5]|[0-9])\.\d+$/);
+      expect(holder.get(instance.network_ip as string) ?? instance.id).toBe(instance.id);
+      holder.set(instance.network_ip as string, instance.id);
+    }
+    expect(holder.size).toBe(5);
 
     // Moved on purpose, the pinned group rolls too.
     const move = await stack.call("PATCH", `/v1/vm-groups/${pinned.groupId}`, stack.projectToken, {

@@ -85,6 +85,8 @@ export interface InstanceView {
   id: string;
   name: string;
   ordinal: number;
+  network_ip: string | null;
+  address: string | null;
   state: string;
   image_version: number | null;
   guest_attributes: Record<string, string>;

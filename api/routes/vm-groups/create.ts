@@ -3,6 +3,7 @@ import { OperationSchema } from "../../../schemas/operations.ts";
 import { CreateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
 import { findImage, requireImageVersion } from "../../catalog/images.ts";
+import { findNetworkByReference } from "../../catalog/networks.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertWithinQuotas } from "../../catalog/quotas.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
@@ -43,6 +44,12 @@ export function register(app: OpenAPIHono<AppEnv>) {
         ]);
       }
       if (body.image_version) await requireImageVersion(db, image, body.image_version, "image_version");
+      const network = await findNetworkByReference(db, projectId, body.network);
+      if (!network) {
+        throw errors.unprocessable("network_not_found", `No network ${body.network} in this project.`, [
+          { path: "network", message: "unknown network" },
+        ]);
+      }
       await assertRegionsExist(db, [
         ...(body.region ? [{ path: "region", name: body.region }] : []),
         ...(body.placement?.regions ?? []).map((name, i) => ({ path: `placement.regions[${i}]`, name })),
@@ -62,6 +69,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
             name: body.name,
             imageId: body.image,
             imageVersion: body.image_version ?? null,
+            networkId: network.id,
             region: body.region ?? null,
             placement: body.placement ?? null,
             size: body.size,

@@ -33,6 +33,12 @@ export interface VmGroupConfig extends cdktf.TerraformMetaArguments {
     */
     readonly name: string;
     /**
+    * The network its instances join, by ID or name (default: the project's `default` network).
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#network VmGroup#network}
+    */
+    readonly network?: string;
+    /**
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#region VmGroup#region}
     */
     readonly region?: string;
@@ -81,6 +87,7 @@ export declare class VmGroupInstancesOutputReference extends cdktf.ComplexObject
     get address(): string;
     get datacenter(): string;
     get id(): string;
+    get networkIp(): string;
     get state(): string;
 }
 export declare class VmGroupInstancesList extends cdktf.ComplexList {
@@ -384,6 +391,11 @@ export declare class VmGroup extends cdktf.TerraformResource {
     get name(): string;
     set name(value: string);
     get nameInput(): string | undefined;
+    private _network?;
+    get network(): string;
+    set network(value: string);
+    resetNetwork(): void;
+    get networkInput(): string | undefined;
     private _region?;
     get region(): string;
     set region(value: string);

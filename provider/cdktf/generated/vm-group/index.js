@@ -57,6 +57,10 @@ export class VmGroupInstancesOutputReference extends cdktf.ComplexObject {
     get id() {
         return this.getStringAttribute('id');
     }
+    // network_ip - computed: true, optional: false, required: false
+    get networkIp() {
+        return this.getStringAttribute('network_ip');
+    }
     // state - computed: true, optional: false, required: false
     get state() {
         return this.getStringAttribute('state');
@@ -814,6 +818,7 @@ export class VmGroup extends cdktf.TerraformResource {
         this._metadata = config.metadata;
         this._metadataFrom.internalValue = config.metadataFrom;
         this._name = config.name;
+        this._network = config.network;
         this._region = config.region;
         this._size = config.size;
         this._waitForReady = config.waitForReady;
@@ -893,6 +898,19 @@ export class VmGroup extends cdktf.TerraformResource {
     // Temporarily expose input value. Use with caution.
     get nameInput() {
         return this._name;
+    }
+    get network() {
+        return this.getStringAttribute('network');
+    }
+    set network(value) {
+        this._network = value;
+    }
+    resetNetwork() {
+        this._network = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get networkInput() {
+        return this._network;
     }
     get region() {
         return this.getStringAttribute('region');
@@ -976,6 +994,7 @@ export class VmGroup extends cdktf.TerraformResource {
             metadata: cdktf.hashMapper(cdktf.stringToTerraform)(this._metadata),
             metadata_from: cdktf.hashMapper(vmGroupMetadataFromToTerraform)(this._metadataFrom.internalValue),
             name: cdktf.stringToTerraform(this._name),
+            network: cdktf.stringToTerraform(this._network),
             region: cdktf.stringToTerraform(this._region),
             size: cdktf.numberToTerraform(this._size),
             wait_for_ready: cdktf.booleanToTerraform(this._waitForReady),
@@ -1012,6 +1031,12 @@ export class VmGroup extends cdktf.TerraformResource {
             },
             name: {
                 value: cdktf.stringToHclTerraform(this._name),
+                isBlock: false,
+                type: "simple",
+                storageClassType: "string",
+            },
+            network: {
+                value: cdktf.stringToHclTerraform(this._network),
                 isBlock: false,
                 type: "simple",
                 storageClassType: "string",
