@@ -4,6 +4,7 @@
 // start without loading the control plane.
 import type { CatalogLocation } from "../api/catalog/db.ts";
 import type { HttpLimits } from "../common/http-limits.ts";
+import { parseIpv4 } from "../schemas/ipv4.ts";
 import {
   type Command,
   CommandFailure,
@@ -151,6 +152,12 @@ Options:
   --qemu-user U         when run as root, the user QEMU runs as (default nobody; "root" keeps
                         root). It needs no access to --data-dir: QEMU is handed its disks and
                         sockets as open descriptors.
+  --guest-network-underlay ADDRESS
+                        attach guests to their networks on this host: a bridge per network,
+                        a tap per guest, a VXLAN tunnel from ADDRESS (this host's address
+                        toward other datacenters) and nftables rules, in the manager's network
+                        namespace (needs root or CAP_NET_ADMIN). Without it guests get their
+                        metadata link only and report no address.
   -h, --help            show this help
 
 Limits (whole numbers of bytes or items; what is over one is refused with 413 naming it):
@@ -161,6 +168,16 @@ Environment:
 ${LIMIT_ENV_USAGE}
 ${HTTP_LIMITS_USAGE}
 `;
+
+function guestNetworkUnderlay(address: string): string {
+  if (parseIpv4(address) === undefined) {
+    throw new UsageError(
+      `--guest-network-underlay: ${JSON.stringify(address)} is not an IPv4 address`,
+      MANAGER_USAGE,
+    );
+  }
+  return address;
+}
 
 const regionalManager: Command = {
   summary: "run one datacenter's regional manager",
@@ -177,6 +194,7 @@ const regionalManager: Command = {
         port: { type: "string" },
         host: { type: "string", default: "127.0.0.1" },
         "qemu-user": { type: "string" },
+        "guest-network-underlay": { type: "string" },
         ...LIMIT_FLAGS,
       },
       MANAGER_USAGE,
@@ -202,6 +220,9 @@ const regionalManager: Command = {
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
       ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
+      ...(values["guest-network-underlay"]
+        ? { guestNetwork: { underlayAddress: guestNetworkUnderlay(values["guest-network-underlay"]) } }
+        : {}),
       limits: managerLimits(values, process.env, MANAGER_USAGE),
       http: httpLimitsFromEnv(),
       // Shortened by tests of a datacenter going down; 10 s otherwise.

@@ -22,10 +22,13 @@ import { createInstanceTokenVerifier } from "../common/tokens/instance-token.ts"
 import { createTransferTokenVerifier } from "../common/tokens/transfer-token.ts";
 import type { Capacity } from "../schemas/regions.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
+import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { createInstanceApp } from "./instances/app.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
+import { GuestNetworks } from "./network/guests.ts";
+import { LinuxHostNetwork } from "./network/linux.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
 import type { ManifestLimits } from "./store/manifest-limits.ts";
 import { createTransferApp } from "./transfer/app.ts";
@@ -59,6 +62,12 @@ export interface RegionalManagerOptions {
   stopGuestsOnClose?: boolean;
   /** A JWKS file of the control plane's public keys, trusted instead of the JWKS it serves. */
   controlPlaneKeysFile?: string;
+  /**
+   * Attach guests to their networks on this host (bridges, VXLAN, taps, nftables in the
+   * manager's network namespace; needs root or CAP_NET_ADMIN). `underlayAddress` is this host's
+   * address toward the other datacenters. Without it guests get their metadata link only.
+   */
+  guestNetwork?: { underlayAddress: string; underlayMtu?: number };
 }
 
 /** The limits one manager puts on uploads (store/manifest-limits.ts) and on guests (metadata/service.ts). */
@@ -158,6 +167,9 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     reporter: controlPlane,
     capacity: { vcpus: capacity.vcpus, memoryMb: capacity.memory_mb },
     log,
+    ...(options.guestNetwork
+      ? { guestNetworks: guestNetworksOf(options.guestNetwork, options.qemuUser) }
+      : {}),
   });
   const instanceVerifier = createInstanceTokenVerifier({
     keys,
@@ -406,4 +418,19 @@ async function measureCapacity(dataDir: string, configured: Partial<Capacity> = 
     memory_mb: configured.memory_mb ?? Math.floor(totalmem() / 2 ** 20),
     disk_bytes: configured.disk_bytes ?? Number(fs.bavail) * Number(fs.bsize),
   };
+}
+
+function guestNetworksOf(
+  options: NonNullable<RegionalManagerOptions["guestNetwork"]>,
+  qemuUser: string | undefined,
+): GuestNetworks {
+  const owner = qemuIdentity(qemuUser ?? DEFAULT_QEMU_USER, "tcg");
+  return new GuestNetworks({
+    host: {
+      underlayAddress: options.underlayAddress,
+      ...(owner ? { tapOwnerUid: owner.uid } : {}),
+    },
+    executor: new LinuxHostNetwork(),
+    ...(options.underlayMtu ? { underlayMtu: options.underlayMtu } : {}),
+  });
 }

@@ -35,6 +35,8 @@ export interface InstanceSpec {
 export interface GuestNetworkInterface {
   /** The catalog's network ID. */
   network: string;
+  /** The network's VXLAN identifier, the same on every host. */
+  vni: number;
   /** The instance's IPv4 address on it. */
   address: string;
   /** The network's prefix length: every address of the network is on-link (one segment). */

@@ -122,6 +122,13 @@ function validateNetworkInterface(nic: GuestNetworkInterface): void {
       field("mtu"),
     );
   }
+  if (!Number.isInteger(nic.vni) || nic.vni < 1 || nic.vni > 16_777_215) {
+    throw new ComputeError(
+      "invalid-argument",
+      `${field("vni")} must be a VXLAN identifier (1 to 2^24 − 1)`,
+      field("vni"),
+    );
+  }
   if (typeof nic.network !== "string" || nic.network.length === 0) {
     throw new ComputeError("invalid-argument", `${field("network")} must be a network ID`, field("network"));
   }

@@ -11,6 +11,8 @@ import type {
 } from "../../schemas/manager-instances.ts";
 import type { ComputeDriver, InstanceStateChange, InstanceStatus } from "../compute/index.ts";
 import { ComputeError } from "../compute/index.ts";
+import type { GuestNetworkInterface } from "../compute/types.ts";
+import type { GuestNetworks } from "../network/guests.ts";
 import type { ImageStore, VersionRecord } from "../store/image-store.ts";
 
 export interface InstanceReporter {
@@ -30,6 +32,12 @@ export interface InstanceManagerOptions {
   log: (line: string) => void;
   /** Bytes of console sent with each state report. */
   reportConsoleBytes?: number;
+  /**
+   * This host's guest networking, when the manager may change the host's network (root or
+   * CAP_NET_ADMIN): guests with a network in their spec get a NIC on it and report its address.
+   * Without it guests boot with their metadata link only, as before networks existed.
+   */
+  guestNetworks?: GuestNetworks;
 }
 
 /** An instance whose image version is still on its way: not yet known to the driver. */
@@ -104,6 +112,8 @@ export class InstanceManager {
   /** Takes over the instances a previous manager process left running and tells the control plane. */
   async reattach(): Promise<InstanceStatus[]> {
     const found = await this.#options.driver.reattach();
+    // The kernel kept carrying their traffic; a sync re-adopts it (and removes what no guest needs).
+    await this.#syncNetworks();
     for (const status of found) this.#report(status.instanceId);
     return found;
   }
@@ -196,8 +206,10 @@ export class InstanceManager {
   /** Removes the instance and everything it left (process, sockets, overlay, metadata listener). */
   async delete(instanceId: string): Promise<void> {
     const wasPending = this.#pending.delete(instanceId);
-    if (this.#known(instanceId)) await this.#options.driver.delete(instanceId);
+    const known = this.#known(instanceId);
+    if (known) await this.#options.driver.delete(instanceId);
     else if (!wasPending) throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
+    if (known?.spec.networkInterface) await this.#syncNetworks();
   }
 
   async setMetadata(instanceId: string, metadata: Record<string, string>): Promise<ManagerInstanceStatus> {
@@ -323,8 +335,11 @@ export class InstanceManager {
       vcpus: spec.vcpus,
       memoryMb: spec.memory_mb,
       metadata: spec.metadata,
+      ...this.#networkInterfaceOf(spec),
     });
     try {
+      // Its tap must exist before QEMU opens it.
+      if (spec.network && this.#options.guestNetworks) await this.#syncNetworks();
       await driver.start(spec.instance_id);
     } catch (error) {
       // A start that fails leaves the instance created and stopped or failed; the control plane
@@ -332,6 +347,34 @@ export class InstanceManager {
       this.#report(spec.instance_id);
       throw error;
     }
+  }
+
+  #networkInterfaceOf(spec: ManagerInstanceSpec): { networkInterface?: GuestNetworkInterface } {
+    const networks = this.#options.guestNetworks;
+    if (!spec.network || !networks) return {};
+    return {
+      networkInterface: {
+        network: spec.network.id,
+        vni: spec.network.vni,
+        address: spec.network.address,
+        prefixLength: spec.network.prefix_length,
+        mtu: networks.mtu,
+      },
+    };
+  }
+
+  /** Brings the host's networking to what the guests this manager knows need. */
+  async #syncNetworks(): Promise<void> {
+    const networks = this.#options.guestNetworks;
+    if (!networks) return;
+    const guests = this.#options.driver
+      .list()
+      .flatMap((status) =>
+        status.spec.networkInterface
+          ? [{ instanceId: status.instanceId, nic: status.spec.networkInterface }]
+          : [],
+      );
+    await networks.sync(guests);
   }
 
   #stateChanged(change: InstanceStateChange): void {
@@ -373,6 +416,8 @@ export class InstanceManager {
       return {
         state,
         state_reason: reason ?? null,
+        // Where the guest is reachable: its network address, once it has a NIC on the network.
+        address: known.spec.networkInterface?.address ?? null,
         local_id: instanceId,
         ...(version !== null ? { image_version: version } : {}),
         guest_attributes: known.guestAttributes,

@@ -263,7 +263,13 @@ describe("instance spec checks", () => {
 
   it("accepts a sound spec", () => {
     expect(() => validateInstanceSpec(guestSpec("ins_ok"), capacity)).not.toThrow();
-    const networkInterface = { network: "net_1", address: "10.0.0.3", prefixLength: 16, mtu: 1450 };
+    const networkInterface = {
+      network: "net_1",
+      vni: 4096,
+      address: "10.0.0.3",
+      prefixLength: 16,
+      mtu: 1450,
+    };
     expect(() => validateInstanceSpec(guestSpec("ins_ok", { networkInterface }), capacity)).not.toThrow();
   });
 
@@ -277,22 +283,24 @@ describe("instance spec checks", () => {
     [{ name: "" }, "invalid-argument", "name"],
     [{ metadata: { "bad key": "v" } }, "invalid-argument", "metadata.bad key"],
     [
-      { networkInterface: { network: "net_1", address: "10.0.0.300", prefixLength: 24, mtu: 1450 } },
+      {
+        networkInterface: { network: "net_1", vni: 4096, address: "10.0.0.300", prefixLength: 24, mtu: 1450 },
+      },
       "invalid-argument",
       "networkInterface.address",
     ],
     [
-      { networkInterface: { network: "net_1", address: "10.0.0.3", prefixLength: 31, mtu: 1450 } },
+      { networkInterface: { network: "net_1", vni: 4096, address: "10.0.0.3", prefixLength: 31, mtu: 1450 } },
       "invalid-argument",
       "networkInterface.prefixLength",
     ],
     [
-      { networkInterface: { network: "net_1", address: "10.0.0.3", prefixLength: 24, mtu: 100 } },
+      { networkInterface: { network: "net_1", vni: 4096, address: "10.0.0.3", prefixLength: 24, mtu: 100 } },
       "invalid-argument",
       "networkInterface.mtu",
     ],
     [
-      { networkInterface: { network: "", address: "10.0.0.3", prefixLength: 24, mtu: 1450 } },
+      { networkInterface: { network: "", vni: 4096, address: "10.0.0.3", prefixLength: 24, mtu: 1450 } },
       "invalid-argument",
       "networkInterface.network",
     ],

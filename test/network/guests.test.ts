@@ -48,7 +48,13 @@ const spec: HostNetworkSpec = {
   ],
 };
 
-const nic = (network: string, address: string) => ({ network, address, prefixLength: 24, mtu: MTU });
+const nic = (network: string, address: string) => ({
+  network,
+  vni: spec.networks.find((n) => n.id === network)?.vni as number,
+  address,
+  prefixLength: 24,
+  mtu: MTU,
+});
 
 /**
  * `fetch ADDRESS` GETs / over TCP port 80 with nc, as guest-attribute talks HTTP: the guest's

@@ -47,6 +47,8 @@ export interface StackOptions {
   controlPlaneFor?: (region: string, controlPlane: string) => string;
   /** The control plane's GLOBALVM_REPLICA_IDLE_SECONDS: replicas nobody asked for, unused this long, are collected. */
   replicaIdleSeconds?: number;
+  /** More flags for a region's `serve regional-manager`. */
+  managerArgs?: (region: string) => string[];
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -106,6 +108,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         options.controlPlaneFor?.(region, controlPlane) ?? controlPlane,
         "--data-dir",
         join(dir, datacenter),
+        ...(options.managerArgs?.(region) ?? []),
       ],
       { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(region) },
     );

@@ -1,0 +1,65 @@
+// What this host's networking must be, derived from the guests it runs: one network entry per
+// network with a guest here, one port per guest. The kernel state is rebuilt from this on every
+// change (and after a restart, from the guests re-adopted), so nothing else has to be remembered.
+import type { GuestNetworkInterface } from "../compute/types.ts";
+import type { LinuxHostNetwork } from "./linux.ts";
+import { guestMac, type HostNetworkSpec, VXLAN_OVERHEAD } from "./spec.ts";
+
+export interface GuestOnNetwork {
+  instanceId: string;
+  nic: GuestNetworkInterface;
+}
+
+export interface HostFacts {
+  /** This host's address on the underlay, where the other datacenters' tunnels arrive. */
+  underlayAddress: string;
+  /** Owner of every tap: the user QEMU runs as (undefined when QEMU runs as this process's user). */
+  tapOwnerUid?: number;
+  /** Underlay addresses of the other hosts with guests of a network (none: this host alone). */
+  peersOf?: (networkId: string) => readonly string[];
+}
+
+export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostFacts): HostNetworkSpec {
+  const byNetwork = new Map<string, GuestOnNetwork[]>();
+  for (const guest of guests) {
+    const members = byNetwork.get(guest.nic.network) ?? [];
+    members.push(guest);
+    byNetwork.set(guest.nic.network, members);
+  }
+  const networks = [...byNetwork.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([id, members]) => ({
+      id,
+      vni: (members[0] as GuestOnNetwork).nic.vni,
+      mtu: Math.min(...members.map((m) => m.nic.mtu)),
+      peers: [...(host.peersOf?.(id) ?? [])],
+      ports: members
+        .sort((a, b) => a.instanceId.localeCompare(b.instanceId))
+        .map((m) => ({
+          instanceId: m.instanceId,
+          mac: guestMac(m.instanceId),
+          address: m.nic.address,
+          ...(host.tapOwnerUid !== undefined ? { ownerUid: host.tapOwnerUid } : {}),
+        })),
+    }));
+  return { underlayAddress: host.underlayAddress, networks };
+}
+
+/** Guest networking of one host: its facts, and the executor that makes the kernel match. */
+export class GuestNetworks {
+  readonly #host: HostFacts;
+  readonly #executor: LinuxHostNetwork;
+  /** The MTU guests get: the underlay's less the tunnel's overhead. */
+  readonly mtu: number;
+
+  constructor(options: { host: HostFacts; executor: LinuxHostNetwork; underlayMtu?: number }) {
+    this.#host = options.host;
+    this.#executor = options.executor;
+    this.mtu = (options.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
+  }
+
+  /** Brings the host's bridges, tunnels, taps and rules to what `guests` need. */
+  async sync(guests: readonly GuestOnNetwork[]): Promise<void> {
+    await this.#executor.reconcile(hostNetworkSpecOf(guests, this.#host));
+  }
+}
