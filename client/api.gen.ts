@@ -711,6 +711,12 @@ export interface components {
             image_count: number;
             /** Format: uri */
             manager_url: string;
+            /** @description Where this datacenter's guest-network tunnels start, when its manager attaches guests to networks. */
+            underlay_address?: string;
+        };
+        HeartbeatAnswer: components["schemas"]["Datacenter"] & {
+            /** @description The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach. */
+            underlay_peers: string[];
         };
         Image: {
             /**
@@ -1579,13 +1585,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The datacenter as now recorded. */
+            /** @description The datacenter as now recorded, and its guest-network peers. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Datacenter"];
+                    "application/json": components["schemas"]["HeartbeatAnswer"];
                 };
             };
             /** @description The request is malformed or a field is invalid; `errors` names the fields. */

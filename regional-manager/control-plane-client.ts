@@ -3,7 +3,7 @@
 // manager credential an admin issued.
 import type { InstanceReport } from "../schemas/manager-instances.ts";
 import type { ReplicaReport as CatalogReplicaReport, ReplicaSources } from "../schemas/managers.ts";
-import type { Capacity, Heartbeat } from "../schemas/regions.ts";
+import type { Capacity, Heartbeat, HeartbeatAnswer } from "../schemas/regions.ts";
 import type { ReplicaReport, ReplicaReporter } from "./transfer/reporter.ts";
 
 export class ControlPlaneError extends Error {
@@ -44,8 +44,12 @@ export class ControlPlaneClient implements ReplicaReporter {
     });
   }
 
-  heartbeat(heartbeat: Heartbeat): Promise<unknown> {
-    return this.#request("POST", `/v1/datacenters/${this.#options.datacenter}/heartbeat`, heartbeat);
+  heartbeat(heartbeat: Heartbeat): Promise<Partial<HeartbeatAnswer>> {
+    return this.#request(
+      "POST",
+      `/v1/datacenters/${this.#options.datacenter}/heartbeat`,
+      heartbeat,
+    ) as Promise<Partial<HeartbeatAnswer>>;
   }
 
   sources(imageId: string, version: number): Promise<ReplicaSources> {

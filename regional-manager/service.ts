@@ -158,6 +158,9 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     probeCacheFile: join(options.dataDir, "accelerator-probe.json"),
     ...(options.qemuUser ? { qemuUser: options.qemuUser } : {}),
   });
+  const guestNetworks = options.guestNetwork
+    ? guestNetworksOf(options.guestNetwork, options.qemuUser)
+    : undefined;
   const instances = new InstanceManager({
     driver,
     store,
@@ -167,9 +170,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     reporter: controlPlane,
     capacity: { vcpus: capacity.vcpus, memoryMb: capacity.memory_mb },
     log,
-    ...(options.guestNetwork
-      ? { guestNetworks: guestNetworksOf(options.guestNetwork, options.qemuUser) }
-      : {}),
+    ...(guestNetworks ? { guestNetworks } : {}),
   });
   const instanceVerifier = createInstanceTokenVerifier({
     keys,
@@ -345,13 +346,16 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     const stats = store.stats();
     const disk = await measureCapacity(options.dataDir, options.capacity);
     const free = instances.free();
-    await controlPlane.heartbeat({
+    const answer = await controlPlane.heartbeat({
       manager_url: url,
       capacity,
       free: { vcpus: free.vcpus, memory_mb: free.memoryMb, disk_bytes: disk.disk_bytes },
       chunk_count: stats.chunkCount,
       image_count: stats.imageCount,
+      ...(guestNetworks ? { underlay_address: guestNetworks.underlayAddress } : {}),
     });
+    // A datacenter that came or went: the tunnels reach the ones there are now.
+    if (guestNetworks?.setPeers(answer.underlay_peers ?? [])) await instances.syncNetworks();
   };
   await beat();
   if (options.stopGuestsOnClose) await resumeGuestsStoppedAtClose();

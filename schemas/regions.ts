@@ -70,6 +70,22 @@ export const HeartbeatSchema = z
     free: CapacitySchema.strict(),
     chunk_count: z.number().int().min(0),
     image_count: z.number().int().min(0),
+    underlay_address: z
+      .string()
+      .regex(/^\d{1,3}(\.\d{1,3}){3}$/, "an IPv4 address")
+      .optional()
+      .openapi({
+        description:
+          "Where this datacenter's guest-network tunnels start, when its manager attaches guests to networks.",
+      }),
   })
   .openapi("Heartbeat");
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
+
+export const HeartbeatAnswerSchema = DatacenterSchema.extend({
+  underlay_peers: z.array(z.string()).openapi({
+    description:
+      "The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach.",
+  }),
+}).openapi("HeartbeatAnswer");
+export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswerSchema>;

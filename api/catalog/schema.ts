@@ -108,6 +108,8 @@ export const datacenters = pgTable(
       .notNull()
       .references(() => regions.name),
     managerUrl: text("manager_url"),
+    /** The manager's address toward other datacenters, when it attaches guests to networks. */
+    underlayAddress: text("underlay_address"),
     driver: text("driver").notNull(),
     capacityVcpus: integer("capacity_vcpus").notNull(),
     capacityMemoryMb: integer("capacity_memory_mb").notNull(),

@@ -707,6 +707,10 @@ export interface components {
             /** @description Null on the last page. */
             next_page_token: string | null;
         };
+        HeartbeatAnswer: components["schemas"]["Datacenter"] & {
+            /** @description The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach. */
+            underlay_peers: string[];
+        };
         Heartbeat: {
             /** Format: uri */
             manager_url: string;
@@ -722,6 +726,8 @@ export interface components {
             };
             chunk_count: number;
             image_count: number;
+            /** @description Where this datacenter's guest-network tunnels start, when its manager attaches guests to networks. */
+            underlay_address?: string;
         };
         Network: {
             /** @example net_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -2156,13 +2162,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The datacenter as now recorded. */
+            /** @description The datacenter as now recorded, and its guest-network peers. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Datacenter"];
+                    "application/json": components["schemas"]["HeartbeatAnswer"];
                 };
             };
             /** @description The request is malformed or a field is invalid; `errors` names the fields. */

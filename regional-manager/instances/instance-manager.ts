@@ -364,6 +364,10 @@ export class InstanceManager {
   }
 
   /** Brings the host's networking to what the guests this manager knows need. */
+  syncNetworks(): Promise<void> {
+    return this.#syncNetworks();
+  }
+
   async #syncNetworks(): Promise<void> {
     const networks = this.#options.guestNetworks;
     if (!networks) return;

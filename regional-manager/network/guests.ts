@@ -49,6 +49,8 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
 export class GuestNetworks {
   readonly #host: HostFacts;
   readonly #executor: LinuxHostNetwork;
+  /** The other datacenters' underlay addresses, as the control plane last told them. */
+  #peers: readonly string[] = [];
   /** The MTU guests get: the underlay's less the tunnel's overhead. */
   readonly mtu: number;
 
@@ -58,8 +60,21 @@ export class GuestNetworks {
     this.mtu = (options.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
   }
 
+  get underlayAddress(): string {
+    return this.#host.underlayAddress;
+  }
+
+  /** Takes the peers the control plane names; true when they changed (the host needs a sync). */
+  setPeers(peers: readonly string[]): boolean {
+    const next = [...new Set(peers)].filter((p) => p !== this.#host.underlayAddress).sort();
+    if (next.join(",") === this.#peers.join(",")) return false;
+    this.#peers = next;
+    return true;
+  }
+
   /** Brings the host's bridges, tunnels, taps and rules to what `guests` need. */
   async sync(guests: readonly GuestOnNetwork[]): Promise<void> {
-    await this.#executor.reconcile(hostNetworkSpecOf(guests, this.#host));
+    const peers = this.#peers;
+    await this.#executor.reconcile(hostNetworkSpecOf(guests, { ...this.#host, peersOf: () => peers }));
   }
 }

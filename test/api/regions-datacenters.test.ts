@@ -49,6 +49,24 @@ describe.each(CATALOG_KINDS)("regions and datacenters (%s)", (kind) => {
       expect(after.manager_url).toBe(heartbeat.manager_url);
     });
 
+    it("a heartbeat names the other datacenters' guest-network underlays, never its own", async () => {
+      const beat = (name: string, underlay?: string) =>
+        api.expectStatus(200, "POST", `/v1/datacenters/${name}/heartbeat`, {
+          body: { ...heartbeat, ...(underlay ? { underlay_address: underlay } : {}) },
+        });
+      expect((await beat("eu-west-a", "192.0.2.1")).underlay_peers).toEqual([]);
+      expect((await beat("us-east-a", "192.0.2.2")).underlay_peers).toEqual(["192.0.2.1"]);
+      expect((await beat("eu-west-a", "192.0.2.1")).underlay_peers).toEqual(["192.0.2.2"]);
+      // A manager that stops attaching guests leaves the others' tunnels.
+      await beat("us-east-a");
+      expect((await beat("eu-west-a", "192.0.2.1")).underlay_peers).toEqual([]);
+      const bad = await api.call("POST", "/v1/datacenters/eu-west-a/heartbeat", {
+        body: { ...heartbeat, underlay_address: "not-an-address" },
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors[0].path).toBe("underlay_address");
+    });
+
     it("pages regions with an opaque cursor", async () => {
       const first = await api.expectStatus(200, "GET", "/v1/regions?page_size=1");
       expect(first.items).toHaveLength(1);

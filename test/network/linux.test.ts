@@ -2,33 +2,20 @@
 // datacenter hosts; "guests" are namespaces plugged into a network's bridge through a veth (the
 // data path between bridges, tunnels and peers is the same as for a QEMU tap). Nothing outside
 // the namespaces this file creates is touched, and they are removed at the end.
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
 import { deviceName, guestMac, type HostNetworkSpec } from "../../regional-manager/network/spec.ts";
+import { addNamespace, joinWan, makeWan, removeNamespaces, sh } from "./namespaces.ts";
 
 const tag = randomBytes(3).toString("hex");
 const ns = { wan: `gvw-${tag}`, a: `gva-${tag}`, b: `gvb-${tag}` };
 const guests = { a1: `gvg1-${tag}`, b1: `gvg2-${tag}`, b2: `gvg3-${tag}` };
 const created: string[] = [];
 
-function sh(...argv: string[]): string {
-  return execFileSync(argv[0] as string, argv.slice(1), {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-}
-
-function addNamespace(name: string): void {
-  sh("ip", "netns", "add", name);
-  created.push(name);
-  sh("ip", "-n", name, "link", "set", "lo", "up");
-}
-
 /** A "guest": a namespace whose eth0 is a veth whose other end sits in `bridge` on `host`. */
 function plugGuest(guest: string, host: string, bridge: string, address: string): void {
-  addNamespace(guest);
+  addNamespace(guest, created);
   const port = `p${guest.slice(3)}`.slice(0, 15);
   sh("ip", "link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", port, "netns", host);
   sh("ip", "-n", guest, "link", "set", "eth0", "mtu", "1450");
@@ -81,43 +68,13 @@ describe("LinuxHostNetwork in network namespaces", () => {
   ]);
 
   beforeAll(() => {
-    for (const name of [ns.wan, ns.a, ns.b]) addNamespace(name);
-    sh("ip", "-n", ns.wan, "link", "add", "wan", "type", "bridge");
-    sh("ip", "-n", ns.wan, "link", "set", "wan", "up");
-    for (const [host, address] of [
-      [ns.a, "192.0.2.1"],
-      [ns.b, "192.0.2.2"],
-    ] as const) {
-      sh(
-        "ip",
-        "link",
-        "add",
-        "uplink",
-        "netns",
-        host,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        `w${host}`,
-        "netns",
-        ns.wan,
-      );
-      sh("ip", "-n", ns.wan, "link", "set", `w${host}`, "master", "wan", "up");
-      sh("ip", "-n", host, "addr", "add", `${address}/24`, "dev", "uplink");
-      sh("ip", "-n", host, "link", "set", "uplink", "up");
-    }
+    for (const name of [ns.wan, ns.a, ns.b]) addNamespace(name, created);
+    makeWan(ns.wan);
+    joinWan(ns.a, ns.wan, "192.0.2.1");
+    joinWan(ns.b, ns.wan, "192.0.2.2");
   });
 
-  afterAll(() => {
-    for (const name of created.reverse()) {
-      try {
-        sh("ip", "netns", "del", name);
-      } catch {
-        // already gone
-      }
-    }
-  });
+  afterAll(() => removeNamespaces(created));
 
   it("builds each host's bridges, tunnels and taps, and a second reconcile changes nothing", async () => {
     expect((await hostA.reconcile(specA)).length).toBeGreaterThan(0);

@@ -1,10 +1,12 @@
-// The user's flow with guest networking, run inside the network namespace it is started in
-// (the test starts it with `ip netns exec`, standing for one datacenter's host): a control plane
-// and a regional manager that attaches guests to their networks, a `web` group serving HTTP, and
-// a `client` group whose metadata takes web-0's address through metadata_from and whose
-// startup-script connects to it. Prints what the API says of both groups as one JSON line.
+// The user's flow with guest networking across datacenters. It runs in the namespace standing
+// for the WAN, with the control plane; each region's manager runs in its own namespace (its
+// datacenter's host), listening on its underlay address and attaching guests to networks. A `web`
+// group serves HTTP in the first region; a `client` group in the last region takes web-0's
+// address through metadata_from and its startup-script connects to it. Prints what the API says
+// of both groups as one JSON line.
 //
-// usage: node test/network/network-stack-process.ts <underlay address>
+// usage: node test/network/network-stack-process.ts '<config JSON>'
+//   config: { controlPlaneHost, regions: [{ name, netns, underlay }] }
 import {
   createGroup,
   createGuestImage,
@@ -13,8 +15,19 @@ import {
 } from "../e2e/vm-group-lifecycle-support.ts";
 import { startStack } from "../support/stack.ts";
 
-const [underlay] = process.argv.slice(2);
-if (!underlay) throw new Error("usage: network-stack-process.ts <underlay address>");
+interface RegionHost {
+  name: string;
+  netns: string;
+  underlay: string;
+}
+const config = JSON.parse(process.argv[2] ?? "null") as {
+  controlPlaneHost: string;
+  regions: RegionHost[];
+} | null;
+if (!config) throw new Error("usage: network-stack-process.ts '<config JSON>'");
+const hostOf = (region: string) => config.regions.find((r) => r.name === region) as RegionHost;
+const first = (config.regions[0] as RegionHost).name;
+const last = (config.regions.at(-1) as RegionHost).name;
 
 const SERVE = [
   "mkdir -p /www && echo hello-from-web >/www/index.html",
@@ -35,16 +48,25 @@ const CLIENT = [
 
 const stack = await startStack({
   name: "netstack",
-  regions: ["eu-west"],
-  managerArgs: () => ["--guest-network-underlay", underlay],
+  regions: config.regions.map((r) => r.name),
+  controlPlaneHost: config.controlPlaneHost,
+  managerPrefix: (region) => ["ip", "netns", "exec", hostOf(region).netns],
+  managerArgs: (region) => [
+    "--host",
+    hostOf(region).underlay,
+    "--guest-network-underlay",
+    hostOf(region).underlay,
+  ],
+  // Peers are learned from heartbeats: a second apart rather than ten.
+  env: { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" },
 });
 const result: Record<string, unknown> = {};
 try {
-  const image = await createGuestImage(stack, "guest", "eu-west");
+  const image = await createGuestImage(stack, "guest", first);
   const web = await createGroup(stack, {
     name: "web",
     image,
-    region: "eu-west",
+    region: first,
     size: 1,
     metadata: { "startup-script": SERVE },
   });
@@ -52,7 +74,7 @@ try {
   const client = await createGroup(stack, {
     name: "client",
     image,
-    region: "eu-west",
+    region: last,
     size: 1,
     metadata: { "startup-script": CLIENT },
     metadata_from: { web: { vm_group: web.groupId, instance: 0, attribute: "address" } },

@@ -1,85 +1,96 @@
-// globalvm with guest networking, as a user drives it: a control plane and a manager that
-// attaches guests to their networks run in a namespace standing for one datacenter's host
-// (network-stack-process.ts); a client group is handed the web group's address through
-// metadata_from and reaches it over TCP.
+// globalvm with guest networking, as a user drives it, across datacenters: three namespaces
+// stand for the WAN (with the control plane) and two datacenter hosts (a manager each), joined
+// by a bridge in the WAN namespace (network-stack-process.ts). A client group in us-east is
+// handed the address of a web group in eu-west through metadata_from, and reaches it over TCP
+// through the two hosts' VXLAN tunnels.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGuestImage, REPO_ROOT } from "../compute/support.ts";
 import type { InstanceView } from "../e2e/vm-group-lifecycle-support.ts";
+import { addNamespace, joinWan, makeWan, removeNamespaces, sh } from "./namespaces.ts";
 
-const host = `gvs-${randomBytes(3).toString("hex")}`;
-const UNDERLAY = "192.0.2.1";
+const tag = randomBytes(3).toString("hex");
+const wan = `gvw-${tag}`;
+const CONTROL_PLANE_HOST = "192.0.2.100";
+const regions = [
+  { name: "eu-west", netns: `gva-${tag}`, underlay: "192.0.2.1" },
+  { name: "us-east", netns: `gvb-${tag}`, underlay: "192.0.2.2" },
+];
+const created: string[] = [];
 
-function sh(...argv: string[]): string {
-  return execFileSync(argv[0] as string, argv.slice(1), {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+function ownedDevices(netns: string): string[] {
+  const links = JSON.parse(sh("ip", "-n", netns, "-j", "link", "show")) as Array<{ ifname: string }>;
+  return links.map((l) => l.ifname).filter((n) => /^gv[bxt]/.test(n) && n.length === 15);
 }
 
-describe("a VM group reaches another by the address metadata_from hands it", () => {
+describe("a VM group reaches another in another region by the address metadata_from hands it", () => {
   let outcome: {
     web?: InstanceView[];
     client?: InstanceView[];
-    groups?: { network: string }[];
+    groups?: { network: string; datacenter: string }[];
     error?: string;
     logs?: string;
   };
+  const devices: Record<string, string[]> = {};
 
   beforeAll(() => {
     ensureGuestImage();
-    sh("ip", "netns", "add", host);
-    sh("ip", "-n", host, "link", "set", "lo", "up");
-    sh("ip", "-n", host, "link", "add", "uplink", "type", "veth", "peer", "name", "uplink-end");
-    sh("ip", "-n", host, "addr", "add", `${UNDERLAY}/24`, "dev", "uplink");
-    sh("ip", "-n", host, "link", "set", "uplink", "up");
-    sh("ip", "-n", host, "link", "set", "uplink-end", "up");
+    addNamespace(wan, created);
+    makeWan(wan, CONTROL_PLANE_HOST);
+    for (const region of regions) {
+      addNamespace(region.netns, created);
+      joinWan(region.netns, wan, region.underlay);
+    }
+    const config = JSON.stringify({ controlPlaneHost: CONTROL_PLANE_HOST, regions });
     const output = execFileSync(
       "ip",
       [
         "netns",
         "exec",
-        host,
+        wan,
         process.execPath,
         join(REPO_ROOT, "test/network/network-stack-process.ts"),
-        UNDERLAY,
+        config,
       ],
       { encoding: "utf8", timeout: 840_000, stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 << 20 },
     );
     outcome = JSON.parse(output.trim().split("\n").at(-1) as string);
+    for (const region of regions) devices[region.name] = ownedDevices(region.netns);
   }, 900_000);
 
-  afterAll(() => {
-    try {
-      sh("ip", "netns", "del", host);
-    } catch {
-      // never made
-    }
-  });
+  afterAll(() => removeNamespaces(created));
 
   it("ran the flow", () => {
     expect(outcome.error, outcome.logs).toBeUndefined();
   });
 
-  it("gives each instance an address in the default network, reported once its NIC is on the network", () => {
+  it("gives each instance an address in its datacenter's subnet of the default network", () => {
     const [web] = outcome.web ?? [];
     const [client] = outcome.client ?? [];
+    const [webGroup, clientGroup] = outcome.groups ?? [];
+    expect(webGroup?.datacenter).toBe("eu-west-a");
+    expect(clientGroup?.datacenter).toBe("us-east-a");
+    expect(clientGroup?.network).toBe(webGroup?.network);
     expect(web?.network_ip).toMatch(/^10\.128\.\d+\.\d+$/);
+    expect(client?.network_ip).toMatch(/^10\.128\.\d+\.\d+$/);
+    // Two datacenters, two /20 subnets.
+    const subnet = (ip: string | null | undefined) => Math.floor(Number(ip?.split(".")[2]) / 16);
+    expect(subnet(client?.network_ip)).not.toBe(subnet(web?.network_ip));
     expect(web?.address).toBe(web?.network_ip);
     expect(client?.address).toBe(client?.network_ip);
-    expect(client?.network_ip).not.toBe(web?.network_ip);
-    const [webGroup, clientGroup] = outcome.groups ?? [];
-    expect(webGroup?.network).toMatch(/^net_/);
-    expect(clientGroup?.network).toBe(webGroup?.network);
   });
 
-  it("hands the client web-0's address, and the client fetches from it over TCP", () => {
+  it("hands the client web-0's address, and the client fetches from it over TCP across the tunnel", () => {
     const [web] = outcome.web ?? [];
     const [client] = outcome.client ?? [];
     expect(web?.guest_attributes["net/serving"]).toBe("yes");
     expect(client?.guest_attributes["net/peer"]).toBe(web?.address);
     expect(client?.guest_attributes["net/tcp"]).toBe("ok");
+  });
+
+  it("built each host's bridge, tunnel and tap for the network", () => {
+    for (const region of regions) expect(devices[region.name]).toHaveLength(3);
   });
 });

@@ -14,8 +14,14 @@ export interface RunningProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function startCli(args: string[], env: Record<string, string | undefined> = {}): RunningProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
+export function startCli(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  /** A command the CLI runs under, e.g. `ip netns exec NAME` (it must exec, keeping the pid). */
+  prefix: readonly string[] = [],
+): RunningProcess {
+  const argv = [...prefix, process.execPath, CLI, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

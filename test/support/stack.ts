@@ -49,6 +49,10 @@ export interface StackOptions {
   replicaIdleSeconds?: number;
   /** More flags for a region's `serve regional-manager`. */
   managerArgs?: (region: string) => string[];
+  /** A command a region's manager runs under, e.g. `ip netns exec NAME` to put it on its own host. */
+  managerPrefix?: (region: string) => string[];
+  /** The control plane's listen address (default 127.0.0.1). */
+  controlPlaneHost?: string;
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -111,6 +115,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         ...(options.managerArgs?.(region) ?? []),
       ],
       { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(region) },
+      options.managerPrefix?.(region) ?? [],
     );
     track(region, manager);
     const announced = await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
@@ -118,14 +123,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
 
   const startControlPlane = async (port: string) => {
-    const cp = startCli(["serve", "control-plane", "--port", port, "--data-dir", join(dir, "cp")], {
-      ...options.env,
-      GLOBALVM_ADMIN_TOKEN: adminToken,
-      DATABASE_URL: undefined,
-      ...(options.replicaIdleSeconds !== undefined
-        ? { GLOBALVM_REPLICA_IDLE_SECONDS: String(options.replicaIdleSeconds) }
-        : {}),
-    });
+    const host = options.controlPlaneHost ?? "127.0.0.1";
+    const cp = startCli(
+      ["serve", "control-plane", "--port", port, "--host", host, "--data-dir", join(dir, "cp")],
+      {
+        ...options.env,
+        GLOBALVM_ADMIN_TOKEN: adminToken,
+        DATABASE_URL: undefined,
+        ...(options.replicaIdleSeconds !== undefined
+          ? { GLOBALVM_REPLICA_IDLE_SECONDS: String(options.replicaIdleSeconds) }
+          : {}),
+      },
+    );
     track("control-plane", cp);
     controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
   };

@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { eq } from "drizzle-orm";
+import { and, asc, eq, isNotNull, ne } from "drizzle-orm";
 import { NameSchema } from "../../../schemas/common.ts";
-import { DatacenterSchema, HeartbeatSchema } from "../../../schemas/regions.ts";
+import { HeartbeatAnswerSchema, HeartbeatSchema } from "../../../schemas/regions.ts";
 import { requireManagerOf } from "../../auth.ts";
 import { toDatacenter } from "../../catalog/mappers.ts";
 import { datacenters } from "../../catalog/schema.ts";
@@ -18,7 +18,7 @@ export const route = createRoute({
   security: bearerAuth,
   request: { params: z.object({ name: NameSchema }), body: jsonBody(HeartbeatSchema) },
   responses: {
-    200: jsonResponse(DatacenterSchema, "The datacenter as now recorded."),
+    200: jsonResponse(HeartbeatAnswerSchema, "The datacenter as now recorded, and its guest-network peers."),
     ...problemResponses(400, 401, 403, 404),
   },
 });
@@ -42,11 +42,19 @@ export function register(app: OpenAPIHono<AppEnv>) {
         freeDiskBytes: body.free.disk_bytes,
         chunkCount: body.chunk_count,
         imageCount: body.image_count,
+        underlayAddress: body.underlay_address ?? null,
         lastHeartbeatAt: at,
       })
       .where(eq(datacenters.name, name))
       .returning();
     if (!row) throw errors.notFound("datacenter", name);
-    return c.json(toDatacenter(row, at), 200);
+    // Every other datacenter that attaches guests: a network's broadcast reaches them all, and
+    // one without that network's tunnel drops it.
+    const peers = await db
+      .select({ address: datacenters.underlayAddress })
+      .from(datacenters)
+      .where(and(ne(datacenters.name, name), isNotNull(datacenters.underlayAddress)))
+      .orderBy(asc(datacenters.underlayAddress));
+    return c.json({ ...toDatacenter(row, at), underlay_peers: peers.map((p) => p.address as string) }, 200);
   });
 }

@@ -1,0 +1,1 @@
+ALTER TABLE "datacenters" ADD COLUMN "underlay_address" text;

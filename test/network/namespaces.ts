@@ -1,0 +1,43 @@
+// Network namespaces for the networking tests: each stands for a host (a datacenter's, or the
+// WAN between them). Nothing outside the namespaces a test makes is touched; the test removes
+// them at the end with removeNamespaces.
+import { execFileSync } from "node:child_process";
+
+export function sh(...argv: string[]): string {
+  return execFileSync(argv[0] as string, argv.slice(1), {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+export function addNamespace(name: string, created: string[]): void {
+  sh("ip", "netns", "add", name);
+  created.push(name);
+  sh("ip", "-n", name, "link", "set", "lo", "up");
+}
+
+export function removeNamespaces(created: string[]): void {
+  for (const name of created.reverse()) {
+    try {
+      sh("ip", "netns", "del", name);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** The WAN: a bridge named `wan` in its namespace, optionally with an address of its own. */
+export function makeWan(wan: string, address?: string): void {
+  sh("ip", "-n", wan, "link", "add", "wan", "type", "bridge");
+  if (address) sh("ip", "-n", wan, "addr", "add", `${address}/24`, "dev", "wan");
+  sh("ip", "-n", wan, "link", "set", "wan", "up");
+}
+
+/** Plugs a host into the WAN: its `uplink` (a veth whose other end is in the WAN's bridge) gets `address`. */
+export function joinWan(host: string, wan: string, address: string): void {
+  const end = `w${host}`.slice(0, 15);
+  sh("ip", "link", "add", "uplink", "netns", host, "type", "veth", "peer", "name", end, "netns", wan);
+  sh("ip", "-n", wan, "link", "set", end, "master", "wan", "up");
+  sh("ip", "-n", host, "addr", "add", `${address}/24`, "dev", "uplink");
+  sh("ip", "-n", host, "link", "set", "uplink", "up");
+}
