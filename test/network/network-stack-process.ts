@@ -44,6 +44,15 @@ const CLIENT = [
   "  sleep 1",
   "done",
   "guest-attribute net/tcp $ok",
+  // Then it tries its manager's host through its network NIC. The host holds no address on the
+  // bridge, no route to guests, and its nftables rules drop what guests send it; this checks
+  // the whole end to end; plan.test.ts checks what the rules say.
+  'manager="$(wget -q -O - --header "Metadata-Flavor: Google" http://169.254.169.254/computeMetadata/v1/instance/attributes/manager)"',
+  // eth1: the network NIC (eth0 is the metadata link).
+  "ip route add 192.0.2.0/24 dev eth1",
+  'host="$(echo "$manager" | cut -d: -f1)"; port="$(echo "$manager" | cut -d: -f2)"',
+  'if ping -c 2 -W 2 "$host" >/dev/null; then guest-attribute net/host-ping reached; else guest-attribute net/host-ping refused; fi',
+  `if printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | nc -w 3 "$host" "$port" | grep -q HTTP; then guest-attribute net/host-http reached; else guest-attribute net/host-http refused; fi`,
 ].join("\n");
 
 const stack = await startStack({
@@ -76,13 +85,13 @@ try {
     image,
     region: last,
     size: 1,
-    metadata: { "startup-script": CLIENT },
+    metadata: { "startup-script": CLIENT, manager: new URL(stack.managerUrls[last] as string).host },
     metadata_from: { web: { vm_group: web.groupId, instance: 0, attribute: "address" } },
   });
   await expectSucceeded(stack, client.operationId, 300_000);
   const deadline = Date.now() + 120_000;
   let clients = await listInstances(stack, client.groupId);
-  while (clients[0]?.guest_attributes["net/tcp"] === undefined && Date.now() < deadline) {
+  while (clients[0]?.guest_attributes["net/host-http"] === undefined && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 500));
     clients = await listInstances(stack, client.groupId);
   }

@@ -90,6 +90,12 @@ describe("a VM group reaches another in another region by the address metadata_f
     expect(client?.guest_attributes["net/tcp"]).toBe("ok");
   });
 
+  it("a guest reaches neither its manager's host nor its HTTP port, even routing toward them", () => {
+    const [client] = outcome.client ?? [];
+    expect(client?.guest_attributes["net/host-ping"]).toBe("refused");
+    expect(client?.guest_attributes["net/host-http"]).toBe("refused");
+  });
+
   it("built each host's bridge, tunnel and tap for the network", () => {
     for (const region of regions) expect(devices[region.name]).toHaveLength(3);
   });
