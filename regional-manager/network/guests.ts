@@ -15,8 +15,8 @@ export interface HostFacts {
   underlayAddress: string;
   /** Owner of every tap: the user QEMU runs as (undefined when QEMU runs as this process's user). */
   tapOwnerUid?: number;
-  /** Underlay addresses of the other hosts with guests of a network (none: this host alone). */
-  peersOf?: (networkId: string) => readonly string[];
+  /** Underlay addresses of the other hosts with guests of a network; undefined: not known yet. */
+  peersOf?: (networkId: string) => readonly string[] | undefined;
 }
 
 export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostFacts): HostNetworkSpec {
@@ -32,7 +32,7 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
       id,
       vni: (members[0] as GuestOnNetwork).nic.vni,
       mtu: Math.min(...members.map((m) => m.nic.mtu)),
-      peers: [...(host.peersOf?.(id) ?? [])],
+      ...peersField(host.peersOf ? host.peersOf(id) : []),
       ports: members
         .sort((a, b) => a.instanceId.localeCompare(b.instanceId))
         .map((m) => ({
@@ -45,12 +45,19 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
   return { underlayAddress: host.underlayAddress, networks };
 }
 
+function peersField(peers: readonly string[] | undefined): { peers?: string[] } {
+  return peers === undefined ? {} : { peers: [...peers] };
+}
+
 /** Guest networking of one host: its facts, and the executor that makes the kernel match. */
 export class GuestNetworks {
   readonly #host: HostFacts;
   readonly #executor: LinuxHostNetwork;
-  /** The other datacenters' underlay addresses, as the control plane last told them. */
-  #peers: readonly string[] = [];
+  /**
+   * The other datacenters' underlay addresses, as the control plane last told them; undefined
+   * until it has (a restarted manager keeps the tunnels' peers it finds until then).
+   */
+  #peers: readonly string[] | undefined;
   /** The MTU guests get: the underlay's less the tunnel's overhead. */
   readonly mtu: number;
 
@@ -67,7 +74,7 @@ export class GuestNetworks {
   /** Takes the peers the control plane names; true when they changed (the host needs a sync). */
   setPeers(peers: readonly string[]): boolean {
     const next = [...new Set(peers)].filter((p) => p !== this.#host.underlayAddress).sort();
-    if (next.join(",") === this.#peers.join(",")) return false;
+    if (this.#peers !== undefined && next.join(",") === this.#peers.join(",")) return false;
     this.#peers = next;
     return true;
   }

@@ -229,6 +229,7 @@ export function planHostNetwork(
   // unicast), so any number of datacenters share one segment without multicast on the underlay.
   const floods: Step[] = [];
   for (const network of spec.networks) {
+    if (network.peers === undefined) continue;
     const vxlan = deviceName("vxlan", network.id);
     const have = present.has(vxlan) ? (host.floodPeers.get(vxlan) ?? new Set<string>()) : new Set<string>();
     const want = new Set(network.peers);

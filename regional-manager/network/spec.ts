@@ -18,8 +18,13 @@ export interface NetworkSpec {
   vni: number;
   /** Guest-facing MTU: the underlay's MTU less VXLAN's 50 bytes, so nothing is fragmented. */
   mtu: number;
-  /** Underlay addresses of the other hosts with guests of this network (head-end replication). */
-  peers: readonly string[];
+  /**
+   * Underlay addresses of the other hosts with guests of this network (head-end replication).
+   * Undefined while they are not known (a manager that just restarted, before the control plane
+   * answered): the tunnel's flood entries are then left as the kernel has them, so traffic to
+   * other datacenters does not stop while the manager is away.
+   */
+  peers?: readonly string[];
   ports: readonly PortSpec[];
 }
 

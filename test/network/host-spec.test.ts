@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { hostNetworkSpecOf } from "../../regional-manager/network/guests.ts";
-import { guestMac } from "../../regional-manager/network/spec.ts";
+import { GuestNetworks, hostNetworkSpecOf } from "../../regional-manager/network/guests.ts";
+import type { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
+import { guestMac, type HostNetworkSpec } from "../../regional-manager/network/spec.ts";
 
 const nic = (network: string, vni: number, address: string, mtu = 1450) => ({
   network,
@@ -53,5 +54,26 @@ describe("a host's networks, from the guests it runs", () => {
       underlayAddress: "192.0.2.1",
       networks: [],
     });
+  });
+
+  it("does not know the other datacenters until the control plane names them, then follows it", async () => {
+    const applied: HostNetworkSpec[] = [];
+    const executor = { reconcile: async (spec: HostNetworkSpec) => applied.push(spec) };
+    const networks = new GuestNetworks({
+      host: { underlayAddress: "192.0.2.1" },
+      executor: executor as unknown as LinuxHostNetwork,
+    });
+    const guests = [{ instanceId: "ins_a", nic: nic("net_web", 4100, "10.1.0.2") }];
+    await networks.sync(guests);
+    expect(applied[0]?.networks[0]).not.toHaveProperty("peers");
+    // Its own address among the peers is dropped; the same peers again need no sync.
+    expect(networks.setPeers(["192.0.2.2", "192.0.2.1"])).toBe(true);
+    expect(networks.setPeers(["192.0.2.2"])).toBe(false);
+    await networks.sync(guests);
+    expect(applied[1]?.networks[0]?.peers).toEqual(["192.0.2.2"]);
+    // An empty answer is an answer: no other datacenter.
+    expect(networks.setPeers([])).toBe(true);
+    await networks.sync(guests);
+    expect(applied[2]?.networks[0]?.peers).toEqual([]);
   });
 });

@@ -149,6 +149,17 @@ describe("planHostNetwork", () => {
     ]);
   });
 
+  it("leaves a tunnel's peers as they are while they are not known (a manager just restarted)", () => {
+    const unknown = { ...spec, networks: spec.networks.map(({ peers: _, ...n }) => n) };
+    const onePeer = JSON.stringify([{ mac: "00:00:00:00:00:00", ifname: vxlan, dst: "192.0.2.9" }]);
+    expect(planHostNetwork(observeHost(linksInPlace(), onePeer), unknown, names)).toEqual([]);
+    // Known again, they are brought to what the control plane says.
+    const steps = planHostNetwork(observeHost(linksInPlace(), onePeer), spec, names).map((s) =>
+      s.args.join(" "),
+    );
+    expect(steps).toContain(`fdb del 00:00:00:00:00:00 dev ${vxlan} dst 192.0.2.9`);
+  });
+
   it("recreates a tunnel whose identity changed and a device of the wrong kind", () => {
     const links = linksInPlace({
       [vxlan]: {
