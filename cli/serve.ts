@@ -158,6 +158,10 @@ Options:
                         toward other datacenters) and nftables rules, in the manager's network
                         namespace (needs root or CAP_NET_ADMIN). Without it guests get their
                         metadata link only and report no address.
+  --guest-network-netns NAME
+                        with --guest-network-underlay: this datacenter's host is the network
+                        namespace NAME (ip netns add NAME): bridges, tunnels, taps, rules and
+                        QEMU live there, the HTTP API stays on --host. Needs nsenter and socat.
   -h, --help            show this help
 
 Limits (whole numbers of bytes or items; what is over one is refused with 413 naming it):
@@ -179,6 +183,25 @@ function guestNetworkUnderlay(address: string): string {
   return address;
 }
 
+function guestNetworkOptions(underlay: string | undefined, netns: string | undefined) {
+  if (netns !== undefined && underlay === undefined) {
+    throw new UsageError("--guest-network-netns needs --guest-network-underlay", MANAGER_USAGE);
+  }
+  if (netns !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(netns)) {
+    throw new UsageError(
+      `--guest-network-netns: ${JSON.stringify(netns)} is not a namespace name`,
+      MANAGER_USAGE,
+    );
+  }
+  if (underlay === undefined) return {};
+  return {
+    guestNetwork: {
+      underlayAddress: guestNetworkUnderlay(underlay),
+      ...(netns !== undefined ? { netns } : {}),
+    },
+  };
+}
+
 const regionalManager: Command = {
   summary: "run one datacenter's regional manager",
   usage: MANAGER_USAGE,
@@ -195,6 +218,7 @@ const regionalManager: Command = {
         host: { type: "string", default: "127.0.0.1" },
         "qemu-user": { type: "string" },
         "guest-network-underlay": { type: "string" },
+        "guest-network-netns": { type: "string" },
         ...LIMIT_FLAGS,
       },
       MANAGER_USAGE,
@@ -220,9 +244,7 @@ const regionalManager: Command = {
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
       ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
-      ...(values["guest-network-underlay"]
-        ? { guestNetwork: { underlayAddress: guestNetworkUnderlay(values["guest-network-underlay"]) } }
-        : {}),
+      ...guestNetworkOptions(values["guest-network-underlay"], values["guest-network-netns"]),
       limits: managerLimits(values, process.env, MANAGER_USAGE),
       http: httpLimitsFromEnv(),
       // Shortened by tests of a datacenter going down; 10 s otherwise.

@@ -29,6 +29,7 @@ import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
 import { GuestNetworks } from "./network/guests.ts";
 import { LinuxHostNetwork } from "./network/linux.ts";
+import { missingForNamespaceHost, prepareMetadataSocketDir } from "./network/namespace-host.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
 import type { ManifestLimits } from "./store/manifest-limits.ts";
 import { createTransferApp } from "./transfer/app.ts";
@@ -67,7 +68,16 @@ export interface RegionalManagerOptions {
    * manager's network namespace; needs root or CAP_NET_ADMIN). `underlayAddress` is this host's
    * address toward the other datacenters. Without it guests get their metadata link only.
    */
-  guestNetwork?: { underlayAddress: string; underlayMtu?: number };
+  guestNetwork?: {
+    underlayAddress: string;
+    underlayMtu?: number;
+    /**
+     * A named network namespace standing for this datacenter's host: bridges, tunnels, taps,
+     * rules and QEMU live there instead of in the manager's namespace (its HTTP stays where it
+     * listens). Needs nsenter and socat.
+     */
+    netns?: string;
+  };
 }
 
 /** The limits one manager puts on uploads (store/manifest-limits.ts) and on guests (metadata/service.ts). */
@@ -143,7 +153,24 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   }
 
   const capacity = await measureCapacity(options.dataDir, options.capacity);
+  const netns = options.guestNetwork?.netns;
+  if (netns) {
+    const missing = missingForNamespaceHost(netns);
+    if (missing.length > 0) throw new Error(`guest networking in a namespace needs ${missing.join("; ")}`);
+  }
+  // Owner of the taps and the metadata sockets (the driver spawns QEMU as this user).
+  const qemuOwner = options.guestNetwork
+    ? qemuIdentity(options.qemuUser ?? DEFAULT_QEMU_USER, "tcg")
+    : undefined;
   const metadata = new MetadataService({
+    ...(netns
+      ? {
+          socketDir: {
+            path: prepareMetadataSocketDir(options.dataDir, qemuOwner?.gid),
+            ...(qemuOwner ? { group: qemuOwner.gid } : {}),
+          },
+        }
+      : {}),
     ...(options.limits?.maxGuestAttributes ? { maxGuestAttributes: options.limits.maxGuestAttributes } : {}),
     ...(options.limits?.maxGuestAttributesTotalBytes
       ? { maxGuestAttributesTotalBytes: options.limits.maxGuestAttributesTotalBytes }
@@ -157,9 +184,10 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     ...(options.probeGuest ? { probeGuest: options.probeGuest } : {}),
     probeCacheFile: join(options.dataDir, "accelerator-probe.json"),
     ...(options.qemuUser ? { qemuUser: options.qemuUser } : {}),
+    ...(netns ? { netns } : {}),
   });
   const guestNetworks = options.guestNetwork
-    ? guestNetworksOf(options.guestNetwork, options.qemuUser)
+    ? guestNetworksOf(options.guestNetwork, qemuOwner?.uid)
     : undefined;
   const instances = new InstanceManager({
     driver,
@@ -426,15 +454,14 @@ async function measureCapacity(dataDir: string, configured: Partial<Capacity> = 
 
 function guestNetworksOf(
   options: NonNullable<RegionalManagerOptions["guestNetwork"]>,
-  qemuUser: string | undefined,
+  tapOwnerUid: number | undefined,
 ): GuestNetworks {
-  const owner = qemuIdentity(qemuUser ?? DEFAULT_QEMU_USER, "tcg");
   return new GuestNetworks({
     host: {
       underlayAddress: options.underlayAddress,
-      ...(owner ? { tapOwnerUid: owner.uid } : {}),
+      ...(tapOwnerUid !== undefined ? { tapOwnerUid } : {}),
     },
-    executor: new LinuxHostNetwork(),
+    executor: new LinuxHostNetwork(options.netns ? { netns: options.netns } : {}),
     ...(options.underlayMtu ? { underlayMtu: options.underlayMtu } : {}),
   });
 }

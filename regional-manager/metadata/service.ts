@@ -1,10 +1,14 @@
 // The metadata service: one HTTP listener per instance on a loopback port. A compute driver
 // forwards the guest's 169.254.169.254:80 to that port (QEMU: guestfwd), so the listener that
 // receives a request *is* the identity of the asking instance; no guest can name another one,
-// and nothing but the loopback interface is listened on.
+// and nothing but the loopback interface is listened on. Guests whose QEMU runs in another
+// network namespace (a datacenter host of its own) cannot reach this loopback: for them each
+// listener is a unix socket in a directory instead, which namespaces do not separate.
 import { EventEmitter } from "node:events";
+import { chmodSync, chownSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import {
   buildInstanceDocument,
   etagOf,
@@ -18,10 +22,10 @@ import {
 } from "./document.ts";
 import { answersImmediately, baselineEtag, parseMetadataQuery, type WaitOptions } from "./request.ts";
 
-export interface MetadataEndpoint {
-  host: string;
-  port: number;
-}
+/** Where an instance's listener is: a loopback port, or a unix socket (MetadataServiceOptions.socketDir). */
+export type MetadataEndpoint =
+  | { host: string; port: number; socket?: never }
+  | { socket: string; host?: never; port?: never };
 
 export interface GuestAttributeWrite {
   instanceId: string;
@@ -45,6 +49,12 @@ export interface MetadataServiceOptions extends Partial<GuestAttributeLimits> {
   maxWaitMs?: number;
   /** Largest guest attribute value accepted, in bytes. */
   maxGuestAttributeBytes?: number;
+  /**
+   * Listen on unix sockets `<dir>/<instanceId>.sock` instead of loopback ports. The directory
+   * must exist and be reachable by QEMU's user; each socket is made connectable by `group`
+   * (QEMU's) and nobody else.
+   */
+  socketDir?: { path: string; group?: number };
 }
 
 /*
@@ -111,6 +121,7 @@ const GUEST_ATTRIBUTE_ROOT = ["instance", "guest-attributes"];
 
 export class MetadataService extends EventEmitter<MetadataServiceEvents> {
   readonly #host: string;
+  readonly #socketDir: MetadataServiceOptions["socketDir"];
   readonly #maxWaitMs: number;
   readonly #maxGuestAttributeBytes: number;
   readonly #guestAttributeLimits: GuestAttributeLimits;
@@ -119,6 +130,7 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
   constructor(options: MetadataServiceOptions = {}) {
     super();
     this.#host = options.host ?? "127.0.0.1";
+    this.#socketDir = options.socketDir;
     this.#maxWaitMs = options.maxWaitMs ?? 300_000;
     this.#maxGuestAttributeBytes =
       options.maxGuestAttributeBytes ?? DEFAULT_GUEST_ATTRIBUTE_LIMITS.maxGuestAttributeBytes;
@@ -150,15 +162,28 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
       waiters: new Set(),
     };
     server.on("request", (request, response) => this.#handle(instance, request, response));
+    const socketDir = this.#socketDir;
+    const socket = socketDir ? join(socketDir.path, `${instanceId}.sock`) : undefined;
+    // A socket file left by a manager that was killed would refuse the bind; it is ours.
+    if (socket) rmSync(socket, { force: true });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error) =>
         reject(
-          new MetadataError(`cannot listen for ${instanceId} on port ${options.port ?? 0}: ${error.message}`),
+          new MetadataError(
+            `cannot listen for ${instanceId} on ${socket ?? `port ${options.port ?? 0}`}: ${error.message}`,
+          ),
         ),
       );
-      server.listen({ host: this.#host, port: options.port ?? 0 }, () => resolve());
+      if (socket) server.listen({ path: socket }, () => resolve());
+      else server.listen({ host: this.#host, port: options.port ?? 0 }, () => resolve());
     });
-    instance.endpoint = { host: this.#host, port: (server.address() as AddressInfo).port };
+    if (socket) {
+      chmodSync(socket, 0o660);
+      if (socketDir?.group !== undefined) chownSync(socket, process.getuid?.() ?? 0, socketDir.group);
+      instance.endpoint = { socket };
+    } else {
+      instance.endpoint = { host: this.#host, port: (server.address() as AddressInfo).port };
+    }
     this.#instances.set(instanceId, instance);
     return { ...instance.endpoint };
   }

@@ -12,6 +12,7 @@ import {
   buildQemuArgs,
   escapeOptionValue,
 } from "../../regional-manager/compute/qemu/command-line.ts";
+import { qemuCommand } from "../../regional-manager/compute/qemu/driver.ts";
 import { tunModeChange } from "../../regional-manager/compute/qemu/tun.ts";
 import { chooseQemuIdentity } from "../../regional-manager/compute/qemu/user.ts";
 import { classifyQmpMessage, QmpMessageReader } from "../../regional-manager/compute/qmp.ts";
@@ -90,6 +91,32 @@ describe("QEMU command line", () => {
     expect(netdev).toBe(
       "user,id=net0,net=169.254.0.0/16,restrict=on,guestfwd=tcp:169.254.169.254:80-cmd:/bin/busybox nc 127.0.0.1 40123",
     );
+  });
+
+  it("relays to a unix socket with socat when QEMU runs in a datacenter host's namespace", () => {
+    const args = buildQemuArgs({ ...plan, metadataEndpoint: { socket: "/run/globalvm/m/ins_1.sock" } });
+    expect(optionAfter(args, "-netdev")[0]).toMatch(
+      /guestfwd=tcp:169\.254\.169\.254:80-cmd:socat - UNIX-CONNECT:\/run\/globalvm\/m\/ins_1\.sock$/,
+    );
+  });
+
+  it("enters the namespace with nsenter, which then drops to QEMU's user and groups", () => {
+    expect(qemuCommand("qemu", ["-S"], { uid: 65534, gid: 65534 }, undefined)).toEqual(["qemu", "-S"]);
+    expect(qemuCommand("qemu", ["-S"], { uid: 65534, gid: 65534 }, "dc1")).toEqual([
+      "nsenter",
+      "--net=/run/netns/dc1",
+      "--setuid=65534",
+      "--setgid=65534",
+      "--",
+      "qemu",
+      "-S",
+    ]);
+    expect(qemuCommand("qemu", [], undefined, "dc1")).toEqual([
+      "nsenter",
+      "--net=/run/netns/dc1",
+      "--",
+      "qemu",
+    ]);
   });
 
   it("adds the private NIC second, on the manager's tap with the instance's MAC, running no script", () => {

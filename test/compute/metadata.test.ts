@@ -1,3 +1,7 @@
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   buildInstanceDocument,
@@ -133,7 +137,7 @@ describe("MetadataService over HTTP", () => {
   });
 
   async function get(
-    port: number,
+    port: number | undefined,
     path: string,
     headers: Record<string, string> = { "Metadata-Flavor": "Google" },
   ) {
@@ -283,5 +287,42 @@ describe("MetadataService over HTTP", () => {
     expect((await get(port, "instance/guest-attributes/globalvm/ready")).body).toBe("true");
     await expect(service.registerInstance(identity("ins_a"), {})).rejects.toThrow(/already registered/);
     expect(() => service?.updateAttributes("ins_zzz", {})).toThrow(/unknown instance ins_zzz/);
+  });
+
+  it("listens on a unix socket per instance when given a directory, connectable by QEMU's group only", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gvm-metadata-sockets-"));
+    try {
+      const group = 12345;
+      service = new MetadataService({ socketDir: { path: dir, group } });
+      // A socket a killed manager left behind is replaced.
+      writeFileSync(join(dir, "ins_a.sock"), "");
+      const endpoint = await service.registerInstance(identity("ins_a"), { role: "db" });
+      expect(endpoint).toEqual({ socket: join(dir, "ins_a.sock") });
+      const stat = statSync(join(dir, "ins_a.sock"));
+      expect(stat.isSocket()).toBe(true);
+      expect(stat.mode & 0o777).toBe(0o660);
+      if (process.getuid?.() === 0) expect(stat.gid).toBe(group);
+      const answer = await new Promise<string>((resolve, reject) => {
+        const request = httpRequest(
+          {
+            socketPath: endpoint.socket,
+            path: "/computeMetadata/v1/instance/attributes/role",
+            headers: { "Metadata-Flavor": "Google" },
+          },
+          (response) => {
+            let body = "";
+            response.on("data", (chunk) => (body += chunk));
+            response.on("end", () => resolve(body));
+          },
+        );
+        request.on("error", reject);
+        request.end();
+      });
+      expect(answer).toBe("db");
+      await service.unregisterInstance("ins_a");
+      expect(existsSync(join(dir, "ins_a.sock"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

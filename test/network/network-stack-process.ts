@@ -1,13 +1,14 @@
 // The user's flow with guest networking across datacenters. It runs in the namespace standing
-// for the WAN, with the control plane; each region's manager runs in its own namespace (its
-// datacenter's host), listening on its underlay address and attaching guests to networks. A `web`
+// for the WAN, with the control plane; each region's datacenter host is a namespace of its own,
+// where its manager runs (listening on its underlay address) or, as under `globalvm up`, where
+// the manager beside the control plane puts its guests and their networking. A `web`
 // group serves HTTP in the first region; a `client` group in the last region takes web-0's
 // address through metadata_from and its startup-script connects to it, then keeps talking to it
 // while both managers are killed with -9 and started again; then both groups are deleted. Prints
 // what the API and each host said at each step as one JSON line.
 //
 // usage: node test/network/network-stack-process.ts '<config JSON>'
-//   config: { controlPlaneHost, regions: [{ name, netns, underlay }] }
+//   config: { controlPlaneHost, regions: [{ name, netns, underlay, manager }] }
 import {
   createGroup,
   createGuestImage,
@@ -21,6 +22,12 @@ interface RegionHost {
   name: string;
   netns: string;
   underlay: string;
+  /**
+   * "host": the manager runs inside the host's namespace; "beside": it runs here (in the WAN's
+   * namespace, as `globalvm up` runs managers) and puts its guests' networking and QEMU in the
+   * host's namespace with --guest-network-netns.
+   */
+  manager: "host" | "beside";
 }
 const parsed = JSON.parse(process.argv[2] ?? "null") as {
   controlPlaneHost: string;
@@ -106,13 +113,17 @@ const stack = await startStack({
   name: "netstack",
   regions: config.regions.map((r) => r.name),
   controlPlaneHost: config.controlPlaneHost,
-  managerPrefix: (region) => ["ip", "netns", "exec", hostOf(region).netns],
-  managerArgs: (region) => [
-    "--host",
-    hostOf(region).underlay,
-    "--guest-network-underlay",
-    hostOf(region).underlay,
-  ],
+  managerPrefix: (region) =>
+    hostOf(region).manager === "host" ? ["ip", "netns", "exec", hostOf(region).netns] : [],
+  managerArgs: (region) => {
+    const host = hostOf(region);
+    return host.manager === "host"
+      ? ["--host", host.underlay, "--guest-network-underlay", host.underlay]
+      : [
+          ...["--host", config.controlPlaneHost],
+          ...["--guest-network-underlay", host.underlay, "--guest-network-netns", host.netns],
+        ];
+  },
   // Peers are learned from heartbeats: a second apart rather than ten.
   env: { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" },
 });

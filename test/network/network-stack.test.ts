@@ -15,9 +15,11 @@ import { addNamespace, joinWan, makeWan, removeNamespaces } from "./namespaces.t
 const tag = randomBytes(3).toString("hex");
 const wan = `gvw-${tag}`;
 const CONTROL_PLANE_HOST = "192.0.2.100";
+// eu-west's manager runs on its host; us-east's runs beside the control plane and puts its
+// guests and their networking on its host (--guest-network-netns, as `globalvm up` does).
 const regions = [
-  { name: "eu-west", netns: `gva-${tag}`, underlay: "192.0.2.1" },
-  { name: "us-east", netns: `gvb-${tag}`, underlay: "192.0.2.2" },
+  { name: "eu-west", netns: `gva-${tag}`, underlay: "192.0.2.1", manager: "host" },
+  { name: "us-east", netns: `gvb-${tag}`, underlay: "192.0.2.2", manager: "beside" },
 ];
 const created: string[] = [];
 

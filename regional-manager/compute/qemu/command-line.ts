@@ -12,8 +12,11 @@ export interface QemuLaunchPlan {
   image: { path: string; format: "raw" | "qcow2" };
   /** The instance's copy-on-write disk (qcow2 over the stored image; descriptor CHILD_FDS.overlay). */
   overlayPath: string;
-  /** Where guest connections to 169.254.169.254:80 are relayed (the instance's metadata listener). */
-  metadataEndpoint: { host: string; port: number };
+  /**
+   * Where guest connections to 169.254.169.254:80 are relayed (the instance's metadata listener):
+   * a loopback port, or a unix socket when QEMU runs in a network namespace of its own.
+   */
+  metadataEndpoint: { host: string; port: number } | { socket: string };
   /** A program that relays stdin/stdout to host:port, e.g. ["/bin/busybox", "nc"]. */
   relayCommand: readonly string[];
   /** The guest's NIC on its private network: an existing tap QEMU may open, and the guest's MAC. */
@@ -42,10 +45,14 @@ export function escapeOptionValue(value: string): string {
 }
 
 export function buildQemuArgs(plan: QemuLaunchPlan): string[] {
-  const { host, port } = plan.metadataEndpoint;
+  const endpoint = plan.metadataEndpoint;
   // guestfwd with "cmd:" runs the relay once per guest connection, so every HTTP request of the
   // guest reaches the instance's own listener; a chardev target would be one shared stream.
-  const relay = [...plan.relayCommand, host, String(port)].join(" ");
+  // busybox nc speaks TCP only: a unix socket is reached with socat.
+  const relay =
+    "socket" in endpoint
+      ? ["socat", "-", `UNIX-CONNECT:${endpoint.socket}`].join(" ")
+      : [...plan.relayCommand, endpoint.host, String(endpoint.port)].join(" ");
   const netdev = [
     "user",
     "id=net0",

@@ -32,7 +32,7 @@ import type { Socket } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { subnetMask } from "../../../schemas/ipv4.ts";
-import type { GuestAttributeWrite } from "../../metadata/index.ts";
+import type { GuestAttributeWrite, MetadataEndpoint } from "../../metadata/index.ts";
 import { deviceName, guestMac } from "../../network/spec.ts";
 import { inspectImageFile } from "../../store/format-inspector.ts";
 import {
@@ -89,6 +89,12 @@ export interface QemuDriverOptions extends DriverOptions {
    * It needs no access to the data dir: every file QEMU uses is an inherited descriptor.
    */
   qemuUser?: string;
+  /**
+   * A named network namespace (`ip netns`) QEMU runs in: the datacenter host whose bridges and
+   * taps its guests' network NICs join. QEMU enters it through nsenter, then drops to its user.
+   * The metadata service must then listen on unix sockets (its loopback is not QEMU's).
+   */
+  netns?: string;
 }
 
 /** "globalvm/ready" with this value (or any value but "false") means the guest is ready. */
@@ -208,7 +214,8 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
         spec: structuredClone(spec),
         state: "stopped",
         reason: "created",
-        metadataPort: endpoint.port,
+        // A unix socket's path follows from the instance's ID: no port to keep.
+        metadataPort: endpoint.port ?? 0,
         guestAttributes: {},
       };
       writeInstanceRecord(dir, record);
@@ -446,10 +453,10 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       accelerator,
       image: { path: record.spec.image.path, format: record.spec.image.format },
       overlayPath,
-      metadataEndpoint: {
-        host: this.#options.metadata.endpointOf(record.spec.instanceId)?.host ?? "127.0.0.1",
-        port: record.metadataPort,
-      },
+      metadataEndpoint: metadataEndpointOf(
+        this.#options.metadata.endpointOf(record.spec.instanceId),
+        record.metadataPort,
+      ),
       relayCommand: this.#options.relayCommand ?? ["busybox", "nc"],
       ...(record.spec.networkInterface
         ? {
@@ -480,12 +487,14 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
         sockets.push(socket);
         stdio[fd] = socket.fd;
       }
-      // Its own session: QEMU must outlive a manager that crashes or restarts.
-      child = spawn(this.#qemuBinary, args, {
+      // Its own session: QEMU must outlive a manager that crashes or restarts. nsenter execs
+      // QEMU (same pid, inherited descriptors) once in the namespace and as QEMU's user.
+      const [program, ...argv] = qemuCommand(this.#qemuBinary, args, identity, this.#options.netns);
+      child = spawn(program as string, argv, {
         detached: true,
         stdio,
         cwd: "/",
-        ...(identity ? { uid: identity.uid, gid: identity.gid } : {}),
+        ...(identity && !this.#options.netns ? { uid: identity.uid, gid: identity.gid } : {}),
       });
     } finally {
       // QEMU holds its own copies now.
@@ -657,6 +666,33 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       at: new Date(),
     });
   }
+}
+
+/** QEMU's argv: run directly, or entering a network namespace first (then nsenter sets the user). */
+export function qemuCommand(
+  qemuBinary: string,
+  args: readonly string[],
+  identity: { uid: number; gid: number } | undefined,
+  netns: string | undefined,
+): string[] {
+  if (!netns) return [qemuBinary, ...args];
+  return [
+    "nsenter",
+    `--net=/run/netns/${netns}`,
+    // --setgid also drops the supplementary groups.
+    ...(identity ? [`--setuid=${identity.uid}`, `--setgid=${identity.gid}`] : []),
+    "--",
+    qemuBinary,
+    ...args,
+  ];
+}
+
+function metadataEndpointOf(
+  endpoint: MetadataEndpoint | undefined,
+  recordedPort: number,
+): { host: string; port: number } | { socket: string } {
+  if (endpoint?.socket) return { socket: endpoint.socket };
+  return { host: endpoint?.host ?? "127.0.0.1", port: recordedPort };
 }
 
 function identityOf(spec: InstanceSpec) {

@@ -1,0 +1,64 @@
+// A datacenter host standing in a network namespace (`ip netns`) rather than being the machine
+// the manager runs on: its bridges, tunnels, taps, nftables rules and QEMU guests all live there,
+// while the manager's own HTTP stays where it listens. `globalvm up` runs one such host per
+// datacenter; an operator can do the same with `serve regional-manager --guest-network-netns`.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, chownSync, existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+/** Where `ip netns add NAME` binds a namespace, and where nsenter finds it. */
+export function namespacePath(netns: string): string {
+  return `/run/netns/${netns}`;
+}
+
+/** What a namespace host needs that is missing, each named; empty when nothing is. */
+export function missingForNamespaceHost(
+  netns: string,
+  facts: { exists: (path: string) => boolean; onPath: (program: string) => boolean } = {
+    exists: existsSync,
+    onPath: programOnPath,
+  },
+): string[] {
+  const missing: string[] = [];
+  if (!facts.exists(namespacePath(netns))) {
+    missing.push(
+      `the network namespace ${netns} (${namespacePath(netns)}; create it with ip netns add ${netns})`,
+    );
+  }
+  if (!facts.onPath("nsenter")) missing.push("nsenter (util-linux), which starts QEMU in the namespace");
+  if (!facts.onPath("socat")) {
+    missing.push(
+      "socat (apt-get install socat), which relays a guest's metadata requests out of the namespace",
+    );
+  }
+  return missing;
+}
+
+function programOnPath(program: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${program}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The directory of a manager's per-instance metadata sockets. Outside its data dir, which QEMU's
+ * user may not enter: root-owned, traversable by QEMU's group only, so other local users cannot
+ * read a guest's metadata. One per data dir, so managers on one machine do not share it.
+ */
+export function prepareMetadataSocketDir(dataDir: string, qemuGid: number | undefined): string {
+  const base = "/run/globalvm";
+  const dir = join(base, createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16));
+  mkdirSync(dir, { recursive: true });
+  chmodSync(base, 0o711);
+  if (qemuGid !== undefined) {
+    chownSync(dir, process.getuid?.() ?? 0, qemuGid);
+    chmodSync(dir, 0o710);
+  } else {
+    chmodSync(dir, 0o700);
+  }
+  return dir;
+}
