@@ -1,6 +1,7 @@
 // globalvm up: the embedded default. One process: the control plane on PGlite and one
 // regional manager per region on loopback (in-process, each with its own data dir and
-// credential), QEMU guests as their children. Tokens and credentials are kept in the data
+// credential), QEMU guests as their children. As root, each datacenter's guests and their
+// networks live in a network namespace of their own (up-hosts.ts). Tokens and credentials are kept in the data
 // dir, so running it again resumes the same state; Ctrl-C stops the guests, the managers
 // and the catalog, and exits 0.
 
@@ -18,8 +19,17 @@ import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError }
 import { callApi, expectAnswer, listAll } from "./connection.ts";
 import { ENV_FILE, upDataDir, writeEnvFile } from "./env.ts";
 import { LIMIT_ENV_USAGE, managerLimits } from "./manager-limits.ts";
-import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
+import { GUEST_IMAGE, isExecutableOnPath, missingPrerequisites, thisMachine } from "./prerequisites.ts";
 import { closeOnSignal, HTTP_LIMITS_USAGE, httpLimitsFromEnv } from "./serve.ts";
+import {
+  capEffOfThisProcess,
+  createUpHosts,
+  guestNetworkBlockers,
+  planUpHosts,
+  removeUpHosts,
+  type UpHost,
+  type UpHosts,
+} from "./up-hosts.ts";
 import { readUpSecrets, SECRETS_FILE, type UpSecrets, writeUpSecrets } from "./up-secrets.ts";
 
 export const DEFAULT_REGIONS = ["eu-west", "us-east"];
@@ -28,7 +38,7 @@ const HOST = "127.0.0.1";
 /** A region name whose datacenter name (`<region>-a`) is still a valid name (schemas/common.ts). */
 const REGION_NAME = /^[a-z](?:[a-z0-9-]{0,59}[a-z0-9])?$/;
 
-const USAGE = `Usage: globalvm up [--regions R1,R2] [--port N] [--data-dir DIR] [--json]
+const USAGE = `Usage: globalvm up [--regions R1,R2] [--port N] [--data-dir DIR] [--json] [--no-guest-network]
 
 Runs the whole of globalvm on this machine in one process tree: the control plane with an
 embedded PGlite catalog and one regional manager per region (datacenter <region>-a) on
@@ -37,6 +47,13 @@ loopback, running QEMU guests. Prints the endpoint, the admin token, a project t
 the same data dir resumes the same state: same tokens, images and VM groups. Ctrl-C (SIGINT or
 SIGTERM) stops the guests, the managers and the catalog, then exits 0.
 
+Guest networks: run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN, with ip, nft, nsenter and socat),
+each datacenter's host is a network namespace (gvup-<tag>-<n>) joined to the others by a WAN
+bridge in one more (gvup-<tag>-wan): guests get their private addresses there and reach each
+other across datacenters over VXLAN. The managers' APIs stay on loopback. Ctrl-C deletes the
+namespaces. Otherwise up says in one line what is missing and guests run isolated, with no
+private address.
+
 Options:
   --regions R1,R2  regions to run, one datacenter each (default ${DEFAULT_REGIONS.join(",")})
   --port N         the control plane's port (default: $PORT, else 8080; 0 picks a free one)
@@ -44,7 +61,10 @@ Options:
                    0600, refused if other users can write to it
                    (default: $GLOBALVM_DATA_DIR, else .globalvm/up in the current directory)
   --json           once every manager is up, print one line of JSON on stdout:
-                   {endpoint, token, admin_token, regions, ...}; logs go to stderr
+                   {endpoint, token, admin_token, regions, guest_network, ...}; logs go
+                   to stderr
+  --no-guest-network
+                   run guests isolated, without namespaces, even as root
   -h, --help       show this help
 
 Environment:
@@ -68,6 +88,8 @@ export interface UpOptions {
   managerLimits: Partial<RegionalManagerLimits>;
   /** From the environment, for the control plane's server and every manager's. */
   httpLimits: Partial<HttpLimits>;
+  /** Give guests networks (in namespaces) when this machine allows it. */
+  guestNetwork: boolean;
 }
 
 /** The command line of `up`, checked: regions are valid, distinct names. */
@@ -79,6 +101,7 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
       port: { type: "string" },
       "data-dir": { type: "string" },
       json: { type: "boolean", default: false },
+      "no-guest-network": { type: "boolean", default: false },
     },
     USAGE,
   );
@@ -102,6 +125,7 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
     json: values.json,
     managerLimits: managerLimits({}, env, USAGE),
     httpLimits: httpLimitsFromEnv(env),
+    guestNetwork: !values["no-guest-network"],
   };
 }
 
@@ -165,12 +189,47 @@ async function ensureProject(admin: ApiClient, secrets: UpSecrets): Promise<{ id
 interface StartedStack {
   controlPlane?: RunningControlPlane;
   managers: RunningRegionalManager[];
+  /** The datacenters' hosts, when guests have networks. */
+  hosts?: UpHosts;
+  managerDataDirs: string[];
 }
 
 async function stopStack(stack: StartedStack): Promise<void> {
   // Managers first: each stops its guests and reports it while the control plane still listens.
   await Promise.allSettled(stack.managers.map((manager) => manager.close()));
   await stack.controlPlane?.close();
+  // The guests are gone: their hosts go, with every device and rule in them.
+  if (stack.hosts) removeUpHosts(stack.hosts, stack.managerDataDirs);
+}
+
+type GuestNetworkState = { enabled: true; wan: string; hosts: UpHost[] } | { enabled: false; reason: string };
+
+/** The datacenters' hosts, made; or why guests run isolated (said in one line). */
+function setUpGuestNetworks(
+  options: UpOptions,
+  info: (line: string) => void,
+): { hosts?: UpHosts; state: GuestNetworkState } {
+  if (!options.guestNetwork) return { state: { enabled: false, reason: "--no-guest-network" } };
+  const blockers = guestNetworkBlockers({
+    capEff: capEffOfThisProcess(),
+    onPath: (p) => isExecutableOnPath(p),
+  });
+  const off = (reason: string) => {
+    info(`globalvm: guest networking is off: ${reason}; guests run isolated, with no private address`);
+    return { state: { enabled: false as const, reason } };
+  };
+  if (blockers.length > 0) return off(`it needs ${blockers.join("; ")}`);
+  const hosts = planUpHosts(options.dataDir, options.regions.map(datacenterOf));
+  try {
+    createUpHosts(hosts);
+  } catch (error) {
+    // Never a half-made host: what was made goes, and guests run as they would without root.
+    removeUpHosts(hosts, []);
+    return off(
+      `making its namespaces failed: ${error instanceof Error ? error.message.trim() : String(error)}`,
+    );
+  }
+  return { hosts, state: { enabled: true, wan: hosts.wan, hosts: hosts.hosts } };
 }
 
 export const upCommand: Command = {
@@ -190,7 +249,10 @@ export const upCommand: Command = {
     preparePrivateDir(options.dataDir);
     const info = (line: string) => process.stderr.write(`${line}\n`);
 
-    const stack: StartedStack = { managers: [] };
+    const stack: StartedStack = {
+      managers: [],
+      managerDataDirs: options.regions.map((region) => resolve(options.dataDir, datacenterOf(region))),
+    };
     let stopping = false;
     let startup: Promise<unknown> = Promise.resolve();
     closeOnSignal(async () => {
@@ -225,6 +287,10 @@ export const upCommand: Command = {
         );
       });
       stack.controlPlane = controlPlane;
+      // Only now: the catalog's lock says no other up runs on this data dir, whose hosts these
+      // would be (an up that is refused must leave them alone).
+      const network = setUpGuestNetworks(options, info);
+      if (network.hosts) stack.hosts = network.hosts;
       const endpoint = controlPlane.url;
       const admin = createApiClient({ endpoint, token: adminToken });
 
@@ -260,6 +326,7 @@ export const upCommand: Command = {
         options.regions.map(async (region) => {
           if (stopping) return;
           const datacenter = datacenterOf(region);
+          const host = network.hosts?.hosts.find((h) => h.datacenter === datacenter);
           const manager = await startRegionalManager({
             region,
             datacenter,
@@ -272,6 +339,7 @@ export const upCommand: Command = {
             limits: options.managerLimits,
             http: options.httpLimits,
             log: (line) => info(`[${datacenter}] ${line}`),
+            ...(host ? { guestNetwork: { underlayAddress: host.underlay, netns: host.netns } } : {}),
             ...(existsSync(guestKernel)
               ? {
                   probeGuest: {
@@ -309,6 +377,7 @@ export const upCommand: Command = {
         datacenters: ours,
         data_dir: options.dataDir,
         guest_image: GUEST_IMAGE,
+        guest_network: network.state,
       };
     };
     startup = start();
@@ -339,10 +408,16 @@ export function upBanner(ready: {
   project: { id: string; name: string };
   datacenters: { region: string; datacenter: string; manager_url: string | null }[];
   data_dir: string;
+  guest_network: GuestNetworkState;
 }): string {
   return `globalvm is up: control plane on ${ready.endpoint}
   API reference  ${ready.endpoint}/docs   (OpenAPI: ${ready.endpoint}/openapi.json)
 ${ready.datacenters.map((dc) => `  region ${dc.region.padEnd(10)} datacenter ${dc.datacenter} manager ${dc.manager_url}`).join("\n")}
+  guest network  ${
+    ready.guest_network.enabled
+      ? `on: datacenter hosts ${ready.guest_network.hosts.map((h) => h.netns).join(", ")} (network namespaces)`
+      : `off (${ready.guest_network.reason})`
+  }
   data dir       ${ready.data_dir} (tokens in ${SECRETS_FILE}, mode 0600)
   admin token    ${ready.admin_token}
   project        ${ready.project.name} (${ready.project.id})

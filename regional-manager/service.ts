@@ -162,14 +162,10 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const qemuOwner = options.guestNetwork
     ? qemuIdentity(options.qemuUser ?? DEFAULT_QEMU_USER, "tcg")
     : undefined;
+  const metadataSockets = netns ? prepareMetadataSocketDir(options.dataDir, qemuOwner?.gid) : undefined;
   const metadata = new MetadataService({
-    ...(netns
-      ? {
-          socketDir: {
-            path: prepareMetadataSocketDir(options.dataDir, qemuOwner?.gid),
-            ...(qemuOwner ? { group: qemuOwner.gid } : {}),
-          },
-        }
+    ...(metadataSockets
+      ? { socketDir: { path: metadataSockets, ...(qemuOwner ? { group: qemuOwner.gid } : {}) } }
       : {}),
     ...(options.limits?.maxGuestAttributes ? { maxGuestAttributes: options.limits.maxGuestAttributes } : {}),
     ...(options.limits?.maxGuestAttributesTotalBytes
@@ -427,6 +423,8 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       }
       await instances.detach();
       await metadata.close();
+      // Its sockets are gone with the listeners; the next start makes the directory again.
+      if (metadataSockets) rmSync(metadataSockets, { recursive: true, force: true });
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();

@@ -44,16 +44,22 @@ function programOnPath(program: string): boolean {
   }
 }
 
+const SOCKET_BASE = "/run/globalvm";
+
+/** Where the manager of `dataDir` keeps its metadata sockets (prepareMetadataSocketDir). */
+export function metadataSocketDir(dataDir: string): string {
+  return join(SOCKET_BASE, createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16));
+}
+
 /**
  * The directory of a manager's per-instance metadata sockets. Outside its data dir, which QEMU's
  * user may not enter: root-owned, traversable by QEMU's group only, so other local users cannot
  * read a guest's metadata. One per data dir, so managers on one machine do not share it.
  */
 export function prepareMetadataSocketDir(dataDir: string, qemuGid: number | undefined): string {
-  const base = "/run/globalvm";
-  const dir = join(base, createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16));
+  const dir = metadataSocketDir(dataDir);
   mkdirSync(dir, { recursive: true });
-  chmodSync(base, 0o711);
+  chmodSync(SOCKET_BASE, 0o711);
   if (qemuGid !== undefined) {
     chownSync(dir, process.getuid?.() ?? 0, qemuGid);
     chmodSync(dir, 0o710);

@@ -1,14 +1,17 @@
 // `globalvm up` as a user runs it, and the client commands against it: one process tree with
 // the control plane on PGlite and a manager per region; image push with progress, twice (the
 // second sends nothing); image ls/show; a VM group followed by `operation watch` until its
-// guest is ready; Ctrl-C ends everything (exit 0, no QEMU left); a second `up` on the same
-// data dir comes back with the same tokens and the same images and groups.
+// guest is ready; as root, a client group in the other region reaching it over the datacenters'
+// namespaces and the overlay between them; Ctrl-C ends everything (exit 0, no QEMU, namespace or
+// socket left); a second `up` on the same data dir comes back with the same tokens, images,
+// groups and addresses.
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { metadataSocketDir } from "../../regional-manager/network/namespace-host.ts";
 import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
 import { makeBackedQcow2 } from "../store/hostile-images.ts";
 import { loosePermissions } from "../support/permissions.ts";
@@ -28,6 +31,9 @@ interface UpAnswer {
   regions: string[];
   project: { id: string; name: string };
   datacenters: { region: string; datacenter: string; status: string }[];
+  guest_network:
+    | { enabled: true; wan: string; hosts: { datacenter: string; netns: string; underlay: string }[] }
+    | { enabled: false; reason: string };
 }
 
 interface StartedUp {
@@ -68,6 +74,38 @@ async function interrupt(up: StartedUp): Promise<number | null> {
   if (code === "timeout") throw new Error(`up did not exit within 60 s of SIGINT:\n${up.process.output()}`);
   running.delete(up.process);
   return code;
+}
+
+const SERVE = [
+  "mkdir -p /www && echo hello-from-web >/www/index.html",
+  "httpd -h /www -p 80 && guest-attribute net/serving yes",
+].join("\n");
+
+/** The peer's address arrives as the metadata value `web`; the script connects to it over TCP. */
+const FETCH_WEB = [
+  'web="$(wget -q -O - --header "Metadata-Flavor: Google" http://169.254.169.254/computeMetadata/v1/instance/attributes/web)"',
+  'guest-attribute net/peer "$web"',
+  "ok=failed",
+  "for i in $(seq 1 30); do",
+  `  if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 "$web" 80 | grep -q hello-from-web; then ok=ok; break; fi`,
+  "  sleep 1",
+  "done",
+  "guest-attribute net/tcp $ok",
+].join("\n");
+
+/** The metadata socket directories of this test's managers that still exist. */
+function metadataSocketDirs(): string[] {
+  return ["eu-west-a", "us-east-a"]
+    .map((datacenter) => metadataSocketDir(join(dataDir, datacenter)))
+    .filter((dir) => existsSync(dir));
+}
+
+/** The machine's named network namespaces. */
+function namespaces(): string[] {
+  return execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
+    .split("\n")
+    .map((line) => line.split(" ")[0] as string)
+    .filter(Boolean);
 }
 
 /** Every process whose command line names the data dir (the managers' QEMUs do). */
@@ -113,6 +151,14 @@ afterAll(async () => {
     await process.stop("SIGKILL");
   }
   killRecordedVms(dataDir);
+  // Should a test have failed before Ctrl-C removed them.
+  const network = first?.answer.guest_network;
+  if (network?.enabled) {
+    for (const netns of [network.wan, ...network.hosts.map((h) => h.netns)]) {
+      if (namespaces().includes(netns)) execFileSync("ip", ["netns", "del", netns]);
+    }
+  }
+  for (const dir of metadataSocketDirs()) rmSync(dir, { recursive: true, force: true });
   rmSync(dataDir, { recursive: true, force: true });
 }, 120_000);
 
@@ -144,6 +190,30 @@ describe("globalvm up", () => {
     ]);
     // The secrets that make a restart resume are readable by their owner only.
     expect(statSync(join(dataDir, "secrets.json")).mode & 0o777).toBe(0o600);
+  });
+
+  it("as root, gives each datacenter a host of its own: a network namespace, joined to the others by a WAN", () => {
+    // CI runs as root; elsewhere up says what it lacks (up-isolated.test.ts runs it without).
+    expect(process.getuid?.()).toBe(0);
+    const network = first.answer.guest_network;
+    if (!network.enabled) throw new Error(`guest networking is off: ${network.reason}`);
+    expect(network.hosts.map((h) => h.datacenter)).toEqual(["eu-west-a", "us-east-a"]);
+    expect(namespaces()).toEqual(expect.arrayContaining([network.wan, ...network.hosts.map((h) => h.netns)]));
+    // Each host reaches the other on the WAN; the machine's own interfaces are not involved.
+    const [a, b] = network.hosts;
+    execFileSync("ip", [
+      "netns",
+      "exec",
+      a?.netns as string,
+      // busybox's: Debian's ping is not always installed.
+      "busybox",
+      "ping",
+      "-c",
+      "1",
+      "-W",
+      "2",
+      b?.underlay as string,
+    ]);
   });
 
   it("env prints the lines that point another terminal at this stack", async () => {
@@ -271,6 +341,7 @@ describe("globalvm up", () => {
         region: "us-east",
         size: 1,
         machine: { vcpus: 1, memory_mb: 256 },
+        metadata: { "startup-script": SERVE },
       }),
     });
     expect(created.status).toBe(202);
@@ -287,6 +358,39 @@ describe("globalvm up", () => {
     expect(list.stdout).toMatch(/^web\s+vmg_\S+\s+us-east\s+us-east-a\s+1\s+ready/m);
     expect(processesUsing(dataDir).some((line) => line.includes("qemu-system"))).toBe(true);
   }, 330_000);
+
+  it("a client group in the other region is handed web-0's address and fetches from it over the WAN", async () => {
+    const [web] = parsed(await cli(first, ["vm-group", "show", "web", "--json"])).instances;
+    // Its private address, given by the catalog and reported by the datacenter that attached it.
+    expect(web.network_ip).toMatch(/^10\.128\.\d+\.\d+$/);
+    expect(web.address).toBe(web.network_ip);
+    const guest = parsed(await cli(first, ["image", "show", "guest", "--json"]));
+    const webGroup = parsed(await cli(first, ["vm-group", "show", "web", "--json"]));
+    const created = await api(first, "/v1/vm-groups", first.answer.token, {
+      method: "POST",
+      body: JSON.stringify({
+        name: "client",
+        image: guest.id,
+        region: "eu-west",
+        size: 1,
+        machine: { vcpus: 1, memory_mb: 256 },
+        metadata: { "startup-script": FETCH_WEB },
+        metadata_from: { web: { vm_group: webGroup.id, instance: 0, attribute: "address" } },
+      }),
+    });
+    expect(created.status).toBe(202);
+    const watched = await cli(first, ["operation", "watch", created.body.id], 300_000);
+    if (watched.code !== 0) throw new Error(`${watched.stderr}\n${first.process.output().slice(-4000)}`);
+    let attributes: Record<string, string> = {};
+    const deadline = Date.now() + 120_000;
+    while (attributes["net/tcp"] === undefined && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      attributes = parsed(await cli(first, ["vm-group", "show", "client", "--json"])).instances[0]
+        .guest_attributes;
+    }
+    expect(attributes["net/peer"]).toBe(web.address);
+    expect(attributes["net/tcp"]).toBe("ok");
+  }, 450_000);
 
   it("operation watch exits 1 when the operation ends cancelled", async () => {
     // A region without a manager: the group's operation waits there until it is cancelled.
@@ -320,10 +424,16 @@ describe("globalvm up", () => {
     expect(watched.stderr).toContain(`operation ${operationId} cancelled`);
   }, 150_000);
 
-  it("Ctrl-C stops everything with exit 0 and leaves no process behind", async () => {
+  it("Ctrl-C stops everything with exit 0 and leaves no process, namespace or socket behind", async () => {
     const code = await interrupt(first);
     expect(code).toBe(0);
     expect(processesUsing(dataDir)).toEqual([]);
+    const network = first.answer.guest_network;
+    if (network.enabled) {
+      const ours = [network.wan, ...network.hosts.map((h) => h.netns)];
+      expect(namespaces().filter((name) => ours.includes(name))).toEqual([]);
+    }
+    expect(metadataSocketDirs()).toEqual([]);
     // Exactly the one JSON line, nothing else on stdout.
     expect(first.stdout().trim().split("\n")).toHaveLength(1);
     // After a catalog, two stores and a guest wrote there: nothing other users may read.
@@ -350,6 +460,10 @@ describe("globalvm up", () => {
         await new Promise((resolve) => setTimeout(resolve, 2_000));
       }
       expect(states).toEqual(["ready"]);
+      // The same address as before the restart.
+      const [web] = parsed(await cli(second, ["vm-group", "show", "web", "--json"])).instances;
+      expect(web.address).toMatch(/^10\.128\./);
+      expect(web.address).toBe(web.network_ip);
     } finally {
       expect(await interrupt(second)).toBe(0);
     }
