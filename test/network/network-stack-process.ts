@@ -7,32 +7,10 @@
 //
 // usage: node test/network/network-stack-process.ts '<config JSON>'
 //   config: { controlPlaneHost, regions: [{ name, netns, underlay }] }
-import {
-  createGroup,
-  createGuestImage,
-  expectSucceeded,
-  listInstances,
-} from "../e2e/vm-group-lifecycle-support.ts";
-import { startStack } from "../support/stack.ts";
+import { createGroup, expectSucceeded, listInstances } from "../e2e/vm-group-lifecycle-support.ts";
+import { readStackConfig, runAndReport, startNetworkStack, startWeb } from "./stack-hosts.ts";
 
-interface RegionHost {
-  name: string;
-  netns: string;
-  underlay: string;
-}
-const config = JSON.parse(process.argv[2] ?? "null") as {
-  controlPlaneHost: string;
-  regions: RegionHost[];
-} | null;
-if (!config) throw new Error("usage: network-stack-process.ts '<config JSON>'");
-const hostOf = (region: string) => config.regions.find((r) => r.name === region) as RegionHost;
-const first = (config.regions[0] as RegionHost).name;
-const last = (config.regions.at(-1) as RegionHost).name;
-
-const SERVE = [
-  "mkdir -p /www && echo hello-from-web >/www/index.html",
-  "httpd -h /www -p 80 && guest-attribute net/serving yes",
-].join("\n");
+const { config, first, last } = readStackConfig("network-stack-process.ts");
 
 // The peer's address arrives as the metadata value `web`; the script asks for it and connects.
 const CLIENT = [
@@ -55,31 +33,11 @@ const CLIENT = [
   `if printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | nc -w 3 "$host" "$port" | grep -q HTTP; then guest-attribute net/host-http reached; else guest-attribute net/host-http refused; fi`,
 ].join("\n");
 
-const stack = await startStack({
-  name: "netstack",
-  regions: config.regions.map((r) => r.name),
-  controlPlaneHost: config.controlPlaneHost,
-  managerPrefix: (region) => ["ip", "netns", "exec", hostOf(region).netns],
-  managerArgs: (region) => [
-    "--host",
-    hostOf(region).underlay,
-    "--guest-network-underlay",
-    hostOf(region).underlay,
-  ],
-  // Peers are learned from heartbeats: a second apart rather than ten.
-  env: { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" },
-});
+// Peers are learned from heartbeats: a second apart rather than ten.
+const stack = await startNetworkStack("netstack", config, { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" });
 const result: Record<string, unknown> = {};
-try {
-  const image = await createGuestImage(stack, "guest", first);
-  const web = await createGroup(stack, {
-    name: "web",
-    image,
-    region: first,
-    size: 1,
-    metadata: { "startup-script": SERVE },
-  });
-  await expectSucceeded(stack, web.operationId, 300_000);
+await runAndReport(stack, result, async () => {
+  const { image, web } = await startWeb(stack, first);
   const client = await createGroup(stack, {
     name: "client",
     image,
@@ -101,10 +59,4 @@ try {
     (await stack.call("GET", `/v1/vm-groups/${web.groupId}`, stack.projectToken)).body,
     (await stack.call("GET", `/v1/vm-groups/${client.groupId}`, stack.projectToken)).body,
   ];
-} catch (error) {
-  result.error = String(error);
-  result.logs = stack.logs();
-} finally {
-  await stack.stop();
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-}
+});
