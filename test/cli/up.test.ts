@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { metadataSocketDir } from "../../regional-manager/network/namespace-host.ts";
 import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
+import { FETCH_WEB, SERVE } from "../network/guest-scripts.ts";
 import { makeBackedQcow2 } from "../store/hostile-images.ts";
 import { loosePermissions } from "../support/permissions.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
@@ -75,23 +76,6 @@ async function interrupt(up: StartedUp): Promise<number | null> {
   running.delete(up.process);
   return code;
 }
-
-const SERVE = [
-  "mkdir -p /www && echo hello-from-web >/www/index.html",
-  "httpd -h /www -p 80 && guest-attribute net/serving yes",
-].join("\n");
-
-/** The peer's address arrives as the metadata value `web`; the script connects to it over TCP. */
-const FETCH_WEB = [
-  'web="$(wget -q -O - --header "Metadata-Flavor: Google" http://169.254.169.254/computeMetadata/v1/instance/attributes/web)"',
-  'guest-attribute net/peer "$web"',
-  "ok=failed",
-  "for i in $(seq 1 30); do",
-  `  if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 "$web" 80 | grep -q hello-from-web; then ok=ok; break; fi`,
-  "  sleep 1",
-  "done",
-  "guest-attribute net/tcp $ok",
-].join("\n");
 
 /** The metadata socket directories of this test's managers that still exist. */
 function metadataSocketDirs(): string[] {

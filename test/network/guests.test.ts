@@ -13,6 +13,7 @@ import { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
 import { guestMac, type HostNetworkSpec } from "../../regional-manager/network/spec.ts";
 import { ensureGuestImage, REPO_ROOT } from "../compute/support.ts";
 import type { GuestPlan } from "./guest-network-process.ts";
+import { loneUplink } from "./namespaces.ts";
 
 const tag = randomBytes(3).toString("hex");
 const host = `gvh-${tag}`;
@@ -81,10 +82,7 @@ describe("guests on a private network in one datacenter", () => {
     sh("ip", "netns", "add", host);
     sh("ip", "-n", host, "link", "set", "lo", "up");
     // The underlay address the tunnels start from (no peers here: one datacenter).
-    sh("ip", "-n", host, "link", "add", "uplink", "type", "veth", "peer", "name", "uplink-end");
-    sh("ip", "-n", host, "link", "set", "uplink-end", "up");
-    sh("ip", "-n", host, "addr", "add", "192.0.2.1/24", "dev", "uplink");
-    sh("ip", "-n", host, "link", "set", "uplink", "up");
+    loneUplink(host, "192.0.2.1");
     await new LinuxHostNetwork({ netns: host }).reconcile(spec);
 
     const stages: GuestPlan[][] = [

@@ -41,3 +41,11 @@ export function joinWan(host: string, wan: string, address: string): void {
   sh("ip", "-n", host, "addr", "add", `${address}/24`, "dev", "uplink");
   sh("ip", "-n", host, "link", "set", "uplink", "up");
 }
+
+/** A host alone (one datacenter) still has an underlay address for its tunnels to start from. */
+export function loneUplink(host: string, address: string): void {
+  sh("ip", "-n", host, "link", "add", "uplink", "type", "veth", "peer", "name", "uplink-end");
+  sh("ip", "-n", host, "link", "set", "uplink-end", "up");
+  sh("ip", "-n", host, "addr", "add", `${address}/24`, "dev", "uplink");
+  sh("ip", "-n", host, "link", "set", "uplink", "up");
+}

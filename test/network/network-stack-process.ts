@@ -1,59 +1,23 @@
 // The user's flow with guest networking across datacenters. It runs in the namespace standing
 // for the WAN, with the control plane; each region's datacenter host is a namespace of its own,
 // where its manager runs (listening on its underlay address) or, as under `globalvm up`, where
-// the manager beside the control plane puts its guests and their networking. A `web`
-// group serves HTTP in the first region; a `client` group in the last region takes web-0's
-// address through metadata_from and its startup-script connects to it, then keeps talking to it
-// while both managers are killed with -9 and started again; then both groups are deleted. Prints
-// what the API and each host said at each step as one JSON line.
+// the manager beside the control plane puts its guests and their networking. A `web` group
+// serves HTTP in the first region; a `client` group in the last region takes web-0's address
+// through metadata_from and its startup-script connects to it, then keeps talking to it while
+// both managers are killed with -9 and started again; then both groups are deleted. Prints what
+// the API and each host said at each step as one JSON line.
 //
 // usage: node test/network/network-stack-process.ts '<config JSON>'
 //   config: { controlPlaneHost, regions: [{ name, netns, underlay, manager }] }
-import {
-  createGroup,
-  createGuestImage,
-  expectSucceeded,
-  listInstances,
-} from "../e2e/vm-group-lifecycle-support.ts";
-import { startStack } from "../support/stack.ts";
+import { createGroup, expectSucceeded, listInstances } from "../e2e/vm-group-lifecycle-support.ts";
+import { FETCH_WEB } from "./guest-scripts.ts";
 import { sh } from "./namespaces.ts";
+import { readStackConfig, runAndReport, startNetworkStack, startWeb } from "./stack-hosts.ts";
 
-interface RegionHost {
-  name: string;
-  netns: string;
-  underlay: string;
-  /**
-   * "host": the manager runs inside the host's namespace; "beside": it runs here (in the WAN's
-   * namespace, as `globalvm up` runs managers) and puts its guests' networking and QEMU in the
-   * host's namespace with --guest-network-netns.
-   */
-  manager: "host" | "beside";
-}
-const parsed = JSON.parse(process.argv[2] ?? "null") as {
-  controlPlaneHost: string;
-  regions: RegionHost[];
-} | null;
-if (!parsed) throw new Error("usage: network-stack-process.ts '<config JSON>'");
-const config = parsed;
-const hostOf = (region: string) => config.regions.find((r) => r.name === region) as RegionHost;
-const first = (config.regions[0] as RegionHost).name;
-const last = (config.regions.at(-1) as RegionHost).name;
+const { config, first, last } = readStackConfig("network-stack-process.ts");
 
-const SERVE = [
-  "mkdir -p /www && echo hello-from-web >/www/index.html",
-  "httpd -h /www -p 80 && guest-attribute net/serving yes",
-].join("\n");
-
-// The peer's address arrives as the metadata value `web`; the script asks for it and connects.
 const CLIENT = [
-  'web="$(wget -q -O - --header "Metadata-Flavor: Google" http://169.254.169.254/computeMetadata/v1/instance/attributes/web)"',
-  'guest-attribute net/peer "$web"',
-  "ok=failed",
-  "for i in $(seq 1 30); do",
-  `  if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 "$web" 80 | grep -q hello-from-web; then ok=ok; break; fi`,
-  "  sleep 1",
-  "done",
-  "guest-attribute net/tcp $ok",
+  FETCH_WEB,
   // Then it tries its manager's host through its network NIC. The host holds no address on the
   // bridge, no route to guests, and its nftables rules drop what guests send it; this checks
   // the whole end to end; plan.test.ts checks what the rules say.
@@ -103,41 +67,18 @@ async function waitForAttribute(
   for (;;) {
     const value = (await listInstances(stack, groupId))[0]?.guest_attributes[key];
     if (value !== undefined && accept(value)) return value;
-    if (Date.now() > deadline)
+    if (Date.now() > deadline) {
       throw new Error(`guest attribute ${key} is ${value ?? "unset"} after ${timeoutMs} ms`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
 
-const stack = await startStack({
-  name: "netstack",
-  regions: config.regions.map((r) => r.name),
-  controlPlaneHost: config.controlPlaneHost,
-  managerPrefix: (region) =>
-    hostOf(region).manager === "host" ? ["ip", "netns", "exec", hostOf(region).netns] : [],
-  managerArgs: (region) => {
-    const host = hostOf(region);
-    return host.manager === "host"
-      ? ["--host", host.underlay, "--guest-network-underlay", host.underlay]
-      : [
-          ...["--host", config.controlPlaneHost],
-          ...["--guest-network-underlay", host.underlay, "--guest-network-netns", host.netns],
-        ];
-  },
-  // Peers are learned from heartbeats: a second apart rather than ten.
-  env: { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" },
-});
+// Peers are learned from heartbeats: a second apart rather than ten.
+const stack = await startNetworkStack("netstack", config, { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" });
 const result: Record<string, unknown> = {};
-try {
-  const image = await createGuestImage(stack, "guest", first);
-  const web = await createGroup(stack, {
-    name: "web",
-    image,
-    region: first,
-    size: 1,
-    metadata: { "startup-script": SERVE },
-  });
-  await expectSucceeded(stack, web.operationId, 300_000);
+await runAndReport(stack, result, async () => {
+  const { image, web } = await startWeb(stack, first);
   const client = await createGroup(stack, {
     name: "client",
     image,
@@ -147,14 +88,9 @@ try {
     metadata_from: { web: { vm_group: web.groupId, instance: 0, attribute: "address" } },
   });
   await expectSucceeded(stack, client.operationId, 300_000);
-  const deadline = Date.now() + 120_000;
-  let clients = await listInstances(stack, client.groupId);
-  while (clients[0]?.guest_attributes["net/host-http"] === undefined && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    clients = await listInstances(stack, client.groupId);
-  }
+  await waitForAttribute(client.groupId, "net/host-http", 120_000).catch(() => undefined);
   result.web = await listInstances(stack, web.groupId);
-  result.client = clients;
+  result.client = await listInstances(stack, client.groupId);
   result.groups = [
     (await stack.call("GET", `/v1/vm-groups/${web.groupId}`, stack.projectToken)).body,
     (await stack.call("GET", `/v1/vm-groups/${client.groupId}`, stack.projectToken)).body,
@@ -188,10 +124,4 @@ try {
       config.regions.map((r) => [r.name, sh("ip", "netns", "exec", r.netns, "nft", "list", "tables")]),
     ),
   };
-} catch (error) {
-  result.error = String(error);
-  result.logs = stack.logs();
-} finally {
-  await stack.stop();
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-}
+});
