@@ -18,7 +18,8 @@ ${CONNECTION_HELP}
 
 const SHOW_USAGE = `Usage: globalvm vm-group show ID|NAME [options]
 
-Shows one VM group and its instances (state, network IP, address, datacenter).
+Shows one VM group, its instances (state, network IP, address, datacenter) and the guest
+attributes each guest published.
 
 Options:
 ${CONNECTION_HELP}
@@ -55,7 +56,24 @@ function describeVmGroup(group: VmGroup, instances: Instance[]): string {
     ["NAME", "ID", "DATACENTER", "STATE", "NETWORK IP", "ADDRESS"],
     instances.map((i) => [i.name, i.id, i.datacenter, i.state, i.network_ip ?? "-", i.address ?? "-"]),
   );
-  return `${formatFields(fields)}\ninstances:\n${instances.length > 0 ? table : "  none\n"}`;
+  return `${formatFields(fields)}\ninstances:\n${instances.length > 0 ? table : "  none\n"}${guestAttributes(instances)}`;
+}
+
+/** A guest's value as one line, with no control character reaching the terminal. */
+function printable(value: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+  return /[\u0000-\u001f\u007f]/.test(value) ? JSON.stringify(value) : value;
+}
+
+/** What each guest published (its startup-script's results among them), one line per value. */
+function guestAttributes(instances: Instance[]): string {
+  const lines = instances.flatMap((i) =>
+    Object.entries(i.guest_attributes)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key, value]) => [i.name, key, printable(value)]),
+  );
+  if (lines.length === 0) return "";
+  return `guest attributes:\n${formatTable(["INSTANCE", "KEY", "VALUE"], lines)}`;
 }
 
 const ls = listCommand({

@@ -27,6 +27,7 @@ describe("parseUpArgs", () => {
       json: false,
       managerLimits: {},
       httpLimits: {},
+      guestNetwork: true,
     });
     expect(parseUpArgs([], { PORT: "9000", GLOBALVM_DATA_DIR: "/srv/gvm" })).toMatchObject({
       port: 9000,
@@ -39,7 +40,9 @@ describe("parseUpArgs", () => {
       json: true,
       managerLimits: {},
       httpLimits: {},
+      guestNetwork: true,
     });
+    expect(parseUpArgs(["--no-guest-network"], {}).guestNetwork).toBe(false);
   });
 
   it("passes the managers' limits from the environment, refusing one that is not a count", () => {

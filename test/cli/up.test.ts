@@ -374,6 +374,10 @@ describe("globalvm up", () => {
     }
     expect(attributes["net/peer"]).toBe(web.address);
     expect(attributes["net/tcp"]).toBe("ok");
+    // vm-group show prints what the guest published.
+    const shown = await cli(first, ["vm-group", "show", "client"]);
+    expect(shown.stdout).toMatch(/^guest attributes:$/m);
+    expect(shown.stdout).toMatch(/\snet\/tcp\s+ok$/m);
   }, 450_000);
 
   it("operation watch exits 1 when the operation ends cancelled", async () => {

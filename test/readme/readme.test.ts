@@ -109,7 +109,7 @@ describe("README quickstart, run as written", () => {
     for (const path of terraformLeftovers) rmSync(path, { recursive: true, force: true });
   }, 60_000);
 
-  it("starts the stack, applies the Terraform quickstart, shows ready guests, destroys, stops", async () => {
+  it("starts the stack, applies the Terraform quickstart, shows ready guests and the client's answer, destroys, stops", async () => {
     const blocks = shellBlocks("Quickstart").filter((b) => !b.code.includes("npm test"));
     expect(blocks).toHaveLength(3);
     const [start, apply, look] = blocks as [Block, Block, Block];
@@ -138,10 +138,18 @@ describe("README quickstart, run as written", () => {
     });
 
     // The second terminal: one shell, so `eval` and `cd` carry over from block to block.
-    // Asynchronous, so the first terminal's output keeps being read meanwhile.
+    // Asynchronous, so the first terminal's output keeps being read meanwhile. Between applying
+    // and looking, a user takes the seconds the client's startup-script needs after it is
+    // ready; the shell waits for its answer instead.
+    const clientAnswered = [
+      "for i in $(seq 1 60); do",
+      "  npx globalvm vm-group show client | grep -q 'web/answer' && break",
+      "  sleep 2",
+      "done",
+    ].join("\n");
     const { stdout: second } = await execFileAsync(
       "bash",
-      ["-euo", "pipefail", "-c", `${apply.code}\n${look.code}`],
+      ["-euo", "pipefail", "-c", `${apply.code}\n${clientAnswered}\n${look.code}`],
       {
         cwd: REPO_ROOT,
         env,
@@ -150,7 +158,11 @@ describe("README quickstart, run as written", () => {
         maxBuffer: 64 << 20,
       },
     );
-    expect(second).toContain("Apply complete! Resources: 2 added");
+    expect(second).toContain("Apply complete! Resources: 3 added");
+    // The first terminal said guests get networks (CI runs as root).
+    expect(firstOutput).toMatch(/guest network\s+on:/);
+    // vm-group show client: web-0 answered the client across the regions, by its address.
+    expect(second).toMatch(/^client-0\s+web\/answer\s+hello from web-0$/m);
     // vm-group show web: two instances, both ready, in us-east.
     const groupLines = second
       .split("\n")
@@ -159,7 +171,7 @@ describe("README quickstart, run as written", () => {
     // image show web: available in both datacenters.
     expect(second).toMatch(/eu-west-a\s.*available/);
     expect(second).toMatch(/us-east-a\s.*available/);
-    expect(second).toContain("Destroy complete! Resources: 2 destroyed");
+    expect(second).toContain("Destroy complete! Resources: 3 destroyed");
 
     // Ctrl-C in the first terminal stops the stack and its guests.
     process.kill(-(terminal.pid as number), "SIGINT");

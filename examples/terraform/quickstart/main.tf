@@ -1,6 +1,7 @@
 # globalvm quickstart: an image uploaded to eu-west and a VM group of 2 in us-east.
 # The control plane transfers the image to us-east (only the chunks it lacks) and starts
-# the VMs there, with no further action.
+# the VMs there, with no further action. A `client` group in eu-west is handed the first web
+# instance's private address (metadata_from) and fetches from it across the two regions.
 #
 #   eval "$(npx globalvm env)"   # GLOBALVM_ENDPOINT, GLOBALVM_TOKEN and TF_CLI_CONFIG_FILE
 #   terraform init && terraform apply
@@ -42,7 +43,49 @@ resource "globalvm_vm_group" "web" {
     memory_mb = 512
   }
 
-  metadata = { ROLE = "web" }
+  metadata = {
+    ROLE = "web"
+    # Run once at boot by the guest image: serve this instance's name over HTTP on port 80.
+    startup-script = <<-EOT
+      mkdir -p /www
+      echo "hello from $(wget -q -O - --header 'Metadata-Flavor: Google' http://169.254.169.254/computeMetadata/v1/instance/name)" >/www/index.html
+      httpd -h /www -p 80
+    EOT
+  }
+
+  timeouts {
+    create = "15m"
+  }
+}
+
+# In the other region, on the same (default) network: WEB is web-0's private address, known
+# only once it runs. The script fetches from it and publishes the answer as a guest attribute
+# (see it with: npx globalvm vm-group show client).
+resource "globalvm_vm_group" "client" {
+  name   = "client"
+  image  = globalvm_image.web.id
+  region = "eu-west"
+  size   = 1
+
+  machine {
+    vcpus     = 1
+    memory_mb = 256
+  }
+
+  metadata = {
+    startup-script = <<-EOT
+      web="$(wget -q -O - --header 'Metadata-Flavor: Google' http://169.254.169.254/computeMetadata/v1/instance/attributes/WEB)"
+      for i in $(seq 1 30); do
+        answer="$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$web" 80 | tail -n 1)" && [ -n "$answer" ] && break
+        sleep 1
+      done
+      guest-attribute web/answer "$${answer:-no answer from $web}"
+    EOT
+  }
+
+  metadata_from = {
+    WEB = { vm_group = globalvm_vm_group.web.id, instance = 0, attribute = "address" }
+  }
 
   timeouts {
     create = "15m"
@@ -57,4 +100,8 @@ output "regions" {
 
 output "addresses" {
   value = globalvm_vm_group.web.instances[*].address
+}
+
+output "client_address" {
+  value = globalvm_vm_group.client.instances[0].address
 }
