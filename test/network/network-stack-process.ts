@@ -9,7 +9,13 @@
 //
 // usage: node test/network/network-stack-process.ts '<config JSON>'
 //   config: { controlPlaneHost, regions: [{ name, netns, underlay, manager }] }
-import { createGroup, expectSucceeded, listInstances } from "../e2e/vm-group-lifecycle-support.ts";
+import {
+  createGroup,
+  createGuestImage,
+  expectSucceeded,
+  listInstances,
+} from "../e2e/vm-group-lifecycle-support.ts";
+import type { Stack } from "../support/stack.ts";
 import { FETCH_WEB } from "./guest-scripts.ts";
 import { sh } from "./namespaces.ts";
 import { readStackConfig, runAndReport, startNetworkStack, startWeb } from "./stack-hosts.ts";
@@ -38,6 +44,16 @@ const CLIENT = [
   'until guest-attribute net/talk "ok=$ok failed=$failed"; do sleep 1; done',
 ].join("\n");
 
+/**
+ * A guest of another project, on the same host as web, in a network with the same range: it
+ * tries ICMP and TCP to web's address, on-link for it too.
+ */
+const intruder = (target: string) =>
+  [
+    `if ping -c 3 -W 2 ${target} >/dev/null; then guest-attribute net/ping reached; else guest-attribute net/ping refused; fi`,
+    `if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${target} 80 | grep -q hello; then guest-attribute net/tcp reached; else guest-attribute net/tcp refused; fi`,
+  ].join("\n");
+
 /** Devices globalvm owns on each region's host, by `ip -j link`. */
 function devicesByRegion(): Record<string, string[]> {
   return Object.fromEntries(
@@ -62,10 +78,11 @@ async function waitForAttribute(
   key: string,
   timeoutMs: number,
   accept: (value: string) => boolean = () => true,
+  as: Stack = stack,
 ): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = (await listInstances(stack, groupId))[0]?.guest_attributes[key];
+    const value = (await listInstances(as, groupId))[0]?.guest_attributes[key];
     if (value !== undefined && accept(value)) return value;
     if (Date.now() > deadline) {
       throw new Error(`guest attribute ${key} is ${value ?? "unset"} after ${timeoutMs} ms`);
@@ -74,11 +91,52 @@ async function waitForAttribute(
   }
 }
 
-// Peers are learned from heartbeats: a second apart rather than ten.
-const stack = await startNetworkStack("netstack", config, { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" });
+// Peers are learned from heartbeats: a second apart rather than ten. Three one-vCPU guests on a
+// two-core machine: the managers offer more vCPUs than it has.
+const stack = await startNetworkStack("netstack", config, {
+  GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000",
+  GLOBALVM_MANAGER_VCPUS: "8",
+});
 const result: Record<string, unknown> = {};
 await runAndReport(stack, result, async () => {
   const { image, web } = await startWeb(stack, first);
+  const webAddress = (await listInstances(stack, web.groupId))[0]?.network_ip as string;
+
+  // Project B, on web's host, in a network of its own with the same range.
+  const projectB = await stack.call("POST", "/v1/projects", stack.adminToken, { name: "intruders" });
+  const tokenB = await stack.call("POST", `/v1/projects/${projectB.body.id}/tokens`, stack.adminToken, {
+    name: "b",
+  });
+  const asB = { ...stack, projectToken: tokenB.body.secret as string };
+  const networkB = await asB.call("POST", "/v1/networks", asB.projectToken, {
+    name: "b-net",
+    cidr: "10.128.0.0/16",
+  });
+  if (networkB.status !== 201)
+    throw new Error(`network: ${networkB.status} ${JSON.stringify(networkB.body)}`);
+  const imageB = await createGuestImage(asB, "guest", first);
+  // B's first instance gets B's first address, web's: it comes and goes, and the address is
+  // not given again at once, so the intruder's differs and no guest of B holds web's.
+  const firstOfB = await createGroup(asB, {
+    name: "first",
+    image: imageB,
+    region: first,
+    size: 1,
+    network: "b-net",
+  });
+  await expectSucceeded(asB, firstOfB.operationId, 300_000);
+  const held = (await listInstances(asB, firstOfB.groupId))[0]?.network_ip;
+  if (held !== webAddress) throw new Error(`B's first instance has ${held}, not web's ${webAddress}`);
+  const gone = await asB.call("DELETE", `/v1/vm-groups/${firstOfB.groupId}`, asB.projectToken);
+  await expectSucceeded(asB, gone.body.id, 180_000);
+  const intruderGroup = await createGroup(asB, {
+    name: "intruder",
+    image: imageB,
+    region: first,
+    size: 1,
+    network: "b-net",
+    metadata: { "startup-script": intruder(webAddress) },
+  });
   const client = await createGroup(stack, {
     name: "client",
     image,
@@ -88,7 +146,13 @@ await runAndReport(stack, result, async () => {
     metadata_from: { web: { vm_group: web.groupId, instance: 0, attribute: "address" } },
   });
   await expectSucceeded(stack, client.operationId, 300_000);
+  await expectSucceeded(asB, intruderGroup.operationId, 300_000);
   await waitForAttribute(client.groupId, "net/host-http", 120_000).catch(() => undefined);
+  await waitForAttribute(intruderGroup.groupId, "net/tcp", 120_000, () => true, asB).catch(() => undefined);
+  result.intruder = await listInstances(asB, intruderGroup.groupId);
+  // Its host keeps only web's network: B's bridge, tunnel and tap go with B's last guest.
+  const removal = await asB.call("DELETE", `/v1/vm-groups/${intruderGroup.groupId}`, asB.projectToken);
+  await expectSucceeded(asB, removal.body.id, 180_000);
   result.web = await listInstances(stack, web.groupId);
   result.client = await listInstances(stack, client.groupId);
   result.groups = [

@@ -27,6 +27,7 @@ describe("a VM group reaches another in another region by the address metadata_f
   let outcome: {
     web?: InstanceView[];
     client?: InstanceView[];
+    intruder?: InstanceView[];
     groups?: { network: string; datacenter: string }[];
     afterRestart?: {
       talk: string;
@@ -91,6 +92,15 @@ describe("a VM group reaches another in another region by the address metadata_f
     expect(web?.guest_attributes["net/serving"]).toBe("yes");
     expect(client?.guest_attributes["net/peer"]).toBe(web?.address);
     expect(client?.guest_attributes["net/tcp"]).toBe("ok");
+  });
+
+  it("a guest of another project, on web's host, in the same range, exchanges no packet with web", () => {
+    const [web] = outcome.web ?? [];
+    const [intruder] = outcome.intruder ?? [];
+    expect(intruder?.network_ip).toMatch(/^10\.128\.0\./);
+    expect(intruder?.network_ip).not.toBe(web?.network_ip);
+    expect(intruder?.guest_attributes["net/ping"]).toBe("refused");
+    expect(intruder?.guest_attributes["net/tcp"]).toBe("refused");
   });
 
   it("a guest reaches neither its manager's host nor its HTTP port, even routing toward them", () => {
