@@ -67,10 +67,15 @@ const FETCH = `fetch() { printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 "$1" 80; 
 const probe = (key: string, command: string, tries: number) =>
   `ok=failed; for i in $(seq 1 ${tries}); do if ${command}; then ok=ok; break; fi; sleep 1; done; guest-attribute ${key} $ok`;
 
-const serve = [
-  "mkdir -p /www && echo hello-from-web-a >/www/index.html",
-  "httpd -h /www -p 80 && guest-attribute net/serving yes",
-].join("\n");
+/** Serves hello-from-NAME, then reaches the peer at `peer` by ICMP and TCP (both boot together). */
+const serveAndReach = (name: string, peer: string, peerName: string) =>
+  [
+    `mkdir -p /www && echo hello-from-${name} >/www/index.html`,
+    "httpd -h /www -p 80 && guest-attribute net/serving yes",
+    FETCH,
+    probe("net/ping", `ping -c 1 -W 2 ${peer} >/dev/null`, 60),
+    probe("net/tcp", `fetch ${peer} | grep -q hello-from-${peerName}`, 60),
+  ].join("\n");
 
 describe("guests on a private network in one datacenter", () => {
   let dataDir: string;
@@ -86,25 +91,22 @@ describe("guests on a private network in one datacenter", () => {
     await new LinuxHostNetwork({ netns: host }).reconcile(spec);
 
     const stages: GuestPlan[][] = [
+      // Both ways: each of web-a and web-b serves and reaches the other.
       [
         {
           instanceId: "web-a",
           networkInterface: nic("net_web", "10.30.0.2"),
-          startupScript: serve,
-          awaits: ["net/serving"],
+          startupScript: serveAndReach("web-a", "10.30.0.3", "web-b"),
+          awaits: ["net/serving", "net/ping", "net/tcp"],
         },
-      ],
-      [
         {
           instanceId: "web-b",
           networkInterface: nic("net_web", "10.30.0.3"),
-          startupScript: [
-            FETCH,
-            probe("net/ping", "ping -c 1 -W 2 10.30.0.2 >/dev/null", 30),
-            probe("net/tcp", "fetch 10.30.0.2 | grep -q hello-from-web-a", 30),
-          ].join("\n"),
-          awaits: ["net/ping", "net/tcp"],
+          startupScript: serveAndReach("web-b", "10.30.0.2", "web-a"),
+          awaits: ["net/serving", "net/ping", "net/tcp"],
         },
+      ],
+      [
         {
           instanceId: "other-c",
           networkInterface: nic("net_other", "10.30.0.4"),
@@ -147,9 +149,14 @@ describe("guests on a private network in one datacenter", () => {
     expect(outcome.consoles["web-b"]).toMatch(/GLOBALVM-NETWORK eth1 10\.30\.0\.3/);
   });
 
-  it("guests of one network reach each other by address: ICMP and TCP", () => {
-    expect(outcome.results["web-a"]).toMatchObject({ "net/serving": "yes" });
-    expect(outcome.results["web-b"]).toMatchObject({ "net/ping": "ok", "net/tcp": "ok" });
+  it("guests of one network reach each other by address, both ways: ICMP and TCP", () => {
+    for (const guest of ["web-a", "web-b"]) {
+      expect(outcome.results[guest]).toMatchObject({
+        "net/serving": "yes",
+        "net/ping": "ok",
+        "net/tcp": "ok",
+      });
+    }
   });
 
   it("a guest of another network with the same range exchanges not one packet with them", () => {
