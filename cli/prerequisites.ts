@@ -1,7 +1,8 @@
 // What `globalvm up` needs on the machine before it starts anything: QEMU and the guest image.
-import { accessSync, constants, existsSync } from "node:fs";
-import { delimiter, dirname, join, resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isExecutableOnPath } from "../common/executables.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Where `npm run guest-image` (scripts/build-guest-image) writes the guest image. */
@@ -27,20 +28,6 @@ export function missingPrerequisites(machine: MachineFacts, guestImage = GUEST_I
   if (!machine.exists(guestImage))
     missing.push(`the guest image ${guestImage} is missing (build it: npm run guest-image)`);
   return missing;
-}
-
-export function isExecutableOnPath(tool: string, path = process.env.PATH ?? ""): boolean {
-  return path
-    .split(delimiter)
-    .filter(Boolean)
-    .some((dir) => {
-      try {
-        accessSync(join(dir, tool), constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
 }
 
 export const thisMachine: MachineFacts = { onPath: (tool) => isExecutableOnPath(tool), exists: existsSync };

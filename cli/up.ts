@@ -11,6 +11,7 @@ import { createServer } from "node:net";
 import { resolve } from "node:path";
 import type { RunningControlPlane } from "../api/server.ts";
 import { type ApiClient, createApiClient } from "../client/api.ts";
+import { isExecutableOnPath } from "../common/executables.ts";
 // Types only: the services are imported when `up` runs, so that --help starts fast.
 import type { HttpLimits } from "../common/http-limits.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
@@ -19,7 +20,7 @@ import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError }
 import { callApi, expectAnswer, listAll } from "./connection.ts";
 import { ENV_FILE, upDataDir, writeEnvFile } from "./env.ts";
 import { LIMIT_ENV_USAGE, managerLimits } from "./manager-limits.ts";
-import { GUEST_IMAGE, isExecutableOnPath, missingPrerequisites, thisMachine } from "./prerequisites.ts";
+import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
 import { closeOnSignal, HTTP_LIMITS_USAGE, httpLimitsFromEnv } from "./serve.ts";
 import {
   capEffOfThisProcess,

@@ -2,10 +2,10 @@
 // the manager runs on: its bridges, tunnels, taps, nftables rules and QEMU guests all live there,
 // while the manager's own HTTP stays where it listens. `globalvm up` runs one such host per
 // datacenter; an operator can do the same with `serve regional-manager --guest-network-netns`.
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { isExecutableOnPath } from "../../common/executables.ts";
 
 /** Where `ip netns add NAME` binds a namespace, and where nsenter finds it. */
 export function namespacePath(netns: string): string {
@@ -17,7 +17,7 @@ export function missingForNamespaceHost(
   netns: string,
   facts: { exists: (path: string) => boolean; onPath: (program: string) => boolean } = {
     exists: existsSync,
-    onPath: programOnPath,
+    onPath: (program) => isExecutableOnPath(program),
   },
 ): string[] {
   const missing: string[] = [];
@@ -33,15 +33,6 @@ export function missingForNamespaceHost(
     );
   }
   return missing;
-}
-
-function programOnPath(program: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${program}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const SOCKET_BASE = "/run/globalvm";
