@@ -3,11 +3,11 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { requestFieldErrors } from "../common/http/field-errors.ts";
 import { authenticate } from "./auth.ts";
 import type { AppEnv, Services } from "./env.ts";
 import { ApiError, errors, problemOf } from "./errors.ts";
 import { registerRoutes } from "./routes/index.ts";
-import { fieldErrorsOf } from "./validation.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -15,12 +15,7 @@ export function createApp(services: Services, options: { log?: (line: string) =>
   const log = options.log ?? ((line) => console.error(line));
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
-      if (!result.success) {
-        const location = result.target === "json" ? undefined : result.target;
-        throw errors.validation(
-          fieldErrorsOf(result.error, location === "param" || location === "query" ? undefined : location),
-        );
-      }
+      if (!result.success) throw errors.validation(requestFieldErrors(result.error, result.target));
     },
   });
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { eq } from "drizzle-orm";
 import type { Context, MiddlewareHandler } from "hono";
+import { bearerToken } from "../common/http/bearer.ts";
 import type { TokenScope } from "../schemas/projects.ts";
 import { apiTokens } from "./catalog/schema.ts";
 import type { AppEnv, Principal } from "./env.ts";
@@ -18,8 +19,8 @@ export function hashSecret(secret: string): string {
 export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   const header = c.req.header("authorization");
   if (!header) throw errors.unauthenticated();
-  const match = /^Bearer\s+(\S+)$/i.exec(header);
-  if (!match?.[1]) throw errors.unauthenticated("The Authorization header must be 'Bearer <token>'.");
+  const secret = bearerToken(header);
+  if (!secret) throw errors.unauthenticated("The Authorization header must be 'Bearer <token>'.");
   const { db } = c.get("services");
   const [token] = await db
     .select({
@@ -30,7 +31,7 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
       datacenter: apiTokens.datacenter,
     })
     .from(apiTokens)
-    .where(eq(apiTokens.secretHash, hashSecret(match[1])))
+    .where(eq(apiTokens.secretHash, hashSecret(secret)))
     .limit(1);
   if (!token) throw errors.unauthenticated("The token is unknown or was revoked.");
   c.set("principal", {

@@ -1,60 +1,28 @@
 // Typed errors that every route may throw; onError turns them into RFC 9457 problem+json.
+import { validationDetail } from "../common/http/field-errors.ts";
+import { type FieldError, ProblemError, problemDocument } from "../common/http/problem.ts";
 import type { Problem } from "../schemas/common.ts";
 
-export interface FieldError {
-  path: string;
-  message: string;
-}
+export type { FieldError } from "../common/http/problem.ts";
 
-export class ApiError extends Error {
-  readonly status: number;
-  readonly code: string;
-  readonly errors: FieldError[] | undefined;
+export class ApiError extends ProblemError {
   readonly quota: Problem["quota"];
   constructor(status: number, code: string, detail: string, errors?: FieldError[], quota?: Problem["quota"]) {
-    super(detail);
-    this.status = status;
-    this.code = code;
-    this.errors = errors;
+    super(status, code, detail, errors);
     this.quota = quota;
   }
 }
 
-const TITLES: Record<number, string> = {
-  400: "Bad Request",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  409: "Conflict",
-  413: "Content Too Large",
-  415: "Unsupported Media Type",
-  422: "Unprocessable Content",
-  429: "Too Many Requests",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
-
 export function problemOf(error: ApiError, instance?: string): Problem {
-  return {
-    type: `https://globalvm.dev/problems/${error.code}`,
-    title: TITLES[error.status] ?? "Error",
-    status: error.status,
-    code: error.code,
-    detail: error.message,
+  return problemDocument(error, {
     ...(instance ? { instance } : {}),
-    ...(error.errors ? { errors: error.errors } : {}),
     ...(error.quota ? { quota: error.quota } : {}),
-  };
+  });
 }
 
 export const errors = {
   validation: (errors: FieldError[], detail?: string) =>
-    new ApiError(
-      400,
-      "validation_failed",
-      detail ?? `Invalid request: ${errors.map((e) => `${e.path || "(body)"}: ${e.message}`).join("; ")}`,
-      errors,
-    ),
+    new ApiError(400, "validation_failed", detail ?? validationDetail(errors), errors),
   malformedJson: (detail: string) => new ApiError(400, "malformed_json", detail),
   invalidPageToken: () =>
     new ApiError(400, "invalid_page_token", "page_token is not a token this API returned", [

@@ -57,7 +57,7 @@ export interface UploadResult {
 
 /** The manager refused the image's content at commit: uploading it again cannot succeed. */
 export function isImageRefused(error: unknown): boolean {
-  return error instanceof TransferHttpError && error.code === "IMAGE_FORMAT_REFUSED";
+  return error instanceof TransferHttpError && error.code === "image_format_refused";
 }
 
 const DEFAULT_BATCH_BYTES = 16 << 20;

@@ -9,7 +9,6 @@ import type { Server } from "node:http";
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
-import { Hono } from "hono";
 import {
   applyHttpLimits,
   DEFAULT_HTTP_LIMITS,
@@ -21,19 +20,18 @@ import { CONTROL_PLANE_TOKEN_ISSUER, controlPlaneKeys } from "../common/tokens/c
 import { createInstanceTokenVerifier } from "../common/tokens/instance-token.ts";
 import { createTransferTokenVerifier } from "../common/tokens/transfer-token.ts";
 import type { Capacity } from "../schemas/regions.ts";
+import { createManagerApp } from "./app.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
 import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
-import { createInstanceApp } from "./instances/app.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
 import { GuestNetworks } from "./network/guests.ts";
 import { LinuxHostNetwork } from "./network/linux.ts";
 import { missingForNamespaceHost, prepareMetadataSocketDir } from "./network/namespace-host.ts";
+import { VersionPulls } from "./replicas/pulls.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
 import type { ManifestLimits } from "./store/manifest-limits.ts";
-import { createTransferApp } from "./transfer/app.ts";
-import { problem, problemFromError, problemResponse } from "./transfer/problems.ts";
 import { type PullProgress, pullImageVersion } from "./transfer/pull.ts";
 
 export const HEARTBEAT_INTERVAL_MS = 10_000;
@@ -130,27 +128,11 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     issuer: CONTROL_PLANE_TOKEN_ISSUER,
   });
 
-  const pulls = new AbortController();
-  // One pull per version at a time, shared by replicate requests and instances waiting for it.
-  const inFlight = new Map<string, Promise<VersionRecord>>();
-  // Each pull can be aborted on its own: deleting an image stops a pull of it midway.
-  const pullAborts = new Map<string, AbortController>();
-  function ensureImageVersion(imageId: string, version: number): Promise<VersionRecord> {
-    const held = store.getVersion(imageId, version);
-    if (held?.state === "available") return Promise.resolve(held);
-    const key = `${imageId}@${version}`;
-    let pull = inFlight.get(key);
-    if (!pull) {
-      const abort = new AbortController();
-      pullAborts.set(key, abort);
-      pull = replicate(imageId, version, abort.signal).finally(() => {
-        inFlight.delete(key);
-        pullAborts.delete(key);
-      });
-      inFlight.set(key, pull);
-    }
-    return pull;
-  }
+  const pulls = new VersionPulls({
+    pull: (imageId, version, signal) => replicate(imageId, version, signal),
+    held: (imageId, version) => store.getVersion(imageId, version),
+  });
+  const ensureImageVersion = (imageId: string, version: number) => pulls.ensure(imageId, version);
 
   const capacity = await measureCapacity(options.dataDir, options.capacity);
   const netns = options.guestNetwork?.netns;
@@ -201,120 +183,12 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     datacenter: options.datacenter,
     issuer: CONTROL_PLANE_TOKEN_ISSUER,
   });
-  const app = new Hono();
-  app.get("/healthz", (c) => c.json({ status: "ok", datacenter: options.datacenter }));
-  app.route("/", createTransferApp({ store, verifier, reporter }));
-  app.route("/", createInstanceApp({ instances, verifier: instanceVerifier, log }));
-
-  /**
-   * What both replica routes check first: the version the path names (else the 400 problem
-   * naming it), and that the bearer token grants `action` on that image version here (else
-   * verify throws, and the route answers with its problem).
-   */
-  async function authorizeReplicaRequest(
-    request: {
-      param(name: "imageId" | "version"): string;
-      header(name: "authorization"): string | undefined;
-    },
-    action: "replicate" | "drop",
-  ): Promise<{ imageId: string; version: number } | { refusal: Response }> {
-    const imageId = request.param("imageId");
-    const version = Number(request.param("version"));
-    if (!Number.isSafeInteger(version) || version < 1) {
-      return {
-        refusal: problemResponse(
-          problem(400, "INVALID_PARAMETER", "version must be a positive integer", "version"),
-        ),
-      };
-    }
-    const authorization = request.header("authorization");
-    await verifier.verify(authorization?.startsWith("Bearer ") ? authorization.slice(7) : undefined, {
-      imageId,
-      version,
-      action,
-    });
-    return { imageId, version };
-  }
-
-  // The control plane asks this manager to hold a version; the pull runs in the background
-  // and reports progress and the outcome to the catalog.
-  app.post("/v1/replicas/:imageId/versions/:version", async (c) => {
-    try {
-      const authorized = await authorizeReplicaRequest(c.req, "replicate");
-      if ("refusal" in authorized) return authorized.refusal;
-      const { imageId, version } = authorized;
-      const held = store.getVersion(imageId, version);
-      if (held?.state === "available") {
-        await reporter.reportReplica({
-          imageId,
-          version,
-          state: "available",
-          localId: held.localId,
-          digest: held.digest,
-          size: held.size,
-        });
-        return c.json({ state: "available", local_id: held.localId }, 200);
-      }
-      void ensureImageVersion(imageId, version).catch((error: unknown) =>
-        log(`[WARN] pull of ${imageId}@${version} failed: ${error}`),
-      );
-      return c.json({ state: "transferring" }, 202);
-    } catch (error) {
-      return problemResponse(problemFromError(error));
-    }
-  });
-
-  // The control plane asks this manager to let its copy of a version go (collection of an
-  // unused replica, a region removed from the replication policy, a deleted image). A copy
-  // an instance here boots from is refused; a pull of it in flight is refused too, unless
-  // the caller says to abort it (the image is being deleted).
-  app.delete("/v1/replicas/:imageId/versions/:version", async (c) => {
-    try {
-      const authorized = await authorizeReplicaRequest(c.req, "drop");
-      if ("refusal" in authorized) return authorized.refusal;
-      const { imageId, version } = authorized;
-      const pullPolicy = c.req.query("pulls") ?? "refuse";
-      if (pullPolicy !== "refuse" && pullPolicy !== "abort") {
-        return problemResponse(problem(400, "INVALID_PARAMETER", "pulls is refuse or abort", "pulls"));
-      }
-      const held = store.getVersion(imageId, version);
-      const users = held?.localId ? instancesBootingFrom(store.imagePath(held.localId)) : [];
-      if (users.length > 0) {
-        return problemResponse(
-          problem(
-            409,
-            "VERSION_IN_USE",
-            `instances ${users.join(", ")} boot from ${imageId} version ${version}`,
-            "version",
-          ),
-        );
-      }
-      const key = `${imageId}@${version}`;
-      const pull = inFlight.get(key);
-      if (pull) {
-        if (pullPolicy === "refuse") {
-          return problemResponse(
-            problem(409, "VERSION_IN_USE", `${imageId} version ${version} is being pulled`, "version"),
-          );
-        }
-        pullAborts.get(key)?.abort(new Error(`${imageId} version ${version} was dropped`));
-        await pull.catch(() => {});
-      }
-      if (!store.getVersion(imageId, version))
-        return c.json({ dropped: false, chunks_removed: 0, bytes_reclaimed: 0 });
-      await store.deleteVersion(imageId, version);
-      const freed = await store.collectGarbage();
-      log(
-        `dropped ${imageId}@${version}: its image file, and ${freed.chunksRemoved} chunks (${freed.bytesReclaimed} bytes) from packs`,
-      );
-      return c.json({
-        dropped: true,
-        chunks_removed: freed.chunksRemoved,
-        bytes_reclaimed: freed.bytesReclaimed,
-      });
-    } catch (error) {
-      return problemResponse(problemFromError(error));
-    }
+  const app = createManagerApp({
+    datacenter: options.datacenter,
+    log,
+    transfer: { store, verifier, reporter },
+    replicas: { store, verifier, reporter, pulls, instancesBootingFrom },
+    instances: { instances, verifier: instanceVerifier },
   });
 
   /** Instances (in any state: a stopped one's overlay still reads it) backed by this image file. */
@@ -340,7 +214,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       onProgress: (progress) => {
         last = progress;
       },
-      signal: AbortSignal.any([pulls.signal, signal]),
+      signal,
     });
     // The figures a delta is judged by: chunk data fetched and every byte on the wire.
     log(
@@ -410,7 +284,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     instances,
     async close() {
       clearInterval(heartbeat);
-      pulls.abort();
+      pulls.close();
       if (options.stopGuestsOnClose) {
         // Remembered so the next start boots them again; stopped while still attached, so
         // each guest's "stopped" reaches the control plane.

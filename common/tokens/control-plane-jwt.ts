@@ -27,11 +27,11 @@ export type TokenErrorCode =
   | "TOKEN_WRONG_DATACENTER"
   | "TOKEN_WRONG_ACTION";
 
-export class TransferTokenError extends Error {
+export class ControlPlaneTokenError extends Error {
   readonly code: TokenErrorCode;
   constructor(code: TokenErrorCode, message: string) {
     super(message);
-    this.name = "TransferTokenError";
+    this.name = "ControlPlaneTokenError";
     this.code = code;
   }
 }
@@ -175,7 +175,7 @@ export function createJwtVerifier(
 ) {
   const getKey = keyLookup(keys);
   return async (token: string | undefined): Promise<Record<string, unknown>> => {
-    if (!token) throw new TransferTokenError("TOKEN_MISSING", `${what} is required`);
+    if (!token) throw new ControlPlaneTokenError("TOKEN_MISSING", `${what} is required`);
     try {
       const result = await jwtVerify(token, getKey as JWTVerifyGetKey, {
         algorithms: ["ES256", "EdDSA"],
@@ -186,8 +186,8 @@ export function createJwtVerifier(
       return result.payload;
     } catch (error) {
       if (error instanceof errors.JWTExpired)
-        throw new TransferTokenError("TOKEN_EXPIRED", `the ${what} has expired`);
-      throw new TransferTokenError("TOKEN_INVALID", `the ${what} is not valid`);
+        throw new ControlPlaneTokenError("TOKEN_EXPIRED", `the ${what} has expired`);
+      throw new ControlPlaneTokenError("TOKEN_INVALID", `the ${what} is not valid`);
     }
   };
 }

@@ -1,10 +1,10 @@
 import type { CryptoKey, KeyObject } from "jose";
 import {
+  ControlPlaneTokenError,
   createJwtVerifier,
   type SignOptions,
   signControlPlaneJwt,
   type TransferKeySource,
-  TransferTokenError,
 } from "./control-plane-jwt.ts";
 
 /**
@@ -39,7 +39,7 @@ export function signInstanceToken(
 }
 
 export interface InstanceTokenVerifier {
-  /** Resolves when `token` lets this manager act on `instanceId`; throws TransferTokenError otherwise. */
+  /** Resolves when `token` lets this manager act on `instanceId`; throws ControlPlaneTokenError otherwise. */
   verify(token: string | undefined, instanceId: string): Promise<InstanceClaims>;
 }
 
@@ -58,13 +58,16 @@ export function createInstanceTokenVerifier(options: {
     async verify(token, instanceId) {
       const { action, instanceId: claimed, datacenter } = await verifyJwt(token);
       if (action !== ACTION || typeof claimed !== "string" || typeof datacenter !== "string") {
-        throw new TransferTokenError("TOKEN_INVALID", "the token is not an instance token");
+        throw new ControlPlaneTokenError("TOKEN_INVALID", "the token is not an instance token");
       }
       if (datacenter !== options.datacenter) {
-        throw new TransferTokenError("TOKEN_WRONG_DATACENTER", `the token is for datacenter ${datacenter}`);
+        throw new ControlPlaneTokenError(
+          "TOKEN_WRONG_DATACENTER",
+          `the token is for datacenter ${datacenter}`,
+        );
       }
       if (claimed !== instanceId) {
-        throw new TransferTokenError("TOKEN_WRONG_INSTANCE", `the token is for instance ${claimed}`);
+        throw new ControlPlaneTokenError("TOKEN_WRONG_INSTANCE", `the token is for instance ${claimed}`);
       }
       return { instanceId: claimed, datacenter };
     },

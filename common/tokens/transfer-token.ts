@@ -1,13 +1,13 @@
 import type { CryptoKey, KeyObject } from "jose";
 import {
+  ControlPlaneTokenError,
   createJwtVerifier,
   type SignOptions,
   signControlPlaneJwt,
   type TransferKeySource,
-  TransferTokenError,
 } from "./control-plane-jwt.ts";
 
-export { type TransferKeySource, TransferTokenError } from "./control-plane-jwt.ts";
+export { ControlPlaneTokenError, type TransferKeySource } from "./control-plane-jwt.ts";
 
 /**
  * Transfer tokens: short-lived JWTs the control plane signs (ES256 or EdDSA) and regional
@@ -63,7 +63,7 @@ export function signTransferToken(
 }
 
 export interface TransferTokenVerifier {
-  /** Resolves with the claims when `token` grants `action` on `imageId`/`version` here; throws TransferTokenError otherwise. */
+  /** Resolves with the claims when `token` grants `action` on `imageId`/`version` here; throws ControlPlaneTokenError otherwise. */
   verify(
     token: string | undefined,
     expected: Omit<TransferClaims, "datacenter" | "projectId">,
@@ -85,25 +85,25 @@ export function createTransferTokenVerifier(options: {
     async verify(token, expected) {
       const claims = checkClaims(await verifyJwt(token));
       if (claims.datacenter !== options.datacenter) {
-        throw new TransferTokenError(
+        throw new ControlPlaneTokenError(
           "TOKEN_WRONG_DATACENTER",
           `the token is for datacenter ${claims.datacenter}`,
         );
       }
       if (claims.imageId !== expected.imageId || claims.version !== expected.version) {
-        throw new TransferTokenError(
+        throw new ControlPlaneTokenError(
           "TOKEN_WRONG_IMAGE",
           `the token is for image ${claims.imageId} version ${claims.version}`,
         );
       }
       if (claims.action !== expected.action) {
-        throw new TransferTokenError(
+        throw new ControlPlaneTokenError(
           "TOKEN_WRONG_ACTION",
           `the token grants ${claims.action}, not ${expected.action}`,
         );
       }
       if (claims.action === "upload" && claims.projectId === undefined) {
-        throw new TransferTokenError(
+        throw new ControlPlaneTokenError(
           "TOKEN_INVALID",
           "the upload token names no project (signed by an older control plane): ask for a new upload ticket",
         );
@@ -124,7 +124,7 @@ function checkClaims(payload: Record<string, unknown>): TransferClaims {
     typeof action !== "string" ||
     !ACTIONS.includes(action)
   ) {
-    throw new TransferTokenError(
+    throw new ControlPlaneTokenError(
       "TOKEN_INVALID",
       "the transfer token lacks its image, version, datacenter or action",
     );

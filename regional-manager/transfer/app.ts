@@ -1,8 +1,9 @@
 import { once } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { bearerToken } from "../../common/http/bearer.ts";
 import { ChunkRecordDecoder, ChunkRecordError } from "../../common/image-format/chunk-records.ts";
 import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
 import {
@@ -15,18 +16,25 @@ import {
   ManifestError,
 } from "../../common/image-format/manifest.ts";
 import {
+  ControlPlaneTokenError,
   type TransferAction,
   type TransferClaims,
-  TransferTokenError,
   type TransferTokenVerifier,
 } from "../../common/tokens/transfer-token.ts";
+import {
+  ImageVersionParams,
+  type Log,
+  managerRoutes,
+  problemResponses,
+  transferTokenSecurity,
+} from "../http/openapi.ts";
+import { invalidField } from "../http/problems.ts";
 import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
 import { StoreError } from "../store/errors.ts";
-import type { ImageFormat, ImageStore } from "../store/image-store.ts";
+import type { ImageStore } from "../store/image-store.ts";
 import { diffManifests, encodeManifestDelta } from "../store/manifest-delta.ts";
 import { checkImageSize, readManifestBody } from "../store/manifest-limits.ts";
 import { BufferPool } from "./buffer-pool.ts";
-import { problem, problemFromError, problemResponse } from "./problems.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
 
@@ -35,14 +43,15 @@ export interface TransferAppOptions {
   verifier: TransferTokenVerifier;
   /** Told when an uploaded version becomes available (the lead maps it to the catalog). */
   reporter?: ReplicaReporter;
+  /** Where failures the manager did not expect (500s) are told. */
+  log?: Log;
 }
 
-const VersionParams = z.object({
-  imageId: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/)
-    .openapi({ example: "img_01hz" }),
-  version: z.coerce.number().int().min(1).openapi({ example: 1 }),
+const FormatQuery = z.object({
+  format: z
+    .enum(["raw", "qcow2", "iso"])
+    .optional()
+    .openapi({ description: "The image's format (default raw); checked against its content at commit." }),
 });
 
 const VersionRecordSchema = z
@@ -58,57 +67,43 @@ const VersionRecordSchema = z
   })
   .openapi("ImageVersionRecord");
 
-const ProblemSchema = z
-  .object({
-    type: z.string(),
-    title: z.string(),
-    status: z.number().int(),
-    code: z.string(),
-    detail: z.string(),
-    field: z.string().optional(),
-  })
-  .openapi("Problem");
-
-const binary = (description: string) => ({
-  content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } },
-  description,
+const binaryBody = (description: string) => ({
+  required: true,
+  content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary", description }) } },
 });
-const problems = {
-  400: { content: { "application/problem+json": { schema: ProblemSchema } }, description: "Invalid input" },
-  401: {
-    content: { "application/problem+json": { schema: ProblemSchema } },
-    description: "Missing or invalid token",
-  },
-  403: {
-    content: { "application/problem+json": { schema: ProblemSchema } },
-    description: "Token for another scope",
-  },
-};
-const security = [{ transferToken: [] }];
+const binaryAnswer = (description: string) => ({
+  description,
+  content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } },
+});
+const security = transferTokenSecurity;
 
 export const transferRoutes = {
   putUploadManifest: createRoute({
+    operationId: "putUploadManifest",
     method: "put",
     path: "/v1/uploads/{imageId}/versions/{version}/manifest",
+    tags: ["uploads"],
     summary:
       "Declare the manifest of an image version to upload; answers the digests to send: those neither in an image of the token's project here nor sent already",
     security,
     request: {
-      params: VersionParams,
-      query: z.object({ format: z.enum(["raw", "qcow2", "iso"]).optional() }),
-      body: {
-        content: binary("Binary manifest (see common/image-format/manifest.ts)").content,
-        required: true,
-      },
+      params: ImageVersionParams,
+      query: FormatQuery,
+      body: binaryBody("Binary manifest (see common/image-format/manifest.ts)"),
     },
-    responses: { 200: binary("Concatenated 32-byte digests of the missing chunks"), ...problems },
+    responses: {
+      200: binaryAnswer("Concatenated 32-byte digests of the missing chunks (x-missing-chunks: their count)"),
+      ...problemResponses(400, 401, 403, 409, 413),
+    },
   }),
   postUploadChunks: createRoute({
+    operationId: "postUploadChunks",
     method: "post",
     path: "/v1/uploads/{imageId}/versions/{version}/chunks",
+    tags: ["uploads"],
     summary: "Send chunks of the version (records: digest, length, data); each is verified and stored",
     security,
-    request: { params: VersionParams, body: { content: binary("Chunk records").content, required: true } },
+    request: { params: ImageVersionParams, body: binaryBody("Chunk records") },
     responses: {
       200: {
         content: {
@@ -121,85 +116,100 @@ export const transferRoutes = {
         },
         description: "Chunks stored durably",
       },
-      ...problems,
+      ...problemResponses(400, 401, 403, 404, 422, 507),
     },
   }),
   commitUpload: createRoute({
+    operationId: "commitUpload",
     method: "post",
     path: "/v1/uploads/{imageId}/versions/{version}/commit",
+    tags: ["uploads"],
     summary: "Assemble the image, verify its digest and make the version available",
     security,
-    request: { params: VersionParams },
+    request: { params: ImageVersionParams },
     responses: {
       200: {
         content: { "application/json": { schema: VersionRecordSchema } },
         description: "Available version",
       },
-      ...problems,
+      ...problemResponses(400, 401, 403, 404, 409, 422),
     },
   }),
   putWholeImage: createRoute({
+    operationId: "putWholeImage",
     method: "put",
     path: "/v1/uploads/{imageId}/versions/{version}/image",
+    tags: ["uploads"],
     summary:
       "Send the whole image in one request (for clients that do not chunk); the manager chunks, verifies and commits it",
     security,
     request: {
-      params: VersionParams,
-      query: z.object({ format: z.enum(["raw", "qcow2", "iso"]).optional() }),
+      params: ImageVersionParams,
+      query: FormatQuery,
       headers: z.object({
-        "x-image-digest": z.string().optional().openapi({ description: "sha256:<hex> the image must match" }),
+        "x-image-digest": z
+          .string()
+          .trim()
+          .regex(/^(sha256:)?[0-9a-fA-F]{64}$/, "must be sha256:<64 hex digits>")
+          .optional()
+          .openapi({ description: "sha256:<hex> the image must match" }),
       }),
-      body: { content: binary("The image's bytes").content, required: true },
+      body: binaryBody("The image's bytes"),
     },
     responses: {
       200: {
         content: { "application/json": { schema: VersionRecordSchema } },
         description: "Available version",
       },
-      ...problems,
+      ...problemResponses(400, 401, 403, 409, 413, 422, 507),
     },
   }),
   getPeerManifest: createRoute({
+    operationId: "getPeerManifest",
     method: "get",
     path: "/v1/transfer/{imageId}/versions/{version}/manifest",
+    tags: ["transfer"],
     summary:
       "Manifest of an available version, for a peer manager; with ?base=N (a version the peer holds) it may come as a delta from N (x-manifest-base tells)",
     security,
-    request: { params: VersionParams, query: z.object({ base: z.coerce.number().int().min(1).optional() }) },
-    responses: { 200: binary("Binary manifest"), ...problems },
-  }),
-  postPeerChunks: createRoute({
-    method: "post",
-    path: "/v1/transfer/{imageId}/versions/{version}/chunks",
-    summary: "Stream the requested chunks of an available version, in the order asked",
-    security,
     request: {
-      params: VersionParams,
-      body: { content: binary("Concatenated 32-byte digests").content, required: true },
+      params: ImageVersionParams,
+      query: z.object({
+        base: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .openapi({ description: "A version the caller holds, to receive the manifest as a delta from" }),
+      }),
     },
     responses: {
-      200: binary("The data of the chunks asked for, concatenated in the order asked (Content-Length set)"),
-      ...problems,
+      200: binaryAnswer("Binary manifest, or a manifest delta when x-manifest-base is set"),
+      ...problemResponses(400, 401, 403, 404),
+    },
+  }),
+  postPeerChunks: createRoute({
+    operationId: "postPeerChunks",
+    method: "post",
+    path: "/v1/transfer/{imageId}/versions/{version}/chunks",
+    tags: ["transfer"],
+    summary: "Stream the requested chunks of an available version, in the order asked",
+    security,
+    request: { params: ImageVersionParams, body: binaryBody("Concatenated 32-byte digests") },
+    responses: {
+      200: binaryAnswer(
+        "The data of the chunks asked for, concatenated in the order asked (Content-Length set)",
+      ),
+      ...problemResponses(400, 401, 403, 404, 422),
     },
   }),
 };
 
-/** An absent ?format= is fine (the store defaults it); a present one must name a format. */
-function isFormat(value: string | undefined): value is ImageFormat | undefined {
-  return value === undefined || value === "raw" || value === "qcow2" || value === "iso";
-}
-
 /** The project of an upload token (the verifier refuses one without). */
 function uploadProject(claims: TransferClaims): string {
   if (claims.projectId === undefined)
-    throw new TransferTokenError("TOKEN_INVALID", "the upload token names no project");
+    throw new ControlPlaneTokenError("TOKEN_INVALID", "the upload token names no project");
   return claims.projectId;
-}
-
-function bearer(c: Context): string | undefined {
-  const header = c.req.header("authorization");
-  return header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
 }
 
 /**
@@ -269,200 +279,155 @@ function chunkIndex(manifest: Manifest): Map<string, ChunkRef> {
 }
 
 /**
- * The regional manager's upload and peer-transfer endpoints, as a sub-app to mount at the
- * root of the manager's app. Every request needs a transfer token for its image version,
- * this datacenter and the route's action.
+ * The regional manager's upload and peer-transfer endpoints. Every request needs a transfer
+ * token for its image version, this datacenter and the route's action.
  */
 export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
   const { store, verifier, reporter } = options;
-  const app = new OpenAPIHono();
+  const app = managerRoutes(options.log);
   // A sending pull holds at most three: one read ahead, one read, one the socket has yet to take.
   const sendBuffers = new BufferPool(READ_BUFFER_BYTES, 12);
-  app.openAPIRegistry.registerComponent("securitySchemes", "transferToken", {
-    type: "http",
-    scheme: "bearer",
+  const authorize = (c: Context, imageId: string, version: number, action: TransferAction) =>
+    verifier.verify(bearerToken(c.req.header("authorization")), { imageId, version, action });
+
+  app.openapi(transferRoutes.putUploadManifest, async (c) => {
+    const { imageId, version } = c.req.valid("param");
+    const { format } = c.req.valid("query");
+    const claims = await authorize(c, imageId, version, "upload");
+    const body = requestBody(c) ?? [];
+    const manifest = decodeManifest(await readManifestBody(body, store.limits, contentLength(c)));
+    checkTicketSize(manifest.size, claims);
+    const project = uploadProject(claims);
+    await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project });
+    // Scoped to the project: see missingChunksOfUpload.
+    const missing = await store.missingChunksOfUpload(imageId, version, project);
+    return c.body(new Uint8Array(encodeDigestList(missing)), 200, {
+      "content-type": "application/octet-stream",
+      "x-missing-chunks": String(missing.length),
+    });
   });
-  for (const route of Object.values(transferRoutes)) app.openAPIRegistry.registerPath(route);
 
-  const handle = (
-    action: TransferAction,
-    run: (c: Context, imageId: string, version: number, claims: TransferClaims) => Promise<Response>,
-  ) => {
-    return async (c: Context) => {
-      try {
-        const parsed = VersionParams.safeParse(c.req.param());
-        if (!parsed.success) {
-          const issue = parsed.error.issues[0];
-          return problemResponse(
-            problem(400, "INVALID_PARAMETER", issue?.message ?? "invalid", String(issue?.path[0])),
-          );
-        }
-        const { imageId, version } = parsed.data;
-        const claims = await verifier.verify(bearer(c), { imageId, version, action });
-        return await run(c, imageId, version, claims);
-      } catch (error) {
-        return problemResponse(problemFromError(error));
-      }
-    };
-  };
-
-  app.put(
-    "/v1/uploads/:imageId/versions/:version/manifest",
-    handle("upload", async (c, imageId, version, claims) => {
-      const format = c.req.query("format");
-      if (!isFormat(format)) {
-        return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
-      }
-      const body = requestBody(c) ?? [];
-      const manifest = decodeManifest(await readManifestBody(body, store.limits, contentLength(c)));
-      checkTicketSize(manifest.size, claims);
-      const project = uploadProject(claims);
-      await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project });
-      // Scoped to the project: see missingChunksOfUpload.
-      const missing = await store.missingChunksOfUpload(imageId, version, project);
-      return new Response(encodeDigestList(missing), {
-        headers: { "content-type": "application/octet-stream", "x-missing-chunks": String(missing.length) },
-      });
-    }),
-  );
-
-  app.post(
-    "/v1/uploads/:imageId/versions/:version/chunks",
-    handle("upload", async (c, imageId, version) => {
-      const manifest = store.getManifest(imageId, version);
-      if (!manifest)
-        throw new StoreError("VERSION_NOT_FOUND", `send the manifest of ${imageId} version ${version} first`);
-      // Each chunk is verified and written once, in place, into the version's image, as a
-      // pulled one is (see partial-image.ts): not into a pack first and copied at the commit.
-      const writer = await store.receiver(imageId, version);
-      const decoder = new ChunkRecordDecoder();
-      let received = 0;
-      let stored = 0;
-      try {
-        const body = requestBody(c);
-        if (body) {
-          for await (const piece of body) {
-            for (const record of decoder.push(piece)) {
-              received++;
-              // Counted per version: whether another image holds the chunk is not the sender's to know.
-              if (await writer.receive(record.digest, record.data)) stored++;
-            }
+  app.openapi(transferRoutes.postUploadChunks, async (c) => {
+    const { imageId, version } = c.req.valid("param");
+    await authorize(c, imageId, version, "upload");
+    const manifest = store.getManifest(imageId, version);
+    if (!manifest)
+      throw new StoreError("VERSION_NOT_FOUND", `send the manifest of ${imageId} version ${version} first`);
+    // Each chunk is verified and written once, in place, into the version's image, as a
+    // pulled one is (see partial-image.ts): not into a pack first and copied at the commit.
+    const writer = await store.receiver(imageId, version);
+    const decoder = new ChunkRecordDecoder();
+    let received = 0;
+    let stored = 0;
+    try {
+      const body = requestBody(c);
+      if (body) {
+        for await (const piece of body) {
+          for (const record of decoder.push(piece)) {
+            received++;
+            // Counted per version: whether another image holds the chunk is not the sender's to know.
+            if (await writer.receive(record.digest, record.data)) stored++;
           }
         }
-        if (!decoder.atBoundary) throw new ChunkRecordError("the chunk stream ends inside a record");
-      } finally {
-        // What was verified is kept even when the request fails: a retry will not resend it.
-        await writer.flush();
       }
-      return c.json({ received, stored });
-    }),
-  );
+      if (!decoder.atBoundary) throw new ChunkRecordError("the chunk stream ends inside a record");
+    } finally {
+      // What was verified is kept even when the request fails: a retry will not resend it.
+      await writer.flush();
+    }
+    return c.json({ received, stored }, 200);
+  });
 
-  app.post(
-    "/v1/uploads/:imageId/versions/:version/commit",
-    handle("upload", async (c, imageId, version, claims) => {
-      const record = await store.completeVersion(imageId, version, uploadProject(claims));
-      await reporter?.reportReplica(availableReport(record));
-      return c.json(record);
-    }),
-  );
+  app.openapi(transferRoutes.commitUpload, async (c) => {
+    const { imageId, version } = c.req.valid("param");
+    const claims = await authorize(c, imageId, version, "upload");
+    const record = await store.completeVersion(imageId, version, uploadProject(claims));
+    await reporter?.reportReplica(availableReport(record));
+    return c.json(record, 200);
+  });
 
-  app.put(
-    "/v1/uploads/:imageId/versions/:version/image",
-    handle("upload", async (c, imageId, version, claims) => {
-      const format = c.req.query("format");
-      if (!isFormat(format)) {
-        return problemResponse(problem(400, "INVALID_PARAMETER", "format is raw, qcow2 or iso", "format"));
-      }
-      const declared = contentLength(c);
-      if (declared !== undefined) {
-        checkImageSize(declared, store.limits);
-        checkTicketSize(declared, claims);
-      }
-      const body = requestBody(c);
-      if (!body)
-        return problemResponse(problem(400, "INVALID_PARAMETER", "send the image as the body", "body"));
-      const record = await receiveWholeImage(store, {
-        imageId,
-        version,
-        project: uploadProject(claims),
-        body,
-        maxBytes: Math.min(store.limits.maxImageBytes, claims.maxBytes ?? Number.MAX_SAFE_INTEGER),
-        ...(format ? { format } : {}),
-        ...(c.req.header("x-image-digest") !== undefined
-          ? { expectedDigest: parseImageDigestHeader(c.req.header("x-image-digest")) }
-          : {}),
-      });
-      await reporter?.reportReplica(availableReport(record));
-      return c.json(record);
-    }),
-  );
+  app.openapi(transferRoutes.putWholeImage, async (c) => {
+    const { imageId, version } = c.req.valid("param");
+    const { format } = c.req.valid("query");
+    const digestHeader = c.req.valid("header")["x-image-digest"];
+    const claims = await authorize(c, imageId, version, "upload");
+    const declared = contentLength(c);
+    if (declared !== undefined) {
+      checkImageSize(declared, store.limits);
+      checkTicketSize(declared, claims);
+    }
+    const body = requestBody(c);
+    if (!body) throw invalidField("body", "send the image as the body");
+    const record = await receiveWholeImage(store, {
+      imageId,
+      version,
+      project: uploadProject(claims),
+      body,
+      maxBytes: Math.min(store.limits.maxImageBytes, claims.maxBytes ?? Number.MAX_SAFE_INTEGER),
+      ...(format ? { format } : {}),
+      ...(digestHeader !== undefined ? { expectedDigest: parseImageDigestHeader(digestHeader) } : {}),
+    });
+    await reporter?.reportReplica(availableReport(record));
+    return c.json(record, 200);
+  });
 
-  app.get(
-    "/v1/transfer/:imageId/versions/:version/manifest",
-    handle("read", async (c, imageId, version) => {
-      const record = store.getVersion(imageId, version);
-      const manifest = store.getManifest(imageId, version);
-      if (record?.state !== "available" || !manifest) {
-        throw new StoreError(
-          "VERSION_NOT_FOUND",
-          `image ${imageId} version ${version} is not available here`,
-        );
-      }
-      const headers: Record<string, string> = {
-        "content-type": "application/octet-stream",
-        "x-image-format": record.format,
-      };
-      // The puller names a version it holds: send the manifest as a difference from it.
-      const base = Number(c.req.query("base"));
-      const baseManifest =
-        Number.isSafeInteger(base) && base >= 1 ? store.getManifest(imageId, base) : undefined;
-      if (baseManifest && store.getVersion(imageId, base)?.state === "available") {
-        const delta = encodeManifestDelta(manifest, diffManifests(baseManifest, manifest));
-        return new Response(delta, { headers: { ...headers, "x-manifest-base": String(base) } });
-      }
-      return new Response(encodeManifest(manifest), { headers });
-    }),
-  );
+  app.openapi(transferRoutes.getPeerManifest, async (c) => {
+    const { imageId, version } = c.req.valid("param");
+    const { base } = c.req.valid("query");
+    await authorize(c, imageId, version, "read");
+    const { record, manifest } = availableVersion(store, imageId, version);
+    const headers: Record<string, string> = {
+      "content-type": "application/octet-stream",
+      "x-image-format": record.format,
+    };
+    // The puller names a version it holds: send the manifest as a difference from it.
+    const baseManifest = base !== undefined ? store.getManifest(imageId, base) : undefined;
+    if (base !== undefined && baseManifest && store.getVersion(imageId, base)?.state === "available") {
+      const delta = encodeManifestDelta(manifest, diffManifests(baseManifest, manifest));
+      return c.body(new Uint8Array(delta), 200, { ...headers, "x-manifest-base": String(base) });
+    }
+    return c.body(new Uint8Array(encodeManifest(manifest)), 200, headers);
+  });
 
-  app.post(
-    "/v1/transfer/:imageId/versions/:version/chunks",
-    handle("read", async (c, imageId, version) => {
-      const record = store.getVersion(imageId, version);
-      const manifest = store.getManifest(imageId, version);
-      if (record?.state !== "available" || !manifest) {
-        throw new StoreError(
-          "VERSION_NOT_FOUND",
-          `image ${imageId} version ${version} is not available here`,
-        );
-      }
-      const index = chunkIndex(manifest);
-      // No request names more than the version's distinct chunks.
-      const digests = decodeDigestList(await readBody(c, index.size * DIGEST_BYTES));
-      checkDistinct(digests);
-      // Only chunks of this version are served: a read token does not open the whole store.
-      let length = 0;
-      for (const digest of digests) {
-        const chunk = index.get(digest);
-        if (!chunk)
-          throw new StoreError("CHUNK_NOT_REFERENCED", `chunk ${digest} is not part of this version`);
-        length += chunk.length;
-      }
-      const headers = {
-        "content-type": "application/octet-stream",
-        "content-length": String(length),
-        "x-chunk-count": String(digests.length),
-      };
-      const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-      if (outgoing) {
-        sendChunkData(outgoing, headers, store, digests, sendBuffers);
-        return RESPONSE_ALREADY_SENT;
-      }
-      return new Response(chunkDataStream(store, digests), { headers });
-    }),
-  );
+  app.openapi(transferRoutes.postPeerChunks, async (c) => {
+    const { imageId, version } = c.req.valid("param");
+    await authorize(c, imageId, version, "read");
+    const { manifest } = availableVersion(store, imageId, version);
+    const index = chunkIndex(manifest);
+    // No request names more than the version's distinct chunks.
+    const digests = decodeDigestList(await readBody(c, index.size * DIGEST_BYTES));
+    checkDistinct(digests);
+    // Only chunks of this version are served: a read token does not open the whole store.
+    let length = 0;
+    for (const digest of digests) {
+      const chunk = index.get(digest);
+      if (!chunk) throw new StoreError("CHUNK_NOT_REFERENCED", `chunk ${digest} is not part of this version`);
+      length += chunk.length;
+    }
+    const headers = {
+      "content-type": "application/octet-stream",
+      "content-length": String(length),
+      "x-chunk-count": String(digests.length),
+    };
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    if (outgoing) {
+      sendChunkData(outgoing, headers, store, digests, sendBuffers);
+      return RESPONSE_ALREADY_SENT as never;
+    }
+    return c.body(chunkDataStream(store, digests), 200, headers);
+  });
 
   return app;
+}
+
+/** A version a peer may read: available here, with its manifest. */
+function availableVersion(store: ImageStore, imageId: string, version: number) {
+  const record = store.getVersion(imageId, version);
+  const manifest = store.getManifest(imageId, version);
+  if (record?.state !== "available" || !manifest) {
+    throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not available here`);
+  }
+  return { record, manifest };
 }
 
 /*

@@ -15,15 +15,14 @@ import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
-import { Hono } from "hono";
 import { importJWK, type JWK } from "jose";
 import { LIMIT_FLAGS, managerLimits } from "../../cli/manager-limits.ts";
 import { httpLimitsFromEnv } from "../../cli/serve.ts";
 import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions } from "../../common/http-limits.ts";
 import { createTransferTokenVerifier } from "../../common/tokens/transfer-token.ts";
+import { managerRoutes } from "../http/openapi.ts";
 import { ImageStore } from "../store/image-store.ts";
 import { createTransferApp } from "./app.ts";
-import { problemFromError, problemResponse } from "./problems.ts";
 import { type PullSource, pullImageVersion } from "./pull.ts";
 
 const { values } = parseArgs({
@@ -48,7 +47,8 @@ if (publicKey instanceof Uint8Array) throw new Error("transfer tokens use asymme
 const store = await ImageStore.open(dataDir, { limits: managerLimits(values, process.env, "") });
 const verifier = createTransferTokenVerifier({ keys: { publicKey }, datacenter });
 
-const app = new Hono();
+// Failures of a test pull are answered as the manager's problems, by the same error handler.
+const app = managerRoutes();
 app.route("/", createTransferApp({ store, verifier }));
 app.post("/_test/pull", async (c) => {
   const body = (await c.req.json()) as {
@@ -61,7 +61,7 @@ app.post("/_test/pull", async (c) => {
     batchBytes?: number;
     concurrency?: number;
   };
-  try {
+  {
     let lastPrinted = 0;
     let lastPrintedAt = 0;
     let wireBytes = 0;
@@ -88,8 +88,6 @@ app.post("/_test/pull", async (c) => {
     });
     process.stdout.write(`pulled ${body.imageId} ${body.version} wire ${wireBytes}\n`);
     return c.json({ ...record, wireBytes, ...phases });
-  } catch (error) {
-    return problemResponse(problemFromError(error));
   }
 });
 app.get("/_test/stats", (c) => c.json({ ...store.stats(), rss: process.memoryUsage().rss }));

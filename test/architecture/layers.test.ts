@@ -52,7 +52,28 @@ const FORBIDDEN: [string, string[]][] = [
     "regional-manager/store/",
     ["regional-manager/transfer/", "regional-manager/instances/", "regional-manager/service.ts"],
   ],
-  ["regional-manager/transfer/", ["regional-manager/instances/", "regional-manager/service.ts"]],
+  [
+    "regional-manager/transfer/",
+    [
+      "regional-manager/instances/",
+      "regional-manager/replicas/",
+      "regional-manager/app.ts",
+      "regional-manager/service.ts",
+    ],
+  ],
+  // The HTTP plumbing every concern builds on knows none of the concerns' apps.
+  [
+    "regional-manager/http/",
+    [
+      "regional-manager/instances/",
+      "regional-manager/replicas/",
+      "regional-manager/metadata/app.ts",
+      "regional-manager/transfer/app.ts",
+      "regional-manager/app.ts",
+      "regional-manager/service.ts",
+    ],
+  ],
+  ["regional-manager/app.ts", ["regional-manager/service.ts"]],
 ];
 
 /** Programs, not layers: they read flags the way `globalvm serve` does (cli/). */

@@ -192,7 +192,7 @@ describe("a regional manager runs instances for the control plane", () => {
     const url = `${target.managerUrl}/v1/instances/${instanceId}`;
     const anonymous = await fetch(url);
     expect(anonymous.status).toBe(401);
-    expect(((await anonymous.json()) as { code: string }).code).toBe("TOKEN_MISSING");
+    expect(((await anonymous.json()) as { code: string }).code).toBe("unauthenticated");
 
     const otherInstance = await target.signer.sign({ instanceId: newId("instance"), datacenter: DATACENTER });
     const wrong = await fetch(url, { headers: { authorization: `Bearer ${otherInstance}` } });
@@ -202,11 +202,11 @@ describe("a regional manager runs instances for the control plane", () => {
 
     await expect(startInstanceOnManager(target, { ...spec, vcpus: 0 })).rejects.toMatchObject({
       status: 400,
-      code: "INVALID_ARGUMENT",
+      code: "validation_failed",
     });
     await expect(startInstanceOnManager(target, { ...spec, memory_mb: 1 << 22 })).rejects.toMatchObject({
       status: 422,
-      code: "CAPACITY_EXCEEDED",
+      code: "capacity_exceeded",
     });
     await expect(getInstanceOnManager(target, instanceId)).rejects.toMatchObject({ status: 404 });
   });

@@ -156,7 +156,7 @@ describe("streamChunkData: the pull's chunk data read off the socket", () => {
   });
 
   it("turns a problem answer into its status, code and detail", async () => {
-    const problem = JSON.stringify({ code: "TOKEN_EXPIRED", detail: "the read token expired" });
+    const problem = JSON.stringify({ code: "token_expired", detail: "the read token expired" });
     const { url } = await answering(
       Buffer.concat([
         head("401 Unauthorized", `content-length: ${problem.length}\r\n`),
@@ -165,7 +165,7 @@ describe("streamChunkData: the pull's chunk data read off the socket", () => {
     );
     await expect(streamChunkData(ask(url, 1000), collect(1000).sink)).rejects.toMatchObject({
       status: 401,
-      code: "TOKEN_EXPIRED",
+      code: "token_expired",
     });
   });
 

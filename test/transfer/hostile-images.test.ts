@@ -57,8 +57,8 @@ describe("hostile images", () => {
       });
       await expect(upload, image.name).rejects.toMatchObject({
         status: 422,
-        code: "IMAGE_FORMAT_REFUSED",
-        message: `IMAGE_FORMAT_REFUSED (422): image ${imageId} version 1 is refused: ${image.reason}`,
+        code: "image_format_refused",
+        message: `image_format_refused (422): image ${imageId} version 1 is refused: ${image.reason}`,
       });
       expect(await manifestStatus(imageId), image.name).toBe(404);
     }
@@ -81,7 +81,7 @@ describe("hostile images", () => {
       );
       expect(answer.status, image.name).toBe(422);
       expect(await answer.json()).toMatchObject({
-        code: "IMAGE_FORMAT_REFUSED",
+        code: "image_format_refused",
         detail: `image ${imageId} version 1 is refused: ${image.reason}`,
       });
       expect(await manifestStatus(imageId), image.name).toBe(404);
@@ -131,7 +131,7 @@ describe("hostile images", () => {
       });
       expect(answer.status, image.name).toBe(422);
       expect(await answer.json()).toMatchObject({
-        code: "IMAGE_FORMAT_REFUSED",
+        code: "image_format_refused",
         detail: `image ${imageId} version 1 is refused: ${image.reason}`,
       });
       expect(await manifestStatus(imageId), image.name).toBe(404);

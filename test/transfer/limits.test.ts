@@ -116,7 +116,7 @@ describe("a manager's upload limits", () => {
     for (let version = 1; version <= 3; version++) {
       const answer = await putManifest(attack, version);
       expect(answer.status).toBe(413);
-      expect(answer.body.code).toBe("IMAGE_TOO_LARGE");
+      expect(answer.body.code).toBe("image_too_large");
       expect(answer.body.detail).toMatch(/262144000000 bytes, over this manager's limit of 1073741824/);
     }
     // Unbounded, one such manifest grew the manager by ~480 MB for good.
@@ -128,7 +128,7 @@ describe("a manager's upload limits", () => {
   it("refuses a manifest of zero runs that would become a 2 GiB image with 0 bytes sent", async () => {
     const answer = await putManifest(zeroRunManifest((2 * GiB) / ZERO_RUN), 4);
     expect(answer.status).toBe(413);
-    expect(answer.body.code).toBe("IMAGE_TOO_LARGE");
+    expect(answer.body.code).toBe("image_too_large");
     const version = await fetch(`${manager.url}/v1/uploads/img-limits/versions/4/commit`, {
       method: "POST",
       headers: { authorization: `Bearer ${await keys.token("img-limits", 4, "dc-a", "upload")}` },
@@ -139,7 +139,7 @@ describe("a manager's upload limits", () => {
   it("refuses more chunks than its limit, small as they are", async () => {
     const answer = await putManifest(zeroRunManifest(100_001, 4096), 5);
     expect(answer.status).toBe(413);
-    expect(answer.body).toMatchObject({ code: "TOO_MANY_CHUNKS" });
+    expect(answer.body).toMatchObject({ code: "too_many_chunks" });
     expect(answer.body.detail).toMatch(/100001 chunks, over this manager's limit of 100000/);
   });
 
@@ -187,7 +187,7 @@ describe("a manager's upload limits", () => {
       }),
     } as RequestInit);
     expect(streamed.status).toBe(413);
-    expect(((await streamed.json()) as { code: string }).code).toBe("IMAGE_TOO_LARGE");
+    expect(((await streamed.json()) as { code: string }).code).toBe("image_too_large");
   });
 
   it("refuses a chunk request that names one digest twice (400)", async () => {

@@ -175,9 +175,15 @@ describe("peer transfer between managers", () => {
     const c = await target("wrong-digest");
     const wrongDigest = await pull(c, 1, { expectedDigest: sha256Hex(Buffer.from("x")) });
     expect(wrongDigest.status).toBe(400);
-    expect(wrongDigest.body).toMatchObject({ code: "INVALID_MANIFEST", field: "digest" });
+    expect(wrongDigest.body).toMatchObject({
+      code: "invalid_manifest",
+      errors: [expect.objectContaining({ path: "digest" })],
+    });
     const wrongSize = await pull(c, 1, { expectedSize: image.length + 1 });
-    expect(wrongSize.body).toMatchObject({ code: "INVALID_MANIFEST", field: "size" });
+    expect(wrongSize.body).toMatchObject({
+      code: "invalid_manifest",
+      errors: [expect.objectContaining({ path: "size" })],
+    });
     expect(proxy.chunkRequests).toBe(0);
     await c.kill();
   });
@@ -188,7 +194,7 @@ describe("peer transfer between managers", () => {
     proxy.corrupt = () => 100_000; // every response: a byte inside some chunk
     const failed = await pull(c, 1, { attempts: 1, batchBytes: 64 << 20 });
     expect(failed.status).toBe(502);
-    expect(failed.body.code).toBe("PULL_FAILED");
+    expect(failed.body.code).toBe("pull_failed");
     expect(failed.body.detail).toMatch(/does not match its digest/);
     proxy.corrupt = (index) => (index === 0 ? 2_000_000 : undefined); // only the next response
     const recovered = await pull(c, 1, { attempts: 2, batchBytes: 64 << 20 });
@@ -305,7 +311,7 @@ describe("peer transfer between managers", () => {
       c = await target("full", join(mountPoint, "data"));
       const failed = await pull(c, 1);
       expect(failed.status).toBe(507);
-      expect(failed.body.code).toBe("DISK_FULL");
+      expect(failed.body.code).toBe("disk_full");
       await c.kill("SIGTERM");
       await verifyStore(join(mountPoint, "data"));
       const store = await ImageStore.open(join(mountPoint, "data"));

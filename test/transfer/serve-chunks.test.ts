@@ -81,7 +81,7 @@ describe("serving a pull's chunks to a client that is not a Node server", () => 
     const response = await ask(["ab".repeat(32)]);
     expect(response.status).toBeGreaterThanOrEqual(400);
     expect(await response.json()).toMatchObject({
-      code: "CHUNK_NOT_REFERENCED",
+      code: "chunk_not_referenced",
       detail: expect.stringContaining("ab".repeat(32)),
     });
   });

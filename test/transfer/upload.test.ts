@@ -116,10 +116,13 @@ describe("upload to the origin manager", () => {
     // A digest that does not match keeps nothing: the version is not available afterwards.
     const wrong = await put("img-wrong", image, `sha256:${"0".repeat(64)}`);
     expect(wrong.status).toBe(422);
-    expect(((await wrong.json()) as { code: string }).code).toBe("IMAGE_DIGEST_MISMATCH");
+    expect(((await wrong.json()) as { code: string }).code).toBe("image_digest_mismatch");
     const malformed = await put("img-wrong", image, "md5:abc");
     expect(malformed.status).toBe(400);
-    expect(((await malformed.json()) as { field: string }).field).toBe("x-image-digest");
+    expect(await malformed.json()).toMatchObject({
+      code: "validation_failed",
+      errors: [expect.objectContaining({ path: "header.x-image-digest" })],
+    });
     const manifest = await fetch(`${manager.url}/v1/transfer/img-wrong/versions/1/manifest`, {
       headers: { authorization: `Bearer ${await keys.token("img-wrong", 1, "dc-a", "read")}` },
     });
@@ -179,11 +182,11 @@ describe("upload to the origin manager", () => {
     const body = encodeManifest(manifest);
     const url = `${manager.url}/v1/uploads/img-up/versions/3/manifest`;
     const cases: Array<[string | undefined, number, string]> = [
-      [undefined, 401, "TOKEN_MISSING"],
-      [await keys.token("img-up", 3, "dc-b", "upload"), 403, "TOKEN_WRONG_DATACENTER"],
-      [await keys.token("img-other", 3, "dc-a", "upload"), 403, "TOKEN_WRONG_IMAGE"],
-      [await keys.token("img-up", 3, "dc-a", "read"), 403, "TOKEN_WRONG_ACTION"],
-      ["not.a.token", 401, "TOKEN_INVALID"],
+      [undefined, 401, "unauthenticated"],
+      [await keys.token("img-up", 3, "dc-b", "upload"), 403, "forbidden"],
+      [await keys.token("img-other", 3, "dc-a", "upload"), 403, "forbidden"],
+      [await keys.token("img-up", 3, "dc-a", "read"), 403, "forbidden"],
+      ["not.a.token", 401, "unauthenticated"],
     ];
     for (const [token, status, code] of cases) {
       const response = await fetch(url, {
@@ -210,18 +213,27 @@ describe("upload to the origin manager", () => {
 
     const wrongSize = await put("img-bad", encodeManifest({ ...manifest, size: manifest.size + 1 }));
     expect(wrongSize.status).toBe(400);
-    expect(await wrongSize.json()).toMatchObject({ code: "INVALID_MANIFEST", field: "chunks" });
+    expect(await wrongSize.json()).toMatchObject({
+      code: "invalid_manifest",
+      errors: [expect.objectContaining({ path: "chunks" })],
+    });
 
     const huge = structuredClone(manifest);
     (huge.chunks[0] as { length: number }).length += 1 << 20;
     huge.size += 1 << 20;
     const tooLarge = await put("img-bad", encodeManifest(huge));
     expect(tooLarge.status).toBe(400);
-    expect(await tooLarge.json()).toMatchObject({ code: "INVALID_MANIFEST", field: "chunks[0].length" });
+    expect(await tooLarge.json()).toMatchObject({
+      code: "invalid_manifest",
+      errors: [expect.objectContaining({ path: "chunks[0].length" })],
+    });
 
     const traversal = await put(encodeURIComponent("../../etc"), encodeManifest(manifest));
     expect(traversal.status).toBe(400);
-    expect(await traversal.json()).toMatchObject({ code: "INVALID_PARAMETER", field: "imageId" });
+    expect(await traversal.json()).toMatchObject({
+      code: "validation_failed",
+      errors: [expect.objectContaining({ path: "imageId" })],
+    });
 
     const garbage = await put("img-bad", Buffer.from('{"chunks": []}'));
     expect(garbage.status).toBe(400);
@@ -246,7 +258,7 @@ describe("upload to the origin manager", () => {
       body: records([[manifest.chunks[0]?.digest as string, corrupt]]),
     });
     expect(rejected.status).toBe(422);
-    expect(await rejected.json()).toMatchObject({ code: "CHUNK_DIGEST_MISMATCH" });
+    expect(await rejected.json()).toMatchObject({ code: "chunk_digest_mismatch" });
 
     const stranger = seededBytes(5000, 45);
     const notListed = await fetch(`${base}/chunks`, {
@@ -255,7 +267,7 @@ describe("upload to the origin manager", () => {
       body: records([[sha256Hex(stranger), stranger]]),
     });
     expect(notListed.status).toBe(422);
-    expect(await notListed.json()).toMatchObject({ code: "CHUNK_NOT_REFERENCED" });
+    expect(await notListed.json()).toMatchObject({ code: "chunk_not_referenced" });
 
     const answer = await fetch(`${base}/manifest`, {
       method: "PUT",
@@ -280,7 +292,7 @@ describe("upload to the origin manager", () => {
         imageId: "img-lying",
         version: 1,
       }),
-    ).rejects.toMatchObject({ status: 422, code: "IMAGE_DIGEST_MISMATCH" });
+    ).rejects.toMatchObject({ status: 422, code: "image_digest_mismatch" });
   });
 
   it("answers an upload only about its own project's chunks, and commits only what was sent", async () => {
@@ -323,7 +335,7 @@ describe("upload to the origin manager", () => {
     expect(await sent.json()).toEqual({ received: own.length, stored: own.length });
     const commit = await fetch(`${base}/commit`, { method: "POST", headers });
     expect(commit.status).toBe(409);
-    expect(await commit.json()).toMatchObject({ code: "VERSION_INCOMPLETE" });
+    expect(await commit.json()).toMatchObject({ code: "version_incomplete" });
     // Sending them (proof it has them) completes the upload.
     const rest = await uploadImage({
       path: minePath,
@@ -359,6 +371,6 @@ describe("upload to the origin manager", () => {
       body: encodeManifest(await chunkFile(imagePath)),
     });
     expect(response.status).toBe(401);
-    expect(await response.json()).toMatchObject({ code: "TOKEN_INVALID" });
+    expect(await response.json()).toMatchObject({ code: "unauthenticated" });
   });
 });

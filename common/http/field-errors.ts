@@ -1,5 +1,10 @@
 import type { z } from "@hono/zod-openapi";
-import type { FieldError } from "./errors.ts";
+
+/** One invalid field of a request: where it is (`machine.vcpus`, `chunks[0].length`) and what is wrong. */
+export interface FieldError {
+  path: string;
+  message: string;
+}
 
 function pathText(path: readonly PropertyKey[]): string {
   let out = "";
@@ -22,4 +27,17 @@ export function fieldErrorsOf(error: z.ZodError, prefix?: string): FieldError[] 
     }
   }
   return out;
+}
+
+/**
+ * The field errors of a request part that failed its schema: a body's and a path's or query's
+ * fields are named as they are, a header's as `header.<name>`.
+ */
+export function requestFieldErrors(error: z.ZodError, target: string): FieldError[] {
+  return fieldErrorsOf(error, ["json", "param", "query"].includes(target) ? undefined : target);
+}
+
+/** The detail of a validation refusal: every invalid field and what is wrong with it. */
+export function validationDetail(errors: readonly FieldError[]): string {
+  return `Invalid request: ${errors.map((e) => `${e.path || "(body)"}: ${e.message}`).join("; ")}`;
 }
