@@ -20,6 +20,11 @@ export interface Services {
   transferTokens: TransferTokenSigner;
   instanceTokens: InstanceTokenSigner;
   now: () => Date;
+  /**
+   * Told after a network's firewall rules changed, to send them to the managers with its guests
+   * (set where the orchestrator runs; a control plane without one leaves that to the next).
+   */
+  firewallChanged?: (networkId: string) => Promise<void>;
 }
 
 export type AppEnv = { Variables: { services: Services; principal: Principal } };

@@ -9,6 +9,7 @@ export const ID_PREFIXES = {
   instance: "ins",
   operation: "op",
   network: "net",
+  firewallRule: "fwr",
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 

@@ -1,5 +1,6 @@
 // Catalog rows → API shapes. One place, so every route answers the same way.
 
+import type { FirewallRule } from "../../schemas/firewall-rules.ts";
 import type { Image, ImageReplica } from "../../schemas/images.ts";
 import type { Instance } from "../../schemas/instances.ts";
 import type { Network } from "../../schemas/networks.ts";
@@ -11,6 +12,7 @@ import { quotasOf } from "./quotas.ts";
 import type {
   apiTokens,
   datacenters,
+  firewallRules,
   imageReplicas,
   images,
   instances,
@@ -27,6 +29,23 @@ export function toNetwork(row: typeof networks.$inferSelect): Network {
     cidr: row.cidr,
     subnet_prefix_length: row.subnetPrefixLength,
     labels: row.labels,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+  };
+}
+
+export function toFirewallRule(row: typeof firewallRules.$inferSelect): FirewallRule {
+  return {
+    id: row.id,
+    network_id: row.networkId,
+    name: row.name,
+    description: row.description,
+    direction: "ingress",
+    priority: row.priority,
+    action: row.action as FirewallRule["action"],
+    protocol: row.protocol as FirewallRule["protocol"],
+    ports: row.ports,
+    source: row.sourceCidr !== null ? { cidr: row.sourceCidr } : { vm_group: row.sourceVmGroup ?? "" },
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
   };

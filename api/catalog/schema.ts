@@ -15,6 +15,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import { FIREWALL_ACTIONS, FIREWALL_PROTOCOLS } from "../../schemas/firewall-rules.ts";
 import { IMAGE_FORMATS, IMAGE_STATES, REPLICA_STATES } from "../../schemas/images.ts";
 import { INSTANCE_STATES } from "../../schemas/instances.ts";
 import type { OperationProgress } from "../../schemas/operations.ts";
@@ -154,6 +155,38 @@ export const networks = pgTable(
     index("networks_project_id_idx").on(t.projectId, t.id),
     check("networks_vni_range", sql`${t.vni} between 1 and 16777215`),
     check("networks_subnet_prefix_valid", sql`${t.subnetPrefixLength} between 8 and 29`),
+  ],
+);
+
+/**
+ * An ingress rule of a network (schemas/firewall-rules.ts). The source is an IPv4 block or a
+ * VM group's name, resolved to the group's instances' addresses each time the rules are sent to
+ * the managers, so a group's new instances are matched without touching the rule.
+ */
+export const firewallRules = pgTable(
+  "firewall_rules",
+  {
+    id: text("id").primaryKey(),
+    networkId: text("network_id")
+      .notNull()
+      .references(() => networks.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    description: text("description").notNull().default(""),
+    priority: integer("priority").notNull(),
+    action: text("action").notNull(),
+    protocol: text("protocol").notNull(),
+    ports: jsonb("ports").$type<string[]>().notNull().default([]),
+    sourceCidr: text("source_cidr"),
+    sourceVmGroup: text("source_vm_group"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("firewall_rules_network_name_uq").on(t.networkId, t.name),
+    check("firewall_rules_priority_valid", sql`${t.priority} between 0 and 65535`),
+    check("firewall_rules_action_valid", oneOf("action", FIREWALL_ACTIONS)),
+    check("firewall_rules_protocol_valid", oneOf("protocol", FIREWALL_PROTOCOLS)),
+    check("firewall_rules_one_source", sql`(${t.sourceCidr} is null) <> (${t.sourceVmGroup} is null)`),
   ],
 );
 

@@ -5,6 +5,11 @@ import * as datacentersHeartbeat from "./datacenters/heartbeat.ts";
 import * as datacentersList from "./datacenters/list.ts";
 import * as datacentersRegister from "./datacenters/register.ts";
 import * as datacentersRegisterManager from "./datacenters/register-manager.ts";
+import * as firewallRulesCreate from "./firewall-rules/create.ts";
+import * as firewallRulesDelete from "./firewall-rules/delete.ts";
+import * as firewallRulesGet from "./firewall-rules/get.ts";
+import * as firewallRulesList from "./firewall-rules/list.ts";
+import * as firewallRulesUpdate from "./firewall-rules/update.ts";
 import * as imagesCreate from "./images/create.ts";
 import * as imagesCreateUpload from "./images/create-upload.ts";
 import * as imagesDelete from "./images/delete.ts";
@@ -64,6 +69,11 @@ const ROUTES = [
   networksGet,
   networksUpdate,
   networksDelete,
+  firewallRulesCreate,
+  firewallRulesList,
+  firewallRulesGet,
+  firewallRulesUpdate,
+  firewallRulesDelete,
   imagesCreate,
   imagesList,
   imagesGet,
