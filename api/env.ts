@@ -1,7 +1,12 @@
 import type { TokenScope } from "../schemas/projects.ts";
 import type { Catalog, CatalogDb } from "./catalog/db.ts";
 import type { OperationEvents } from "./catalog/operations.ts";
-import type { InstanceTokenSigner, SigningKeyring, TransferTokenSigner } from "./signing.ts";
+import type {
+  InstanceTokenSigner,
+  NetworkTokenSigner,
+  SigningKeyring,
+  TransferTokenSigner,
+} from "./signing.ts";
 
 /** Who is calling: an admin token, a project token, or a regional manager's credential. */
 export interface Principal {
@@ -19,6 +24,7 @@ export interface Services {
   signingKeys: SigningKeyring;
   transferTokens: TransferTokenSigner;
   instanceTokens: InstanceTokenSigner;
+  networkTokens: NetworkTokenSigner;
   now: () => Date;
   /**
    * Told after a network's firewall rules changed, to send them to the managers with its guests

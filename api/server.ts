@@ -14,6 +14,7 @@ import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { RetryPolicy } from "./catalog/job-queues.ts";
 import type { Services } from "./env.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
+import { firewallPusher } from "./orchestrator/firewalls.ts";
 import { ReplicaCollector } from "./orchestrator/images/collector.ts";
 import { deleteImage, distributeImage, replicateImage } from "./orchestrator/images/handlers.ts";
 import { replicaIdleSecondsFrom } from "./orchestrator/images/plans.ts";
@@ -76,6 +77,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     await catalog.close();
     throw error;
   }
+  // Rule changes reach the managers from whichever process took them.
+  services.firewallChanged = firewallPusher(services, options.log ?? ((line) => console.error(line)));
   const app = createApp(services, { log: options.log });
   const runner =
     options.orchestrate === false

@@ -1,7 +1,7 @@
 import type { Catalog } from "./catalog/db.ts";
 import { OperationEvents } from "./catalog/operations.ts";
 import type { Services } from "./env.ts";
-import { instanceTokenSigner, SigningKeyring, transferTokenSigner } from "./signing.ts";
+import { instanceTokenSigner, networkTokenSigner, SigningKeyring, transferTokenSigner } from "./signing.ts";
 import type { KeyEncryptionKey } from "./signing-key-wrap.ts";
 
 /** What every route reaches through the context, for one catalog; `kek` opens its signing keys. */
@@ -17,6 +17,7 @@ export async function createServices(catalog: Catalog, kek: KeyEncryptionKey): P
     signingKeys,
     transferTokens: transferTokenSigner(signingKeys),
     instanceTokens: instanceTokenSigner(signingKeys),
+    networkTokens: networkTokenSigner(signingKeys),
     now,
   };
 }

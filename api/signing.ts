@@ -7,6 +7,7 @@ import { asc, inArray } from "drizzle-orm";
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JSONWebKeySet, type JWK } from "jose";
 import { CONTROL_PLANE_TOKEN_ISSUER } from "../common/tokens/control-plane-jwt.ts";
 import { type InstanceClaims, signInstanceToken } from "../common/tokens/instance-token.ts";
+import { type NetworkClaims, signNetworkToken } from "../common/tokens/network-token.ts";
 import { signTransferToken, type TransferClaims } from "../common/tokens/transfer-token.ts";
 import type { CatalogDb } from "./catalog/db.ts";
 import { signingKeys } from "./catalog/schema.ts";
@@ -196,6 +197,24 @@ export function instanceTokenSigner(keyring: SigningKeyring): InstanceTokenSigne
     async sign(claims) {
       const { kid, privateKey } = await keyring.current();
       return signInstanceToken(privateKey, claims, {
+        keyId: kid,
+        issuer: CONTROL_PLANE_TOKEN_ISSUER,
+        lifetimeSeconds: INSTANCE_TOKEN_LIFETIME_SECONDS,
+      });
+    },
+  };
+}
+
+/** Signs network tokens (one datacenter, one network) with the same keys as transfer tokens. */
+export interface NetworkTokenSigner {
+  sign(claims: NetworkClaims): Promise<string>;
+}
+
+export function networkTokenSigner(keyring: SigningKeyring): NetworkTokenSigner {
+  return {
+    async sign(claims) {
+      const { kid, privateKey } = await keyring.current();
+      return signNetworkToken(privateKey, claims, {
         keyId: kid,
         issuer: CONTROL_PLANE_TOKEN_ISSUER,
         lifetimeSeconds: INSTANCE_TOKEN_LIFETIME_SECONDS,

@@ -4,10 +4,12 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { ProblemError, problemDocument, problemResponse } from "../common/http/problem.ts";
 import type { InstanceTokenVerifier } from "../common/tokens/instance-token.ts";
+import type { NetworkTokenVerifier } from "../common/tokens/network-token.ts";
 import { type Log, managerRoutes, registerTokenSchemes } from "./http/openapi.ts";
 import { createInstanceApp } from "./instances/app.ts";
 import type { InstanceManager } from "./instances/instance-manager.ts";
 import { createMetadataApp } from "./metadata/app.ts";
+import { createNetworkApp } from "./network/app.ts";
 import { createReplicaApp } from "./replicas/app.ts";
 import { createTransferApp, type TransferAppOptions } from "./transfer/app.ts";
 
@@ -18,6 +20,7 @@ export interface ManagerAppOptions {
   /** Without: a manager that only stores and serves chunks (transfer/standalone.ts). */
   replicas?: Omit<Parameters<typeof createReplicaApp>[0], "log">;
   instances?: { instances: InstanceManager; verifier: InstanceTokenVerifier };
+  networks?: { instances: InstanceManager; verifier: NetworkTokenVerifier };
 }
 
 export function createManagerApp(options: ManagerAppOptions): OpenAPIHono {
@@ -30,6 +33,7 @@ export function createManagerApp(options: ManagerAppOptions): OpenAPIHono {
     app.route("/", createInstanceApp({ ...options.instances, log }));
     app.route("/", createMetadataApp({ ...options.instances, log }));
   }
+  if (options.networks) app.route("/", createNetworkApp({ ...options.networks, log }));
   app.notFound((c) =>
     problemResponse(
       problemDocument(new ProblemError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`)),
@@ -42,7 +46,7 @@ export function createManagerApp(options: ManagerAppOptions): OpenAPIHono {
       title: `globalvm regional manager (${options.datacenter})`,
       version: "1.0.0",
       description:
-        "One datacenter's manager: uploads and peer transfers of image chunks, replicas the control plane asks it to hold or drop, and the instances it runs. Every route takes a token the control plane signed. Errors are RFC 9457 problem+json with a stable `code`, as the control plane's.",
+        "One datacenter's manager: uploads and peer transfers of image chunks, replicas the control plane asks it to hold or drop, the instances it runs and their networks' firewalls. Every route takes a token the control plane signed. Errors are RFC 9457 problem+json with a stable `code`, as the control plane's.",
     },
     servers: [{ url: "/" }],
   });

@@ -18,6 +18,7 @@ import {
 import { preparePrivateDir } from "../common/private-dir.ts";
 import { CONTROL_PLANE_TOKEN_ISSUER, controlPlaneKeys } from "../common/tokens/control-plane-jwt.ts";
 import { createInstanceTokenVerifier } from "../common/tokens/instance-token.ts";
+import { createNetworkTokenVerifier } from "../common/tokens/network-token.ts";
 import { createTransferTokenVerifier } from "../common/tokens/transfer-token.ts";
 import type { Capacity } from "../schemas/regions.ts";
 import { createManagerApp } from "./app.ts";
@@ -26,6 +27,7 @@ import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
+import { NetworkFirewalls } from "./network/firewalls.ts";
 import { GuestNetworks } from "./network/guests.ts";
 import { LinuxHostNetwork } from "./network/linux.ts";
 import { missingForNamespaceHost, prepareMetadataSocketDir } from "./network/namespace-host.ts";
@@ -165,7 +167,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     ...(netns ? { netns } : {}),
   });
   const guestNetworks = options.guestNetwork
-    ? guestNetworksOf(options.guestNetwork, qemuOwner?.uid)
+    ? guestNetworksOf(options.guestNetwork, qemuOwner?.uid, join(options.dataDir, "network-firewalls.json"))
     : undefined;
   const instances = new InstanceManager({
     driver,
@@ -189,6 +191,14 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     transfer: { store, verifier, reporter },
     replicas: { store, verifier, reporter, pulls, instancesBootingFrom },
     instances: { instances, verifier: instanceVerifier },
+    networks: {
+      instances,
+      verifier: createNetworkTokenVerifier({
+        keys,
+        datacenter: options.datacenter,
+        issuer: CONTROL_PLANE_TOKEN_ISSUER,
+      }),
+    },
   });
 
   /** Instances (in any state: a stopped one's overlay still reads it) backed by this image file. */
@@ -327,6 +337,7 @@ async function measureCapacity(dataDir: string, configured: Partial<Capacity> = 
 function guestNetworksOf(
   options: NonNullable<RegionalManagerOptions["guestNetwork"]>,
   tapOwnerUid: number | undefined,
+  firewallsFile: string,
 ): GuestNetworks {
   return new GuestNetworks({
     host: {
@@ -334,6 +345,7 @@ function guestNetworksOf(
       ...(tapOwnerUid !== undefined ? { tapOwnerUid } : {}),
     },
     executor: new LinuxHostNetwork(options.netns ? { netns: options.netns } : {}),
+    firewalls: new NetworkFirewalls(firewallsFile),
     ...(options.underlayMtu ? { underlayMtu: options.underlayMtu } : {}),
   });
 }

@@ -3,10 +3,43 @@
 // answers, and the state reports the manager sends back to the catalog.
 import { z } from "@hono/zod-openapi";
 import { idSchema, NameSchema } from "./common.ts";
+import { FIREWALL_ACTIONS, FIREWALL_PROTOCOLS, MAX_RULES_PER_NETWORK, PortRangeSchema } from "./firewall-rules.ts";
+import { parseCidr } from "./ipv4.ts";
 
 const MetadataValuesSchema = z
   .record(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "metadata keys are letters, digits, _ . -"), z.string())
   .refine((values) => Object.keys(values).length <= 256, "at most 256 metadata keys");
+
+const CidrSchema = z.string().superRefine((text, ctx) => {
+  const cidr = parseCidr(text);
+  if ("error" in cidr) ctx.addIssue({ code: "custom", message: cidr.error });
+});
+
+/**
+ * A network's firewall as a manager enforces it: the rules in evaluation order with their
+ * sources resolved to address blocks (a VM group's instances as /32s), and what a packet no
+ * rule matches may come from. `revision` orders what the control plane sends: a manager keeps
+ * the newest it was given.
+ */
+export const ManagerNetworkFirewallSchema = z
+  .strictObject({
+    revision: z.number().int().min(0),
+    rules: z
+      .array(
+        z.strictObject({
+          action: z.enum(FIREWALL_ACTIONS),
+          protocol: z.enum(FIREWALL_PROTOCOLS),
+          ports: z.array(PortRangeSchema).max(64),
+          sources: z.array(CidrSchema).max(4096),
+        }),
+      )
+      .max(MAX_RULES_PER_NETWORK),
+    otherwise_allow: z.array(CidrSchema).max(16).openapi({
+      description: "Sources a packet no rule matches is accepted from (the default network: its own range).",
+    }),
+  })
+  .openapi("ManagerNetworkFirewall");
+export type ManagerNetworkFirewall = z.infer<typeof ManagerNetworkFirewallSchema>;
 
 /** The control plane asks a manager to create and start one instance of a VM group. */
 /**
@@ -19,6 +52,8 @@ export const ManagerInstanceNetworkSchema = z
     vni: z.number().int().min(1).max(16_777_215),
     address: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, "an IPv4 address"),
     prefix_length: z.number().int().min(8).max(30),
+    /** The network's rules when the instance is created, so its guest is never unguarded. */
+    firewall: ManagerNetworkFirewallSchema.optional(),
   })
   .openapi("ManagerInstanceNetwork");
 

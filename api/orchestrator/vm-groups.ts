@@ -20,6 +20,7 @@ import {
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
 import { resolveReferences } from "./dependencies.ts";
+import { firewallOfNetwork, isFirewallSource } from "./firewalls.ts";
 import { decideReask, noteReasked, type ReaskLog } from "./instance-recovery.ts";
 import {
   deleteInstanceOnManager,
@@ -244,8 +245,16 @@ async function reconcileInstances(services: Services, group: Group, datacenter: 
     .where(and(eq(instances.vmGroupId, group.id), gte(instances.ordinal, group.size)))
     .orderBy(desc(instances.ordinal));
   for (const row of surplus) await removeInstance(services, row);
-  if (missing.length > 0 || surplus.length > 0) await pushMetadataToDependents(services, group.id);
+  if (missing.length > 0 || surplus.length > 0) {
+    await pushMetadataToDependents(services, group.id);
+    await sendFirewallsNaming(services, group);
+  }
   return groupInstances(services, group.id);
+}
+
+/** The group's instances came or went: rules naming it as their source must match the ones there are now. */
+async function sendFirewallsNaming(services: Services, group: { name: string; networkId: string }) {
+  if (await isFirewallSource(services, group)) await services.firewallChanged?.(group.networkId);
 }
 
 async function removeInstance(services: Services, row: InstanceRow) {
@@ -290,6 +299,8 @@ async function startOnManager(
 ) {
   const network =
     row.networkId && row.networkIp ? await networkOfInstance(services.db, row.networkId) : undefined;
+  // The network's rules travel with the instance: its guest is never up unguarded.
+  const firewall = network ? await firewallOfNetwork(services, network.id) : undefined;
   await startInstanceOnManager(
     target,
     specOf(
@@ -298,7 +309,13 @@ async function startOnManager(
       version,
       metadata,
       network && row.networkIp
-        ? { id: network.id, vni: network.vni, address: row.networkIp, prefix_length: network.prefixLength }
+        ? {
+            id: network.id,
+            vni: network.vni,
+            address: row.networkIp,
+            prefix_length: network.prefixLength,
+            ...(firewall ? { firewall } : {}),
+          }
         : undefined,
     ),
   );
@@ -484,6 +501,8 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
     .update(vmGroups)
     .set({ state: "ready", updatedAt: services.now() })
     .where(eq(vmGroups.id, group.id));
+  // Replacements have other addresses than the instances they replaced.
+  if (outdated.length > 0) await sendFirewallsNaming(services, group);
   const final = await groupInstances(services, group.id);
   return {
     datacenter,
@@ -506,6 +525,7 @@ export async function deleteVmGroup(context: OperationContext): Promise<Record<s
   // Highest ordinals first, as a resize down does; each removal takes its overlay with it.
   for (const row of rows.reverse()) await removeInstance(services, row);
   await services.db.delete(vmGroups).where(eq(vmGroups.id, group.id));
+  await sendFirewallsNaming(services, group);
   return { deleted: true, instances: rows.length };
 }
 

@@ -49,6 +49,8 @@ export function problemResponses<const S extends number>(...statuses: S[]) {
 export const transferTokenSecurity = [{ transferToken: [] as string[] }];
 /** Instance tokens: one instance in one datacenter. */
 export const instanceTokenSecurity = [{ instanceToken: [] as string[] }];
+/** Network tokens: one network in one datacenter. */
+export const networkTokenSecurity = [{ networkToken: [] as string[] }];
 
 export function registerTokenSchemes(app: OpenAPIHono): void {
   app.openAPIRegistry.registerComponent("securitySchemes", "transferToken", {
@@ -62,6 +64,12 @@ export function registerTokenSchemes(app: OpenAPIHono): void {
     scheme: "bearer",
     bearerFormat: "JWT",
     description: "Signed by the control plane for one instance in this datacenter.",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "networkToken", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "Signed by the control plane for one network in this datacenter.",
   });
 }
 

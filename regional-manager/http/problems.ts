@@ -39,6 +39,7 @@ const TOKEN_PROBLEM: Record<TokenErrorCode, [number, string]> = {
   TOKEN_EXPIRED: [401, "token_expired"],
   TOKEN_WRONG_IMAGE: [403, "forbidden"],
   TOKEN_WRONG_INSTANCE: [403, "forbidden"],
+  TOKEN_WRONG_NETWORK: [403, "forbidden"],
   TOKEN_WRONG_DATACENTER: [403, "forbidden"],
   TOKEN_WRONG_ACTION: [403, "forbidden"],
 };

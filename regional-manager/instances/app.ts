@@ -4,7 +4,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { InstanceTokenVerifier } from "../../common/tokens/instance-token.ts";
 import { ManagerInstanceSpecSchema, ManagerInstanceStatusSchema } from "../../schemas/manager-instances.ts";
-import { requireInstanceToken } from "../http/instance-token.ts";
+import { requireObjectToken } from "../http/object-token.ts";
 import { instanceTokenSecurity, type Log, managerRoutes, problemResponses } from "../http/openapi.ts";
 import { invalidField } from "../http/problems.ts";
 import type { InstanceManager } from "./instance-manager.ts";
@@ -109,7 +109,7 @@ export function createInstanceApp(options: {
 }): OpenAPIHono {
   const { instances } = options;
   const app = managerRoutes(options.log);
-  const guard = requireInstanceToken(options.verifier);
+  const guard = requireObjectToken(options.verifier);
   app.use("/v1/instances/:id", guard);
   app.use("/v1/instances/:id/stop", guard);
   app.use("/v1/instances/:id/console", guard);

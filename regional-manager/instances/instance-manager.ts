@@ -7,6 +7,7 @@ import type {
   InstanceReport,
   ManagerInstanceSpec,
   ManagerInstanceStatus,
+  ManagerNetworkFirewall,
   ReportedInstanceState,
 } from "../../schemas/manager-instances.ts";
 import type { ComputeDriver, InstanceStateChange, InstanceStatus } from "../compute/index.ts";
@@ -338,8 +339,13 @@ export class InstanceManager {
       ...this.#networkInterfaceOf(spec),
     });
     try {
-      // Its tap must exist before QEMU opens it.
-      if (spec.network && this.#options.guestNetworks) await this.#syncNetworks();
+      // Its tap must exist before QEMU opens it, and its network's rules before it can talk.
+      if (spec.network && this.#options.guestNetworks) {
+        if (spec.network.firewall) {
+          await this.#options.guestNetworks.firewalls?.offer(spec.network.id, spec.network.firewall);
+        }
+        await this.#syncNetworks();
+      }
       await driver.start(spec.instance_id);
     } catch (error) {
       // A start that fails leaves the instance created and stopped or failed; the control plane
@@ -361,6 +367,21 @@ export class InstanceManager {
         mtu: networks.mtu,
       },
     };
+  }
+
+  /**
+   * Takes a network's firewall from the control plane and applies it to the guests here; false
+   * when this manager attaches no guests to networks.
+   */
+  async setFirewall(networkId: string, firewall: ManagerNetworkFirewall): Promise<boolean> {
+    const networks = this.#options.guestNetworks;
+    if (!networks?.firewalls) return false;
+    if (await networks.firewalls.offer(networkId, firewall)) await this.#syncNetworks();
+    return true;
+  }
+
+  firewallRevision(networkId: string): number | undefined {
+    return this.#options.guestNetworks?.firewalls?.revisionOf(networkId);
   }
 
   /** Brings the host's networking to what the guests this manager knows need. */

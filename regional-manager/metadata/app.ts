@@ -6,7 +6,7 @@ import {
   ManagerInstanceMetadataSchema,
   ManagerInstanceStatusSchema,
 } from "../../schemas/manager-instances.ts";
-import { requireInstanceToken } from "../http/instance-token.ts";
+import { requireObjectToken } from "../http/object-token.ts";
 import { instanceTokenSecurity, type Log, managerRoutes, problemResponses } from "../http/openapi.ts";
 import { InstanceParams } from "../instances/app.ts";
 import type { InstanceManager } from "../instances/instance-manager.ts";
@@ -39,7 +39,7 @@ export function createMetadataApp(options: {
   log?: Log;
 }): OpenAPIHono {
   const app = managerRoutes(options.log);
-  app.use("/v1/instances/:id/metadata", requireInstanceToken(options.verifier));
+  app.use("/v1/instances/:id/metadata", requireObjectToken(options.verifier));
   app.openapi(metadataRoutes.put, async (c) => {
     const { metadata } = c.req.valid("json");
     return c.json(await options.instances.setMetadata(c.req.valid("param").id, metadata), 200);

@@ -2,8 +2,9 @@
 // network with a guest here, one port per guest. The kernel state is rebuilt from this on every
 // change (and after a restart, from the guests re-adopted), so nothing else has to be remembered.
 import type { GuestNetworkInterface } from "../compute/types.ts";
+import type { NetworkFirewalls } from "./firewalls.ts";
 import type { LinuxHostNetwork } from "./linux.ts";
-import { guestMac, type HostNetworkSpec, VXLAN_OVERHEAD } from "./spec.ts";
+import { guestMac, type HostNetworkSpec, type NetworkFirewall, VXLAN_OVERHEAD } from "./spec.ts";
 
 export interface GuestOnNetwork {
   instanceId: string;
@@ -17,6 +18,8 @@ export interface HostFacts {
   tapOwnerUid?: number;
   /** Underlay addresses of the other hosts with guests of a network; undefined: not known yet. */
   peersOf?: (networkId: string) => readonly string[] | undefined;
+  /** A network's firewall; undefined: not known, its guests are not filtered. */
+  firewallOf?: (networkId: string) => NetworkFirewall | undefined;
 }
 
 export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostFacts): HostNetworkSpec {
@@ -33,6 +36,7 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
       vni: (members[0] as GuestOnNetwork).nic.vni,
       mtu: Math.min(...members.map((m) => m.nic.mtu)),
       ...peersField(host.peersOf ? host.peersOf(id) : []),
+      ...firewallField(host.firewallOf?.(id)),
       ports: members
         .sort((a, b) => a.instanceId.localeCompare(b.instanceId))
         .map((m) => ({
@@ -43,6 +47,10 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
         })),
     }));
   return { underlayAddress: host.underlayAddress, networks };
+}
+
+function firewallField(firewall: NetworkFirewall | undefined): { firewall?: NetworkFirewall } {
+  return firewall === undefined ? {} : { firewall };
 }
 
 function peersField(peers: readonly string[] | undefined): { peers?: string[] } {
@@ -61,8 +69,17 @@ export class GuestNetworks {
   /** The MTU guests get: the underlay's less the tunnel's overhead. */
   readonly mtu: number;
 
-  constructor(options: { host: HostFacts; executor: LinuxHostNetwork; underlayMtu?: number }) {
+  /** Each network's firewall, as the control plane last sent it. */
+  readonly firewalls: NetworkFirewalls | undefined;
+
+  constructor(options: {
+    host: HostFacts;
+    executor: LinuxHostNetwork;
+    underlayMtu?: number;
+    firewalls?: NetworkFirewalls;
+  }) {
     this.#host = options.host;
+    this.firewalls = options.firewalls;
     this.#executor = options.executor;
     this.mtu = (options.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
   }
@@ -82,6 +99,13 @@ export class GuestNetworks {
   /** Brings the host's bridges, tunnels, taps and rules to what `guests` need. */
   async sync(guests: readonly GuestOnNetwork[]): Promise<void> {
     const peers = this.#peers;
-    await this.#executor.reconcile(hostNetworkSpecOf(guests, { ...this.#host, peersOf: () => peers }));
+    const firewalls = this.firewalls;
+    await this.#executor.reconcile(
+      hostNetworkSpecOf(guests, {
+        ...this.#host,
+        peersOf: () => peers,
+        ...(firewalls ? { firewallOf: (id: string) => firewalls.of(id) } : {}),
+      }),
+    );
   }
 }

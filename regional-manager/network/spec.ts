@@ -26,6 +26,27 @@ export interface NetworkSpec {
    */
   peers?: readonly string[];
   ports: readonly PortSpec[];
+  /**
+   * What may reach the network's guests on this host. Undefined while the control plane has
+   * not said (a network only a test builds): its guests are then not filtered.
+   */
+  firewall?: NetworkFirewall;
+}
+
+/** A network's ingress rules, in evaluation order, with their sources resolved to address blocks. */
+export interface NetworkFirewall {
+  rules: readonly FirewallRuleSpec[];
+  /** Sources a packet no rule matches is accepted from; anything else is dropped. */
+  otherwiseAllow: readonly string[];
+}
+
+export interface FirewallRuleSpec {
+  action: "allow" | "deny";
+  protocol: "tcp" | "udp" | "icmp" | "all";
+  /** `80` or `8000-8080`; empty: every port (tcp and udp only). */
+  ports: readonly string[];
+  /** IPv4 blocks; a rule with none matches nothing. */
+  sources: readonly string[];
 }
 
 /** One guest's interface on a network. */

@@ -8,6 +8,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import { generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createInstanceTokenVerifier, signInstanceToken } from "../../common/tokens/instance-token.ts";
+import { createNetworkTokenVerifier, signNetworkToken } from "../../common/tokens/network-token.ts";
 import { createTransferTokenVerifier, signTransferToken } from "../../common/tokens/transfer-token.ts";
 import { createManagerApp } from "../../regional-manager/app.ts";
 import type { InstanceManager } from "../../regional-manager/instances/instance-manager.ts";
@@ -17,9 +18,11 @@ import { ProblemSchema } from "../../schemas/common.ts";
 
 const DATACENTER = "dc-a";
 const INSTANCE = "ins_01jd3k9x4m6q8r2t5v7w9y1z3b";
+const NETWORK = "net_01jd3k9x4m6q8r2t5v7w9y1z3b";
 
 /** Every operation a manager serves, by operationId: a new route must be added here, with its token. */
-const OPERATIONS: Record<string, "transfer" | "instance"> = {
+type TokenKind = "transfer" | "instance" | "network";
+const OPERATIONS: Record<string, TokenKind> = {
   putUploadManifest: "transfer",
   postUploadChunks: "transfer",
   commitUpload: "transfer",
@@ -34,6 +37,7 @@ const OPERATIONS: Record<string, "transfer" | "instance"> = {
   deleteInstance: "instance",
   getInstanceConsole: "instance",
   putInstanceMetadata: "instance",
+  putNetworkFirewall: "network",
 };
 
 describe("a regional manager's HTTP app", () => {
@@ -69,6 +73,10 @@ describe("a regional manager's HTTP app", () => {
         instances: {} as InstanceManager,
         verifier: createInstanceTokenVerifier({ keys, datacenter: DATACENTER }),
       },
+      networks: {
+        instances: {} as InstanceManager,
+        verifier: createNetworkTokenVerifier({ keys, datacenter: DATACENTER }),
+      },
     });
     document = await (await app.request("/openapi.json")).json();
   });
@@ -82,17 +90,22 @@ describe("a regional manager's HTTP app", () => {
       Object.entries(item).map(([method, op]) => ({ path, method, op })),
     );
   const urlOf = (path: string) =>
-    path.replace("{imageId}", "img-a").replace("{version}", "1").replace("{id}", INSTANCE);
-  const tokenFor = (kind: "transfer" | "instance", datacenter: string) =>
+    path
+      .replace("{imageId}", "img-a")
+      .replace("{version}", "1")
+      .replace("{id}", path.startsWith("/v1/networks") ? NETWORK : INSTANCE);
+  const tokenFor = (kind: TokenKind, datacenter: string) =>
     kind === "instance"
       ? signInstanceToken(privateKey, { instanceId: INSTANCE, datacenter })
-      : signTransferToken(privateKey, {
-          imageId: "img-a",
-          version: 1,
-          datacenter,
-          action: "read",
-          projectId: "prj_a",
-        });
+      : kind === "network"
+        ? signNetworkToken(privateKey, { networkId: NETWORK, datacenter })
+        : signTransferToken(privateKey, {
+            imageId: "img-a",
+            version: 1,
+            datacenter,
+            action: "read",
+            projectId: "prj_a",
+          });
 
   it("serves valid OpenAPI 3.1 at /openapi.json", async () => {
     const validator = new Validator();
@@ -127,7 +140,7 @@ describe("a regional manager's HTTP app", () => {
       expect(anonymous.headers.get("content-type")).toBe("application/problem+json");
       expect(ProblemSchema.strict().parse(await anonymous.json())).toMatchObject({ code: "unauthenticated" });
 
-      const foreign = await tokenFor(OPERATIONS[op.operationId] as "transfer" | "instance", "dc-b");
+      const foreign = await tokenFor(OPERATIONS[op.operationId] as TokenKind, "dc-b");
       const refused = await app.request(url, {
         method: method.toUpperCase(),
         headers: { authorization: `Bearer ${foreign}` },

@@ -42,6 +42,14 @@ const CLIENT = [
   "  sleep 1",
   "done",
   'until guest-attribute net/talk "ok=$ok failed=$failed"; do sleep 1; done',
+  // Then it follows whether web answers it, for the firewall step: each change is published
+  // as net/fw "<count> ok|refused".
+  'last=""; n=0',
+  "while true; do",
+  `  if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 "$web" 80 | grep -q hello-from-web; then now=ok; else now=refused; fi`,
+  '  if [ "$now" != "$last" ]; then n=$((n+1)); guest-attribute net/fw "$n $now" && last="$now"; fi',
+  "  sleep 1",
+  "done",
 ].join("\n");
 
 /**
@@ -176,6 +184,43 @@ await runAndReport(stack, result, async () => {
     devices: devicesByRegion(),
     qemus: Object.fromEntries(instances.map((i) => [i.id, qemuProcessesOf(i.id)])),
   };
+
+  // A rule of the default network denying web's port 80 to the client group: it reaches web's
+  // host in another datacenter (its nftables) within 2 s, the client's guest is refused, and
+  // deleting the rule lets it through again. Nothing is restarted.
+  await waitForAttribute(client.groupId, "net/fw", 60_000, (v) => v.endsWith(" ok"));
+  const network = (await stack.call("GET", "/v1/networks?name=default", stack.projectToken)).body.items[0];
+  const clientAddress = (await listInstances(stack, client.groupId))[0]?.network_ip as string;
+  const webHost = config.regions.find((r) => r.name === first)?.netns as string;
+  const webRules = () => sh("ip", "netns", "exec", webHost, "nft", "list", "table", "inet", "globalvm");
+  const started = Date.now();
+  const rule = await stack.call("POST", `/v1/networks/${network.id}/firewall-rules`, stack.projectToken, {
+    name: "no-client-on-80",
+    priority: 100,
+    action: "deny",
+    protocol: "tcp",
+    ports: ["80"],
+    source: { vm_group: "client" },
+  });
+  if (rule.status !== 201) throw new Error(`firewall rule: ${rule.status} ${JSON.stringify(rule.body)}`);
+  // nft lists a set of one element as the element alone.
+  const denial = new RegExp(`ip saddr ${clientAddress.replaceAll(".", "\\.")} tcp dport 80 drop`);
+  while (!denial.test(webRules())) {
+    if (Date.now() - started > 30_000) throw new Error(`the rule never reached web's host:\n${webRules()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const onWebHostMs = Date.now() - started;
+  await waitForAttribute(client.groupId, "net/fw", 60_000, (v) => v.endsWith(" refused"));
+  const guestRefusedMs = Date.now() - started;
+  const removed = Date.now();
+  const deletion = await stack.call(
+    "DELETE",
+    `/v1/networks/${network.id}/firewall-rules/${rule.body.id}`,
+    stack.projectToken,
+  );
+  if (deletion.status !== 204) throw new Error(`rule deletion: ${deletion.status}`);
+  const restored = await waitForAttribute(client.groupId, "net/fw", 60_000, (v) => v.endsWith(" ok"));
+  result.firewall = { onWebHostMs, guestRefusedMs, guestRestoredMs: Date.now() - removed, restored };
 
   // Deleting the groups takes everything down: taps, bridges, tunnels and rules.
   for (const group of [client.groupId, web.groupId]) {

@@ -35,6 +35,7 @@ describe("a VM group reaches another in another region by the address metadata_f
       devices: Record<string, string[]>;
       qemus: Record<string, number>;
     };
+    firewall?: { onWebHostMs: number; guestRefusedMs: number; guestRestoredMs: number; restored: string };
     afterDelete?: { devices: Record<string, string[]>; nftTables: Record<string, string> };
     error?: string;
     logs?: string;
@@ -120,6 +121,18 @@ describe("a VM group reaches another in another region by the address metadata_f
       [...(outcome.web ?? []), ...(outcome.client ?? [])].map((i) => [i.id, i.address]),
     );
     for (const instance of after?.instances ?? []) expect(after?.qemus[instance.id]).toBe(1);
+  });
+
+  it("enforces a firewall rule in another datacenter within 2 s, and lifts it when it is deleted", () => {
+    const firewall = outcome.firewall;
+    expect(firewall, outcome.logs).toBeDefined();
+    console.log(`firewall timings (ms): ${JSON.stringify(firewall)}`);
+    expect(firewall?.onWebHostMs).toBeLessThan(2000);
+    // The guest tries once a second, each refused try taking its 1 s timeout; then its report.
+    expect(firewall?.guestRefusedMs).toBeLessThan(15_000);
+    expect(firewall?.restored).toMatch(/^\d+ ok$/);
+    // ok, refused, ok: one change each way, none missed.
+    expect(Number(firewall?.restored.split(" ")[0])).toBeGreaterThanOrEqual(3);
   });
 
   it("leaves no tap, bridge, tunnel or nftables table behind once the groups are deleted", () => {
