@@ -3,7 +3,12 @@
 // answers, and the state reports the manager sends back to the catalog.
 import { z } from "@hono/zod-openapi";
 import { idSchema, NameSchema } from "./common.ts";
-import { FIREWALL_ACTIONS, FIREWALL_PROTOCOLS, MAX_RULES_PER_NETWORK, PortRangeSchema } from "./firewall-rules.ts";
+import {
+  FIREWALL_ACTIONS,
+  FIREWALL_PROTOCOLS,
+  MAX_RULES_PER_NETWORK,
+  PortRangeSchema,
+} from "./firewall-rules.ts";
 import { parseCidr } from "./ipv4.ts";
 
 const MetadataValuesSchema = z

@@ -206,6 +206,49 @@ export interface paths {
         patch: operations["updateNetwork"];
         trace?: never;
     };
+    "/v1/networks/{id}/firewall-rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A network's rules, in the order they are evaluated
+         * @description At most 1000 rules per network, so the list comes whole: by priority, then by name.
+         */
+        get: operations["listFirewallRules"];
+        put?: never;
+        /**
+         * Add an ingress rule to a network
+         * @description Rules are evaluated by priority, lowest first, and the first that matches decides. Traffic no rule matches follows the network's default: the `default` network allows traffic between its own instances, any other network denies ingress until a rule allows it. The rule reaches running guests in every datacenter without restarting them.
+         */
+        post: operations["createFirewallRule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/networks/{id}/firewall-rules/{rule_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a firewall rule */
+        get: operations["getFirewallRule"];
+        put?: never;
+        post?: never;
+        /** Delete a firewall rule; traffic it decided follows the next matching rule or the default */
+        delete: operations["deleteFirewallRule"];
+        options?: never;
+        head?: never;
+        /** Change a firewall rule in place */
+        patch: operations["updateFirewallRule"];
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;
@@ -792,6 +835,104 @@ export interface components {
             labels?: {
                 [key: string]: string;
             };
+        };
+        FirewallRule: {
+            /** @example fwr_01jd3k9x4m6q8r2t5v7w9y1z3b */
+            id: string;
+            /** @example net_01jd3k9x4m6q8r2t5v7w9y1z3b */
+            network_id: string;
+            /** @example web */
+            name: string;
+            description: string;
+            /** @enum {string} */
+            direction: "ingress";
+            priority: number;
+            /** @enum {string} */
+            action: "allow" | "deny";
+            /** @enum {string} */
+            protocol: "tcp" | "udp" | "icmp" | "all";
+            ports: string[];
+            source: components["schemas"]["FirewallSource"];
+            /**
+             * Format: date-time
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            updated_at: string;
+        };
+        /** @description Where the traffic comes from: an IPv4 block or a VM group. */
+        FirewallSource: {
+            /**
+             * @description Packets from addresses in this IPv4 block.
+             * @example 0.0.0.0/0
+             */
+            cidr?: string;
+            /**
+             * @description Packets from the instances of this VM group of the project, wherever they run.
+             * @example web
+             */
+            vm_group?: string;
+        };
+        CreateFirewallRule: {
+            /** @example web */
+            name: string;
+            /** @default  */
+            description?: string;
+            /**
+             * @description Only ingress rules exist.
+             * @default ingress
+             * @enum {string}
+             */
+            direction?: "ingress";
+            /**
+             * @description Lower is evaluated first (0 to 65535); the first matching rule decides.
+             * @default 1000
+             * @example 1000
+             */
+            priority?: number;
+            /** @enum {string} */
+            action: "allow" | "deny";
+            /** @enum {string} */
+            protocol: "tcp" | "udp" | "icmp" | "all";
+            /**
+             * @description Destination ports or ranges, for tcp and udp only; empty or absent: every port.
+             * @default []
+             * @example [
+             *       "80",
+             *       "8000-8080"
+             *     ]
+             */
+            ports?: string[];
+            source: components["schemas"]["FirewallSource"];
+        };
+        FirewallRuleList: {
+            items: components["schemas"]["FirewallRule"][];
+        };
+        /** @description Every field but the name may change in place; the change reaches running guests at once. */
+        UpdateFirewallRule: {
+            description?: string;
+            /**
+             * @description Lower is evaluated first (0 to 65535); the first matching rule decides.
+             * @example 1000
+             */
+            priority?: number;
+            /** @enum {string} */
+            action?: "allow" | "deny";
+            /** @enum {string} */
+            protocol?: "tcp" | "udp" | "icmp" | "all";
+            /**
+             * @description Destination ports or ranges, for tcp and udp only; empty or absent: every port.
+             * @example [
+             *       "80",
+             *       "8000-8080"
+             *     ]
+             */
+            ports?: string[];
+            source?: components["schemas"]["FirewallSource"];
         };
         CreatedImage: components["schemas"]["Image"] & {
             upload: components["schemas"]["UploadTicket"];
@@ -1803,6 +1944,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     createRegion: {
@@ -1903,6 +2053,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No such object in this project. */
             404: {
                 headers: {
@@ -1949,6 +2108,15 @@ export interface operations {
             };
             /** @description No token, or an unknown one. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2058,6 +2226,15 @@ export interface operations {
             };
             /** @description No token, or an unknown one. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2516,6 +2693,323 @@ export interface operations {
             };
             /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listFirewallRules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The network's rules. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRuleList"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createFirewallRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateFirewallRule"];
+            };
+        };
+        responses: {
+            /** @description The new rule. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getFirewallRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rule. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteFirewallRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateFirewallRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateFirewallRule"];
+            };
+        };
+        responses: {
+            /** @description The rule as changed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirewallRule"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3351,6 +3845,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getOperation: {
@@ -3387,6 +3890,15 @@ export interface operations {
             };
             /** @description No token, or an unknown one. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -133,6 +133,18 @@ describe.each(CATALOG_KINDS)("images (%s)", (kind) => {
       expect(list.items.map((i: { id: string }) => i.id)).not.toContain(image.id);
     });
 
+    it("another project's image is a 404 even to a change naming an unknown region", async () => {
+      const image = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "private-policy", origin_region: "eu-west" },
+      });
+      const response = await api.call("PATCH", `/v1/images/${image.id}`, {
+        token: other.token,
+        body: { replicate_to: ["mars"] },
+      });
+      expect([response.status, response.body.code]).toEqual([404, "not_found"]);
+    });
+
     it("a read-only token reads but cannot write; an admin token has no project", async () => {
       const created = await api.call("POST", "/v1/images", {
         token: acme.readToken,

@@ -62,9 +62,11 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
       vcpus: 1,
       memoryMb: 512,
     });
+    const instanceId = newId("instance");
     await api.services.db
       .insert(instances)
-      .values({ id: newId("instance"), vmGroupId: groupId, ordinal: 0, datacenter, imageVersion: version });
+      .values({ id: instanceId, vmGroupId: groupId, ordinal: 0, datacenter, imageVersion: version });
+    return instanceId;
   };
 
   /** Commits version `version` of a new image of `owner` in eu-west (the origin manager's report). */
@@ -195,6 +197,23 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
       expect(incomplete.body.errors.map((e: any) => e.path)).toEqual(["local_id", "digest", "size"]);
     });
 
+    it("a manager credential needs a known region, and a datacenter of that region", async () => {
+      const unknown = await api.call("POST", "/v1/manager-credentials", {
+        body: { region: "mars", datacenter: "mars-a" },
+      });
+      expect([unknown.status, unknown.body.code]).toEqual([422, "region_not_found"]);
+      expect(unknown.body.errors.map((e: { path: string }) => e.path)).toEqual(["region"]);
+      const elsewhere = await api.call("POST", "/v1/manager-credentials", {
+        body: { region: "us-east", datacenter: "eu-west-a" },
+      });
+      expect([elsewhere.status, elsewhere.body.code]).toEqual([409, "datacenter_in_other_region"]);
+      const bad = await api.call("POST", "/v1/manager-credentials", {
+        body: { region: "eu-west", datacenter: "EU West" },
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors.map((e: { path: string }) => e.path)).toEqual(["datacenter"]);
+    });
+
     it("an upload needs a live manager in the origin region", async () => {
       await api.expectStatus(201, "POST", "/v1/regions", { body: { name: "ap-south" } });
       const image = await api.expectStatus(201, "POST", "/v1/images", {
@@ -204,6 +223,98 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
       expect(image.upload).toBeNull();
       const upload = await api.call("POST", `/v1/images/${image.id}/uploads`, { token: acme.token });
       expect([upload.status, upload.body.code]).toEqual([409, "origin_unavailable"]);
+    });
+  });
+
+  describe("replicas asked for", () => {
+    it("a region's live datacenter is asked to hold the current version, by an operation", async () => {
+      const imageId = await committedImage(acme, "wanted");
+      const asked = await api.expectStatus(202, "POST", `/v1/images/${imageId}/replicas`, {
+        token: acme.token,
+        body: { region: "us-east" },
+      });
+      expect(asked).toMatchObject({
+        kind: "replicate-image",
+        state: "pending",
+        target: { type: "image", id: imageId },
+        progress: { step: "transferring-image", bytes_total: 4096 },
+      });
+      const image = await api.expectStatus(200, "GET", `/v1/images/${imageId}`, { token: acme.token });
+      expect(image.replicas.map((r: any) => [r.datacenter, r.state])).toEqual([
+        ["eu-west-a", "available"],
+        ["us-east-a", "pending"],
+      ]);
+    });
+
+    it("nothing uploaded is a 409; an unknown image a 404; a region unknown or with no live manager a 422", async () => {
+      const empty = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "not-yet", origin_region: "eu-west" },
+      });
+      const notYet = await api.call("POST", `/v1/images/${empty.id}/replicas`, {
+        token: acme.token,
+        body: { region: "us-east" },
+      });
+      expect([notYet.status, notYet.body.code]).toEqual([409, "image_not_uploaded"]);
+      const unknown = await api.call("POST", `/v1/images/${newId("image")}/replicas`, {
+        token: acme.token,
+        body: { region: "us-east" },
+      });
+      expect([unknown.status, unknown.body.code]).toEqual([404, "not_found"]);
+
+      const imageId = await committedImage(acme, "nowhere-to-go");
+      await api.expectStatus(201, "POST", "/v1/regions", { body: { name: "sa-east" } });
+      for (const [region, code] of [
+        ["mars", "region_not_found"],
+        ["sa-east", "no_datacenter_up"],
+      ]) {
+        const refused = await api.call("POST", `/v1/images/${imageId}/replicas`, {
+          token: acme.token,
+          body: { region },
+        });
+        expect([refused.status, refused.body.code], region).toEqual([422, code]);
+        expect(refused.body.errors.map((e: { path: string }) => e.path)).toEqual(["region"]);
+      }
+      const version = await api.call("POST", `/v1/images/${imageId}/replicas`, {
+        token: acme.token,
+        body: { region: "us-east", version: 5 },
+      });
+      expect([version.status, version.body.errors?.[0]?.path]).toEqual([422, "version"]);
+      const image = await api.expectStatus(200, "GET", `/v1/images/${imageId}`, { token: acme.token });
+      expect(image.replicas.map((r: any) => r.datacenter)).toEqual(["eu-west-a"]);
+    });
+  });
+
+  describe("instance reports", () => {
+    it("a manager reports an instance of its datacenter, which its project then sees", async () => {
+      const imageId = await committedImage(acme, "reported");
+      const instanceId = await bootIn(acme.id, imageId, 1, "us-east-a");
+      await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
+        token: us,
+        body: { state: "running", local_id: instanceId, boot_log_tail: "booted" },
+      });
+      const seen = await api.expectStatus(200, "GET", `/v1/instances/${instanceId}`, { token: acme.token });
+      expect(seen).toMatchObject({ state: "running", local_id: instanceId, boot_log_tail: "booted" });
+    });
+
+    it("an unknown instance is a 404 and an unknown state a 400 naming it; neither changes anything", async () => {
+      const imageId = await committedImage(acme, "misreported");
+      const instanceId = await bootIn(acme.id, imageId, 1, "us-east-a");
+      const before = await api.expectStatus(200, "GET", `/v1/instances/${instanceId}`, { token: acme.token });
+      const unknown = await api.call("PUT", `/v1/datacenters/us-east-a/instances/${newId("instance")}`, {
+        token: us,
+        body: { state: "running" },
+      });
+      expect([unknown.status, unknown.body.code]).toEqual([404, "not_found"]);
+      const bad = await api.call("PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
+        token: us,
+        body: { state: "dancing" },
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors.map((e: { path: string }) => e.path)).toEqual(["state"]);
+      expect(
+        await api.expectStatus(200, "GET", `/v1/instances/${instanceId}`, { token: acme.token }),
+      ).toEqual(before);
     });
   });
 

@@ -170,6 +170,19 @@ describe.each(CATALOG_KINDS)("networks (%s)", (kind) => {
       expect(list.items.map((n: { id: string }) => n.id)).not.toContain(network.id);
     });
 
+    it("another project's network is a 404 even to a rename the caller's own names would refuse", async () => {
+      const network = await api.expectStatus(201, "POST", "/v1/networks", {
+        token: acme.token,
+        body: { name: "renamed-elsewhere", cidr: "10.51.0.0/16" },
+      });
+      // other has a network named default: the name clash must not be answered before the 404.
+      const response = await api.call("PATCH", `/v1/networks/${network.id}`, {
+        token: other.token,
+        body: { name: "default" },
+      });
+      expect([response.status, response.body.code]).toEqual([404, "not_found"]);
+    });
+
     it("a read-only token reads but cannot write; an admin token has no project", async () => {
       const created = await api.call("POST", "/v1/networks", {
         token: acme.readToken,

@@ -1,4 +1,7 @@
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiTokens } from "../../api/catalog/schema.ts";
+import { newId } from "../../api/ids.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
 import { CATALOG_KINDS } from "../support/catalogs.ts";
 
@@ -35,6 +38,21 @@ describe.each(CATALOG_KINDS)("projects and tokens (%s)", (kind) => {
       const after = await api.call("GET", "/v1/images", { token: extra.secret });
       expect(after.status).toBe(401);
     });
+
+    it("an admin lists every project in pages", async () => {
+      const ids = [(await api.createProject("listed-a")).id, (await api.createProject("listed-b")).id];
+      const seen: string[] = [];
+      let pageToken: string | null = null;
+      do {
+        const query: string = pageToken ? `&page_token=${pageToken}` : "";
+        const page = await api.expectStatus(200, "GET", `/v1/projects?page_size=1${query}`);
+        expect(page.items.length).toBeLessThanOrEqual(1);
+        seen.push(...page.items.map((p: { id: string }) => p.id));
+        pageToken = page.next_page_token;
+      } while (pageToken);
+      expect(seen).toEqual(expect.arrayContaining(ids));
+      expect(new Set(seen).size).toBe(seen.length);
+    });
   });
 
   describe("errors", () => {
@@ -46,6 +64,29 @@ describe.each(CATALOG_KINDS)("projects and tokens (%s)", (kind) => {
       const bad = await api.call("POST", "/v1/projects", { body: { name: "Not A Name" } });
       expect(bad.status).toBe(400);
       expect(bad.body.errors[0].path).toBe("name");
+    });
+
+    it("quotas of an unknown project are a 404, a negative quota a 400 naming it", async () => {
+      const unknown = await api.call("PATCH", `/v1/projects/${newId("project")}`, {
+        body: { quotas: { images: 1 } },
+      });
+      expect([unknown.status, unknown.body.code]).toEqual([404, "not_found"]);
+      const { id } = await api.createProject("bad-quota");
+      const negative = await api.call("PATCH", `/v1/projects/${id}`, { body: { quotas: { vcpus: -1 } } });
+      expect(negative.status).toBe(400);
+      expect(negative.body.errors.map((e: { path: string }) => e.path)).toEqual(["quotas.vcpus"]);
+    });
+
+    it("an unknown token is a 404 to revoke, and the token making the call a 409", async () => {
+      const unknown = await api.call("DELETE", `/v1/tokens/${newId("token")}`);
+      expect([unknown.status, unknown.body.code]).toEqual([404, "not_found"]);
+      const [admin] = await api.services.db
+        .select({ id: apiTokens.id })
+        .from(apiTokens)
+        .where(eq(apiTokens.bootstrap, true));
+      const self = await api.call("DELETE", `/v1/tokens/${admin?.id}`);
+      expect([self.status, self.body.code]).toEqual([409, "token_in_use"]);
+      await api.expectStatus(200, "GET", "/v1/projects");
     });
 
     it("project tokens cannot carry the admin scope", async () => {

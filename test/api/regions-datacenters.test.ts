@@ -93,6 +93,24 @@ describe.each(CATALOG_KINDS)("regions and datacenters (%s)", (kind) => {
       expect(dup.status).toBe(409);
     });
 
+    it("a duplicate region is a 409 and a bad name a 400 naming the field", async () => {
+      await api.expectStatus(201, "POST", "/v1/regions", { body: { name: "sa-east" } });
+      const dup = await api.call("POST", "/v1/regions", { body: { name: "sa-east", display_name: "again" } });
+      expect([dup.status, dup.body.code]).toEqual([409, "already_exists"]);
+      const region = await api.expectStatus(200, "GET", "/v1/regions/sa-east");
+      expect(region.display_name).toBe("sa-east");
+      const bad = await api.call("POST", "/v1/regions", { body: { name: "Not A Name" } });
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors.map((e: { path: string }) => e.path)).toEqual(["name"]);
+    });
+
+    it("an unknown region or datacenter is a 404", async () => {
+      for (const path of ["/v1/regions/mars", "/v1/datacenters/mars-a"]) {
+        const response = await api.call("GET", path, { token: project.token });
+        expect([response.status, response.body.code], path).toEqual([404, "not_found"]);
+      }
+    });
+
     it("negative capacity and unknown datacenters are refused", async () => {
       const bad = await api.call("POST", "/v1/datacenters/eu-west-a/heartbeat", {
         body: { ...heartbeat, free: { ...heartbeat.free, vcpus: -1 } },

@@ -73,6 +73,45 @@ describe.each(CATALOG_KINDS)("bad input and idempotency (%s)", (kind) => {
     }
   });
 
+  it("every other paginated list refuses a bad page token and page size, naming the parameter", async () => {
+    const document = (await api.call("GET", "/openapi.json", { token: null })).body;
+    const lists = Object.entries(document.paths as Record<string, Record<string, any>>)
+      .filter(([, item]) => item.get?.parameters?.some((p: { name: string }) => p.name === "page_token"))
+      .map(([path]) => path)
+      .filter((path) => path !== "/v1/images"); // in depth above
+    expect(lists).toHaveLength(8);
+    const image = await api.expectStatus(201, "POST", "/v1/images", {
+      token: acme.token,
+      body: { name: "for-pages", origin_region: "eu-west" },
+    });
+    const group = await api.expectStatus(202, "POST", "/v1/vm-groups", {
+      token: acme.token,
+      body: {
+        name: "for-pages",
+        image: image.id,
+        region: "eu-west",
+        size: 1,
+        machine: { vcpus: 1, memory_mb: 128 },
+      },
+    });
+    for (const template of lists) {
+      const path = template.replace("{id}", template.startsWith("/v1/projects") ? acme.id : group.target.id);
+      // The projects' lists are for admins; every other list answers a project token.
+      const token = template.startsWith("/v1/projects") ? undefined : acme.token;
+      for (const [query, parameter] of [
+        ["page_token=garbage", "page_token"],
+        ["page_size=0", "page_size"],
+      ]) {
+        const response = await api.call("GET", `${path}?${query}`, { token });
+        expect([response.status, response.body.code], `${path}?${query}`).toEqual([
+          400,
+          parameter === "page_token" ? "invalid_page_token" : "validation_failed",
+        ]);
+        expect(response.body.errors.map((e: { path: string }) => e.path)).toEqual([parameter]);
+      }
+    }
+  });
+
   it("pages through every item exactly once", async () => {
     for (let i = 0; i < 5; i++) {
       await api.expectStatus(201, "POST", "/v1/images", {

@@ -17,7 +17,10 @@ export const route = createRoute({
   summary: "Get a datacenter with its status",
   security: bearerAuth,
   request: { params: z.object({ name: NameSchema }) },
-  responses: { 200: jsonResponse(DatacenterSchema, "The datacenter."), ...problemResponses(400, 401, 404) },
+  responses: {
+    200: jsonResponse(DatacenterSchema, "The datacenter."),
+    ...problemResponses(400, 401, 403, 404),
+  },
 });
 
 export function register(app: OpenAPIHono<AppEnv>) {

@@ -19,7 +19,7 @@ export const route = createRoute({
   request: { query: PageQuerySchema.extend({ region: NameSchema.optional() }) },
   responses: {
     200: jsonResponse(pageOf(DatacenterSchema, "DatacenterPage"), "A page of datacenters."),
-    ...problemResponses(400, 401),
+    ...problemResponses(400, 401, 403),
   },
 });
 

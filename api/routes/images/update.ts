@@ -37,6 +37,8 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
     const { db, now, catalog } = c.get("services");
+    // Another project's image is not found, whatever the body says.
+    if (!(await findImage(db, projectId, id))) throw errors.notFound("image", id);
     if (body.replicate_to) {
       await assertRegionsExist(
         db,

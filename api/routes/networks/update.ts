@@ -4,6 +4,7 @@ import { idSchema } from "../../../schemas/common.ts";
 import { NetworkSchema, UpdateNetworkSchema } from "../../../schemas/networks.ts";
 import { requireProject } from "../../auth.ts";
 import { toNetwork } from "../../catalog/mappers.ts";
+import { findNetwork } from "../../catalog/networks.ts";
 import { networks } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
@@ -29,6 +30,8 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
     const { db, now } = c.get("services");
+    // Another project's network is not found, whatever the body says.
+    if (!(await findNetwork(db, projectId, id))) throw errors.notFound("network", id);
     if (body.name !== undefined) {
       const [clash] = await db
         .select({ id: networks.id })

@@ -26,7 +26,7 @@ export const route = createRoute({
   },
   responses: {
     200: jsonResponse(OperationSchema, "The operation."),
-    ...problemResponses(400, 401, 404, 429),
+    ...problemResponses(400, 401, 403, 404, 429),
   },
 });
 

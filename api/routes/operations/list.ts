@@ -17,7 +17,7 @@ export const route = createRoute({
   request: { query: PageQuerySchema },
   responses: {
     200: jsonResponse(pageOf(OperationSchema, "OperationPage"), "A page of operations."),
-    ...problemResponses(400, 401),
+    ...problemResponses(400, 401, 403),
   },
 });
 

@@ -17,7 +17,7 @@ export const route = createRoute({
   summary: "Get a region",
   security: bearerAuth,
   request: { params: z.object({ name: NameSchema }) },
-  responses: { 200: jsonResponse(RegionSchema, "The region."), ...problemResponses(400, 401, 404) },
+  responses: { 200: jsonResponse(RegionSchema, "The region."), ...problemResponses(400, 401, 403, 404) },
 });
 
 export function register(app: OpenAPIHono<AppEnv>) {

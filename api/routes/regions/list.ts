@@ -19,7 +19,7 @@ export const route = createRoute({
   request: { query: PageQuerySchema },
   responses: {
     200: jsonResponse(pageOf(RegionSchema, "RegionPage"), "A page of regions."),
-    ...problemResponses(400, 401),
+    ...problemResponses(400, 401, 403),
   },
 });
 
