@@ -12,6 +12,7 @@ import {
   wantsHelp,
 } from "./command.ts";
 import { envCommand } from "./env.ts";
+import { firewallRuleCommand } from "./firewall-rule.ts";
 import { imageCommand } from "./image.ts";
 import { networkCommand } from "./network.ts";
 import { operationCommand } from "./operation.ts";
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   image: imageCommand,
   "vm-group": vmGroupCommand,
   network: networkCommand,
+  "firewall-rule": firewallRuleCommand,
   operation: operationCommand,
   regions: regionsCommand,
   serve: serveCommand,
@@ -43,7 +45,7 @@ ${Object.entries(COMMANDS)
 
 Run 'globalvm <command> --help' for a command's options and subcommands.
 
-Client commands (image, vm-group, network, operation, regions) talk to $GLOBALVM_ENDPOINT with
+Client commands (image, vm-group, network, firewall-rule, operation, regions) talk to $GLOBALVM_ENDPOINT with
 $GLOBALVM_TOKEN (or --endpoint/--token); 'globalvm up' prints both.
 
 Exit codes: 0 ok, 1 an operation or API call failed, 2 a usage error.

@@ -37,7 +37,7 @@ const ls = listCommand({
   row: (n: Network) => [n.name, n.id, n.cidr, `/${n.subnet_prefix_length}`, labels(n)],
 });
 
-async function findNetwork(client: ApiClient, idOrName: string): Promise<Network | undefined> {
+export async function findNetwork(client: ApiClient, idOrName: string): Promise<Network | undefined> {
   return (await findByIdOrName(
     "network",
     idOrName,

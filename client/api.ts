@@ -39,6 +39,7 @@ export type ApiClient = ReturnType<typeof createClient<paths>>;
 export type Schemas = components["schemas"];
 export type Image = Schemas["Image"];
 export type Network = Schemas["Network"];
+export type FirewallRule = Schemas["FirewallRule"];
 export type VmGroup = Schemas["VmGroup"];
 export type Operation = Schemas["Operation"];
 export type Problem = Schemas["Problem"];

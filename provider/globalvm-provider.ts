@@ -5,6 +5,7 @@ import { checkReachable } from "../client/api.ts";
 import { defineProvider } from "./framework/definitions.ts";
 import { createProviderData, type GlobalvmProviderData } from "./provider-data.ts";
 import { imageDataSource, regionsDataSource } from "./resources/data-sources.ts";
+import { firewallRuleResource } from "./resources/firewall-rule.ts";
 import { imageResource } from "./resources/image.ts";
 import { networkResource } from "./resources/network.ts";
 import { vmGroupResource } from "./resources/vm-group.ts";
@@ -54,6 +55,6 @@ export const globalvmProvider = defineProvider<GlobalvmProviderData>({
     if (!diagnostics.hasErrors) await checkReachable(endpoint);
     return createProviderData(endpoint, token);
   },
-  resources: [imageResource, vmGroupResource, networkResource],
+  resources: [imageResource, vmGroupResource, networkResource, firewallRuleResource],
   dataSources: [regionsDataSource, imageDataSource],
 });

@@ -3,6 +3,8 @@
 //   - `worker` takes metadata from web: WEB_INSTANCE is web's first instance id, which the
 //     control plane fills in as soon as that instance exists: both groups boot in parallel.
 //     (attribute may also be address, name or datacenter.)
+//   - a network of its own, `backend`, admits HTTP from worker's instances only (a network
+//     other than `default` denies what no rule allows).
 // The control plane moves the image to each group's region (only the chunks it lacks).
 //
 //   npx node examples/cdktf/main.ts        synthesizes cdktf.out/stacks/globalvm/cdk.tf.json
@@ -15,7 +17,7 @@
 import { join, resolve } from "node:path";
 import { App, LocalBackend, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import type { Construct } from "constructs";
-import { GlobalvmProvider, Image, VmGroup } from "globalvm/cdktf";
+import { FirewallRule, GlobalvmProvider, Image, Network, VmGroup } from "globalvm/cdktf";
 
 export interface ExampleRegions {
   image: string;
@@ -83,6 +85,16 @@ export class GlobalvmExampleStack extends TerraformStack {
       // Terraform object attributes need every field: vm_group (an id), instance, attribute.
       metadataFrom: { WEB_INSTANCE: { vmGroup: web.id, instance: 0, attribute: "id" } },
       timeouts: { create: "10m", delete: "5m" },
+    });
+
+    const backend = new Network(this, "backend-network", { name: "backend", cidr: "10.30.0.0/16" });
+    new FirewallRule(this, "http-from-worker", {
+      network: backend.id,
+      name: "http-from-worker",
+      action: "allow",
+      protocol: "tcp",
+      ports: ["80"],
+      sourceVmGroup: worker.name,
     });
 
     new TerraformOutput(this, "web_addresses", { value: `\${${web.fqn}.instances[*].address}` });

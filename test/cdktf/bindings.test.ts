@@ -111,7 +111,8 @@ describe("the generated CDKTF bindings", () => {
        console.log(JSON.stringify({
          same: bindings.VmGroup === byPath.VmGroup && bindings.vmGroup.VmGroup === bindings.VmGroup,
          types: [bindings.Image.tfResourceType, bindings.VmGroup.tfResourceType,
-                 bindings.DataGlobalvmRegions.tfResourceType, bindings.GlobalvmProvider.tfResourceType],
+                 bindings.DataGlobalvmRegions.tfResourceType, bindings.GlobalvmProvider.tfResourceType,
+                 bindings.Network.tfResourceType, bindings.FirewallRule.tfResourceType],
        }));`,
     );
     try {
@@ -119,7 +120,14 @@ describe("the generated CDKTF bindings", () => {
       expect(result.code, result.output).toBe(0);
       expect(JSON.parse(result.output.trim().split("\n").at(-1) as string)).toEqual({
         same: true,
-        types: ["globalvm_image", "globalvm_vm_group", "globalvm_regions", "globalvm"],
+        types: [
+          "globalvm_image",
+          "globalvm_vm_group",
+          "globalvm_regions",
+          "globalvm",
+          "globalvm_network",
+          "globalvm_firewall_rule",
+        ],
       });
     } finally {
       rmSync(script, { force: true });

@@ -64,6 +64,11 @@ describe("the generated bindings on cdktn", () => {
     expect(fromCdktn.version).toBe(installed("cdktn"));
     expect(fromCdktn.version).not.toBe(fromCdktf.version);
     expect(fromCdktn.document).toEqual(fromCdktf.document);
-    expect(Object.keys(fromCdktf.document.resource)).toEqual(["globalvm_image", "globalvm_vm_group"]);
+    expect(Object.keys(fromCdktf.document.resource).sort()).toEqual([
+      "globalvm_firewall_rule",
+      "globalvm_image",
+      "globalvm_network",
+      "globalvm_vm_group",
+    ]);
   }, 90_000);
 });

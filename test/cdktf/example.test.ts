@@ -109,6 +109,18 @@ describe("examples/cdktf under terraform, with real guests", () => {
       worker_datacenter: "ap-south-a",
     });
 
+    const backend = (await stack.call("GET", "/v1/networks?name=backend", stack.projectToken)).body.items[0];
+    const rules = await stack.call("GET", `/v1/networks/${backend.id}/firewall-rules`, stack.projectToken);
+    expect(rules.body.items).toEqual([
+      expect.objectContaining({
+        name: "http-from-worker",
+        action: "allow",
+        protocol: "tcp",
+        ports: ["80"],
+        source: { vm_group: "worker" },
+      }),
+    ]);
+
     // The worker's guest prints each metadata value it receives on its console: web's
     // instance id reached it through the metadata service.
     const expected = `GLOBALVM-METADATA WEB_INSTANCE=${web.id}`;

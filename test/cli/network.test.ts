@@ -1,11 +1,10 @@
 // globalvm network ls | show against a control plane served on loopback (real HTTP, real catalog).
-import { type ServerType, serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestApi, type TestApi } from "../support/api.ts";
+import { createTestApi, serveOnLoopback, type TestApi } from "../support/api.ts";
 import { runCli } from "./run-cli.ts";
 
 let api: TestApi;
-let server: ServerType;
+let server: Awaited<ReturnType<typeof serveOnLoopback>>;
 let env: Record<string, string>;
 
 beforeAll(async () => {
@@ -15,16 +14,12 @@ beforeAll(async () => {
     token: project.token,
     body: { name: "backend", cidr: "10.20.0.0/16", labels: { team: "db" } },
   });
-  server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: api.app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  env = { GLOBALVM_ENDPOINT: `http://127.0.0.1:${port}`, GLOBALVM_TOKEN: project.readToken };
+  server = await serveOnLoopback(api);
+  env = { GLOBALVM_ENDPOINT: server.url, GLOBALVM_TOKEN: project.readToken };
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => server?.close(() => resolve()));
+  await server?.close();
   await api?.close();
 });
 

@@ -1,11 +1,11 @@
 // globalvm_network under the real terraform: apply, an empty plan after it, in-place rename,
 // replacement when the range changes, drift made outside Terraform, import, plan-time checks.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTerraformStack, type TerraformResult, terraform } from "../provider/terraform-cli.ts";
+import { startTerraformStack, terraform, terraformWorkspaces } from "../provider/terraform-cli.ts";
 import type { Stack } from "../support/stack.ts";
 
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-network-"));
@@ -23,28 +23,8 @@ ${fields}
 }
 `;
 
-function workdir(name: string, hcl: string): string {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "main.tf"), hcl);
-  return dir;
-}
-
-function expectSuccess(result: TerraformResult) {
-  if (result.code !== 0)
-    throw new Error(`terraform failed (${result.code}):\n${result.output}\n${stack.logs()}`);
-}
-
-async function networkState(dir: string): Promise<Record<string, any>> {
-  const result = await terraform(dir, ["show", "-json"], env);
-  expectSuccess(result);
-  const resources = JSON.parse(result.stdout).values?.root_module?.resources ?? [];
-  return resources.find((r: any) => r.address === "globalvm_network.backend")?.values;
-}
-
-const plan = (dir: string) =>
-  terraform(dir, ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env);
-const apply = (dir: string) => terraform(dir, ["apply", "-auto-approve", "-input=false", "-no-color"], env);
+const { workdir, expectSuccess, stateOf, plan, apply } = terraformWorkspaces(root, () => ({ stack, env }));
+const networkState = (dir: string) => stateOf(dir, "globalvm_network.backend");
 
 beforeAll(async () => {
   ({ stack, env } = await startTerraformStack(root, { name: "tf-network", regions: ["eu-west"] }));

@@ -1,7 +1,7 @@
 // Runs the real terraform binary against a provider installed into a temporary mirror.
 
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { installProvider } from "../../provider/build/install.ts";
 import { type Stack, type StackOptions, startStack } from "../support/stack.ts";
@@ -153,4 +153,36 @@ export function processesRunning(executable: string): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * Terraform working directories under `root` for tests that apply configurations against a
+ * stack: each is a directory with one main.tf, and the commands a test runs in it. `context`
+ * is read at each call (the stack starts in a beforeAll).
+ */
+export function terraformWorkspaces(root: string, context: () => { stack: Stack; env: NodeJS.ProcessEnv }) {
+  const expectSuccess = (result: TerraformResult) => {
+    if (result.code !== 0)
+      throw new Error(`terraform failed (${result.code}):\n${result.output}\n${context().stack.logs()}`);
+  };
+  return {
+    workdir(name: string, hcl: string): string {
+      const dir = join(root, name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "main.tf"), hcl);
+      return dir;
+    },
+    expectSuccess,
+    /** The values of the resource at `address` in the directory's state. */
+    async stateOf(dir: string, address: string): Promise<Record<string, any>> {
+      const result = await terraform(dir, ["show", "-json"], context().env);
+      expectSuccess(result);
+      const resources = JSON.parse(result.stdout).values?.root_module?.resources ?? [];
+      return resources.find((r: { address: string }) => r.address === address)?.values;
+    },
+    plan: (dir: string) =>
+      terraform(dir, ["plan", "-detailed-exitcode", "-input=false", "-no-color"], context().env),
+    apply: (dir: string) =>
+      terraform(dir, ["apply", "-auto-approve", "-input=false", "-no-color"], context().env),
+  };
 }

@@ -1,4 +1,5 @@
 // An in-process control plane on a real catalog, with helpers that speak to it as clients do.
+import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "../../api/app.ts";
 import { ensureBootstrapAdminToken } from "../../api/bootstrap.ts";
 import { createServices } from "../../api/services.ts";
@@ -93,3 +94,16 @@ export async function createTestApi(kind: CatalogKind) {
 }
 
 export type TestApi = Awaited<ReturnType<typeof createTestApi>>;
+
+/** Serves the in-process app on a loopback port, for clients that speak HTTP (the CLI). */
+export async function serveOnLoopback(api: TestApi): Promise<{ url: string; close(): Promise<void> }> {
+  const server = await new Promise<ServerType>((resolve) => {
+    const s = serve({ fetch: api.app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
