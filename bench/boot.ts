@@ -23,7 +23,7 @@ import {
   PROBE_GUEST,
   waitForConsoleLine,
   waitForState,
-} from "../test/compute/support.ts";
+} from "../test/support/compute.ts";
 import { median } from "./stats.ts";
 
 const RUNS = Number(process.env.BENCH_BOOT_RUNS ?? 5);

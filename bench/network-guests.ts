@@ -12,7 +12,7 @@
 import { createInterface } from "node:readline";
 import { createComputeDriver } from "../regional-manager/compute/index.ts";
 import { MetadataService } from "../regional-manager/metadata/index.ts";
-import { guestSpec } from "../test/compute/support.ts";
+import { guestSpec } from "../test/support/compute.ts";
 import { type BenchGuest, GUEST_MACHINE } from "./network-wiring.ts";
 
 const [dataDir, planJson] = process.argv.slice(2);

@@ -8,7 +8,7 @@
 // usage: node bench/network-stack.ts '<config JSON>'
 //   config: { controlPlaneHost, runs, regions: [{ name, netns, underlay }] }
 // prints one JSON line: { runs: [{ ready_ms, succeeded_ms, connected_ms, attempts }], error? }
-import { createGroup, expectSucceeded, listInstances } from "../test/e2e/vm-group-lifecycle-support.ts";
+
 import {
   type NetworkStackConfig,
   readStackConfig,
@@ -16,6 +16,7 @@ import {
   startNetworkStack,
   startWeb,
 } from "../test/network/stack-hosts.ts";
+import { createGroup, expectSucceeded, listInstances } from "../test/support/vm-groups.ts";
 import { GUEST_MACHINE } from "./network-wiring.ts";
 
 const { config, first, last } = readStackConfig<NetworkStackConfig & { runs: number }>("network-stack.ts");

@@ -20,8 +20,8 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensureGuestImage, killRecordedVms } from "../test/compute/support.ts";
 import { addNamespace, joinWan, loneUplink, makeWan, removeNamespaces } from "../test/network/namespaces.ts";
+import { ensureGuestImage, killRecordedVms } from "../test/support/compute.ts";
 import {
   BLOCK_BYTES,
   benchGuest,

@@ -28,9 +28,9 @@ import {
   PROBE_CACHE,
   PROBE_GUEST,
   waitForState,
-} from "../test/compute/support.ts";
+} from "../test/support/compute.ts";
 import { type Stack, startStack } from "../test/support/stack.ts";
-import { createTestKeys, seededBytes, startManager, stopAllManagers } from "../test/transfer/helpers.ts";
+import { createTestKeys, seededBytes, startManager, stopAllManagers } from "../test/support/transfer.ts";
 import { median } from "./stats.ts";
 
 const IMAGE_BYTES = 64 << 20;

@@ -17,7 +17,7 @@ import { bundleProvider, REPO_ROOT } from "../provider/build/bundle.ts";
 import { installProvider } from "../provider/build/install.ts";
 import { createServerCertificate } from "../provider/server/certificate.ts";
 import { pluginEnvironment } from "../test/provider/helpers.ts";
-import { type TerraformResult, terraformEnvironment } from "../test/provider/terraform-cli.ts";
+import { type TerraformResult, terraformEnvironment } from "../test/support/terraform.ts";
 import { median } from "./stats.ts";
 
 const SPAWN_RUNS = 21;

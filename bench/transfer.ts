@@ -38,7 +38,7 @@ import {
   startManager,
   stopAllManagers,
   type TestKeys,
-} from "../test/transfer/helpers.ts";
+} from "../test/support/transfer.ts";
 import { median } from "./stats.ts";
 
 const run = promisify(execFile);

@@ -11,7 +11,7 @@ import { installProvider, PROVIDER_ADDRESS } from "../../provider/build/install.
 import { globalvmProvider } from "../../provider/globalvm-provider.ts";
 import { BINDINGS_DIR, withExplicitIndex, withFlatExports } from "../../scripts/generate-cdktf-bindings.ts";
 import { providerSchemaDocument } from "../../scripts/provider-schema-json.ts";
-import { terraform, terraformEnvironment } from "../provider/terraform-cli.ts";
+import { terraform, terraformEnvironment } from "../support/terraform.ts";
 
 const REPO_ROOT = resolve(import.meta.dirname, "../..");
 const root = mkdtempSync(join(tmpdir(), "globalvm-cdktf-bindings-"));

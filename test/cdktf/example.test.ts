@@ -10,14 +10,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureGuestImage } from "../compute/support.ts";
-import {
-  killEach,
-  runCaptured,
-  startTerraformStack,
-  type TerraformResult,
-} from "../provider/terraform-cli.ts";
+import { ensureGuestImage } from "../support/compute.ts";
 import type { Stack } from "../support/stack.ts";
+import { killEach, runCaptured, startTerraformStack, type TerraformResult } from "../support/terraform.ts";
 
 const REPO_ROOT = resolve(import.meta.dirname, "../..");
 const REGIONS = ["eu-west", "us-east", "ap-south"];

@@ -1,7 +1,7 @@
 // globalvm firewall-rule ls | create | delete against a control plane served on loopback.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApi, serveOnLoopback, type TestApi } from "../support/api.ts";
-import { runCli } from "./run-cli.ts";
+import { runCli } from "../support/cli.ts";
 
 let api: TestApi;
 let server: Awaited<ReturnType<typeof serveOnLoopback>>;

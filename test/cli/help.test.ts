@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { REPO_ROOT } from "../compute/support.ts";
-import { runCli } from "./run-cli.ts";
+import { runCli } from "../support/cli.ts";
+import { REPO_ROOT } from "../support/compute.ts";
 
 const COMMANDS = [
   ["up"],

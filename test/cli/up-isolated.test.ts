@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookUpUser } from "../../regional-manager/compute/qemu/user.ts";
-import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
+import { runCli } from "../support/cli.ts";
+import { ensureGuestImage, killRecordedVms } from "../support/compute.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
-import { runCli } from "./run-cli.ts";
 
 const dataDir = mkdtempSync(join(tmpdir(), "globalvm-up-isolated-"));
 let up: RunningProcess;

@@ -12,12 +12,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { metadataSocketDir } from "../../regional-manager/network/namespace-host.ts";
-import { ensureGuestImage, killRecordedVms } from "../compute/support.ts";
-import { FETCH_WEB, SERVE } from "../network/guest-scripts.ts";
 import { makeBackedQcow2 } from "../store/hostile-images.ts";
+import { type CliResult, runCli } from "../support/cli.ts";
+import { ensureGuestImage, killRecordedVms } from "../support/compute.ts";
+import { FETCH_WEB, SERVE } from "../support/guest-scripts.ts";
 import { loosePermissions } from "../support/permissions.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
-import { type CliResult, runCli } from "./run-cli.ts";
 
 const dataDir = mkdtempSync(join(tmpdir(), "globalvm-cli-up-"));
 const randomFile = join(dataDir, "random.raw");

@@ -25,7 +25,7 @@ import {
 import { listenUnixSocket } from "../../regional-manager/compute/unix-socket.ts";
 import { checkMemoryAvailable, validateInstanceSpec } from "../../regional-manager/compute/validation.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
-import { guestSpec } from "./support.ts";
+import { guestSpec } from "../support/compute.ts";
 
 const plan = {
   instanceId: "ins_1",

@@ -5,7 +5,7 @@
 // usage: node test/compute/manager-process.ts <dataDir> <instanceId>
 import { createComputeDriver } from "../../regional-manager/compute/index.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
-import { guestSpec, PROBE_CACHE, PROBE_GUEST, waitForState } from "./support.ts";
+import { guestSpec, PROBE_CACHE, PROBE_GUEST, waitForState } from "../support/compute.ts";
 
 const [dataDir, instanceId] = process.argv.slice(2);
 if (!dataDir || !instanceId) throw new Error("usage: manager-process.ts <dataDir> <instanceId>");

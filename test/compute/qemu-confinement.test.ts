@@ -21,7 +21,7 @@ import {
 import { SANDBOX } from "../../regional-manager/compute/qemu/command-line.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
 import { makeBackedQcow2, makeHostileImages } from "../store/hostile-images.ts";
-import { ensureGuestImage, GUEST_IMAGE, guestSpec, killRecordedVms } from "./support.ts";
+import { ensureGuestImage, GUEST_IMAGE, guestSpec, killRecordedVms } from "../support/compute.ts";
 
 /** The regular files a process holds open. */
 function openFiles(pid: number): string[] {

@@ -28,7 +28,7 @@ import {
   waitForConsoleLine,
   waitForConsoleText,
   waitForState,
-} from "./support.ts";
+} from "../support/compute.ts";
 
 const BOOT_TIMEOUT_MS = 120_000;
 const CAPACITY = { vcpus: 2, memoryMb: 1024 };

@@ -17,7 +17,7 @@ import {
   expectSucceeded,
   listInstances,
   metadataPortOf,
-} from "./vm-group-lifecycle-support.ts";
+} from "../support/vm-groups.ts";
 
 let stack: Stack;
 const DC = "eu-west-a";

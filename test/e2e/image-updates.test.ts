@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../client/upload.ts";
-import { ensureGuestImage } from "../compute/support.ts";
+import { ensureGuestImage } from "../support/compute.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { heldBy, stackProbes } from "../support/stack-probes.ts";
 

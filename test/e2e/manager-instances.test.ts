@@ -26,8 +26,8 @@ import { uploadImage } from "../../client/upload.ts";
 import { readInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
 import { isProcessRunning } from "../../regional-manager/compute/qemu/process.ts";
 import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
-import { BOOT_MARKER, ensureGuestImage } from "../compute/support.ts";
 import { createTestDatabaseUrl } from "../support/catalogs.ts";
+import { BOOT_MARKER, ensureGuestImage } from "../support/compute.ts";
 import { type RunningProcess, startCli } from "../support/processes.ts";
 import { strongSecret } from "../support/secrets.ts";
 

@@ -5,7 +5,7 @@
 // removes its instances.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../client/upload.ts";
-import { ensureGuestImage } from "../compute/support.ts";
+import { ensureGuestImage } from "../support/compute.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 
 let stack: Stack;

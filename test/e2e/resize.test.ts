@@ -12,7 +12,7 @@ import {
   instanceDir,
   listInstances,
   overlayExists,
-} from "./vm-group-lifecycle-support.ts";
+} from "../support/vm-groups.ts";
 
 let stack: Stack;
 const DC = "eu-west-a";

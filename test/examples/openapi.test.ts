@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureGuestImage, REPO_ROOT } from "../compute/support.ts";
+import { ensureGuestImage, REPO_ROOT } from "../support/compute.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 
 const execFileAsync = promisify(execFile);

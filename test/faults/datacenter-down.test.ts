@@ -4,7 +4,7 @@
 // manager is frozen with SIGSTOP (alive but silent, like a partitioned host) and thawed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../client/upload.ts";
-import { ensureGuestImage } from "../compute/support.ts";
+import { ensureGuestImage } from "../support/compute.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 
 const DOWN_AFTER_MS = 3_000;

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { uploadImage } from "../../client/upload.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import { ensureGuestImage } from "../compute/support.ts";
+import { ensureGuestImage } from "../support/compute.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { type ChunkCounter, type ChunkRequest, startChunkCounter } from "./chunk-counter.ts";
 

@@ -8,7 +8,7 @@
 import { createComputeDriver } from "../../regional-manager/compute/index.ts";
 import type { GuestNetworkInterface } from "../../regional-manager/compute/types.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
-import { guestSpec } from "../compute/support.ts";
+import { guestSpec } from "../support/compute.ts";
 
 export interface GuestPlan {
   instanceId: string;

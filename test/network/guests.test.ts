@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookUpUser } from "../../regional-manager/compute/qemu/user.ts";
 import { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
 import { guestMac, type HostNetworkSpec } from "../../regional-manager/network/spec.ts";
-import { ensureGuestImage, REPO_ROOT } from "../compute/support.ts";
+import { ensureGuestImage, REPO_ROOT } from "../support/compute.ts";
 import type { GuestPlan } from "./guest-network-process.ts";
 import { loneUplink } from "./namespaces.ts";
 

@@ -9,14 +9,10 @@
 //
 // usage: node test/network/network-stack-process.ts '<config JSON>'
 //   config: { controlPlaneHost, regions: [{ name, netns, underlay, manager }] }
-import {
-  createGroup,
-  createGuestImage,
-  expectSucceeded,
-  listInstances,
-} from "../e2e/vm-group-lifecycle-support.ts";
+
+import { FETCH_WEB } from "../support/guest-scripts.ts";
 import type { Stack } from "../support/stack.ts";
-import { FETCH_WEB } from "./guest-scripts.ts";
+import { createGroup, createGuestImage, expectSucceeded, listInstances } from "../support/vm-groups.ts";
 import { sh } from "./namespaces.ts";
 import { readStackConfig, runAndReport, startNetworkStack, startWeb } from "./stack-hosts.ts";
 

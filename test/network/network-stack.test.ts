@@ -8,8 +8,8 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureGuestImage, REPO_ROOT } from "../compute/support.ts";
-import type { InstanceView } from "../e2e/vm-group-lifecycle-support.ts";
+import { ensureGuestImage, REPO_ROOT } from "../support/compute.ts";
+import type { InstanceView } from "../support/vm-groups.ts";
 import { addNamespace, joinWan, makeWan, removeNamespaces } from "./namespaces.ts";
 
 const tag = randomBytes(3).toString("hex");

@@ -3,9 +3,10 @@
 // namespace, listening on its underlay address, or beside the control plane putting its guests
 // and their networking in its namespace (as `globalvm up` does). Shared by
 // network-stack-process.ts and bench/network-stack.ts, which take the hosts as JSON from argv.
-import { createGroup, createGuestImage, expectSucceeded } from "../e2e/vm-group-lifecycle-support.ts";
+
+import { SERVE } from "../support/guest-scripts.ts";
 import { type Stack, startStack } from "../support/stack.ts";
-import { SERVE } from "./guest-scripts.ts";
+import { createGroup, createGuestImage, expectSucceeded } from "../support/vm-groups.ts";
 
 export interface RegionHost {
   name: string;

@@ -22,14 +22,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureGuestImage } from "../compute/support.ts";
-import {
-  killGroup,
-  runCaptured,
-  startTerraformStack,
-  type TerraformResult,
-} from "../provider/terraform-cli.ts";
+import { ensureGuestImage } from "../support/compute.ts";
 import type { Stack } from "../support/stack.ts";
+import { killGroup, runCaptured, startTerraformStack, type TerraformResult } from "../support/terraform.ts";
 
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-interrupt-"));
 const dir = join(root, "work");

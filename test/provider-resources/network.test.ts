@@ -5,8 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTerraformStack, terraform, terraformWorkspaces } from "../provider/terraform-cli.ts";
 import type { Stack } from "../support/stack.ts";
+import { startTerraformStack, terraform, terraformWorkspaces } from "../support/terraform.ts";
 
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-network-"));
 let stack: Stack;

@@ -25,14 +25,9 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isInstanceProcess } from "../../regional-manager/compute/qemu/process.ts";
-import { ensureGuestImage } from "../compute/support.ts";
-import {
-  killEach,
-  runCaptured,
-  startTerraformStack,
-  type TerraformResult,
-} from "../provider/terraform-cli.ts";
+import { ensureGuestImage } from "../support/compute.ts";
 import type { Stack } from "../support/stack.ts";
+import { killEach, runCaptured, startTerraformStack, type TerraformResult } from "../support/terraform.ts";
 
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-quickstart-"));
 const terraforms = new Set<number>();

@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTerraformStack, type TerraformResult, terraform } from "../provider/terraform-cli.ts";
 import type { Stack } from "../support/stack.ts";
+import { startTerraformStack, type TerraformResult, terraform } from "../support/terraform.ts";
 
 const QUICKSTART = fileURLToPath(new URL("../../examples/terraform/quickstart/main.tf", import.meta.url));
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-resources-"));

@@ -8,8 +8,13 @@ import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installProvider, lockCommand } from "../../provider/build/install.ts";
+import {
+  processesRunning,
+  type TerraformResult,
+  terraform,
+  terraformEnvironment,
+} from "../support/terraform.ts";
 import { FIXTURE_ENTRY } from "./helpers.ts";
-import { processesRunning, type TerraformResult, terraform, terraformEnvironment } from "./terraform-cli.ts";
 
 const root = mkdtempSync(join(tmpdir(), "globalvm-tf-"));
 const mirrorDir = join(root, "mirror");

@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { runCli } from "../cli/run-cli.ts";
-import { killRecordedVms, REPO_ROOT } from "../compute/support.ts";
+import { runCli } from "../support/cli.ts";
+import { killRecordedVms, REPO_ROOT } from "../support/compute.ts";
 
 const execFileAsync = promisify(execFile);
 const README = readFileSync(join(REPO_ROOT, "README.md"), "utf8");

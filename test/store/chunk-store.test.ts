@@ -5,7 +5,7 @@ import { chunkLengths } from "../../common/image-format/chunking.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
 import { ChunkStore, READ_BUFFER_BYTES } from "../../regional-manager/store/chunk-store.ts";
 import { StoreError } from "../../regional-manager/store/errors.ts";
-import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
+import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 function chunksOf(data: Buffer): Array<[string, Buffer]> {
   const out: Array<[string, Buffer]> = [];

@@ -16,7 +16,7 @@ import {
   ZERO_CHUNK_LENGTH,
 } from "../../common/image-format/chunking.ts";
 import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
-import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
+import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 const { minLength, averageLength, maxLength } = DEFAULT_CHUNKING;
 

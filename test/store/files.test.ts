@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { replaceFileDurably, replaceFileDurablySync } from "../../common/files.ts";
 import { readInstanceRecord, writeInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
-import { temporaryDir } from "../transfer/helpers.ts";
+import { temporaryDir } from "../support/transfer.ts";
 
 describe("durable file replacement", () => {
   let dir: Awaited<ReturnType<typeof temporaryDir>>;

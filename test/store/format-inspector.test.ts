@@ -8,7 +8,7 @@ import {
   recognizeFormat,
 } from "../../regional-manager/store/format-inspector.ts";
 import type { ImageFormat } from "../../regional-manager/store/image-store.ts";
-import { temporaryDir } from "../transfer/helpers.ts";
+import { temporaryDir } from "../support/transfer.ts";
 import { makeHostileImages } from "./hostile-images.ts";
 
 /** Images made by the real qemu-img, as an attacker would make them. */

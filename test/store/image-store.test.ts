@@ -6,7 +6,7 @@ import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
 import { encodeManifest, type Manifest } from "../../common/image-format/manifest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
+import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 /** Puts the non-zero chunks of `data` (cut as `manifest` says) into the store. */
 async function putChunks(

@@ -7,7 +7,7 @@ import {
   diffManifests,
   encodeManifestDelta,
 } from "../../regional-manager/store/manifest-delta.ts";
-import { seededBytes } from "../transfer/helpers.ts";
+import { seededBytes } from "../support/transfer.ts";
 
 function manifestOf(data: Buffer): Manifest {
   return {

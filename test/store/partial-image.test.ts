@@ -12,7 +12,7 @@ import {
   PartialImageWriter,
   sameOffsetPositions,
 } from "../../regional-manager/store/partial-image.ts";
-import { seededBytes, temporaryDir } from "../transfer/helpers.ts";
+import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 /** The data chunks of an image with their offsets, as a peer would send them. */
 function dataChunks(

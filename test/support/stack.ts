@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killRecordedVms } from "../compute/support.ts";
+import { killRecordedVms } from "./compute.ts";
 import { type RunningProcess, startCli } from "./processes.ts";
 import { strongSecret } from "./secrets.ts";
 

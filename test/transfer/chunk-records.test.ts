@@ -6,7 +6,7 @@ import {
   writeRecordHeader,
 } from "../../common/image-format/chunk-records.ts";
 import { MAX_CHUNK_LENGTH } from "../../common/image-format/manifest.ts";
-import { seededBytes } from "./helpers.ts";
+import { seededBytes } from "../support/transfer.ts";
 
 function encode(records: Array<[string, Buffer]>): Buffer {
   const parts: Buffer[] = [];

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { dechunk, streamChunkData } from "../../regional-manager/transfer/chunk-stream.ts";
-import { seededBytes } from "./helpers.ts";
+import { seededBytes } from "../support/transfer.ts";
 
 /** The data of `count` chunks of varied lengths, concatenated as the source sends them. */
 function chunkData(count: number): Buffer {

@@ -13,7 +13,7 @@ import {
   stopAllManagers,
   type TestKeys,
   temporaryDir,
-} from "./helpers.ts";
+} from "../support/transfer.ts";
 
 describe("hostile images", () => {
   let dir: Awaited<ReturnType<typeof temporaryDir>>;

@@ -16,7 +16,7 @@ import {
   TEST_PROJECT,
   type TestKeys,
   temporaryDir,
-} from "./helpers.ts";
+} from "../support/transfer.ts";
 
 const ZERO_RUN = 256 * 1024;
 const GiB = 1024 ** 3;

@@ -14,7 +14,7 @@ import {
   stopAllManagers,
   type TestKeys,
   temporaryDir,
-} from "./helpers.ts";
+} from "../support/transfer.ts";
 import { startProxy, type TransferProxy } from "./proxy.ts";
 
 interface PullAnswer {

@@ -8,7 +8,7 @@ import { encodeDigestList, type Manifest } from "../../common/image-format/manif
 import { createTransferTokenVerifier } from "../../common/tokens/transfer-token.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
 import { createTransferApp } from "../../regional-manager/transfer/app.ts";
-import { createTestKeys, seededBytes, type TestKeys, temporaryDir } from "./helpers.ts";
+import { createTestKeys, seededBytes, type TestKeys, temporaryDir } from "../support/transfer.ts";
 
 // The chunk-serving route outside a Node server (app.request): the same bytes, as a web stream.
 describe("serving a pull's chunks to a client that is not a Node server", () => {

@@ -15,7 +15,7 @@ import {
   stopAllManagers,
   type TestKeys,
   temporaryDir,
-} from "./helpers.ts";
+} from "../support/transfer.ts";
 
 function records(list: Array<[string, Buffer]>): Buffer {
   const out = Buffer.alloc(list.reduce((sum, [, data]) => sum + RECORD_HEADER_BYTES + data.length, 0));

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { installProvider } from "../../provider/build/install.ts";
-import { type Stack, type StackOptions, startStack } from "../support/stack.ts";
+import { type Stack, type StackOptions, startStack } from "./stack.ts";
 
 export interface TerraformResult {
   code: number | null;

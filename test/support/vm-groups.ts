@@ -4,9 +4,9 @@ import { appendFileSync, copyFileSync, existsSync, readFileSync } from "node:fs"
 import { join } from "node:path";
 import { uploadImage } from "../../client/upload.ts";
 import { readInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
-import { ensureGuestImage } from "../compute/support.ts";
-import type { Stack } from "../support/stack.ts";
-import { waitForStackOperation } from "../support/stack-probes.ts";
+import { ensureGuestImage } from "./compute.ts";
+import type { Stack } from "./stack.ts";
+import { waitForStackOperation } from "./stack-probes.ts";
 
 /** Long-polls an operation until it is done; a timeout lists its VM group's instances and the logs. */
 export function waitForOperation(stack: Stack, id: string, timeoutMs: number) {

@@ -1,6 +1,6 @@
 // Runs one globalvm command to its end and returns what it printed and its exit code.
 import { spawn } from "node:child_process";
-import { CLI } from "../support/processes.ts";
+import { CLI } from "./processes.ts";
 
 export interface CliResult {
   code: number | null;
