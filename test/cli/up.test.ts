@@ -295,7 +295,7 @@ describe("globalvm up", () => {
       "eu-west",
     ]);
     expect(pushed.code).toBe(1);
-    expect(pushed.stderr).toContain("IMAGE_FORMAT_REFUSED (422): image img_");
+    expect(pushed.stderr).toContain("image_format_refused (422): image img_");
     expect(pushed.stderr).toContain("is refused: qcow2 image names a backing file '/etc/passwd'");
     expect(pushed.stderr).toContain("the image's content was refused");
     const image = parsed(await cli(first, ["image", "show", "hostile", "--json"]));
