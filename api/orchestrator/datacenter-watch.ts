@@ -4,6 +4,7 @@
 // has no state change of its own to report). Instances whose reports may have been lost (sent
 // while the control plane was restarting) are checked with their manager the same way, and so
 // are replicas still said to be on their way.
+import { and, eq, isNotNull } from "drizzle-orm";
 import {
   datacenterHealth,
   instancesToVerify,
@@ -13,7 +14,9 @@ import {
   unrecordedReplicasOfRunningInstances,
 } from "../catalog/datacenter-health.ts";
 import { HEARTBEAT_THRESHOLDS } from "../catalog/datacenter-status.ts";
+import { instances } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
+import { pushFirewall } from "./firewalls.ts";
 import { askToReplicate } from "./images/replica-calls.ts";
 import { getInstanceOnManager, ManagerCallError } from "./manager-client.ts";
 
@@ -89,15 +92,50 @@ export async function checkDatacenters(services: Services, log: (line: string) =
   }
 }
 
+/**
+ * The datacenters up now that were not at the last look (all of them at the first look: this
+ * process cannot know what they missed before it started).
+ */
+export function newlyUp(previous: ReadonlySet<string> | undefined, up: readonly string[]): string[] {
+  return up.filter((name) => !previous?.has(name));
+}
+
+/**
+ * A manager that was away while a network's rules changed holds the rules of before: each
+ * network with instances in a datacenter that comes back is sent again, to all of its places.
+ */
+export async function resendFirewalls(services: Services, datacenter: string): Promise<void> {
+  const networks = await services.db
+    .selectDistinct({ id: instances.networkId })
+    .from(instances)
+    .where(and(eq(instances.datacenter, datacenter), isNotNull(instances.networkId)));
+  for (const network of networks) if (network.id) await pushFirewall(services, network.id);
+}
+
 export function startDatacenterWatch(options: DatacenterWatchOptions): { stop(): void } {
   const log = options.log ?? ((line: string) => console.error(line));
   const intervalMs =
     options.intervalMs ?? Math.min(5_000, Math.max(100, HEARTBEAT_THRESHOLDS.downAfterMs / 10));
   let running = false;
+  let up: Set<string> | undefined;
+  const resendOnReturn = async () => {
+    const health = await datacenterHealth(options.services.db, options.services.now());
+    const now = health.filter((dc) => dc.status === "up" && dc.managerUrl).map((dc) => dc.name);
+    const next = new Set(now);
+    for (const name of newlyUp(up, now)) {
+      await resendFirewalls(options.services, name).catch((error: unknown) => {
+        // Tried again at the next look.
+        next.delete(name);
+        log(`[WARN] firewalls not sent again to ${name}: ${error}`);
+      });
+    }
+    up = next;
+  };
   const timer = setInterval(() => {
     if (running) return;
     running = true;
     checkDatacenters(options.services, log)
+      .then(() => resendOnReturn())
       .catch((error: unknown) => log(`[WARN] datacenter watch: ${error}`))
       .finally(() => {
         running = false;

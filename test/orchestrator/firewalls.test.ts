@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { firewallRules } from "../../api/catalog/schema.ts";
+import { newlyUp } from "../../api/orchestrator/datacenter-watch.ts";
 import { compileFirewall, firewallOfNetwork } from "../../api/orchestrator/firewalls.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
 
@@ -82,5 +83,14 @@ describe("a network's firewall read from the catalog", () => {
     const second = await firewallOfNetwork(api.services, network.id);
     expect(second?.revision).toBeGreaterThan(first?.revision ?? Number.POSITIVE_INFINITY);
     expect(await firewallOfNetwork(api.services, "net_01jd3k9x4m6q8r2t5v7w9y1z3b")).toBeUndefined();
+  });
+});
+
+describe("a datacenter that comes back", () => {
+  it("is sent its networks' firewalls again: every one at the first look, then the ones that return", () => {
+    expect(newlyUp(undefined, ["a", "b"])).toEqual(["a", "b"]);
+    expect(newlyUp(new Set(["a", "b"]), ["a", "b"])).toEqual([]);
+    // b went down at one look and is back at the next.
+    expect(newlyUp(new Set(["a"]), ["a", "b"])).toEqual(["b"]);
   });
 });
