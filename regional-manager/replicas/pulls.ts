@@ -23,16 +23,19 @@ export class VersionPulls {
     this.#held = options.held;
   }
 
-  /** The version once it is available here: at once when held, else when its pull ends. */
-  ensure(imageId: string, version: number): Promise<VersionRecord> {
+  /**
+   * The version once it is available here: at once when held, else when its pull ends. `pull`
+   * replaces the constructor's for this version's pull, if this call starts one.
+   */
+  ensure(imageId: string, version: number, pull: PullVersion = this.#pull): Promise<VersionRecord> {
     const held = this.#held(imageId, version);
     if (held?.state === "available") return Promise.resolve(held);
     const key = keyOf(imageId, version);
     const running = this.#running.get(key);
     if (running) return running.done;
     const abort = new AbortController();
-    const done = this.#pull(imageId, version, AbortSignal.any([this.#closed.signal, abort.signal])).finally(
-      () => this.#running.delete(key),
+    const done = pull(imageId, version, AbortSignal.any([this.#closed.signal, abort.signal])).finally(() =>
+      this.#running.delete(key),
     );
     this.#running.set(key, { done, abort });
     return done;

@@ -2,7 +2,8 @@ import { type FileHandle, mkdir, open, readdir, rename, rm, unlink } from "node:
 import { join } from "node:path";
 import { readFully, syncDirectory, writeFileDurably } from "../../common/files.ts";
 import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
-import { asStoreError, StoreError, verifyChunk } from "./errors.ts";
+import { asStoreError, StoreError } from "./errors.ts";
+import { verifyChunk } from "./verify-chunk.ts";
 
 /*
  * Chunks live in append-only pack files, never one file per chunk. A pack is a sequence of

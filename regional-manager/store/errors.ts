@@ -1,5 +1,3 @@
-import { sha256Hex } from "../../common/image-format/digest.ts";
-
 /** Errors the store raises, each with a stable code the HTTP layer maps to a problem+json. */
 export type StoreErrorCode =
   | "CHUNK_DIGEST_MISMATCH"
@@ -32,11 +30,4 @@ export function asStoreError(error: unknown, where: string): unknown {
     return new StoreError("DISK_FULL", `disk full while writing ${where}`, { cause: error });
   }
   return error;
-}
-
-/** Throws CHUNK_DIGEST_MISMATCH unless `data` is the chunk `digest` names. */
-export function verifyChunk(digest: string, data: Uint8Array): void {
-  if (sha256Hex(data) !== digest) {
-    throw new StoreError("CHUNK_DIGEST_MISMATCH", `chunk ${digest} does not match its digest`);
-  }
 }

@@ -3,8 +3,9 @@ import { readFully } from "../../common/files.ts";
 import { isAllZero, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkStore } from "./chunk-store.ts";
-import { asStoreError, StoreError, verifyChunk } from "./errors.ts";
+import { asStoreError, StoreError } from "./errors.ts";
 import { FileHasher } from "./file-hasher.ts";
+import { verifyChunk } from "./verify-chunk.ts";
 
 /*
  * The image of a version being received, written in place: every chunk that arrives is

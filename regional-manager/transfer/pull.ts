@@ -141,29 +141,12 @@ export async function fetchChunks(
   }
 }
 
-const inFlight = new WeakMap<ImageStore, Map<string, Promise<VersionRecord>>>();
-
 /**
  * Makes `imageId`/`version` available in `store`, pulling only the chunks it lacks from
  * the sources. Resumable: chunks stored by an earlier, interrupted pull are not fetched
- * again. Two calls for the same version share one transfer (the second waits for it).
+ * again. One pull per version at a time is the caller's to ensure (replicas/pulls.ts).
  */
-export function pullImageVersion(options: PullOptions): Promise<VersionRecord> {
-  let running = inFlight.get(options.store);
-  if (!running) {
-    running = new Map();
-    inFlight.set(options.store, running);
-  }
-  const key = `${options.imageId}@${options.version}`;
-  const existing = running.get(key);
-  if (existing) return existing;
-  const map = running;
-  const pull = runPull(options).finally(() => map.delete(key));
-  map.set(key, pull);
-  return pull;
-}
-
-async function runPull(options: PullOptions): Promise<VersionRecord> {
+export async function pullImageVersion(options: PullOptions): Promise<VersionRecord> {
   const { store, imageId, version, sources, signal, reporter } = options;
   const held = store.getVersion(imageId, version);
   if (held?.state === "available" && held.digest === options.expectedDigest) return held;

@@ -21,6 +21,7 @@ import { httpLimitsFromEnv } from "../../cli/serve.ts";
 import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions } from "../../common/http-limits.ts";
 import { createTransferTokenVerifier } from "../../common/tokens/transfer-token.ts";
 import { managerRoutes } from "../http/openapi.ts";
+import { VersionPulls } from "../replicas/pulls.ts";
 import { ImageStore } from "../store/image-store.ts";
 import { createTransferApp } from "./app.ts";
 import { type PullSource, pullImageVersion } from "./pull.ts";
@@ -49,6 +50,11 @@ const verifier = createTransferTokenVerifier({ keys: { publicKey }, datacenter }
 
 // Failures of a test pull are answered as the manager's problems, by the same error handler.
 const app = managerRoutes();
+const pulls = new VersionPulls({
+  // Every pull here names its sources: see ensure's pull below.
+  pull: () => Promise.reject(new Error("a pull needs its sources")),
+  held: (imageId, version) => store.getVersion(imageId, version),
+});
 app.route("/", createTransferApp({ store, verifier }));
 app.post("/_test/pull", async (c) => {
   const body = (await c.req.json()) as {
@@ -66,26 +72,30 @@ app.post("/_test/pull", async (c) => {
     let lastPrintedAt = 0;
     let wireBytes = 0;
     let phases = {};
-    const record = await pullImageVersion({
-      store,
-      ...body,
-      onProgress: (progress) => {
-        wireBytes = progress.wireBytes;
-        phases = {
-          secondsTransferring: progress.secondsTransferring,
-          secondsCompleting: progress.secondsCompleting,
-        };
-        // At most every 256 KiB and 50 ms: stdout is a pipe, written synchronously, and a
-        // line per 256 KiB cost ~10% of a fast pull.
-        const now = performance.now();
-        const due = progress.bytesDone - lastPrinted >= 256 << 10 && now - lastPrintedAt >= 50;
-        if (due || progress.bytesDone === progress.bytesTotal) {
-          lastPrinted = progress.bytesDone;
-          lastPrintedAt = now;
-          process.stdout.write(`progress ${progress.bytesDone} ${progress.bytesTotal}\n`);
-        }
-      },
-    });
+    // Two requests for one version share one pull, as in the manager (replicas/pulls.ts).
+    const record = await pulls.ensure(body.imageId, body.version, (_imageId, _version, signal) =>
+      pullImageVersion({
+        store,
+        ...body,
+        signal,
+        onProgress: (progress) => {
+          wireBytes = progress.wireBytes;
+          phases = {
+            secondsTransferring: progress.secondsTransferring,
+            secondsCompleting: progress.secondsCompleting,
+          };
+          // At most every 256 KiB and 50 ms: stdout is a pipe, written synchronously, and a
+          // line per 256 KiB cost ~10% of a fast pull.
+          const now = performance.now();
+          const due = progress.bytesDone - lastPrinted >= 256 << 10 && now - lastPrintedAt >= 50;
+          if (due || progress.bytesDone === progress.bytesTotal) {
+            lastPrinted = progress.bytesDone;
+            lastPrintedAt = now;
+            process.stdout.write(`progress ${progress.bytesDone} ${progress.bytesTotal}\n`);
+          }
+        },
+      }),
+    );
     process.stdout.write(`pulled ${body.imageId} ${body.version} wire ${wireBytes}\n`);
     return c.json({ ...record, wireBytes, ...phases });
   }

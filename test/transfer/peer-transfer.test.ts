@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../client/upload.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
+import { VersionPulls } from "../../regional-manager/replicas/pulls.ts";
 import { ImageStore, type VersionRecord } from "../../regional-manager/store/image-store.ts";
 import { pullImageVersion } from "../../regional-manager/transfer/pull.ts";
 import {
@@ -290,12 +291,18 @@ describe("peer transfer between managers", () => {
       expectedSize: image.length,
       sources: [{ url: proxy.url, token: await keys.token("img-p", 1, "dc-a", "read") }],
     };
-    const first = pullImageVersion(options);
-    const second = pullImageVersion(options);
+    const pulls = new VersionPulls({
+      pull: (_imageId, _version, signal) => pullImageVersion({ ...options, signal }),
+      held: (imageId, version) => store.getVersion(imageId, version),
+    });
+    const first = pulls.ensure("img-p", 1);
+    const second = pulls.ensure("img-p", 1);
     expect(second).toBe(first);
     const record = await first;
     expect(proxy.chunkRequests).toBeGreaterThan(0);
     proxy.reset();
+    // Held now: neither layer asks the source again.
+    expect((await pulls.ensure("img-p", 1)).localId).toBe(record.localId);
     expect((await pullImageVersion(options)).localId).toBe(record.localId);
     expect(proxy.chunkRequests).toBe(0);
     await store.close();
