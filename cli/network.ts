@@ -1,7 +1,14 @@
 // globalvm network ls | show
 import type { ApiClient, Network } from "../client/api.ts";
 import { type Command, CommandFailure, commandGroup, EXIT_OK } from "./command.ts";
-import { CONNECTION_HELP, findByIdOrName, oneArgumentCommandLine, pageQuery } from "./connection.ts";
+import {
+  CONNECTION_HELP,
+  callApi,
+  expectAnswer,
+  findByIdOrName,
+  oneArgumentCommandLine,
+  pageQuery,
+} from "./connection.ts";
 import { formatFields } from "./format.ts";
 import { listCommand } from "./list-command.ts";
 
@@ -64,11 +71,27 @@ const show: Command = {
         `a /${network.subnet_prefix_length} per datacenter, given when the network first needs one there`,
       ],
       ["labels", labels(network)],
+      ["firewall", await firewallSummary(client, network)],
       ["created", network.created_at],
     ]);
     process.stdout.write(json ? `${JSON.stringify(network)}\n` : text);
     return EXIT_OK;
   },
 };
+
+/** How many rules the network has, and what traffic no rule matches gets. */
+async function firewallSummary(client: ApiClient, network: Network): Promise<string> {
+  const rules = expectAnswer(
+    `list the firewall rules of ${network.name}`,
+    await callApi(() =>
+      client.GET("/v1/networks/{id}/firewall-rules", { params: { path: { id: network.id } } }),
+    ),
+  ).items;
+  const otherwise =
+    network.name === "default"
+      ? "allowed between the network's own instances, denied from elsewhere"
+      : "denied";
+  return `${rules.length} rule${rules.length === 1 ? "" : "s"} (globalvm firewall-rule ls ${network.name}); what none matches is ${otherwise}`;
+}
 
 export const networkCommand = commandGroup("network", "inspect networks", { ls, show });

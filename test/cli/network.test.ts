@@ -43,6 +43,11 @@ describe("globalvm network", () => {
     const text = await runCli(["network", "show", network.id], env);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/^cidr:\s+10\.20\.0\.0\/16$/m);
+    expect(text.stdout).toMatch(
+      /^firewall:\s+0 rules \(globalvm firewall-rule ls backend\); what none matches is denied$/m,
+    );
+    const fallback = await runCli(["network", "show", "default"], env);
+    expect(fallback.stdout).toMatch(/what none matches is allowed between the network's own instances/);
   });
 
   it("show of an unknown network fails with exit 1 and says where to look", async () => {
