@@ -28,7 +28,7 @@ export interface Services {
   now: () => Date;
   /**
    * Told after a network's firewall rules changed, to send them to the managers with its guests
-   * (set where the orchestrator runs; a control plane without one leaves that to the next).
+   * (set by startControlPlane; an app built without it, as in route tests, sends nothing).
    */
   firewallChanged?: (networkId: string) => Promise<void>;
 }
