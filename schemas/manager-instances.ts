@@ -3,6 +3,7 @@
 // answers, and the state reports the manager sends back to the catalog.
 import { z } from "@hono/zod-openapi";
 import { idSchema, NameSchema } from "./common.ts";
+import { ExposeSchema, ReportedEndpointSchema } from "./endpoints.ts";
 import {
   FIREWALL_ACTIONS,
   FIREWALL_PROTOCOLS,
@@ -57,6 +58,14 @@ export const ManagerInstanceNetworkSchema = z
     vni: z.number().int().min(1).max(16_777_215),
     address: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, "an IPv4 address"),
     prefix_length: z.number().int().min(8).max(30),
+    /**
+     * The datacenter's own address on the network (its subnet's first host, reserved for it):
+     * the source an endpoint's connections reach the guest from. Absent: the group has no endpoints.
+     */
+    gateway: z
+      .string()
+      .regex(/^\d{1,3}(\.\d{1,3}){3}$/, "an IPv4 address")
+      .optional(),
     /** The network's rules when the instance is created, so its guest is never unguarded. */
     firewall: ManagerNetworkFirewallSchema.optional(),
   })
@@ -77,6 +86,10 @@ export const ManagerInstanceSpecSchema = z
       .max(1 << 22),
     metadata: MetadataValuesSchema.default({}),
     network: ManagerInstanceNetworkSchema.optional(),
+    /** The group the instance belongs to: its endpoints are the group's, spread over its instances. */
+    vm_group_id: idSchema("vmGroup").optional(),
+    /** The group's exposed ports (needs `network` with a `gateway`). */
+    expose: ExposeSchema.optional(),
   })
   .openapi("ManagerInstanceSpec");
 export type ManagerInstanceSpec = z.infer<typeof ManagerInstanceSpecSchema>;
@@ -124,6 +137,8 @@ export const InstanceReportSchema = z
     image_version: z.number().int().min(1).optional(),
     guest_attributes: z.record(z.string().max(256), z.string().max(65536)).optional(),
     boot_log_tail: z.string().max(16384).nullable().optional(),
+    /** The endpoints of the instance's group on this manager's host, once it has given them. */
+    endpoints: z.array(ReportedEndpointSchema).max(16).optional(),
   })
   .openapi("InstanceReport");
 export type InstanceReport = z.infer<typeof InstanceReportSchema>;
