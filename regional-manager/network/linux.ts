@@ -5,7 +5,8 @@
 import { execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
-import { observeHost, planHostNetwork, renderNftRules, type Step } from "./plan.ts";
+import { renderNftRules } from "./nft.ts";
+import { observeHost, planHostNetwork, type Step } from "./plan.ts";
 import type { HostNetworkSpec } from "./spec.ts";
 
 const execFileAsync = promisify(execFile);

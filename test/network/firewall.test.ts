@@ -11,7 +11,7 @@ import {
   mergedPortRanges,
   outermostBlocks,
   renderNftRules,
-} from "../../regional-manager/network/plan.ts";
+} from "../../regional-manager/network/nft.ts";
 import {
   deviceName,
   guestMac,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { observeHost, planHostNetwork, renderNftRules } from "../../regional-manager/network/plan.ts";
+import { renderNftRules } from "../../regional-manager/network/nft.ts";
+import { observeHost, planHostNetwork } from "../../regional-manager/network/plan.ts";
 import {
   deviceName,
   guestMac,

@@ -1,0 +1,168 @@
+// The host's nftables rules for guest networks, from its HostNetworkSpec: a plain function that
+// writes one `nft -f` script, applied by the executor (linux.ts) as one transaction.
+import { parsePortRange } from "../../schemas/firewall-rules.ts";
+import { cidrContains, formatCidr, parseCidr } from "../../schemas/ipv4.ts";
+import {
+  deviceName,
+  type FirewallRuleSpec,
+  type HostNetworkSpec,
+  type NetworkSpec,
+  type PortSpec,
+} from "./spec.ts";
+
+export const NFT_TABLE = "globalvm";
+
+/**
+ * The host's nftables rules for guest networks, as one `nft -f` script that replaces globalvm's
+ * tables atomically (declare, delete, define: the kernel applies the file as one transaction).
+ * - bridge family, forward: a port sends only from its own MAC and IPv4 address (ARP included),
+ *   and only IPv4 and ARP, so a guest cannot pose as another or reach anything by spoofing;
+ * - bridge family, input: no frame from a guest port or a tunnel is delivered to the host, so a
+ *   guest can neither reach a host address nor use the host as a router to another network;
+ * - inet family, input: the same at the IP layer, should the bridge ever get an address;
+ * - inet family, firewall: bridged IPv4 passes the inet hooks (br_netfilter, on by default in
+ *   every namespace), with the bridge as both interfaces. Each network gets its own conntrack
+ *   zone, so equal addresses in two projects' networks never share a connection; a packet
+ *   leaving a network's bridge toward one of this host's guests of that network goes through
+ *   the network's rules (established flows first, then the rules in order, then the default,
+ *   then drop). Traffic toward another host's guest is judged there, by its destination host.
+ * The metadata service is reached through QEMU, not the bridge.
+ * With no networks, the tables are removed.
+ */
+export function renderNftRules(spec: HostNetworkSpec): string {
+  const reset = [`table bridge ${NFT_TABLE}`, `delete table bridge ${NFT_TABLE}`];
+  const resetInet = [`table inet ${NFT_TABLE}`, `delete table inet ${NFT_TABLE}`];
+  const ports: Array<{ tap: string; port: PortSpec }> = spec.networks.flatMap((network: NetworkSpec) =>
+    network.ports.map((port) => ({ tap: deviceName("tap", port.instanceId), port })),
+  );
+  if (spec.networks.length === 0) return `${[...reset, ...resetInet].join("\n")}\n`;
+  const elements = ports.map(({ tap, port }) => `"${tap}" . ${port.mac} . ${port.address}`);
+  const tapGlob = `"${deviceName("tap", "x").slice(0, 3)}*"`;
+  const bridgeGlob = `"${deviceName("bridge", "x").slice(0, 3)}*"`;
+  const vxlanGlob = `"${deviceName("vxlan", "x").slice(0, 3)}*"`;
+  const guarded = spec.networks.filter((network) => network.firewall && network.ports.length > 0);
+  const lines = [
+    ...reset,
+    `table bridge ${NFT_TABLE} {`,
+    "  set port_sources {",
+    "    type ifname . ether_addr . ipv4_addr",
+    ...(elements.length > 0 ? [`    elements = { ${elements.join(", ")} }`] : []),
+    "  }",
+    "  chain forward {",
+    "    type filter hook forward priority 0; policy accept;",
+    `    iifname ${tapGlob} ether type != { ip, arp } drop`,
+    `    iifname ${tapGlob} ether type ip iifname . ether saddr . ip saddr != @port_sources drop`,
+    `    iifname ${tapGlob} ether type arp iifname . ether saddr . arp saddr ip != @port_sources drop`,
+    "  }",
+    "  chain input {",
+    "    type filter hook input priority 0; policy accept;",
+    `    iifname { ${tapGlob}, ${vxlanGlob} } drop`,
+    "  }",
+    "}",
+    ...resetInet,
+    `table inet ${NFT_TABLE} {`,
+    "  chain input {",
+    "    type filter hook input priority 0; policy accept;",
+    `    iifname ${bridgeGlob} drop`,
+    "  }",
+    "  chain prerouting {",
+    "    type filter hook prerouting priority raw; policy accept;",
+    ...spec.networks.map(
+      (network) =>
+        `    iifname "${deviceName("bridge", network.id)}" ct zone set ${conntrackZone(network.vni)}`,
+    ),
+    "  }",
+    "  chain forward {",
+    "    type filter hook forward priority 0; policy accept;",
+    ...guarded.map((network) => {
+      const bridge = deviceName("bridge", network.id);
+      const local = network.ports.map((port) => port.address).join(", ");
+      return `    oifname "${bridge}" ip daddr { ${local} } jump ${firewallChain(network.id)}`;
+    }),
+    "  }",
+    ...guarded.flatMap((network) => firewallChainLines(network)),
+    "}",
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+/** A network's conntrack zone (1 to 65535), from its VNI: the same on every host, every time. */
+export function conntrackZone(vni: number): number {
+  return ((vni - 1) % 65_535) + 1;
+}
+
+function firewallChain(networkId: string): string {
+  return `fw_${deviceName("bridge", networkId)}`;
+}
+
+function firewallChainLines(network: NetworkSpec): string[] {
+  const firewall = network.firewall as NonNullable<NetworkSpec["firewall"]>;
+  const rules = firewall.rules.flatMap((rule) => {
+    const match = ruleMatch(rule.sources, rule.protocol, rule.ports);
+    return match === undefined ? [] : [`    ${match}${rule.action === "allow" ? "accept" : "drop"}`];
+  });
+  const otherwise = ruleMatch(firewall.otherwiseAllow, "all", []);
+  return [
+    `  chain ${firewallChain(network.id)} {`,
+    "    ct state established,related accept",
+    "    ct state invalid drop",
+    ...rules,
+    ...(otherwise !== undefined ? [`    ${otherwise}accept`] : []),
+    "    drop",
+    "  }",
+  ];
+}
+
+/** The match of a rule, ending in a space; undefined when it can match nothing (no source). */
+function ruleMatch(
+  sources: readonly string[],
+  protocol: FirewallRuleSpec["protocol"],
+  ports: readonly string[],
+): string | undefined {
+  const blocks = outermostBlocks(sources);
+  if (blocks.length === 0) return undefined;
+  const from = blocks.includes("0.0.0.0/0") ? "" : `ip saddr { ${blocks.join(", ")} } `;
+  if (protocol === "all") return from;
+  if (protocol === "icmp") return `${from}ip protocol icmp `;
+  if (ports.length === 0) return `${from}ip protocol ${protocol} `;
+  return `${from}${protocol} dport { ${mergedPortRanges(ports).join(", ")} } `;
+}
+
+/*
+ * nft refuses a set whose elements overlap ("conflicting intervals"), and users' rules may well
+ * overlap (80 and 80-90; a /16 and a group's /32 inside it): each set is written as the
+ * union, the same packets matched.
+ */
+
+/** The blocks not inside another of them (two IPv4 blocks overlap only when one holds the other). */
+export function outermostBlocks(sources: readonly string[]): string[] {
+  const blocks = [...new Set(sources)].flatMap((text) => {
+    const cidr = parseCidr(text.includes("/") ? text : `${text}/32`);
+    return "error" in cidr ? [] : [cidr];
+  });
+  return blocks
+    .filter(
+      (block, i) =>
+        !blocks.some(
+          (other, j) =>
+            j !== i && cidrContains(other, block) && (other.prefixLength < block.prefixLength || j < i),
+        ),
+    )
+    .sort((a, b) => a.base - b.base)
+    .map(formatCidr);
+}
+
+/** `80`, `80-90`, `85`, `91-95` → `80-95`. */
+export function mergedPortRanges(ports: readonly string[]): string[] {
+  const ranges = ports
+    .map((text) => parsePortRange(text))
+    .flatMap((range) => ("error" in range ? [] : [range]))
+    .sort((a, b) => a.from - b.from);
+  const merged: Array<{ from: number; to: number }> = [];
+  for (const range of ranges) {
+    const last = merged.at(-1);
+    if (last && range.from <= last.to + 1) last.to = Math.max(last.to, range.to);
+    else merged.push({ ...range });
+  }
+  return merged.map(({ from, to }) => (from === to ? String(from) : `${from}-${to}`));
+}
