@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { renderNftRules } from "./nft.ts";
 import { observeHost, planHostNetwork, type Step } from "./plan.ts";
+import { observeRouting, planRouting } from "./routing.ts";
 import type { HostNetworkSpec } from "./spec.ts";
 
 const execFileAsync = promisify(execFile);
@@ -48,6 +49,15 @@ export class LinuxHostNetwork {
     ]);
     const steps = planHostNetwork(observeHost(links, fdb || "[]"), spec, tapOwnerNames(spec));
     for (const step of steps) await this.#run([step.program, ...step.args]);
+    // Addresses and routes sit on the bridges, so they are observed once the bridges are right.
+    const [addresses, rules, routes] = await Promise.all([
+      this.#run(["ip", "-j", "-4", "addr", "show"]),
+      this.#run(["ip", "-j", "-4", "rule", "show"]),
+      this.#run(["ip", "-j", "-4", "route", "show", "table", "all"]),
+    ]);
+    const routing = planRouting(observeRouting(addresses, rules, routes), spec);
+    for (const step of routing) await this.#run([step.program, ...step.args]);
+    steps.push(...routing);
     await this.#run(["nft", "-f", "-"], renderNftRules(spec));
     return steps;
   }

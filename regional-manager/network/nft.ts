@@ -2,8 +2,10 @@
 // writes one `nft -f` script, applied by the executor (linux.ts) as one transaction.
 import { parsePortRange } from "../../schemas/firewall-rules.ts";
 import { cidrContains, formatCidr, parseCidr } from "../../schemas/ipv4.ts";
+import { conntrackZone, endpointMark, routedNetworks } from "./routing.ts";
 import {
   deviceName,
+  type EndpointSpec,
   type FirewallRuleSpec,
   type HostNetworkSpec,
   type NetworkSpec,
@@ -18,14 +20,20 @@ export const NFT_TABLE = "globalvm";
  * - bridge family, forward: a port sends only from its own MAC and IPv4 address (ARP included),
  *   and only IPv4 and ARP, so a guest cannot pose as another or reach anything by spoofing;
  * - bridge family, input: no frame from a guest port or a tunnel is delivered to the host, so a
- *   guest can neither reach a host address nor use the host as a router to another network;
- * - inet family, input: the same at the IP layer, should the bridge ever get an address;
+ *   guest can neither reach a host address nor use the host as a router to another network —
+ *   except, from a guest port, IPv4 and ARP addressed to the network's gateway (endpoints);
+ * - inet family, input: the same at the IP layer; from a bridge only replies of endpoint
+ *   connections (conntrack: established, destination-NATed) get through;
  * - inet family, firewall: bridged IPv4 passes the inet hooks (br_netfilter, on by default in
  *   every namespace), with the bridge as both interfaces. Each network gets its own conntrack
  *   zone, so equal addresses in two projects' networks never share a connection; a packet
  *   leaving a network's bridge toward one of this host's guests of that network goes through
  *   the network's rules (established flows first, then the rules in order, then the default,
  *   then drop). Traffic toward another host's guest is judged there, by its destination host.
+ * - endpoints (endpointLines): a connection to the host's underlay address on an endpoint's port
+ *   is marked with its network's mark and zone, destination-NATed to one of the group's ready
+ *   guests (numgen: round robin), source-NATed to the gateway so the guest answers on-link, and
+ *   judged by the network's firewall with the client as the source (the outside).
  * The metadata service is reached through QEMU, not the bridge.
  * With no networks, the tables are removed.
  */
@@ -41,6 +49,9 @@ export function renderNftRules(spec: HostNetworkSpec): string {
   const bridgeGlob = `"${deviceName("bridge", "x").slice(0, 3)}*"`;
   const vxlanGlob = `"${deviceName("vxlan", "x").slice(0, 3)}*"`;
   const guarded = spec.networks.filter((network) => network.firewall && network.ports.length > 0);
+  const routed = routedNetworks(spec);
+  const gateways = [...new Set(routed.map((network) => gatewayOf(network)))];
+  const endpoints = endpointLines(spec, routed);
   const lines = [
     ...reset,
     `table bridge ${NFT_TABLE} {`,
@@ -56,6 +67,12 @@ export function renderNftRules(spec: HostNetworkSpec): string {
     "  }",
     "  chain input {",
     "    type filter hook input priority 0; policy accept;",
+    ...(gateways.length > 0
+      ? [
+          `    iifname ${tapGlob} ether type arp arp daddr ip { ${gateways.join(", ")} } accept`,
+          `    iifname ${tapGlob} ether type ip ip daddr { ${gateways.join(", ")} } accept`,
+        ]
+      : []),
     `    iifname { ${tapGlob}, ${vxlanGlob} } drop`,
     "  }",
     "}",
@@ -63,6 +80,7 @@ export function renderNftRules(spec: HostNetworkSpec): string {
     `table inet ${NFT_TABLE} {`,
     "  chain input {",
     "    type filter hook input priority 0; policy accept;",
+    ...(routed.length > 0 ? [`    iifname ${bridgeGlob} ct state established ct status dnat accept`] : []),
     `    iifname ${bridgeGlob} drop`,
     "  }",
     "  chain prerouting {",
@@ -71,24 +89,108 @@ export function renderNftRules(spec: HostNetworkSpec): string {
       (network) =>
         `    iifname "${deviceName("bridge", network.id)}" ct zone set ${conntrackZone(network.vni)}`,
     ),
+    ...endpoints.classify,
     "  }",
     "  chain forward {",
     "    type filter hook forward priority 0; policy accept;",
-    ...guarded.map((network) => {
-      const bridge = deviceName("bridge", network.id);
-      const local = network.ports.map((port) => port.address).join(", ");
-      return `    oifname "${bridge}" ip daddr { ${local} } jump ${firewallChain(network.id)}`;
-    }),
+    ...guarded.map((network) => `    ${toLocalGuests(network)} jump ${firewallChain(network.id)}`),
     "  }",
+    ...endpoints.chains,
     ...guarded.flatMap((network) => firewallChainLines(network)),
     "}",
   ];
   return `${lines.join("\n")}\n`;
 }
 
-/** A network's conntrack zone (1 to 65535), from its VNI: the same on every host, every time. */
-export function conntrackZone(vni: number): number {
-  return ((vni - 1) % 65_535) + 1;
+function gatewayOf(network: NetworkSpec): string {
+  return (network.gateway as NonNullable<NetworkSpec["gateway"]>).address;
+}
+
+/** Matches a packet leaving the network's bridge toward one of this host's guests of it. */
+function toLocalGuests(network: NetworkSpec): string {
+  return `oifname "${deviceName("bridge", network.id)}" ip daddr { ${localAddresses(network)} }`;
+}
+
+function localAddresses(network: NetworkSpec): string {
+  return network.ports.map((port) => port.address).join(", ");
+}
+
+/**
+ * The endpoints' rules: `classify` lines for the prerouting raw chain (connections arriving from
+ * elsewhere), and the chains of their own. Zone and mark are set before conntrack sees the
+ * first packet, on every packet (the mark chooses the network's routing table: routing.ts); a
+ * reply from a guest gets the mark back, so reverse-path checks find the route it came by. The
+ * input hook has a NAT chain, empty, because the kernel undoes a NAT only at hooks that have one.
+ */
+function endpointLines(
+  spec: HostNetworkSpec,
+  routed: readonly NetworkSpec[],
+): { classify: string[]; chains: string[] } {
+  if (routed.length === 0) return { classify: [], chains: [] };
+  const classify: string[] = [];
+  const dnat: string[] = [];
+  for (const network of routed) {
+    const set = `ct zone set ${conntrackZone(network.vni)} meta mark set ${markText(network)}`;
+    for (const endpoint of network.endpoints ?? []) {
+      const match = `ip daddr ${spec.underlayAddress} ${endpoint.protocol} dport ${endpoint.hostPort}`;
+      classify.push(`    ${match} ${set}`);
+      // No ready guest: no NAT, and the host itself refuses (nothing listens on the port).
+      if (endpoint.backends.length > 0) dnat.push(`    ${match} ${dnatTo(endpoint)}`);
+    }
+  }
+  const guarded = routed.filter((network) => network.firewall && network.ports.length > 0);
+  const chains = [
+    "  chain endpoint_output {",
+    "    type filter hook output priority raw; policy accept;",
+    ...classify,
+    "  }",
+    "  chain endpoint_replies {",
+    "    type filter hook prerouting priority mangle; policy accept;",
+    ...routed.map(
+      (network) =>
+        `    iifname "${deviceName("bridge", network.id)}" ct status dnat meta mark set ${markText(network)}`,
+    ),
+    "  }",
+    "  chain endpoint_prerouting {",
+    "    type nat hook prerouting priority dstnat; policy accept;",
+    ...dnat,
+    "  }",
+    "  chain endpoint_local {",
+    "    type nat hook output priority -100; policy accept;",
+    ...dnat,
+    "  }",
+    "  chain endpoint_input {",
+    "    type nat hook input priority 100; policy accept;",
+    "  }",
+    "  chain endpoint_postrouting {",
+    "    type nat hook postrouting priority srcnat; policy accept;",
+    ...routed.map(
+      (network) =>
+        `    oifname "${deviceName("bridge", network.id)}" ct status dnat snat ip to ${gatewayOf(network)}`,
+    ),
+    "  }",
+    // A connection made on this host (the loopback relay of a namespace host) never passes the
+    // forward hook: its firewall check is here. The output hooks all see it before it is routed
+    // anew (its interface is still the loopback): the mark says which network it is going to.
+    "  chain endpoint_firewall {",
+    "    type filter hook output priority 0; policy accept;",
+    ...guarded.map(
+      (network) =>
+        `    meta mark ${markText(network)} ip daddr { ${localAddresses(network)} } ct status dnat jump ${firewallChain(network.id)}`,
+    ),
+    "  }",
+  ];
+  return { classify, chains };
+}
+
+function markText(network: NetworkSpec): string {
+  return `0x${endpointMark(network.vni).toString(16)}`;
+}
+
+function dnatTo(endpoint: EndpointSpec): string {
+  if (endpoint.backends.length === 1) return `dnat ip to ${endpoint.backends[0]}:${endpoint.guestPort}`;
+  const entries = endpoint.backends.map((address, index) => `${index} : ${address}`).join(", ");
+  return `dnat ip to numgen inc mod ${endpoint.backends.length} map { ${entries} } : ${endpoint.guestPort}`;
 }
 
 function firewallChain(networkId: string): string {

@@ -27,8 +27,8 @@ export interface ObservedHost {
 }
 
 export interface Step {
-  /** argv of `ip` or `bridge`, without the program. */
-  program: "ip" | "bridge";
+  /** argv of the program, without the program. */
+  program: "ip" | "bridge" | "sysctl";
   args: string[];
 }
 

@@ -31,6 +31,25 @@ export interface NetworkSpec {
    * not said (a network only a test builds): its guests are then not filtered.
    */
   firewall?: NetworkFirewall;
+  /**
+   * This host's own place on the network, present while the network has endpoints here: the
+   * source endpoint traffic reaches guests from (and the only address the host ever has on a
+   * guest-facing device).
+   */
+  gateway?: { address: string; prefixLength: number };
+  /** Ports of this host's underlay address that lead to guests of this network. */
+  endpoints?: readonly EndpointSpec[];
+}
+
+/** One exposed port of a VM group, as a host carries it. */
+export interface EndpointSpec {
+  /** The port on the host's underlay address. */
+  hostPort: number;
+  protocol: "tcp";
+  /** The port on the guests. */
+  guestPort: number;
+  /** Addresses of the group's ready guests on this host, in a stable order; empty: refused. */
+  backends: readonly string[];
 }
 
 /** A network's ingress rules, in evaluation order, with their sources resolved to address blocks. */

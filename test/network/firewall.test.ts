@@ -6,12 +6,8 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
-import {
-  conntrackZone,
-  mergedPortRanges,
-  outermostBlocks,
-  renderNftRules,
-} from "../../regional-manager/network/nft.ts";
+import { mergedPortRanges, outermostBlocks, renderNftRules } from "../../regional-manager/network/nft.ts";
+import { conntrackZone } from "../../regional-manager/network/routing.ts";
 import {
   deviceName,
   guestMac,
