@@ -2,7 +2,7 @@
 // hosts, and "guests" are namespaces plugged into the network's bridge through a veth. Each
 // guest serves TCP on ports 80 and 81 (busybox nc); what gets through is what the rules say,
 // judged at the destination's host. Nothing outside these namespaces is touched.
-import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
@@ -14,7 +14,7 @@ import {
   type HostNetworkSpec,
   type NetworkFirewall,
 } from "../../regional-manager/network/spec.ts";
-import { addNamespace, joinWan, makeWan, removeNamespaces, sh } from "./namespaces.ts";
+import { addNamespace, joinWan, makeWan, plugGuest, removeNamespaces, sh, tcpAnswer } from "./namespaces.ts";
 
 describe("firewall rules, rendered", () => {
   const network = (firewall?: NetworkFirewall): HostNetworkSpec => ({
@@ -92,51 +92,17 @@ const ns = { wan: `gvw-${tag}`, a: `gva-${tag}`, b: `gvb-${tag}` };
 const guest = { a1: `gvf1-${tag}`, b1: `gvf2-${tag}`, b2: `gvf3-${tag}` };
 const address = { a1: "10.20.0.2", b1: "10.20.1.2", b2: "10.20.1.3" };
 const created: string[] = [];
-const servers: Array<ReturnType<typeof spawn>> = [];
+const servers: ChildProcess[] = [];
 
-function plugGuest(name: string, host: string, ip: string): void {
-  addNamespace(name, created);
-  const port = `p${name.slice(3)}`.slice(0, 15);
-  sh("ip", "link", "add", "eth0", "netns", name, "type", "veth", "peer", "name", port, "netns", host);
-  sh("ip", "-n", name, "addr", "add", `${ip}/16`, "dev", "eth0");
-  sh("ip", "-n", name, "link", "set", "eth0", "mtu", "1450", "up");
-  sh("ip", "-n", host, "link", "set", port, "master", deviceName("bridge", "net_web"), "mtu", "1450", "up");
-  for (const listen of ["80", "81"]) {
-    // -ll: keep listening after each connection; each answers with the guest's name.
-    const server = spawn(
-      "ip",
-      ["netns", "exec", name, "busybox", "nc", "-ll", "-p", listen, "-e", "echo", name],
-      {
-        stdio: "ignore",
-      },
-    );
-    servers.push(server);
-  }
+function plugWebGuest(name: string, host: string, ip: string): void {
+  servers.push(
+    ...plugGuest({ name, host, bridge: deviceName("bridge", "net_web"), ip, ports: ["80", "81"] }, created),
+  );
 }
 
 /** Whether `from` gets the answer of whoever listens at `to`:`port` within a second. */
 function connects(from: string, to: string, port: number): boolean {
-  try {
-    return (
-      sh(
-        "ip",
-        "netns",
-        "exec",
-        from,
-        "busybox",
-        "timeout",
-        "2",
-        "busybox",
-        "nc",
-        "-w",
-        "1",
-        to,
-        String(port),
-      ).trim().length > 0
-    );
-  } catch {
-    return false;
-  }
+  return tcpAnswer(from, to, port).length > 0;
 }
 
 function hostSpec(
@@ -193,9 +159,9 @@ describe("firewall rules on real hosts", () => {
     joinWan(ns.b, ns.wan, "192.0.2.2");
     await hostA.reconcile(hostSpec("192.0.2.1", "192.0.2.2", onA, rules(true)));
     await hostB.reconcile(hostSpec("192.0.2.2", "192.0.2.1", onB, rules(true)));
-    plugGuest(guest.a1, ns.a, address.a1);
-    plugGuest(guest.b1, ns.b, address.b1);
-    plugGuest(guest.b2, ns.b, address.b2);
+    plugWebGuest(guest.a1, ns.a, address.a1);
+    plugWebGuest(guest.b1, ns.b, address.b1);
+    plugWebGuest(guest.b2, ns.b, address.b2);
     // The servers are listening once a connection on the same host gets an answer.
     for (let i = 0; i < 50 && !connects(guest.b2, address.b1, 80); i++)
       await new Promise((r) => setTimeout(r, 100));

@@ -1,7 +1,7 @@
 // Network namespaces for the networking tests: each stands for a host (a datacenter's, or the
 // WAN between them). Nothing outside the namespaces a test makes is touched; the test removes
 // them at the end with removeNamespaces.
-import { execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 
 export function sh(...argv: string[]): string {
   return execFileSync(argv[0] as string, argv.slice(1), {
@@ -48,4 +48,39 @@ export function loneUplink(host: string, address: string): void {
   sh("ip", "-n", host, "link", "set", "uplink-end", "up");
   sh("ip", "-n", host, "addr", "add", `${address}/24`, "dev", "uplink");
   sh("ip", "-n", host, "link", "set", "uplink", "up");
+}
+
+/**
+ * A "guest": namespace `name` plugged into `bridge` of `host` through a veth, with `ip`/16 on its
+ * eth0, answering its name on each of `ports` (busybox nc). Returns the servers, to be killed.
+ */
+export function plugGuest(
+  options: { name: string; host: string; bridge: string; ip: string; ports: readonly string[] },
+  created: string[],
+): ChildProcess[] {
+  const { name, host, bridge, ip } = options;
+  addNamespace(name, created);
+  const port = `p${name.slice(3)}`.slice(0, 15);
+  sh("ip", "link", "add", "eth0", "netns", name, "type", "veth", "peer", "name", port, "netns", host);
+  sh("ip", "-n", name, "addr", "add", `${ip}/16`, "dev", "eth0");
+  sh("ip", "-n", name, "link", "set", "eth0", "mtu", "1450", "up");
+  sh("ip", "-n", host, "link", "set", port, "master", bridge, "mtu", "1450", "up");
+  // -ll: keep listening after each connection.
+  return options.ports.map((listen) =>
+    spawn("ip", ["netns", "exec", name, "busybox", "nc", "-ll", "-p", listen, "-e", "echo", name], {
+      stdio: "ignore",
+    }),
+  );
+}
+
+/** What answers at `to`:`port` from namespace `from` within a second or two; "" when nothing does. */
+export function tcpAnswer(from: string, to: string, port: number): string {
+  try {
+    return sh(
+      ...["ip", "netns", "exec", from, "busybox", "timeout", "2"],
+      ...["busybox", "nc", "-w", "1", to, String(port)],
+    ).trim();
+  } catch {
+    return "";
+  }
 }
