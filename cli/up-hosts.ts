@@ -73,6 +73,7 @@ export function guestNetworkBlockers(facts: HostFacts): string[] {
     ["bridge", "iproute2"],
     ["nft", "nftables"],
     ["nsenter", "util-linux"],
+    ["setpriv", "util-linux"],
     ["socat", "socat"],
   ] as const;
   const absent = programs.filter(([program]) => !facts.onPath(program));

@@ -27,10 +27,12 @@ import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
+import { EndpointPorts } from "./network/endpoints.ts";
 import { NetworkFirewalls } from "./network/firewalls.ts";
 import { GuestNetworks } from "./network/guests.ts";
 import { LinuxHostNetwork } from "./network/linux.ts";
 import { missingForNamespaceHost, prepareMetadataSocketDir } from "./network/namespace-host.ts";
+import { LoopbackRelays } from "./network/relays.ts";
 import { VersionPulls } from "./replicas/pulls.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
 import type { ManifestLimits } from "./store/manifest-limits.ts";
@@ -167,7 +169,12 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     ...(netns ? { netns } : {}),
   });
   const guestNetworks = options.guestNetwork
-    ? guestNetworksOf(options.guestNetwork, qemuOwner?.uid, join(options.dataDir, "network-firewalls.json"))
+    ? guestNetworksOf(options.guestNetwork, {
+        tapOwnerUid: qemuOwner?.uid,
+        dataDir: options.dataDir,
+        relaySocketDir: metadataSockets,
+        log,
+      })
     : undefined;
   const instances = new InstanceManager({
     driver,
@@ -306,6 +313,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
         await Promise.allSettled(driver.list().map((guest) => driver.stop(guest.instanceId)));
       }
       await instances.detach();
+      await guestNetworks?.close();
       await metadata.close();
       // Its sockets are gone with the listeners; the next start makes the directory again.
       if (metadataSockets) rmSync(metadataSockets, { recursive: true, force: true });
@@ -336,16 +344,32 @@ async function measureCapacity(dataDir: string, configured: Partial<Capacity> = 
 
 function guestNetworksOf(
   options: NonNullable<RegionalManagerOptions["guestNetwork"]>,
-  tapOwnerUid: number | undefined,
-  firewallsFile: string,
+  host: {
+    tapOwnerUid: number | undefined;
+    dataDir: string;
+    /** A namespace host's socket directory: its endpoints are relayed from the loopback. */
+    relaySocketDir: string | undefined;
+    log: (line: string) => void;
+  },
 ): GuestNetworks {
+  const relays =
+    options.netns && host.relaySocketDir
+      ? new LoopbackRelays({
+          netns: options.netns,
+          underlayAddress: options.underlayAddress,
+          socketDir: host.relaySocketDir,
+          log: host.log,
+        })
+      : undefined;
   return new GuestNetworks({
     host: {
       underlayAddress: options.underlayAddress,
-      ...(tapOwnerUid !== undefined ? { tapOwnerUid } : {}),
+      ...(host.tapOwnerUid !== undefined ? { tapOwnerUid: host.tapOwnerUid } : {}),
     },
     executor: new LinuxHostNetwork(options.netns ? { netns: options.netns } : {}),
-    firewalls: new NetworkFirewalls(firewallsFile),
+    firewalls: new NetworkFirewalls(join(host.dataDir, "network-firewalls.json")),
+    endpointPorts: new EndpointPorts(join(host.dataDir, "endpoint-ports.json")),
+    ...(relays ? { relays: { relays, host: LoopbackRelays.host } } : {}),
     ...(options.underlayMtu ? { underlayMtu: options.underlayMtu } : {}),
   });
 }

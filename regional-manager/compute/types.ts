@@ -43,6 +43,17 @@ export interface GuestNetworkInterface {
   prefixLength: number;
   /** The link's MTU (the underlay's less the tunnel's overhead). */
   mtu: number;
+  /** The guest's part in its group's endpoints: while it is ready, they may send it connections. */
+  endpoints?: GuestEndpoints;
+}
+
+export interface GuestEndpoints {
+  /** The catalog's VM group ID: a group's instances share its endpoints. */
+  group: string;
+  /** The datacenter's address on the network, the source endpoint connections come from. */
+  gateway: string;
+  /** The guest's TCP ports the group exposes. */
+  ports: readonly number[];
 }
 
 export type InstanceState = "starting" | "running" | "ready" | "stopped" | "failed";

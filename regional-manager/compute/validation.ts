@@ -108,6 +108,13 @@ function validateNetworkInterface(nic: GuestNetworkInterface): void {
       field("address"),
     );
   }
+  if (nic.endpoints && parseIpv4(nic.endpoints.gateway) === undefined) {
+    throw new ComputeError(
+      "invalid-argument",
+      `${field("endpoints.gateway")} must be an IPv4 address`,
+      field("endpoints.gateway"),
+    );
+  }
   if (!Number.isInteger(nic.prefixLength) || nic.prefixLength < 8 || nic.prefixLength > 30) {
     throw new ComputeError(
       "invalid-argument",

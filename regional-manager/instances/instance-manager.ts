@@ -3,6 +3,7 @@
 // control plane told of every state change and guest attribute, and knows how much capacity
 // is left. HTTP lives in app.ts; this class is what the routes call.
 
+import type { ReportedEndpoint } from "../../schemas/endpoints.ts";
 import type {
   InstanceReport,
   ManagerInstanceSpec,
@@ -39,7 +40,14 @@ export interface InstanceManagerOptions {
    * Without it guests boot with their metadata link only, as before networks existed.
    */
   guestNetworks?: GuestNetworks;
+  /**
+   * How long a guest that leaves its group's endpoints (deleted, stopped) keeps running after new
+   * connections stop reaching it, so the ones it is serving can finish. Default 1 s.
+   */
+  endpointDrainMs?: number;
 }
+
+const DEFAULT_ENDPOINT_DRAIN_MS = 1000;
 
 /** An instance whose image version is still on its way: not yet known to the driver. */
 interface PendingInstance {
@@ -101,6 +109,8 @@ export class InstanceManager {
   readonly #unsentAttributeReports = new Map<string, { report: InstanceReport }>();
   /** Instances whose guest is being created and started right now. */
   readonly #booting = new Map<string, Promise<void>>();
+  /** Instances being stopped or deleted: out of their group's endpoints whatever their state. */
+  readonly #leaving = new Set<string>();
   readonly #onState = (change: InstanceStateChange) => this.#stateChanged(change);
   readonly #onAttribute = (write: { instanceId: string }) => this.#report(write.instanceId);
 
@@ -200,7 +210,12 @@ export class InstanceManager {
         throw new ComputeError("failed-precondition", `instance ${instanceId} has not started yet`);
       throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
     }
-    await this.#options.driver.stop(instanceId, { graceMs: 0 });
+    await this.#withdrawFromEndpoints(instanceId);
+    try {
+      await this.#options.driver.stop(instanceId, { graceMs: 0 });
+    } finally {
+      this.#leaving.delete(instanceId);
+    }
     return this.status(instanceId);
   }
 
@@ -208,9 +223,30 @@ export class InstanceManager {
   async delete(instanceId: string): Promise<void> {
     const wasPending = this.#pending.delete(instanceId);
     const known = this.#known(instanceId);
-    if (known) await this.#options.driver.delete(instanceId);
-    else if (!wasPending) throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
+    if (known) {
+      await this.#withdrawFromEndpoints(instanceId);
+      try {
+        await this.#options.driver.delete(instanceId);
+      } finally {
+        this.#leaving.delete(instanceId);
+      }
+    } else if (!wasPending) throw new ComputeError("not-found", `no instance ${instanceId} on this manager`);
     if (known?.spec.networkInterface) await this.#syncNetworks();
+  }
+
+  /**
+   * Before a guest in its group's endpoints goes: no new connection is sent to it from now on,
+   * and the ones it serves get a moment to finish (a rolling update or a resize drops none).
+   */
+  async #withdrawFromEndpoints(instanceId: string): Promise<void> {
+    const known = this.#known(instanceId);
+    if (!known?.spec.networkInterface?.endpoints || this.#leaving.has(instanceId)) return;
+    this.#leaving.add(instanceId);
+    if (known.state !== "ready") return;
+    await this.#syncNetworks();
+    await new Promise((resolve) =>
+      setTimeout(resolve, this.#options.endpointDrainMs ?? DEFAULT_ENDPOINT_DRAIN_MS),
+    );
   }
 
   async setMetadata(instanceId: string, metadata: Record<string, string>): Promise<ManagerInstanceStatus> {
@@ -358,6 +394,7 @@ export class InstanceManager {
   #networkInterfaceOf(spec: ManagerInstanceSpec): { networkInterface?: GuestNetworkInterface } {
     const networks = this.#options.guestNetworks;
     if (!spec.network || !networks) return {};
+    const exposes = spec.expose && spec.expose.length > 0 && spec.network.gateway && spec.vm_group_id;
     return {
       networkInterface: {
         network: spec.network.id,
@@ -365,8 +402,24 @@ export class InstanceManager {
         address: spec.network.address,
         prefixLength: spec.network.prefix_length,
         mtu: networks.mtu,
+        ...(exposes
+          ? {
+              endpoints: {
+                group: spec.vm_group_id as string,
+                gateway: spec.network.gateway as string,
+                ports: (spec.expose ?? []).map((entry) => entry.port),
+              },
+            }
+          : {}),
       },
     };
+  }
+
+  /** The endpoints of the guest's group, for its report (once this host has given them ports). */
+  #endpointsOf(nic: GuestNetworkInterface | undefined): { endpoints?: ReportedEndpoint[] } {
+    const networks = this.#options.guestNetworks;
+    if (!nic?.endpoints || !networks) return {};
+    return { endpoints: networks.endpointsOf(nic.endpoints.group, nic.endpoints.ports) };
   }
 
   /**
@@ -392,17 +445,27 @@ export class InstanceManager {
   async #syncNetworks(): Promise<void> {
     const networks = this.#options.guestNetworks;
     if (!networks) return;
-    const guests = this.#options.driver
-      .list()
-      .flatMap((status) =>
-        status.spec.networkInterface
-          ? [{ instanceId: status.instanceId, nic: status.spec.networkInterface }]
-          : [],
-      );
+    const guests = this.#options.driver.list().flatMap((status) =>
+      status.spec.networkInterface
+        ? [
+            {
+              instanceId: status.instanceId,
+              nic: status.spec.networkInterface,
+              ready: status.state === "ready" && !this.#leaving.has(status.instanceId),
+            },
+          ]
+        : [],
+    );
     await networks.sync(guests);
   }
 
   #stateChanged(change: InstanceStateChange): void {
+    // A guest entering or leaving `ready` joins or leaves its group's endpoints at once.
+    if (this.#known(change.instanceId)?.spec.networkInterface?.endpoints) {
+      this.#syncNetworks().catch((error: Error) =>
+        this.#options.log(`[WARN] endpoints of ${change.instanceId} not updated: ${error.message}`),
+      );
+    }
     this.#report(change.instanceId, change);
   }
 
@@ -443,6 +506,7 @@ export class InstanceManager {
         state_reason: reason ?? null,
         // Where the guest is reachable: its network address, once it has a NIC on the network.
         address: known.spec.networkInterface?.address ?? null,
+        ...this.#endpointsOf(known.spec.networkInterface),
         local_id: instanceId,
         ...(version !== null ? { image_version: version } : {}),
         guest_attributes: known.guestAttributes,

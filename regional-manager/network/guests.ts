@@ -1,14 +1,26 @@
 // What this host's networking must be, derived from the guests it runs: one network entry per
 // network with a guest here, one port per guest. The kernel state is rebuilt from this on every
 // change (and after a restart, from the guests re-adopted), so nothing else has to be remembered.
+import type { ReportedEndpoint } from "../../schemas/endpoints.ts";
 import type { GuestNetworkInterface } from "../compute/types.ts";
+import { type EndpointPorts, endpointKey } from "./endpoints.ts";
 import type { NetworkFirewalls } from "./firewalls.ts";
 import type { LinuxHostNetwork } from "./linux.ts";
-import { guestMac, type HostNetworkSpec, type NetworkFirewall, VXLAN_OVERHEAD } from "./spec.ts";
+import type { LoopbackRelays } from "./relays.ts";
+import {
+  deviceName,
+  type EndpointSpec,
+  guestMac,
+  type HostNetworkSpec,
+  type NetworkFirewall,
+  VXLAN_OVERHEAD,
+} from "./spec.ts";
 
 export interface GuestOnNetwork {
   instanceId: string;
   nic: GuestNetworkInterface;
+  /** Ready and staying: its group's endpoints may send it new connections. */
+  ready: boolean;
 }
 
 export interface HostFacts {
@@ -20,6 +32,10 @@ export interface HostFacts {
   peersOf?: (networkId: string) => readonly string[] | undefined;
   /** A network's firewall; undefined: not known, its guests are not filtered. */
   firewallOf?: (networkId: string) => NetworkFirewall | undefined;
+  /** The host port an endpoint (endpointKey) has; undefined: none (it is left out). */
+  endpointPortOf?: (key: string) => number | undefined;
+  /** Whether a ready guest was seen accepting connections on a port; default: it is assumed. */
+  serving?: (instanceId: string, port: number) => boolean;
 }
 
 export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostFacts): HostNetworkSpec {
@@ -37,6 +53,7 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
       mtu: Math.min(...members.map((m) => m.nic.mtu)),
       ...peersField(host.peersOf ? host.peersOf(id) : []),
       ...firewallField(host.firewallOf?.(id)),
+      ...endpointsField(members, host),
       ports: members
         .sort((a, b) => a.instanceId.localeCompare(b.instanceId))
         .map((m) => ({
@@ -47,6 +64,37 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
         })),
     }));
   return { underlayAddress: host.underlayAddress, networks };
+}
+
+/** The network's gateway and endpoints on this host, from its guests that are in a group's endpoints. */
+function endpointsField(
+  members: readonly GuestOnNetwork[],
+  host: HostFacts,
+): Pick<HostNetworkSpec["networks"][number], "gateway" | "endpoints"> {
+  const exposing = members.filter((m) => m.nic.endpoints);
+  const first = exposing[0];
+  const portOf = host.endpointPortOf;
+  if (!first?.nic.endpoints || !portOf) return {};
+  const endpoints = new Map<string, EndpointSpec & { backends: string[] }>();
+  for (const member of exposing) {
+    const part = member.nic.endpoints as NonNullable<GuestNetworkInterface["endpoints"]>;
+    for (const guestPort of part.ports) {
+      const key = endpointKey(part.group, guestPort);
+      const hostPort = portOf(key);
+      if (hostPort === undefined) continue;
+      const endpoint = endpoints.get(key) ?? { hostPort, protocol: "tcp", guestPort, backends: [] };
+      if (member.ready && (host.serving?.(member.instanceId, guestPort) ?? true)) {
+        endpoint.backends.push(member.nic.address);
+      }
+      endpoints.set(key, endpoint);
+    }
+  }
+  return {
+    gateway: { address: first.nic.endpoints.gateway, prefixLength: first.nic.prefixLength },
+    endpoints: [...endpoints.values()]
+      .sort((a, b) => a.hostPort - b.hostPort)
+      .map((endpoint) => ({ ...endpoint, backends: endpoint.backends.sort() })),
+  };
 }
 
 function firewallField(firewall: NetworkFirewall | undefined): { firewall?: NetworkFirewall } {
@@ -72,14 +120,38 @@ export class GuestNetworks {
   /** Each network's firewall, as the control plane last sent it. */
   readonly firewalls: NetworkFirewalls | undefined;
 
+  /** Each endpoint's host port; without it, this host offers no endpoints. */
+  readonly #endpointPorts: EndpointPorts | undefined;
+  /** The loopback relays of a namespace host. */
+  readonly #relays: LoopbackRelays | undefined;
+  /** The address endpoints are reported at: the relays' loopback, or the underlay address. */
+  readonly #endpointHost: string;
+  readonly #log: (line: string) => void;
+  /**
+   * `instance:port` of ready guests seen accepting connections: only those are an endpoint's
+   * backends, so a guest that reports ready before its server listens gets no connection early.
+   */
+  readonly #serving = new Set<string>();
+  readonly #probing = new Set<string>();
+  /** The guests of the last sync: a probe that succeeds syncs them again. */
+  #guests: readonly GuestOnNetwork[] | undefined;
+  static readonly PROBE_INTERVAL_MS = 250;
+
   constructor(options: {
     host: HostFacts;
     executor: LinuxHostNetwork;
     underlayMtu?: number;
     firewalls?: NetworkFirewalls;
+    endpointPorts?: EndpointPorts;
+    relays?: { relays: LoopbackRelays; host: string };
+    log?: (line: string) => void;
   }) {
+    this.#log = options.log ?? (() => {});
     this.#host = options.host;
     this.firewalls = options.firewalls;
+    this.#endpointPorts = options.endpointPorts;
+    this.#relays = options.relays?.relays;
+    this.#endpointHost = options.relays?.host ?? options.host.underlayAddress;
     this.#executor = options.executor;
     this.mtu = (options.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
   }
@@ -96,16 +168,102 @@ export class GuestNetworks {
     return true;
   }
 
-  /** Brings the host's bridges, tunnels, taps and rules to what `guests` need. */
+  /** Brings the host's bridges, tunnels, taps, rules and endpoints to what `guests` need. */
   async sync(guests: readonly GuestOnNetwork[]): Promise<void> {
     const peers = this.#peers;
     const firewalls = this.firewalls;
+    const ports = await this.#settleEndpointPorts(guests);
+    this.#trackServing(guests);
     await this.#executor.reconcile(
       hostNetworkSpecOf(guests, {
         ...this.#host,
         peersOf: () => peers,
         ...(firewalls ? { firewallOf: (id: string) => firewalls.of(id) } : {}),
+        ...(ports ? { endpointPortOf: (key: string) => ports.get(key) } : {}),
+        serving: (instanceId, port) => this.#serving.has(`${instanceId}:${port}`),
       }),
     );
+  }
+
+  /**
+   * Forgets guests that left `ready`, and probes the ready ones not yet seen serving until they
+   * are. The first sync of a manager process adopts the ready guests as serving: they were
+   * backends before it restarted, and the kernel kept sending them connections.
+   */
+  #trackServing(guests: readonly GuestOnNetwork[]): void {
+    const first = this.#guests === undefined;
+    this.#guests = guests;
+    const ready = new Set<string>();
+    for (const guest of guests) {
+      if (!guest.ready || !guest.nic.endpoints) continue;
+      for (const port of guest.nic.endpoints.ports) ready.add(`${guest.instanceId}:${port}`);
+    }
+    for (const key of this.#serving) if (!ready.has(key)) this.#serving.delete(key);
+    for (const key of ready) {
+      if (first) this.#serving.add(key);
+      if (this.#serving.has(key) || this.#probing.has(key)) continue;
+      const guest = guests.find((g) => key.startsWith(`${g.instanceId}:`)) as GuestOnNetwork;
+      void this.#probe(key, guest, Number(key.slice(key.lastIndexOf(":") + 1)));
+    }
+  }
+
+  async #probe(key: string, guest: GuestOnNetwork, port: number): Promise<void> {
+    this.#probing.add(key);
+    const bridge = deviceName("bridge", guest.nic.network);
+    try {
+      while (this.#stillReady(guest.instanceId)) {
+        if (await this.#executor.acceptsTcp(bridge, guest.nic.address, port)) {
+          this.#serving.add(key);
+          await this.sync(this.#guests ?? []);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, GuestNetworks.PROBE_INTERVAL_MS));
+      }
+    } catch (error) {
+      this.#log(`[WARN] endpoints: ${guest.instanceId} port ${port} not added: ${(error as Error).message}`);
+    } finally {
+      this.#probing.delete(key);
+    }
+  }
+
+  #stillReady(instanceId: string): boolean {
+    return (this.#guests ?? []).some((g) => g.instanceId === instanceId && g.ready);
+  }
+
+  /** The endpoints of `group` on this host, as the control plane is told them. */
+  endpointsOf(group: string, guestPorts: readonly number[]): ReportedEndpoint[] {
+    return guestPorts.flatMap((port) => {
+      const hostPort = this.#endpointPorts?.portOf(endpointKey(group, port));
+      return hostPort === undefined
+        ? []
+        : [{ port, protocol: "tcp" as const, address: `${this.#endpointHost}:${hostPort}` }];
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#relays?.close();
+  }
+
+  async #settleEndpointPorts(
+    guests: readonly GuestOnNetwork[],
+  ): Promise<ReadonlyMap<string, number> | undefined> {
+    const endpointPorts = this.#endpointPorts;
+    if (!endpointPorts) return undefined;
+    const wanted = [
+      ...new Set(
+        guests.flatMap(({ nic: { endpoints } }) =>
+          endpoints ? endpoints.ports.map((port) => endpointKey(endpoints.group, port)) : [],
+        ),
+      ),
+    ];
+    let ports = await endpointPorts.settle(wanted);
+    if (!this.#relays) return ports;
+    // A port something else on the machine holds moves once to another; settle again.
+    const refused = await this.#relays.sync([...ports.values()]);
+    if (refused.length === 0) return ports;
+    for (const port of refused) endpointPorts.refuse(port);
+    ports = await endpointPorts.settle(wanted);
+    await this.#relays.sync([...ports.values()]);
+    return ports;
   }
 }

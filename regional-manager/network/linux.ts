@@ -62,6 +62,23 @@ export class LinuxHostNetwork {
     return steps;
   }
 
+  /**
+   * Whether a guest accepts TCP connections on `port`: a connection from the host through the
+   * guest's bridge (bound to it, as two networks may hold the same address), closed at once.
+   */
+  async acceptsTcp(bridge: string, address: string, port: number): Promise<boolean> {
+    try {
+      await this.#run([
+        ...["socat", "-u", "OPEN:/dev/null"],
+        `TCP:${address}:${port},connect-timeout=1,so-bindtodevice=${bridge}`,
+      ]);
+      return true;
+    } catch {
+      // Refused, timed out, or no route: not serving (yet).
+      return false;
+    }
+  }
+
   /** Removes everything globalvm owns on this host: what deleting the last network does. */
   clear(): Promise<Step[]> {
     return this.reconcile({ underlayAddress: "0.0.0.0", networks: [] });

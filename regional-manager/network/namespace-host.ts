@@ -27,9 +27,12 @@ export function missingForNamespaceHost(
     );
   }
   if (!facts.onPath("nsenter")) missing.push("nsenter (util-linux), which starts QEMU in the namespace");
+  if (!facts.onPath("setpriv")) {
+    missing.push("setpriv (util-linux), which ties the endpoints' relays to the manager's life");
+  }
   if (!facts.onPath("socat")) {
     missing.push(
-      "socat (apt-get install socat), which relays a guest's metadata requests out of the namespace",
+      "socat (apt-get install socat), which relays guests' metadata requests out of the namespace and endpoints into it",
     );
   }
   return missing;

@@ -22,8 +22,8 @@ export const NFT_TABLE = "globalvm";
  * - bridge family, input: no frame from a guest port or a tunnel is delivered to the host, so a
  *   guest can neither reach a host address nor use the host as a router to another network —
  *   except, from a guest port, IPv4 and ARP addressed to the network's gateway (endpoints);
- * - inet family, input: the same at the IP layer; from a bridge only replies of endpoint
- *   connections (conntrack: established, destination-NATed) get through;
+ * - inet family, input: the same at the IP layer; from a bridge only replies to connections the
+ *   host started (endpoints, and its probes of whether a guest serves) get through;
  * - inet family, firewall: bridged IPv4 passes the inet hooks (br_netfilter, on by default in
  *   every namespace), with the bridge as both interfaces. Each network gets its own conntrack
  *   zone, so equal addresses in two projects' networks never share a connection; a packet
@@ -80,7 +80,9 @@ export function renderNftRules(spec: HostNetworkSpec): string {
     `table inet ${NFT_TABLE} {`,
     "  chain input {",
     "    type filter hook input priority 0; policy accept;",
-    ...(routed.length > 0 ? [`    iifname ${bridgeGlob} ct state established ct status dnat accept`] : []),
+    // Replies to what the host started (endpoint connections, its probes of guests): a guest's
+    // own first packet is never accepted, so no connection a guest starts is ever established.
+    ...(routed.length > 0 ? [`    iifname ${bridgeGlob} ct state established,related accept`] : []),
     `    iifname ${bridgeGlob} drop`,
     "  }",
     "  chain prerouting {",
@@ -143,6 +145,11 @@ function endpointLines(
     "  chain endpoint_output {",
     "    type filter hook output priority raw; policy accept;",
     ...classify,
+    // The host's probes of its guests (bound to the bridge) are in the network's zone too.
+    ...routed.map(
+      (network) =>
+        `    oifname "${deviceName("bridge", network.id)}" ct zone set ${conntrackZone(network.vni)}`,
+    ),
     "  }",
     "  chain endpoint_replies {",
     "    type filter hook prerouting priority mangle; policy accept;",

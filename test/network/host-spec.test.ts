@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { assignPorts, endpointKey } from "../../regional-manager/network/endpoints.ts";
 import { GuestNetworks, hostNetworkSpecOf } from "../../regional-manager/network/guests.ts";
 import type { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
 import { guestMac, type HostNetworkSpec } from "../../regional-manager/network/spec.ts";
@@ -15,9 +16,9 @@ describe("a host's networks, from the guests it runs", () => {
   it("has one network per network with a guest here, one port per guest, taps owned by QEMU's user", () => {
     const spec = hostNetworkSpecOf(
       [
-        { instanceId: "ins_b", nic: nic("net_web", 4100, "10.1.0.3") },
-        { instanceId: "ins_c", nic: nic("net_db", 4101, "10.1.0.2") },
-        { instanceId: "ins_a", nic: nic("net_web", 4100, "10.1.0.2") },
+        { instanceId: "ins_b", nic: nic("net_web", 4100, "10.1.0.3"), ready: true },
+        { instanceId: "ins_c", nic: nic("net_db", 4101, "10.1.0.2"), ready: true },
+        { instanceId: "ins_a", nic: nic("net_web", 4100, "10.1.0.2"), ready: true },
       ],
       {
         underlayAddress: "192.0.2.1",
@@ -63,7 +64,7 @@ describe("a host's networks, from the guests it runs", () => {
       host: { underlayAddress: "192.0.2.1" },
       executor: executor as unknown as LinuxHostNetwork,
     });
-    const guests = [{ instanceId: "ins_a", nic: nic("net_web", 4100, "10.1.0.2") }];
+    const guests = [{ instanceId: "ins_a", nic: nic("net_web", 4100, "10.1.0.2"), ready: true }];
     await networks.sync(guests);
     expect(applied[0]?.networks[0]).not.toHaveProperty("peers");
     // Its own address among the peers is dropped; the same peers again need no sync.
@@ -75,5 +76,50 @@ describe("a host's networks, from the guests it runs", () => {
     expect(networks.setPeers([])).toBe(true);
     await networks.sync(guests);
     expect(applied[2]?.networks[0]?.peers).toEqual([]);
+  });
+});
+
+describe("endpoints, from the guests in a group's endpoints", () => {
+  const exposing = (address: string, ready: boolean) => ({
+    instanceId: `ins_${address}`,
+    nic: {
+      ...nic("net_web", 4100, address),
+      endpoints: { group: "vmg_web", gateway: "10.1.0.1", ports: [80, 443] },
+    },
+    ready,
+  });
+
+  it("spreads each exposed port over the ready guests only, at the host port it was given", () => {
+    const ports = new Map([
+      [endpointKey("vmg_web", 80), 30001],
+      [endpointKey("vmg_web", 443), 30000],
+    ]);
+    const spec = hostNetworkSpecOf(
+      [exposing("10.1.0.3", true), exposing("10.1.0.2", true), exposing("10.1.0.4", false)],
+      { underlayAddress: "192.0.2.1", endpointPortOf: (key) => ports.get(key) },
+    );
+    expect(spec.networks[0]?.gateway).toEqual({ address: "10.1.0.1", prefixLength: 16 });
+    expect(spec.networks[0]?.endpoints).toEqual([
+      { hostPort: 30000, protocol: "tcp", guestPort: 443, backends: ["10.1.0.2", "10.1.0.3"] },
+      { hostPort: 30001, protocol: "tcp", guestPort: 80, backends: ["10.1.0.2", "10.1.0.3"] },
+    ]);
+  });
+
+  it("keeps an endpoint's port, gives new ones the lowest free, and frees the ones not wanted", () => {
+    const range = { from: 30000, to: 30002 };
+    const held = new Map([
+      ["vmg_a/tcp/80", 30001],
+      ["vmg_gone/tcp/80", 30000],
+    ]);
+    const next = assignPorts(held, ["vmg_a/tcp/80", "vmg_b/tcp/80", "vmg_c/tcp/80"], range);
+    expect(Object.fromEntries(next)).toEqual({
+      "vmg_a/tcp/80": 30001,
+      "vmg_b/tcp/80": 30000,
+      "vmg_c/tcp/80": 30002,
+    });
+    // Used up: the endpoint left out gets none (it is not reported, and not served).
+    expect(assignPorts(next, [...next.keys(), "vmg_d/tcp/80"], range).has("vmg_d/tcp/80")).toBe(false);
+    // A port something else holds moves its endpoint.
+    expect(assignPorts(next, ["vmg_a/tcp/80"], range, new Set([30001])).get("vmg_a/tcp/80")).toBe(30000);
   });
 });

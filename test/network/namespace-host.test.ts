@@ -7,11 +7,12 @@ describe("what a datacenter host in a namespace needs", () => {
     expect(missing).toEqual([
       expect.stringContaining("ip netns add dc1"),
       expect.stringContaining("nsenter"),
+      expect.stringContaining("setpriv"),
       expect.stringContaining("apt-get install socat"),
     ]);
   });
 
-  it("needs nothing more when the namespace and both programs are there", () => {
+  it("needs nothing more when the namespace and the programs are there", () => {
     const seen: string[] = [];
     const facts = {
       exists: (path: string) => {
