@@ -118,6 +118,7 @@ export class InstanceManager {
     this.#options = options;
     options.driver.on("state", this.#onState);
     options.driver.on("guest-attribute", this.#onAttribute);
+    if (options.guestNetworks) options.guestNetworks.onServing = (id) => this.#report(id);
   }
 
   /** Takes over the instances a previous manager process left running and tells the control plane. */
@@ -177,10 +178,16 @@ export class InstanceManager {
     const known = this.#known(instanceId);
     if (known) {
       const spec = known.spec;
+      const { state, reason } = this.#readiness(
+        instanceId,
+        known.state,
+        known.reason ?? null,
+        spec.networkInterface,
+      );
       return {
         instance_id: instanceId,
-        state: known.state,
-        reason: known.reason ?? null,
+        state,
+        reason,
         guest_attributes: known.guestAttributes,
         vcpus: spec.vcpus,
         memory_mb: spec.memoryMb,
@@ -415,6 +422,27 @@ export class InstanceManager {
     };
   }
 
+  /**
+   * A guest in its group's endpoints is ready once it also accepts connections on every exposed
+   * port (a load balancer's health check): until then it is `running`, and the control plane
+   * waits for it as for any guest not ready yet — a rolling update never takes the old instance
+   * away before the new one serves.
+   */
+  #readiness(
+    instanceId: string,
+    state: ReportedInstanceState,
+    reason: string | null,
+    nic: GuestNetworkInterface | undefined,
+  ): { state: ReportedInstanceState; reason: string | null } {
+    const networks = this.#options.guestNetworks;
+    if (state !== "ready" || !nic?.endpoints || !networks) return { state, reason };
+    if (networks.serves(instanceId, nic.endpoints.ports)) return { state, reason };
+    return {
+      state: "running",
+      reason: `ready; waiting for its exposed port(s) ${nic.endpoints.ports.join(", ")} to accept connections`,
+    };
+  }
+
   /** The endpoints of the guest's group, for its report (once this host has given them ports). */
   #endpointsOf(nic: GuestNetworkInterface | undefined): { endpoints?: ReportedEndpoint[] } {
     const networks = this.#options.guestNetworks;
@@ -495,8 +523,12 @@ export class InstanceManager {
   #snapshot(instanceId: string, change?: InstanceStateChange): InstanceReport | undefined {
     const known = this.#known(instanceId);
     if (known) {
-      const state: ReportedInstanceState = change?.state ?? known.state;
-      const reason = change ? change.reason : known.reason;
+      const { state, reason } = this.#readiness(
+        instanceId,
+        change?.state ?? known.state,
+        (change ? change.reason : known.reason) ?? null,
+        known.spec.networkInterface,
+      );
       const consoleTail =
         change?.consoleTail ??
         this.#options.driver.consoleLog(instanceId, { tailBytes: this.#options.reportConsoleBytes ?? 4096 });

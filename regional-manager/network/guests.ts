@@ -133,6 +133,8 @@ export class GuestNetworks {
    */
   readonly #serving = new Set<string>();
   readonly #probing = new Set<string>();
+  /** Told when a guest is first seen serving an exposed port (its readiness may have changed). */
+  onServing: ((instanceId: string) => void) | undefined;
   /** The guests of the last sync: a probe that succeeds syncs them again. */
   #guests: readonly GuestOnNetwork[] | undefined;
   static readonly PROBE_INTERVAL_MS = 250;
@@ -215,6 +217,7 @@ export class GuestNetworks {
         if (await this.#executor.acceptsTcp(bridge, guest.nic.address, port)) {
           this.#serving.add(key);
           await this.sync(this.#guests ?? []);
+          this.onServing?.(guest.instanceId);
           return;
         }
         await new Promise((resolve) => setTimeout(resolve, GuestNetworks.PROBE_INTERVAL_MS));
@@ -228,6 +231,11 @@ export class GuestNetworks {
 
   #stillReady(instanceId: string): boolean {
     return (this.#guests ?? []).some((g) => g.instanceId === instanceId && g.ready);
+  }
+
+  /** Whether the guest was seen accepting connections on every one of `ports`. */
+  serves(instanceId: string, ports: readonly number[]): boolean {
+    return ports.every((port) => this.#serving.has(`${instanceId}:${port}`));
   }
 
   /** The endpoints of `group` on this host, as the control plane is told them. */

@@ -5,11 +5,12 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type {
-  ComputeDriver,
-  ComputeDriverEvents,
-  InstanceState,
-  InstanceStatus,
+import {
+  type ComputeDriver,
+  type ComputeDriverEvents,
+  ComputeError,
+  type InstanceState,
+  type InstanceStatus,
 } from "../../regional-manager/compute/index.ts";
 import {
   DeferredRecordWrites,
@@ -23,6 +24,10 @@ import {
   InstanceManager,
   MAX_REPORT_BYTES,
 } from "../../regional-manager/instances/instance-manager.ts";
+import { EndpointPorts } from "../../regional-manager/network/endpoints.ts";
+import { GuestNetworks } from "../../regional-manager/network/guests.ts";
+import type { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
+import type { HostNetworkSpec } from "../../regional-manager/network/spec.ts";
 import type { ImageStore } from "../../regional-manager/store/image-store.ts";
 import type { InstanceReport } from "../../schemas/manager-instances.ts";
 
@@ -104,6 +109,93 @@ describe("instance reports", () => {
     expect(MAX_REPORT_BYTES).toBeLessThan(1 << 20);
   });
 });
+
+describe("a guest in its group's endpoints", () => {
+  /** The driver of one exposing guest, deletable. */
+  class ExposingDriver extends OneInstanceDriver {
+    deleted = false;
+    override status(instanceId: string): InstanceStatus {
+      if (this.deleted) throw new ComputeError("not-found", "gone");
+      const status = super.status(instanceId);
+      const nic = { network: "net_a", vni: 7, address: "10.9.0.2", prefixLength: 16, mtu: 1450 };
+      return {
+        ...status,
+        spec: {
+          ...status.spec,
+          networkInterface: { ...nic, endpoints: { group: "vmg_a", gateway: "10.9.0.1", ports: [80] } },
+        },
+      } as InstanceStatus;
+    }
+    list(): InstanceStatus[] {
+      return this.deleted ? [] : [this.status("ins_a")];
+    }
+    async delete(): Promise<void> {
+      this.deleted = true;
+    }
+  }
+
+  it("is reported ready only once it serves, and leaves the endpoints before it is deleted", async () => {
+    const driver = new ExposingDriver();
+    const received: InstanceReport[] = [];
+    const applied: HostNetworkSpec[] = [];
+    let serving = false;
+    const executor = {
+      reconcile: async (spec: HostNetworkSpec) => applied.push(spec),
+      acceptsTcp: async () => serving,
+    };
+    const dir = mkdtempSync(join(tmpdir(), "globalvm-endpoints-"));
+    const networks = new GuestNetworks({
+      host: { underlayAddress: "192.0.2.1" },
+      executor: executor as unknown as LinuxHostNetwork,
+      endpointPorts: new EndpointPorts(join(dir, "ports.json")),
+    });
+    const manager = new InstanceManager({
+      driver: driver as unknown as ComputeDriver,
+      store: { findByLocalId: () => undefined } as unknown as ImageStore,
+      region: "r",
+      datacenter: "dc",
+      ensureImageVersion: () => Promise.reject(new Error("not used")),
+      capacity: { vcpus: 2, memoryMb: 1024 },
+      log: () => {},
+      guestNetworks: networks,
+      endpointDrainMs: 50,
+      reporter: {
+        async reportInstance(_id, report) {
+          received.push(report);
+        },
+      },
+    });
+    const backends = () => applied.at(-1)?.networks[0]?.endpoints?.[0]?.backends;
+    try {
+      await manager.syncNetworks();
+      driver.setState("ready");
+      await until(() => received.length > 0);
+      expect(manager.status("ins_a")).toMatchObject({ state: "running" });
+      expect(received.at(-1)?.state_reason).toMatch(/exposed port\(s\) 80/);
+      expect(backends()).toEqual([]);
+      serving = true;
+      await until(() => received.at(-1)?.state === "ready");
+      expect(backends()).toEqual(["10.9.0.2"]);
+      expect(received.at(-1)?.endpoints).toEqual([{ port: 80, protocol: "tcp", address: "192.0.2.1:30000" }]);
+      const specsBefore = applied.length;
+      await manager.delete("ins_a");
+      // Out of the backends before the guest went, then its network gone with it.
+      expect(applied[specsBefore]?.networks[0]?.endpoints?.[0]?.backends).toEqual([]);
+      expect(applied.at(-1)?.networks).toEqual([]);
+    } finally {
+      await manager.detach();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 describe("deferred instance record writes", () => {
   it("write a burst of guest attribute changes once, later, and all that is pending at a flush", async () => {
