@@ -18,8 +18,8 @@ ${CONNECTION_HELP}
 
 const SHOW_USAGE = `Usage: globalvm vm-group show ID|NAME [options]
 
-Shows one VM group, its instances (state, network IP, address, datacenter) and the guest
-attributes each guest published.
+Shows one VM group, where its exposed ports are reachable (endpoints), its instances (state,
+network IP, address, datacenter) and the guest attributes each guest published.
 
 Options:
 ${CONNECTION_HELP}
@@ -51,12 +51,21 @@ function describeVmGroup(group: VmGroup, instances: Instance[]): string {
     ["datacenter", group.datacenter ?? "-"],
     ["size", String(group.size)],
     ["machine", `${group.machine.vcpus} vCPU, ${group.machine.memory_mb} MiB`],
+    ...endpointFields(group),
   ];
   const table = formatTable(
     ["NAME", "ID", "DATACENTER", "STATE", "NETWORK IP", "ADDRESS"],
     instances.map((i) => [i.name, i.id, i.datacenter, i.state, i.network_ip ?? "-", i.address ?? "-"]),
   );
   return `${formatFields(fields)}\ninstances:\n${instances.length > 0 ? table : "  none\n"}${guestAttributes(instances)}`;
+}
+
+/** One line per exposed port: where its datacenter made it reachable, if it has yet. */
+function endpointFields(group: VmGroup): [string, string][] {
+  return group.expose.map(({ port, protocol }) => {
+    const endpoint = group.endpoints.find((e) => e.port === port && e.protocol === protocol);
+    return ["endpoint", `${port}/${protocol}  ${endpoint?.url ?? "not reachable yet"}`];
+  });
 }
 
 /** A guest's value as one line, with no control character reaching the terminal. */

@@ -63,7 +63,7 @@ export interface paths {
         };
         get?: never;
         /**
-         * A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail
+         * A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail, its group's endpoints
          * @description Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.
          */
         put: operations["reportInstance"];
@@ -692,6 +692,11 @@ export interface components {
             size?: number;
         };
         CreateVmGroup: {
+            /**
+             * @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation.
+             * @default []
+             */
+            expose: components["schemas"]["ExposedPort"][];
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
             image: string;
             /** @description Pinned version; null follows the current one. */
@@ -770,6 +775,18 @@ export interface components {
             /** @example web */
             region?: string;
             size: number;
+        };
+        ExposedPort: {
+            /**
+             * @description The guest's port.
+             * @example 80
+             */
+            port: number;
+            /**
+             * @default tcp
+             * @enum {string}
+             */
+            protocol: "tcp";
         };
         FirewallRule: {
             /** @enum {string} */
@@ -943,6 +960,7 @@ export interface components {
         InstanceReport: {
             address?: string | null;
             boot_log_tail?: string | null;
+            endpoints?: components["schemas"]["ReportedEndpoint"][];
             guest_attributes?: {
                 [key: string]: string;
             };
@@ -1255,6 +1273,13 @@ export interface components {
             /** @description Defaults to the current version. */
             version?: number;
         };
+        ReportedEndpoint: {
+            /** @example 127.0.0.1:30001 */
+            address: string;
+            port: number;
+            /** @enum {string} */
+            protocol: "tcp";
+        };
         RotateSigningKey: {
             /**
              * @description Publish the new key at once but sign with it only after this delay: time to copy the JWKS into managers' --control-plane-keys files. 0 (default): it signs at once.
@@ -1371,6 +1396,8 @@ export interface components {
             quotas: components["schemas"]["SetQuotas"];
         };
         UpdateVmGroup: {
+            /** @description Must be the group's `expose` (in any order): exposed ports cannot change in place yet. */
+            expose?: components["schemas"]["ExposedPort"][];
             /** @description Pinned version; null follows the current one. */
             image_version?: number | null;
             /**
@@ -1422,6 +1449,10 @@ export interface components {
              * @example web
              */
             datacenter: string | null;
+            /** @description The exposed ports their datacenter has made reachable so far; empty while the group has no instances. */
+            endpoints: components["schemas"]["VmGroupEndpoint"][];
+            /** @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation. */
+            expose: components["schemas"]["ExposedPort"][];
             /** @example vmg_01jd3k9x4m6q8r2t5v7w9y1z3b */
             id: string;
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -1463,6 +1494,19 @@ export interface components {
              * @example 2026-11-22T04:00:00.000Z
              */
             updated_at: string;
+        };
+        VmGroupEndpoint: {
+            /** @example 127.0.0.1:30001 */
+            address: string;
+            /**
+             * @description The guests' port.
+             * @example 80
+             */
+            port: number;
+            /** @enum {string} */
+            protocol: "tcp";
+            /** @example tcp://127.0.0.1:30001 */
+            url: string;
         };
         VmGroupPage: {
             items: components["schemas"]["VmGroup"][];

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema, LabelsSchema, NameSchema, TimestampSchema } from "./common.ts";
+import { EndpointAddressSchema, EXPOSE_PROTOCOLS, ExposeSchema } from "./endpoints.ts";
 import { DEFAULT_NETWORK } from "./networks.ts";
 
 export const VM_GROUP_STATES = [
@@ -82,7 +83,22 @@ const vmGroupFields = {
   metadata: MetadataSchema,
   metadata_from: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/), MetadataReferenceSchema),
   labels: LabelsSchema,
+  expose: ExposeSchema.openapi({
+    description:
+      "TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation.",
+  }),
 };
+
+/** An exposed port and where its datacenter's manager made it reachable. */
+export const VmGroupEndpointSchema = z
+  .object({
+    port: z.number().int().openapi({ description: "The guests' port.", example: 80 }),
+    protocol: z.enum(EXPOSE_PROTOCOLS),
+    address: EndpointAddressSchema,
+    url: z.string().openapi({ example: "tcp://127.0.0.1:30001" }),
+  })
+  .openapi("VmGroupEndpoint");
+export type VmGroupEndpoint = z.infer<typeof VmGroupEndpointSchema>;
 
 export const VmGroupSchema = z
   .object({
@@ -93,6 +109,10 @@ export const VmGroupSchema = z
       description: "Chosen by the orchestrator; null until placed.",
     }),
     state: z.enum(VM_GROUP_STATES),
+    endpoints: z.array(VmGroupEndpointSchema).openapi({
+      description:
+        "The exposed ports their datacenter has made reachable so far; empty while the group has no instances.",
+    }),
     created_at: TimestampSchema,
     updated_at: TimestampSchema,
   })
@@ -127,12 +147,16 @@ export const CreateVmGroupSchema = z
     metadata: MetadataSchema.default({}),
     metadata_from: vmGroupFields.metadata_from.default({}),
     labels: LabelsSchema.default({}),
+    expose: vmGroupFields.expose.default([]),
   })
   .superRefine(exactlyOnePlacement)
   .openapi("CreateVmGroup");
 export type CreateVmGroup = z.infer<typeof CreateVmGroupSchema>;
 
-/** Name, image identity and placement replace a group; everything else changes in place. */
+/**
+ * Name, image identity, placement and network replace a group; `expose` may be repeated as it
+ * is but not changed (yet); everything else changes in place.
+ */
 export const UpdateVmGroupSchema = z
   .strictObject({
     image_version: vmGroupFields.image_version.optional(),
@@ -141,6 +165,9 @@ export const UpdateVmGroupSchema = z
     metadata: MetadataSchema.optional(),
     metadata_from: vmGroupFields.metadata_from.optional(),
     labels: LabelsSchema.optional(),
+    expose: ExposeSchema.optional().openapi({
+      description: "Must be the group's `expose` (in any order): exposed ports cannot change in place yet.",
+    }),
   })
   .refine((body) => Object.keys(body).length > 0, { message: "give at least one field to change" })
   .openapi("UpdateVmGroup");

@@ -29,8 +29,15 @@ export function lowestFreeIndex(used: Iterable<number>, count: number): number |
   return undefined;
 }
 
-/** The first host offset a subnet gives: 0 is the subnet itself and 1 its gateway, by convention. */
-export const FIRST_HOST_OFFSET = 2;
+/** The datacenter's own address in its subnet: 0 is the subnet itself, 1 its gateway, by convention. */
+export const GATEWAY_OFFSET = 1;
+/** The first host offset a subnet gives an instance: the one after its gateway. */
+export const FIRST_HOST_OFFSET = GATEWAY_OFFSET + 1;
+
+/** A subnet's gateway: the address a datacenter's endpoints reach its guests from. */
+export function subnetGateway(subnet: Ipv4Cidr): string {
+  return formatIpv4(subnet.base + GATEWAY_OFFSET);
+}
 
 /**
  * The next free host offset after `cursor`, going round once: hosts are 2 .. size − 2 (the last
@@ -137,4 +144,17 @@ export async function networkOfInstance(db: CatalogDb, networkId: string) {
     .where(eq(networks.id, networkId));
   if (!network) return undefined;
   return { id: network.id, vni: network.vni, prefixLength: cidrOf(network.cidr).prefixLength };
+}
+
+/** The gateway of `datacenter`'s subnet of the network; undefined while it has none there. */
+export async function gatewayInDatacenter(
+  db: CatalogDb,
+  networkId: string,
+  datacenter: string,
+): Promise<string | undefined> {
+  const [subnet] = await db
+    .select({ cidr: networkSubnets.cidr })
+    .from(networkSubnets)
+    .where(and(eq(networkSubnets.networkId, networkId), eq(networkSubnets.datacenter, datacenter)));
+  return subnet ? subnetGateway(cidrOf(subnet.cidr)) : undefined;
 }

@@ -1,12 +1,13 @@
 // Catalog rows → API shapes. One place, so every route answers the same way.
 
+import { type ExposedPort, endpointUrl, type ReportedEndpoint } from "../../schemas/endpoints.ts";
 import type { FirewallRule } from "../../schemas/firewall-rules.ts";
 import type { Image, ImageReplica } from "../../schemas/images.ts";
 import type { Instance } from "../../schemas/instances.ts";
 import type { Network } from "../../schemas/networks.ts";
 import type { Project, Token } from "../../schemas/projects.ts";
 import type { Datacenter, Region } from "../../schemas/regions.ts";
-import type { VmGroup } from "../../schemas/vm-groups.ts";
+import type { VmGroup, VmGroupEndpoint } from "../../schemas/vm-groups.ts";
 import { datacenterStatus } from "./datacenter-status.ts";
 import { quotasOf } from "./quotas.ts";
 import type {
@@ -149,11 +150,21 @@ export function toVmGroup(row: typeof vmGroups.$inferSelect): VmGroup {
     metadata: row.metadata,
     metadata_from: row.metadataFrom,
     labels: row.labels,
+    expose: row.expose,
     datacenter: row.datacenter,
     state: row.state as VmGroup["state"],
+    endpoints: endpointsOf(row.expose, row.endpoints),
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
   };
+}
+
+/** The exposed ports the manager has given an address, in the order they were exposed. */
+function endpointsOf(expose: ExposedPort[], reported: ReportedEndpoint[]): VmGroupEndpoint[] {
+  return expose.flatMap(({ port, protocol }) => {
+    const endpoint = reported.find((r) => r.port === port && r.protocol === protocol);
+    return endpoint ? [{ port, protocol, address: endpoint.address, url: endpointUrl(endpoint) }] : [];
+  });
 }
 
 export function toInstance(row: typeof instances.$inferSelect, groupName: string): Instance {

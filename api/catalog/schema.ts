@@ -15,6 +15,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import type { ExposedPort, ReportedEndpoint } from "../../schemas/endpoints.ts";
 import { FIREWALL_ACTIONS, FIREWALL_PROTOCOLS } from "../../schemas/firewall-rules.ts";
 import { IMAGE_FORMATS, IMAGE_STATES, REPLICA_STATES } from "../../schemas/images.ts";
 import { INSTANCE_STATES } from "../../schemas/instances.ts";
@@ -317,6 +318,10 @@ export const vmGroups = pgTable(
     metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
     metadataFrom: jsonb("metadata_from").$type<Record<string, MetadataReference>>().notNull().default({}),
     labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+    /** Ports reachable from outside the network; fixed at creation. */
+    expose: jsonb("expose").$type<ExposedPort[]>().notNull().default([]),
+    /** Where the datacenter's manager last reported those ports reachable (empty once no instance is left). */
+    endpoints: jsonb("endpoints").$type<ReportedEndpoint[]>().notNull().default([]),
     state: text("state").notNull().default("pending"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),

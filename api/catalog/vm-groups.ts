@@ -1,4 +1,5 @@
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, notExists, sql } from "drizzle-orm";
+import type { ExposedPort, ReportedEndpoint } from "../../schemas/endpoints.ts";
 import {
   findReferenceCycle,
   parseReferencedAttribute,
@@ -7,7 +8,7 @@ import {
 import type { MetadataReference } from "../../schemas/vm-groups.ts";
 import { errors, type FieldError } from "../errors.ts";
 import type { CatalogDb } from "./db.ts";
-import { vmGroups } from "./schema.ts";
+import { instances, vmGroups } from "./schema.ts";
 
 export async function findVmGroup(db: CatalogDb, projectId: string, id: string) {
   const [row] = await db
@@ -89,4 +90,55 @@ export async function assertValidReferences(
       [{ path: "metadata_from", message: "reference cycle" }],
     );
   }
+}
+
+const portKey = (entry: { protocol: string; port: number }) => `${entry.protocol}/${entry.port}`;
+
+/** Two `expose` lists name the same ports, in whatever order. */
+function sameExposedPorts(a: readonly ExposedPort[], b: readonly ExposedPort[]): boolean {
+  const keys = new Set(a.map(portKey));
+  return a.length === b.length && b.every((entry) => keys.has(portKey(entry)));
+}
+
+/** An update may repeat the group's `expose` (a client sending its whole configuration) but not change it. */
+export function assertExposeUnchanged(current: readonly ExposedPort[], requested: readonly ExposedPort[]) {
+  if (sameExposedPorts(current, requested)) return;
+  const text = (ports: readonly ExposedPort[]) => ports.map(portKey).join(", ") || "none";
+  throw errors.unprocessable(
+    "expose_immutable",
+    `expose cannot change in place (the group exposes ${text(current)}, the update asks for ${text(requested)}); create another group.`,
+    [{ path: "expose", message: "cannot change after the group is created" }],
+  );
+}
+
+/**
+ * Records the endpoints a manager reported for the group. They are kept sorted so that the
+ * same endpoints in another order are no change, and the row is written only when they differ
+ * (every instance of the group reports them).
+ */
+export async function recordEndpoints(db: CatalogDb, groupId: string, reported: readonly ReportedEndpoint[]) {
+  const endpoints = [...reported].sort((a, b) => a.protocol.localeCompare(b.protocol) || a.port - b.port);
+  await db
+    .update(vmGroups)
+    .set({ endpoints })
+    .where(
+      and(
+        eq(vmGroups.id, groupId),
+        sql`${vmGroups.endpoints} is distinct from ${JSON.stringify(endpoints)}::jsonb`,
+      ),
+    );
+}
+
+/** A group with no instance left has no endpoint: what the manager reported went with them. */
+export async function forgetEndpointsIfEmpty(db: CatalogDb, groupId: string) {
+  await db
+    .update(vmGroups)
+    .set({ endpoints: [] })
+    .where(
+      and(
+        eq(vmGroups.id, groupId),
+        sql`${vmGroups.endpoints} <> '[]'::jsonb`,
+        notExists(db.select({ id: instances.id }).from(instances).where(eq(instances.vmGroupId, groupId))),
+      ),
+    );
 }

@@ -4,8 +4,7 @@
 // time. Each handler can be re-run from the top after a crash: it reads what the catalog
 // already records and the manager calls are idempotent.
 import { and, asc, desc, eq, gte, inArray, isNotNull, isNull, ne } from "drizzle-orm";
-import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
-import { allocateNetworkIp, networkOfInstance } from "../catalog/addresses.ts";
+import { allocateNetworkIp } from "../catalog/addresses.ts";
 import type { CatalogDb } from "../catalog/db.ts";
 import { startOperation } from "../catalog/operations.ts";
 import { loadPlacementFacts } from "../catalog/placement-facts.ts";
@@ -17,11 +16,13 @@ import {
   instances,
   vmGroups,
 } from "../catalog/schema.ts";
+import { forgetEndpointsIfEmpty } from "../catalog/vm-groups.ts";
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
 import { resolveReferences } from "./dependencies.ts";
-import { firewallOfNetwork, isFirewallSource } from "./firewalls.ts";
+import { isFirewallSource } from "./firewalls.ts";
 import { decideReask, noteReasked, type ReaskLog } from "./instance-recovery.ts";
+import { instanceSpecOf } from "./instance-specs.ts";
 import {
   deleteInstanceOnManager,
   ManagerCallError,
@@ -265,27 +266,7 @@ async function removeInstance(services: Services, row: InstanceRow) {
     if (!(error instanceof ManagerCallError && error.status === 404)) throw error;
   }
   await services.db.delete(instances).where(eq(instances.id, row.id));
-}
-
-function specOf(
-  group: Group,
-  row: InstanceRow,
-  version: number,
-  metadata: Record<string, string>,
-  network: ManagerInstanceSpec["network"],
-) {
-  const spec: ManagerInstanceSpec = {
-    instance_id: row.id,
-    name: `${group.name}-${row.ordinal}`,
-    vm_group: group.name,
-    image_id: group.imageId,
-    image_version: version,
-    vcpus: group.vcpus,
-    memory_mb: group.memoryMb,
-    metadata,
-    ...(network ? { network } : {}),
-  };
-  return spec;
+  await forgetEndpointsIfEmpty(services.db, row.vmGroupId);
 }
 
 /** Asks the manager to run the instance (idempotent: one it already runs keeps its spec). */
@@ -297,28 +278,7 @@ async function startOnManager(
   version: number,
   metadata: Record<string, string>,
 ) {
-  const network =
-    row.networkId && row.networkIp ? await networkOfInstance(services.db, row.networkId) : undefined;
-  // The network's rules travel with the instance: its guest is never up unguarded.
-  const firewall = network ? await firewallOfNetwork(services, network.id) : undefined;
-  await startInstanceOnManager(
-    target,
-    specOf(
-      group,
-      row,
-      version,
-      metadata,
-      network && row.networkIp
-        ? {
-            id: network.id,
-            vni: network.vni,
-            address: row.networkIp,
-            prefix_length: network.prefixLength,
-            ...(firewall ? { firewall } : {}),
-          }
-        : undefined,
-    ),
-  );
+  await startInstanceOnManager(target, await instanceSpecOf(services, group, row, version, metadata));
 }
 
 /** Follows the image pull and the boots of the given instances until all are ready. */

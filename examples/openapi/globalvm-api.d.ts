@@ -534,7 +534,7 @@ export interface paths {
         };
         get?: never;
         /**
-         * A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail
+         * A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail, its group's endpoints
          * @description Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.
          */
         put: operations["reportInstance"];
@@ -1150,6 +1150,11 @@ export interface components {
             labels?: {
                 [key: string]: string;
             };
+            /**
+             * @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation.
+             * @default []
+             */
+            expose?: components["schemas"]["ExposedPort"][];
         };
         PlacementPolicy: {
             regions: string[];
@@ -1185,6 +1190,18 @@ export interface components {
              * @example guest-attributes/app/endpoint
              */
             attribute: string;
+        };
+        ExposedPort: {
+            /**
+             * @description The guest's port.
+             * @example 80
+             */
+            port: number;
+            /**
+             * @default tcp
+             * @enum {string}
+             */
+            protocol?: "tcp";
         };
         VmGroupPage: {
             items: components["schemas"]["VmGroup"][];
@@ -1226,6 +1243,8 @@ export interface components {
             labels: {
                 [key: string]: string;
             };
+            /** @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation. */
+            expose: components["schemas"]["ExposedPort"][];
             /**
              * @description Chosen by the orchestrator; null until placed.
              * @example web
@@ -1233,6 +1252,8 @@ export interface components {
             datacenter: string | null;
             /** @enum {string} */
             state: "pending" | "provisioning" | "running" | "ready" | "updating" | "deleting" | "failed";
+            /** @description The exposed ports their datacenter has made reachable so far; empty while the group has no instances. */
+            endpoints: components["schemas"]["VmGroupEndpoint"][];
             /**
              * Format: date-time
              * @example 2026-11-22T04:00:00.000Z
@@ -1243,6 +1264,19 @@ export interface components {
              * @example 2026-11-22T04:00:00.000Z
              */
             updated_at: string;
+        };
+        VmGroupEndpoint: {
+            /**
+             * @description The guests' port.
+             * @example 80
+             */
+            port: number;
+            /** @enum {string} */
+            protocol: "tcp";
+            /** @example 127.0.0.1:30001 */
+            address: string;
+            /** @example tcp://127.0.0.1:30001 */
+            url: string;
         };
         UpdateVmGroup: {
             /** @description Pinned version; null follows the current one. */
@@ -1263,6 +1297,8 @@ export interface components {
             labels?: {
                 [key: string]: string;
             };
+            /** @description Must be the group's `expose` (in any order): exposed ports cannot change in place yet. */
+            expose?: components["schemas"]["ExposedPort"][];
         };
         InstancePage: {
             items: components["schemas"]["Instance"][];
@@ -1434,6 +1470,14 @@ export interface components {
                 [key: string]: string;
             };
             boot_log_tail?: string | null;
+            endpoints?: components["schemas"]["ReportedEndpoint"][];
+        };
+        ReportedEndpoint: {
+            port: number;
+            /** @enum {string} */
+            protocol: "tcp";
+            /** @example 127.0.0.1:30001 */
+            address: string;
         };
         PlacementExplanation: {
             decision: {

@@ -30,6 +30,13 @@ import {
 } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { checkRegion, numberOf, parseDuration, stringMap } from "./values.ts";
+import {
+  endpointsAttribute,
+  exposeBlock,
+  exposeBody,
+  exposeState,
+  validateExpose,
+} from "./vm-group-expose.ts";
 
 type CreateVmGroup = Schemas["CreateVmGroup"];
 type UpdateVmGroup = Schemas["UpdateVmGroup"];
@@ -105,6 +112,7 @@ export function createBody(plan: ObjectValue): CreateVmGroup {
     metadata: stringMap(plan.metadata),
     metadata_from: metadataFromBody(plan.metadata_from),
     labels: {},
+    expose: exposeBody(plan.expose),
   };
 }
 
@@ -261,6 +269,7 @@ async function groupState(
     wait_for_ready: typeof prior.wait_for_ready === "boolean" ? prior.wait_for_ready : true,
     timeouts: prior.timeouts ?? null,
     datacenter: group.datacenter,
+    ...exposeState(group),
     instances: instances.map((instance) => ({
       id: instance.id,
       datacenter: instance.datacenter,
@@ -351,6 +360,7 @@ function validate(config: ObjectValue, diagnostics: Diagnostics) {
       }
     }
   }
+  validateExpose(config, diagnostics);
 }
 
 export const vmGroupResource = defineResource<GlobalvmProviderData>({
@@ -385,6 +395,7 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
       wait_for_ready: { type: "bool", default: true },
       datacenter: { type: "string", computed: true },
       instances: { type: ["list", INSTANCE_TYPE], computed: true },
+      endpoints: endpointsAttribute,
     },
     blocks: {
       machine: {
@@ -419,6 +430,7 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
           },
         },
       },
+      expose: exposeBlock,
       timeouts: {
         nesting: "single",
         attributes: {

@@ -79,7 +79,8 @@ export class LoopbackRelays {
       [
         ...["--pdeathsig", "KILL", "ip", "netns", "exec", this.#netns, "socat"],
         `UNIX-LISTEN:${socket},fork,mode=600`,
-        `TCP:${this.#underlayAddress}:${port}`,
+        // A connection the firewall drops is given up after a while, not held for minutes.
+        `TCP:${this.#underlayAddress}:${port},connect-timeout=10`,
       ],
       { stdio: "ignore" },
     );

@@ -10,6 +10,7 @@ import {
   lowestFreeIndex,
   nextHostOffset,
   subnetBlock,
+  subnetGateway,
 } from "../../api/catalog/addresses.ts";
 import { type Catalog, type CatalogLocation, openCatalog } from "../../api/catalog/db.ts";
 import {
@@ -56,6 +57,13 @@ describe("address decisions", () => {
     expect(formatCidr(subnetBlock(range, 20, 3))).toBe("10.128.48.0/20");
     expect(lowestFreeIndex([0, 2], 4)).toBe(1);
     expect(lowestFreeIndex([0, 1], 2)).toBeUndefined();
+  });
+
+  it("a subnet's gateway is its address after the subnet's own, the one before the first host", () => {
+    const range = parseCidr("10.128.0.0/9") as { base: number; prefixLength: number };
+    expect(subnetGateway(subnetBlock(range, 20, 3))).toBe("10.128.48.1");
+    expect(subnetGateway(block)).toBe("10.0.0.1");
+    expect(nextHostOffset(block, 0, new Set())).toBe(2);
   });
 });
 

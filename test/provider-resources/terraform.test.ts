@@ -175,6 +175,43 @@ describe("examples/terraform/quickstart", () => {
   }, 60_000);
 });
 
+describe("globalvm_vm_group's exposed ports under terraform", () => {
+  it("plans each expose block with its default protocol, and endpoints known after apply", async () => {
+    const dir = workdir(
+      "vm-group-expose",
+      `provider "globalvm" {}
+resource "globalvm_vm_group" "web" {
+  name   = "web"
+  image  = "img_0123456789abcdef"
+  region = "us-east"
+  size   = 1
+  machine {
+    vcpus     = 1
+    memory_mb = 256
+  }
+  expose {
+    port = 80
+  }
+  expose {
+    port     = 443
+    protocol = "tcp"
+  }
+}
+`,
+    );
+    expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+    expectSuccess(await terraform(dir, ["plan", "-input=false", "-out=web.plan"], env));
+    const shown = await terraform(dir, ["show", "-json", "web.plan"], env);
+    expectSuccess(shown);
+    const [change] = JSON.parse(shown.stdout).resource_changes;
+    expect(change.change.after.expose).toEqual([
+      { port: 80, protocol: "tcp" },
+      { port: 443, protocol: "tcp" },
+    ]);
+    expect(change.change.after_unknown.endpoints).toBe(true);
+  }, 60_000);
+});
+
 describe("invalid configurations fail at plan with the attribute path", () => {
   const group = (body: string) => `provider "globalvm" {}
 resource "globalvm_vm_group" "app" {
@@ -210,6 +247,13 @@ ${body}
       "missing required argument",
       group(`  region = "us-east"\n  machine {\n    vcpus = 1\n    memory_mb = 256\n  }`),
       ["Missing required argument", '"size" is required'],
+    ],
+    [
+      "a port exposed twice",
+      group(
+        `  size = 1\n  region = "us-east"\n  machine {\n    vcpus = 1\n    memory_mb = 256\n  }\n  expose {\n    port = 80\n  }\n  expose {\n    port = 80\n  }`,
+      ),
+      ["Port exposed twice", "tcp/80 is already exposed by another expose block"],
     ],
     [
       "wrong type",

@@ -3,9 +3,10 @@
 // orchestrator that finishes VM group operations is another issue).
 
 import { describe, expect, it } from "vitest";
-import { CtyNumber, type ObjectValue } from "../../provider/cty/values.ts";
+import { CtyNumber, type CtyValue, type ObjectValue } from "../../provider/cty/values.ts";
 import { Diagnostics } from "../../provider/framework/diagnostics.ts";
 import { createLogger } from "../../provider/framework/logger.ts";
+import { planResourceChange } from "../../provider/framework/plan.ts";
 import { createProviderData } from "../../provider/provider-data.ts";
 import { parseDuration } from "../../provider/resources/values.ts";
 import { createBody, idempotencyKey, vmGroupResource } from "../../provider/resources/vm-group.ts";
@@ -28,6 +29,8 @@ function config(overrides: ObjectValue = {}): ObjectValue {
     timeouts: null,
     datacenter: null,
     instances: null,
+    expose: [],
+    endpoints: null,
     ...overrides,
   };
 }
@@ -64,11 +67,57 @@ describe("plan-time validation", () => {
     ]);
   });
 
+  it("names the expose block and attribute of a bad exposed port", () => {
+    expect(
+      validate(
+        config({
+          expose: [
+            { port: n(80), protocol: null },
+            { port: n(0), protocol: null },
+            { port: n(53), protocol: "udp" },
+            { port: n(80), protocol: "tcp" },
+          ],
+        }),
+      ),
+    ).toEqual([
+      { summary: "Invalid port", path: ["expose", 1, "port"] },
+      { summary: "Invalid protocol", path: ["expose", 2, "protocol"] },
+      { summary: "Port exposed twice", path: ["expose", 3, "port"] },
+    ]);
+  });
+
   it("parses durations", () => {
     expect(parseDuration("10m")).toBe(600_000);
     expect(parseDuration("1h30m")).toBe(5_400_000);
     expect(parseDuration("500ms")).toBe(500);
     expect(parseDuration("10")).toBeUndefined();
+  });
+});
+
+describe("expose", () => {
+  // What Terraform proposes keeps the prior state's computed values (id, network).
+  const group = (expose: CtyValue) => config({ id: "vmg_1", network: "default", expose });
+  const plan = (prior: ObjectValue, proposed: ObjectValue) =>
+    planResourceChange({ schema: vmGroupResource.schema, prior, proposed, config: proposed }).requiresReplace;
+  const web = { port: n(80), protocol: null };
+
+  it("is sent at create with tcp when no protocol is given", () => {
+    expect(createBody(config()).expose).toEqual([]);
+    expect(createBody(config({ expose: [web, { port: n(443), protocol: "tcp" }] })).expose).toEqual([
+      { port: 80, protocol: "tcp" },
+      { port: 443, protocol: "tcp" },
+    ]);
+  });
+
+  it("cannot change in place: another port replaces the group, the same one as applied does not", () => {
+    const applied = group([{ port: n(80), protocol: "tcp" }]);
+    expect(plan(applied, group([web]))).toEqual([]);
+    expect(plan(applied, group([{ port: n(8080), protocol: null }]))).toEqual([["expose"]]);
+    expect(plan(applied, group([]))).toEqual([["expose"]]);
+  });
+
+  it("a state from before expose existed (null) is no change from no expose block", () => {
+    expect(plan(group(null), group([]))).toEqual([]);
   });
 });
 
@@ -149,7 +198,8 @@ function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
       return json(200, {
         id: groupMatch[1],
         project_id: "prj_1",
-        ...createBody(config()),
+        ...createBody(config({ expose: [{ port: n(80), protocol: null }] })),
+        endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
         image_version: null,
         region: "us-east",
         placement: null,
@@ -180,7 +230,15 @@ describe("create", () => {
       { plan: config(), config: config() },
       context(fake.fetchImpl, lines),
     );
-    expect(state).toMatchObject({ id: "vmg_1", datacenter: "us-east-a" });
+    expect(state).toMatchObject({
+      id: "vmg_1",
+      datacenter: "us-east-a",
+      expose: [{ port: n(80), protocol: "tcp" }],
+      endpoints: [{ port: n(80), protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
+    });
+    // An import reads the same state from the ID alone.
+    const imported = await vmGroupResource.read({ state: { id: "vmg_1" } }, context(fake.fetchImpl, lines));
+    expect(imported).toMatchObject({ expose: state.expose, endpoints: state.endpoints });
     expect(state.instances).toEqual([
       { id: "ins_0", datacenter: "us-east-a", address: "10.0.0.2", state: "ready" },
       { id: "ins_1", datacenter: "us-east-a", address: "10.0.0.3", state: "ready" },

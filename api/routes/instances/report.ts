@@ -4,6 +4,7 @@ import { idSchema, NameSchema } from "../../../schemas/common.ts";
 import { InstanceReportSchema } from "../../../schemas/manager-instances.ts";
 import { requireManagerOf } from "../../auth.ts";
 import { instances } from "../../catalog/schema.ts";
+import { recordEndpoints } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, problemResponses } from "../../openapi.ts";
@@ -16,7 +17,7 @@ export const route = createRoute({
   operationId: "reportInstance",
   tags: ["managers"],
   summary:
-    "A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail",
+    "A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail, its group's endpoints",
   description:
     "Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.",
   security: bearerAuth,
@@ -54,6 +55,8 @@ export function register(app: OpenAPIHono<AppEnv>) {
       .returning({ id: instances.id, vmGroupId: instances.vmGroupId });
     const [row] = updated;
     if (!before || !row) throw errors.notFound(`instance of datacenter ${name}`, instance_id);
+    // A manager that says nothing of endpoints leaves the group's as they are.
+    if (report.endpoints !== undefined) await recordEndpoints(db, row.vmGroupId, report.endpoints);
     // Groups whose metadata takes a value from this instance get it now, not at their next
     // update; the push runs on its own (retried with backoff), the manager's report is answered at once.
     if (changesReferenceableValues(before, report)) void pushMetadataToDependents(services, row.vmGroupId);

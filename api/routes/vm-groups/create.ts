@@ -78,6 +78,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
             metadata: body.metadata,
             metadataFrom: body.metadata_from,
             labels: body.labels,
+            expose: body.expose,
           })
           .onConflictDoNothing()
           .returning({ id: vmGroups.id });

@@ -8,7 +8,7 @@ import { requireImageVersion } from "../../catalog/images.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertWithinQuotas } from "../../catalog/quotas.ts";
 import { vmGroups } from "../../catalog/schema.ts";
-import { assertValidReferences, findVmGroup } from "../../catalog/vm-groups.ts";
+import { assertExposeUnchanged, assertValidReferences, findVmGroup } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
@@ -37,6 +37,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
     if (!group) throw errors.notFound("VM group", id);
     if (group.state === "deleting")
       throw errors.conflict("vm_group_deleting", `VM group ${group.name} is being deleted.`);
+    if (body.expose) assertExposeUnchanged(group.expose, body.expose);
     if (body.image_version) {
       await requireImageVersion(
         db,

@@ -51,6 +51,12 @@ export interface VmGroupConfig extends cdktf.TerraformMetaArguments {
     */
     readonly waitForReady?: boolean | cdktf.IResolvable;
     /**
+    * expose block
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#expose VmGroup#expose}
+    */
+    readonly expose?: VmGroupExpose[] | cdktf.IResolvable;
+    /**
     * machine block
     *
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#machine VmGroup#machine}
@@ -68,6 +74,41 @@ export interface VmGroupConfig extends cdktf.TerraformMetaArguments {
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#timeouts VmGroup#timeouts}
     */
     readonly timeouts?: VmGroupTimeouts;
+}
+export interface VmGroupEndpoints {
+}
+export declare function vmGroupEndpointsToTerraform(struct?: VmGroupEndpoints): any;
+export declare function vmGroupEndpointsToHclTerraform(struct?: VmGroupEndpoints): any;
+export declare class VmGroupEndpointsOutputReference extends cdktf.ComplexObject {
+    private isEmptyObject;
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param complexObjectIndex the index of this item in the list
+    * @param complexObjectIsFromSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource: cdktf.IInterpolatingParent, terraformAttribute: string, complexObjectIndex: number, complexObjectIsFromSet: boolean);
+    get internalValue(): VmGroupEndpoints | undefined;
+    set internalValue(value: VmGroupEndpoints | undefined);
+    get address(): string;
+    get port(): number;
+    get protocol(): string;
+    get url(): string;
+}
+export declare class VmGroupEndpointsList extends cdktf.ComplexList {
+    protected terraformResource: cdktf.IInterpolatingParent;
+    protected terraformAttribute: string;
+    protected wrapsSet: boolean;
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param wrapsSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource: cdktf.IInterpolatingParent, terraformAttribute: string, wrapsSet: boolean);
+    /**
+    * @param index the index of the item to return
+    */
+    get(index: number): VmGroupEndpointsOutputReference;
 }
 export interface VmGroupInstances {
 }
@@ -163,6 +204,60 @@ export declare class VmGroupMetadataFromMap extends cdktf.ComplexMap {
     * @param key the key of the item to return
     */
     get(key: string): VmGroupMetadataFromOutputReference;
+}
+export interface VmGroupExpose {
+    /**
+    * The guests' port, 1 to 65535.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#port VmGroup#port}
+    */
+    readonly port: number;
+    /**
+    * tcp (the only one yet).
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#protocol VmGroup#protocol}
+    */
+    readonly protocol?: string;
+}
+export declare function vmGroupExposeToTerraform(struct?: VmGroupExpose | cdktf.IResolvable): any;
+export declare function vmGroupExposeToHclTerraform(struct?: VmGroupExpose | cdktf.IResolvable): any;
+export declare class VmGroupExposeOutputReference extends cdktf.ComplexObject {
+    private isEmptyObject;
+    private resolvableValue?;
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param complexObjectIndex the index of this item in the list
+    * @param complexObjectIsFromSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource: cdktf.IInterpolatingParent, terraformAttribute: string, complexObjectIndex: number, complexObjectIsFromSet: boolean);
+    get internalValue(): VmGroupExpose | cdktf.IResolvable | undefined;
+    set internalValue(value: VmGroupExpose | cdktf.IResolvable | undefined);
+    private _port?;
+    get port(): number;
+    set port(value: number);
+    get portInput(): number | undefined;
+    private _protocol?;
+    get protocol(): string;
+    set protocol(value: string);
+    resetProtocol(): void;
+    get protocolInput(): string | undefined;
+}
+export declare class VmGroupExposeList extends cdktf.ComplexList {
+    protected terraformResource: cdktf.IInterpolatingParent;
+    protected terraformAttribute: string;
+    protected wrapsSet: boolean;
+    internalValue?: VmGroupExpose[] | cdktf.IResolvable;
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param wrapsSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource: cdktf.IInterpolatingParent, terraformAttribute: string, wrapsSet: boolean);
+    /**
+    * @param index the index of the item to return
+    */
+    get(index: number): VmGroupExposeOutputReference;
 }
 export interface VmGroupMachine {
     /**
@@ -355,6 +450,8 @@ export declare class VmGroup extends cdktf.TerraformResource {
     */
     constructor(scope: Construct, id: string, config: VmGroupConfig);
     get datacenter(): string;
+    private _endpoints;
+    get endpoints(): VmGroupEndpointsList;
     get id(): string;
     private _image?;
     get image(): string;
@@ -410,6 +507,11 @@ export declare class VmGroup extends cdktf.TerraformResource {
     set waitForReady(value: boolean | cdktf.IResolvable);
     resetWaitForReady(): void;
     get waitForReadyInput(): boolean | cdktf.IResolvable | undefined;
+    private _expose;
+    get expose(): VmGroupExposeList;
+    putExpose(value: VmGroupExpose[] | cdktf.IResolvable): void;
+    resetExpose(): void;
+    get exposeInput(): cdktf.IResolvable | VmGroupExpose[] | undefined;
     private _machine;
     get machine(): VmGroupMachineOutputReference;
     putMachine(value: VmGroupMachine): void;

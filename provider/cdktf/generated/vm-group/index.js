@@ -2,6 +2,85 @@
 // https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group
 // generated from terraform resource schema
 import * as cdktf from 'cdktf';
+export function vmGroupEndpointsToTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    return {};
+}
+export function vmGroupEndpointsToHclTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    const attrs = {};
+    return attrs;
+}
+export class VmGroupEndpointsOutputReference extends cdktf.ComplexObject {
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param complexObjectIndex the index of this item in the list
+    * @param complexObjectIsFromSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource, terraformAttribute, complexObjectIndex, complexObjectIsFromSet) {
+        super(terraformResource, terraformAttribute, complexObjectIsFromSet, complexObjectIndex);
+        this.isEmptyObject = false;
+    }
+    get internalValue() {
+        let hasAnyValues = this.isEmptyObject;
+        const internalValueResult = {};
+        return hasAnyValues ? internalValueResult : undefined;
+    }
+    set internalValue(value) {
+        if (value === undefined) {
+            this.isEmptyObject = false;
+        }
+        else {
+            this.isEmptyObject = Object.keys(value).length === 0;
+        }
+    }
+    // address - computed: true, optional: false, required: false
+    get address() {
+        return this.getStringAttribute('address');
+    }
+    // port - computed: true, optional: false, required: false
+    get port() {
+        return this.getNumberAttribute('port');
+    }
+    // protocol - computed: true, optional: false, required: false
+    get protocol() {
+        return this.getStringAttribute('protocol');
+    }
+    // url - computed: true, optional: false, required: false
+    get url() {
+        return this.getStringAttribute('url');
+    }
+}
+export class VmGroupEndpointsList extends cdktf.ComplexList {
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param wrapsSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource, terraformAttribute, wrapsSet) {
+        super(terraformResource, terraformAttribute, wrapsSet);
+        this.terraformResource = terraformResource;
+        this.terraformAttribute = terraformAttribute;
+        this.wrapsSet = wrapsSet;
+    }
+    /**
+    * @param index the index of the item to return
+    */
+    get(index) {
+        return new VmGroupEndpointsOutputReference(this.terraformResource, this.terraformAttribute, index, this.wrapsSet);
+    }
+}
 export function vmGroupInstancesToTerraform(struct) {
     if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
         return struct;
@@ -233,6 +312,130 @@ export class VmGroupMetadataFromMap extends cdktf.ComplexMap {
     */
     get(key) {
         return new VmGroupMetadataFromOutputReference(this.terraformResource, this.terraformAttribute, key);
+    }
+}
+export function vmGroupExposeToTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    return {
+        port: cdktf.numberToTerraform(struct.port),
+        protocol: cdktf.stringToTerraform(struct.protocol),
+    };
+}
+export function vmGroupExposeToHclTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    const attrs = {
+        port: {
+            value: cdktf.numberToHclTerraform(struct.port),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "number",
+        },
+        protocol: {
+            value: cdktf.stringToHclTerraform(struct.protocol),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "string",
+        },
+    };
+    // remove undefined attributes
+    return Object.fromEntries(Object.entries(attrs).filter(([_, value]) => value !== undefined && value.value !== undefined));
+}
+export class VmGroupExposeOutputReference extends cdktf.ComplexObject {
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param complexObjectIndex the index of this item in the list
+    * @param complexObjectIsFromSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource, terraformAttribute, complexObjectIndex, complexObjectIsFromSet) {
+        super(terraformResource, terraformAttribute, complexObjectIsFromSet, complexObjectIndex);
+        this.isEmptyObject = false;
+    }
+    get internalValue() {
+        if (this.resolvableValue) {
+            return this.resolvableValue;
+        }
+        let hasAnyValues = this.isEmptyObject;
+        const internalValueResult = {};
+        if (this._port !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.port = this._port;
+        }
+        if (this._protocol !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.protocol = this._protocol;
+        }
+        return hasAnyValues ? internalValueResult : undefined;
+    }
+    set internalValue(value) {
+        if (value === undefined) {
+            this.isEmptyObject = false;
+            this.resolvableValue = undefined;
+            this._port = undefined;
+            this._protocol = undefined;
+        }
+        else if (cdktf.Tokenization.isResolvable(value)) {
+            this.isEmptyObject = false;
+            this.resolvableValue = value;
+        }
+        else {
+            this.isEmptyObject = Object.keys(value).length === 0;
+            this.resolvableValue = undefined;
+            this._port = value.port;
+            this._protocol = value.protocol;
+        }
+    }
+    get port() {
+        return this.getNumberAttribute('port');
+    }
+    set port(value) {
+        this._port = value;
+    }
+    // Temporarily expose input value. Use with caution.
+    get portInput() {
+        return this._port;
+    }
+    get protocol() {
+        return this.getStringAttribute('protocol');
+    }
+    set protocol(value) {
+        this._protocol = value;
+    }
+    resetProtocol() {
+        this._protocol = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get protocolInput() {
+        return this._protocol;
+    }
+}
+export class VmGroupExposeList extends cdktf.ComplexList {
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param wrapsSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource, terraformAttribute, wrapsSet) {
+        super(terraformResource, terraformAttribute, wrapsSet);
+        this.terraformResource = terraformResource;
+        this.terraformAttribute = terraformAttribute;
+        this.wrapsSet = wrapsSet;
+    }
+    /**
+    * @param index the index of the item to return
+    */
+    get(index) {
+        return new VmGroupExposeOutputReference(this.terraformResource, this.terraformAttribute, index, this.wrapsSet);
     }
 }
 export function vmGroupMachineToTerraform(struct) {
@@ -803,10 +1006,14 @@ export class VmGroup extends cdktf.TerraformResource {
             connection: config.connection,
             forEach: config.forEach
         });
+        // endpoints - computed: true, optional: false, required: false
+        this._endpoints = new VmGroupEndpointsList(this, "endpoints", false);
         // instances - computed: true, optional: false, required: false
         this._instances = new VmGroupInstancesList(this, "instances", false);
         // metadata_from - computed: false, optional: true, required: false
         this._metadataFrom = new VmGroupMetadataFromMap(this, "metadata_from");
+        // expose - computed: false, optional: true, required: false
+        this._expose = new VmGroupExposeList(this, "expose", false);
         // machine - computed: false, optional: false, required: true
         this._machine = new VmGroupMachineOutputReference(this, "machine");
         // placement - computed: false, optional: true, required: false
@@ -822,6 +1029,7 @@ export class VmGroup extends cdktf.TerraformResource {
         this._region = config.region;
         this._size = config.size;
         this._waitForReady = config.waitForReady;
+        this._expose.internalValue = config.expose;
         this._machine.internalValue = config.machine;
         this._placement.internalValue = config.placement;
         this._timeouts.internalValue = config.timeouts;
@@ -832,6 +1040,9 @@ export class VmGroup extends cdktf.TerraformResource {
     // datacenter - computed: true, optional: false, required: false
     get datacenter() {
         return this.getStringAttribute('datacenter');
+    }
+    get endpoints() {
+        return this._endpoints;
     }
     // id - computed: true, optional: false, required: false
     get id() {
@@ -948,6 +1159,19 @@ export class VmGroup extends cdktf.TerraformResource {
     get waitForReadyInput() {
         return this._waitForReady;
     }
+    get expose() {
+        return this._expose;
+    }
+    putExpose(value) {
+        this._expose.internalValue = value;
+    }
+    resetExpose() {
+        this._expose.internalValue = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get exposeInput() {
+        return this._expose.internalValue;
+    }
     get machine() {
         return this._machine;
     }
@@ -998,6 +1222,7 @@ export class VmGroup extends cdktf.TerraformResource {
             region: cdktf.stringToTerraform(this._region),
             size: cdktf.numberToTerraform(this._size),
             wait_for_ready: cdktf.booleanToTerraform(this._waitForReady),
+            expose: cdktf.listMapper(vmGroupExposeToTerraform, true)(this._expose.internalValue),
             machine: vmGroupMachineToTerraform(this._machine.internalValue),
             placement: vmGroupPlacementToTerraform(this._placement.internalValue),
             timeouts: vmGroupTimeoutsToTerraform(this._timeouts.internalValue),
@@ -1058,6 +1283,12 @@ export class VmGroup extends cdktf.TerraformResource {
                 isBlock: false,
                 type: "simple",
                 storageClassType: "boolean",
+            },
+            expose: {
+                value: cdktf.listMapperHcl(vmGroupExposeToHclTerraform, true)(this._expose.internalValue),
+                isBlock: true,
+                type: "list",
+                storageClassType: "VmGroupExposeList",
             },
             machine: {
                 value: vmGroupMachineToHclTerraform(this._machine.internalValue),

@@ -1,0 +1,67 @@
+// What the control plane asks a manager to run for one instance of a group: its machine, image
+// and metadata, its place on the group's network (with the network's firewall, so its guest is
+// never up unguarded) and, for a group that exposes ports, what the manager needs to give them
+// endpoints: the group they spread over and the datacenter's gateway on the network.
+import type { ManagerInstanceSpec } from "../../schemas/manager-instances.ts";
+import { gatewayInDatacenter, networkOfInstance } from "../catalog/addresses.ts";
+import type { instances, vmGroups } from "../catalog/schema.ts";
+import type { Services } from "../env.ts";
+import { firewallOfNetwork } from "./firewalls.ts";
+
+type Group = typeof vmGroups.$inferSelect;
+type InstanceRow = typeof instances.$inferSelect;
+
+function specOf(
+  group: Group,
+  row: InstanceRow,
+  version: number,
+  metadata: Record<string, string>,
+  network: ManagerInstanceSpec["network"],
+): ManagerInstanceSpec {
+  return {
+    instance_id: row.id,
+    name: `${group.name}-${row.ordinal}`,
+    vm_group: group.name,
+    vm_group_id: group.id,
+    image_id: group.imageId,
+    image_version: version,
+    vcpus: group.vcpus,
+    memory_mb: group.memoryMb,
+    metadata,
+    ...(network ? { network } : {}),
+    ...(group.expose.length > 0 ? { expose: group.expose } : {}),
+  };
+}
+
+async function networkSpecOf(
+  services: Services,
+  group: Group,
+  row: InstanceRow,
+): Promise<ManagerInstanceSpec["network"]> {
+  if (!row.networkId || !row.networkIp) return undefined;
+  const network = await networkOfInstance(services.db, row.networkId);
+  if (!network) return undefined;
+  const firewall = await firewallOfNetwork(services, network.id);
+  // Only endpoints need the gateway: a manager gives the address to the network's bridge then.
+  const gateway =
+    group.expose.length > 0 ? await gatewayInDatacenter(services.db, network.id, row.datacenter) : undefined;
+  return {
+    id: network.id,
+    vni: network.vni,
+    address: row.networkIp,
+    prefix_length: network.prefixLength,
+    ...(gateway ? { gateway } : {}),
+    ...(firewall ? { firewall } : {}),
+  };
+}
+
+/** The spec of `row` as the catalog records it now. */
+export async function instanceSpecOf(
+  services: Services,
+  group: Group,
+  row: InstanceRow,
+  version: number,
+  metadata: Record<string, string>,
+): Promise<ManagerInstanceSpec> {
+  return specOf(group, row, version, metadata, await networkSpecOf(services, group, row));
+}

@@ -1,0 +1,73 @@
+// globalvm vm-group show against a control plane served on loopback (real HTTP, real catalog):
+// a group's exposed ports and the endpoints its datacenter's manager reported.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { instances } from "../../api/catalog/schema.ts";
+import { newId } from "../../api/ids.ts";
+import { createTestApi, serveOnLoopback, type TestApi } from "../support/api.ts";
+import { runCli } from "../support/cli.ts";
+
+let api: TestApi;
+let server: Awaited<ReturnType<typeof serveOnLoopback>>;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  api = await createTestApi("pglite");
+  await api.createRegion("us-east");
+  const project = await api.createProject("acme");
+  const image = await api.expectStatus(201, "POST", "/v1/images", {
+    token: project.token,
+    body: { name: "web", origin_region: "us-east" },
+  });
+  const created = await api.expectStatus(202, "POST", "/v1/vm-groups", {
+    token: project.token,
+    body: {
+      name: "web",
+      image: image.id,
+      region: "us-east",
+      size: 1,
+      machine: { vcpus: 1, memory_mb: 128 },
+      expose: [{ port: 80 }, { port: 443 }],
+    },
+  });
+  const instanceId = newId("instance");
+  await api.catalog.db
+    .insert(instances)
+    .values({ id: instanceId, vmGroupId: created.target.id, ordinal: 0, datacenter: "us-east-a" });
+  const manager = await api.expectStatus(201, "POST", "/v1/manager-credentials", {
+    body: { region: "us-east", datacenter: "us-east-a" },
+  });
+  await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
+    token: manager.secret,
+    body: { state: "ready", endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001" }] },
+  });
+  server = await serveOnLoopback(api);
+  env = { GLOBALVM_ENDPOINT: server.url, GLOBALVM_TOKEN: project.readToken };
+});
+
+afterAll(async () => {
+  await server?.close();
+  await api?.close();
+});
+
+describe("globalvm vm-group show", () => {
+  it("prints a line per exposed port: its endpoint, or that it has none yet", async () => {
+    const result = await runCli(["vm-group", "show", "web"], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.split("\n").filter((line) => line.startsWith("endpoint"))).toEqual([
+      "endpoint:   80/tcp  tcp://127.0.0.1:30001",
+      "endpoint:   443/tcp  not reachable yet",
+    ]);
+  });
+
+  it("--json has the group's expose and endpoints as the API answers them", async () => {
+    const result = await runCli(["vm-group", "show", "web", "--json"], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      expose: [
+        { port: 80, protocol: "tcp" },
+        { port: 443, protocol: "tcp" },
+      ],
+      endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
+    });
+  });
+});
