@@ -21,7 +21,8 @@ export const NFT_TABLE = "globalvm";
  *   and only IPv4 and ARP, so a guest cannot pose as another or reach anything by spoofing;
  * - bridge family, input: no frame from a guest port or a tunnel is delivered to the host, so a
  *   guest can neither reach a host address nor use the host as a router to another network —
- *   except, from a guest port, IPv4 and ARP addressed to the network's gateway (endpoints);
+ *   except, from a guest port, IPv4 and ARP addressed to the network's gateway, and replies of
+ *   endpoint connections (marked, see below);
  * - inet family, input: the same at the IP layer; from a bridge only replies to connections the
  *   host started (endpoints, and its probes of whether a guest serves) get through;
  * - inet family, firewall: bridged IPv4 passes the inet hooks (br_netfilter, on by default in
@@ -71,6 +72,9 @@ export function renderNftRules(spec: HostNetworkSpec): string {
       ? [
           `    iifname ${tapGlob} ether type arp arp daddr ip { ${gateways.join(", ")} } accept`,
           `    iifname ${tapGlob} ether type ip ip daddr { ${gateways.join(", ")} } accept`,
+          // A reply of an endpoint connection arrives here with its NAT already undone (the
+          // inet prerouting hooks run first, br_netfilter): its network's mark says what it is.
+          `    iifname ${tapGlob} ether type ip meta mark { ${routed.map(markText).join(", ")} } accept`,
         ]
       : []),
     `    iifname { ${tapGlob}, ${vxlanGlob} } drop`,
