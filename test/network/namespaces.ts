@@ -84,3 +84,33 @@ export function tcpAnswer(from: string, to: string, port: number): string {
     return "";
   }
 }
+
+/**
+ * The test side of a stack flow: makes the WAN namespace (with `controlPlaneHost` on its bridge)
+ * and each region's host joined to it, runs `script` (a file of this repository) in the WAN
+ * namespace with the stack's config as its argument, and returns the JSON of its last line.
+ */
+export function runFlowInWan<T>(options: {
+  script: string;
+  wan: string;
+  controlPlaneHost: string;
+  regions: readonly { netns: string; underlay: string }[];
+  created: string[];
+  timeoutMs: number;
+}): T {
+  const { wan, controlPlaneHost, regions, created } = options;
+  addNamespace(wan, created);
+  makeWan(wan, controlPlaneHost);
+  for (const region of regions) {
+    addNamespace(region.netns, created);
+    joinWan(region.netns, wan, region.underlay);
+  }
+  const config = JSON.stringify({ controlPlaneHost, regions });
+  const output = execFileSync("ip", ["netns", "exec", wan, process.execPath, options.script, config], {
+    encoding: "utf8",
+    timeout: options.timeoutMs,
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 64 << 20,
+  });
+  return JSON.parse(output.trim().split("\n").at(-1) as string) as T;
+}

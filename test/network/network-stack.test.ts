@@ -4,13 +4,12 @@
 // handed the address of a web group in eu-west through metadata_from, and reaches it over TCP
 // through the two hosts' VXLAN tunnels, and goes on doing so while both managers are killed with
 // -9 and started again (the kernel carries the traffic, the restarted managers adopt it).
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGuestImage, REPO_ROOT } from "../support/compute.ts";
 import type { InstanceView } from "../support/vm-groups.ts";
-import { addNamespace, joinWan, makeWan, removeNamespaces } from "./namespaces.ts";
+import { removeNamespaces, runFlowInWan } from "./namespaces.ts";
 
 const tag = randomBytes(3).toString("hex");
 const wan = `gvw-${tag}`;
@@ -43,26 +42,14 @@ describe("a VM group reaches another in another region by the address metadata_f
 
   beforeAll(() => {
     ensureGuestImage();
-    addNamespace(wan, created);
-    makeWan(wan, CONTROL_PLANE_HOST);
-    for (const region of regions) {
-      addNamespace(region.netns, created);
-      joinWan(region.netns, wan, region.underlay);
-    }
-    const config = JSON.stringify({ controlPlaneHost: CONTROL_PLANE_HOST, regions });
-    const output = execFileSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        wan,
-        process.execPath,
-        join(REPO_ROOT, "test/network/network-stack-process.ts"),
-        config,
-      ],
-      { encoding: "utf8", timeout: 840_000, stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 << 20 },
-    );
-    outcome = JSON.parse(output.trim().split("\n").at(-1) as string);
+    outcome = runFlowInWan({
+      script: join(REPO_ROOT, "test/network/network-stack-process.ts"),
+      wan,
+      controlPlaneHost: CONTROL_PLANE_HOST,
+      regions,
+      created,
+      timeoutMs: 840_000,
+    });
   }, 900_000);
 
   afterAll(() => removeNamespaces(created));

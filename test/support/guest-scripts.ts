@@ -22,3 +22,10 @@ export const FETCH_WEB = [
   "done",
   "guest-attribute net/tcp $ok",
 ].join("\n");
+
+/** A guest behind an endpoint: serves its own instance name over HTTP on port 80. */
+export const SERVE_NAME = [
+  "mkdir -p /www",
+  'wget -q -O /www/index.html --header "Metadata-Flavor: Google" http://169.254.169.254/computeMetadata/v1/instance/name',
+  "httpd -h /www -p 80",
+].join("\n");
