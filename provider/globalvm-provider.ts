@@ -4,7 +4,7 @@
 import { checkReachable } from "../client/api.ts";
 import { defineProvider } from "./framework/definitions.ts";
 import { createProviderData, type GlobalvmProviderData } from "./provider-data.ts";
-import { imageDataSource, regionsDataSource } from "./resources/data-sources.ts";
+import { imageDataSource, networkDataSource, regionsDataSource } from "./resources/data-sources.ts";
 import { firewallRuleResource } from "./resources/firewall-rule.ts";
 import { imageResource } from "./resources/image.ts";
 import { networkResource } from "./resources/network.ts";
@@ -56,5 +56,5 @@ export const globalvmProvider = defineProvider<GlobalvmProviderData>({
     return createProviderData(endpoint, token);
   },
   resources: [imageResource, vmGroupResource, networkResource, firewallRuleResource],
-  dataSources: [regionsDataSource, imageDataSource],
+  dataSources: [regionsDataSource, imageDataSource, networkDataSource],
 });

@@ -1,8 +1,8 @@
-// Data sources: globalvm_regions (every region with its datacenters and their status) and
-// globalvm_image (one image by name or id).
+// Data sources: globalvm_regions (every region with its datacenters and their status),
+// globalvm_image (one image by name or id) and globalvm_network (one network by name).
 
-import { expectData } from "../../client/api.ts";
-import { DiagnosticError, defineDataSource } from "../index.ts";
+import { type ApiClient, expectData, type Network } from "../../client/api.ts";
+import { CtyNumber, DiagnosticError, defineDataSource } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { imageState, REPLICA_TYPE } from "./image.ts";
 
@@ -81,5 +81,68 @@ export const imageDataSource = defineDataSource<GlobalvmProviderData>({
     if (!image)
       throw new DiagnosticError("No such image", { detail: `No image named ${name}.`, path: ["name"] });
     return imageState(image);
+  },
+});
+
+/** Every network name of the project, following the pages: what a failed lookup lists. */
+async function networkNames(api: ApiClient, signal: AbortSignal): Promise<string[]> {
+  const names: string[] = [];
+  let pageToken: string | undefined;
+  do {
+    const page = expectData(
+      "Listing networks",
+      await api.GET("/v1/networks", {
+        params: { query: { page_size: 200, ...(pageToken ? { page_token: pageToken } : {}) } },
+        signal,
+      }),
+    );
+    names.push(...page.items.map((n) => n.name));
+    pageToken = page.next_page_token ?? undefined;
+  } while (pageToken);
+  return names.sort();
+}
+
+export const networkDataSource = defineDataSource<GlobalvmProviderData>({
+  typeName: "globalvm_network",
+  schema: {
+    description:
+      "A network of the project, by name: e.g. the `default` network every project starts with, " +
+      "whose `id` a globalvm_firewall_rule's `network` takes.",
+    attributes: {
+      name: { type: "string", required: true },
+      id: { type: "string", computed: true },
+      cidr: { type: "string", computed: true },
+      subnet_prefix_length: {
+        type: "number",
+        computed: true,
+        description: "The size of each datacenter's subnet of the network.",
+      },
+      labels: { type: ["map", "string"], computed: true },
+    },
+  },
+  async read({ config }, { providerData, signal }) {
+    const { api } = providerData;
+    const name = String(config.name);
+    const page = expectData(
+      "Listing networks",
+      await api.GET("/v1/networks", { params: { query: { name, page_size: 1 } }, signal }),
+      () => ["name"],
+    );
+    const network: Network | undefined = page.items[0];
+    if (!network) {
+      const names = await networkNames(api, signal);
+      const known = names.length > 0 ? `the project's networks: ${names.join(", ")}` : "the project has none";
+      throw new DiagnosticError("No such network", {
+        detail: `No network named ${name}; ${known}.`,
+        path: ["name"],
+      });
+    }
+    return {
+      id: network.id,
+      name: network.name,
+      cidr: network.cidr,
+      subnet_prefix_length: new CtyNumber(network.subnet_prefix_length),
+      labels: { ...network.labels },
+    };
   },
 });

@@ -161,6 +161,73 @@ data "globalvm_image" "x" { name = "nope" }
     expect(failed.stderr).toContain("No such image");
     expect(failed.stderr).toContain("No image named nope.");
   }, 120_000);
+
+  it("finds the project's default network by name, for a firewall rule on it", async () => {
+    const dir = workdir(
+      "data-network",
+      `provider "globalvm" {}
+data "globalvm_network" "default" { name = "default" }
+resource "globalvm_firewall_rule" "web_http" {
+  network     = data.globalvm_network.default.id
+  name        = "web-http"
+  action      = "allow"
+  protocol    = "tcp"
+  ports       = ["80"]
+  source_cidr = "0.0.0.0/0"
+}
+output "network" { value = data.globalvm_network.default }
+`,
+    );
+    expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+    expectSuccess(await terraform(dir, ["apply", "-auto-approve", "-input=false"], env));
+    const output = await terraform(dir, ["output", "-json"], env);
+    expectSuccess(output);
+    const network = JSON.parse(output.stdout).network.value;
+    const listed = await call("GET", "/v1/networks?name=default", stack.projectToken);
+    const [fromApi] = listed.body.items;
+    expect(network).toEqual({
+      id: fromApi.id,
+      name: "default",
+      cidr: "10.128.0.0/9",
+      subnet_prefix_length: 20,
+      labels: {},
+    });
+    const rule = (await stateOf(dir))["globalvm_firewall_rule.web_http"] as Record<string, any>;
+    expect(rule.network).toBe(fromApi.id);
+    const rules = await call("GET", `/v1/networks/${fromApi.id}/firewall-rules`, stack.projectToken);
+    expect(rules.body.items).toEqual([expect.objectContaining({ name: "web-http", ports: ["80"] })]);
+    const clean = await terraform(dir, ["plan", "-detailed-exitcode", "-input=false"], env);
+    expect(clean.code, clean.output).toBe(0);
+    expectSuccess(await terraform(dir, ["destroy", "-auto-approve", "-input=false"], env));
+    expect(
+      (await call("GET", `/v1/networks/${fromApi.id}/firewall-rules`, stack.projectToken)).body.items,
+    ).toEqual([]);
+
+    // A name that matches nothing fails on `name`, listing the project's networks.
+    const other = await call("POST", "/v1/networks", stack.projectToken, {
+      name: "backend",
+      cidr: "10.20.0.0/16",
+    });
+    expect(other.status, JSON.stringify(other.body)).toBe(201);
+    try {
+      const missing = workdir(
+        "data-network-missing",
+        `provider "globalvm" {}
+data "globalvm_network" "x" {
+  name = "frontend"
+}
+`,
+      );
+      expectSuccess(await terraform(missing, ["init", "-input=false"], env));
+      const failed = await terraform(missing, ["plan", "-input=false", "-no-color"], env);
+      expect(failed.code, failed.output).toBe(1);
+      expect(failed.stderr).toContain("No such network");
+      expect(failed.stderr).toContain("No network named frontend; the project's networks: backend, default.");
+      expect(failed.stderr).toContain('name = "frontend"');
+    } finally {
+      await call("DELETE", `/v1/networks/${other.body.id}`, stack.projectToken);
+    }
+  }, 120_000);
 });
 
 describe("examples/terraform/quickstart", () => {

@@ -158,9 +158,12 @@ describe("README quickstart, run as written", () => {
         maxBuffer: 64 << 20,
       },
     );
-    expect(second).toContain("Apply complete! Resources: 3 added");
+    expect(second).toContain("Apply complete! Resources: 4 added");
     // The first terminal said guests get networks (CI runs as root).
     expect(firstOutput).toMatch(/guest network\s+on:/);
+    // curl on the web group's endpoint: both instances answered, from this machine's loopback.
+    expect(second).toMatch(/^hello from web-0$/m);
+    expect(second).toMatch(/^hello from web-1$/m);
     // vm-group show client: web-0 answered the client across the regions, by its address.
     expect(second).toMatch(/^client-0\s+web\/answer\s+hello from web-0$/m);
     // vm-group show web: two instances, both ready, in us-east.
@@ -171,7 +174,7 @@ describe("README quickstart, run as written", () => {
     // image show web: available in both datacenters.
     expect(second).toMatch(/eu-west-a\s.*available/);
     expect(second).toMatch(/us-east-a\s.*available/);
-    expect(second).toContain("Destroy complete! Resources: 3 destroyed");
+    expect(second).toContain("Destroy complete! Resources: 4 destroyed");
 
     // Ctrl-C in the first terminal stops the stack and its guests.
     process.kill(-(terminal.pid as number), "SIGINT");

@@ -1,7 +1,9 @@
 # globalvm quickstart: an image uploaded to eu-west and a VM group of 2 in us-east.
 # The control plane transfers the image to us-east (only the chunks it lacks) and starts
-# the VMs there, with no further action. A `client` group in eu-west is handed the first web
-# instance's private address (metadata_from) and fetches from it across the two regions.
+# the VMs there, with no further action. The web group exposes port 80: its endpoint spreads
+# connections over both instances, once a firewall rule lets the outside in. A `client` group
+# in eu-west is handed the first web instance's private address (metadata_from) and fetches
+# from it across the two regions.
 #
 #   eval "$(npx globalvm env)"   # GLOBALVM_ENDPOINT, GLOBALVM_TOKEN and TF_CLI_CONFIG_FILE
 #   terraform init && terraform apply
@@ -53,9 +55,30 @@ resource "globalvm_vm_group" "web" {
     EOT
   }
 
+  # One endpoint for the group's port 80, on us-east's host (under `globalvm up`: this
+  # machine's loopback); see it in the output web_endpoint.
+  expose {
+    port = 80
+  }
+
   timeouts {
     create = "15m"
   }
+}
+
+# Endpoints obey the network's firewall, where the outside is refused until a rule allows it.
+data "globalvm_network" "default" {
+  name = "default"
+}
+
+resource "globalvm_firewall_rule" "web_http" {
+  network  = data.globalvm_network.default.id
+  name     = "web-http"
+  action   = "allow"
+  protocol = "tcp"
+  ports    = ["80"]
+  # Anyone may reach port 80 of the network's instances, through the endpoint or not.
+  source_cidr = "0.0.0.0/0"
 }
 
 # In the other region, on the same (default) network: WEB is web-0's private address, known
@@ -96,6 +119,11 @@ data "globalvm_regions" "all" {}
 
 output "regions" {
   value = data.globalvm_regions.all.status
+}
+
+output "web_endpoint" {
+  description = "Where the web group's port 80 is reached: curl http://<this>/"
+  value       = globalvm_vm_group.web.endpoints[0].address
 }
 
 output "addresses" {
