@@ -8,13 +8,15 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { lookUpUser } from "../regional-manager/compute/qemu/user.ts";
 import { LinuxHostNetwork } from "../regional-manager/network/linux.ts";
-import { deviceName, guestMac, VXLAN_PORT } from "../regional-manager/network/spec.ts";
+import { deviceName, guestMac, type NetworkSpec, VXLAN_PORT } from "../regional-manager/network/spec.ts";
 import { sh } from "../test/network/namespaces.ts";
 
 /** The guest-facing MTU in every case: what globalvm gives guests on a 1500-byte underlay. */
 export const MTU = 1450;
 const VNI = 4242;
 const NETWORK = "net_bench";
+/** The bench network's bridge on a globalvm host. */
+export const BRIDGE = deviceName("bridge", NETWORK);
 export const PREFIX_LENGTH = 24;
 /** The one machine shape of every guest of the bench, the stack's groups included. */
 export const GUEST_MACHINE = { vcpus: 1, memoryMb: 160 };
@@ -44,12 +46,16 @@ export const benchGuest = (guest: GuestAt, script: string): BenchGuest => ({
   metadata: { "startup-script": script, "bench-go": "0" },
 });
 
-/** A host's guests on globalvm's networking: what a manager's reconcile builds for them. */
+/**
+ * A host's guests on globalvm's networking: what a manager's reconcile builds for them; with
+ * `exposed`, the network's gateway, endpoints and firewall too (a group with endpoints here).
+ */
 export async function wireGlobalvm(
   netns: string,
   underlay: string,
   peers: string[],
   guests: GuestAt[],
+  exposed?: Pick<NetworkSpec, "gateway" | "endpoints" | "firewall">,
 ): Promise<void> {
   const ownerUid = lookUpUser("nobody").uid;
   await new LinuxHostNetwork({ netns }).reconcile({
@@ -61,6 +67,7 @@ export async function wireGlobalvm(
         mtu: MTU,
         peers,
         ports: guests.map((g) => ({ ...g, mac: guestMac(g.instanceId), ownerUid })),
+        ...exposed,
       },
     ],
   });
@@ -88,6 +95,16 @@ export function wireBare(netns: string, guests: GuestAt[], tunnel?: { local: str
     ip("link", "set", "vx", "master", "br0", "up");
   }
 }
+
+/**
+ * An HTTP server on port 80 (busybox httpd, a process per connection, as test/support's SERVE)
+ * whose one page is `name`, so that a client sees which guest answered; says bench/http once up.
+ */
+export const httpServer = (name: string) =>
+  [
+    `mkdir -p /www && echo ${name} >/www/index.html`,
+    "httpd -h /www -p 80 && guest-attribute bench/http yes",
+  ].join("\n");
 
 const NOW = "now() { tr -d . </proc/uptime | cut -d ' ' -f 1; }";
 
