@@ -135,6 +135,7 @@ export class GuestNetworks {
   readonly #probing = new Set<string>();
   /** Told when a guest is first seen serving an exposed port (its readiness may have changed). */
   onServing: ((instanceId: string) => void) | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
   /** The guests of the last sync: a probe that succeeds syncs them again. */
   #guests: readonly GuestOnNetwork[] | undefined;
   static readonly PROBE_INTERVAL_MS = 250;
@@ -171,7 +172,21 @@ export class GuestNetworks {
   }
 
   /** Brings the host's bridges, tunnels, taps, rules and endpoints to what `guests` need. */
-  async sync(guests: readonly GuestOnNetwork[]): Promise<void> {
+  sync(guests: readonly GuestOnNetwork[]): Promise<void> {
+    return this.#enqueue(() => this.#sync(guests));
+  }
+
+  /**
+   * One sync at a time: two overlapping ones would give a new endpoint its port (and start its
+   * loopback relay) twice.
+   */
+  #enqueue(work: () => Promise<void>): Promise<void> {
+    const run = this.#queue.then(work);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #sync(guests: readonly GuestOnNetwork[]): Promise<void> {
     const peers = this.#peers;
     const firewalls = this.firewalls;
     const ports = await this.#settleEndpointPorts(guests);
@@ -216,7 +231,8 @@ export class GuestNetworks {
       while (this.#stillReady(guest.instanceId)) {
         if (await this.#executor.acceptsTcp(bridge, guest.nic.address, port)) {
           this.#serving.add(key);
-          await this.sync(this.#guests ?? []);
+          // The guests as they are when this sync's turn comes, not as they were at the probe.
+          await this.#enqueue(() => this.#sync(this.#guests ?? []));
           this.onServing?.(guest.instanceId);
           return;
         }
