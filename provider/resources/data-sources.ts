@@ -2,9 +2,10 @@
 // globalvm_image (one image by name or id) and globalvm_network (one network by name).
 
 import { type ApiClient, expectData, type Network } from "../../client/api.ts";
-import { CtyNumber, DiagnosticError, defineDataSource } from "../index.ts";
+import { DiagnosticError, defineDataSource } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { imageState, REPLICA_TYPE } from "./image.ts";
+import { networkState } from "./network.ts";
 
 const DATACENTER_TYPE = ["object", { name: "string", region: "string", status: "string" }] as const;
 
@@ -137,12 +138,6 @@ export const networkDataSource = defineDataSource<GlobalvmProviderData>({
         path: ["name"],
       });
     }
-    return {
-      id: network.id,
-      name: network.name,
-      cidr: network.cidr,
-      subnet_prefix_length: new CtyNumber(network.subnet_prefix_length),
-      labels: { ...network.labels },
-    };
+    return networkState(network);
   },
 });

@@ -14,7 +14,8 @@ import {
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { numberOf, stringMap } from "./values.ts";
 
-function networkState(network: Network): ObjectValue {
+/** A network as Terraform state holds it: the resource and the data source share it. */
+export function networkState(network: Network): ObjectValue {
   return {
     id: network.id,
     name: network.name,
