@@ -90,6 +90,11 @@ export const ManagerInstanceSpecSchema = z
     vm_group_id: idSchema("vmGroup").optional(),
     /** The group's exposed ports (needs `network` with a `gateway`). */
     expose: ExposeSchema.optional(),
+    /**
+     * The instance's internal name (INSTANCE.GROUP.REGION.PROJECT.globalvm.internal), served to
+     * the guest as metadata `instance/hostname`. Absent: the instance has no internal name.
+     */
+    hostname: z.string().max(253).optional(),
   })
   .openapi("ManagerInstanceSpec");
 export type ManagerInstanceSpec = z.infer<typeof ManagerInstanceSpecSchema>;

@@ -20,6 +20,7 @@ import * as imagesUpdate from "./images/update.ts";
 import * as instancesGet from "./instances/get.ts";
 import * as instancesList from "./instances/list.ts";
 import * as instancesReport from "./instances/report.ts";
+import * as instancesResolveName from "./instances/resolve-name.ts";
 import * as managerCredentialsCreate from "./managers/create-credential.ts";
 import * as networksCreate from "./networks/create.ts";
 import * as networksDelete from "./networks/delete.ts";
@@ -97,6 +98,7 @@ const ROUTES = [
   replicasSources,
   imagesReplicate,
   instancesReport,
+  instancesResolveName,
   placementsExplain,
 ];
 

@@ -545,6 +545,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/datacenters/{name}/instances/{instance_id}/names/{fqdn}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A regional manager resolves an internal name for one of its instances' guests
+         * @description `INSTANCE.GROUP.REGION.PROJECT.globalvm.internal` is the instance's address on its network; `GROUP.REGION.PROJECT.globalvm.internal` the addresses of the group's ready instances in that region. Names are looked up in the asking instance's project only (case-insensitive, a trailing dot allowed). Only the manager of the datacenter the instance is placed in may ask; an instance of another datacenter, and a name that does not exist in the instance's project, are a 404 (`name_not_found`).
+         */
+        get: operations["resolveInternalName"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/placements:explain": {
         parameters: {
             query?: never;
@@ -1478,6 +1498,11 @@ export interface components {
             protocol: "tcp";
             /** @example 127.0.0.1:30001 */
             address: string;
+        };
+        InternalNameAnswer: {
+            name: string;
+            /** @description IPv4 addresses on the project's networks: the instance's, or the group's ready instances' (empty: the name exists but has none now). */
+            addresses: string[];
         };
         PlacementExplanation: {
             decision: {
@@ -4460,6 +4485,66 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    resolveInternalName: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                instance_id: string;
+                fqdn: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The name's addresses. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalNameAnswer"];
+                };
             };
             /** @description The request is malformed or a field is invalid; `errors` names the fields. */
             400: {

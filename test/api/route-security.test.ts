@@ -250,6 +250,10 @@ const ROUTES: Record<string, Row> = {
     `/v1/datacenters/eu-west-a/instances/${(await f.instance()).instance}`,
     { state: "running" },
   ]),
+  "GET /v1/datacenters/{name}/instances/{instance_id}/names/{fqdn}": unscoped("managerOf", 200, async (f) => {
+    const { instance, groupName } = await f.instance();
+    return `/v1/datacenters/eu-west-a/instances/${instance}/names/${groupName}-0.${groupName}.eu-west.${MARK}.globalvm.internal`;
+  }),
   "POST /v1/placements:explain": scoped(
     "read",
     200,

@@ -1,5 +1,6 @@
 // The spec a manager is sent for an instance, as a fake manager receives it: the group it belongs
-// to, and for a group that exposes ports those ports and its datacenter's gateway on the network.
+// to, its internal name (the guest's hostname), and for a group that exposes ports those ports
+// and its datacenter's gateway on the network.
 import { createServer, type Server } from "node:http";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -96,6 +97,7 @@ describe.each(CATALOG_KINDS)("instance specs sent to a manager (%s)", (kind) => 
       name: "web-0",
       vm_group: "web",
       vm_group_id: group.id,
+      hostname: "web-0.web.us-east.acme.globalvm.internal",
       expose: [
         { port: 80, protocol: "tcp" },
         { port: 443, protocol: "tcp" },
@@ -106,7 +108,11 @@ describe.each(CATALOG_KINDS)("instance specs sent to a manager (%s)", (kind) => 
 
   it("a group that exposes none: its ID, and neither ports nor a gateway", async () => {
     const { group, spec } = await startFirstInstance("batch", []);
-    expect(spec).toMatchObject({ vm_group_id: group.id, network: { address: "10.128.0.3" } });
+    expect(spec).toMatchObject({
+      vm_group_id: group.id,
+      hostname: "batch-0.batch.us-east.acme.globalvm.internal",
+      network: { address: "10.128.0.3" },
+    });
     expect(spec).not.toHaveProperty("expose");
     expect(spec).not.toHaveProperty("network.gateway");
   });

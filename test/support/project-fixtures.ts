@@ -74,20 +74,21 @@ export function projectFixtures(api: TestApi, { project, writer, euManager, mark
     },
     /** A VM group in eu-west, and the operation creating it (pending: no orchestrator runs). */
     vmGroup: async () => {
+      const name = marked();
       const operation = await api.expectStatus(202, "POST", "/v1/vm-groups", {
         token: writer,
-        body: { name: marked(), image: await f.image(), region: "eu-west", size: 1, machine: SMALL_MACHINE },
+        body: { name, image: await f.image(), region: "eu-west", size: 1, machine: SMALL_MACHINE },
       });
-      return { group: keep(operation.target.id), operation: keep(operation.id) };
+      return { group: keep(operation.target.id), operation: keep(operation.id), name };
     },
-    /** An instance of a new group, placed in eu-west-a. */
+    /** An instance (ordinal 0) of a new group, placed in eu-west-a. */
     instance: async () => {
-      const { group } = await f.vmGroup();
+      const { group, name } = await f.vmGroup();
       const instance = keep(newId("instance"));
       await api.services.db
         .insert(instances)
         .values({ id: instance, vmGroupId: group, ordinal: 0, datacenter: "eu-west-a" });
-      return { group, instance };
+      return { group, instance, groupName: name };
     },
     /** A token of the project (made by the admin). */
     token: async () => {
