@@ -1,6 +1,8 @@
 // How a regional manager speaks to the control plane: register, heartbeat, report its
-// copies of image versions, and ask where to pull a version from. Plain fetch with the
+// copies of image versions and its instances, ask where to pull a version from, and resolve
+// internal names for its guests. Plain fetch with the
 // manager credential an admin issued.
+import type { InternalNameAnswer } from "../schemas/internal-names.ts";
 import type { InstanceReport } from "../schemas/manager-instances.ts";
 import type { ReplicaReport as CatalogReplicaReport, ReplicaSources } from "../schemas/managers.ts";
 import type { Capacity, Heartbeat, HeartbeatAnswer } from "../schemas/regions.ts";
@@ -79,6 +81,19 @@ export class ControlPlaneClient implements ReplicaReporter {
   /** Reports an instance's state, guest attributes and console tail to the catalog. */
   async reportInstance(instanceId: string, report: InstanceReport): Promise<void> {
     await this.#request("PUT", `/v1/datacenters/${this.#options.datacenter}/instances/${instanceId}`, report);
+  }
+
+  /** What `name` is for the guest of `instanceId` (undefined: no such name in its project). */
+  async resolveInternalName(instanceId: string, name: string): Promise<InternalNameAnswer | undefined> {
+    try {
+      return (await this.#request(
+        "GET",
+        `/v1/datacenters/${this.#options.datacenter}/instances/${instanceId}/names/${encodeURIComponent(name)}`,
+      )) as InternalNameAnswer;
+    } catch (error) {
+      if (error instanceof ControlPlaneError && error.status === 404) return undefined;
+      throw error;
+    }
   }
 
   #base(): string {

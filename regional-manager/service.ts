@@ -20,6 +20,7 @@ import { CONTROL_PLANE_TOKEN_ISSUER, controlPlaneKeys } from "../common/tokens/c
 import { createInstanceTokenVerifier } from "../common/tokens/instance-token.ts";
 import { createNetworkTokenVerifier } from "../common/tokens/network-token.ts";
 import { createTransferTokenVerifier } from "../common/tokens/transfer-token.ts";
+import { INTERNAL_NAME_TTL_SECONDS } from "../schemas/internal-names.ts";
 import type { Capacity } from "../schemas/regions.ts";
 import { createManagerApp } from "./app.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
@@ -27,6 +28,7 @@ import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
+import { InternalNameCache } from "./metadata/name-cache.ts";
 import { EndpointPorts } from "./network/endpoints.ts";
 import { NetworkFirewalls } from "./network/firewalls.ts";
 import { GuestNetworks } from "./network/guests.ts";
@@ -149,7 +151,13 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     ? qemuIdentity(options.qemuUser ?? DEFAULT_QEMU_USER, "tcg")
     : undefined;
   const metadataSockets = netns ? prepareMetadataSocketDir(options.dataDir, qemuOwner?.gid) : undefined;
+  // A guest's DNS answers come from the catalog, kept as long as a guest may keep them.
+  const internalNames = new InternalNameCache(
+    (instanceId, name) => controlPlane.resolveInternalName(instanceId, name),
+    { ttlMs: INTERNAL_NAME_TTL_SECONDS * 1000 },
+  );
   const metadata = new MetadataService({
+    lookupName: (instanceId, name) => internalNames.lookup(instanceId, name),
     ...(metadataSockets
       ? { socketDir: { path: metadataSockets, ...(qemuOwner ? { group: qemuOwner.gid } : {}) } }
       : {}),

@@ -11,6 +11,8 @@ export interface InstanceRecord {
   consoleTail?: string;
   /** The loopback port of the instance's metadata listener; a running guest relays to it. */
   metadataPort: number;
+  /** The same for its DNS listener (absent in records of guests started before guests had DNS). */
+  dnsPort?: number;
   guestAttributes: Record<string, string>;
   pid?: number;
   accelerator?: string;

@@ -10,6 +10,8 @@ export interface InstanceSpec {
   /** Control-plane instance ID; also the driver's local handle (letters, digits, _ . -). */
   instanceId: string;
   name: string;
+  /** The instance's internal DNS name (schemas/internal-names.ts), when the control plane gave one. */
+  hostname?: string;
   vmGroup: string;
   region: string;
   datacenter: string;

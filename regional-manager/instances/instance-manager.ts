@@ -372,6 +372,7 @@ export class InstanceManager {
     await driver.create({
       instanceId: spec.instance_id,
       name: spec.name,
+      ...(spec.hostname !== undefined ? { hostname: spec.hostname } : {}),
       vmGroup: spec.vm_group,
       region: this.#options.region,
       datacenter: this.#options.datacenter,

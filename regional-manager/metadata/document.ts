@@ -11,6 +11,8 @@ export type MetadataNode = string | MetadataTree;
 export interface InstanceIdentity {
   instanceId: string;
   name: string;
+  /** The instance's internal name (INSTANCE.GROUP.REGION.PROJECT.globalvm.internal), when it has one. */
+  hostname?: string;
   vmGroup: string;
   region: string;
   datacenter: string;
@@ -41,7 +43,8 @@ export function buildInstanceDocument(
     instance: {
       id: identity.instanceId,
       name: identity.name,
-      hostname: identity.name,
+      // GCE's is the instance's internal DNS name; the guest takes its search domains from it.
+      hostname: identity.hostname ?? identity.name,
       "vm-group": identity.vmGroup,
       region: identity.region,
       datacenter: identity.datacenter,

@@ -3,12 +3,22 @@
 // receives a request *is* the identity of the asking instance; no guest can name another one,
 // and nothing but the loopback interface is listened on. Guests whose QEMU runs in another
 // network namespace (a datacenter host of its own) cannot reach this loopback: for them each
-// listener is a unix socket in a directory instead, which namespaces do not separate.
+// listener is a unix socket in a directory instead, which namespaces do not separate. Each
+// instance also has a DNS listener of its own (the guest's 169.254.169.254:53), for the same
+// reason: the listener a query arrives on says which project's names the guest may ask about.
 import { EventEmitter } from "node:events";
 import { chmodSync, chownSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Server as NetServer } from "node:net";
 import { join } from "node:path";
+import {
+  INTERNAL_NAME_TTL_SECONDS,
+  type InternalNameAnswer,
+  parseInternalName,
+  projectZone,
+} from "../../schemas/internal-names.ts";
+import { answerMessage } from "./dns.ts";
+import { createDnsServer } from "./dns-listener.ts";
 import {
   buildInstanceDocument,
   etagOf,
@@ -55,6 +65,11 @@ export interface MetadataServiceOptions extends Partial<GuestAttributeLimits> {
    * (QEMU's) and nobody else.
    */
   socketDir?: { path: string; group?: number };
+  /**
+   * Looks up an internal name for an instance's guest (undefined: no such name; throws: cannot
+   * tell now). Without it, guests' DNS queries are all refused.
+   */
+  lookupName?: (instanceId: string, name: string) => Promise<InternalNameAnswer | undefined>;
 }
 
 /*
@@ -91,6 +106,8 @@ export function guestAttributeRefusal(
 export interface RegisterInstanceOptions {
   /** Port to listen on (a restarted manager passes the port its guests already forward to); 0 picks one. */
   port?: number;
+  /** The same for the DNS listener. */
+  dnsPort?: number;
   /** Guest attributes already known (restored after a manager restart). */
   guestAttributes?: GuestAttributes;
 }
@@ -108,6 +125,8 @@ interface RegisteredInstance {
   document: MetadataTree;
   server: Server;
   endpoint: MetadataEndpoint;
+  dns: NetServer;
+  dnsEndpoint: MetadataEndpoint;
   waiters: Set<Waiter>;
 }
 
@@ -126,11 +145,13 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
   readonly #maxGuestAttributeBytes: number;
   readonly #guestAttributeLimits: GuestAttributeLimits;
   readonly #instances = new Map<string, RegisteredInstance>();
+  readonly #lookupName: MetadataServiceOptions["lookupName"];
 
   constructor(options: MetadataServiceOptions = {}) {
     super();
     this.#host = options.host ?? "127.0.0.1";
     this.#socketDir = options.socketDir;
+    this.#lookupName = options.lookupName;
     this.#maxWaitMs = options.maxWaitMs ?? 300_000;
     this.#maxGuestAttributeBytes =
       options.maxGuestAttributeBytes ?? DEFAULT_GUEST_ATTRIBUTE_LIMITS.maxGuestAttributeBytes;
@@ -141,7 +162,7 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
     };
   }
 
-  /** Starts serving an instance's metadata; resolves to the endpoint its guest traffic must reach. */
+  /** Starts serving an instance's metadata and DNS; resolves to the endpoint its metadata traffic must reach. */
   async registerInstance(
     identity: InstanceIdentity,
     attributes: Record<string, string>,
@@ -152,6 +173,7 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
       throw new MetadataError(`instance ${instanceId} is already registered`);
     const guestAttributes = { ...options.guestAttributes };
     const server = createServer({ keepAliveTimeout: 1_000 });
+    const dns = this.#dnsServer(identity);
     const instance: RegisteredInstance = {
       identity: { ...identity },
       attributes: { ...attributes },
@@ -159,38 +181,72 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
       document: buildInstanceDocument(identity, attributes, guestAttributes),
       server,
       endpoint: { host: this.#host, port: 0 },
+      dns,
+      dnsEndpoint: { host: this.#host, port: 0 },
       waiters: new Set(),
     };
     server.on("request", (request, response) => this.#handle(instance, request, response));
+    try {
+      instance.endpoint = await this.#listen(server, `${instanceId}.sock`, options.port, instanceId);
+      instance.dnsEndpoint = await this.#listen(dns, `${instanceId}.dns.sock`, options.dnsPort, instanceId);
+    } catch (error) {
+      await Promise.all([closeServer(server), closeNetServer(dns)]);
+      throw error;
+    }
+    this.#instances.set(instanceId, instance);
+    return { ...instance.endpoint };
+  }
+
+  /** Listens on `<socketDir>/<file>`, or on a loopback port. */
+  async #listen(
+    server: NetServer,
+    file: string,
+    port: number | undefined,
+    instanceId: string,
+  ): Promise<MetadataEndpoint> {
     const socketDir = this.#socketDir;
-    const socket = socketDir ? join(socketDir.path, `${instanceId}.sock`) : undefined;
+    const socket = socketDir ? join(socketDir.path, file) : undefined;
     // A socket file left by a manager that was killed would refuse the bind; it is ours.
     if (socket) rmSync(socket, { force: true });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error) =>
         reject(
           new MetadataError(
-            `cannot listen for ${instanceId} on ${socket ?? `port ${options.port ?? 0}`}: ${error.message}`,
+            `cannot listen for ${instanceId} on ${socket ?? `port ${port ?? 0}`}: ${error.message}`,
           ),
         ),
       );
       if (socket) server.listen({ path: socket }, () => resolve());
-      else server.listen({ host: this.#host, port: options.port ?? 0 }, () => resolve());
+      else server.listen({ host: this.#host, port: port ?? 0 }, () => resolve());
     });
-    if (socket) {
-      chmodSync(socket, 0o660);
-      if (socketDir?.group !== undefined) chownSync(socket, process.getuid?.() ?? 0, socketDir.group);
-      instance.endpoint = { socket };
-    } else {
-      instance.endpoint = { host: this.#host, port: (server.address() as AddressInfo).port };
-    }
-    this.#instances.set(instanceId, instance);
-    return { ...instance.endpoint };
+    if (!socket) return { host: this.#host, port: (server.address() as AddressInfo).port };
+    chmodSync(socket, 0o660);
+    if (socketDir?.group !== undefined) chownSync(socket, process.getuid?.() ?? 0, socketDir.group);
+    return { socket };
+  }
+
+  /** The instance's DNS: names of its own project only, and only when it has an internal name. */
+  #dnsServer(identity: InstanceIdentity): NetServer {
+    const internal = identity.hostname === undefined ? undefined : parseInternalName(identity.hostname);
+    const zone = internal && projectZone(internal.project);
+    const lookupName = this.#lookupName;
+    const lookup = lookupName
+      ? (name: string) => lookupName(identity.instanceId, name)
+      : async () => undefined;
+    return createDnsServer((message) =>
+      answerMessage(message, lookupName ? zone : undefined, lookup, INTERNAL_NAME_TTL_SECONDS),
+    );
   }
 
   endpointOf(instanceId: string): MetadataEndpoint | undefined {
     const instance = this.#instances.get(instanceId);
     return instance && { ...instance.endpoint };
+  }
+
+  /** Where the instance's guest DNS queries must be relayed. */
+  dnsEndpointOf(instanceId: string): MetadataEndpoint | undefined {
+    const instance = this.#instances.get(instanceId);
+    return instance && { ...instance.dnsEndpoint };
   }
 
   has(instanceId: string): boolean {
@@ -229,7 +285,7 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
     const instance = this.#instances.get(instanceId);
     if (!instance) return;
     this.#instances.delete(instanceId);
-    await closeServer(instance.server);
+    await Promise.all([closeServer(instance.server), closeNetServer(instance.dns)]);
   }
 
   async close(): Promise<void> {
@@ -407,5 +463,15 @@ function closeServer(server: Server): Promise<void> {
     server.close(() => resolve());
     // Held long-polls would keep close() waiting for their timeout.
     server.closeAllConnections();
+  });
+}
+
+function closeNetServer(server: NetServer): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
   });
 }

@@ -100,6 +100,24 @@ describe("QEMU command line", () => {
     );
   });
 
+  it("relays DNS over TCP at the metadata address to the instance's DNS listener", () => {
+    const [netdev] = optionAfter(
+      buildQemuArgs({ ...plan, dnsEndpoint: { host: "127.0.0.1", port: 40124 } }),
+      "-netdev",
+    );
+    expect(netdev).toBe(
+      "user,id=net0,net=169.254.0.0/16,restrict=on,guestfwd=tcp:169.254.169.254:80-cmd:/bin/busybox nc 127.0.0.1 40123,guestfwd=tcp:169.254.169.254:53-cmd:/bin/busybox nc 127.0.0.1 40124",
+    );
+    const inNamespace = buildQemuArgs({
+      ...plan,
+      metadataEndpoint: { socket: "/run/globalvm/m/ins_1.sock" },
+      dnsEndpoint: { socket: "/run/globalvm/m/ins_1.dns.sock" },
+    });
+    expect(optionAfter(inNamespace, "-netdev")[0]).toMatch(
+      /guestfwd=tcp:169\.254\.169\.254:53-cmd:socat - UNIX-CONNECT:\/run\/globalvm\/m\/ins_1\.dns\.sock$/,
+    );
+  });
+
   it("enters the namespace with nsenter, which then drops to QEMU's user and groups", () => {
     expect(qemuCommand("qemu", ["-S"], { uid: 65534, gid: 65534 }, undefined)).toEqual(["qemu", "-S"]);
     expect(qemuCommand("qemu", ["-S"], { uid: 65534, gid: 65534 }, "dc1")).toEqual([

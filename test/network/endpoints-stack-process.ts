@@ -1,10 +1,14 @@
 // The endpoints flow of endpoints-stack.test.ts, run inside the WAN namespace (this machine's
 // stand-in): a web group of 2 in us-east exposes port 80; its manager runs here, beside the
 // control plane, with the datacenter's host in a namespace (as `globalvm up` does), so the
-// endpoint is on this namespace's loopback. Prints one JSON line with what it saw.
+// endpoint is on this namespace's loopback. The guests also resolve internal names through
+// their manager's DNS. Prints one JSON line with what it saw.
 import { execFileSync } from "node:child_process";
 import { request } from "node:http";
-import { SERVE_NAME } from "../support/guest-scripts.ts";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { metadataSocketDir } from "../../regional-manager/network/namespace-host.ts";
+import { resolveNames, SERVE_NAME } from "../support/guest-scripts.ts";
 import {
   createGroup,
   createGuestImage,
@@ -63,6 +67,38 @@ function loadLoop(address: string) {
   };
 }
 
+/** The A records a manager's DNS listener gives for `name` (a query over TCP, as a guest's resolver sends it). */
+function askDns(socket: string, name: string): Promise<{ rcode: number; addresses: string[] }> {
+  const labels = name
+    .split(".")
+    .map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label)]));
+  const message = Buffer.concat([
+    Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]),
+    ...labels,
+    Buffer.from([0, 0, 1, 0, 1]),
+  ]);
+  const length = Buffer.from([message.length >> 8, message.length & 0xff]);
+  return new Promise((resolve, reject) => {
+    const connection = connect({ path: socket });
+    let received = Buffer.alloc(0);
+    connection.on("error", reject);
+    connection.on("data", (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received.length < 2 || received.length < 2 + received.readUInt16BE(0)) return;
+      connection.destroy();
+      const answer = received.subarray(2);
+      const count = answer.readUInt16BE(6);
+      // Each A record follows the echoed question: a name pointer, type, class, TTL, length, address.
+      const records = answer.subarray(answer.length - 16 * count);
+      const addresses = [...Array(count).keys()].map((i) =>
+        [...records.subarray(16 * i + 12, 16 * i + 16)].join("."),
+      );
+      resolve({ rcode: answer.readUInt16BE(2) & 0x0f, addresses });
+    });
+    connection.write(Buffer.concat([length, message]));
+  });
+}
+
 const stack = await startNetworkStack("endpoints", config, { GLOBALVM_HEARTBEAT_INTERVAL_MS: "1000" });
 const result: Record<string, unknown> = {};
 await runAndReport(stack, result, async () => {
@@ -73,13 +109,53 @@ await runAndReport(stack, result, async () => {
     region: first,
     size: 2,
     expose: [{ port: 80 }],
-    metadata: { "startup-script": SERVE_NAME },
+    metadata: {
+      "startup-script": [
+        SERVE_NAME,
+        resolveNames("web", {
+          "web-0": `web-0.web.${first}.acme.globalvm.internal`,
+          "web-1": "web-1",
+          group: `web.${first}.acme.globalvm.internal`,
+          outside: "example.com",
+          "other-project": `web.${first}.other.globalvm.internal`,
+        }),
+      ].join("\n"),
+    },
   });
   await expectSucceeded(stack, web.operationId, 400_000);
   const group = (await stack.call("GET", `/v1/vm-groups/${web.groupId}`, stack.projectToken)).body;
   result.endpoints = group.endpoints;
   const address = group.endpoints?.[0]?.address as string;
-  result.instances = (await listInstances(stack, web.groupId)).map((i) => [i.name, i.state]);
+  const instances = await listInstances(stack, web.groupId);
+  result.instances = instances.map((i) => [i.name, i.state]);
+
+  // Internal names: what each guest resolved, and the group's name asked of the manager's DNS as
+  // the first guest asks it, once both instances are ready.
+  const resolvedDeadline = Date.now() + 180_000;
+  let named = instances;
+  while (!named.every((i) => i.guest_attributes["dns/other-project"]) && Date.now() < resolvedDeadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    named = await listInstances(stack, web.groupId);
+  }
+  result.addresses = Object.fromEntries(named.map((i) => [i.name, i.network_ip]));
+  result.resolved = Object.fromEntries(
+    named.map((i) => [
+      i.name,
+      Object.fromEntries(
+        Object.entries(i.guest_attributes)
+          .filter(([key]) => key.startsWith("dns/"))
+          .map(([key, value]) => [key.slice(4), value]),
+      ),
+    ]),
+  );
+  const [web0] = named;
+  if (web0) {
+    const sockets = metadataSocketDir(join(stack.dir, web0.datacenter));
+    result.groupAnswer = await askDns(
+      join(sockets, `${web0.id}.dns.sock`),
+      `web.${first}.acme.globalvm.internal`,
+    );
+  }
 
   // The default network lets its own instances talk; the outside needs a rule.
   result.withoutRule = await get(address);

@@ -3,7 +3,7 @@
 // (its manager beside the control plane, as `globalvm up` runs it), and the group's guests serve
 // their names over HTTP. The endpoint is refused until a firewall rule lets the outside in, then
 // reaches both instances, drops no request through a rolling update and a resize to 1, and is
-// gone with the group.
+// gone with the group. Its guests resolve internal names through their manager's DNS.
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -25,6 +25,9 @@ describe("a VM group's endpoint", () => {
   let outcome: {
     endpoints?: { port: number; protocol: string; address: string; url: string }[];
     instances?: [string, string][];
+    addresses?: Record<string, string>;
+    resolved?: Record<string, Record<string, string>>;
+    groupAnswer?: { rcode: number; addresses: string[] };
     withoutRule?: Answer;
     allowedAfterMs?: number;
     seen?: string[];
@@ -57,9 +60,9 @@ describe("a VM group's endpoint", () => {
 
   it("ran the flow", () => {
     expect(outcome.error, outcome.logs).toBeUndefined();
-    const { allowedAfterMs, underLoad } = outcome;
+    const { allowedAfterMs, underLoad, resolved } = outcome;
     console.log(
-      `[endpoints] allowed ${allowedAfterMs} ms after the rule; under load ${JSON.stringify(underLoad)}`,
+      `[endpoints] allowed ${allowedAfterMs} ms after the rule; under load ${JSON.stringify(underLoad)}; resolved ${JSON.stringify(resolved)}`,
     );
   });
 
@@ -76,6 +79,23 @@ describe("a VM group's endpoint", () => {
       ["web-0", "ready"],
       ["web-1", "ready"],
     ]);
+  });
+
+  it("lets guests resolve instances and groups of their project by name, and nothing else", () => {
+    const { addresses, resolved } = outcome;
+    const ready = [addresses?.["web-0"], addresses?.["web-1"]];
+    expect(addresses?.["web-0"]).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    for (const guest of ["web-0", "web-1"]) {
+      expect(resolved?.[guest]).toEqual({
+        "web-0": addresses?.["web-0"],
+        "web-1": addresses?.["web-1"],
+        // A group resolves to its ready instances; a resolver picks one of them.
+        group: expect.toBeOneOf(ready),
+        outside: "unresolved",
+        "other-project": "unresolved",
+      });
+    }
+    expect(outcome.groupAnswer).toEqual({ rcode: 0, addresses: ready });
   });
 
   it("obeys the network's firewall: refused until a rule lets the outside in, within 2 s of it", () => {

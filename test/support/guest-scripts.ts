@@ -29,3 +29,20 @@ export const SERVE_NAME = [
   'wget -q -O /www/index.html --header "Metadata-Flavor: Google" http://169.254.169.254/computeMetadata/v1/instance/name',
   "httpd -h /www -p 80",
 ].join("\n");
+
+/**
+ * Resolves names through the guest's own resolver once `first` resolves (for up to 2 min), and
+ * publishes each as the guest attribute dns/<key>: the address, or "unresolved". busybox ping
+ * prints the address it resolved, whether or not anything answers it.
+ */
+export function resolveNames(first: string, names: Record<string, string>): string {
+  return [
+    `resolve() { ping -c 1 -W 1 "$1" 2>/dev/null | sed -n 's/^PING [^ ]* (\\([0-9.]*\\)).*/\\1/p'; }`,
+    "(",
+    `  for i in $(seq 1 120); do [ -n "$(resolve ${first})" ] && break; sleep 1; done`,
+    ...Object.entries(names).map(
+      ([key, name]) => `  r="$(resolve ${name})"; guest-attribute dns/${key} "\${r:-unresolved}"`,
+    ),
+    ") &",
+  ].join("\n");
+}

@@ -85,6 +85,7 @@ export interface InstanceView {
   id: string;
   name: string;
   ordinal: number;
+  datacenter: string;
   network_ip: string | null;
   address: string | null;
   state: string;

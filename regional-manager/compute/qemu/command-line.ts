@@ -3,6 +3,9 @@ import type { Accelerator } from "../accelerator.ts";
 
 export const METADATA_ADDRESS = "169.254.169.254";
 
+/** A listener of the manager's: a loopback port, or a unix socket. */
+export type RelayTarget = { host: string; port: number } | { socket: string };
+
 export interface QemuLaunchPlan {
   instanceId: string;
   vcpus: number;
@@ -16,7 +19,9 @@ export interface QemuLaunchPlan {
    * Where guest connections to 169.254.169.254:80 are relayed (the instance's metadata listener):
    * a loopback port, or a unix socket when QEMU runs in a network namespace of its own.
    */
-  metadataEndpoint: { host: string; port: number } | { socket: string };
+  metadataEndpoint: RelayTarget;
+  /** Where guest connections to 169.254.169.254:53 (DNS over TCP) are relayed, when the guest has DNS. */
+  dnsEndpoint?: RelayTarget;
   /** A program that relays stdin/stdout to host:port, e.g. ["/bin/busybox", "nc"]. */
   relayCommand: readonly string[];
   /** The guest's NIC on its private network: an existing tap QEMU may open, and the guest's MAC. */
@@ -45,14 +50,10 @@ export function escapeOptionValue(value: string): string {
 }
 
 export function buildQemuArgs(plan: QemuLaunchPlan): string[] {
-  const endpoint = plan.metadataEndpoint;
   // guestfwd with "cmd:" runs the relay once per guest connection, so every HTTP request of the
   // guest reaches the instance's own listener; a chardev target would be one shared stream.
-  // busybox nc speaks TCP only: a unix socket is reached with socat.
-  const relay =
-    "socket" in endpoint
-      ? ["socat", "-", `UNIX-CONNECT:${endpoint.socket}`].join(" ")
-      : [...plan.relayCommand, endpoint.host, String(endpoint.port)].join(" ");
+  const forward = (port: number, target: RelayTarget) =>
+    `guestfwd=tcp:${METADATA_ADDRESS}:${port}-cmd:${escapeOptionValue(relayCommandLine(plan, target))}`;
   const netdev = [
     "user",
     "id=net0",
@@ -60,7 +61,10 @@ export function buildQemuArgs(plan: QemuLaunchPlan): string[] {
     "net=169.254.0.0/16",
     // No route from the guest to the host or the outside: only the metadata address is reachable.
     "restrict=on",
-    `guestfwd=tcp:${METADATA_ADDRESS}:80-cmd:${escapeOptionValue(relay)}`,
+    forward(80, plan.metadataEndpoint),
+    // DNS at the metadata address, as on GCE. The user network forwards TCP only: the guest's
+    // resolver asks over TCP.
+    ...(plan.dnsEndpoint ? [forward(53, plan.dnsEndpoint)] : []),
   ].join(",");
 
   return [
@@ -89,6 +93,14 @@ export function buildQemuArgs(plan: QemuLaunchPlan): string[] {
         ]
       : []),
   ];
+}
+
+/** The command relaying one guest connection (stdin/stdout) to `target`. */
+function relayCommandLine(plan: QemuLaunchPlan, target: RelayTarget): string {
+  // busybox nc speaks TCP only: a unix socket is reached with socat.
+  return "socket" in target
+    ? ["socat", "-", `UNIX-CONNECT:${target.socket}`].join(" ")
+    : [...plan.relayCommand, target.host, String(target.port)].join(" ");
 }
 
 /**

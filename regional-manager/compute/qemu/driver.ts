@@ -61,7 +61,7 @@ import {
 } from "../types.ts";
 import { connectUnixSocket, type ListeningUnixSocket, listenUnixSocket } from "../unix-socket.ts";
 import { checkMemoryAvailable, validateInstanceId, validateInstanceSpec } from "../validation.ts";
-import { buildOverlayArgs, buildQemuArgs, CHILD_FDS } from "./command-line.ts";
+import { buildOverlayArgs, buildQemuArgs, CHILD_FDS, type RelayTarget } from "./command-line.ts";
 import { instanceProcesses, isInstanceProcess, isProcessRunning } from "./process.ts";
 import { ensureTunUsableByAll } from "./tun.ts";
 import { DEFAULT_QEMU_USER, qemuIdentity } from "./user.ts";
@@ -216,6 +216,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
         reason: "created",
         // A unix socket's path follows from the instance's ID: no port to keep.
         metadataPort: endpoint.port ?? 0,
+        dnsPort: this.#options.metadata.dnsEndpointOf(spec.instanceId)?.port ?? 0,
         guestAttributes: {},
       };
       writeInstanceRecord(dir, record);
@@ -352,8 +353,14 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       }
       await this.#options.metadata.registerInstance(identityOf(record.spec), record.spec.metadata, {
         port: record.metadataPort,
+        ...(record.dnsPort !== undefined ? { dnsPort: record.dnsPort } : {}),
         guestAttributes: record.guestAttributes,
       });
+      // A record from before guests had DNS: its next start forwards to the port just taken.
+      if (record.dnsPort === undefined) {
+        record.dnsPort = this.#options.metadata.dnsEndpointOf(record.spec.instanceId)?.port ?? 0;
+        writeInstanceRecord(dir, record);
+      }
       const instance = this.#manage(dir, record);
       const pid = record.pid;
       if (pid !== undefined && isInstanceProcess(pid, dir)) {
@@ -453,9 +460,13 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       accelerator,
       image: { path: record.spec.image.path, format: record.spec.image.format },
       overlayPath,
-      metadataEndpoint: metadataEndpointOf(
+      metadataEndpoint: relayTargetOf(
         this.#options.metadata.endpointOf(record.spec.instanceId),
         record.metadataPort,
+      ),
+      dnsEndpoint: relayTargetOf(
+        this.#options.metadata.dnsEndpointOf(record.spec.instanceId),
+        record.dnsPort ?? 0,
       ),
       relayCommand: this.#options.relayCommand ?? ["busybox", "nc"],
       ...(record.spec.networkInterface
@@ -687,10 +698,7 @@ export function qemuCommand(
   ];
 }
 
-function metadataEndpointOf(
-  endpoint: MetadataEndpoint | undefined,
-  recordedPort: number,
-): { host: string; port: number } | { socket: string } {
+function relayTargetOf(endpoint: MetadataEndpoint | undefined, recordedPort: number): RelayTarget {
   if (endpoint?.socket) return { socket: endpoint.socket };
   return { host: endpoint?.host ?? "127.0.0.1", port: recordedPort };
 }
@@ -699,6 +707,7 @@ function identityOf(spec: InstanceSpec) {
   return {
     instanceId: spec.instanceId,
     name: spec.name,
+    ...(spec.hostname !== undefined ? { hostname: spec.hostname } : {}),
     vmGroup: spec.vmGroup,
     region: spec.region,
     datacenter: spec.datacenter,
