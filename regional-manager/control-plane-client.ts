@@ -8,6 +8,12 @@ import type { ReplicaReport as CatalogReplicaReport, ReplicaSources } from "../s
 import type { Capacity, Heartbeat, HeartbeatAnswer } from "../schemas/regions.ts";
 import type { ReplicaReport, ReplicaReporter } from "./transfer/reporter.ts";
 
+/**
+ * A guest's resolver waits 2 s per try (the guest image's resolv.conf): a lookup that cannot be
+ * answered by then is better answered SERVFAIL than not at all.
+ */
+const NAME_LOOKUP_TIMEOUT_MS = 1_500;
+
 export class ControlPlaneError extends Error {
   readonly status: number;
   readonly code: string | undefined;
@@ -89,6 +95,8 @@ export class ControlPlaneClient implements ReplicaReporter {
       return (await this.#request(
         "GET",
         `/v1/datacenters/${this.#options.datacenter}/instances/${instanceId}/names/${encodeURIComponent(name)}`,
+        undefined,
+        NAME_LOOKUP_TIMEOUT_MS,
       )) as InternalNameAnswer;
     } catch (error) {
       if (error instanceof ControlPlaneError && error.status === 404) return undefined;
@@ -100,7 +108,7 @@ export class ControlPlaneClient implements ReplicaReporter {
     return this.#options.url.replace(/\/+$/, "");
   }
 
-  async #request(method: string, path: string, body?: unknown): Promise<unknown> {
+  async #request(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<unknown> {
     const response = await fetch(`${this.#base()}${path}`, {
       method,
       headers: {
@@ -108,7 +116,7 @@ export class ControlPlaneClient implements ReplicaReporter {
         ...(body === undefined ? {} : { "content-type": "application/json" }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(this.#options.timeoutMs ?? 15_000),
+      signal: AbortSignal.timeout(timeoutMs ?? this.#options.timeoutMs ?? 15_000),
     });
     const text = await response.text();
     const parsed = text ? (JSON.parse(text) as { code?: string; detail?: string }) : undefined;
