@@ -75,6 +75,7 @@ export class ControlPlaneClient implements ReplicaReporter {
       ...(report.size !== undefined ? { size: report.size } : {}),
       ...(report.bytesDone !== undefined ? { bytes_done: report.bytesDone } : {}),
       ...(report.bytesTotal !== undefined ? { bytes_total: report.bytesTotal } : {}),
+      ...(report.bytesReceived !== undefined ? { bytes_received: report.bytesReceived } : {}),
       ...(report.error !== undefined ? { error: report.error.slice(0, 2000) } : {}),
     };
     await this.#request(

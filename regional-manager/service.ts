@@ -243,7 +243,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     });
     // The figures a delta is judged by: chunk data fetched and every byte on the wire.
     log(
-      `pulled ${imageId}@${version}: ${last?.bytesDone ?? 0} chunk bytes, ${last?.wireBytes ?? 0} bytes on the wire`,
+      `pulled ${imageId}@${version}: ${last?.bytesReceived ?? 0} chunk bytes, ${last?.wireBytes ?? 0} bytes on the wire`,
     );
     return record;
   }

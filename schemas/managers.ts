@@ -59,8 +59,17 @@ export const ReplicaReportSchema = z
     digest: Sha256DigestSchema.optional(),
     size: z.number().int().min(0).optional(),
     chunk_count: z.number().int().min(0).optional(),
-    bytes_done: z.number().int().min(0).optional(),
-    bytes_total: z.number().int().min(0).optional(),
+    bytes_done: z.number().int().min(0).optional().openapi({
+      description:
+        "Bytes of the version this datacenter holds, chunks it had before the pull (an earlier attempt, other images) included; at most bytes_total.",
+    }),
+    bytes_total: z.number().int().min(0).optional().openapi({ description: "The version's size." }),
+    bytes_received: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .openapi({ description: "Chunk data this pull received: what crossed the network." }),
     error: z.string().max(2000).optional(),
   })
   .superRefine((report, ctx) => {

@@ -5,6 +5,7 @@ import { TERMINAL_OPERATION_STATES } from "../../schemas/operations.ts";
 import { newId } from "../ids.ts";
 import type { Catalog, CatalogDb, ChangeFeed } from "./db.ts";
 import { type OperationJob, operationQueueName } from "./job-queues.ts";
+import { boundedProgress } from "./progress.ts";
 import { operations } from "./schema.ts";
 
 type OperationRow = typeof operations.$inferSelect;
@@ -78,7 +79,8 @@ export function toOperation(row: OperationRow): Operation {
     target: { type: row.targetType as Operation["target"]["type"], id: row.targetId },
     state: row.state as Operation["state"],
     done: TERMINAL_OPERATION_STATES.includes(row.state),
-    progress: row.progress,
+    // Recorded before bytes were bounded, an operation could show more done than its total.
+    progress: boundedProgress(row.progress),
     error: row.error ?? null,
     result: row.result ?? null,
     created_at: row.createdAt.toISOString(),

@@ -274,8 +274,11 @@ export const imageReplicas = pgTable(
       .references(() => datacenters.name),
     localId: text("local_id"),
     state: text("state").notNull().default("pending"),
+    /** Bytes of the version the datacenter holds, of `bytesTotal` (the version's size); never more. */
     bytesDone: bytes("bytes_done").notNull().default(0),
     bytesTotal: bytes("bytes_total"),
+    /** Chunk data the datacenter's latest pull of the version received: what crossed the network. */
+    bytesReceived: bytes("bytes_received").notNull().default(0),
     /** Made for a VM group rather than a replication policy; collected when unused. */
     onDemand: boolean("on_demand").notNull().default(false),
     lastUsedAt: timestamp("last_used_at", { withTimezone: true, mode: "date" }),

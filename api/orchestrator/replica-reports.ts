@@ -5,6 +5,7 @@ import { and, eq, max, ne, sql } from "drizzle-orm";
 import type { ReplicaReport } from "../../schemas/managers.ts";
 import type { CatalogDb } from "../catalog/db.ts";
 import { type OperationEvents, startOperation } from "../catalog/operations.ts";
+import { replicaBytes } from "../catalog/progress.ts";
 import { mayReport, versionBusiness, versionNotFound } from "../catalog/replicas.ts";
 import { datacenters, imageReplicas, images, imageVersions } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
@@ -122,8 +123,8 @@ export async function recordReplicaReport(
     const fields = {
       state: report.state,
       ...(report.local_id !== undefined ? { localId: report.local_id } : {}),
-      ...(report.bytes_done !== undefined ? { bytesDone: report.bytes_done } : {}),
-      ...(report.bytes_total !== undefined ? { bytesTotal: report.bytes_total } : {}),
+      // Of the whole version, done within total, whatever the manager counted.
+      ...replicaBytes(report, known?.size ?? report.size ?? 0),
       updatedAt: now,
     };
     await tx

@@ -26,6 +26,7 @@ import {
   retrySettings,
 } from "../catalog/job-queues.ts";
 import { failRunningOperation } from "../catalog/operations.ts";
+import { doneWithin } from "../catalog/progress.ts";
 import { operations } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
 
@@ -60,7 +61,10 @@ export type OperationHandler = (context: OperationContext) => Promise<Record<str
 
 export type OperationHandlers = Partial<Record<Operation["kind"], OperationHandler>>;
 
-/** Progress merged so that bytes and per-datacenter bytes only grow. */
+/**
+ * Progress merged so that bytes and per-datacenter bytes only grow, and never past their
+ * totals (a total left out keeps the one recorded).
+ */
 export function mergeProgress(
   current: OperationProgress,
   update: Partial<OperationProgress>,
@@ -69,14 +73,17 @@ export function mergeProgress(
   for (const child of update.children ?? []) {
     const at = children.findIndex((c) => c.datacenter === child.datacenter);
     const previous = at === -1 ? undefined : children[at];
-    const merged = { ...child, bytes_done: Math.max(previous?.bytes_done ?? 0, child.bytes_done) };
+    const total = child.bytes_total ?? previous?.bytes_total ?? null;
+    const done = Math.max(previous?.bytes_done ?? 0, child.bytes_done);
+    const merged = { ...child, bytes_done: doneWithin(done, total), bytes_total: total };
     if (at === -1) children.push(merged);
     else children[at] = merged;
   }
+  const total = update.bytes_total ?? current.bytes_total;
   return {
     step: update.step ?? current.step,
-    bytes_done: Math.max(current.bytes_done, update.bytes_done ?? 0),
-    bytes_total: update.bytes_total ?? current.bytes_total,
+    bytes_done: doneWithin(Math.max(current.bytes_done, update.bytes_done ?? 0), total),
+    bytes_total: total,
     children,
   };
 }

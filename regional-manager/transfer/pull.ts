@@ -1,11 +1,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { binaryRequest, readAll } from "../../common/binary-http.ts";
 import { batchByBytes } from "../../common/image-format/chunk-records.ts";
-import { decodeManifest, encodeDigestList, type Manifest } from "../../common/image-format/manifest.ts";
+import {
+  type ChunkRef,
+  decodeManifest,
+  encodeDigestList,
+  type Manifest,
+} from "../../common/image-format/manifest.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
 import { streamChunkData } from "./chunk-stream.ts";
+import { chunkArrived, versionHoldings } from "./progress.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 
 /** A manager holding the version, and a `read` token for it signed by the control plane. */
@@ -14,12 +20,24 @@ export interface PullSource {
   token: string;
 }
 
+/**
+ * A pull's progress, of the whole version (see progress.ts): `bytesDone` of `bytesTotal` (the
+ * image's size) are held, counting zero runs and chunks the store had before the pull began
+ * (an earlier, interrupted pull; other versions or images sharing them), so a resumed pull
+ * starts where the last one stopped and ends at `bytesTotal`/`bytesTotal`. What crossed the
+ * network for this pull is `bytesReceived` (chunk data) and `wireBytes` (everything).
+ */
 export interface PullProgress {
-  /** Bytes of chunk data stored so far, of `bytesTotal` missing when the pull began. */
+  /** Bytes of the version held: never more than `bytesTotal`. */
   bytesDone: number;
+  /** The version's size. */
   bytesTotal: number;
+  /** Chunk entries of the version held, of `chunksTotal` in its manifest. */
   chunksDone: number;
   chunksTotal: number;
+  /** Chunk data this pull received and stored (each distinct chunk once, however often the version uses it). */
+  bytesReceived: number;
+  /** `bytesReceived` per second since the chunks began to arrive. */
   bytesPerSecond: number;
   /** HTTP body bytes both ways (manifest, digest lists, chunk records), for comparisons. */
   wireBytes: number;
@@ -46,6 +64,8 @@ export interface PullOptions {
   batchBytes?: number;
   /** Requests in flight at once (pipelining: the next batch streams while one is verified). */
   concurrency?: number;
+  /** Least time between two `transferring` reports to the control plane. */
+  reportIntervalMs?: number;
 }
 
 export class PullError extends Error {
@@ -107,14 +127,16 @@ export async function fetchChunks(
   imageId: string,
   version: number,
   digests: readonly string[],
-  events: { onChunk: (length: number) => void; onWire: (bytes: number) => void },
+  events: { onChunk: (digest: string, length: number) => void; onWire: (bytes: number) => void },
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const body = encodeDigestList(digests);
   events.onWire(body.length);
   // Chunks go straight into the version's image, each verified first (see partial-image.ts).
   const writer = await store.receiver(imageId, version);
-  const sequence = writer.sequence(digests, events.onChunk);
+  // The sequence takes the chunks in the order asked for.
+  let arrived = 0;
+  const sequence = writer.sequence(digests, (length) => events.onChunk(digests[arrived++] as string, length));
   try {
     await streamChunkData(
       {
@@ -155,6 +177,7 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
   const errors: unknown[] = [];
   try {
     let wireBytes = 0;
+    let begun: Manifest | undefined;
     for (let attempt = 0; ; attempt++) {
       const source = sources[attempt % sources.length] as PullSource;
       try {
@@ -167,49 +190,67 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
           ...(options.project !== undefined ? { project: options.project } : {}),
         });
         wireBytes = fetched.bytes;
+        begun = fetched.manifest;
         break;
       } catch (error) {
         errors.push(error);
         if (signal?.aborted || attempt + 1 >= attempts * sources.length) throw error;
       }
     }
+    const manifest = store.getManifest(imageId, version) ?? (begun as Manifest);
     const initial = store.missingChunkRefs(imageId, version);
+    let holdings = versionHoldings(manifest, initial);
     const progress: PullProgress = {
-      bytesDone: 0,
-      bytesTotal: initial.reduce((sum, chunk) => sum + chunk.length, 0),
-      chunksDone: 0,
-      chunksTotal: initial.length,
+      bytesDone: holdings.bytesHeld,
+      bytesTotal: holdings.bytesTotal,
+      chunksDone: holdings.chunksHeld,
+      chunksTotal: holdings.chunksTotal,
+      bytesReceived: 0,
       bytesPerSecond: 0,
       wireBytes,
     };
     const onWire = (bytes: number) => {
       progress.wireBytes += bytes;
     };
-    const started = performance.now();
-    let lastReport = 0;
-    const onChunk = (length: number) => {
-      progress.bytesDone += length;
-      progress.chunksDone++;
-      const now = performance.now();
-      progress.bytesPerSecond = progress.bytesDone / Math.max((now - started) / 1000, 1e-3);
+    const reportInterval = options.reportIntervalMs ?? REPORT_INTERVAL_MS;
+    let lastReport = Number.NEGATIVE_INFINITY;
+    const report = (now: number) => {
+      lastReport = now;
+      reporter
+        ?.reportReplica({
+          imageId,
+          version,
+          state: "transferring",
+          bytesDone: progress.bytesDone,
+          bytesTotal: progress.bytesTotal,
+          bytesReceived: progress.bytesReceived,
+        })
+        .catch(() => {});
+    };
+    /** What the store holds at the start of each attempt: a resumed pull starts from there. */
+    const recount = (missing: readonly ChunkRef[]) => {
+      if (missing !== initial) holdings = versionHoldings(manifest, missing);
+      progress.bytesDone = holdings.bytesHeld;
+      progress.chunksDone = holdings.chunksHeld;
       options.onProgress?.(progress);
-      if (reporter && now - lastReport >= REPORT_INTERVAL_MS) {
-        lastReport = now;
-        reporter
-          .reportReplica({
-            imageId,
-            version,
-            state: "transferring",
-            bytesDone: progress.bytesDone,
-            bytesTotal: progress.bytesTotal,
-          })
-          .catch(() => {});
-      }
+      if (missing.length > 0) report(performance.now());
+    };
+    const started = performance.now();
+    const onChunk = (digest: string, length: number) => {
+      chunkArrived(holdings, digest);
+      progress.bytesDone = holdings.bytesHeld;
+      progress.chunksDone = holdings.chunksHeld;
+      progress.bytesReceived += length;
+      const now = performance.now();
+      progress.bytesPerSecond = progress.bytesReceived / Math.max((now - started) / 1000, 1e-3);
+      options.onProgress?.(progress);
+      if (now - lastReport >= reportInterval) report(now);
     };
     for (let attempt = 0; ; attempt++) {
       // Chunks count as stored once written: an earlier attempt's writes are waited for first.
       if (attempt > 0) await store.drainWrites(imageId, version);
       const missing = attempt === 0 ? initial : store.missingChunkRefs(imageId, version);
+      recount(missing);
       if (missing.length === 0) break;
       if (attempt >= attempts * sources.length) {
         const last = errors.at(-1);
@@ -244,7 +285,11 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
     progress.secondsCompleting = (performance.now() - transferred) / 1000;
     options.onProgress?.(progress);
     await reporter?.reportReplica(
-      availableReport(record, { bytesDone: progress.bytesDone, bytesTotal: progress.bytesTotal }),
+      availableReport(record, {
+        bytesDone: progress.bytesDone,
+        bytesTotal: progress.bytesTotal,
+        bytesReceived: progress.bytesReceived,
+      }),
     );
     return record;
   } catch (error) {

@@ -10,8 +10,11 @@ export interface ReplicaReport {
   localId?: string | undefined;
   digest?: string;
   size?: number;
+  /** Bytes of the version held (zero runs and chunks held before the pull included), of `bytesTotal`, its size. */
   bytesDone?: number;
   bytesTotal?: number;
+  /** Chunk data this pull received: what crossed the network. */
+  bytesReceived?: number;
   error?: string;
 }
 
@@ -22,7 +25,7 @@ export interface ReplicaReporter {
 /** The report of a version that just became available here. */
 export function availableReport(
   record: { imageId: string; version: number; localId?: string | undefined; digest: string; size: number },
-  progress: { bytesDone?: number; bytesTotal?: number } = {},
+  progress: { bytesDone?: number; bytesTotal?: number; bytesReceived?: number } = {},
 ): ReplicaReport {
   return {
     imageId: record.imageId,

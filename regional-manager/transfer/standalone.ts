@@ -9,7 +9,9 @@
  * The limits are those of `globalvm serve regional-manager` (flags or GLOBALVM_MAX_* variables).
  * Prints `listening <port>` once ready. POST /_test/pull with a JSON body of
  * pullImageVersion's options (without store) runs a pull in this process and prints
- * `progress <bytesDone> <bytesTotal>` lines while it runs.
+ * `progress <bytesDone> <bytesTotal> <bytesReceived>` lines while it runs: the bytes of the
+ * version held (what the store had before the pull included) of its size, and the chunk data
+ * this pull received.
  */
 import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
@@ -91,7 +93,9 @@ app.post("/_test/pull", async (c) => {
           if (due || progress.bytesDone === progress.bytesTotal) {
             lastPrinted = progress.bytesDone;
             lastPrintedAt = now;
-            process.stdout.write(`progress ${progress.bytesDone} ${progress.bytesTotal}\n`);
+            process.stdout.write(
+              `progress ${progress.bytesDone} ${progress.bytesTotal} ${progress.bytesReceived}\n`,
+            );
           }
         },
       }),

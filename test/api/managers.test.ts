@@ -1,5 +1,6 @@
 // The control plane's side of regional managers: credentials, registration, transfer tokens,
 // replica reports and the upload ticket.
+import { and, eq } from "drizzle-orm";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findNetworkByReference } from "../../api/catalog/networks.ts";
@@ -159,6 +160,57 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
         token: acme.token,
       });
       expect(next.version).toBe(2);
+    });
+    it("replica bytes add up: of the whole version, done never past total, an older manager's resumed pull too", async () => {
+      const imageId = await committedImage(acme, "progress");
+      await askToPull(imageId, 1, "us-east-a");
+      const report = (body: Record<string, unknown>) =>
+        api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/replicas/${imageId}/versions/1`, {
+          token: us,
+          body,
+        });
+      const bytesOf = async () => {
+        const image = await api.expectStatus(200, "GET", `/v1/images/${imageId}`, { token: acme.token });
+        return Object.fromEntries(
+          image.replicas.map((r: any) => [r.datacenter, [r.state, r.bytes_done, r.bytes_total]]),
+        );
+      };
+      const received = async () => {
+        const [row] = await api.services.db
+          .select({ bytes: imageReplicas.bytesReceived })
+          .from(imageReplicas)
+          .where(and(eq(imageReplicas.imageId, imageId), eq(imageReplicas.datacenter, "us-east-a")));
+        return row?.bytes;
+      };
+      // The origin's commit says nothing of bytes: it holds the whole version.
+      expect((await bytesOf())["eu-west-a"]).toEqual(["available", 4096, 4096]);
+
+      // An older manager counts only what was missing when its pull began: 3072 of 4096, then
+      // resumed with 1024 missing (3072/1024 before). Recorded as the rest of the version.
+      await report({ state: "transferring", bytes_done: 3072, bytes_total: 4096 });
+      expect((await bytesOf())["us-east-a"]).toEqual(["transferring", 3072, 4096]);
+      await report({ state: "transferring", bytes_done: 0, bytes_total: 1024 });
+      expect((await bytesOf())["us-east-a"]).toEqual(["transferring", 3072, 4096]);
+      await report({ state: "transferring", bytes_done: 512, bytes_total: 1024 });
+      expect((await bytesOf())["us-east-a"]).toEqual(["transferring", 3584, 4096]);
+      expect(await received()).toBe(512);
+      // Nothing reported past the total is stored past it.
+      await report({ state: "transferring", bytes_done: 9000, bytes_total: 4096, bytes_received: 9000 });
+      expect((await bytesOf())["us-east-a"]).toEqual(["transferring", 4096, 4096]);
+      // A manager of the whole version; available holds all of it, what the pull fetched kept apart.
+      await report({ state: "transferring", bytes_done: 3584, bytes_total: 4096, bytes_received: 512 });
+      expect((await bytesOf())["us-east-a"]).toEqual(["transferring", 3584, 4096]);
+      await report({
+        state: "available",
+        local_id: "us-progress",
+        digest,
+        size: 4096,
+        bytes_done: 4096,
+        bytes_total: 4096,
+        bytes_received: 1024,
+      });
+      expect((await bytesOf())["us-east-a"]).toEqual(["available", 4096, 4096]);
+      expect(await received()).toBe(1024);
     });
   });
 

@@ -7,6 +7,7 @@ import {
   mergeProgress,
   PermanentError,
 } from "../../api/orchestrator/runner.ts";
+import type { OperationProgress } from "../../schemas/operations.ts";
 
 describe("attemptOutcome", () => {
   it("retries a plain error until the last attempt, then gives up saying how often and why", () => {
@@ -59,6 +60,75 @@ describe("mergeProgress", () => {
     expect(merged.children.map((c) => [c.datacenter, c.bytes_done])).toEqual([
       ["us-east-a", 500],
       ["ap-south-a", 50],
+    ]);
+  });
+});
+
+describe("mergeProgress with totals", () => {
+  const child = (bytes_done: number, bytes_total: number | null) => ({
+    datacenter: "us-east-a",
+    step: "transferring-image",
+    bytes_done,
+    bytes_total,
+  });
+
+  it("never shows more done than the total, in total or per datacenter (80/100, then 20/20: not 80/20)", () => {
+    const current = {
+      step: "transferring-image",
+      bytes_done: 80,
+      bytes_total: 100,
+      children: [child(80, 100)],
+    };
+    const merged = mergeProgress(current, { bytes_done: 20, bytes_total: 20, children: [child(20, 20)] });
+    expect([merged.bytes_done, merged.bytes_total]).toEqual([20, 20]);
+    expect([merged.children[0]?.bytes_done, merged.children[0]?.bytes_total]).toEqual([20, 20]);
+  });
+
+  it("keeps a datacenter's total when an update leaves it out, as for the operation's", () => {
+    const current = {
+      step: "transferring-image",
+      bytes_done: 100,
+      bytes_total: 100,
+      children: [child(100, 100)],
+    };
+    const merged = mergeProgress(current, {
+      step: "replacing",
+      children: [{ ...child(0, null), step: "replacing 1/2" }],
+    });
+    expect(merged.children).toEqual([
+      { datacenter: "us-east-a", step: "replacing 1/2", bytes_done: 100, bytes_total: 100 },
+    ]);
+    expect([merged.bytes_done, merged.bytes_total]).toEqual([100, 100]);
+  });
+
+  it("a resumed pull of the whole version climbs from where it was to its total", () => {
+    let progress: OperationProgress = {
+      step: "transferring-image",
+      bytes_done: 0,
+      bytes_total: 100,
+      children: [],
+    };
+    const seen: [number, number | null][] = [];
+    for (const [done, total] of [
+      [40, 100],
+      [80, 100],
+      [80, 100],
+      [90, 100],
+      [100, 100],
+    ] as const) {
+      progress = mergeProgress(progress, {
+        bytes_done: done,
+        bytes_total: total,
+        children: [child(done, total)],
+      });
+      seen.push([progress.bytes_done, progress.bytes_total]);
+    }
+    expect(seen).toEqual([
+      [40, 100],
+      [80, 100],
+      [80, 100],
+      [90, 100],
+      [100, 100],
     ]);
   });
 });

@@ -212,8 +212,9 @@ describe("peer transfer between managers", () => {
     const c = await target("source-killed");
     proxy.bytesPerSecond = 4 << 20;
     const pulling = pull(c, 1, { attempts: 1, batchBytes: 512 << 10 });
-    await c.waitForLine(/^progress (\d+) /);
-    await c.waitForLine(/^progress ([2-9]\d{6}) /); // >= 2 MB stored
+    // progress <held> <total> <received>: held counts the zero run from the start.
+    await c.waitForLine(/^progress \d+ \d+ \d+$/);
+    await c.waitForLine(/^progress \d+ \d+ ([2-9]\d{6})$/); // >= 2 MB received
     await source.kill();
     const failed = await pulling;
     expect(failed.status).toBe(502);
@@ -243,7 +244,7 @@ describe("peer transfer between managers", () => {
     const c = await target("target-killed", dataDir);
     proxy.bytesPerSecond = 4 << 20;
     const pulling = pull(c, 1, { batchBytes: 512 << 10 }).catch(() => undefined);
-    await c.waitForLine(/^progress ([3-9]\d{6}) /); // >= 3 MB stored
+    await c.waitForLine(/^progress \d+ \d+ ([3-9]\d{6})$/); // >= 3 MB received
     await c.kill("SIGKILL");
     await pulling;
     // Progress counts chunks received; those whose bytes are intact after the kill must not move again.
@@ -255,12 +256,20 @@ describe("peer transfer between managers", () => {
     const restarted = await target("target-killed", dataDir);
     const resumed = await pull(restarted, 1);
     expect(resumed.status).toBe(200);
-    const totals = restarted.lines
+    const progress = restarted.lines
       .filter((line) => line.startsWith("progress"))
-      .map((line) => Number(line.split(" ")[2]));
+      .map((line) => line.split(" ").slice(1).map(Number) as [number, number, number]);
+    // Of the whole version: the resumed pull starts from what the store held, never shows
+    // more done than the total, and ends at total/total.
+    expect(progress[0]?.[0]).toBeGreaterThanOrEqual(stored);
+    for (const [done, total] of progress) {
+      expect(total).toBe(image.length);
+      expect(done).toBeLessThanOrEqual(total);
+    }
+    expect(progress.at(-1)?.slice(0, 2)).toEqual([image.length, image.length]);
     // Slack for the manifest, digest lists and record headers.
     const slack = 256 << 10;
-    expect(totals.at(-1)).toBeLessThanOrEqual(sentBytes(image.length) - stored + slack);
+    expect(progress.at(-1)?.[2]).toBeLessThanOrEqual(sentBytes(image.length) - stored + slack);
     expect(proxy.bytes).toBeLessThanOrEqual(sentBytes(image.length) - stored + slack);
     await restarted.kill("SIGTERM");
     const store = await ImageStore.open(dataDir);

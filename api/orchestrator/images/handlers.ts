@@ -178,7 +178,8 @@ export async function distributeImage(context: OperationContext): Promise<Record
   return {
     version,
     pulled: rows
-      .map((r) => ({ datacenter: r.datacenter, local_id: r.localId, bytes: r.bytesDone }))
+      // What each pull fetched (its progress is of the whole version, what was held included).
+      .map((r) => ({ datacenter: r.datacenter, local_id: r.localId, bytes: r.bytesReceived }))
       .sort((a, b) => a.datacenter.localeCompare(b.datacenter)),
     dropped,
     released: plan.released.map((at) => `${at.datacenter}@${at.version}`),
@@ -199,7 +200,7 @@ export async function replicateImage(context: OperationContext): Promise<Record<
   if (!known)
     throw new PermanentError("image_deleted", `image ${imageId} has no version ${version} any more`);
   const [row] = await pullAndWait(context, imageId, version, [datacenter]);
-  return { datacenter, local_id: row?.localId ?? null };
+  return { datacenter, local_id: row?.localId ?? null, bytes: row?.bytesReceived ?? 0 };
 }
 
 export interface ImageDeletionInput {
