@@ -7,6 +7,15 @@ export const ImageFormatSchema = z.enum(IMAGE_FORMATS);
 export const IMAGE_STATES = ["awaiting-upload", "available"] as const;
 export const REPLICA_STATES = ["pending", "transferring", "available", "stale", "failed"] as const;
 export const ReplicaStateSchema = z.enum(REPLICA_STATES);
+/**
+ * Why a replica exists: `origin` the origin region's copy (it received the upload and keeps
+ * every version), `replicate_to` the copy the replication policy keeps in one of its regions,
+ * `on_demand` any other (made for a VM group or by request, or a copy the policy no longer
+ * names): collected once unused.
+ */
+export const REPLICA_REASONS = ["origin", "replicate_to", "on_demand"] as const;
+export const ReplicaReasonSchema = z.enum(REPLICA_REASONS);
+export type ReplicaReason = z.infer<typeof ReplicaReasonSchema>;
 
 export const ImageReplicaSchema = z
   .object({
@@ -18,6 +27,10 @@ export const ImageReplicaSchema = z
       .nullable()
       .openapi({ description: "The datacenter's own ID for this image version." }),
     state: ReplicaStateSchema,
+    reason: ReplicaReasonSchema.openapi({
+      description:
+        "Why the replica exists: `origin` (the origin region's copy, which keeps every version), `replicate_to` (the copy the image's `replicate_to` keeps in that region), `on_demand` (any other: made for a VM group or by request, or a copy the policy no longer names; collected once unused).",
+    }),
     bytes_done: z.number().int().min(0),
     bytes_total: z.number().int().min(0).nullable(),
     updated_at: TimestampSchema,

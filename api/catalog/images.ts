@@ -30,7 +30,7 @@ export async function hydrateImages(db: CatalogDb, rows: (typeof images.$inferSe
     const current = versions.find((v) => v.imageId === row.id && v.version === row.currentVersion);
     const own = replicas
       .filter((r) => r.replica.imageId === row.id)
-      .map((r) => toImageReplica(r.replica, r.region));
+      .map((r) => toImageReplica(r.replica, r.region, row));
     return toImage(row, current, own);
   });
 }

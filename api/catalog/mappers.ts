@@ -2,7 +2,7 @@
 
 import { type ExposedPort, endpointUrl, type ReportedEndpoint } from "../../schemas/endpoints.ts";
 import type { FirewallRule } from "../../schemas/firewall-rules.ts";
-import type { Image, ImageReplica } from "../../schemas/images.ts";
+import type { Image, ImageReplica, ReplicaReason } from "../../schemas/images.ts";
 import type { Instance } from "../../schemas/instances.ts";
 import type { Network } from "../../schemas/networks.ts";
 import type { Project, Token } from "../../schemas/projects.ts";
@@ -99,13 +99,33 @@ export function toDatacenter(row: typeof datacenters.$inferSelect, now: Date): D
   };
 }
 
-export function toImageReplica(row: typeof imageReplicas.$inferSelect, region: string): ImageReplica {
+/**
+ * Why a replica exists: a copy made on demand (for a VM group, or asked for outside the
+ * policy) is `on_demand` wherever it is; otherwise the origin region's copy is `origin` and a
+ * copy in a region of `replicate_to` is `replicate_to`. A policy copy in a region the policy
+ * no longer names (kept while a VM group uses it) is `on_demand` too.
+ */
+export function replicaReason(
+  replica: { region: string; onDemand: boolean },
+  image: { originRegion: string; replicateTo: readonly string[] },
+): ReplicaReason {
+  if (replica.onDemand) return "on_demand";
+  if (replica.region === image.originRegion) return "origin";
+  return image.replicateTo.includes(replica.region) ? "replicate_to" : "on_demand";
+}
+
+export function toImageReplica(
+  row: typeof imageReplicas.$inferSelect,
+  region: string,
+  image: { originRegion: string; replicateTo: readonly string[] },
+): ImageReplica {
   return {
     region,
     datacenter: row.datacenter,
     version: row.version,
     local_id: row.localId,
     state: row.state as ImageReplica["state"],
+    reason: replicaReason({ region, onDemand: row.onDemand }, image),
     bytes_done: row.bytesDone,
     bytes_total: row.bytesTotal,
     updated_at: row.updatedAt.toISOString(),

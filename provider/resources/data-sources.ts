@@ -1,10 +1,10 @@
 // Data sources: globalvm_regions (every region with its datacenters and their status),
-// globalvm_image (one image by name or id) and globalvm_network (one network by name).
+// globalvm_image (one image by name or id, with every replica and why it exists) and globalvm_network (one network by name).
 
 import { type ApiClient, expectData, type Network } from "../../client/api.ts";
 import { DiagnosticError, defineDataSource } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
-import { imageState, REPLICA_TYPE } from "./image.ts";
+import { imageDataState, REPLICA_WITH_REASON_TYPE } from "./image.ts";
 import { networkState } from "./network.ts";
 
 const DATACENTER_TYPE = ["object", { name: "string", region: "string", status: "string" }] as const;
@@ -54,7 +54,12 @@ export const imageDataSource = defineDataSource<GlobalvmProviderData>({
       digest: { type: "string", computed: true },
       size: { type: "number", computed: true },
       version: { type: "number", computed: true },
-      replicas: { type: ["list", REPLICA_TYPE], computed: true },
+      replicas: {
+        type: ["list", REPLICA_WITH_REASON_TYPE],
+        computed: true,
+        description:
+          "Every replica of every version, with `reason`: origin, replicate_to, or on_demand (made for a VM group; collected once unused).",
+      },
     },
   },
   validateConfig(config, diagnostics) {
@@ -71,7 +76,7 @@ export const imageDataSource = defineDataSource<GlobalvmProviderData>({
       if (result.response.status === 404) {
         throw new DiagnosticError("No such image", { detail: `No image ${config.id}.`, path: ["id"] });
       }
-      return imageState(expectData("Reading the image", result));
+      return imageDataState(expectData("Reading the image", result));
     }
     const name = String(config.name);
     const page = expectData(
@@ -81,7 +86,7 @@ export const imageDataSource = defineDataSource<GlobalvmProviderData>({
     const image = page.items[0];
     if (!image)
       throw new DiagnosticError("No such image", { detail: `No image named ${name}.`, path: ["name"] });
-    return imageState(image);
+    return imageDataState(image);
   },
 });
 

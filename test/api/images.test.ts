@@ -1,6 +1,27 @@
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { replicaReason } from "../../api/catalog/mappers.ts";
+import { imageReplicas, images, imageVersions } from "../../api/catalog/schema.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
 import { CATALOG_KINDS } from "../support/catalogs.ts";
+
+describe("replicaReason", () => {
+  const image = { originRegion: "eu-west", replicateTo: ["us-east"] };
+  it("is on_demand for a copy made on demand, wherever it is", () => {
+    for (const region of ["eu-west", "us-east", "ap-south"])
+      expect(replicaReason({ region, onDemand: true }, image), region).toBe("on_demand");
+  });
+  it("is origin in the origin region, replicate_to in a policy region, on_demand elsewhere", () => {
+    expect(replicaReason({ region: "eu-west", onDemand: false }, image)).toBe("origin");
+    expect(replicaReason({ region: "us-east", onDemand: false }, image)).toBe("replicate_to");
+    // A policy copy the policy no longer names (kept while a VM group uses it).
+    expect(replicaReason({ region: "ap-south", onDemand: false }, image)).toBe("on_demand");
+    // The origin region named in replicate_to too is still the origin.
+    expect(
+      replicaReason({ region: "eu-west", onDemand: false }, { ...image, replicateTo: ["eu-west"] }),
+    ).toBe("origin");
+  });
+});
 
 describe.each(CATALOG_KINDS)("images (%s)", (kind) => {
   let api: TestApi;
@@ -10,6 +31,14 @@ describe.each(CATALOG_KINDS)("images (%s)", (kind) => {
     api = await createTestApi(kind);
     await api.createRegion("eu-west");
     await api.createRegion("us-east");
+    await api.createRegion("ap-south");
+    await api.expectStatus(201, "POST", "/v1/datacenters", {
+      body: {
+        name: "eu-west-b",
+        region: "eu-west",
+        capacity: { vcpus: 8, memory_mb: 16_384, disk_bytes: 100e9 },
+      },
+    });
     acme = await api.createProject("acme");
     other = await api.createProject("other");
   });
@@ -54,6 +83,59 @@ describe.each(CATALOG_KINDS)("images (%s)", (kind) => {
       });
       expect(operation).toMatchObject({ kind: "delete-image", state: "succeeded", done: true });
       expect((await api.call("GET", `/v1/images/${image.id}`, { token: acme.token })).status).toBe(404);
+    });
+  });
+
+  describe("replicas", () => {
+    it("say why each exists: origin, replicate_to or on_demand, as the policy changes", async () => {
+      const image = await api.expectStatus(201, "POST", "/v1/images", {
+        token: acme.token,
+        body: { name: "reasons", origin_region: "eu-west", replicate_to: ["us-east"] },
+      });
+      // As the catalog records them: version 1 committed at the origin, the policy's copy in
+      // us-east, copies VM groups needed in ap-south and in the origin region's other datacenter.
+      const { db } = api.services;
+      await db
+        .insert(imageVersions)
+        .values({ imageId: image.id, version: 1, size: 4096, digest: `sha256:${"ab".repeat(32)}` });
+      await db.update(images).set({ currentVersion: 1, state: "available" }).where(eq(images.id, image.id));
+      await db.insert(imageReplicas).values([
+        { imageId: image.id, version: 1, datacenter: "eu-west-a", state: "available", localId: "eu-1" },
+        { imageId: image.id, version: 1, datacenter: "us-east-a", state: "available", localId: "us-1" },
+        { imageId: image.id, version: 1, datacenter: "ap-south-a", state: "pending", onDemand: true },
+        { imageId: image.id, version: 1, datacenter: "eu-west-b", state: "available", onDemand: true },
+      ]);
+      const reasons = (body: { replicas: { datacenter: string; reason: string }[] }) =>
+        Object.fromEntries(body.replicas.map((r) => [r.datacenter, r.reason]));
+      const read = await api.expectStatus(200, "GET", `/v1/images/${image.id}`, { token: acme.readToken });
+      expect(reasons(read)).toEqual({
+        "ap-south-a": "on_demand",
+        "eu-west-a": "origin",
+        "eu-west-b": "on_demand",
+        "us-east-a": "replicate_to",
+      });
+      const listed = await api.expectStatus(200, "GET", "/v1/images?name=reasons", { token: acme.token });
+      expect(listed.items[0].replicas).toEqual(read.replicas);
+
+      // Once the policy names ap-south instead, us-east's copy is no longer the policy's (it
+      // goes, or stays while a group uses it) and ap-south's stays on demand until the
+      // distribution adopts it.
+      const updated = await api.expectStatus(200, "PATCH", `/v1/images/${image.id}`, {
+        token: acme.token,
+        body: { replicate_to: ["ap-south"] },
+      });
+      expect(reasons(updated)).toEqual({
+        "ap-south-a": "on_demand",
+        "eu-west-a": "origin",
+        "eu-west-b": "on_demand",
+        "us-east-a": "on_demand",
+      });
+      await db
+        .update(imageReplicas)
+        .set({ onDemand: false })
+        .where(eq(imageReplicas.datacenter, "ap-south-a"));
+      const adopted = await api.expectStatus(200, "GET", `/v1/images/${image.id}`, { token: acme.token });
+      expect(reasons(adopted)["ap-south-a"]).toBe("replicate_to");
     });
   });
 

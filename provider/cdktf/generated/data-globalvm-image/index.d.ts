@@ -31,6 +31,7 @@ export declare class DataGlobalvmImageReplicasOutputReference extends cdktf.Comp
     set internalValue(value: DataGlobalvmImageReplicas | undefined);
     get datacenter(): string;
     get localId(): string;
+    get reason(): string;
     get region(): string;
     get state(): string;
     get version(): number;

@@ -53,6 +53,10 @@ export class DataGlobalvmImageReplicasOutputReference extends cdktf.ComplexObjec
     get localId() {
         return this.getStringAttribute('local_id');
     }
+    // reason - computed: true, optional: false, required: false
+    get reason() {
+        return this.getStringAttribute('reason');
+    }
     // region - computed: true, optional: false, required: false
     get region() {
         return this.getStringAttribute('region');

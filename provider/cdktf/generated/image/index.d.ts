@@ -40,6 +40,12 @@ export interface ImageConfig extends cdktf.TerraformMetaArguments {
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#source_hash Image#source_hash}
     */
     readonly sourceHash?: string;
+    /**
+    * timeouts block
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#timeouts Image#timeouts}
+    */
+    readonly timeouts?: ImageTimeouts;
 }
 export interface ImageReplicas {
 }
@@ -76,6 +82,39 @@ export declare class ImageReplicasList extends cdktf.ComplexList {
     * @param index the index of the item to return
     */
     get(index: number): ImageReplicasOutputReference;
+}
+export interface ImageTimeouts {
+    /**
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#create Image#create}
+    */
+    readonly create?: string;
+    /**
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#update Image#update}
+    */
+    readonly update?: string;
+}
+export declare function imageTimeoutsToTerraform(struct?: ImageTimeouts | cdktf.IResolvable): any;
+export declare function imageTimeoutsToHclTerraform(struct?: ImageTimeouts | cdktf.IResolvable): any;
+export declare class ImageTimeoutsOutputReference extends cdktf.ComplexObject {
+    private isEmptyObject;
+    private resolvableValue?;
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    */
+    constructor(terraformResource: cdktf.IInterpolatingParent, terraformAttribute: string);
+    get internalValue(): ImageTimeouts | cdktf.IResolvable | undefined;
+    set internalValue(value: ImageTimeouts | cdktf.IResolvable | undefined);
+    private _create?;
+    get create(): string;
+    set create(value: string);
+    resetCreate(): void;
+    get createInput(): string | undefined;
+    private _update?;
+    get update(): string;
+    set update(value: string);
+    resetUpdate(): void;
+    get updateInput(): string | undefined;
 }
 /**
 * Represents a {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image globalvm_image}
@@ -142,6 +181,11 @@ export declare class Image extends cdktf.TerraformResource {
     resetSourceHash(): void;
     get sourceHashInput(): string | undefined;
     get version(): number;
+    private _timeouts;
+    get timeouts(): ImageTimeoutsOutputReference;
+    putTimeouts(value: ImageTimeouts): void;
+    resetTimeouts(): void;
+    get timeoutsInput(): cdktf.IResolvable | ImageTimeouts | undefined;
     protected synthesizeAttributes(): {
         [name: string]: any;
     };

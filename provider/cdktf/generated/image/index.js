@@ -85,6 +85,112 @@ export class ImageReplicasList extends cdktf.ComplexList {
         return new ImageReplicasOutputReference(this.terraformResource, this.terraformAttribute, index, this.wrapsSet);
     }
 }
+export function imageTimeoutsToTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    return {
+        create: cdktf.stringToTerraform(struct.create),
+        update: cdktf.stringToTerraform(struct.update),
+    };
+}
+export function imageTimeoutsToHclTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    const attrs = {
+        create: {
+            value: cdktf.stringToHclTerraform(struct.create),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "string",
+        },
+        update: {
+            value: cdktf.stringToHclTerraform(struct.update),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "string",
+        },
+    };
+    // remove undefined attributes
+    return Object.fromEntries(Object.entries(attrs).filter(([_, value]) => value !== undefined && value.value !== undefined));
+}
+export class ImageTimeoutsOutputReference extends cdktf.ComplexObject {
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    */
+    constructor(terraformResource, terraformAttribute) {
+        super(terraformResource, terraformAttribute, false);
+        this.isEmptyObject = false;
+    }
+    get internalValue() {
+        if (this.resolvableValue) {
+            return this.resolvableValue;
+        }
+        let hasAnyValues = this.isEmptyObject;
+        const internalValueResult = {};
+        if (this._create !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.create = this._create;
+        }
+        if (this._update !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.update = this._update;
+        }
+        return hasAnyValues ? internalValueResult : undefined;
+    }
+    set internalValue(value) {
+        if (value === undefined) {
+            this.isEmptyObject = false;
+            this.resolvableValue = undefined;
+            this._create = undefined;
+            this._update = undefined;
+        }
+        else if (cdktf.Tokenization.isResolvable(value)) {
+            this.isEmptyObject = false;
+            this.resolvableValue = value;
+        }
+        else {
+            this.isEmptyObject = Object.keys(value).length === 0;
+            this.resolvableValue = undefined;
+            this._create = value.create;
+            this._update = value.update;
+        }
+    }
+    get create() {
+        return this.getStringAttribute('create');
+    }
+    set create(value) {
+        this._create = value;
+    }
+    resetCreate() {
+        this._create = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get createInput() {
+        return this._create;
+    }
+    get update() {
+        return this.getStringAttribute('update');
+    }
+    set update(value) {
+        this._update = value;
+    }
+    resetUpdate() {
+        this._update = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get updateInput() {
+        return this._update;
+    }
+}
 /**
 * Represents a {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image globalvm_image}
 */
@@ -134,6 +240,8 @@ export class Image extends cdktf.TerraformResource {
         });
         // replicas - computed: true, optional: false, required: false
         this._replicas = new ImageReplicasList(this, "replicas", false);
+        // timeouts - computed: false, optional: true, required: false
+        this._timeouts = new ImageTimeoutsOutputReference(this, "timeouts");
         this._format = config.format;
         this._labels = config.labels;
         this._name = config.name;
@@ -141,6 +249,7 @@ export class Image extends cdktf.TerraformResource {
         this._replicateTo = config.replicateTo;
         this._source = config.source;
         this._sourceHash = config.sourceHash;
+        this._timeouts.internalValue = config.timeouts;
     }
     // ==========
     // ATTRIBUTES
@@ -246,6 +355,19 @@ export class Image extends cdktf.TerraformResource {
     get version() {
         return this.getNumberAttribute('version');
     }
+    get timeouts() {
+        return this._timeouts;
+    }
+    putTimeouts(value) {
+        this._timeouts.internalValue = value;
+    }
+    resetTimeouts() {
+        this._timeouts.internalValue = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get timeoutsInput() {
+        return this._timeouts.internalValue;
+    }
     // =========
     // SYNTHESIS
     // =========
@@ -258,6 +380,7 @@ export class Image extends cdktf.TerraformResource {
             replicate_to: cdktf.listMapper(cdktf.stringToTerraform, false)(this._replicateTo),
             source: cdktf.stringToTerraform(this._source),
             source_hash: cdktf.stringToTerraform(this._sourceHash),
+            timeouts: imageTimeoutsToTerraform(this._timeouts.internalValue),
         };
     }
     synthesizeHclAttributes() {
@@ -303,6 +426,12 @@ export class Image extends cdktf.TerraformResource {
                 isBlock: false,
                 type: "simple",
                 storageClassType: "string",
+            },
+            timeouts: {
+                value: imageTimeoutsToHclTerraform(this._timeouts.internalValue),
+                isBlock: true,
+                type: "struct",
+                storageClassType: "ImageTimeouts",
             },
         };
         // remove undefined attributes
