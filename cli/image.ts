@@ -1,6 +1,6 @@
-// globalvm image push | ls | show
+// globalvm image push | ls | show | versions
 import { open, stat } from "node:fs/promises";
-import type { ApiClient, Image } from "../client/api.ts";
+import type { ApiClient, Image, ImageVersionDetail } from "../client/api.ts";
 import { isImageRefused, uploadImage } from "../client/upload.ts";
 import {
   type Command,
@@ -54,6 +54,14 @@ ${CONNECTION_HELP}
 const SHOW_USAGE = `Usage: globalvm image show ID|NAME [options]
 
 Shows one image: its current version, digest and every datacenter's replica.
+
+Options:
+${CONNECTION_HELP}
+`;
+
+const VERSIONS_USAGE = `Usage: globalvm image versions ID|NAME [options]
+
+Lists an image's versions, newest first: size, digest, when uploaded, and where each is held.
 
 Options:
 ${CONNECTION_HELP}
@@ -285,4 +293,51 @@ const show: Command = {
   },
 };
 
-export const imageCommand = commandGroup("image", "upload and inspect VM images", { push, ls, show });
+/** Where a version is held: each datacenter's replica, with its progress while it arrives. */
+function versionReplicas(version: ImageVersionDetail): string {
+  if (version.replicas.length === 0) return "-";
+  return version.replicas
+    .map((r) =>
+      r.state === "transferring" && r.bytes_total
+        ? `${r.datacenter}:transferring ${Math.floor((100 * r.bytes_done) / r.bytes_total)}%`
+        : `${r.datacenter}:${r.state}`,
+    )
+    .join(",");
+}
+
+const versions: Command = {
+  summary: "list an image's versions and where each is held",
+  usage: VERSIONS_USAGE,
+  async run(args) {
+    const { argument: idOrName, json, client } = oneArgumentCommandLine(args, VERSIONS_USAGE, "ID|NAME");
+    const image = await findImage(client, idOrName);
+    if (!image) throw new CommandFailure(`no image ${idOrName} in this project`, "see `globalvm image ls`");
+    const listed = expectAnswer(
+      "list the image's versions",
+      await callApi(() => client.GET("/v1/images/{id}/versions", { params: { path: { id: image.id } } })),
+    );
+    const text =
+      listed.items.length === 0
+        ? `image ${image.name} has no version yet: upload one with \`globalvm image push\`\n`
+        : formatTable(
+            ["VERSION", "CURRENT", "SIZE", "DIGEST", "CREATED", "REPLICAS"],
+            listed.items.map((v) => [
+              String(v.version),
+              v.current ? "yes" : "",
+              formatBytes(v.size),
+              v.digest.slice(0, 19),
+              v.created_at,
+              versionReplicas(v),
+            ]),
+          );
+    process.stdout.write(json ? `${JSON.stringify(listed)}\n` : text);
+    return EXIT_OK;
+  },
+};
+
+export const imageCommand = commandGroup("image", "upload and inspect VM images", {
+  push,
+  ls,
+  show,
+  versions,
+});

@@ -191,6 +191,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/images/{id}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List an image's versions, newest first, each with where it is held */
+        get: operations["listImageVersions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/{id}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get one version of an image: digest, size, and where it is held */
+        get: operations["getImageVersion"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images/{id}/versions/{version}/sources": {
         parameters: {
             query?: never;
@@ -925,6 +959,11 @@ export interface components {
             datacenter: string;
             /** @description The datacenter's own ID for this image version. */
             local_id: string | null;
+            /**
+             * @description Why the replica exists: `origin` (the origin region's copy, which keeps every version), `replicate_to` (the copy the image's `replicate_to` keeps in that region), `on_demand` (any other: made for a VM group or by request, or a copy the policy no longer names; collected once unused).
+             * @enum {string}
+             */
+            reason: "origin" | "replicate_to" | "on_demand";
             /** @example web */
             region: string;
             /** @enum {string} */
@@ -935,6 +974,28 @@ export interface components {
              */
             updated_at: string;
             version: number;
+        };
+        ImageVersion: {
+            chunk_count: number | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            created_at: string;
+            /** @example sha256:0000000000000000000000000000000000000000000000000000000000000000 */
+            digest: string;
+            size: number;
+            version: number;
+        };
+        ImageVersionDetail: components["schemas"]["ImageVersion"] & {
+            /** @description Whether this is the image's current version. */
+            current: boolean;
+            /** @description The datacenters holding this version or receiving it, with their bytes. */
+            replicas: components["schemas"]["ImageReplica"][];
+        };
+        ImageVersionList: {
+            /** @description Newest first. */
+            items: components["schemas"]["ImageVersionDetail"][];
         };
         Instance: {
             /** @description Where the guest is reachable, as its datacenter's manager reports it: its network_ip once the datacenter has attached it to its network; null before. */
@@ -1256,7 +1317,11 @@ export interface components {
             region: string;
         };
         ReplicaReport: {
+            /** @description Bytes of the version this datacenter holds, chunks it had before the pull (an earlier attempt, other images) included; at most bytes_total. */
             bytes_done?: number;
+            /** @description Chunk data this pull received: what crossed the network. */
+            bytes_received?: number;
+            /** @description The version's size. */
             bytes_total?: number;
             chunk_count?: number;
             /** @example sha256:0000000000000000000000000000000000000000000000000000000000000000 */
@@ -2522,6 +2587,123 @@ export interface operations {
             };
             /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listImageVersions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image's versions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImageVersionList"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getImageVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The version. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImageVersionDetail"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

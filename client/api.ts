@@ -38,6 +38,7 @@ export class ApiError extends Error {
 export type ApiClient = ReturnType<typeof createClient<paths>>;
 export type Schemas = components["schemas"];
 export type Image = Schemas["Image"];
+export type ImageVersionDetail = Schemas["ImageVersionDetail"];
 export type Network = Schemas["Network"];
 export type FirewallRule = Schemas["FirewallRule"];
 export type VmGroup = Schemas["VmGroup"];

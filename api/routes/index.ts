@@ -14,7 +14,9 @@ import * as imagesCreate from "./images/create.ts";
 import * as imagesCreateUpload from "./images/create-upload.ts";
 import * as imagesDelete from "./images/delete.ts";
 import * as imagesGet from "./images/get.ts";
+import * as imagesGetVersion from "./images/get-version.ts";
 import * as imagesList from "./images/list.ts";
+import * as imagesListVersions from "./images/list-versions.ts";
 import * as imagesReplicate from "./images/replicate.ts";
 import * as imagesUpdate from "./images/update.ts";
 import * as instancesGet from "./instances/get.ts";
@@ -78,6 +80,8 @@ const ROUTES = [
   imagesCreate,
   imagesList,
   imagesGet,
+  imagesListVersions,
+  imagesGetVersion,
   imagesUpdate,
   imagesDelete,
   vmGroupsCreate,

@@ -176,6 +176,18 @@ const ROUTES: Record<string, Row> = {
   ]),
   "GET /v1/images": scoped("read", 200, 200, async (f) => f.image().then(() => "/v1/images")),
   "GET /v1/images/{id}": scoped("read", 200, 404, async (f) => `/v1/images/${await f.image()}`),
+  "GET /v1/images/{id}/versions": scoped(
+    "read",
+    200,
+    404,
+    async (f) => `/v1/images/${await f.committedImage()}/versions`,
+  ),
+  "GET /v1/images/{id}/versions/{version}": scoped(
+    "read",
+    200,
+    404,
+    async (f) => `/v1/images/${await f.committedImage()}/versions/1`,
+  ),
   "PATCH /v1/images/{id}": scoped("write", 200, 404, async (f) => [
     `/v1/images/${await f.image()}`,
     { labels: { x: "y" } },

@@ -16,6 +16,7 @@ const COMMANDS = [
   ["image", "push"],
   ["image", "ls"],
   ["image", "show"],
+  ["image", "versions"],
   ["vm-group"],
   ["vm-group", "ls"],
   ["vm-group", "show"],
