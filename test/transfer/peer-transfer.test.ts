@@ -7,16 +7,9 @@ import { sha256Hex } from "../../common/image-format/digest.ts";
 import { VersionPulls } from "../../regional-manager/replicas/pulls.ts";
 import { ImageStore, type VersionRecord } from "../../regional-manager/store/image-store.ts";
 import { pullImageVersion } from "../../regional-manager/transfer/pull.ts";
-import {
-  createTestKeys,
-  type ManagerProcess,
-  seededBytes,
-  startManager,
-  stopAllManagers,
-  type TestKeys,
-  temporaryDir,
-} from "../support/transfer.ts";
-import { startProxy, type TransferProxy } from "./proxy.ts";
+import { type ManagerProcess, seededBytes, startManager, type TestKeys } from "../support/transfer.ts";
+import { type ProxiedSource, startProxiedSource } from "./proxied-source.ts";
+import type { TransferProxy } from "./proxy.ts";
 
 interface PullAnswer {
   status: number;
@@ -24,7 +17,8 @@ interface PullAnswer {
 }
 
 describe("peer transfer between managers", () => {
-  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  let fixture: ProxiedSource;
+  let dir: ProxiedSource["dir"];
   let keys: TestKeys;
   let source: ManagerProcess;
   let proxy: TransferProxy;
@@ -35,28 +29,10 @@ describe("peer transfer between managers", () => {
   const sentBytes = (size: number) => size - (1 << 20);
 
   beforeAll(async () => {
-    dir = await temporaryDir("peer");
-    keys = await createTestKeys(dir.path);
-    source = await startManager({
-      dataDir: join(dir.path, "source"),
-      datacenter: "dc-a",
-      publicKeyFile: keys.publicKeyFile,
-    });
-    await writeFile(join(dir.path, "v1.raw"), image);
-    await uploadImage({
-      path: join(dir.path, "v1.raw"),
-      managerUrl: source.url,
-      token: await keys.token("img-p", 1, "dc-a", "upload"),
-      imageId: "img-p",
-      version: 1,
-    });
-    proxy = await startProxy(source.url);
+    fixture = await startProxiedSource("peer", "img-p", image);
+    ({ dir, keys, source, proxy } = fixture);
   });
-  afterAll(async () => {
-    await stopAllManagers();
-    await proxy.close();
-    await dir.remove();
-  });
+  afterAll(() => fixture.close());
 
   async function target(name: string, dataDir = join(dir.path, name)): Promise<ManagerProcess> {
     return startManager({ dataDir, datacenter: `dc-${name}`, publicKeyFile: keys.publicKeyFile });

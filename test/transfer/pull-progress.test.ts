@@ -1,11 +1,9 @@
 // A pull's progress describes the whole version: a resumed pull reports what the store holds
 // already and climbs to total/total; done never exceeds total (issue 16, item 8).
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { replicaBytes } from "../../api/catalog/progress.ts";
 import { mergeProgress } from "../../api/orchestrator/runner.ts";
-import { uploadImage } from "../../client/upload.ts";
 import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import type { ChunkRef, Manifest } from "../../common/image-format/manifest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
@@ -13,16 +11,9 @@ import { chunkArrived, versionHoldings } from "../../regional-manager/transfer/p
 import { type PullProgress, pullImageVersion } from "../../regional-manager/transfer/pull.ts";
 import type { ReplicaReport } from "../../regional-manager/transfer/reporter.ts";
 import type { OperationProgress } from "../../schemas/operations.ts";
-import {
-  createTestKeys,
-  type ManagerProcess,
-  seededBytes,
-  startManager,
-  stopAllManagers,
-  type TestKeys,
-  temporaryDir,
-} from "../support/transfer.ts";
-import { startProxy, type TransferProxy } from "./proxy.ts";
+import { seededBytes, type TestKeys } from "../support/transfer.ts";
+import { type ProxiedSource, startProxiedSource } from "./proxied-source.ts";
+import type { TransferProxy } from "./proxy.ts";
 
 const digestOf = (n: number) => n.toString(16).padStart(64, "0");
 const chunk = (n: number, length: number): ChunkRef => ({ digest: digestOf(n), length, zero: false });
@@ -69,37 +60,19 @@ describe("versionHoldings", () => {
 });
 
 describe("a pull interrupted and resumed", () => {
-  let dir: Awaited<ReturnType<typeof temporaryDir>>;
+  let fixture: ProxiedSource;
+  let dir: ProxiedSource["dir"];
   let keys: TestKeys;
-  let source: ManagerProcess;
   let proxy: TransferProxy;
   const image = seededBytes(8 << 20, 77);
   image.fill(0, 6 << 20, 7 << 20);
   const digest = sha256Hex(image);
 
   beforeAll(async () => {
-    dir = await temporaryDir("pull-progress");
-    keys = await createTestKeys(dir.path);
-    source = await startManager({
-      dataDir: join(dir.path, "source"),
-      datacenter: "dc-a",
-      publicKeyFile: keys.publicKeyFile,
-    });
-    await writeFile(join(dir.path, "v1.raw"), image);
-    await uploadImage({
-      path: join(dir.path, "v1.raw"),
-      managerUrl: source.url,
-      token: await keys.token("img-r", 1, "dc-a", "upload"),
-      imageId: "img-r",
-      version: 1,
-    });
-    proxy = await startProxy(source.url);
+    fixture = await startProxiedSource("pull-progress", "img-r", image);
+    ({ dir, keys, proxy } = fixture);
   });
-  afterAll(async () => {
-    await stopAllManagers();
-    await proxy.close();
-    await dir.remove();
-  });
+  afterAll(() => fixture.close());
 
   it("reports 80/100 then climbs to 100/100, never more done than total, and so does its operation", async () => {
     const store = await ImageStore.open(join(dir.path, "target"));
