@@ -16,7 +16,12 @@ import type { Services } from "./env.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
 import { firewallPusher } from "./orchestrator/firewalls.ts";
 import { ReplicaCollector } from "./orchestrator/images/collector.ts";
-import { deleteImage, distributeImage, replicateImage } from "./orchestrator/images/handlers.ts";
+import {
+  deleteImage,
+  deleteImageVersion,
+  distributeImage,
+  replicateImage,
+} from "./orchestrator/images/handlers.ts";
 import { replicaIdleSecondsFrom } from "./orchestrator/images/plans.ts";
 import { type OperationHandlers, OperationRunner } from "./orchestrator/runner.ts";
 import { convergeVmGroup, deleteVmGroup } from "./orchestrator/vm-groups.ts";
@@ -92,6 +97,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
             "replicate-image": replicateImage,
             "distribute-image-version": distributeImage,
             "delete-image": deleteImage,
+            "delete-image-version": deleteImageVersion,
           },
           concurrency: options.concurrency,
           retry: options.retry,

@@ -111,6 +111,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/image-families/{family}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The image a family names: the newest active one of it in the project
+         * @description As GCE resolves image families: of the project's images naming the family, the one whose current version is active and newest (deprecated versions are skipped; when every image's current version is deprecated, the newest of those). VM groups naming the family follow this answer.
+         */
+        get: operations["getImageFamily"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;
@@ -118,7 +138,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the project's images, optionally by name */
+        /** List the project's images, or the images other projects share with it, optionally by name or family */
         get: operations["listImages"];
         put?: never;
         /**
@@ -147,7 +167,10 @@ export interface paths {
         delete: operations["deleteImage"];
         options?: never;
         head?: never;
-        /** Change an image's labels or replication policy */
+        /**
+         * Change an image's labels, replication policy, current version (a rollback), family or members
+         * @description Setting `current_version` to an older version rolls every VM group that follows the image back to it, one instance at a time, as a roll forward does; groups pinned to a version stay where they are. A member project may read the image but not change it (403).
+         */
         patch: operations["updateImage"];
         trace?: never;
     };
@@ -219,10 +242,18 @@ export interface paths {
         get: operations["getImageVersion"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete one version of an image: refused while an instance runs it or a group pins it
+         * @description The version stays listed as `deleted` (its digest and size remain for the record) and never boots again; the returned operation removes its bytes from every datacenter. Refused with 409 while an instance runs it, a VM group pins it, it is the image's `current_version` set by hand, or it is the image's last version (delete the image instead).
+         */
+        delete: operations["deleteImageVersion"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Deprecate a version, make it obsolete or active again, or schedule those changes
+         * @description A deprecated version still boots, but groups that follow the image (or its family) skip it: when it was current, they roll to the newest active version. An obsolete version is refused for new instances; running ones keep it. `deprecate_at` and `obsolete_at` are applied by the control plane when their time comes. Setting `state` clears a scheduled time that has already passed.
+         */
+        patch: operations["updateImageVersion"];
         trace?: never;
     };
     "/v1/images/{id}/versions/{version}/sources": {
@@ -666,6 +697,11 @@ export interface components {
         };
         CreateImage: {
             /**
+             * @description Groups of images of one purpose: GET /v1/image-families/{family} and VM groups naming it use the family's newest active image in the project.
+             * @example debian-web
+             */
+            family?: string;
+            /**
              * @default qcow2
              * @enum {string}
              */
@@ -679,6 +715,8 @@ export interface components {
             labels: {
                 [key: string]: string;
             };
+            /** @description Projects the image is shared with, read-only: they can see it and boot VM groups from it, never change or delete it. */
+            members?: string[];
             /** @example web */
             name: string;
             /**
@@ -751,8 +789,16 @@ export interface components {
              * @default []
              */
             expose: components["schemas"]["ExposedPort"][];
-            /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
-            image: string;
+            /**
+             * @description The image its instances boot (for a group naming a family: the family's image now).
+             * @example img_01jd3k9x4m6q8r2t5v7w9y1z3b
+             */
+            image?: string;
+            /**
+             * @description Follow an image family instead of naming an image.
+             * @example web
+             */
+            image_family?: string;
             /** @description Pinned version; null follows the current one. */
             image_version?: number | null;
             /**
@@ -820,7 +866,10 @@ export interface components {
             next_page_token: string | null;
         };
         ExplainPlacement: {
-            /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
+            /**
+             * @description The image its instances boot (for a group naming a family: the family's image now).
+             * @example img_01jd3k9x4m6q8r2t5v7w9y1z3b
+             */
             image: string;
             /** @description Pinned version; null follows the current one. */
             image_version?: number | null;
@@ -916,6 +965,11 @@ export interface components {
             created_at: string;
             /** @example sha256:0000000000000000000000000000000000000000000000000000000000000000 */
             digest: string | null;
+            /**
+             * @description Groups of images of one purpose: GET /v1/image-families/{family} and VM groups naming it use the family's newest active image in the project.
+             * @example debian-web
+             */
+            family: string | null;
             /** @enum {string} */
             format: "raw" | "qcow2" | "iso";
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -928,10 +982,14 @@ export interface components {
             labels: {
                 [key: string]: string;
             };
+            /** @description Projects the image is shared with (shown to its own project only; empty for a member). */
+            members: string[];
             /** @example web */
             name: string;
             /** @example web */
             origin_region: string;
+            /** @description The version set as current by hand (a rollback); null when `version` follows the newest active version. */
+            pinned_version: number | null;
             /** @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b */
             project_id: string;
             replicas: components["schemas"]["ImageReplica"][];
@@ -944,7 +1002,7 @@ export interface components {
              * @example 2026-11-22T04:00:00.000Z
              */
             updated_at: string;
-            /** @description Current version; null until uploaded. */
+            /** @description Current version: the one VM groups following the image run (`pinned_version` when set, else the newest active one); null until uploaded. */
             version: number | null;
         };
         ImagePage: {
@@ -990,8 +1048,25 @@ export interface components {
         ImageVersionDetail: components["schemas"]["ImageVersion"] & {
             /** @description Whether this is the image's current version. */
             current: boolean;
+            /**
+             * Format: date-time
+             * @description When the control plane deprecates the version on its own; null for never.
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            deprecate_at: string | null;
+            /**
+             * Format: date-time
+             * @description When the control plane makes the version obsolete on its own; null for never.
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            obsolete_at: string | null;
             /** @description The datacenters holding this version or receiving it, with their bytes. */
             replicas: components["schemas"]["ImageReplica"][];
+            /**
+             * @description `active`; `deprecated` (still boots; groups following the image or its family skip it); `obsolete` (refused for new instances); `deleted` (its replicas are gone).
+             * @enum {string}
+             */
+            state: "active" | "deprecated" | "obsolete" | "deleted";
         };
         ImageVersionList: {
             /** @description Newest first. */
@@ -1150,7 +1225,7 @@ export interface components {
             /** @example op_01jd3k9x4m6q8r2t5v7w9y1z3b */
             id: string;
             /** @enum {string} */
-            kind: "create-vm-group" | "update-vm-group" | "delete-vm-group" | "replicate-image" | "distribute-image-version" | "delete-image";
+            kind: "create-vm-group" | "update-vm-group" | "delete-vm-group" | "replicate-image" | "distribute-image-version" | "delete-image" | "delete-image-version";
             progress: components["schemas"]["OperationProgress"];
             /** @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b */
             project_id: string | null;
@@ -1453,6 +1528,13 @@ export interface components {
             source?: components["schemas"]["FirewallSource"];
         };
         UpdateImage: {
+            /** @description Set the current version by hand (an older one rolls every group following the image back to it, one instance at a time); null follows the newest active version again. */
+            current_version?: number | null;
+            /**
+             * @description Groups of images of one purpose: GET /v1/image-families/{family} and VM groups naming it use the family's newest active image in the project.
+             * @example debian-web
+             */
+            family?: string | null;
             /**
              * @example {
              *       "team": "platform"
@@ -1461,6 +1543,8 @@ export interface components {
             labels?: {
                 [key: string]: string;
             };
+            /** @description Projects the image is shared with, read-only: they can see it and boot VM groups from it, never change or delete it. */
+            members?: string[];
             /**
              * @description Regions that must always hold the current version.
              * @example [
@@ -1468,6 +1552,25 @@ export interface components {
              *     ]
              */
             replicate_to?: string[];
+        };
+        UpdateImageVersion: {
+            /**
+             * Format: date-time
+             * @description Deprecate the version at this time; null clears it.
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            deprecate_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Make the version obsolete at this time; null clears it.
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            obsolete_at?: string | null;
+            /**
+             * @description The state now. Deleting a version is `DELETE` on it.
+             * @enum {string}
+             */
+            state?: "active" | "deprecated" | "obsolete";
         };
         /** @description The address range of a network is fixed: create another network for another range. */
         UpdateNetwork: {
@@ -1545,8 +1648,16 @@ export interface components {
             expose: components["schemas"]["ExposedPort"][];
             /** @example vmg_01jd3k9x4m6q8r2t5v7w9y1z3b */
             id: string;
-            /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
+            /**
+             * @description The image its instances boot (for a group naming a family: the family's image now).
+             * @example img_01jd3k9x4m6q8r2t5v7w9y1z3b
+             */
             image: string;
+            /**
+             * @description The image family the group follows instead of one image: it moves to whatever image the family names (GET /v1/image-families/{family}).
+             * @example web
+             */
+            image_family: string | null;
             /** @description Pinned version; null follows the current one. */
             image_version: number | null;
             /**
@@ -2117,14 +2228,75 @@ export interface operations {
             };
         };
     };
+    getImageFamily: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                family: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The family's image now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Image"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listImages: {
         parameters: {
             query?: {
+                family?: string;
                 name?: string;
                 /** @description At most 200. */
                 page_size?: number;
                 /** @description The next_page_token of a previous page. */
                 page_token?: string;
+                /** @description `true` lists the images other projects share with this one instead of its own. */
+                shared?: "true" | "false";
             };
             header?: never;
             path?: never;
@@ -2434,6 +2606,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Well-formed but refers to something that cannot be used (unknown region, image, group). */
             422: {
                 headers: {
@@ -2704,6 +2885,146 @@ export interface operations {
             };
             /** @description No such object in this project. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteImageVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The version is deleted; the operation removes its bytes. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Operation"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateImageVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateImageVersion"];
+            };
+        };
+        responses: {
+            /** @description The version as changed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImageVersionDetail"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (duplicate name, object in use, reused Idempotency-Key). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -4,10 +4,9 @@
 // shapes below are shared by the public API (a group's `expose` and `endpoints`), the instance
 // spec the control plane sends a manager, and the report the manager sends back.
 import { z } from "@hono/zod-openapi";
+import { EXPOSE_PROTOCOLS, MAX_EXPOSED_PORTS } from "./plain.ts";
 
-export const EXPOSE_PROTOCOLS = ["tcp"] as const;
-/** Each exposed port is a NAT rule and a listening relay on the datacenter's host: keep them few. */
-export const MAX_EXPOSED_PORTS = 16;
+export { EXPOSE_PROTOCOLS, MAX_EXPOSED_PORTS };
 
 export const ExposedPortSchema = z
   .strictObject({

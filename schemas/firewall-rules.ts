@@ -6,11 +6,13 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema, NameSchema, TimestampSchema } from "./common.ts";
 import { parseCidr } from "./ipv4.ts";
+import { DEFAULT_FIREWALL_PRIORITY, parsePortRange } from "./plain.ts";
+
+export { DEFAULT_FIREWALL_PRIORITY, parsePortRange };
 
 export const FIREWALL_ACTIONS = ["allow", "deny"] as const;
 export const FIREWALL_PROTOCOLS = ["tcp", "udp", "icmp", "all"] as const;
 export type FirewallProtocol = (typeof FIREWALL_PROTOCOLS)[number];
-export const DEFAULT_FIREWALL_PRIORITY = 1000;
 /** Every rule is a line of nftables on every host with the network's guests: keep them few. */
 export const MAX_RULES_PER_NETWORK = 1000;
 
@@ -22,16 +24,6 @@ export const PortRangeSchema = z
     if ("error" in range) ctx.addIssue({ code: "custom", message: range.error });
   })
   .openapi({ example: "8000-8080" });
-
-export function parsePortRange(text: string): { from: number; to: number } | { error: string } {
-  const match = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text);
-  if (!match) return { error: "must be a port like 80 or a range like 8000-8080" };
-  const from = Number(match[1]);
-  const to = match[2] === undefined ? from : Number(match[2]);
-  if (from < 1 || to > 65_535) return { error: "ports are 1 to 65535" };
-  if (from > to) return { error: `the range starts after it ends (${from} > ${to})` };
-  return { from, to };
-}
 
 const SourceCidrSchema = z
   .string()

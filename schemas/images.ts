@@ -55,6 +55,21 @@ const ReplicateToSchema = z
   .refine((regions) => new Set(regions).size === regions.length, "regions must not repeat")
   .openapi({ description: "Regions that must always hold the current version.", example: ["us-east"] });
 
+const FamilySchema = NameSchema.openapi({
+  description:
+    "Groups of images of one purpose: GET /v1/image-families/{family} and VM groups naming it use the family's newest active image in the project.",
+  example: "debian-web",
+});
+
+const MembersSchema = z
+  .array(idSchema("project"))
+  .max(64)
+  .refine((ids) => new Set(ids).size === ids.length, "projects must not repeat")
+  .openapi({
+    description:
+      "Projects the image is shared with, read-only: they can see it and boot VM groups from it, never change or delete it.",
+  });
+
 export const ImageSchema = z
   .object({
     id: idSchema("image"),
@@ -63,14 +78,20 @@ export const ImageSchema = z
     format: ImageFormatSchema,
     origin_region: NameSchema,
     state: z.enum(IMAGE_STATES),
-    version: z
-      .number()
-      .int()
-      .min(1)
-      .nullable()
-      .openapi({ description: "Current version; null until uploaded." }),
+    version: z.number().int().min(1).nullable().openapi({
+      description:
+        "Current version: the one VM groups following the image run (`pinned_version` when set, else the newest active one); null until uploaded.",
+    }),
     size: z.number().int().min(0).nullable(),
     digest: Sha256DigestSchema.nullable(),
+    pinned_version: z.number().int().min(1).nullable().openapi({
+      description:
+        "The version set as current by hand (a rollback); null when `version` follows the newest active version.",
+    }),
+    family: FamilySchema.nullable(),
+    members: MembersSchema.openapi({
+      description: "Projects the image is shared with (shown to its own project only; empty for a member).",
+    }),
     labels: LabelsSchema,
     replicate_to: z.array(NameSchema),
     replicas: z.array(ImageReplicaSchema),
@@ -87,6 +108,8 @@ export const CreateImageSchema = z
     origin_region: NameSchema.openapi({ description: "The region whose datacenter receives the upload." }),
     labels: LabelsSchema.default({}),
     replicate_to: ReplicateToSchema.default([]),
+    family: FamilySchema.optional(),
+    members: MembersSchema.optional(),
   })
   .openapi("CreateImage");
 
@@ -94,8 +117,14 @@ export const UpdateImageSchema = z
   .strictObject({
     labels: LabelsSchema.optional(),
     replicate_to: ReplicateToSchema.optional(),
+    current_version: z.number().int().min(1).max(2_147_483_647).nullable().optional().openapi({
+      description:
+        "Set the current version by hand (an older one rolls every group following the image back to it, one instance at a time); null follows the newest active version again.",
+    }),
+    family: FamilySchema.nullable().optional(),
+    members: MembersSchema.optional(),
   })
-  .refine((body) => body.labels !== undefined || body.replicate_to !== undefined, {
-    message: "give labels or replicate_to",
+  .refine((body) => Object.values(body).some((v) => v !== undefined), {
+    message: "give at least one field to change",
   })
   .openapi("UpdateImage");

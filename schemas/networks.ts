@@ -1,12 +1,12 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema, LabelsSchema, NameSchema, TimestampSchema } from "./common.ts";
 import { NETWORK_PREFIX_LENGTHS, networkCidrProblem, parseCidr } from "./ipv4.ts";
+import { DEFAULT_NETWORK } from "./plain.ts";
+
+export { DEFAULT_NETWORK };
 
 /** A datacenter's subnet holds at least 8 addresses (network, gateway and broadcast are reserved). */
 export const MAX_SUBNET_PREFIX_LENGTH = 29;
-
-/** The network every project starts with, as GCE's auto-mode default: 10.128.0.0/9, a /20 per datacenter. */
-export const DEFAULT_NETWORK = { name: "default", cidr: "10.128.0.0/9", subnetPrefixLength: 20 } as const;
 
 export const NetworkCidrSchema = z
   .string()

@@ -12,6 +12,7 @@ export const OPERATION_KINDS = [
   "replicate-image",
   "distribute-image-version",
   "delete-image",
+  "delete-image-version",
 ] as const;
 
 const ByteProgress = {

@@ -9,7 +9,7 @@ const groupFields = CreateVmGroupSchema.shape;
 /** The placement-relevant part of a VM group declaration, with the same shapes. */
 export const ExplainPlacementSchema = z
   .strictObject({
-    image: groupFields.image,
+    image: groupFields.image.unwrap(),
     image_version: groupFields.image_version,
     region: groupFields.region,
     placement: groupFields.placement,

@@ -1,6 +1,8 @@
 // The syntax of metadata_from references between VM groups, shared by the control plane
 // (validation at create, resolution) and the Terraform provider (plan-time checks).
-import { REFERENCEABLE_ATTRIBUTES } from "./vm-groups.ts";
+
+/** Values of another group's instance that a metadata value may take (besides its guest attributes). */
+export const REFERENCEABLE_ATTRIBUTES = ["address", "id", "name", "datacenter"] as const;
 
 /**
  * Groups whose metadata takes values from other groups form a graph; a cycle would leave

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { idSchema, LabelsSchema, NameSchema, TimestampSchema } from "./common.ts";
 import { EndpointAddressSchema, EXPOSE_PROTOCOLS, ExposeSchema } from "./endpoints.ts";
 import { DEFAULT_NETWORK } from "./networks.ts";
+import { REFERENCEABLE_ATTRIBUTES } from "./vm-group-references.ts";
 
 export const VM_GROUP_STATES = [
   "pending",
@@ -13,8 +14,6 @@ export const VM_GROUP_STATES = [
   "failed",
 ] as const;
 export const PLACEMENT_STRATEGIES = ["image-locality", "least-loaded", "spread"] as const;
-/** Values of another group's instance that a metadata value may take (besides its guest attributes). */
-export const REFERENCEABLE_ATTRIBUTES = ["address", "id", "name", "datacenter"] as const;
 
 export const MachineSchema = z
   .strictObject({
@@ -66,7 +65,13 @@ const MetadataSchema = z
 
 const vmGroupFields = {
   name: NameSchema,
-  image: idSchema("image"),
+  image: idSchema("image").openapi({
+    description: "The image its instances boot (for a group naming a family: the family's image now).",
+  }),
+  image_family: NameSchema.nullable().openapi({
+    description:
+      "The image family the group follows instead of one image: it moves to whatever image the family names (GET /v1/image-families/{family}).",
+  }),
   image_version: z
     .number()
     .int()
@@ -131,10 +136,35 @@ function exactlyOnePlacement(body: { region?: string | null; placement?: unknown
   }
 }
 
+/** A group names an image (optionally pinning a version) or a family, never both. */
+function exactlyOneImage(
+  body: { image?: string; image_family?: string; image_version?: number | null },
+  ctx: z.RefinementCtx,
+) {
+  if ((body.image === undefined) === (body.image_family === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      path: [body.image === undefined ? "image" : "image_family"],
+      message: "give exactly one of image and image_family",
+    });
+  }
+  if (body.image_family !== undefined && body.image_version != null) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["image_version"],
+      message:
+        "a group following a family runs its image's current version: pin a version with image instead",
+    });
+  }
+}
+
 export const CreateVmGroupSchema = z
   .strictObject({
     name: vmGroupFields.name,
-    image: vmGroupFields.image,
+    image: vmGroupFields.image.optional(),
+    image_family: NameSchema.optional().openapi({
+      description: "Follow an image family instead of naming an image.",
+    }),
     image_version: vmGroupFields.image_version.optional(),
     network: z.string().min(1).max(64).default(DEFAULT_NETWORK.name).openapi({
       description:
@@ -150,6 +180,7 @@ export const CreateVmGroupSchema = z
     expose: vmGroupFields.expose.default([]),
   })
   .superRefine(exactlyOnePlacement)
+  .superRefine(exactlyOneImage)
   .openapi("CreateVmGroup");
 export type CreateVmGroup = z.infer<typeof CreateVmGroupSchema>;
 

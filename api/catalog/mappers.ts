@@ -132,10 +132,12 @@ export function toImageReplica(
   };
 }
 
+/** `viewer` is the project asking: another project's members are none of a member's business. */
 export function toImage(
   row: typeof images.$inferSelect,
   current: { size: number; digest: string } | undefined,
   replicas: ImageReplica[],
+  viewer: string,
 ): Image {
   return {
     id: row.id,
@@ -147,6 +149,9 @@ export function toImage(
     version: row.currentVersion,
     size: current?.size ?? null,
     digest: current?.digest ?? null,
+    pinned_version: row.pinnedVersion,
+    family: row.family,
+    members: viewer === row.projectId ? row.members : [],
     labels: row.labels,
     replicate_to: row.replicateTo,
     replicas,
@@ -161,6 +166,7 @@ export function toVmGroup(row: typeof vmGroups.$inferSelect): VmGroup {
     project_id: row.projectId,
     name: row.name,
     image: row.imageId,
+    image_family: row.imageFamily,
     image_version: row.imageVersion,
     network: row.networkId,
     region: row.region,

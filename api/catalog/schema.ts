@@ -17,6 +17,7 @@ import {
 } from "drizzle-orm/pg-core";
 import type { ExposedPort, ReportedEndpoint } from "../../schemas/endpoints.ts";
 import { FIREWALL_ACTIONS, FIREWALL_PROTOCOLS } from "../../schemas/firewall-rules.ts";
+import { VERSION_STATES } from "../../schemas/image-versions.ts";
 import { IMAGE_FORMATS, IMAGE_STATES, REPLICA_STATES } from "../../schemas/images.ts";
 import { INSTANCE_STATES } from "../../schemas/instances.ts";
 import type { OperationProgress } from "../../schemas/operations.ts";
@@ -231,7 +232,14 @@ export const images = pgTable(
       .notNull()
       .references(() => regions.name),
     state: text("state").notNull().default("awaiting-upload"),
+    /** The version groups that follow the image run: the pinned one, else the newest active (see currentVersionOf). */
     currentVersion: integer("current_version"),
+    /** The version set as current by hand (a rollback); null follows the newest active version. */
+    pinnedVersion: integer("pinned_version"),
+    /** Groups naming the family boot the newest active image of it in the project. */
+    family: text("family"),
+    /** Projects that may read the image and boot groups from it, never change it. */
+    members: text("members").array().notNull().default(sql`'{}'::text[]`),
     labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
     replicateTo: text("replicate_to").array().notNull().default(sql`'{}'::text[]`),
     createdAt: createdAt(),
@@ -240,6 +248,8 @@ export const images = pgTable(
   (t) => [
     uniqueIndex("images_project_name_uq").on(t.projectId, t.name),
     index("images_project_id_idx").on(t.projectId, t.id),
+    index("images_project_family_idx").on(t.projectId, t.family),
+    index("images_members_idx").using("gin", t.members),
     check("images_format_valid", oneOf("format", IMAGE_FORMATS)),
     check("images_state_valid", oneOf("state", IMAGE_STATES)),
   ],
@@ -255,11 +265,16 @@ export const imageVersions = pgTable(
     size: bytes("size").notNull(),
     digest: text("digest").notNull(),
     chunkCount: integer("chunk_count"),
+    /** As set by hand or by a scheduled time that has passed (see versionStateAt). */
+    state: text("state").notNull().default("active"),
+    deprecateAt: timestamp("deprecate_at", { withTimezone: true, mode: "date" }),
+    obsoleteAt: timestamp("obsolete_at", { withTimezone: true, mode: "date" }),
     createdAt: createdAt(),
   },
   (t) => [
     primaryKey({ columns: [t.imageId, t.version] }),
     check("image_versions_version_positive", sql`${t.version} >= 1`),
+    check("image_versions_state_valid", oneOf("state", VERSION_STATES)),
     check("image_versions_digest_format", sql`${t.digest} ~ '^sha256:[0-9a-f]{64}$'`),
   ],
 );
@@ -308,6 +323,8 @@ export const vmGroups = pgTable(
       .notNull()
       .references(() => images.id),
     imageVersion: integer("image_version"),
+    /** Set when the group names a family: imageId is then what the family resolved to last. */
+    imageFamily: text("image_family"),
     /** The network its instances join; fixed for the group's life (another network is another group). */
     networkId: text("network_id")
       .notNull()

@@ -1,7 +1,7 @@
 // A manager's report of its copy of an image version: recorded in the catalog, and the
 // operations it sets off (groups following the image roll to a new version; the new version is
 // distributed where the policy and older copies want it) started in the same transaction.
-import { and, eq, max, ne, sql } from "drizzle-orm";
+import { and, eq, max, ne } from "drizzle-orm";
 import type { ReplicaReport } from "../../schemas/managers.ts";
 import type { CatalogDb } from "../catalog/db.ts";
 import { type OperationEvents, startOperation } from "../catalog/operations.ts";
@@ -10,7 +10,7 @@ import { mayReport, versionBusiness, versionNotFound } from "../catalog/replicas
 import { datacenters, imageReplicas, images, imageVersions } from "../catalog/schema.ts";
 import type { Services } from "../env.ts";
 import { errors } from "../errors.ts";
-import { rollGroupsFollowingImage } from "./vm-groups.ts";
+import { settleCurrentVersion } from "./images/current-version.ts";
 
 /**
  * Records what a manager says of its copy of an image version. The first `available` report
@@ -76,16 +76,20 @@ export async function recordReplicaReport(
         digest: report.digest ?? "",
         chunkCount: report.chunk_count ?? null,
       });
-      await tx
-        .update(images)
-        .set({
-          state: "available",
-          currentVersion: sql`greatest(coalesce(${images.currentVersion}, 0), ${version})`,
-          updatedAt: now,
-        })
-        .where(eq(images.id, imageId));
-      // VM groups that follow the newest version roll to it, one instance at a time.
-      touched.push(...(await rollGroupsFollowingImage(tx, scheduler, imageId, now)));
+      await tx.update(images).set({ state: "available", updatedAt: now }).where(eq(images.id, imageId));
+      // Unless a version is pinned, the new one is current: VM groups that follow the image
+      // roll to it, one instance at a time (its distribution is started just below).
+      const settled = await settleCurrentVersion(
+        tx,
+        scheduler,
+        imageId,
+        now,
+        `image ${imageId} has a new version`,
+        {
+          distribute: false,
+        },
+      );
+      touched.push(...settled.operations);
       // The new version goes wherever the policy wants it and wherever an older one is held.
       const [elsewhere] = await tx
         .select({ datacenter: imageReplicas.datacenter })

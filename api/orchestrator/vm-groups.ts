@@ -16,6 +16,7 @@ import {
   instances,
   vmGroups,
 } from "../catalog/schema.ts";
+import { isBootable, versionStateAt } from "../catalog/version-rules.ts";
 import { forgetEndpointsIfEmpty } from "../catalog/vm-groups.ts";
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
@@ -109,6 +110,21 @@ async function versionOf(services: Services, group: Group): Promise<number> {
     );
   }
   return image.currentVersion;
+}
+
+/** New instances boot only an active or deprecated version; running ones keep theirs whatever its state. */
+async function assertBootable(services: Services, group: Group, version: number): Promise<void> {
+  const [row] = await services.db
+    .select()
+    .from(imageVersions)
+    .where(and(eq(imageVersions.imageId, group.imageId), eq(imageVersions.version, version)));
+  const state = row ? versionStateAt(row, services.now()) : "deleted";
+  if (!isBootable(state)) {
+    throw new PermanentError(
+      `image_version_${state}`,
+      `version ${version} of image ${group.imageId} is ${state}: no new instance of ${group.name} may boot it`,
+    );
+  }
 }
 
 /** The instances of the groups that `group` takes metadata from, by group. */
@@ -212,6 +228,7 @@ async function reconcileInstances(services: Services, group: Group, datacenter: 
     group.size,
     existing.filter((r) => !r.retiring).map((r) => r.ordinal),
   );
+  if (missing.length > 0) await assertBootable(services, group, version);
   for (const ordinal of missing) {
     await services.db.transaction(async (tx) =>
       tx
@@ -447,6 +464,7 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
   }
 
   const outdated = instancesToReplace(current, version);
+  if (outdated.length > 0) await assertBootable(services, group, version);
   for (const [index, old] of outdated.entries()) {
     await context.progress({
       step: "replacing",
@@ -490,15 +508,17 @@ export async function deleteVmGroup(context: OperationContext): Promise<Record<s
 }
 
 /**
- * A new version of `imageId` was committed: every placed group that follows the image's newest
- * version (no pinned image_version) gets an update operation, which replaces its instances one
- * at a time. Groups pinned to a version keep running as they are. Returns the operation IDs.
+ * The current version of `imageId` changed (an upload, a rollback, a deprecation): every placed
+ * group that follows the image (no pinned image_version) gets an update operation, which
+ * replaces its instances one at a time. Groups pinned to a version keep running as they are.
+ * Returns the operation IDs.
  */
 export async function rollGroupsFollowingImage(
   tx: CatalogDb,
   scheduler: Pick<Services, "catalog">,
   imageId: string,
   now: Date,
+  reason: string,
 ): Promise<string[]> {
   const followers = await tx
     .select({ id: vmGroups.id, projectId: vmGroups.projectId })
@@ -518,7 +538,7 @@ export async function rollGroupsFollowingImage(
       projectId: group.projectId,
       kind: "update-vm-group",
       target: { type: "vm-group", id: group.id },
-      input: { reason: `image ${imageId} has a new version` },
+      input: { reason },
     });
     started.push(operation.id);
   }

@@ -10,15 +10,18 @@ import * as firewallRulesDelete from "./firewall-rules/delete.ts";
 import * as firewallRulesGet from "./firewall-rules/get.ts";
 import * as firewallRulesList from "./firewall-rules/list.ts";
 import * as firewallRulesUpdate from "./firewall-rules/update.ts";
+import * as imageFamiliesGet from "./image-families/get.ts";
 import * as imagesCreate from "./images/create.ts";
 import * as imagesCreateUpload from "./images/create-upload.ts";
 import * as imagesDelete from "./images/delete.ts";
+import * as imagesDeleteVersion from "./images/delete-version.ts";
 import * as imagesGet from "./images/get.ts";
 import * as imagesGetVersion from "./images/get-version.ts";
 import * as imagesList from "./images/list.ts";
 import * as imagesListVersions from "./images/list-versions.ts";
 import * as imagesReplicate from "./images/replicate.ts";
 import * as imagesUpdate from "./images/update.ts";
+import * as imagesUpdateVersion from "./images/update-version.ts";
 import * as instancesGet from "./instances/get.ts";
 import * as instancesList from "./instances/list.ts";
 import * as instancesReport from "./instances/report.ts";
@@ -82,6 +85,9 @@ const ROUTES = [
   imagesGet,
   imagesListVersions,
   imagesGetVersion,
+  imageFamiliesGet,
+  imagesUpdateVersion,
+  imagesDeleteVersion,
   imagesUpdate,
   imagesDelete,
   vmGroupsCreate,

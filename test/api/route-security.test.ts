@@ -188,6 +188,22 @@ const ROUTES: Record<string, Row> = {
     404,
     async (f) => `/v1/images/${await f.committedImage()}/versions/1`,
   ),
+  "PATCH /v1/images/{id}/versions/{version}": scoped("write", 200, 404, async (f) => [
+    `/v1/images/${await f.committedImage()}/versions/1`,
+    { state: "deprecated" },
+  ]),
+  "DELETE /v1/images/{id}/versions/{version}": scoped(
+    "write",
+    202,
+    404,
+    async (f) => `/v1/images/${await f.twoVersionImage()}/versions/1`,
+  ),
+  "GET /v1/image-families/{family}": scoped(
+    "read",
+    200,
+    404,
+    async (f) => `/v1/image-families/${await f.family()}`,
+  ),
   "PATCH /v1/images/{id}": scoped("write", 200, 404, async (f) => [
     `/v1/images/${await f.image()}`,
     { labels: { x: "y" } },

@@ -64,6 +64,27 @@ export function projectFixtures(api: TestApi, { project, writer, euManager, mark
       });
       return image;
     },
+    /** An image whose versions 1 and 2 eu-west-a holds. */
+    twoVersionImage: async () => {
+      const image = await f.committedImage();
+      await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${image}/versions/2`, {
+        token: euManager,
+        body: replicaReport(`eu-${image}-2`),
+      });
+      return image;
+    },
+    /** The family of a committed image: a fresh name, so that it carries no mark. */
+    family: async () => {
+      const family = f.fresh();
+      const image = keep(
+        (await create("/v1/images", { name: marked(), origin_region: "eu-west", family })).id,
+      );
+      await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${image}/versions/1`, {
+        token: euManager,
+        body: replicaReport(`eu-${image}`),
+      });
+      return family;
+    },
     /** A committed image that us-east-a was asked to pull. */
     pulledImage: async () => {
       const image = await f.committedImage();

@@ -1,10 +1,12 @@
-// Collection of replicas nobody needs, and the replication policy's periodic check.
+// Collection of replicas nobody needs, the replication policy's periodic check, and version
+// states whose scheduled time came.
 import { and, eq, inArray } from "drizzle-orm";
 import { datacenterStatus } from "../../catalog/datacenter-status.ts";
 import { startOperation } from "../../catalog/operations.ts";
 import { replicaKey, replicasInUse } from "../../catalog/replicas.ts";
 import { datacenters, imageReplicas, images, operations } from "../../catalog/schema.ts";
 import type { Services } from "../../env.ts";
+import { applyScheduledVersionStates } from "./current-version.ts";
 import { collectableReplicas, policyGaps } from "./plans.ts";
 import { dropReplica } from "./replica-calls.ts";
 
@@ -37,7 +39,9 @@ export class ReplicaCollector {
   start() {
     const tick = () => {
       this.#running = this.sweep()
-        .then(({ dropped, repaired }) => {
+        .then(({ dropped, repaired, scheduled }) => {
+          if (scheduled.length > 0)
+            this.#log(`applied scheduled version states of images: ${scheduled.join(", ")}`);
           if (dropped.length > 0) this.#log(`collected unused replicas: ${dropped.join(", ")}`);
           if (repaired.length > 0)
             this.#log(`replicating again to meet the policy of: ${repaired.join(", ")}`);
@@ -60,8 +64,10 @@ export class ReplicaCollector {
    * One pass: answers the replicas dropped (as image@version@datacenter) and the images whose
    * policy was not met, for which a distribution was started.
    */
-  async sweep(): Promise<{ dropped: string[]; repaired: string[] }> {
+  async sweep(): Promise<{ dropped: string[]; repaired: string[]; scheduled: string[] }> {
     const { db, now } = this.#services;
+    // Deprecations and obsolescences whose time came: followers roll before replicas are weighed.
+    const scheduled = await applyScheduledVersionStates(this.#services);
     const [imageRows, replicaRows, used] = await Promise.all([
       db
         .select({
@@ -120,7 +126,7 @@ export class ReplicaCollector {
         );
       }
     }
-    return { dropped, repaired: await this.#repairPolicies(imageRows, replicaRows) };
+    return { dropped, repaired: await this.#repairPolicies(imageRows, replicaRows), scheduled };
   }
 
   /** Starts a distribution for each image whose policy a live region does not meet, unless one runs. */

@@ -238,3 +238,34 @@ export async function deleteImage(context: OperationContext): Promise<Record<str
   }
   return { deleted: true, replicas_removed: dropped };
 }
+
+/**
+ * Kind `delete-image-version`: the version is `deleted` in the catalog (the route refused while
+ * anything ran it, so nothing boots it again); this removes its bytes from every manager that
+ * holds or pulls it, then its replica rows. Idempotent: a manager answers a version it lacks at once.
+ */
+export async function deleteImageVersion(context: OperationContext): Promise<Record<string, unknown>> {
+  const { services } = context;
+  const imageId = context.operation.targetId;
+  const version = Number(context.operation.input.version);
+  await context.progress({ step: "removing-replicas" });
+  const held = await services.db
+    .select()
+    .from(imageReplicas)
+    .where(and(eq(imageReplicas.imageId, imageId), eq(imageReplicas.version, version)));
+  let dropped = 0;
+  for (const replica of held) {
+    await context.checkCancelled();
+    const key = and(
+      eq(imageReplicas.imageId, imageId),
+      eq(imageReplicas.version, version),
+      eq(imageReplicas.datacenter, replica.datacenter),
+    );
+    // No longer offered as a source to any other pull.
+    await services.db.update(imageReplicas).set({ state: "stale", updatedAt: services.now() }).where(key);
+    await askManager(services, replica.datacenter, imageId, version, "drop", "?pulls=abort");
+    await services.db.delete(imageReplicas).where(key);
+    dropped++;
+  }
+  return { deleted: true, version, replicas_removed: dropped };
+}

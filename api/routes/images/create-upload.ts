@@ -2,11 +2,10 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { idSchema } from "../../../schemas/common.ts";
 import { CreateUploadSchema, UploadTicketSchema } from "../../../schemas/managers.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage } from "../../catalog/images.ts";
+import { findOwnImage } from "../../catalog/images.ts";
 import { uploadAllowance } from "../../catalog/quotas.ts";
 import { issueUploadTicket, noManagerError } from "../../catalog/uploads.ts";
 import type { AppEnv } from "../../env.ts";
-import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
 
 export const route = createRoute({
@@ -34,8 +33,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { id } = c.req.valid("param");
     const { db, transferTokens, now } = c.get("services");
     const { size } = c.req.valid("json") ?? {};
-    const image = await findImage(db, projectId, id);
-    if (!image) throw errors.notFound("image", id);
+    const image = await findOwnImage(db, projectId, id);
     const ticket = await issueUploadTicket(
       db,
       transferTokens,

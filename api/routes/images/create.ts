@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, type z } from "@hono/zod-openapi";
 import { CreateImageSchema, ImageSchema } from "../../../schemas/images.ts";
 import { UploadTicketSchema } from "../../../schemas/managers.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage, hydrateImages } from "../../catalog/images.ts";
+import { assertMembers, findImage, hydrateImages } from "../../catalog/images.ts";
 import { assertWithinQuotas, storageLeft } from "../../catalog/quotas.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { images } from "../../catalog/schema.ts";
@@ -50,6 +50,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
           { path: "origin_region", name: body.origin_region },
           ...body.replicate_to.map((name, i) => ({ path: `replicate_to[${i}]`, name })),
         ]);
+        await assertMembers(db, projectId, body.members ?? []);
         const [row] = await db.transaction(async (tx) => {
           await assertWithinQuotas(tx, projectId, { images: 1 });
           return tx
@@ -62,6 +63,8 @@ export function register(app: OpenAPIHono<AppEnv>) {
               originRegion: body.origin_region,
               labels: body.labels,
               replicateTo: body.replicate_to,
+              family: body.family ?? null,
+              members: body.members ?? [],
             })
             .onConflictDoNothing()
             .returning();
@@ -71,7 +74,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
             "already_exists",
             `An image named ${body.name} already exists in this project.`,
           );
-        const [image] = await hydrateImages(db, [row]);
+        const [image] = await hydrateImages(db, [row], projectId);
         const upload = await issueUploadTicket(
           db,
           transferTokens,

@@ -3,7 +3,8 @@ import { and, eq, inArray, isNotNull } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage } from "../../catalog/images.ts";
+import { nextVersionOf } from "../../catalog/image-versions.ts";
+import { findOwnImage } from "../../catalog/images.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { datacenters, imageReplicas, images, operations, vmGroups } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
@@ -35,13 +36,22 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { id } = c.req.valid("param");
     const { db, catalog } = c.get("services");
     const operation = await db.transaction(async (tx) => {
-      const image = await findImage(tx, projectId, id);
-      if (!image) throw errors.notFound("image", id);
-      const users = await tx.select({ name: vmGroups.name }).from(vmGroups).where(eq(vmGroups.imageId, id));
+      const image = await findOwnImage(tx, projectId, id);
+      const users = await tx
+        .select({ name: vmGroups.name, projectId: vmGroups.projectId })
+        .from(vmGroups)
+        .where(eq(vmGroups.imageId, id));
       if (users.length > 0) {
+        // Groups of member projects are counted, never named: their names are theirs.
+        const own = users.filter((u) => u.projectId === projectId).map((u) => u.name);
+        const others = users.length - own.length;
+        const named = [
+          ...(own.length > 0 ? [`VM groups ${own.join(", ")}`] : []),
+          ...(others > 0 ? [`${others} VM group(s) of projects it is shared with`] : []),
+        ];
         throw errors.conflict(
           "image_in_use",
-          `Image ${image.name} is used by VM groups ${users.map((u) => u.name).join(", ")}; delete or move them first.`,
+          `Image ${image.name} is used by ${named.join(" and ")}; delete or move them first.`,
         );
       }
       const replicas = await tx
@@ -49,12 +59,13 @@ export function register(app: OpenAPIHono<AppEnv>) {
         .from(imageReplicas)
         .where(eq(imageReplicas.imageId, id));
       // An upload of the next version may have reached the origin's managers: cleared too.
+      const next = await nextVersionOf(tx, id);
       const uploadTargets = (
         await tx
           .select({ name: datacenters.name })
           .from(datacenters)
           .where(and(eq(datacenters.region, image.originRegion), isNotNull(datacenters.managerUrl)))
-      ).map((dc) => ({ datacenter: dc.name, version: (image.currentVersion ?? 0) + 1 }));
+      ).map((dc) => ({ datacenter: dc.name, version: next }));
       // Replications of the image still running end as cancelled rather than fail midway.
       await tx
         .update(operations)

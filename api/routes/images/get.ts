@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { idSchema } from "../../../schemas/common.ts";
 import { ImageSchema } from "../../../schemas/images.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage, hydrateImages } from "../../catalog/images.ts";
+import { findReadableImage, hydrateImages } from "../../catalog/images.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
@@ -23,9 +23,9 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const projectId = requireProject(c, "read");
     const { id } = c.req.valid("param");
     const { db } = c.get("services");
-    const row = await findImage(db, projectId, id);
+    const row = await findReadableImage(db, projectId, id);
     if (!row) throw errors.notFound("image", id);
-    const [image] = await hydrateImages(db, [row]);
+    const [image] = await hydrateImages(db, [row], projectId);
     return c.json(image as NonNullable<typeof image>, 200);
   });
 }

@@ -3,7 +3,7 @@ import { idSchema } from "../../../schemas/common.ts";
 import { ImageVersionListSchema } from "../../../schemas/image-versions.ts";
 import { requireProject } from "../../auth.ts";
 import { imageVersionDetails } from "../../catalog/image-versions.ts";
-import { findImage } from "../../catalog/images.ts";
+import { findReadableImage } from "../../catalog/images.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonResponse, problemResponses } from "../../openapi.ts";
@@ -26,9 +26,9 @@ export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const projectId = requireProject(c, "read");
     const { id } = c.req.valid("param");
-    const { db } = c.get("services");
-    const image = await findImage(db, projectId, id);
+    const { db, now } = c.get("services");
+    const image = await findReadableImage(db, projectId, id);
     if (!image) throw errors.notFound("image", id);
-    return c.json({ items: await imageVersionDetails(db, image) }, 200);
+    return c.json({ items: await imageVersionDetails(db, image, now()) }, 200);
   });
 }

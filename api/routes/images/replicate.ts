@@ -4,10 +4,11 @@ import { idSchema, NameSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
 import { datacenterStatus } from "../../catalog/datacenter-status.ts";
-import { findImage, requireImageVersion } from "../../catalog/images.ts";
+import { findOwnImage, requireImageVersion } from "../../catalog/images.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import { datacenters, imageReplicas } from "../../catalog/schema.ts";
+import { versionStateAt } from "../../catalog/version-rules.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
@@ -41,12 +42,13 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
     const { db, now, catalog } = c.get("services");
-    const image = await findImage(db, projectId, id);
-    if (!image) throw errors.notFound("image", id);
+    const image = await findOwnImage(db, projectId, id);
     const version = body.version ?? image.currentVersion;
     if (!version)
       throw errors.conflict("image_not_uploaded", `Image ${image.name} has no uploaded version yet.`);
     const known = await requireImageVersion(db, image, version, "version");
+    if (versionStateAt(known, now()) === "deleted")
+      throw errors.conflict("version_deleted", `Version ${version} of image ${image.name} is deleted.`);
     await assertRegionsExist(db, [{ path: "region", name: body.region }]);
     const at = now();
     const target = (

@@ -7,7 +7,7 @@ import {
   PlacementExplanationSchema,
 } from "../../../schemas/placements.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage, requireImageVersion } from "../../catalog/images.ts";
+import { findReadableImage, requireImageVersion } from "../../catalog/images.ts";
 import { loadPlacementFacts } from "../../catalog/placement-facts.ts";
 import { assertRegionsExist } from "../../catalog/regions.ts";
 import type { AppEnv } from "../../env.ts";
@@ -41,7 +41,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const projectId = requireProject(c, "read");
     const body = c.req.valid("json");
     const { db, now } = c.get("services");
-    const image = await findImage(db, projectId, body.image);
+    const image = await findReadableImage(db, projectId, body.image);
     if (!image) {
       throw errors.unprocessable("image_not_found", `No image ${body.image} in this project.`, [
         { path: "image", message: "unknown image" },

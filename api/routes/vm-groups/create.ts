@@ -1,8 +1,11 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { OperationSchema } from "../../../schemas/operations.ts";
+import type { CreateVmGroup } from "../../../schemas/vm-groups.ts";
 import { CreateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
-import { findImage, requireImageVersion } from "../../catalog/images.ts";
+import type { CatalogDb } from "../../catalog/db.ts";
+import { resolveFamily } from "../../catalog/image-versions.ts";
+import { assertBootable, findReadableImage, requireImageVersion } from "../../catalog/images.ts";
 import { findNetworkByReference } from "../../catalog/networks.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertWithinQuotas } from "../../catalog/quotas.ts";
@@ -35,15 +38,13 @@ export function register(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const projectId = requireProject(c, "write");
     const body = c.req.valid("json");
-    const { db } = c.get("services");
+    const { db, now } = c.get("services");
     const response = await withIdempotency(c, body, async () => {
-      const image = await findImage(db, projectId, body.image);
-      if (!image) {
-        throw errors.unprocessable("image_not_found", `No image ${body.image} in this project.`, [
-          { path: "image", message: "unknown image" },
-        ]);
+      const image = await imageOf(db, projectId, body, now());
+      if (body.image_version) {
+        const version = await requireImageVersion(db, image, body.image_version, "image_version");
+        assertBootable(image, version, now());
       }
-      if (body.image_version) await requireImageVersion(db, image, body.image_version, "image_version");
       const network = await findNetworkByReference(db, projectId, body.network);
       if (!network) {
         throw errors.unprocessable("network_not_found", `No network ${body.network} in this project.`, [
@@ -67,7 +68,8 @@ export function register(app: OpenAPIHono<AppEnv>) {
             id: newId("vmGroup"),
             projectId,
             name: body.name,
-            imageId: body.image,
+            imageId: image.id,
+            imageFamily: body.image_family ?? null,
             imageVersion: body.image_version ?? null,
             networkId: network.id,
             region: body.region ?? null,
@@ -97,4 +99,27 @@ export function register(app: OpenAPIHono<AppEnv>) {
     });
     return c.json(response.body as ReturnType<typeof toOperation>, 202);
   });
+}
+
+/** The image the group boots: the one it names (its project's, or one shared with it), or its family's now. */
+async function imageOf(db: CatalogDb, projectId: string, body: CreateVmGroup, now: Date) {
+  if (body.image_family !== undefined) {
+    const id = await resolveFamily(db, projectId, body.image_family, now);
+    const image = id ? await findReadableImage(db, projectId, id) : undefined;
+    if (!image) {
+      throw errors.unprocessable(
+        "image_family_not_found",
+        `No image of family ${body.image_family} in this project has a version that may boot.`,
+        [{ path: "image_family", message: "unknown family" }],
+      );
+    }
+    return image;
+  }
+  const image = body.image ? await findReadableImage(db, projectId, body.image) : undefined;
+  if (!image) {
+    throw errors.unprocessable("image_not_found", `No image ${body.image} in this project.`, [
+      { path: "image", message: "unknown image" },
+    ]);
+  }
+  return image;
 }

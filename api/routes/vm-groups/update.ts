@@ -4,7 +4,7 @@ import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { UpdateVmGroupSchema } from "../../../schemas/vm-groups.ts";
 import { requireProject } from "../../auth.ts";
-import { requireImageVersion } from "../../catalog/images.ts";
+import { assertBootable, requireImageVersion } from "../../catalog/images.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { assertWithinQuotas } from "../../catalog/quotas.ts";
 import { vmGroups } from "../../catalog/schema.ts";
@@ -38,13 +38,19 @@ export function register(app: OpenAPIHono<AppEnv>) {
     if (group.state === "deleting")
       throw errors.conflict("vm_group_deleting", `VM group ${group.name} is being deleted.`);
     if (body.expose) assertExposeUnchanged(group.expose, body.expose);
-    if (body.image_version) {
-      await requireImageVersion(
-        db,
-        { id: group.imageId, name: group.imageId },
-        body.image_version,
-        "image_version",
+    if (body.image_version && group.imageFamily) {
+      throw errors.unprocessable(
+        "follows_family",
+        `VM group ${group.name} follows family ${group.imageFamily}: it runs its image's current version and cannot pin one.`,
+        [{ path: "image_version", message: "the group follows a family" }],
       );
+    }
+    // A version pinned now boots every instance; one pinned before boots those a growth adds.
+    const grows = body.size !== undefined && body.size > group.size;
+    const booted = body.image_version ?? (grows ? group.imageVersion : null);
+    if (booted) {
+      const image = { id: group.imageId, name: group.imageId };
+      assertBootable(image, await requireImageVersion(db, image, booted, "image_version"), now());
     }
     if (body.metadata !== undefined || body.metadata_from !== undefined) {
       await assertValidReferences(
