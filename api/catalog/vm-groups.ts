@@ -1,4 +1,4 @@
-import { and, eq, inArray, notExists, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, notExists, sql } from "drizzle-orm";
 import type { ExposedPort, ReportedEndpoint } from "../../schemas/endpoints.ts";
 import {
   findReferenceCycle,
@@ -141,4 +141,13 @@ export async function forgetEndpointsIfEmpty(db: CatalogDb, groupId: string) {
         notExists(db.select({ id: instances.id }).from(instances).where(eq(instances.vmGroupId, groupId))),
       ),
     );
+}
+
+/** A group's instances by ordinal, a retiring one after its replacement. */
+export async function groupInstances(db: CatalogDb, groupId: string) {
+  return db
+    .select()
+    .from(instances)
+    .where(eq(instances.vmGroupId, groupId))
+    .orderBy(asc(instances.ordinal), asc(instances.retiring));
 }

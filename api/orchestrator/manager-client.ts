@@ -264,3 +264,12 @@ export async function waitForDatacenter(
     throw error;
   }
 }
+
+/** Where instance calls about a datacenter go; a datacenter that is down makes the caller wait (bounded). */
+export async function instanceTargetOf(
+  services: Services,
+  name: string,
+): Promise<ManagerTarget & { row: typeof datacenters.$inferSelect }> {
+  const row = await managerOf(services, name, "wait");
+  return { datacenter: name, managerUrl: row.managerUrl, signer: services.instanceTokens, row };
+}

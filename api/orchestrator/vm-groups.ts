@@ -3,44 +3,33 @@
 // it is ready, and move a group to another image version by replacing its instances one at a
 // time. Each handler can be re-run from the top after a crash: it reads what the catalog
 // already records and the manager calls are idempotent.
-import { and, asc, desc, eq, gte, inArray, isNotNull, isNull, ne } from "drizzle-orm";
+import { and, desc, eq, gte, inArray, isNull } from "drizzle-orm";
 import { allocateNetworkIp } from "../catalog/addresses.ts";
-import type { CatalogDb } from "../catalog/db.ts";
-import { startOperation } from "../catalog/operations.ts";
 import { loadPlacementFacts } from "../catalog/placement-facts.ts";
-import {
-  type datacenters,
-  imageReplicas,
-  images,
-  imageVersions,
-  instances,
-  vmGroups,
-} from "../catalog/schema.ts";
+import { imageReplicas, images, imageVersions, instances, vmGroups } from "../catalog/schema.ts";
 import { isBootable, versionStateAt } from "../catalog/version-rules.ts";
-import { forgetEndpointsIfEmpty } from "../catalog/vm-groups.ts";
+import { forgetEndpointsIfEmpty, groupInstances } from "../catalog/vm-groups.ts";
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
-import { resolveReferences } from "./dependencies.ts";
 import { isFirewallSource } from "./firewalls.ts";
 import { decideReask, noteReasked, type ReaskLog } from "./instance-recovery.ts";
 import { instanceSpecOf } from "./instance-specs.ts";
 import {
   deleteInstanceOnManager,
+  instanceTargetOf,
   ManagerCallError,
   type ManagerTarget,
-  managerOf,
-  setInstanceMetadataOnManager,
   startInstanceOnManager,
   waitForDatacenter,
 } from "./manager-client.ts";
 import { choosePlacement, placementRequestOf, summarizeRefusals } from "./placement.ts";
 import { type OperationContext, PermanentError } from "./runner.ts";
+import { metadataOf, pushMetadata, pushMetadataToDependents } from "./vm-group-metadata.ts";
 
 export const READY_TIMEOUT_MS = 10 * 60_000;
 
 type Group = typeof vmGroups.$inferSelect;
 type InstanceRow = typeof instances.$inferSelect;
-type Datacenter = typeof datacenters.$inferSelect;
 
 /** The ordinals below `size` that have no instance yet, ascending. */
 export function missingOrdinals(size: number, present: readonly number[]): number[] {
@@ -61,15 +50,6 @@ async function loadGroup(services: Services, id: string): Promise<Group> {
   const [group] = await services.db.select().from(vmGroups).where(eq(vmGroups.id, id)).limit(1);
   if (!group) throw new PermanentError("vm_group_gone", `VM group ${id} no longer exists`);
   return group;
-}
-
-async function instanceTargetOf(
-  services: Services,
-  name: string,
-): Promise<ManagerTarget & { row: Datacenter }> {
-  // A datacenter that is down makes the step wait (bounded) rather than fail at once.
-  const row = await managerOf(services, name, "wait");
-  return { datacenter: name, managerUrl: row.managerUrl, signer: services.instanceTokens, row };
 }
 
 /** Chooses the group's datacenter once (by region or policy) and records it. */
@@ -127,103 +107,12 @@ async function assertBootable(services: Services, group: Group, version: number)
   }
 }
 
-/** The instances of the groups that `group` takes metadata from, by group. */
-async function referencedInstances(services: Services, group: Group) {
-  const ids = [...new Set(Object.values(group.metadataFrom).map((r) => r.vm_group))];
-  const map = new Map<string, { groupName: string; rows: InstanceRow[] }>();
-  if (ids.length === 0) return map;
-  const rows = await services.db
-    .select({ instance: instances, groupName: vmGroups.name })
-    .from(instances)
-    .innerJoin(vmGroups, eq(vmGroups.id, instances.vmGroupId))
-    .where(inArray(instances.vmGroupId, ids));
-  for (const { instance, groupName } of rows) {
-    const entry = map.get(instance.vmGroupId) ?? { groupName, rows: [] };
-    entry.rows.push(instance);
-    map.set(instance.vmGroupId, entry);
-  }
-  return map;
-}
-
-/** What the group's guests see: its plain values and the references that resolve now. */
-async function metadataOf(services: Services, group: Group): Promise<Record<string, string>> {
-  return {
-    ...group.metadata,
-    ...resolveReferences(group.metadataFrom, await referencedInstances(services, group)),
-  };
-}
-
-async function groupInstances(services: Services, groupId: string): Promise<InstanceRow[]> {
-  return services.db
-    .select()
-    .from(instances)
-    .where(eq(instances.vmGroupId, groupId))
-    .orderBy(asc(instances.ordinal), asc(instances.retiring));
-}
-
-/** Sends the group's current metadata to every instance its manager runs; the guests' long-polls return with it. */
-async function pushMetadata(services: Services, group: Group): Promise<void> {
-  if (!group.datacenter) return;
-  const metadata = await metadataOf(services, group);
-  const rows = await groupInstances(services, group.id);
-  for (const row of rows) {
-    const target = await instanceTargetOf(services, row.datacenter);
-    try {
-      await setInstanceMetadataOnManager(target, row.id, metadata);
-    } catch (error) {
-      // Not on the manager yet: its start (by the group's operation) carries the metadata.
-      if (!(error instanceof ManagerCallError && error.status === 404)) throw error;
-    }
-  }
-}
-
-const PUSH_ATTEMPTS = 5;
-
-/**
- * A value other groups may reference changed in `groupId` (an instance recorded, replaced, or
- * reported an address or guest attribute): the groups that take metadata from it get their
- * completed metadata pushed to their managers now, retried with backoff in the background.
- */
-export function pushMetadataToDependents(
-  services: Services,
-  groupId: string,
-  log: (line: string) => void = (line) => console.warn(line),
-): Promise<void> {
-  const push = async () => {
-    const [source] = await services.db
-      .select({ projectId: vmGroups.projectId })
-      .from(vmGroups)
-      .where(eq(vmGroups.id, groupId));
-    if (!source) return;
-    const dependents = (
-      await services.db.select().from(vmGroups).where(eq(vmGroups.projectId, source.projectId))
-    ).filter((g) => g.id !== groupId && Object.values(g.metadataFrom).some((r) => r.vm_group === groupId));
-    await Promise.all(
-      dependents.map(async (dependent) => {
-        for (let attempt = 1; ; attempt++) {
-          try {
-            await pushMetadata(services, dependent);
-            return;
-          } catch (error) {
-            if (attempt === PUSH_ATTEMPTS) {
-              log(`[WARN] could not push metadata to ${dependent.name}: ${error}`);
-              return;
-            }
-            await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
-          }
-        }
-      }),
-    );
-  };
-  return push().catch((error) => log(`[WARN] metadata push for dependents of ${groupId} failed: ${error}`));
-}
-
 /**
  * Every ordinal 0..size-1 has an instance row (created once), the ones beyond are removed
  * from their manager (process and overlay) and the catalog, highest first.
  */
 async function reconcileInstances(services: Services, group: Group, datacenter: string, version: number) {
-  const existing = await groupInstances(services, group.id);
+  const existing = await groupInstances(services.db, group.id);
   const missing = missingOrdinals(
     group.size,
     existing.filter((r) => !r.retiring).map((r) => r.ordinal),
@@ -267,7 +156,7 @@ async function reconcileInstances(services: Services, group: Group, datacenter: 
     await pushMetadataToDependents(services, group.id);
     await sendFirewallsNaming(services, group);
   }
-  return groupInstances(services, group.id);
+  return groupInstances(services.db, group.id);
 }
 
 /** The group's instances came or went: rules naming it as their source must match the ones there are now. */
@@ -481,7 +370,7 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
     .where(eq(vmGroups.id, group.id));
   // Replacements have other addresses than the instances they replaced.
   if (outdated.length > 0) await sendFirewallsNaming(services, group);
-  const final = await groupInstances(services, group.id);
+  const final = await groupInstances(services.db, group.id);
   return {
     datacenter,
     image_version: version,
@@ -499,48 +388,10 @@ export async function deleteVmGroup(context: OperationContext): Promise<Record<s
     .limit(1);
   if (!group) return { deleted: true };
   await context.progress({ step: "stopping" });
-  const rows = await groupInstances(services, group.id);
+  const rows = await groupInstances(services.db, group.id);
   // Highest ordinals first, as a resize down does; each removal takes its overlay with it.
   for (const row of rows.reverse()) await removeInstance(services, row);
   await services.db.delete(vmGroups).where(eq(vmGroups.id, group.id));
   await sendFirewallsNaming(services, group);
   return { deleted: true, instances: rows.length };
-}
-
-/**
- * The current version of `imageId` changed (an upload, a rollback, a deprecation): every placed
- * group that follows the image (no pinned image_version) gets an update operation, which
- * replaces its instances one at a time. Groups pinned to a version keep running as they are.
- * Returns the operation IDs.
- */
-export async function rollGroupsFollowingImage(
-  tx: CatalogDb,
-  scheduler: Pick<Services, "catalog">,
-  imageId: string,
-  now: Date,
-  reason: string,
-): Promise<string[]> {
-  const followers = await tx
-    .select({ id: vmGroups.id, projectId: vmGroups.projectId })
-    .from(vmGroups)
-    .where(
-      and(
-        eq(vmGroups.imageId, imageId),
-        isNull(vmGroups.imageVersion),
-        isNotNull(vmGroups.datacenter),
-        ne(vmGroups.state, "deleting"),
-      ),
-    );
-  const started: string[] = [];
-  for (const group of followers) {
-    await tx.update(vmGroups).set({ state: "updating", updatedAt: now }).where(eq(vmGroups.id, group.id));
-    const operation = await startOperation(tx, scheduler, {
-      projectId: group.projectId,
-      kind: "update-vm-group",
-      target: { type: "vm-group", id: group.id },
-      input: { reason },
-    });
-    started.push(operation.id);
-  }
-  return started;
 }

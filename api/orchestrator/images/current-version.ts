@@ -3,14 +3,13 @@
 // scheduled one, the current version is computed again (currentVersionOf) and, when it moved,
 // the groups that follow the image roll to it and the replication policy copies it. Groups
 // that name a family move to the family's image when that changed.
-import { and, eq, isNotNull, lte, ne, or } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, lte, ne, or } from "drizzle-orm";
 import type { CatalogDb } from "../../catalog/db.ts";
 import { resolveFamily } from "../../catalog/image-versions.ts";
 import { startOperation } from "../../catalog/operations.ts";
 import { images, imageVersions, vmGroups } from "../../catalog/schema.ts";
 import { currentVersionOf, versionStateAt } from "../../catalog/version-rules.ts";
 import type { Services } from "../../env.ts";
-import { rollGroupsFollowingImage } from "../vm-groups.ts";
 
 type Scheduler = Pick<Services, "catalog">;
 
@@ -140,4 +139,42 @@ export async function applyScheduledVersionStates(services: Services): Promise<s
     });
   }
   return touched;
+}
+
+/**
+ * The current version of `imageId` changed (an upload, a rollback, a deprecation): every placed
+ * group that follows the image (no pinned image_version) gets an update operation, which
+ * replaces its instances one at a time. Groups pinned to a version keep running as they are.
+ * Returns the operation IDs.
+ */
+async function rollGroupsFollowingImage(
+  tx: CatalogDb,
+  scheduler: Pick<Services, "catalog">,
+  imageId: string,
+  now: Date,
+  reason: string,
+): Promise<string[]> {
+  const followers = await tx
+    .select({ id: vmGroups.id, projectId: vmGroups.projectId })
+    .from(vmGroups)
+    .where(
+      and(
+        eq(vmGroups.imageId, imageId),
+        isNull(vmGroups.imageVersion),
+        isNotNull(vmGroups.datacenter),
+        ne(vmGroups.state, "deleting"),
+      ),
+    );
+  const started: string[] = [];
+  for (const group of followers) {
+    await tx.update(vmGroups).set({ state: "updating", updatedAt: now }).where(eq(vmGroups.id, group.id));
+    const operation = await startOperation(tx, scheduler, {
+      projectId: group.projectId,
+      kind: "update-vm-group",
+      target: { type: "vm-group", id: group.id },
+      input: { reason },
+    });
+    started.push(operation.id);
+  }
+  return started;
 }

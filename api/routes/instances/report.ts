@@ -9,7 +9,7 @@ import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, problemResponses } from "../../openapi.ts";
 import { changesReferenceableValues } from "../../orchestrator/dependencies.ts";
-import { pushMetadataToDependents } from "../../orchestrator/vm-groups.ts";
+import { pushMetadataToDependents } from "../../orchestrator/vm-group-metadata.ts";
 
 export const route = createRoute({
   method: "put",
