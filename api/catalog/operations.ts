@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, notInArray, sql } from "drizzle-orm";
 import { fromDrizzle, type PgBoss } from "pg-boss";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
 import { TERMINAL_OPERATION_STATES } from "../../schemas/operations.ts";
@@ -132,10 +132,19 @@ export async function listOperations(
   projectId: string | null,
   after: string | undefined,
   limit: number,
+  filter: { targetId?: string; done?: boolean } = {},
 ) {
   const conditions = [
     ...(projectId ? [eq(operations.projectId, projectId)] : []),
     ...(after ? [gt(operations.id, after)] : []),
+    ...(filter.targetId ? [eq(operations.targetId, filter.targetId)] : []),
+    ...(filter.done === undefined
+      ? []
+      : [
+          filter.done
+            ? inArray(operations.state, [...TERMINAL_OPERATION_STATES])
+            : notInArray(operations.state, [...TERMINAL_OPERATION_STATES]),
+        ]),
   ];
   return db
     .select()

@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
-import { startOperation, toOperation } from "../../catalog/operations.ts";
+import { listOperations, startOperation, toOperation } from "../../catalog/operations.ts";
 import { vmGroups } from "../../catalog/schema.ts";
 import { findVmGroup } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
@@ -16,6 +16,8 @@ export const route = createRoute({
   operationId: "deleteVmGroup",
   tags: ["vm-groups"],
   summary: "Delete a VM group; the operation stops and removes its instances",
+  description:
+    "Asked again while the group is being deleted, it answers the deletion under way rather than starting another, so a client that timed out re-attaches to it.",
   security: bearerAuth,
   request: { params: z.object({ id: idSchema("vmGroup") }) },
   responses: {
@@ -32,6 +34,12 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const operation = await db.transaction(async (tx) => {
       const group = await findVmGroup(tx, projectId, id);
       if (!group) throw errors.notFound("VM group", id);
+      // Asked again (a client that timed out): the deletion under way is the answer.
+      if (group.state === "deleting") {
+        const unfinished = await listOperations(tx, projectId, undefined, 50, { targetId: id, done: false });
+        const running = unfinished.find((o) => o.kind === "delete-vm-group");
+        if (running) return running;
+      }
       const dependents = (
         await tx
           .select({ name: vmGroups.name, metadataFrom: vmGroups.metadataFrom })
