@@ -4,7 +4,12 @@
 import { checkReachable } from "../client/api.ts";
 import { defineProvider } from "./framework/definitions.ts";
 import { createProviderData, type GlobalvmProviderData } from "./provider-data.ts";
-import { imageDataSource, networkDataSource, regionsDataSource } from "./resources/data-sources.ts";
+import {
+  imageDataSource,
+  imageVersionsDataSource,
+  networkDataSource,
+  regionsDataSource,
+} from "./resources/data-sources.ts";
 import { firewallRuleResource } from "./resources/firewall-rule.ts";
 import { imageResource } from "./resources/image.ts";
 import { networkResource } from "./resources/network.ts";
@@ -56,5 +61,5 @@ export const globalvmProvider = defineProvider<GlobalvmProviderData>({
     return createProviderData(endpoint, token);
   },
   resources: [imageResource, vmGroupResource, networkResource, firewallRuleResource],
-  dataSources: [regionsDataSource, imageDataSource, networkDataSource],
+  dataSources: [regionsDataSource, imageDataSource, imageVersionsDataSource, networkDataSource],
 });

@@ -1,8 +1,10 @@
 // Data sources: globalvm_regions (every region with its datacenters and their status),
-// globalvm_image (one image by name or id, with every replica and why it exists) and globalvm_network (one network by name).
+// globalvm_image (one image by name, id or family, with every replica and why it exists),
+// globalvm_image_versions (an image's versions and their lifecycle) and globalvm_network (one
+// network by name).
 
 import { type ApiClient, expectData, type Network } from "../../client/api.ts";
-import { DiagnosticError, defineDataSource } from "../index.ts";
+import { CtyNumber, DiagnosticError, defineDataSource } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { imageDataState, REPLICA_WITH_REASON_TYPE } from "./image.ts";
 import { networkState } from "./network.ts";
@@ -43,17 +45,30 @@ export const regionsDataSource = defineDataSource<GlobalvmProviderData>({
 export const imageDataSource = defineDataSource<GlobalvmProviderData>({
   typeName: "globalvm_image",
   schema: {
-    description: "An image of the project, by name or id.",
+    description:
+      "An image of the project (or shared with it), by exactly one of `id`, `name` or `family` (the family's newest active image).",
     attributes: {
       id: { type: "string", optional: true, computed: true },
       name: { type: "string", optional: true, computed: true },
+      family: { type: "string", optional: true, computed: true },
+      members: {
+        type: ["set", "string"],
+        computed: true,
+        description: "Projects the image is shared with (empty when it is another project's image).",
+      },
+      pinned_version: {
+        type: "number",
+        computed: true,
+        description:
+          "The version set as current by hand (a rollback); null when `version` is the newest active one.",
+      },
       format: { type: "string", computed: true },
       origin_region: { type: "string", computed: true },
       replicate_to: { type: ["set", "string"], computed: true },
       labels: { type: ["map", "string"], computed: true },
       digest: { type: "string", computed: true },
       size: { type: "number", computed: true },
-      version: { type: "number", computed: true },
+      version: { type: "number", computed: true, description: "The current version." },
       replicas: {
         type: ["list", REPLICA_WITH_REASON_TYPE],
         computed: true,
@@ -63,10 +78,15 @@ export const imageDataSource = defineDataSource<GlobalvmProviderData>({
     },
   },
   validateConfig(config, diagnostics) {
-    if (config.id === null && config.name === null) {
-      diagnostics.error("Missing image selector", "Give `name` or `id`.", ["name"]);
-    } else if (typeof config.id === "string" && typeof config.name === "string") {
-      diagnostics.error("Conflicting image selectors", "Give `name` or `id`, not both.", ["id"]);
+    const given = (["id", "name", "family"] as const).filter((key) => config[key] !== null);
+    if (given.length === 0) {
+      diagnostics.error("Missing image selector", "Give one of `id`, `name` or `family`.", ["name"]);
+    } else if (given.length > 1) {
+      diagnostics.error(
+        "Conflicting image selectors",
+        `Give one of \`id\`, \`name\` or \`family\`, not ${given.map((k) => `\`${k}\``).join(" and ")}.`,
+        [given[1] as string],
+      );
     }
   },
   async read({ config }, { providerData, signal }) {
@@ -78,6 +98,17 @@ export const imageDataSource = defineDataSource<GlobalvmProviderData>({
       }
       return imageDataState(expectData("Reading the image", result));
     }
+    if (typeof config.family === "string") {
+      const family = config.family;
+      const result = await api.GET("/v1/image-families/{family}", { params: { path: { family } }, signal });
+      if (result.response.status === 404) {
+        throw new DiagnosticError("No such image family", {
+          detail: `No image of the project names family ${family}, or none of them has a version that boots.`,
+          path: ["family"],
+        });
+      }
+      return imageDataState(expectData("Resolving the image family", result, () => ["family"]));
+    }
     const name = String(config.name);
     const page = expectData(
       "Listing images",
@@ -87,6 +118,66 @@ export const imageDataSource = defineDataSource<GlobalvmProviderData>({
     if (!image)
       throw new DiagnosticError("No such image", { detail: `No image named ${name}.`, path: ["name"] });
     return imageDataState(image);
+  },
+});
+
+const VERSION_TYPE = [
+  "object",
+  {
+    version: "number",
+    state: "string",
+    digest: "string",
+    size: "number",
+    created_at: "string",
+    current: "bool",
+    deprecate_at: "string",
+    obsolete_at: "string",
+  },
+] as const;
+
+export const imageVersionsDataSource = defineDataSource<GlobalvmProviderData>({
+  typeName: "globalvm_image_versions",
+  schema: {
+    description: "The versions of an image, newest first, with their lifecycle.",
+    attributes: {
+      image_id: { type: "string", required: true },
+      current_version: {
+        type: "number",
+        computed: true,
+        description: "The version VM groups following the image run.",
+      },
+      versions: {
+        type: ["list", VERSION_TYPE],
+        computed: true,
+        description:
+          "Each version: `state` (active, deprecated, obsolete or deleted), `digest`, `size` in bytes, `created_at`, whether it is `current`, and when it is scheduled to be deprecated (`deprecate_at`) or made obsolete (`obsolete_at`).",
+      },
+    },
+  },
+  async read({ config }, { providerData, signal }) {
+    const id = String(config.image_id);
+    const result = await providerData.api.GET("/v1/images/{id}/versions", {
+      params: { path: { id } },
+      signal,
+    });
+    if (result.response.status === 404) {
+      throw new DiagnosticError("No such image", { detail: `No image ${id}.`, path: ["image_id"] });
+    }
+    const versions = expectData("Listing the image's versions", result, () => ["image_id"]).items;
+    const current = versions.find((v) => v.current);
+    return {
+      current_version: current ? new CtyNumber(current.version) : null,
+      versions: versions.map((v) => ({
+        version: new CtyNumber(v.version),
+        state: v.state,
+        digest: v.digest,
+        size: new CtyNumber(v.size),
+        created_at: v.created_at,
+        current: v.current,
+        deprecate_at: v.deprecate_at,
+        obsolete_at: v.obsolete_at,
+      })),
+    };
   },
 });
 

@@ -7,10 +7,8 @@
 // again; an update re-attaches because the refreshed state shows replicas still missing.
 
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { expectData, type Image, type Schemas } from "../../client/api.ts";
-import { isImageRefused, type UploadProgress, uploadImage } from "../../client/upload.ts";
 import {
   type CallContext,
   CtyNumber,
@@ -25,7 +23,19 @@ import {
   valuesEqual,
 } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
+import {
+  appliedDeprecations,
+  applyLifecycle,
+  deprecationBlock,
+  lifecycleAttributes,
+  listVersions,
+  newestDigest,
+  planLifecycle,
+  readDeprecations,
+  validateLifecycle,
+} from "./image-lifecycle.ts";
 import { policyReplicas, stateHoldsPolicy, waitForReplicas } from "./image-replicas.ts";
+import { fileSha256, upload } from "./image-upload.ts";
 import { checkRegion, parseDuration, stringMap, stringSet } from "./values.ts";
 
 export const REPLICA_TYPE = [
@@ -57,12 +67,6 @@ function timeoutOf(plan: ObjectValue, which: keyof typeof DEFAULT_TIMEOUTS): num
   return (typeof text === "string" ? parseDuration(text) : undefined) ?? DEFAULT_TIMEOUTS[which];
 }
 
-export async function fileSha256(path: string, signal?: AbortSignal): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path, signal ? { signal } : {})) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest("hex")}`;
-}
-
 type Replica = Image["replicas"][number];
 
 function replicaValue(replica: Replica): ObjectValue {
@@ -86,6 +90,9 @@ function imageAttributes(image: Image): ObjectValue {
     digest: image.digest,
     size: image.size === null ? null : new CtyNumber(image.size),
     version: image.version === null ? null : new CtyNumber(image.version),
+    pinned_version: image.pinned_version === null ? null : new CtyNumber(image.pinned_version),
+    family: image.family,
+    members: [...image.members].sort(),
   };
 }
 
@@ -95,7 +102,11 @@ function imageAttributes(image: Image): ObjectValue {
  * `replicate_to` regions only, so copies made on demand for VM groups never move it.
  */
 export function imageState(image: Image): ObjectValue {
-  return { ...imageAttributes(image), replicas: policyReplicas(image).map(replicaValue) };
+  return {
+    ...imageAttributes(image),
+    current_version: image.version === null ? null : new CtyNumber(image.version),
+    replicas: policyReplicas(image).map(replicaValue),
+  };
 }
 
 /** The data source's attributes: every replica of every version, with its reason. */
@@ -115,62 +126,17 @@ async function getImage(context: CallContext<GlobalvmProviderData>, id: string):
   return expectData("Reading the image", result);
 }
 
-async function upload(
+async function withCallerFields(
   context: CallContext<GlobalvmProviderData>,
-  path: string,
-  ticket: { url: string; token: string; image_id: string; version: number },
-  format: string,
-) {
-  const log = context.log.with({ image: ticket.image_id, version: ticket.version });
-  let lastLog = 0;
-  const onProgress = (progress: UploadProgress) => {
-    const now = Date.now();
-    if (now - lastLog < 2000) return;
-    lastLog = now;
-    log.info("uploading image", {
-      step: progress.phase,
-      bytes_done: progress.bytesDone,
-      bytes_total: progress.bytesTotal,
-      rate_bytes_per_second: Math.round(progress.bytesPerSecond),
-    });
-  };
-  try {
-    const result = await uploadImage({
-      path,
-      managerUrl: ticket.url,
-      token: ticket.token,
-      imageId: ticket.image_id,
-      version: ticket.version,
-      format: format as "raw",
-      signal: context.signal,
-      onProgress,
-    });
-    log.info("image uploaded", {
-      bytes_sent: result.bytesSent,
-      chunks_sent: result.chunksSent,
-      chunks_skipped: result.chunksSkipped,
-    });
-    return result;
-  } catch (error) {
-    if (context.signal.aborted) throw error;
-    throw new DiagnosticError("Uploading the image failed", {
-      detail: `${path} → ${ticket.url}: ${(error as Error).message}. ${
-        isImageRefused(error)
-          ? "The image's content was refused: give a standalone image of the declared format (`qemu-img convert -O qcow2` flattens a backing chain)."
-          : "Applying again resumes: chunks already stored are not sent again."
-      }`,
-      path: ["source"],
-      cause: error,
-    });
-  }
-}
-
-function withCallerFields(image: Image, plan: ObjectValue): ObjectValue {
+  image: Image,
+  plan: ObjectValue,
+): Promise<ObjectValue> {
   return {
     ...imageState(image),
     source: plan.source ?? null,
     source_hash: plan.source_hash ?? null,
     timeouts: plan.timeouts ?? null,
+    deprecation: await appliedDeprecations(context, image.id, plan),
   };
 }
 
@@ -180,6 +146,8 @@ type CreateImage = {
   origin_region: string;
   labels: Record<string, string>;
   replicate_to: string[];
+  family?: string;
+  members?: string[];
 };
 
 /**
@@ -231,7 +199,8 @@ export const imageResource = defineResource<GlobalvmProviderData>({
       labels: { type: ["map", "string"], default: {} },
       digest: { type: "string", computed: true },
       size: { type: "number", computed: true },
-      version: { type: "number", computed: true },
+      version: { type: "number", computed: true, description: "The current version (as `current_version`)." },
+      ...lifecycleAttributes,
       replicas: {
         type: ["list", REPLICA_TYPE],
         computed: true,
@@ -240,6 +209,7 @@ export const imageResource = defineResource<GlobalvmProviderData>({
       },
     },
     blocks: {
+      deprecation: deprecationBlock,
       timeouts: {
         nesting: "single",
         description:
@@ -269,6 +239,7 @@ export const imageResource = defineResource<GlobalvmProviderData>({
         }
       }
     }
+    validateLifecycle(config, diagnostics);
   },
   async modifyPlan({ config, prior, planned }, context) {
     if (typeof config.origin_region === "string") {
@@ -290,13 +261,14 @@ export const imageResource = defineResource<GlobalvmProviderData>({
         });
       }
     }
+    // Only what moves the current version (an upload, a pin, a deprecation) changes what the
+    // image is; labels or replication do not.
+    const sameBytes =
+      prior !== null && valuesEqual("string", planned.source_hash ?? null, prior.source_hash ?? null);
+    const { moves } = planLifecycle(config, prior, planned, sameBytes);
     if (prior) {
-      // Only a new upload changes what the image is; labels or replication do not.
-      const sameBytes = valuesEqual("string", planned.source_hash ?? null, prior.source_hash ?? null);
-      for (const name of ["digest", "size", "version", "replicas"]) {
-        if (!sameBytes) planned[name] = unknown;
-        else if (name !== "replicas" && isUnknown(planned[name])) planned[name] = prior[name] as CtyValue;
-      }
+      for (const name of ["digest", "size"]) planned[name] = moves ? unknown : (prior[name] as CtyValue);
+      if (moves || !sameBytes) planned.replicas = unknown;
       // A refreshed state whose version is not yet held everywhere it must be (an apply that
       // timed out, a replica lost since): the apply waits for it.
       if (!isUnknown(planned.replicas) && !stateHoldsPolicy(prior)) planned.replicas = unknown;
@@ -314,6 +286,9 @@ export const imageResource = defineResource<GlobalvmProviderData>({
       origin_region: String(plan.origin_region),
       labels: stringMap(plan.labels),
       replicate_to: stringSet(plan.replicate_to),
+      // Only when set: the idempotency key of a configuration without them stays what it was.
+      ...(typeof plan.family === "string" ? { family: plan.family } : {}),
+      ...(stringSet(plan.members).length > 0 ? { members: stringSet(plan.members) } : {}),
     };
     const sourceHash = String(plan.source_hash);
     const log = context.log.with({ image: body.name });
@@ -377,32 +352,49 @@ export const imageResource = defineResource<GlobalvmProviderData>({
       log.info("image already uploaded by an earlier apply: waiting for its replicas", { id: image.id });
     }
     // From here on the image is whole: a timeout leaves it to the next apply, which re-attaches.
+    // The pin and the versions' states (the image's settings are the POST's).
+    await applyLifecycle(
+      context,
+      image.id,
+      plan,
+      {
+        family: image.family,
+        members: [...image.members],
+        pinned_version: image.pinned_version === null ? null : new CtyNumber(image.pinned_version),
+        deprecation: [],
+      },
+      {},
+    );
     image = await waitForReplicas(context, image.id, {
       timeoutMs: timeoutOf(plan, "create"),
       what: `creating image ${body.name}`,
     });
-    return withCallerFields(image, plan);
+    return withCallerFields(context, image, plan);
   },
   async read({ state }, context) {
-    const image = await getImage(context, String(state.id));
+    const id = String(state.id);
+    const [image, versions] = await Promise.all([getImage(context, id), listVersions(context, id)]);
     if (!image) return null;
     return {
       ...imageState(image),
       source: state.source ?? null,
-      // Detects an upload made outside Terraform: a digest that is not the file's.
-      source_hash: image.digest,
+      // Detects an upload made outside Terraform: a newest version that is not the file. (The
+      // current version's digest is not it while an older version is pinned.)
+      source_hash: newestDigest(versions) ?? image.digest,
+      // Only an import leaves `source` null: its state gets the versions' lifecycles.
+      deprecation: readDeprecations(state, versions, state.source === null),
     };
   },
   async update({ plan, prior }, context) {
     const { api } = context.providerData;
     const id = String(prior.id);
     const name = String(plan.name);
-    const current = await getImage(context, id);
+    const [current, versions] = await Promise.all([getImage(context, id), listVersions(context, id)]);
     if (!current) throw new DiagnosticError("The image was deleted during the update");
     // An earlier apply that timed out may have uploaded this very file already: not again.
     if (
       !valuesEqual("string", plan.source_hash ?? null, prior.source_hash ?? null) &&
-      current.digest !== plan.source_hash
+      newestDigest(versions) !== plan.source_hash
     ) {
       const ticket = expectData(
         "Starting the upload",
@@ -411,19 +403,16 @@ export const imageResource = defineResource<GlobalvmProviderData>({
       if (!ticket) throw new DiagnosticError("No regional manager can receive the upload");
       await upload(context, String(plan.source), ticket, String(plan.format));
     }
-    let operationId: string | undefined;
-    if (
+    const policyChanged =
       !valuesEqual(["map", "string"], plan.labels ?? null, prior.labels ?? null) ||
-      !valuesEqual(["set", "string"], plan.replicate_to ?? null, prior.replicate_to ?? null)
-    ) {
-      const result = await api.PATCH("/v1/images/{id}", {
-        params: { path: { id } },
-        body: { labels: stringMap(plan.labels), replicate_to: stringSet(plan.replicate_to) },
-        signal: context.signal,
-      });
-      expectData("Updating the image", result, (path) => path.slice(0, 1));
-      operationId = result.response.headers.get("x-operation-id") ?? undefined;
-    }
+      !valuesEqual(["set", "string"], plan.replicate_to ?? null, prior.replicate_to ?? null);
+    const operationId = await applyLifecycle(
+      context,
+      id,
+      plan,
+      prior,
+      policyChanged ? { labels: stringMap(plan.labels), replicate_to: stringSet(plan.replicate_to) } : {},
+    );
     // Also where nothing changed but the refreshed state lacked replicas (an earlier apply
     // timed out): the plan marked `replicas` unknown, and this waits for them.
     const image = await waitForReplicas(context, id, {
@@ -431,7 +420,7 @@ export const imageResource = defineResource<GlobalvmProviderData>({
       what: `updating image ${name}`,
       operationId,
     });
-    return withCallerFields(image, plan);
+    return withCallerFields(context, image, plan);
   },
   async delete({ prior }, context) {
     const result = await context.providerData.api.DELETE("/v1/images/{id}", {
