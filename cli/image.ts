@@ -1,6 +1,7 @@
-// globalvm image push | ls | show | versions
+// globalvm image push | ls | show | versions; the lifecycle (deprecate, obsolete, activate,
+// delete-version, rollback) is in image-lifecycle.ts, sharing and families in image-sharing.ts.
 import { open, stat } from "node:fs/promises";
-import type { ApiClient, Image, ImageVersionDetail } from "../client/api.ts";
+import type { ImageVersionDetail } from "../client/api.ts";
 import { isImageRefused, uploadImage } from "../client/upload.ts";
 import {
   type Command,
@@ -17,18 +18,19 @@ import {
   callApi,
   connect,
   expectAnswer,
-  findByIdOrName,
+  listAll,
   oneArgumentCommandLine,
   pageQuery,
   resolveConnection,
 } from "./connection.ts";
 import { formatBytes, formatFields, formatTable, formatUploadProgress } from "./format.ts";
-import { listCommand } from "./list-command.ts";
+import { describeImage, findImage, NAME_PATTERN, replicaSummary, requireImage } from "./image-common.ts";
+import { activate, deleteVersion, deprecate, obsolete, rollback } from "./image-lifecycle.ts";
+import { family, setFamily, share, unshare } from "./image-sharing.ts";
 import { barWidthFor, progressWriter } from "./progress.ts";
 
 const IMAGE_FORMATS = ["raw", "qcow2", "iso"] as const;
 type ImageFormat = (typeof IMAGE_FORMATS)[number];
-const ID_PATTERN = /^img_[0-9a-hjkmnp-tv-z]{26}$/;
 
 const PUSH_USAGE = `Usage: globalvm image push FILE --name NAME --region REGION [--format raw|qcow2|iso] [options]
 
@@ -43,17 +45,21 @@ Options:
 ${CONNECTION_HELP}
 `;
 
-const LS_USAGE = `Usage: globalvm image ls [options]
+const LS_USAGE = `Usage: globalvm image ls [--shared] [--family FAMILY] [options]
 
-Lists the project's images with their current version and where replicas are held.
+Lists the project's images with their current version ("(pinned)" when set by hand), family
+and where replicas are held.
 
 Options:
+  --shared         list the images other projects share with this one instead (read-only)
+  --family FAMILY  only the images of this family
 ${CONNECTION_HELP}
 `;
 
 const SHOW_USAGE = `Usage: globalvm image show ID|NAME [options]
 
-Shows one image: its current version, digest and every datacenter's replica.
+Shows one image: its current version (and whether it was set by hand, a rollback), family,
+the projects it is shared with, digest and every datacenter's replica.
 
 Options:
 ${CONNECTION_HELP}
@@ -61,7 +67,9 @@ ${CONNECTION_HELP}
 
 const VERSIONS_USAGE = `Usage: globalvm image versions ID|NAME [options]
 
-Lists an image's versions, newest first: size, digest, when uploaded, and where each is held.
+Lists an image's versions, newest first: which is current, its state (active, deprecated,
+obsolete, deleted), size, digest, when uploaded, the deprecate/obsolete times set (SCHEDULED,
+shown when any version has one) and where each is held.
 
 Options:
 ${CONNECTION_HELP}
@@ -83,49 +91,6 @@ async function readHead(path: string): Promise<Buffer> {
   } finally {
     await file.close();
   }
-}
-
-function findImage(client: ApiClient, idOrName: string): Promise<Image | undefined> {
-  return findByIdOrName(
-    "image",
-    idOrName,
-    ID_PATTERN,
-    () => client.GET("/v1/images/{id}", { params: { path: { id: idOrName } } }),
-    () => client.GET("/v1/images", { params: { query: { name: idOrName } } }),
-  );
-}
-
-function replicaSummary(image: Image): string {
-  if (image.replicas.length === 0) return "-";
-  return image.replicas.map((r) => `${r.datacenter}:${r.state}@v${r.version}`).join(",");
-}
-
-function describeImage(image: Image): string {
-  const fields: [string, string][] = [
-    ["id", image.id],
-    ["name", image.name],
-    ["format", image.format],
-    ["state", image.state],
-    ["origin region", image.origin_region],
-    ["version", image.version === null ? "-" : String(image.version)],
-    ["size", image.size === null ? "-" : `${formatBytes(image.size)} (${image.size} bytes)`],
-    ["digest", image.digest ?? "-"],
-    ["replicate to", image.replicate_to.join(", ") || "-"],
-  ];
-  const replicas = formatTable(
-    ["DATACENTER", "REGION", "VERSION", "STATE", "BYTES", "LOCAL ID"],
-    image.replicas.map((r) => [
-      r.datacenter,
-      r.region,
-      String(r.version),
-      r.state,
-      r.bytes_total === null
-        ? formatBytes(r.bytes_done)
-        : `${formatBytes(r.bytes_done)}/${formatBytes(r.bytes_total)}`,
-      r.local_id ?? "-",
-    ]),
-  );
-  return `${formatFields(fields)}\nreplicas:\n${image.replicas.length > 0 ? replicas : "  none\n"}`;
 }
 
 const push: Command = {
@@ -264,30 +229,75 @@ const push: Command = {
   },
 };
 
-const ls = listCommand({
-  summary: "list the project's images",
-  usage: LS_USAGE,
-  action: "list images",
-  page: (client, page_token) => client.GET("/v1/images", { params: { query: pageQuery(page_token) } }),
-  columns: ["NAME", "ID", "FORMAT", "VERSION", "SIZE", "STATE", "REPLICAS"],
-  row: (image) => [
-    image.name,
-    image.id,
-    image.format,
-    image.version === null ? "-" : String(image.version),
-    image.size === null ? "-" : formatBytes(image.size),
-    image.state,
-    replicaSummary(image),
-  ],
-});
+const LS_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  shared: { type: "boolean", default: false },
+  family: { type: "string" },
+} as const;
 
+const ls: Command = {
+  summary: "list the project's images (or those shared with it), optionally of one family",
+  usage: LS_USAGE,
+  async run(args) {
+    const { values } = parseCommandLine(args, LS_OPTIONS, LS_USAGE);
+    if (values.family !== undefined && !NAME_PATTERN.test(values.family))
+      throw new UsageError(
+        `--family must be a family name (e.g. debian-web), not '${values.family}'`,
+        LS_USAGE,
+      );
+    const client = connect(resolveConnection(values, process.env));
+    const query = {
+      ...(values.shared ? { shared: "true" as const } : {}),
+      ...(values.family !== undefined ? { family: values.family } : {}),
+    };
+    const items = await listAll(
+      values.shared ? "list the images shared with this project" : "list images",
+      (page_token) => client.GET("/v1/images", { params: { query: { ...query, ...pageQuery(page_token) } } }),
+    );
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(items)}\n`);
+    } else if (items.length === 0 && (values.shared || values.family !== undefined)) {
+      const what = values.shared ? "no image is shared with this project" : "no image";
+      process.stdout.write(`${what}${values.family !== undefined ? ` of family ${values.family}` : ""}\n`);
+    } else {
+      process.stdout.write(
+        formatTable(
+          [
+            "NAME",
+            "ID",
+            ...(values.shared ? ["PROJECT"] : []),
+            "FORMAT",
+            "VERSION",
+            "SIZE",
+            "STATE",
+            "FAMILY",
+            "REPLICAS",
+          ],
+          items.map((image) => [
+            image.name,
+            image.id,
+            ...(values.shared ? [image.project_id] : []),
+            image.format,
+            image.version === null
+              ? "-"
+              : `${image.version}${image.pinned_version === null ? "" : " (pinned)"}`,
+            image.size === null ? "-" : formatBytes(image.size),
+            image.state,
+            image.family ?? "-",
+            replicaSummary(image),
+          ]),
+        ),
+      );
+    }
+    return EXIT_OK;
+  },
+};
 const show: Command = {
   summary: "show one image, by ID or name",
   usage: SHOW_USAGE,
   async run(args) {
     const { argument: idOrName, json, client } = oneArgumentCommandLine(args, SHOW_USAGE, "ID|NAME");
-    const image = await findImage(client, idOrName);
-    if (!image) throw new CommandFailure(`no image ${idOrName} in this project`, "see `globalvm image ls`");
+    const image = await requireImage(client, idOrName);
     process.stdout.write(json ? `${JSON.stringify(image)}\n` : describeImage(image));
     return EXIT_OK;
   },
@@ -305,13 +315,48 @@ function versionReplicas(version: ImageVersionDetail): string {
     .join(",");
 }
 
+/** When the control plane deprecates or obsoletes the version on its own, if it will. */
+function scheduled(version: ImageVersionDetail): string {
+  const times = [
+    ...(version.deprecate_at ? [`deprecate ${version.deprecate_at}`] : []),
+    ...(version.obsolete_at ? [`obsolete ${version.obsolete_at}`] : []),
+  ];
+  return times.join(", ") || "-";
+}
+
+/** One row per version; the SCHEDULED column only when a version has a time set. */
+function versionsTable(items: ImageVersionDetail[]): string {
+  const withTimes = items.some((v) => v.deprecate_at !== null || v.obsolete_at !== null);
+  return formatTable(
+    [
+      "VERSION",
+      "CURRENT",
+      "STATE",
+      "SIZE",
+      "DIGEST",
+      "CREATED",
+      ...(withTimes ? ["SCHEDULED"] : []),
+      "REPLICAS",
+    ],
+    items.map((v) => [
+      String(v.version),
+      v.current ? "yes" : "",
+      v.state,
+      formatBytes(v.size),
+      v.digest.slice(0, 19),
+      v.created_at,
+      ...(withTimes ? [scheduled(v)] : []),
+      versionReplicas(v),
+    ]),
+  );
+}
+
 const versions: Command = {
   summary: "list an image's versions and where each is held",
   usage: VERSIONS_USAGE,
   async run(args) {
     const { argument: idOrName, json, client } = oneArgumentCommandLine(args, VERSIONS_USAGE, "ID|NAME");
-    const image = await findImage(client, idOrName);
-    if (!image) throw new CommandFailure(`no image ${idOrName} in this project`, "see `globalvm image ls`");
+    const image = await requireImage(client, idOrName);
     const listed = expectAnswer(
       "list the image's versions",
       await callApi(() => client.GET("/v1/images/{id}/versions", { params: { path: { id: image.id } } })),
@@ -319,25 +364,28 @@ const versions: Command = {
     const text =
       listed.items.length === 0
         ? `image ${image.name} has no version yet: upload one with \`globalvm image push\`\n`
-        : formatTable(
-            ["VERSION", "CURRENT", "SIZE", "DIGEST", "CREATED", "REPLICAS"],
-            listed.items.map((v) => [
-              String(v.version),
-              v.current ? "yes" : "",
-              formatBytes(v.size),
-              v.digest.slice(0, 19),
-              v.created_at,
-              versionReplicas(v),
-            ]),
-          );
+        : versionsTable(listed.items);
     process.stdout.write(json ? `${JSON.stringify(listed)}\n` : text);
     return EXIT_OK;
   },
 };
 
-export const imageCommand = commandGroup("image", "upload and inspect VM images", {
-  push,
-  ls,
-  show,
-  versions,
-});
+export const imageCommand = commandGroup(
+  "image",
+  "upload, inspect, deprecate, roll back and share VM images",
+  {
+    push,
+    ls,
+    show,
+    versions,
+    deprecate,
+    obsolete,
+    activate,
+    "delete-version": deleteVersion,
+    rollback,
+    share,
+    unshare,
+    family,
+    "set-family": setFamily,
+  },
+);

@@ -17,6 +17,15 @@ const COMMANDS = [
   ["image", "ls"],
   ["image", "show"],
   ["image", "versions"],
+  ["image", "deprecate"],
+  ["image", "obsolete"],
+  ["image", "activate"],
+  ["image", "delete-version"],
+  ["image", "rollback"],
+  ["image", "share"],
+  ["image", "unshare"],
+  ["image", "family"],
+  ["image", "set-family"],
   ["vm-group"],
   ["vm-group", "ls"],
   ["vm-group", "show"],
@@ -110,6 +119,27 @@ const USAGE_ERRORS: [string, string[], string[]][] = [
   ["a bad region name", ["up", "--regions", "eu-west,EU_EAST"], ["'EU_EAST' is not a region name"]],
   ["a repeated region", ["up", "--regions", "eu-west,eu-west"], ["--regions must not repeat a region"]],
   ["not an operation ID", ["operation", "watch", "vmg_123"], ["'vmg_123' is not an operation ID"]],
+  [
+    "a deprecate without --version",
+    ["image", "deprecate", "web"],
+    ["--version N is required", "Usage: globalvm image deprecate"],
+  ],
+  [
+    "a bad --at",
+    ["image", "obsolete", "web", "--version", "2", "--at", "next week"],
+    ["--at must be an ISO 8601 time", "not 'next week'"],
+  ],
+  ["a rollback without --to or --latest", ["image", "rollback", "web"], ["give one of --to N and --latest"]],
+  [
+    "a bad --to",
+    ["image", "rollback", "web", "--to", "v2"],
+    ["--to must be a version number (1, 2, …), not 'v2'"],
+  ],
+  [
+    "a bad --project",
+    ["image", "share", "web", "--project", "acme"],
+    ["--project must be a project ID (prj_…), not 'acme'"],
+  ],
 ];
 
 describe.concurrent("usage errors exit 2 and name what is wrong", { timeout: 90_000 }, () => {

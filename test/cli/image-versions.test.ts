@@ -55,11 +55,11 @@ describe("globalvm image versions", () => {
     const result = await runCli(["image", "versions", "web"], env);
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trim().split("\n");
-    expect(lines[0]).toMatch(/^VERSION\s+CURRENT\s+SIZE\s+DIGEST\s+CREATED\s+REPLICAS$/);
+    expect(lines[0]).toMatch(/^VERSION\s+CURRENT\s+STATE\s+SIZE\s+DIGEST\s+CREATED\s+REPLICAS$/);
     expect(lines[1]).toMatch(
-      /^2\s+yes\s+2\.0 MiB\s+sha256:b2b2b2b2b2b2\s+\S+\s+eu-west-a:available,us-east-a:transferring 25%$/,
+      /^2\s+yes\s+active\s+2\.0 MiB\s+sha256:b2b2b2b2b2b2\s+\S+\s+eu-west-a:available,us-east-a:transferring 25%$/,
     );
-    expect(lines[2]).toMatch(/^1\s+1\.0 MiB\s+sha256:a1a1a1a1a1a1\s+\S+\s+eu-west-a:available$/);
+    expect(lines[2]).toMatch(/^1\s+active\s+1\.0 MiB\s+sha256:a1a1a1a1a1a1\s+\S+\s+eu-west-a:available$/);
     expect(lines).toHaveLength(3);
   });
 

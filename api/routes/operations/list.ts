@@ -12,7 +12,8 @@ export const route = createRoute({
   path: "/v1/operations",
   operationId: "listOperations",
   tags: ["operations"],
-  summary: "List operations, oldest first (a project token sees its project's), optionally of one target or only those still running",
+  summary:
+    "List operations, oldest first (a project token sees its project's), optionally of one target or only those still running",
   security: bearerAuth,
   request: {
     query: PageQuerySchema.extend({
@@ -25,7 +26,9 @@ export const route = createRoute({
       done: z
         .enum(["true", "false"])
         .optional()
-        .openapi({ description: "`false`: only operations still pending or running; `true`: only finished ones." }),
+        .openapi({
+          description: "`false`: only operations still pending or running; `true`: only finished ones.",
+        }),
     }),
   },
   responses: {
