@@ -1,10 +1,12 @@
 // npm run bench:provider
-// 1. spawn → handshake line of the bundled provider vs `node -e ''` (same node binary), median.
-// 2. `terraform plan` with no changes: 50 globalvm_vm_group resources vs 50 terraform_data.
+// 1. spawn → handshake line of the bundled provider vs `node -e ''` (same node binary), median;
+//    target ≤ 2.5×.
+// 2. `terraform plan` with no changes: 50 globalvm_vm_group resources vs 50 terraform_data;
+//    target ≤ 4×.
 //    The groups live in a real control plane this bench starts (embedded PGlite catalog, in
 //    this process) with its orchestrator off (`orchestrate: false`): apply declares them and
 //    their operations stay pending, which is all a no-change plan needs — every refresh reads
-//    the group and its instance list through the API, every plan checks the region. No guest
+//    the groups and their instances through the API (batched), every plan checks the region. No guest
 //    boots (`wait_for_ready = false`), so the figure is the provider's own cost, not QEMU's.
 
 import { spawn } from "node:child_process";
@@ -20,6 +22,9 @@ import { pluginEnvironment } from "../test/provider/helpers.ts";
 import { type TerraformResult, terraformEnvironment } from "../test/support/terraform.ts";
 import { median } from "./stats.ts";
 
+/** Issue 16's targets: "as fast as the protocol allows" (a provider is a Node process). */
+const SPAWN_TARGET = 2.5;
+const PLAN_TARGET = 4;
 const SPAWN_RUNS = 21;
 const PLAN_RUNS = 5;
 const RESOURCES = 50;
@@ -188,9 +193,9 @@ resource "globalvm_vm_group" "g" {
 
 const spawnResult = await spawnBenchmark();
 console.log(
-  `spawn → handshake (median of ${SPAWN_RUNS}): provider ${spawnResult.provider.toFixed(1)} ms, node -e '' ${spawnResult.node.toFixed(1)} ms, ratio ${(spawnResult.provider / spawnResult.node).toFixed(2)}× (target ≤ 3×)`,
+  `spawn → handshake (median of ${SPAWN_RUNS}): provider ${spawnResult.provider.toFixed(1)} ms, node -e '' ${spawnResult.node.toFixed(1)} ms, ratio ${(spawnResult.provider / spawnResult.node).toFixed(2)}× (target ≤ ${SPAWN_TARGET}×)`,
 );
 const planResult = await planBenchmark();
 console.log(
-  `terraform plan, ${RESOURCES} resources, no changes (median of ${PLAN_RUNS}): globalvm_vm_group ${planResult.provider.toFixed(0)} ms, terraform_data ${planResult.baseline.toFixed(0)} ms, ratio ${(planResult.provider / planResult.baseline).toFixed(2)}×`,
+  `terraform plan, ${RESOURCES} resources, no changes (median of ${PLAN_RUNS}): globalvm_vm_group ${planResult.provider.toFixed(0)} ms, terraform_data ${planResult.baseline.toFixed(0)} ms, ratio ${(planResult.provider / planResult.baseline).toFixed(2)}× (target ≤ ${PLAN_TARGET}×)`,
 );

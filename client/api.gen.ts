@@ -273,6 +273,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/instances": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the project's instances, optionally of some VM groups only */
+        get: operations["listProjectInstances"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/instances/{id}": {
         parameters: {
             query?: never;
@@ -397,7 +414,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List operations, oldest first (a project token sees its project's) */
+        /** List operations, oldest first (a project token sees its project's), optionally of one target or only those still running */
         get: operations["listOperations"];
         put?: never;
         post?: never;
@@ -597,7 +614,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the project's VM groups, optionally by name */
+        /** List the project's VM groups, optionally by name or by IDs */
         get: operations["listVmGroups"];
         put?: never;
         /**
@@ -622,7 +639,10 @@ export interface paths {
         get: operations["getVmGroup"];
         put?: never;
         post?: never;
-        /** Delete a VM group; the operation stops and removes its instances */
+        /**
+         * Delete a VM group; the operation stops and removes its instances
+         * @description Asked again while the group is being deleted, it answers the deletion under way rather than starting another, so a client that timed out re-attaches to it.
+         */
         delete: operations["deleteVmGroup"];
         options?: never;
         head?: never;
@@ -777,7 +797,7 @@ export interface components {
              *       "write"
              *     ]
              */
-            scopes: ("read" | "write" | "admin")[];
+            scopes: ("read" | "write" | "admin" | "metrics")[];
         };
         CreateUpload: {
             /** @description Size of the version to upload, in bytes: refused at once if the storage quota does not cover it. */
@@ -1498,7 +1518,7 @@ export interface components {
              * @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b
              */
             project_id: string | null;
-            scopes: ("read" | "write" | "admin")[];
+            scopes: ("read" | "write" | "admin" | "metrics")[];
         };
         TokenPage: {
             items: components["schemas"]["Token"][];
@@ -3093,6 +3113,60 @@ export interface operations {
             };
         };
     };
+    listProjectInstances: {
+        parameters: {
+            query?: {
+                /** @description At most 200. */
+                page_size?: number;
+                /** @description The next_page_token of a previous page. */
+                page_token?: string;
+                /** @description Only the instances of these groups (at most 100): with GET /v1/vm-groups?id=…, two requests refresh many groups. */
+                vm_group?: string[];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of instances, by ID. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InstancePage"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getInstance: {
         parameters: {
             query?: never;
@@ -3856,10 +3930,14 @@ export interface operations {
     listOperations: {
         parameters: {
             query?: {
+                /** @description `false`: only operations still pending or running; `true`: only finished ones. */
+                done?: "true" | "false";
                 /** @description At most 200. */
                 page_size?: number;
                 /** @description The next_page_token of a previous page. */
                 page_token?: string;
+                /** @description Only the operations on this image or VM group (its ID). */
+                target_id?: string;
             };
             header?: never;
             path?: never;
@@ -4748,6 +4826,8 @@ export interface operations {
     listVmGroups: {
         parameters: {
             query?: {
+                /** @description Only these groups (at most 100; IDs of no group of the project are left out): one request refreshes many, as Terraform does. */
+                id?: string[];
                 name?: string;
                 /** @description At most 200. */
                 page_size?: number;

@@ -2,6 +2,7 @@
 // control-plane client. Its own module so that provider/resources/ need not import the
 // provider that lists them.
 import { type ApiClient, createApiClient } from "../client/api.ts";
+import { VmGroupReads } from "./resources/vm-group-reads.ts";
 
 export interface GlobalvmProviderData {
   endpoint: string;
@@ -9,6 +10,8 @@ export interface GlobalvmProviderData {
   api: ApiClient;
   /** Region names, fetched once per provider process (plan-time checks). */
   regionNames(): Promise<Set<string>>;
+  /** Refreshes of VM groups, batched (resources/vm-group-reads.ts). */
+  vmGroupReads: VmGroupReads;
 }
 
 export function createProviderData(
@@ -17,11 +20,19 @@ export function createProviderData(
   fetchImpl?: typeof fetch,
 ): GlobalvmProviderData {
   const api = createApiClient({ endpoint, token, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  const vmGroupReads = new VmGroupReads(api);
+  // What this process read before it changed anything may no longer be so.
+  api.use({
+    onRequest({ request }) {
+      if (request.method !== "GET") vmGroupReads.forget();
+    },
+  });
   let regions: Promise<Set<string>> | undefined;
   return {
     endpoint,
     token,
     api,
+    vmGroupReads,
     regionNames() {
       regions ??= api.GET("/v1/regions", { params: { query: { page_size: 100 } } }).then((result) => {
         if (!result.data) {

@@ -1,23 +1,13 @@
 import { z } from "@hono/zod-openapi";
+import { ID_PREFIXES, type IdKind, idPattern, MAX_LISTED_IDS } from "./plain.ts";
 
-/** Every resource ID is a type prefix plus 26 time-ordered base32 characters (ULID-like). */
-export const ID_PREFIXES = {
-  project: "prj",
-  token: "tok",
-  image: "img",
-  vmGroup: "vmg",
-  instance: "ins",
-  operation: "op",
-  network: "net",
-  firewallRule: "fwr",
-} as const;
-export type IdKind = keyof typeof ID_PREFIXES;
+export { ID_PREFIXES, type IdKind };
 
 export function idSchema(kind: IdKind) {
   const prefix = ID_PREFIXES[kind];
   return z
     .string()
-    .regex(new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{26}$`), `must be a ${kind} ID like ${prefix}_…`)
+    .regex(idPattern(kind), `must be a ${kind} ID like ${prefix}_…`)
     .openapi({ example: `${prefix}_01jd3k9x4m6q8r2t5v7w9y1z3b` });
 }
 
@@ -57,6 +47,17 @@ export const PageQuerySchema = z.object({
     .optional()
     .openapi({ description: "The next_page_token of a previous page." }),
 });
+
+/**
+ * A query parameter naming several IDs as OpenAPI's default form style sends an array
+ * (`?id=a&id=b`): Hono hands over one value as a string and several as an array.
+ */
+export function idsQuerySchema(kind: IdKind) {
+  return z.preprocess(
+    (value) => (typeof value === "string" ? [value] : value),
+    z.array(idSchema(kind)).min(1).max(MAX_LISTED_IDS),
+  );
+}
 
 export function pageOf<T extends z.ZodType>(item: T, name: string) {
   return z

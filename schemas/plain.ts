@@ -3,6 +3,23 @@
 // most of the provider's start-up, which Terraform pays three times per plan
 // (test/provider/bundle.test.ts keeps it out).
 
+/** Every resource ID is a type prefix plus 26 time-ordered base32 characters (ULID-like). */
+export const ID_PREFIXES = {
+  project: "prj",
+  token: "tok",
+  image: "img",
+  vmGroup: "vmg",
+  instance: "ins",
+  operation: "op",
+  network: "net",
+  firewallRule: "fwr",
+} as const;
+export type IdKind = keyof typeof ID_PREFIXES;
+
+export function idPattern(kind: IdKind): RegExp {
+  return new RegExp(`^${ID_PREFIXES[kind]}_[0-9a-hjkmnp-tv-z]{26}$`);
+}
+
 /** The network every project starts with, as GCE's auto-mode default: 10.128.0.0/9, a /20 per datacenter. */
 export const DEFAULT_NETWORK = { name: "default", cidr: "10.128.0.0/9", subnetPrefixLength: 20 } as const;
 
@@ -18,6 +35,9 @@ export function parsePortRange(text: string): { from: number; to: number } | { e
   if (from > to) return { error: `the range starts after it ends (${from} > ${to})` };
   return { from, to };
 }
+
+/** How many IDs one list request may filter by (`?id=…&id=…`): a URL stays under 4 KB. */
+export const MAX_LISTED_IDS = 100;
 
 export const EXPOSE_PROTOCOLS = ["tcp"] as const;
 /** Each exposed port is a NAT rule and a listening relay on the datacenter's host: keep them few. */

@@ -24,6 +24,7 @@ import * as imagesUpdate from "./images/update.ts";
 import * as imagesUpdateVersion from "./images/update-version.ts";
 import * as instancesGet from "./instances/get.ts";
 import * as instancesList from "./instances/list.ts";
+import * as instancesListProject from "./instances/list-project.ts";
 import * as instancesReport from "./instances/report.ts";
 import * as instancesResolveName from "./instances/resolve-name.ts";
 import * as managerCredentialsCreate from "./managers/create-credential.ts";
@@ -96,6 +97,7 @@ const ROUTES = [
   vmGroupsUpdate,
   vmGroupsDelete,
   instancesList,
+  instancesListProject,
   instancesGet,
   operationsList,
   operationsGet,

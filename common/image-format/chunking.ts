@@ -42,14 +42,22 @@ export const MIN_ZERO_RUN = 4 * ZERO_BLOCK;
 /** Zero runs are cut into chunks of this length (they are never stored nor sent). */
 export const ZERO_CHUNK_LENGTH = 256 * 1024;
 
-/** The gear table is derived from a fixed seed so that every client and manager cuts alike. */
-export const GEAR: Int32Array = (() => {
-  const table = new Int32Array(256);
-  for (let i = 0; i < 256; i++) {
-    table[i] = createHash("sha256").update(`globalvm gear v1 ${i}`).digest().readInt32BE(0);
+let gear: Int32Array | undefined;
+
+/**
+ * The gear table is derived from a fixed seed so that every client and manager cuts alike. It
+ * is made on first use, not at import: its 256 hashes would be paid by every process that
+ * imports this module, each start of the Terraform provider included, and most never chunk.
+ */
+export function gearTable(): Int32Array {
+  if (!gear) {
+    gear = new Int32Array(256);
+    for (let i = 0; i < 256; i++) {
+      gear[i] = createHash("sha256").update(`globalvm gear v1 ${i}`).digest().readInt32BE(0);
+    }
   }
-  return table;
-})();
+  return gear;
+}
 
 /**
  * A mask of `bits` ones in the high end of a 32-bit word: with `h = (h << 1) + gear[b]`,
@@ -97,7 +105,7 @@ export function findChunkEnd(
   if (available <= params.minLength) return final ? end : -1;
   const limit = start + Math.min(available, params.maxLength);
   const normal = start + Math.min(available, params.averageLength);
-  const gear = GEAR;
+  const gear = gearTable();
   const small = masks.small;
   const large = masks.large;
   let h = 0;

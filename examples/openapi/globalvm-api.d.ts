@@ -361,7 +361,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the project's VM groups, optionally by name */
+        /** List the project's VM groups, optionally by name or by IDs */
         get: operations["listVmGroups"];
         put?: never;
         /**
@@ -386,7 +386,10 @@ export interface paths {
         get: operations["getVmGroup"];
         put?: never;
         post?: never;
-        /** Delete a VM group; the operation stops and removes its instances */
+        /**
+         * Delete a VM group; the operation stops and removes its instances
+         * @description Asked again while the group is being deleted, it answers the deletion under way rather than starting another, so a client that timed out re-attaches to it.
+         */
         delete: operations["deleteVmGroup"];
         options?: never;
         head?: never;
@@ -403,6 +406,23 @@ export interface paths {
         };
         /** List a VM group's instances */
         get: operations["listInstances"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/instances": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the project's instances, optionally of some VM groups only */
+        get: operations["listProjectInstances"];
         put?: never;
         post?: never;
         delete?: never;
@@ -435,7 +455,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List operations, oldest first (a project token sees its project's) */
+        /** List operations, oldest first (a project token sees its project's), optionally of one target or only those still running */
         get: operations["listOperations"];
         put?: never;
         post?: never;
@@ -735,7 +755,7 @@ export interface components {
              * @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b
              */
             project_id: string | null;
-            scopes: ("read" | "write" | "admin")[];
+            scopes: ("read" | "write" | "admin" | "metrics")[];
             /**
              * Format: date-time
              * @example 2026-11-22T04:00:00.000Z
@@ -750,7 +770,7 @@ export interface components {
              *       "write"
              *     ]
              */
-            scopes?: ("read" | "write" | "admin")[];
+            scopes?: ("read" | "write" | "admin" | "metrics")[];
         };
         TokenPage: {
             items: components["schemas"]["Token"][];
@@ -3927,6 +3947,8 @@ export interface operations {
                 /** @description The next_page_token of a previous page. */
                 page_token?: string;
                 name?: string;
+                /** @description Only these groups (at most 100; IDs of no group of the project are left out): one request refreshes many, as Terraform does. */
+                id?: string[];
             };
             header?: never;
             path?: never;
@@ -4318,6 +4340,60 @@ export interface operations {
             };
         };
     };
+    listProjectInstances: {
+        parameters: {
+            query?: {
+                /** @description At most 200. */
+                page_size?: number;
+                /** @description The next_page_token of a previous page. */
+                page_token?: string;
+                /** @description Only the instances of these groups (at most 100): with GET /v1/vm-groups?id=…, two requests refresh many groups. */
+                vm_group?: string[];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of instances, by ID. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InstancePage"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getInstance: {
         parameters: {
             query?: never;
@@ -4383,6 +4459,10 @@ export interface operations {
                 page_size?: number;
                 /** @description The next_page_token of a previous page. */
                 page_token?: string;
+                /** @description Only the operations on this image or VM group (its ID). */
+                target_id?: string;
+                /** @description `false`: only operations still pending or running; `true`: only finished ones. */
+                done?: "true" | "false";
             };
             header?: never;
             path?: never;

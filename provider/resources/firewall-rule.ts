@@ -2,8 +2,8 @@
 // changes in place; the change reaches running guests without restarting them.
 
 import { expectData, type FieldPath, type FirewallRule } from "../../client/api.ts";
-import { DEFAULT_FIREWALL_PRIORITY, parsePortRange } from "../../schemas/firewall-rules.ts";
 import { parseCidr } from "../../schemas/ipv4.ts";
+import { DEFAULT_FIREWALL_PRIORITY, parsePortRange } from "../../schemas/plain.ts";
 import {
   type CallContext,
   CtyNumber,

@@ -2,7 +2,7 @@
 // them (`endpoints`, computed): their schema, plan-time checks and conversions to and from the API.
 
 import type { Schemas } from "../../client/api.ts";
-import { EXPOSE_PROTOCOLS, MAX_EXPOSED_PORTS } from "../../schemas/endpoints.ts";
+import { EXPOSE_PROTOCOLS, MAX_EXPOSED_PORTS } from "../../schemas/plain.ts";
 import {
   type Attribute,
   CtyNumber,

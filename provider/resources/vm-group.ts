@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { type ApiClient, expectData, type Operation, type Schemas } from "../../client/api.ts";
 import { followOperation } from "../../client/operations.ts";
-import { DEFAULT_NETWORK } from "../../schemas/networks.ts";
+import { DEFAULT_NETWORK } from "../../schemas/plain.ts";
 import {
   parseReferencedAttribute,
   REFERENCEABLE_ATTRIBUTES_TEXT,
@@ -47,6 +47,8 @@ const INSTANCE_TYPE = [
 ] as const;
 const REFERENCE_TYPE = ["object", { vm_group: "string", instance: "number", attribute: "string" }] as const;
 const DEFAULT_TIMEOUTS = { create: 20 * 60_000, update: 20 * 60_000, delete: 10 * 60_000 };
+/** Group states while an operation changes it. */
+const IN_FLIGHT = new Set(["pending", "provisioning", "running", "updating"]);
 
 const isObject = (value: CtyValue | undefined): value is ObjectValue =>
   !!value &&
@@ -102,7 +104,10 @@ export function createBody(plan: ObjectValue): CreateVmGroup {
   const imageVersion = optionalNumber(plan.image_version);
   return {
     name: String(plan.name),
-    image: String(plan.image),
+    // A group follows a family or names an image; the image of a family's group is computed.
+    ...(typeof plan.image_family === "string"
+      ? { image_family: plan.image_family }
+      : { image: String(plan.image) }),
     ...(imageVersion !== undefined ? { image_version: imageVersion } : {}),
     network: typeof plan.network === "string" ? plan.network : DEFAULT_NETWORK.name,
     ...(typeof plan.region === "string" ? { region: plan.region } : {}),
@@ -183,6 +188,18 @@ export async function waitForOperation(api: ApiClient, operation: Operation, opt
   return current;
 }
 
+/** The newest operation on the group that has not ended, if any. */
+async function runningOperationOf(api: ApiClient, groupId: string, signal: AbortSignal) {
+  const page = expectData(
+    "Listing the VM group's operations",
+    await api.GET("/v1/operations", {
+      params: { query: { target_id: groupId, done: "false", page_size: 200 } },
+      signal,
+    }),
+  );
+  return page.items.at(-1) ?? null;
+}
+
 /** API field paths are the HCL shape except placement/machine blocks, which match too. */
 const keepPath = (path: AttributePath) => path;
 
@@ -209,15 +226,6 @@ async function listInstances(context: CallContext<GlobalvmProviderData>, groupId
 
 type Instances = NonNullable<Awaited<ReturnType<typeof listInstances>>>;
 
-/**
- * The group and its instances, read at once: a refresh of many groups is bound by these
- * round trips, so the two requests overlap instead of following each other.
- */
-async function readGroup(context: CallContext<GlobalvmProviderData>, id: string) {
-  const [group, instances] = await Promise.all([getGroup(context, id), listInstances(context, id)]);
-  return group && instances ? { group, instances } : null;
-}
-
 async function groupState(
   context: CallContext<GlobalvmProviderData>,
   group: VmGroup,
@@ -238,6 +246,7 @@ async function groupState(
     id: group.id,
     name: group.name,
     image: group.image,
+    image_family: group.image_family,
     image_version: group.image_version === null ? null : new CtyNumber(group.image_version),
     network: await networkAsConfigured(context, group.network, prior.network),
     region: group.region,
@@ -269,6 +278,7 @@ async function groupState(
     wait_for_ready: typeof prior.wait_for_ready === "boolean" ? prior.wait_for_ready : true,
     timeouts: prior.timeouts ?? null,
     datacenter: group.datacenter,
+    state: group.state,
     ...exposeState(group),
     instances: instances.map((instance) => ({
       id: instance.id,
@@ -324,6 +334,22 @@ function validate(config: ObjectValue, diagnostics: Diagnostics) {
       "machine",
     ]);
   }
+  const hasImage = typeof config.image === "string";
+  const hasFamily = typeof config.image_family === "string";
+  if (hasImage === hasFamily && !isUnknown(config.image) && !isUnknown(config.image_family)) {
+    diagnostics.error(
+      "Give exactly one image",
+      "Give `image` (an image id) or `image_family`, not both or neither.",
+      [hasImage ? "image_family" : "image"],
+    );
+  }
+  if (hasFamily && config.image_version !== null && config.image_version !== undefined) {
+    diagnostics.error(
+      "A family's group cannot pin a version",
+      "A group following `image_family` runs its image's current version; pin one with `image` instead.",
+      ["image_version"],
+    );
+  }
   const hasRegion = config.region !== null && config.region !== undefined;
   const hasPlacement = config.placement !== null && config.placement !== undefined;
   if (hasRegion && hasPlacement) {
@@ -370,7 +396,20 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
     attributes: {
       id: { type: "string", computed: true, planModifiers: [useStateForUnknown()] },
       name: { type: "string", required: true, planModifiers: [requiresReplace()] },
-      image: { type: "string", required: true, description: "Image id.", planModifiers: [requiresReplace()] },
+      image: {
+        type: "string",
+        optional: true,
+        computed: true,
+        description: "Image id; give it or `image_family`. With a family, the image the family names now.",
+        planModifiers: [useStateForUnknown(), requiresReplace()],
+      },
+      image_family: {
+        type: "string",
+        optional: true,
+        description:
+          "Follow an image family instead of one image: the group moves (one instance at a time) to whatever image the family names.",
+        planModifiers: [requiresReplace()],
+      },
       image_version: {
         type: "number",
         optional: true,
@@ -394,6 +433,12 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
       },
       wait_for_ready: { type: "bool", default: true },
       datacenter: { type: "string", computed: true },
+      state: {
+        type: "string",
+        computed: true,
+        description:
+          "The group's state. While an operation started by an apply that timed out still runs, the next plan shows it going to `ready`: that apply waits for the same operation again.",
+      },
       instances: { type: ["list", INSTANCE_TYPE], computed: true },
       endpoints: endpointsAttribute,
     },
@@ -444,7 +489,10 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
   validateConfig(config, diagnostics) {
     validate(config, diagnostics);
   },
-  async modifyPlan({ config }, context) {
+  async modifyPlan({ config, prior, planned }, context) {
+    // An operation an earlier apply stopped waiting for still runs: waiting again is a change.
+    if (prior && planned.wait_for_ready !== false && IN_FLIGHT.has(String(prior.state)))
+      planned.state = "ready";
     if (typeof config.region === "string") await checkRegion(context.providerData, config.region, ["region"]);
     if (isObject(config.placement) && Array.isArray(config.placement.regions)) {
       for (const [index, region] of config.placement.regions.entries()) {
@@ -490,7 +538,7 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
     });
   },
   async read({ state }, context) {
-    const found = await readGroup(context, String(state.id));
+    const found = await context.providerData.vmGroupReads.read(String(state.id), context.signal);
     if (!found) return null;
     return groupState(context, found.group, state, found.instances);
   },
@@ -508,12 +556,16 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
     if (JSON.stringify(next.metadata_from) !== JSON.stringify(before.metadata_from))
       body.metadata_from = next.metadata_from ?? {};
     const id = String(prior.id);
-    if (Object.keys(body).length > 0) {
-      const operation = expectData(
-        "Updating the VM group",
-        await api.PATCH("/v1/vm-groups/{id}", { params: { path: { id } }, body, signal: context.signal }),
-        keepPath,
-      );
+    // Nothing to change but an operation still running (an earlier apply timed out): re-attach.
+    const operation =
+      Object.keys(body).length > 0
+        ? expectData(
+            "Updating the VM group",
+            await api.PATCH("/v1/vm-groups/{id}", { params: { path: { id } }, body, signal: context.signal }),
+            keepPath,
+          )
+        : await runningOperationOf(api, id, context.signal);
+    if (operation) {
       if (plan.wait_for_ready !== false) {
         await waitForOperation(api, operation, {
           timeoutMs: timeoutOf(plan, "update"),

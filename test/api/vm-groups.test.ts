@@ -138,6 +138,54 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
       expect(one.id).toBe(instanceId);
       expect((await api.call("GET", `/v1/instances/${instanceId}`, { token: other.token })).status).toBe(404);
     });
+
+    it("lists groups by IDs and their instances in two requests, one page at a time", async () => {
+      const ids: string[] = [];
+      for (const name of ["batch-a", "batch-b", "batch-c"]) {
+        ids.push((await create({ name, region: "us-east", size: 2 })).body.target.id);
+      }
+      const [a, b, c] = ids as [string, string, string];
+      const rows = [a, a, b, c].map((vmGroupId, i) => ({
+        id: newId("instance"),
+        vmGroupId,
+        ordinal: i % 2,
+        datacenter: "us-east-a",
+      }));
+      await api.catalog.db.insert(instances).values(rows);
+      const read = (path: string, token = acme.readToken) => api.expectStatus(200, "GET", path, { token });
+
+      const groups = await read(`/v1/vm-groups?id=${a}&id=${b}`);
+      expect(groups.items.map((g: { id: string }) => g.id)).toEqual([a, b].sort());
+      expect((await read(`/v1/vm-groups?id=${c}`)).items.map((g: { name: string }) => g.name)).toEqual([
+        "batch-c",
+      ]);
+      const listed = await read(`/v1/instances?vm_group=${a}&vm_group=${b}`);
+      expect(listed.items.map((i: { id: string }) => i.id)).toEqual(
+        rows
+          .slice(0, 3)
+          .map((r) => r.id)
+          .sort(),
+      );
+      expect(listed.items.find((i: { vm_group_id: string }) => i.vm_group_id === b).name).toBe("batch-b-0");
+
+      const paged: string[] = [];
+      let token: string | null = null;
+      do {
+        const page = await read(
+          `/v1/instances?vm_group=${a}&vm_group=${b}&page_size=2${token ? `&page_token=${token}` : ""}`,
+        );
+        paged.push(...page.items.map((i: { id: string }) => i.id));
+        token = page.next_page_token;
+      } while (token);
+      expect(paged).toEqual(listed.items.map((i: { id: string }) => i.id));
+
+      // Another project's IDs filter to nothing; a malformed or too long list is a 400.
+      expect((await read(`/v1/vm-groups?id=${a}`, other.token)).items).toEqual([]);
+      expect((await read(`/v1/instances?vm_group=${a}`, other.token)).items).toEqual([]);
+      expect((await api.call("GET", "/v1/vm-groups?id=web", { token: acme.token })).status).toBe(400);
+      const tooMany = Array.from({ length: 101 }, () => `vm_group=${a}`).join("&");
+      expect((await api.call("GET", `/v1/instances?${tooMany}`, { token: acme.token })).status).toBe(400);
+    });
   });
 
   describe("errors", () => {

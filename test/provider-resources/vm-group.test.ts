@@ -131,6 +131,9 @@ describe("the idempotency key", () => {
   });
 });
 
+/** The ID of the n-th group the scripted control plane creates. */
+const groupId = (n: number) => `vmg_${String(n).padStart(26, "0")}`;
+
 /** A scripted control plane: POST /v1/vm-groups keyed by Idempotency-Key, operations that advance per poll. */
 function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
   const operations = new Map<string, { polls: number; groupId: string }>();
@@ -171,7 +174,7 @@ function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
       if (!id) {
         id = `op_${keys.size + 1}`;
         keys.set(key, id);
-        operations.set(id, { polls: 0, groupId: `vmg_${keys.size}` });
+        operations.set(id, { polls: 0, groupId: groupId(keys.size) });
       }
       return json(202, operation(id));
     }
@@ -182,32 +185,42 @@ function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
       if (op) op.polls++;
       return json(200, operation(opMatch[1] as string));
     }
-    const groupMatch = /^\/v1\/vm-groups\/(vmg_\d+)(\/instances)?$/.exec(url.pathname);
-    if (groupMatch) {
-      if (groupMatch[2]) {
-        return json(200, {
-          items: [0, 1].map((i) => ({
-            id: `ins_${i}`,
-            datacenter: "us-east-a",
-            address: `10.0.0.${i + 2}`,
-            state: "ready",
-          })),
-          next_page_token: null,
-        });
-      }
-      return json(200, {
-        id: groupMatch[1],
-        project_id: "prj_1",
-        ...createBody(config({ expose: [{ port: n(80), protocol: null }] })),
-        endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
-        image_version: null,
-        region: "us-east",
-        placement: null,
+    const instances = (groupId: string) =>
+      [0, 1].map((i) => ({
+        id: `ins_${i}`,
+        vm_group_id: groupId,
         datacenter: "us-east-a",
+        address: `10.0.0.${i + 2}`,
         state: "ready",
-        created_at: "2025-01-01T00:00:00Z",
-        updated_at: "2025-01-01T00:00:00Z",
-      });
+      }));
+    const group = (id: string) => ({
+      id,
+      project_id: "prj_1",
+      ...createBody(config({ expose: [{ port: n(80), protocol: null }] })),
+      endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
+      image_version: null,
+      region: "us-east",
+      placement: null,
+      datacenter: "us-east-a",
+      state: "ready",
+      created_at: "2025-01-01T00:00:00Z",
+      updated_at: "2025-01-01T00:00:00Z",
+    });
+    // A refresh lists the project's groups with their instances (or those of some IDs).
+    const listed = (filter: string) =>
+      url.searchParams.has(filter)
+        ? url.searchParams.getAll(filter)
+        : [...operations.values()].map((op) => op.groupId);
+    if (url.pathname === "/v1/vm-groups" && request.method === "GET") {
+      return json(200, { items: listed("id").map(group), next_page_token: null });
+    }
+    if (url.pathname === "/v1/instances") {
+      return json(200, { items: listed("vm_group").flatMap(instances), next_page_token: null });
+    }
+    const groupMatch = /^\/v1\/vm-groups\/(vmg_\w+)(\/instances)?$/.exec(url.pathname);
+    if (groupMatch) {
+      const id = groupMatch[1] as string;
+      return json(200, groupMatch[2] ? { items: instances(id), next_page_token: null } : group(id));
     }
     return json(404, { title: "Not Found", status: 404, code: "not_found", detail: url.pathname });
   };
@@ -231,13 +244,16 @@ describe("create", () => {
       context(fake.fetchImpl, lines),
     );
     expect(state).toMatchObject({
-      id: "vmg_1",
+      id: groupId(1),
       datacenter: "us-east-a",
       expose: [{ port: n(80), protocol: "tcp" }],
       endpoints: [{ port: n(80), protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
     });
     // An import reads the same state from the ID alone.
-    const imported = await vmGroupResource.read({ state: { id: "vmg_1" } }, context(fake.fetchImpl, lines));
+    const imported = await vmGroupResource.read(
+      { state: { id: groupId(1) } },
+      context(fake.fetchImpl, lines),
+    );
     expect(imported).toMatchObject({ expose: state.expose, endpoints: state.endpoints });
     expect(state.instances).toEqual([
       { id: "ins_0", datacenter: "us-east-a", address: "10.0.0.2", state: "ready" },
@@ -268,7 +284,7 @@ describe("create", () => {
     const longer = config({ timeouts: { create: "1m", update: null, delete: null } });
     // A changed timeout is part of the plan but not of the request: still the same operation.
     const state = await vmGroupResource.create({ plan: longer, config: longer }, context(fake.fetchImpl, []));
-    expect(state.id).toBe("vmg_1");
+    expect(state.id).toBe(groupId(1));
     expect(fake.keys.size).toBe(1);
   });
 

@@ -23,12 +23,9 @@ export const route = createRoute({
         .max(64)
         .optional()
         .openapi({ description: "Only the operations on this image or VM group (its ID)." }),
-      done: z
-        .enum(["true", "false"])
-        .optional()
-        .openapi({
-          description: "`false`: only operations still pending or running; `true`: only finished ones.",
-        }),
+      done: z.enum(["true", "false"]).optional().openapi({
+        description: "`false`: only operations still pending or running; `true`: only finished ones.",
+      }),
     }),
   },
   responses: {

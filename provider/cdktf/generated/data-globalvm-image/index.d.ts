@@ -3,6 +3,10 @@ import { Construct } from 'constructs';
 import * as cdktf from 'cdktf';
 export interface DataGlobalvmImageConfig extends cdktf.TerraformMetaArguments {
     /**
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/data-sources/image#family DataGlobalvmImage#family}
+    */
+    readonly family?: string;
+    /**
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/data-sources/image#id DataGlobalvmImage#id}
     *
     * Please be aware that the id field is automatically added to all resources in Terraform providers using a Terraform provider SDK version below 2.
@@ -73,6 +77,11 @@ export declare class DataGlobalvmImage extends cdktf.TerraformDataSource {
     */
     constructor(scope: Construct, id: string, config?: DataGlobalvmImageConfig);
     get digest(): string;
+    private _family?;
+    get family(): string;
+    set family(value: string);
+    resetFamily(): void;
+    get familyInput(): string | undefined;
     get format(): string;
     private _id?;
     get id(): string;
@@ -81,12 +90,14 @@ export declare class DataGlobalvmImage extends cdktf.TerraformDataSource {
     get idInput(): string | undefined;
     private _labels;
     get labels(): cdktf.StringMap;
+    get members(): string[];
     private _name?;
     get name(): string;
     set name(value: string);
     resetName(): void;
     get nameInput(): string | undefined;
     get originRegion(): string;
+    get pinnedVersion(): number;
     private _replicas;
     get replicas(): DataGlobalvmImageReplicasList;
     get replicateTo(): string[];

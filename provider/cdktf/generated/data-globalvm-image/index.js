@@ -140,6 +140,7 @@ export class DataGlobalvmImage extends cdktf.TerraformDataSource {
         this._labels = new cdktf.StringMap(this, "labels");
         // replicas - computed: true, optional: false, required: false
         this._replicas = new DataGlobalvmImageReplicasList(this, "replicas", false);
+        this._family = config.family;
         this._id = config.id;
         this._name = config.name;
     }
@@ -149,6 +150,19 @@ export class DataGlobalvmImage extends cdktf.TerraformDataSource {
     // digest - computed: true, optional: false, required: false
     get digest() {
         return this.getStringAttribute('digest');
+    }
+    get family() {
+        return this.getStringAttribute('family');
+    }
+    set family(value) {
+        this._family = value;
+    }
+    resetFamily() {
+        this._family = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get familyInput() {
+        return this._family;
     }
     // format - computed: true, optional: false, required: false
     get format() {
@@ -170,6 +184,10 @@ export class DataGlobalvmImage extends cdktf.TerraformDataSource {
     get labels() {
         return this._labels;
     }
+    // members - computed: true, optional: false, required: false
+    get members() {
+        return cdktf.Fn.tolist(this.getListAttribute('members'));
+    }
     get name() {
         return this.getStringAttribute('name');
     }
@@ -186,6 +204,10 @@ export class DataGlobalvmImage extends cdktf.TerraformDataSource {
     // origin_region - computed: true, optional: false, required: false
     get originRegion() {
         return this.getStringAttribute('origin_region');
+    }
+    // pinned_version - computed: true, optional: false, required: false
+    get pinnedVersion() {
+        return this.getNumberAttribute('pinned_version');
     }
     get replicas() {
         return this._replicas;
@@ -207,12 +229,19 @@ export class DataGlobalvmImage extends cdktf.TerraformDataSource {
     // =========
     synthesizeAttributes() {
         return {
+            family: cdktf.stringToTerraform(this._family),
             id: cdktf.stringToTerraform(this._id),
             name: cdktf.stringToTerraform(this._name),
         };
     }
     synthesizeHclAttributes() {
         const attrs = {
+            family: {
+                value: cdktf.stringToHclTerraform(this._family),
+                isBlock: false,
+                type: "simple",
+                storageClassType: "string",
+            },
             id: {
                 value: cdktf.stringToHclTerraform(this._id),
                 isBlock: false,

@@ -3,6 +3,18 @@ import { Construct } from 'constructs';
 import * as cdktf from 'cdktf';
 export interface ImageConfig extends cdktf.TerraformMetaArguments {
     /**
+    * The version VM groups following the image run. Set, it pins that version (an older one rolls the groups back, one instance at a time; new uploads do not move it). Left out, the image follows its newest active version, and a version pinned earlier is let go.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#current_version Image#current_version}
+    */
+    readonly currentVersion?: number;
+    /**
+    * The image family: `globalvm_image` data sources and VM groups naming it use the family's newest active image.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#family Image#family}
+    */
+    readonly family?: string;
+    /**
     * raw, qcow2 or iso.
     *
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#format Image#format}
@@ -14,6 +26,12 @@ export interface ImageConfig extends cdktf.TerraformMetaArguments {
     readonly labels?: {
         [key: string]: string;
     };
+    /**
+    * Project ids the image is shared with, read-only (they can boot it, never change it).
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#members Image#members}
+    */
+    readonly members?: string[];
     /**
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#name Image#name}
     */
@@ -40,6 +58,12 @@ export interface ImageConfig extends cdktf.TerraformMetaArguments {
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#source_hash Image#source_hash}
     */
     readonly sourceHash?: string;
+    /**
+    * deprecation block
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#deprecation Image#deprecation}
+    */
+    readonly deprecation?: ImageDeprecation[] | cdktf.IResolvable;
     /**
     * timeouts block
     *
@@ -82,6 +106,83 @@ export declare class ImageReplicasList extends cdktf.ComplexList {
     * @param index the index of the item to return
     */
     get(index: number): ImageReplicasOutputReference;
+}
+export interface ImageDeprecation {
+    /**
+    * When the version becomes deprecated.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#deprecate_at Image#deprecate_at}
+    */
+    readonly deprecateAt?: string;
+    /**
+    * When the version becomes obsolete.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#obsolete_at Image#obsolete_at}
+    */
+    readonly obsoleteAt?: string;
+    /**
+    * active, deprecated or obsolete, set now. Null: active (until a time below passes).
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#state Image#state}
+    */
+    readonly state?: string;
+    /**
+    * The version number (1 is the first upload).
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/image#version Image#version}
+    */
+    readonly version: number;
+}
+export declare function imageDeprecationToTerraform(struct?: ImageDeprecation | cdktf.IResolvable): any;
+export declare function imageDeprecationToHclTerraform(struct?: ImageDeprecation | cdktf.IResolvable): any;
+export declare class ImageDeprecationOutputReference extends cdktf.ComplexObject {
+    private isEmptyObject;
+    private resolvableValue?;
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param complexObjectIndex the index of this item in the list
+    * @param complexObjectIsFromSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource: cdktf.IInterpolatingParent, terraformAttribute: string, complexObjectIndex: number, complexObjectIsFromSet: boolean);
+    get internalValue(): ImageDeprecation | cdktf.IResolvable | undefined;
+    set internalValue(value: ImageDeprecation | cdktf.IResolvable | undefined);
+    private _deprecateAt?;
+    get deprecateAt(): string;
+    set deprecateAt(value: string);
+    resetDeprecateAt(): void;
+    get deprecateAtInput(): string | undefined;
+    get effectiveState(): string;
+    private _obsoleteAt?;
+    get obsoleteAt(): string;
+    set obsoleteAt(value: string);
+    resetObsoleteAt(): void;
+    get obsoleteAtInput(): string | undefined;
+    private _state?;
+    get state(): string;
+    set state(value: string);
+    resetState(): void;
+    get stateInput(): string | undefined;
+    private _version?;
+    get version(): number;
+    set version(value: number);
+    get versionInput(): number | undefined;
+}
+export declare class ImageDeprecationList extends cdktf.ComplexList {
+    protected terraformResource: cdktf.IInterpolatingParent;
+    protected terraformAttribute: string;
+    protected wrapsSet: boolean;
+    internalValue?: ImageDeprecation[] | cdktf.IResolvable;
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param wrapsSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource: cdktf.IInterpolatingParent, terraformAttribute: string, wrapsSet: boolean);
+    /**
+    * @param index the index of the item to return
+    */
+    get(index: number): ImageDeprecationOutputReference;
 }
 export interface ImageTimeouts {
     /**
@@ -137,7 +238,17 @@ export declare class Image extends cdktf.TerraformResource {
     * @param options ImageConfig
     */
     constructor(scope: Construct, id: string, config: ImageConfig);
+    private _currentVersion?;
+    get currentVersion(): number;
+    set currentVersion(value: number);
+    resetCurrentVersion(): void;
+    get currentVersionInput(): number | undefined;
     get digest(): string;
+    private _family?;
+    get family(): string;
+    set family(value: string);
+    resetFamily(): void;
+    get familyInput(): string | undefined;
     private _format?;
     get format(): string;
     set format(value: string);
@@ -155,6 +266,11 @@ export declare class Image extends cdktf.TerraformResource {
     get labelsInput(): {
         [key: string]: string;
     } | undefined;
+    private _members?;
+    get members(): string[];
+    set members(value: string[]);
+    resetMembers(): void;
+    get membersInput(): string[] | undefined;
     private _name?;
     get name(): string;
     set name(value: string);
@@ -163,6 +279,7 @@ export declare class Image extends cdktf.TerraformResource {
     get originRegion(): string;
     set originRegion(value: string);
     get originRegionInput(): string | undefined;
+    get pinnedVersion(): number;
     private _replicas;
     get replicas(): ImageReplicasList;
     private _replicateTo?;
@@ -181,6 +298,11 @@ export declare class Image extends cdktf.TerraformResource {
     resetSourceHash(): void;
     get sourceHashInput(): string | undefined;
     get version(): number;
+    private _deprecation;
+    get deprecation(): ImageDeprecationList;
+    putDeprecation(value: ImageDeprecation[] | cdktf.IResolvable): void;
+    resetDeprecation(): void;
+    get deprecationInput(): cdktf.IResolvable | ImageDeprecation[] | undefined;
     private _timeouts;
     get timeouts(): ImageTimeoutsOutputReference;
     putTimeouts(value: ImageTimeouts): void;

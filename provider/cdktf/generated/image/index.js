@@ -85,6 +85,186 @@ export class ImageReplicasList extends cdktf.ComplexList {
         return new ImageReplicasOutputReference(this.terraformResource, this.terraformAttribute, index, this.wrapsSet);
     }
 }
+export function imageDeprecationToTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    return {
+        deprecate_at: cdktf.stringToTerraform(struct.deprecateAt),
+        obsolete_at: cdktf.stringToTerraform(struct.obsoleteAt),
+        state: cdktf.stringToTerraform(struct.state),
+        version: cdktf.numberToTerraform(struct.version),
+    };
+}
+export function imageDeprecationToHclTerraform(struct) {
+    if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
+        return struct;
+    }
+    if (cdktf.isComplexElement(struct)) {
+        throw new Error("A complex element was used as configuration, this is not supported: https://cdk.tf/complex-object-as-configuration");
+    }
+    const attrs = {
+        deprecate_at: {
+            value: cdktf.stringToHclTerraform(struct.deprecateAt),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "string",
+        },
+        obsolete_at: {
+            value: cdktf.stringToHclTerraform(struct.obsoleteAt),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "string",
+        },
+        state: {
+            value: cdktf.stringToHclTerraform(struct.state),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "string",
+        },
+        version: {
+            value: cdktf.numberToHclTerraform(struct.version),
+            isBlock: false,
+            type: "simple",
+            storageClassType: "number",
+        },
+    };
+    // remove undefined attributes
+    return Object.fromEntries(Object.entries(attrs).filter(([_, value]) => value !== undefined && value.value !== undefined));
+}
+export class ImageDeprecationOutputReference extends cdktf.ComplexObject {
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param complexObjectIndex the index of this item in the list
+    * @param complexObjectIsFromSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource, terraformAttribute, complexObjectIndex, complexObjectIsFromSet) {
+        super(terraformResource, terraformAttribute, complexObjectIsFromSet, complexObjectIndex);
+        this.isEmptyObject = false;
+    }
+    get internalValue() {
+        if (this.resolvableValue) {
+            return this.resolvableValue;
+        }
+        let hasAnyValues = this.isEmptyObject;
+        const internalValueResult = {};
+        if (this._deprecateAt !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.deprecateAt = this._deprecateAt;
+        }
+        if (this._obsoleteAt !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.obsoleteAt = this._obsoleteAt;
+        }
+        if (this._state !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.state = this._state;
+        }
+        if (this._version !== undefined) {
+            hasAnyValues = true;
+            internalValueResult.version = this._version;
+        }
+        return hasAnyValues ? internalValueResult : undefined;
+    }
+    set internalValue(value) {
+        if (value === undefined) {
+            this.isEmptyObject = false;
+            this.resolvableValue = undefined;
+            this._deprecateAt = undefined;
+            this._obsoleteAt = undefined;
+            this._state = undefined;
+            this._version = undefined;
+        }
+        else if (cdktf.Tokenization.isResolvable(value)) {
+            this.isEmptyObject = false;
+            this.resolvableValue = value;
+        }
+        else {
+            this.isEmptyObject = Object.keys(value).length === 0;
+            this.resolvableValue = undefined;
+            this._deprecateAt = value.deprecateAt;
+            this._obsoleteAt = value.obsoleteAt;
+            this._state = value.state;
+            this._version = value.version;
+        }
+    }
+    get deprecateAt() {
+        return this.getStringAttribute('deprecate_at');
+    }
+    set deprecateAt(value) {
+        this._deprecateAt = value;
+    }
+    resetDeprecateAt() {
+        this._deprecateAt = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get deprecateAtInput() {
+        return this._deprecateAt;
+    }
+    // effective_state - computed: true, optional: false, required: false
+    get effectiveState() {
+        return this.getStringAttribute('effective_state');
+    }
+    get obsoleteAt() {
+        return this.getStringAttribute('obsolete_at');
+    }
+    set obsoleteAt(value) {
+        this._obsoleteAt = value;
+    }
+    resetObsoleteAt() {
+        this._obsoleteAt = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get obsoleteAtInput() {
+        return this._obsoleteAt;
+    }
+    get state() {
+        return this.getStringAttribute('state');
+    }
+    set state(value) {
+        this._state = value;
+    }
+    resetState() {
+        this._state = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get stateInput() {
+        return this._state;
+    }
+    get version() {
+        return this.getNumberAttribute('version');
+    }
+    set version(value) {
+        this._version = value;
+    }
+    // Temporarily expose input value. Use with caution.
+    get versionInput() {
+        return this._version;
+    }
+}
+export class ImageDeprecationList extends cdktf.ComplexList {
+    /**
+    * @param terraformResource The parent resource
+    * @param terraformAttribute The attribute on the parent resource this class is referencing
+    * @param wrapsSet whether the list is wrapping a set (will add tolist() to be able to access an item via an index)
+    */
+    constructor(terraformResource, terraformAttribute, wrapsSet) {
+        super(terraformResource, terraformAttribute, wrapsSet);
+        this.terraformResource = terraformResource;
+        this.terraformAttribute = terraformAttribute;
+        this.wrapsSet = wrapsSet;
+    }
+    /**
+    * @param index the index of the item to return
+    */
+    get(index) {
+        return new ImageDeprecationOutputReference(this.terraformResource, this.terraformAttribute, index, this.wrapsSet);
+    }
+}
 export function imageTimeoutsToTerraform(struct) {
     if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) {
         return struct;
@@ -240,23 +420,52 @@ export class Image extends cdktf.TerraformResource {
         });
         // replicas - computed: true, optional: false, required: false
         this._replicas = new ImageReplicasList(this, "replicas", false);
+        // deprecation - computed: false, optional: true, required: false
+        this._deprecation = new ImageDeprecationList(this, "deprecation", false);
         // timeouts - computed: false, optional: true, required: false
         this._timeouts = new ImageTimeoutsOutputReference(this, "timeouts");
+        this._currentVersion = config.currentVersion;
+        this._family = config.family;
         this._format = config.format;
         this._labels = config.labels;
+        this._members = config.members;
         this._name = config.name;
         this._originRegion = config.originRegion;
         this._replicateTo = config.replicateTo;
         this._source = config.source;
         this._sourceHash = config.sourceHash;
+        this._deprecation.internalValue = config.deprecation;
         this._timeouts.internalValue = config.timeouts;
     }
-    // ==========
-    // ATTRIBUTES
-    // ==========
+    get currentVersion() {
+        return this.getNumberAttribute('current_version');
+    }
+    set currentVersion(value) {
+        this._currentVersion = value;
+    }
+    resetCurrentVersion() {
+        this._currentVersion = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get currentVersionInput() {
+        return this._currentVersion;
+    }
     // digest - computed: true, optional: false, required: false
     get digest() {
         return this.getStringAttribute('digest');
+    }
+    get family() {
+        return this.getStringAttribute('family');
+    }
+    set family(value) {
+        this._family = value;
+    }
+    resetFamily() {
+        this._family = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get familyInput() {
+        return this._family;
     }
     get format() {
         return this.getStringAttribute('format');
@@ -288,6 +497,19 @@ export class Image extends cdktf.TerraformResource {
     get labelsInput() {
         return this._labels;
     }
+    get members() {
+        return cdktf.Fn.tolist(this.getListAttribute('members'));
+    }
+    set members(value) {
+        this._members = value;
+    }
+    resetMembers() {
+        this._members = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get membersInput() {
+        return this._members;
+    }
     get name() {
         return this.getStringAttribute('name');
     }
@@ -307,6 +529,10 @@ export class Image extends cdktf.TerraformResource {
     // Temporarily expose input value. Use with caution.
     get originRegionInput() {
         return this._originRegion;
+    }
+    // pinned_version - computed: true, optional: false, required: false
+    get pinnedVersion() {
+        return this.getNumberAttribute('pinned_version');
     }
     get replicas() {
         return this._replicas;
@@ -355,6 +581,19 @@ export class Image extends cdktf.TerraformResource {
     get version() {
         return this.getNumberAttribute('version');
     }
+    get deprecation() {
+        return this._deprecation;
+    }
+    putDeprecation(value) {
+        this._deprecation.internalValue = value;
+    }
+    resetDeprecation() {
+        this._deprecation.internalValue = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get deprecationInput() {
+        return this._deprecation.internalValue;
+    }
     get timeouts() {
         return this._timeouts;
     }
@@ -373,18 +612,34 @@ export class Image extends cdktf.TerraformResource {
     // =========
     synthesizeAttributes() {
         return {
+            current_version: cdktf.numberToTerraform(this._currentVersion),
+            family: cdktf.stringToTerraform(this._family),
             format: cdktf.stringToTerraform(this._format),
             labels: cdktf.hashMapper(cdktf.stringToTerraform)(this._labels),
+            members: cdktf.listMapper(cdktf.stringToTerraform, false)(this._members),
             name: cdktf.stringToTerraform(this._name),
             origin_region: cdktf.stringToTerraform(this._originRegion),
             replicate_to: cdktf.listMapper(cdktf.stringToTerraform, false)(this._replicateTo),
             source: cdktf.stringToTerraform(this._source),
             source_hash: cdktf.stringToTerraform(this._sourceHash),
+            deprecation: cdktf.listMapper(imageDeprecationToTerraform, true)(this._deprecation.internalValue),
             timeouts: imageTimeoutsToTerraform(this._timeouts.internalValue),
         };
     }
     synthesizeHclAttributes() {
         const attrs = {
+            current_version: {
+                value: cdktf.numberToHclTerraform(this._currentVersion),
+                isBlock: false,
+                type: "simple",
+                storageClassType: "number",
+            },
+            family: {
+                value: cdktf.stringToHclTerraform(this._family),
+                isBlock: false,
+                type: "simple",
+                storageClassType: "string",
+            },
             format: {
                 value: cdktf.stringToHclTerraform(this._format),
                 isBlock: false,
@@ -396,6 +651,12 @@ export class Image extends cdktf.TerraformResource {
                 isBlock: false,
                 type: "map",
                 storageClassType: "stringMap",
+            },
+            members: {
+                value: cdktf.listMapperHcl(cdktf.stringToHclTerraform, false)(this._members),
+                isBlock: false,
+                type: "set",
+                storageClassType: "stringList",
             },
             name: {
                 value: cdktf.stringToHclTerraform(this._name),
@@ -426,6 +687,12 @@ export class Image extends cdktf.TerraformResource {
                 isBlock: false,
                 type: "simple",
                 storageClassType: "string",
+            },
+            deprecation: {
+                value: cdktf.listMapperHcl(imageDeprecationToHclTerraform, true)(this._deprecation.internalValue),
+                isBlock: true,
+                type: "list",
+                storageClassType: "ImageDeprecationList",
             },
             timeouts: {
                 value: imageTimeoutsToHclTerraform(this._timeouts.internalValue),

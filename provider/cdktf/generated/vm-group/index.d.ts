@@ -3,11 +3,17 @@ import { Construct } from 'constructs';
 import * as cdktf from 'cdktf';
 export interface VmGroupConfig extends cdktf.TerraformMetaArguments {
     /**
-    * Image id.
+    * Image id; give it or `image_family`. With a family, the image the family names now.
     *
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#image VmGroup#image}
     */
-    readonly image: string;
+    readonly image?: string;
+    /**
+    * Follow an image family instead of one image: the group moves (one instance at a time) to whatever image the family names.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#image_family VmGroup#image_family}
+    */
+    readonly imageFamily?: string;
     /**
     * Pinned version; null follows the current one.
     *
@@ -456,7 +462,13 @@ export declare class VmGroup extends cdktf.TerraformResource {
     private _image?;
     get image(): string;
     set image(value: string);
+    resetImage(): void;
     get imageInput(): string | undefined;
+    private _imageFamily?;
+    get imageFamily(): string;
+    set imageFamily(value: string);
+    resetImageFamily(): void;
+    get imageFamilyInput(): string | undefined;
     private _imageVersion?;
     get imageVersion(): number;
     set imageVersion(value: number);
@@ -502,6 +514,7 @@ export declare class VmGroup extends cdktf.TerraformResource {
     get size(): number;
     set size(value: number);
     get sizeInput(): number | undefined;
+    get state(): string;
     private _waitForReady?;
     get waitForReady(): boolean | cdktf.IResolvable;
     set waitForReady(value: boolean | cdktf.IResolvable);

@@ -1021,6 +1021,7 @@ export class VmGroup extends cdktf.TerraformResource {
         // timeouts - computed: false, optional: true, required: false
         this._timeouts = new VmGroupTimeoutsOutputReference(this, "timeouts");
         this._image = config.image;
+        this._imageFamily = config.imageFamily;
         this._imageVersion = config.imageVersion;
         this._metadata = config.metadata;
         this._metadataFrom.internalValue = config.metadataFrom;
@@ -1054,9 +1055,25 @@ export class VmGroup extends cdktf.TerraformResource {
     set image(value) {
         this._image = value;
     }
+    resetImage() {
+        this._image = undefined;
+    }
     // Temporarily expose input value. Use with caution.
     get imageInput() {
         return this._image;
+    }
+    get imageFamily() {
+        return this.getStringAttribute('image_family');
+    }
+    set imageFamily(value) {
+        this._imageFamily = value;
+    }
+    resetImageFamily() {
+        this._imageFamily = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get imageFamilyInput() {
+        return this._imageFamily;
     }
     get imageVersion() {
         return this.getNumberAttribute('image_version');
@@ -1146,6 +1163,10 @@ export class VmGroup extends cdktf.TerraformResource {
     get sizeInput() {
         return this._size;
     }
+    // state - computed: true, optional: false, required: false
+    get state() {
+        return this.getStringAttribute('state');
+    }
     get waitForReady() {
         return this.getBooleanAttribute('wait_for_ready');
     }
@@ -1214,6 +1235,7 @@ export class VmGroup extends cdktf.TerraformResource {
     synthesizeAttributes() {
         return {
             image: cdktf.stringToTerraform(this._image),
+            image_family: cdktf.stringToTerraform(this._imageFamily),
             image_version: cdktf.numberToTerraform(this._imageVersion),
             metadata: cdktf.hashMapper(cdktf.stringToTerraform)(this._metadata),
             metadata_from: cdktf.hashMapper(vmGroupMetadataFromToTerraform)(this._metadataFrom.internalValue),
@@ -1232,6 +1254,12 @@ export class VmGroup extends cdktf.TerraformResource {
         const attrs = {
             image: {
                 value: cdktf.stringToHclTerraform(this._image),
+                isBlock: false,
+                type: "simple",
+                storageClassType: "string",
+            },
+            image_family: {
+                value: cdktf.stringToHclTerraform(this._imageFamily),
                 isBlock: false,
                 type: "simple",
                 storageClassType: "string",
