@@ -1,17 +1,24 @@
 // The control-plane HTTP app: OpenAPI routes, auth, and the problem+json error model.
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { Scalar } from "@scalar/hono-api-reference";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { requestFieldErrors } from "../common/http/field-errors.ts";
 import { authenticate } from "./auth.ts";
+import { registerDocs } from "./docs/route.ts";
 import type { AppEnv, Services } from "./env.ts";
 import { ApiError, errors, problemOf } from "./errors.ts";
+import { registerMetricsRoute } from "./metrics-route.ts";
 import { registerRoutes } from "./routes/index.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export function createApp(services: Services, options: { log?: (line: string) => void } = {}) {
+export interface AppOptions {
+  log?: (line: string) => void;
+  /** /metrics without a token (GLOBALVM_METRICS_PUBLIC=1); otherwise a `metrics` or admin token. */
+  metricsPublic?: boolean;
+}
+
+export function createApp(services: Services, options: AppOptions = {}) {
   const log = options.log ?? ((line) => console.error(line));
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
@@ -23,6 +30,10 @@ export function createApp(services: Services, options: { log?: (line: string) =>
     c.set("services", services);
     await next();
   });
+  // Every answer counted by route template; an app built without services (the OpenAPI
+  // document's generator) records nothing.
+  const recordHttp = services.metrics?.http.middleware();
+  if (recordHttp) app.use("*", recordHttp);
   app.use(
     "/v1/*",
     bodyLimit({
@@ -63,6 +74,7 @@ export function createApp(services: Services, options: { log?: (line: string) =>
 
   // Public keys of transfer and instance tokens, for regional managers to verify them.
   app.get("/.well-known/jwks.json", async (c) => c.json(await services.signingKeys.jwks()));
+  registerMetricsRoute(app, { public: options.metricsPublic ?? false });
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",
@@ -71,7 +83,7 @@ export function createApp(services: Services, options: { log?: (line: string) =>
   });
   registerRoutes(app);
 
-  app.doc31("/openapi.json", {
+  const documentConfig = {
     openapi: "3.1.0",
     info: {
       title: "globalvm control plane",
@@ -80,8 +92,10 @@ export function createApp(services: Services, options: { log?: (line: string) =>
         "Declare VM images and VM groups in any region. Long-running changes return an Operation (HTTP 202). Errors are RFC 9457 problem+json with a stable `code`.",
     },
     servers: [{ url: "/" }],
-  });
-  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "globalvm API reference" }));
+  };
+  app.doc31("/openapi.json", documentConfig);
+  // The reference page, rendered here from the same document: no CDN, works offline.
+  registerDocs(app, () => app.getOpenAPI31Document(documentConfig));
   return app;
 }
 

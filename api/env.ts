@@ -1,6 +1,7 @@
 import type { TokenScope } from "../schemas/projects.ts";
 import type { Catalog, CatalogDb } from "./catalog/db.ts";
 import type { OperationEvents } from "./catalog/operations.ts";
+import type { ControlPlaneMetrics } from "./metrics.ts";
 import type {
   InstanceTokenSigner,
   NetworkTokenSigner,
@@ -26,6 +27,8 @@ export interface Services {
   instanceTokens: InstanceTokenSigner;
   networkTokens: NetworkTokenSigner;
   now: () => Date;
+  /** This control plane's Prometheus registry and what records into it (api/metrics.ts). */
+  metrics: ControlPlaneMetrics;
   /**
    * Told after a network's firewall rules changed, to send them to the managers with its guests
    * (set by startControlPlane; an app built without it, as in route tests, sends nothing).

@@ -13,6 +13,7 @@ import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.t
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { RetryPolicy } from "./catalog/job-queues.ts";
 import type { Services } from "./env.ts";
+import { metricsPublicFrom } from "./metrics.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
 import { firewallPusher } from "./orchestrator/firewalls.ts";
 import { ReplicaCollector } from "./orchestrator/images/collector.ts";
@@ -56,6 +57,8 @@ export interface ControlPlaneOptions {
   /** Replicas outside the policy unused this long are collected (default: GLOBALVM_REPLICA_IDLE_SECONDS, else 1 h). */
   replicaIdleSeconds?: number;
   log?: (line: string) => void;
+  /** /metrics answers without a token (default: GLOBALVM_METRICS_PUBLIC, else false). */
+  metricsPublic?: boolean;
   /** Timeouts and connection limit of the HTTP server (DEFAULT_HTTP_LIMITS for what is not set). */
   http?: Partial<HttpLimits>;
 }
@@ -84,7 +87,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   }
   // Rule changes reach the managers from whichever process took them.
   services.firewallChanged = firewallPusher(services, options.log ?? ((line) => console.error(line)));
-  const app = createApp(services, { log: options.log });
+  const app = createApp(services, {
+    log: options.log,
+    metricsPublic: options.metricsPublic ?? metricsPublicFrom(process.env),
+  });
   const runner =
     options.orchestrate === false
       ? undefined

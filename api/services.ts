@@ -1,6 +1,7 @@
 import type { Catalog } from "./catalog/db.ts";
 import { OperationEvents } from "./catalog/operations.ts";
 import type { Services } from "./env.ts";
+import { ControlPlaneMetrics } from "./metrics.ts";
 import { instanceTokenSigner, networkTokenSigner, SigningKeyring, transferTokenSigner } from "./signing.ts";
 import type { KeyEncryptionKey } from "./signing-key-wrap.ts";
 
@@ -19,5 +20,6 @@ export async function createServices(catalog: Catalog, kek: KeyEncryptionKey): P
     instanceTokens: instanceTokenSigner(signingKeys),
     networkTokens: networkTokenSigner(signingKeys),
     now,
+    metrics: new ControlPlaneMetrics(catalog.db, now),
   };
 }

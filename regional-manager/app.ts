@@ -9,6 +9,7 @@ import { type Log, managerRoutes, registerTokenSchemes } from "./http/openapi.ts
 import { createInstanceApp } from "./instances/app.ts";
 import type { InstanceManager } from "./instances/instance-manager.ts";
 import { createMetadataApp } from "./metadata/app.ts";
+import { type ManagerMetrics, type ManagerMetricsAccess, metricsHandler } from "./metrics.ts";
 import { createNetworkApp } from "./network/app.ts";
 import { createReplicaApp } from "./replicas/app.ts";
 import { createTransferApp, type TransferAppOptions } from "./transfer/app.ts";
@@ -21,13 +22,26 @@ export interface ManagerAppOptions {
   replicas?: Omit<Parameters<typeof createReplicaApp>[0], "log">;
   instances?: { instances: InstanceManager; verifier: InstanceTokenVerifier };
   networks?: { instances: InstanceManager; verifier: NetworkTokenVerifier };
+  /** Prometheus metrics: recorded for every request, served at /metrics to whom `access` allows. */
+  metrics?: { metrics: ManagerMetrics; access: ManagerMetricsAccess };
 }
 
 export function createManagerApp(options: ManagerAppOptions): OpenAPIHono {
   const log = options.log ?? (() => {});
   const app = managerRoutes(log);
+  if (options.metrics) {
+    app.use("*", options.metrics.metrics.http.middleware());
+    app.get("/metrics", metricsHandler(options.metrics.metrics, options.metrics.access));
+  }
   app.get("/healthz", (c) => c.json({ status: "ok", datacenter: options.datacenter }));
-  app.route("/", createTransferApp({ ...options.transfer, log }));
+  app.route(
+    "/",
+    createTransferApp({
+      ...options.transfer,
+      log,
+      ...(options.metrics ? { recorder: options.metrics.metrics } : {}),
+    }),
+  );
   if (options.replicas) app.route("/", createReplicaApp({ ...options.replicas, log }));
   if (options.instances) {
     app.route("/", createInstanceApp({ ...options.instances, log }));

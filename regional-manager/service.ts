@@ -16,6 +16,7 @@ import {
   httpServerOptions,
 } from "../common/http-limits.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
+import { assertStrongSecret } from "../common/secret-strength.ts";
 import { CONTROL_PLANE_TOKEN_ISSUER, controlPlaneKeys } from "../common/tokens/control-plane-jwt.ts";
 import { createInstanceTokenVerifier } from "../common/tokens/instance-token.ts";
 import { createNetworkTokenVerifier } from "../common/tokens/network-token.ts";
@@ -29,6 +30,7 @@ import { ControlPlaneClient } from "./control-plane-client.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
 import { InternalNameCache } from "./metadata/name-cache.ts";
+import { ManagerMetrics, type ManagerMetricsAccess, managerMetricsAccessFrom } from "./metrics.ts";
 import { EndpointPorts } from "./network/endpoints.ts";
 import { NetworkFirewalls } from "./network/firewalls.ts";
 import { GuestNetworks } from "./network/guests.ts";
@@ -68,6 +70,11 @@ export interface RegionalManagerOptions {
   /** A JWKS file of the control plane's public keys, trusted instead of the JWKS it serves. */
   controlPlaneKeysFile?: string;
   /**
+   * Who may read /metrics (regional-manager/metrics.ts): default from GLOBALVM_MANAGER_METRICS_TOKEN
+   * and GLOBALVM_METRICS_PUBLIC, else the loopback only.
+   */
+  metricsAccess?: ManagerMetricsAccess;
+  /**
    * Attach guests to their networks on this host (bridges, VXLAN, taps, nftables in the
    * manager's network namespace; needs root or CAP_NET_ADMIN). `underlayAddress` is this host's
    * address toward the other datacenters. Without it guests get their metadata link only.
@@ -89,6 +96,8 @@ export type RegionalManagerLimits = ManifestLimits & GuestAttributeLimits;
 
 export interface RunningRegionalManager {
   url: string;
+  /** This manager's Prometheus registry and recorders. */
+  metrics: ManagerMetrics;
   store: ImageStore;
   instances: InstanceManager;
   /** Detaches from running guests (they keep running and are reattached on the next start). */
@@ -102,6 +111,11 @@ export function catalogDigest(hex: string): string {
 
 export async function startRegionalManager(options: RegionalManagerOptions): Promise<RunningRegionalManager> {
   const log = options.log ?? ((line) => console.error(line));
+  const metricsAccess = options.metricsAccess ?? managerMetricsAccessFrom(process.env);
+  // A scraper's token is a secret like any other: a guessable one would open the figures.
+  if (metricsAccess.token !== undefined)
+    assertStrongSecret("GLOBALVM_MANAGER_METRICS_TOKEN", metricsAccess.token);
+  const metrics = new ManagerMetrics(options.datacenter);
   // Chunks and images of every project, instance records: this user's only.
   preparePrivateDir(options.dataDir);
   const store = await ImageStore.open(join(options.dataDir, "store"), {
@@ -200,9 +214,17 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     datacenter: options.datacenter,
     issuer: CONTROL_PLANE_TOKEN_ISSUER,
   });
+  driver.on("state", (change) => metrics.guestStateChanged(change));
+  metrics.watch({
+    store: () => store.stats(),
+    freeBytes: async () => (await measureCapacity(options.dataDir)).disk_bytes,
+    guests: () => driver.list(),
+    waitingLongPolls: () => metadata.waitingLongPolls(),
+  });
   const app = createManagerApp({
     datacenter: options.datacenter,
     log,
+    metrics: { metrics, access: metricsAccess },
     transfer: { store, verifier, reporter },
     replicas: { store, verifier, reporter, pulls, instancesBootingFrom },
     instances: { instances, verifier: instanceVerifier },
@@ -234,8 +256,10 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       expectedDigest: wanted.digest.replace(/^sha256:/, ""),
       expectedSize: wanted.size,
       project: wanted.project_id,
-      sources: wanted.sources.map((s) => ({ url: s.url, token: s.token })),
+      sources: wanted.sources.map((s) => ({ url: s.url, token: s.token, datacenter: s.datacenter })),
       reporter,
+      recorder: metrics,
+      datacenter: options.datacenter,
       onProgress: (progress) => {
         last = progress;
       },
@@ -305,6 +329,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
 
   return {
     url,
+    metrics,
     store,
     instances,
     async close() {

@@ -1,7 +1,8 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema, NameSchema, TimestampSchema } from "./common.ts";
 
-export const TOKEN_SCOPES = ["read", "write", "admin"] as const;
+/** `metrics`: reads the control plane's /metrics and nothing else (a Prometheus scraper's token). */
+export const TOKEN_SCOPES = ["read", "write", "admin", "metrics"] as const;
 export const TokenScopeSchema = z.enum(TOKEN_SCOPES);
 export type TokenScope = z.infer<typeof TokenScopeSchema>;
 

@@ -72,7 +72,7 @@ export const apiTokens = pgTable(
     index("api_tokens_project_idx").on(t.projectId, t.id),
     check(
       "api_tokens_scopes_valid",
-      sql`${t.scopes} <@ array['read','write','admin','manager']::text[] and cardinality(${t.scopes}) > 0`,
+      sql`${t.scopes} <@ array['read','write','admin','metrics','manager']::text[] and cardinality(${t.scopes}) > 0`,
     ),
     check("api_tokens_admin_has_no_project", sql`not ('admin' = any(${t.scopes})) or ${t.projectId} is null`),
     check(

@@ -207,6 +207,7 @@ export class OperationRunner {
     // Ended already (cancelled while pending, or finished by an earlier attempt): nothing to do.
     if (!claimed) return;
     operationEvents.changed(id);
+    if (attempt === 1) services.metrics.operationStarted(claimed.kind);
 
     const superseded = new AbortController();
     const signal = AbortSignal.any([this.#stop.signal, job.signal, superseded.signal]);
@@ -264,9 +265,11 @@ export class OperationRunner {
       if (outcome.state === "retrying") {
         this.#log(`[INFO] ${claimed.kind} ${id}: ${outcome.error.message}; retrying with backoff`);
         await write({ error: outcome.error });
+        services.metrics.operationRetrying(claimed.kind);
         throw error; // pg-boss schedules the next attempt after its backoff
       }
       await write({ state: outcome.state, error: outcome.error });
+      services.metrics.operationFinished(claimed.kind, outcome.state, claimed.createdAt, now());
       return;
     }
     await write({
@@ -275,14 +278,20 @@ export class OperationRunner {
       error: null,
       progress: mergeProgress(current.progress, { step: "done" }),
     });
+    services.metrics.operationFinished(claimed.kind, "succeeded", claimed.createdAt, now());
   }
 
   /** A job whose last attempt died with its process: the operation fails with what pg-boss saw. */
   async #recordGaveUp(job: JobWithMetadata<OperationJob>) {
-    const { db, now, operationEvents } = this.#options.services;
+    const { db, now, operationEvents, metrics } = this.#options.services;
     const id = job.data.operationId;
     const [row] = await db
-      .select({ attempts: operations.attempts })
+      .select({
+        attempts: operations.attempts,
+        kind: operations.kind,
+        state: operations.state,
+        createdAt: operations.createdAt,
+      })
       .from(operations)
       .where(eq(operations.id, id));
     const output = job.sourceOutput as { message?: string; value?: { message?: string } } | null;
@@ -294,6 +303,9 @@ export class OperationRunner {
       { code: "gave_up", message: gaveUpMessage(row?.attempts ?? 0, reason) },
       now(),
     );
+    // Counted once: only an operation still open is failed here.
+    if (row && (row.state === "pending" || row.state === "running"))
+      metrics.operationFinished(row.kind, "failed", row.createdAt, now());
   }
 
   #log(line: string) {

@@ -280,6 +280,13 @@ export class MetadataService extends EventEmitter<MetadataServiceEvents> {
     return { ...this.#require(instanceId).guestAttributes };
   }
 
+  /** Long-polls (wait_for_change) held open now, over every instance: a gauge's figure. */
+  waitingLongPolls(): number {
+    let waiting = 0;
+    for (const instance of this.#instances.values()) waiting += instance.waiters.size;
+    return waiting;
+  }
+
   /** Stops serving the instance: its listener closes and pending long-polls end. */
   async unregisterInstance(instanceId: string): Promise<void> {
     const instance = this.#instances.get(instanceId);

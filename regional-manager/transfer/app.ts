@@ -29,6 +29,7 @@ import {
   transferTokenSecurity,
 } from "../http/openapi.ts";
 import { invalidField } from "../http/problems.ts";
+import type { TransferRecorder } from "../metrics.ts";
 import { READ_BUFFER_BYTES } from "../store/chunk-store.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageStore } from "../store/image-store.ts";
@@ -45,6 +46,8 @@ export interface TransferAppOptions {
   reporter?: ReplicaReporter;
   /** Where failures the manager did not expect (500s) are told. */
   log?: Log;
+  /** Counts the bytes and chunks that move (regional-manager/metrics.ts). */
+  recorder?: TransferRecorder;
 }
 
 const FormatQuery = z.object({
@@ -195,7 +198,17 @@ export const transferRoutes = {
     tags: ["transfer"],
     summary: "Stream the requested chunks of an available version, in the order asked",
     security,
-    request: { params: ImageVersionParams, body: binaryBody("Concatenated 32-byte digests") },
+    request: {
+      params: ImageVersionParams,
+      query: z.object({
+        peer: z
+          .string()
+          .regex(/^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/)
+          .optional()
+          .openapi({ description: "The pulling datacenter's name, for this manager's metrics only" }),
+      }),
+      body: binaryBody("Concatenated 32-byte digests"),
+    },
     responses: {
       200: binaryAnswer(
         "The data of the chunks asked for, concatenated in the order asked (Content-Length set)",
@@ -283,7 +296,7 @@ function chunkIndex(manifest: Manifest): Map<string, ChunkRef> {
  * token for its image version, this datacenter and the route's action.
  */
 export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
-  const { store, verifier, reporter } = options;
+  const { store, verifier, reporter, recorder } = options;
   const app = managerRoutes(options.log);
   // A sending pull holds at most three: one read ahead, one read, one the socket has yet to take.
   const sendBuffers = new BufferPool(READ_BUFFER_BYTES, 12);
@@ -301,6 +314,8 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project });
     // Scoped to the project: see missingChunksOfUpload.
     const missing = await store.missingChunksOfUpload(imageId, version, project);
+    // What the client need not send: the dedup the upload gains from what is stored here.
+    recorder?.chunks("upload", "skipped", Math.max(0, chunkIndex(manifest).size - missing.length));
     return c.body(new Uint8Array(encodeDigestList(missing)), 200, {
       "content-type": "application/octet-stream",
       "x-missing-chunks": String(missing.length),
@@ -325,13 +340,19 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
         for await (const piece of body) {
           for (const record of decoder.push(piece)) {
             received++;
+            recorder?.bytesIn("client", record.data.length);
             // Counted per version: whether another image holds the chunk is not the sender's to know.
             if (await writer.receive(record.digest, record.data)) stored++;
           }
         }
       }
       if (!decoder.atBoundary) throw new ChunkRecordError("the chunk stream ends inside a record");
+    } catch (error) {
+      if (error instanceof StoreError && error.code === "CHUNK_DIGEST_MISMATCH")
+        recorder?.verificationFailed("upload");
+      throw error;
     } finally {
+      recorder?.chunks("upload", "received", received);
       // What was verified is kept even when the request fails: a retry will not resend it.
       await writer.flush();
     }
@@ -356,8 +377,9 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
       checkImageSize(declared, store.limits);
       checkTicketSize(declared, claims);
     }
-    const body = requestBody(c);
-    if (!body) throw invalidField("body", "send the image as the body");
+    const sent = requestBody(c);
+    if (!sent) throw invalidField("body", "send the image as the body");
+    const body = recorder ? countedBody(sent, (bytes) => recorder.bytesIn("client", bytes)) : sent;
     const record = await receiveWholeImage(store, {
       imageId,
       version,
@@ -391,9 +413,11 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
 
   app.openapi(transferRoutes.postPeerChunks, async (c) => {
     const { imageId, version } = c.req.valid("param");
+    const { peer } = c.req.valid("query");
     await authorize(c, imageId, version, "read");
     const { manifest } = availableVersion(store, imageId, version);
     const index = chunkIndex(manifest);
+    const sent = (bytes: number) => recorder?.bytesOut(peer ?? "unknown", bytes);
     // No request names more than the version's distinct chunks.
     const digests = decodeDigestList(await readBody(c, index.size * DIGEST_BYTES));
     checkDistinct(digests);
@@ -411,10 +435,10 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     };
     const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
     if (outgoing) {
-      sendChunkData(outgoing, headers, store, digests, sendBuffers);
+      sendChunkData(outgoing, headers, store, digests, sendBuffers, sent);
       return RESPONSE_ALREADY_SENT as never;
     }
-    return c.body(chunkDataStream(store, digests), 200, headers);
+    return c.body(chunkDataStream(store, digests, sent), 200, headers);
   });
 
   return app;
@@ -443,6 +467,7 @@ function sendChunkData(
   store: ImageStore,
   digests: readonly string[],
   pool: BufferPool,
+  sent: (bytes: number) => void,
 ): void {
   // A puller that goes away stops the reads, and whatever waits for the socket.
   const gone = new AbortController();
@@ -450,7 +475,10 @@ function sendChunkData(
   const send = async () => {
     response.writeHead(200, headers);
     for await (const data of store.chunks.readData(digests, () => pool.take())) {
-      const drained = response.write(data, () => pool.give(data));
+      const drained = response.write(data, (error) => {
+        if (!error) sent(data.length);
+        pool.give(data);
+      });
       if (!drained) await once(response, "drain", { signal: gone.signal });
     }
     response.end();
@@ -462,16 +490,34 @@ function sendChunkData(
 }
 
 /** The same bytes as a web stream, for callers of the app that are not a Node server (tests). */
-function chunkDataStream(store: ImageStore, digests: readonly string[]): ReadableStream<Uint8Array> {
+function chunkDataStream(
+  store: ImageStore,
+  digests: readonly string[],
+  sent: (bytes: number) => void,
+): ReadableStream<Uint8Array> {
   const data = store.chunks.readData(digests, () => Buffer.allocUnsafe(READ_BUFFER_BYTES));
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const next = await data.next();
       if (next.done) controller.close();
-      else controller.enqueue(next.value);
+      else {
+        sent(next.value.length);
+        controller.enqueue(next.value);
+      }
     },
     async cancel() {
       await data.return(undefined);
     },
   });
+}
+
+/** The body, telling `count` of each piece as it is read (a whole-image upload's bytes). */
+async function* countedBody(
+  body: AsyncIterable<Uint8Array>,
+  count: (bytes: number) => void,
+): AsyncIterable<Uint8Array> {
+  for await (const piece of body) {
+    count(piece.byteLength);
+    yield piece;
+  }
 }

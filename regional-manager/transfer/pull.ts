@@ -7,6 +7,7 @@ import {
   encodeDigestList,
   type Manifest,
 } from "../../common/image-format/manifest.ts";
+import type { TransferRecorder } from "../metrics.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
@@ -18,6 +19,8 @@ import { availableReport, type ReplicaReporter } from "./reporter.ts";
 export interface PullSource {
   url: string;
   token: string;
+  /** The source's datacenter, for metrics (the control plane names it with the source). */
+  datacenter?: string;
 }
 
 /**
@@ -66,6 +69,10 @@ export interface PullOptions {
   concurrency?: number;
   /** Least time between two `transferring` reports to the control plane. */
   reportIntervalMs?: number;
+  /** Counts bytes and chunks received, skipped and refused (regional-manager/metrics.ts). */
+  recorder?: TransferRecorder;
+  /** This manager's datacenter, told to the source for its metrics. */
+  datacenter?: string;
 }
 
 export class PullError extends Error {
@@ -129,6 +136,7 @@ export async function fetchChunks(
   digests: readonly string[],
   events: { onChunk: (digest: string, length: number) => void; onWire: (bytes: number) => void },
   signal: AbortSignal | undefined,
+  puller?: string,
 ): Promise<void> {
   const body = encodeDigestList(digests);
   events.onWire(body.length);
@@ -140,7 +148,9 @@ export async function fetchChunks(
   try {
     await streamChunkData(
       {
-        url: versionUrl(source, imageId, version, "chunks"),
+        url:
+          versionUrl(source, imageId, version, "chunks") +
+          (puller === undefined ? "" : `?peer=${encodeURIComponent(puller)}`),
         token: source.token,
         body,
         expectedBytes: sequence.totalBytes,
@@ -199,6 +209,9 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
     }
     const manifest = store.getManifest(imageId, version) ?? (begun as Manifest);
     const initial = store.missingChunkRefs(imageId, version);
+    // Distinct chunks the store had before this pull began: what it did not move.
+    const distinct = new Set(manifest.chunks.filter((c) => !c.zero).map((c) => c.digest)).size;
+    options.recorder?.chunks("pull", "skipped", Math.max(0, distinct - initial.length));
     let holdings = versionHoldings(manifest, initial);
     const progress: PullProgress = {
       bytesDone: holdings.bytesHeld,
@@ -270,11 +283,31 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
           options.batchBytes ?? DEFAULT_BATCH_BYTES,
           (chunk) => chunk,
         ).map((batch) => batch.map((chunk) => chunk.digest));
+        const peer = source.datacenter ?? "unknown";
+        const recorder = options.recorder;
+        const counted = recorder
+          ? (digest: string, length: number) => {
+              onChunk(digest, length);
+              recorder.bytesIn(peer, length);
+              recorder.chunks("pull", "received", 1);
+            }
+          : onChunk;
         await runPool(batches, options.concurrency ?? DEFAULT_CONCURRENCY, (batch) =>
-          fetchChunks(store, source, imageId, version, batch, { onChunk, onWire }, signal),
+          fetchChunks(
+            store,
+            source,
+            imageId,
+            version,
+            batch,
+            { onChunk: counted, onWire },
+            signal,
+            options.datacenter,
+          ),
         );
       } catch (error) {
         errors.push(error);
+        if (error instanceof StoreError && error.code === "CHUNK_DIGEST_MISMATCH")
+          options.recorder?.verificationFailed("pull");
         // A local fault is not cured by asking another source.
         if (signal?.aborted || (error instanceof StoreError && error.code === "DISK_FULL")) throw error;
       }

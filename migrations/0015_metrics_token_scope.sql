@@ -1,0 +1,2 @@
+ALTER TABLE "api_tokens" DROP CONSTRAINT "api_tokens_scopes_valid";--> statement-breakpoint
+ALTER TABLE "api_tokens" ADD CONSTRAINT "api_tokens_scopes_valid" CHECK ("api_tokens"."scopes" <@ array['read','write','admin','metrics','manager']::text[] and cardinality("api_tokens"."scopes") > 0);
