@@ -137,3 +137,19 @@ export function assertBootable(image: { name: string }, version: VersionLifecycl
     );
   }
 }
+
+/**
+ * The VM groups using an image, as its owner may read them: its own by name, those of member
+ * projects only counted (their names are theirs).
+ */
+export function describeImageUsers(
+  users: readonly { name: string; projectId: string }[],
+  owner: string,
+): string {
+  const own = users.filter((u) => u.projectId === owner).map((u) => u.name);
+  const others = users.length - own.length;
+  return [
+    ...(own.length > 0 ? [`VM groups ${own.join(", ")}`] : []),
+    ...(others > 0 ? [`${others} VM group(s) of projects it is shared with`] : []),
+  ].join(" and ");
+}

@@ -382,9 +382,17 @@ describe.each(CATALOG_KINDS)("image lifecycle (%s)", (kind) => {
     expect(own.items).toEqual([]);
     const listed = await api.expectStatus(200, "GET", "/v1/images?shared=true", { token: other.token });
     expect(listed.items.map((i: { id: string }) => i.id)).toEqual([id]);
-    await api.expectStatus(202, "POST", "/v1/vm-groups", {
+    const borrowed = await api.expectStatus(202, "POST", "/v1/vm-groups", {
       token: other.token,
       body: { name: "borrowed", image: id, region: "eu-west", size: 1, machine: SMALL_MACHINE },
+    });
+    await api.services.db.insert(instances).values({
+      id: `inst_${borrowed.target.id}`,
+      vmGroupId: borrowed.target.id,
+      ordinal: 0,
+      datacenter: "eu-west-a",
+      imageVersion: 1,
+      state: "ready",
     });
 
     // It never changes or deletes it.
@@ -402,5 +410,13 @@ describe.each(CATALOG_KINDS)("image lifecycle (%s)", (kind) => {
     const inUse = await api.expectStatus(409, "DELETE", `/v1/images/${id}`, { token: acme.token });
     expect(inUse.detail).toContain("1 VM group(s) of projects it is shared with");
     expect(inUse.detail).not.toContain("borrowed");
+    await commit(id, 2);
+    const versionInUse = await api.expectStatus(409, "DELETE", `/v1/images/${id}/versions/1`, {
+      token: acme.token,
+    });
+    expect(versionInUse.code).toBe("version_in_use");
+    expect(versionInUse.detail).toBe(
+      "Version 1 of image golden is run or pinned by 1 VM group(s) of projects it is shared with; move them to another version first.",
+    );
   });
 });

@@ -3,7 +3,7 @@ import { and, eq, or } from "drizzle-orm";
 import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
-import { findOwnImage } from "../../catalog/images.ts";
+import { describeImageUsers, findOwnImage } from "../../catalog/images.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { imageVersions, instances, vmGroups } from "../../catalog/schema.ts";
 import { versionStateAt } from "../../catalog/version-rules.ts";
@@ -65,7 +65,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
         );
       }
       const users = await tx
-        .selectDistinct({ name: vmGroups.name })
+        .selectDistinct({ name: vmGroups.name, projectId: vmGroups.projectId })
         .from(vmGroups)
         .leftJoin(instances, eq(instances.vmGroupId, vmGroups.id))
         .where(
@@ -77,7 +77,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
       if (users.length > 0) {
         throw errors.conflict(
           "version_in_use",
-          `Version ${version} of image ${image.name} is run or pinned by VM groups ${users.map((u) => u.name).join(", ")}; move them to another version first.`,
+          `Version ${version} of image ${image.name} is run or pinned by ${describeImageUsers(users, projectId)}; move them to another version first.`,
         );
       }
       await tx

@@ -4,7 +4,7 @@ import { idSchema } from "../../../schemas/common.ts";
 import { OperationSchema } from "../../../schemas/operations.ts";
 import { requireProject } from "../../auth.ts";
 import { nextVersionOf } from "../../catalog/image-versions.ts";
-import { findOwnImage } from "../../catalog/images.ts";
+import { describeImageUsers, findOwnImage } from "../../catalog/images.ts";
 import { startOperation, toOperation } from "../../catalog/operations.ts";
 import { datacenters, imageReplicas, images, operations, vmGroups } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
@@ -42,16 +42,9 @@ export function register(app: OpenAPIHono<AppEnv>) {
         .from(vmGroups)
         .where(eq(vmGroups.imageId, id));
       if (users.length > 0) {
-        // Groups of member projects are counted, never named: their names are theirs.
-        const own = users.filter((u) => u.projectId === projectId).map((u) => u.name);
-        const others = users.length - own.length;
-        const named = [
-          ...(own.length > 0 ? [`VM groups ${own.join(", ")}`] : []),
-          ...(others > 0 ? [`${others} VM group(s) of projects it is shared with`] : []),
-        ];
         throw errors.conflict(
           "image_in_use",
-          `Image ${image.name} is used by ${named.join(" and ")}; delete or move them first.`,
+          `Image ${image.name} is used by ${describeImageUsers(users, projectId)}; delete or move them first.`,
         );
       }
       const replicas = await tx
