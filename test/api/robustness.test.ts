@@ -79,7 +79,7 @@ describe.each(CATALOG_KINDS)("bad input and idempotency (%s)", (kind) => {
       .filter(([, item]) => item.get?.parameters?.some((p: { name: string }) => p.name === "page_token"))
       .map(([path]) => path)
       .filter((path) => path !== "/v1/images"); // in depth above
-    expect(lists).toHaveLength(8);
+    expect(lists).toHaveLength(9);
     const image = await api.expectStatus(201, "POST", "/v1/images", {
       token: acme.token,
       body: { name: "for-pages", origin_region: "eu-west" },
