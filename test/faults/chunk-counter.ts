@@ -76,7 +76,9 @@ export async function startChunkCounter(controlPlane: () => string): Promise<Chu
 
   const front = createServer(async (req, res) => {
     const body = await readBody(req);
-    const match = req.method === "POST" && req.url?.match(/^\/v1\/transfer\/([^/]+)\/versions\/\d+\/chunks$/);
+    // The puller names itself in the query (?peer=): only the path says what is asked.
+    const path = req.url?.split("?")[0];
+    const match = req.method === "POST" && path?.match(/^\/v1\/transfer\/([^/]+)\/versions\/\d+\/chunks$/);
     if (!match) return forward(sourceUrl, req, res, body);
     const digests: string[] = [];
     for (let at = 0; at + DIGEST_BYTES <= body.length; at += DIGEST_BYTES) {

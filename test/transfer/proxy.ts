@@ -34,7 +34,7 @@ export async function startProxy(target: string): Promise<TransferProxy> {
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const server = createServer((req, res) => {
-    const isChunks = req.method === "POST" && (req.url ?? "").endsWith("/chunks");
+    const isChunks = req.method === "POST" && (req.url ?? "").split("?")[0]?.endsWith("/chunks") === true;
     const corruptAt = isChunks ? state.corrupt?.(state.chunkRequests) : undefined;
     if (isChunks) state.chunkRequests++;
     const upstream = request(
