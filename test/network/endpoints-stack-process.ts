@@ -8,6 +8,7 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { metadataSocketDir } from "../../regional-manager/network/namespace-host.ts";
+import { INTERNAL_NAME_TTL_SECONDS } from "../../schemas/internal-names.ts";
 import { resolveNames, SERVE_NAME } from "../support/guest-scripts.ts";
 import {
   createGroup,
@@ -150,6 +151,9 @@ await runAndReport(stack, result, async () => {
   );
   const [web0] = named;
   if (web0) {
+    // The guests' own lookups may have been answered before web-1 was ready, and the manager
+    // keeps an answer for the names' TTL: ask once that has run out.
+    await new Promise((r) => setTimeout(r, (INTERNAL_NAME_TTL_SECONDS + 1) * 1000));
     const sockets = metadataSocketDir(join(stack.dir, web0.datacenter));
     result.groupAnswer = await askDns(
       join(sockets, `${web0.id}.dns.sock`),
