@@ -17,14 +17,6 @@ const OPERATION_SECONDS_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 60
 /** A scrape's catalog reads are shared by its gauges and by scrapes less than this apart. */
 const CATALOG_READ_TTL_MS = 1000;
 
-/** GLOBALVM_METRICS_PUBLIC=1 (or true): /metrics answers without a token. */
-export const METRICS_PUBLIC_VARIABLE = "GLOBALVM_METRICS_PUBLIC";
-
-export function metricsPublicFrom(env: NodeJS.ProcessEnv): boolean {
-  const value = env[METRICS_PUBLIC_VARIABLE]?.trim().toLowerCase();
-  return value === "1" || value === "true" || value === "yes";
-}
-
 export type OperationResult = "succeeded" | "failed" | "cancelled";
 
 interface CatalogFigures {

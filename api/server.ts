@@ -7,13 +7,13 @@ import {
   type HttpLimits,
   httpServerOptions,
 } from "../common/http-limits.ts";
+import { metricsPublicFrom } from "../common/metrics.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
 import { createApp } from "./app.ts";
 import { type AdminTokenOutcome, ensureBootstrapAdminToken } from "./bootstrap.ts";
 import { type CatalogLocation, openCatalog } from "./catalog/db.ts";
 import type { RetryPolicy } from "./catalog/job-queues.ts";
 import type { Services } from "./env.ts";
-import { metricsPublicFrom } from "./metrics.ts";
 import { startDatacenterWatch } from "./orchestrator/datacenter-watch.ts";
 import { firewallPusher } from "./orchestrator/firewalls.ts";
 import { ReplicaCollector } from "./orchestrator/images/collector.ts";

@@ -74,6 +74,9 @@ Options:
   --data-dir DIR  the control plane's private dir (made 0700, refused if other users can
                   write to it): the embedded PGlite catalog when DATABASE_URL is not set,
                   and the signing-key secret file (default .globalvm)
+  --metrics-public
+                  serve /metrics to anyone, without a token (for a network only
+                  Prometheus reaches; the same as GLOBALVM_METRICS_PUBLIC=1)
   -h, --help      show this help
 
 Environment:
@@ -98,6 +101,7 @@ const controlPlane: Command = {
         port: { type: "string" },
         host: { type: "string", default: "127.0.0.1" },
         "data-dir": { type: "string", default: ".globalvm" },
+        "metrics-public": { type: "boolean" },
       },
       CONTROL_PLANE_USAGE,
     );
@@ -113,6 +117,7 @@ const controlPlane: Command = {
       host: values.host,
       adminToken: process.env.GLOBALVM_ADMIN_TOKEN,
       http: httpLimitsFromEnv(),
+      ...(values["metrics-public"] ? { metricsPublic: true } : {}),
     });
     const db =
       running.services.catalog.kind === "postgres"
@@ -149,6 +154,9 @@ Options:
                         names a key it lacks (rotate with signs_after_seconds, update FILE)
   --port N              listen port (default 0: a free one)
   --host H              listen address (default 127.0.0.1)
+  --metrics-public      serve /metrics to anyone, without a token (the same as
+                        GLOBALVM_METRICS_PUBLIC=1); otherwise GLOBALVM_MANAGER_METRICS_TOKEN
+                        is asked for, and without one only the loopback is answered
   --qemu-user U         when run as root, the user QEMU runs as (default nobody; "root" keeps
                         root). It needs no access to --data-dir: QEMU is handed its disks and
                         sockets as open descriptors.
@@ -219,6 +227,7 @@ const regionalManager: Command = {
         "qemu-user": { type: "string" },
         "guest-network-underlay": { type: "string" },
         "guest-network-netns": { type: "string" },
+        "metrics-public": { type: "boolean" },
         ...LIMIT_FLAGS,
       },
       MANAGER_USAGE,
@@ -234,6 +243,7 @@ const regionalManager: Command = {
       );
     }
     const { startRegionalManager } = await import("../regional-manager/service.ts");
+    const { managerMetricsAccessFrom } = await import("../regional-manager/metrics.ts");
     const running = await startRegionalManager({
       region: values.region as string,
       datacenter: values.datacenter as string,
@@ -247,6 +257,9 @@ const regionalManager: Command = {
       ...guestNetworkOptions(values["guest-network-underlay"], values["guest-network-netns"]),
       limits: managerLimits(values, process.env, MANAGER_USAGE),
       http: httpLimitsFromEnv(),
+      ...(values["metrics-public"]
+        ? { metricsAccess: { ...managerMetricsAccessFrom(process.env), public: true } }
+        : {}),
       // Shortened by tests of a datacenter going down; 10 s otherwise.
       ...(process.env.GLOBALVM_HEARTBEAT_INTERVAL_MS
         ? { heartbeatIntervalMs: positiveIntegerFromEnv("GLOBALVM_HEARTBEAT_INTERVAL_MS") }

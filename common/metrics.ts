@@ -6,6 +6,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import { Counter, Histogram, Registry } from "prom-client";
+import { ConfigurationError } from "./configuration-error.ts";
 
 /** What Prometheus' text exposition format 0.0.4 is served as. */
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
@@ -14,6 +15,22 @@ export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const HTTP_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/** GLOBALVM_METRICS_PUBLIC=1 (or true, yes): /metrics answers without a token. */
+export const METRICS_PUBLIC_VARIABLE = "GLOBALVM_METRICS_PUBLIC";
+
+/**
+ * Whether GLOBALVM_METRICS_PUBLIC opens /metrics. Anything but a yes or a no is refused: a
+ * misspelt opt-out that silently kept the endpoint closed (or open) would be found by a scrape.
+ */
+export function metricsPublicFrom(env: NodeJS.ProcessEnv): boolean {
+  const value = env[METRICS_PUBLIC_VARIABLE]?.trim().toLowerCase() ?? "";
+  if (["1", "true", "yes"].includes(value)) return true;
+  if (["", "0", "false", "no"].includes(value)) return false;
+  throw new ConfigurationError(
+    `${METRICS_PUBLIC_VARIABLE} must be 1, true or yes (or 0, false, no), not ${JSON.stringify(env[METRICS_PUBLIC_VARIABLE])}`,
+  );
+}
 
 /** The label of a request that matched no route: its path is the caller's, so never a label. */
 export const UNMATCHED_ROUTE = "unmatched";

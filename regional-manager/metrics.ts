@@ -9,7 +9,13 @@ import type { Context, MiddlewareHandler } from "hono";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { bearerToken } from "../common/http/bearer.ts";
 import { ProblemError, problemDocument, problemResponse } from "../common/http/problem.ts";
-import { BoundedLabel, HttpMetrics, metricsResponse, sameSecret } from "../common/metrics.ts";
+import {
+  BoundedLabel,
+  HttpMetrics,
+  metricsPublicFrom,
+  metricsResponse,
+  sameSecret,
+} from "../common/metrics.ts";
 
 /** What moves image bytes here: a client's upload, a pull from a peer, or a peer's pull from here. */
 export type TransferVia = "upload" | "pull" | "serve";
@@ -204,11 +210,7 @@ export interface ManagerMetricsAccess {
 /** GLOBALVM_MANAGER_METRICS_TOKEN and GLOBALVM_METRICS_PUBLIC, when the options do not say. */
 export function managerMetricsAccessFrom(env: NodeJS.ProcessEnv): ManagerMetricsAccess {
   const token = env.GLOBALVM_MANAGER_METRICS_TOKEN?.trim();
-  const open = env.GLOBALVM_METRICS_PUBLIC?.trim().toLowerCase();
-  return {
-    ...(token ? { token } : {}),
-    public: open === "1" || open === "true" || open === "yes",
-  };
+  return { ...(token ? { token } : {}), public: metricsPublicFrom(env) };
 }
 
 function isLoopback(address: string | undefined): boolean {

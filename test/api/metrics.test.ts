@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../api/app.ts";
 import { newId } from "../../api/ids.ts";
-import { ControlPlaneMetrics, metricsPublicFrom } from "../../api/metrics.ts";
+import { ControlPlaneMetrics } from "../../api/metrics.ts";
+import { metricsPublicFrom } from "../../common/metrics.ts";
 import { OPERATION_KINDS } from "../../schemas/operations.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
 import { CATALOG_KINDS } from "../support/catalogs.ts";
@@ -172,5 +173,8 @@ describe.each(CATALOG_KINDS)("control plane /metrics (%s)", (kind) => {
     expect(metricsPublicFrom({ GLOBALVM_METRICS_PUBLIC: "1" })).toBe(true);
     expect(metricsPublicFrom({ GLOBALVM_METRICS_PUBLIC: "0" })).toBe(false);
     expect(metricsPublicFrom({})).toBe(false);
+    expect(() => metricsPublicFrom({ GLOBALVM_METRICS_PUBLIC: "ye" })).toThrow(
+      'GLOBALVM_METRICS_PUBLIC must be 1, true or yes (or 0, false, no), not "ye"',
+    );
   });
 });

@@ -117,6 +117,29 @@ describe("globalvm serve control-plane", () => {
     expect(await migrate.exited()).toBe(0);
   });
 
+  const metricsDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), "globalvm-metrics-"));
+    dirs.push(dir);
+    return dir;
+  };
+
+  it("--metrics-public serves /metrics without a token; a misspelt GLOBALVM_METRICS_PUBLIC stops the start", async () => {
+    const env = { GLOBALVM_ADMIN_TOKEN: strongSecret("metrics-admin-"), GLOBALVM_METRICS_PUBLIC: undefined };
+    const closed = await serve(["--data-dir", metricsDir()], env);
+    expect((await fetch(`${closed.url}/metrics`)).status).toBe(401);
+    const open = await serve(["--data-dir", metricsDir(), "--metrics-public"], env);
+    const scrape = await fetch(`${open.url}/metrics`);
+    expect(scrape.status).toBe(200);
+    expect(await scrape.text()).toContain("globalvm_http_requests_total");
+    const misspelt = startCli(["serve", "control-plane", "--port", "0", "--data-dir", metricsDir()], {
+      ...env,
+      GLOBALVM_METRICS_PUBLIC: "ye",
+    });
+    started.push(misspelt);
+    await misspelt.waitFor(/GLOBALVM_METRICS_PUBLIC must be 1, true or yes/);
+    expect(await misspelt.exited()).toBe(1);
+  }, 120_000);
+
   it("a bad flag exits 2 with usage", async () => {
     const bad = startCli(["serve", "control-plane", "--port", "seventy"]);
     started.push(bad);
