@@ -1,5 +1,6 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../env.ts";
+import { withLongPolledReads } from "../long-poll.ts";
 import * as datacentersGet from "./datacenters/get.ts";
 import * as datacentersHeartbeat from "./datacenters/heartbeat.ts";
 import * as datacentersList from "./datacenters/list.ts";
@@ -114,6 +115,8 @@ const ROUTES = [
   placementsExplain,
 ];
 
+/** Every GET is registered long-polled: ETag, If-None-Match and `Prefer: wait` (../long-poll.ts). */
 export function registerRoutes(app: OpenAPIHono<AppEnv>) {
-  for (const route of ROUTES) route.register(app);
+  const routes = withLongPolledReads(app);
+  for (const route of ROUTES) route.register(routes);
 }

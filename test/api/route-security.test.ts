@@ -312,6 +312,9 @@ const ROUTES: Record<string, Row> = {
 /** Routes outside /v1: no token needed, and nothing they answer is a project's. */
 const PUBLIC_ROUTES = [
   "GET /.well-known/jwks.json",
+  "GET /console",
+  "GET /console/console.css",
+  "GET /console/console.js",
   "GET /docs",
   "GET /docs/reference.css",
   "GET /docs/reference.js",

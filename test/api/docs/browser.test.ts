@@ -1,16 +1,16 @@
-// `/docs` in a real browser (Debian's chromium, headless) with the network cut to everything but
-// the control plane: the page renders every operation, styled, with no failed request or error.
-import { writeFileSync } from "node:fs";
+// `/docs` in a real browser (Debian's chromium, headless, driven by playwright-core) with the
+// network cut to everything but the control plane: the page renders every operation, styled, with
+// no failed request or error.
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApi, serveOnLoopback, type TestApi } from "../../support/api.ts";
-import { openPage, type Page } from "./chromium.ts";
+import { type OriginPage, openOriginPage } from "../../support/browser.ts";
 
 describe("the API reference in a browser without internet", () => {
   let api: TestApi;
   let server: Awaited<ReturnType<typeof serveOnLoopback>>;
-  let page: Page;
+  let browser: OriginPage;
   let operationIds: string[];
   beforeAll(async () => {
     api = await createTestApi("pglite");
@@ -19,53 +19,49 @@ describe("the API reference in a browser without internet", () => {
     operationIds = Object.values<Record<string, { operationId: string }>>(document.paths).flatMap((item) =>
       Object.values(item).map((op) => op.operationId),
     );
-    page = await openPage(server.url);
-  });
+    browser = await openOriginPage(server.url);
+  }, 60_000);
   afterAll(async () => {
-    await page?.close();
+    await browser?.close();
     await server?.close();
     await api?.close();
   });
 
   it("renders every operation, styled, having asked nothing of any other host", async () => {
+    const { page, blocked, problems } = browser;
     // A probe first, from the blank page: the browser really cannot leave the machine.
     await page.evaluate(`fetch("https://cdn.jsdelivr.net/npm/x").catch(() => null)`);
-    expect(page.blocked).toEqual(["https://cdn.jsdelivr.net/npm/x"]);
-    page.blocked.length = 0;
-    page.problems.length = 0;
+    expect(blocked).toEqual(["https://cdn.jsdelivr.net/npm/x"]);
+    blocked.length = 0;
+    problems.length = 0;
 
-    await page.open(`${server.url}/docs`);
-    const shown = await page.evaluate<string[]>(
+    await page.goto(`${server.url}/docs`, { waitUntil: "load" });
+    const shown: string[] = await page.evaluate(
       `[...document.querySelectorAll("article.op")].map((a) => a.id)`,
     );
     expect(shown.sort()).toEqual(operationIds.map((id) => `op-${id}`).sort());
-    expect(await page.evaluate(`document.querySelectorAll("article.schema").length`)).toBeGreaterThan(20);
+    expect(await page.locator("article.schema").count()).toBeGreaterThan(20);
     // The stylesheet applied: methods are badges, the navigation sits beside the operations.
     expect(
       await page.evaluate(`getComputedStyle(document.querySelector(".method")).borderTopLeftRadius`),
     ).toBe("4px");
     expect(await page.evaluate(`getComputedStyle(document.querySelector("nav")).position`)).toBe("sticky");
     // The script ran: the filter box shows, and narrows the page to what matches.
-    expect(await page.evaluate(`document.getElementById("filter").hidden`)).toBe(false);
-    const visible = await page.evaluate<string[]>(`(() => {
-      const input = document.getElementById("filter");
-      input.value = "createvmgroup";
-      input.dispatchEvent(new Event("input"));
-      return [...document.querySelectorAll("article.op")].filter((a) => a.checkVisibility()).map((a) => a.id);
-    })()`);
+    const filter = page.locator("#filter");
+    expect(await filter.isVisible()).toBe(true);
+    await filter.fill("createvmgroup");
+    const visible: string[] = await page.evaluate(
+      `[...document.querySelectorAll("article.op")].filter((a) => a.checkVisibility()).map((a) => a.id)`,
+    );
     expect(visible).toEqual(["op-createVmGroup"]);
-    const sections = await page.evaluate<number>(
+    const sections: number = await page.evaluate(
       `[...document.querySelectorAll("section.tag")].filter((s) => s.checkVisibility()).length`,
     );
     expect(sections).toBe(1);
-    await page.evaluate(`(() => {
-      const input = document.getElementById("filter");
-      input.value = "";
-      input.dispatchEvent(new Event("input"));
-    })()`);
-    writeFileSync(join(tmpdir(), "docs-reference.png"), await page.screenshot());
+    await filter.fill("");
+    await page.screenshot({ path: join(tmpdir(), "docs-reference.png") });
 
-    expect(page.blocked).toEqual([]);
-    expect(page.problems).toEqual([]);
+    expect(blocked).toEqual([]);
+    expect(problems).toEqual([]);
   }, 60_000);
 });
