@@ -3,29 +3,44 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { requestFieldErrors } from "../common/http/field-errors.ts";
+import { traceRequests } from "../common/http/trace.ts";
+import { type LineLog, type Logger, lineLog } from "../common/log.ts";
 import { authenticate } from "./auth.ts";
+import { registerConsole } from "./console/route.ts";
 import { registerDocs } from "./docs/route.ts";
 import type { AppEnv, Services } from "./env.ts";
 import { ApiError, errors, problemOf } from "./errors.ts";
+import { LONG_POLL_DESCRIPTION } from "./long-poll.ts";
 import { registerMetricsRoute } from "./metrics-route.ts";
 import { registerRoutes } from "./routes/index.ts";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 export interface AppOptions {
-  log?: (line: string) => void;
+  /** Component messages (default: through `logger`, else stderr). */
+  log?: LineLog;
+  /** JSON lines: one per request, with its trace (common/http/trace.ts); without it requests are not logged. */
+  logger?: Logger;
   /** /metrics without a token (GLOBALVM_METRICS_PUBLIC=1); otherwise a `metrics` or admin token. */
   metricsPublic?: boolean;
 }
 
 export function createApp(services: Services, options: AppOptions = {}) {
-  const log = options.log ?? ((line) => console.error(line));
+  const log = options.log ?? (options.logger ? lineLog(options.logger) : (line) => console.error(line));
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) throw errors.validation(requestFieldErrors(result.error, result.target));
     },
   });
 
+  // First: every request runs in its trace, answers its traceparent and is logged once.
+  app.use(
+    "*",
+    traceRequests({
+      ...(options.logger ? { logger: options.logger } : {}),
+      onTrace: (trace, c) => c.set("trace", trace),
+    }),
+  );
   app.use("*", async (c, next) => {
     c.set("services", services);
     await next();
@@ -89,13 +104,16 @@ export function createApp(services: Services, options: AppOptions = {}) {
       title: "globalvm control plane",
       version: "1.0.0",
       description:
-        "Declare VM images and VM groups in any region. Long-running changes return an Operation (HTTP 202). Errors are RFC 9457 problem+json with a stable `code`.",
+        "Declare VM images and VM groups in any region. Long-running changes return an Operation (HTTP 202). Errors are RFC 9457 problem+json with a stable `code`.\n\n" +
+        LONG_POLL_DESCRIPTION,
     },
     servers: [{ url: "/" }],
   };
   app.doc31("/openapi.json", documentConfig);
   // The reference page, rendered here from the same document: no CDN, works offline.
   registerDocs(app, () => app.getOpenAPI31Document(documentConfig));
+  // The web console: a page and its script, reading this same API with a pasted token.
+  registerConsole(app);
   return app;
 }
 

@@ -1,3 +1,4 @@
+import type { TraceContext } from "../common/trace-context.ts";
 import type { TokenScope } from "../schemas/projects.ts";
 import type { Catalog, CatalogDb } from "./catalog/db.ts";
 import type { OperationEvents } from "./catalog/operations.ts";
@@ -36,4 +37,5 @@ export interface Services {
   firewallChanged?: (networkId: string) => Promise<void>;
 }
 
-export type AppEnv = { Variables: { services: Services; principal: Principal } };
+/** `trace`: the request's W3C trace (common/http/trace.ts); operations it creates record its ID. */
+export type AppEnv = { Variables: { services: Services; principal: Principal; trace: TraceContext } };

@@ -7,6 +7,7 @@ import {
   type HttpLimits,
   httpServerOptions,
 } from "../common/http-limits.ts";
+import { createLogger, type LineLog, type Logger, lineLog } from "../common/log.ts";
 import { metricsPublicFrom } from "../common/metrics.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
 import { createApp } from "./app.ts";
@@ -56,7 +57,14 @@ export interface ControlPlaneOptions {
   retry?: RetryPolicy;
   /** Replicas outside the policy unused this long are collected (default: GLOBALVM_REPLICA_IDLE_SECONDS, else 1 h). */
   replicaIdleSeconds?: number;
-  log?: (line: string) => void;
+  /**
+   * JSON lines (common/log.ts): the request lines and, through `log`'s default, every component's
+   * messages. Default: GLOBALVM_LOG_LEVEL on stderr, unless `log` is given (a caller that takes
+   * the messages itself, as tests do, then gets no request lines).
+   */
+  logger?: Logger;
+  /** The components' messages (default: into `logger`). */
+  log?: LineLog;
   /** /metrics answers without a token (default: GLOBALVM_METRICS_PUBLIC, else false). */
   metricsPublic?: boolean;
   /** Timeouts and connection limit of the HTTP server (DEFAULT_HTTP_LIMITS for what is not set). */
@@ -72,8 +80,10 @@ export interface RunningControlPlane {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<RunningControlPlane> {
+  const logger = options.logger ?? (options.log ? undefined : createLogger({ service: "control-plane" }));
+  const log: LineLog = options.log ?? (logger ? lineLog(logger) : (line) => console.error(line));
   const kek = keyEncryptionKeyFor(options);
-  const catalog = openCatalog(options.catalog);
+  const catalog = openCatalog(options.catalog, log);
   await catalog.migrate();
   let adminToken: AdminTokenOutcome;
   let services: Services;
@@ -86,9 +96,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     throw error;
   }
   // Rule changes reach the managers from whichever process took them.
-  services.firewallChanged = firewallPusher(services, options.log ?? ((line) => console.error(line)));
+  services.firewallChanged = firewallPusher(services, log);
   const app = createApp(services, {
-    log: options.log,
+    log,
+    ...(logger ? { logger } : {}),
     metricsPublic: options.metricsPublic ?? metricsPublicFrom(process.env),
   });
   const runner =
@@ -107,18 +118,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
           },
           concurrency: options.concurrency,
           retry: options.retry,
-          log: options.log,
+          log,
         });
   await runner?.start();
   // Down datacenters turn their instances unknown; back up, they are asked for them again.
-  const watch =
-    options.orchestrate === false ? undefined : startDatacenterWatch({ services, log: options.log });
+  const watch = options.orchestrate === false ? undefined : startDatacenterWatch({ services, log });
   const collector =
     options.orchestrate === false
       ? undefined
       : new ReplicaCollector(services, {
           idleSeconds: options.replicaIdleSeconds ?? replicaIdleSecondsFrom(process.env),
-          log: options.log,
+          log,
         });
   collector?.start();
   const host = options.host ?? "127.0.0.1";
@@ -132,6 +142,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   applyHttpLimits(server as Server, http);
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
+  log(`serving on http://${host}:${port} (catalog: ${catalog.kind})`);
   return {
     url: `http://${host}:${port}`,
     port,

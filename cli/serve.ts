@@ -64,6 +64,10 @@ export const HTTP_LIMITS_USAGE = `  GLOBALVM_HTTP_HEADERS_TIMEOUT_MS    a client
                                       60000; a slow but steady upload runs as long as it needs)
   GLOBALVM_HTTP_MAX_CONNECTIONS       connections open at once (default 1024)`;
 
+export const LOG_LEVEL_USAGE = `  GLOBALVM_LOG_LEVEL    fatal, error, warn, info (default), debug, trace or silent. Logs are
+                        JSON lines on stderr: level, time, service, datacenter, msg, and the
+                        trace_id (W3C traceparent) of the request or operation they are about`;
+
 const CONTROL_PLANE_USAGE = `Usage: globalvm serve control-plane [--port N] [--host H] [--data-dir DIR]
 
 The control plane alone: the HTTP API, the orchestrator, the catalog.
@@ -88,6 +92,7 @@ Environment:
                         wraps the token-signing keys stored in the catalog (32+ random
                         characters); all control planes on one DATABASE_URL need the same.
                         Without it a secret is generated in DIR/signing-key-secret (0600)
+${LOG_LEVEL_USAGE}
 ${HTTP_LIMITS_USAGE}
 `;
 
@@ -125,6 +130,7 @@ const controlPlane: Command = {
         : `PGlite in ${values["data-dir"]}`;
     console.log(`globalvm control plane on ${running.url} — catalog: ${db}`);
     console.log(`  API reference: ${running.url}/docs   OpenAPI: ${running.url}/openapi.json`);
+    console.log(`  console: ${running.url}/console (sign in with a project token)`);
     if (running.adminToken.kind === "generated") {
       console.log(`  admin token (shown once, keep it): ${running.adminToken.secret}`);
     } else if (running.adminToken.kind === "kept") {
@@ -177,6 +183,7 @@ ${LIMIT_FLAGS_USAGE}
 
 Environment:
   GLOBALVM_MANAGER_CREDENTIAL  the credential an admin issued with POST /v1/manager-credentials
+${LOG_LEVEL_USAGE}
 ${LIMIT_ENV_USAGE}
 ${HTTP_LIMITS_USAGE}
 `;

@@ -31,6 +31,7 @@ import {
   type UpHost,
   type UpHosts,
 } from "./up-hosts.ts";
+import { upLogFile, upLoggers } from "./up-logs.ts";
 import { readUpSecrets, SECRETS_FILE, type UpSecrets, writeUpSecrets } from "./up-secrets.ts";
 
 export const DEFAULT_REGIONS = ["eu-west", "us-east"];
@@ -72,6 +73,8 @@ Environment:
   GLOBALVM_ADMIN_TOKEN  use this admin token (32+ random characters, no patterns: openssl
                         rand -base64 32) instead of the one generated on the first run and
                         kept in the data dir
+  GLOBALVM_LOG_LEVEL    fatal, error, warn, info (default), debug, trace or silent: the
+                        services' JSON lines go to DIR/logs/<service>.log, short lines here
 Each regional manager's limits (see globalvm serve regional-manager --help):
 ${LIMIT_ENV_USAGE}
 Both servers' limits on slow clients:
@@ -249,6 +252,8 @@ export const upCommand: Command = {
     // Before anything is written to it: 0700, refused if other users can write to it.
     preparePrivateDir(options.dataDir);
     const info = (line: string) => process.stderr.write(`${line}\n`);
+    // JSON lines in <data-dir>/logs/, one file per service; short human lines on the terminal.
+    const loggers = upLoggers(options.dataDir, info);
 
     const stack: StartedStack = {
       managers: [],
@@ -280,7 +285,7 @@ export const upCommand: Command = {
         host: HOST,
         adminToken,
         http: options.httpLimits,
-        log: (line) => info(`[control-plane] ${line}`),
+        logger: loggers.controlPlane(),
       }).catch((error: unknown) => {
         // Environment problems (the catalog locked by another process, a port taken): no stack.
         throw new CommandFailure(
@@ -339,7 +344,7 @@ export const upCommand: Command = {
             stopGuestsOnClose: true,
             limits: options.managerLimits,
             http: options.httpLimits,
-            log: (line) => info(`[${datacenter}] ${line}`),
+            logger: loggers.manager(datacenter),
             ...(host ? { guestNetwork: { underlayAddress: host.underlay, netns: host.netns } } : {}),
             ...(existsSync(guestKernel)
               ? {
@@ -420,6 +425,7 @@ ${ready.datacenters.map((dc) => `  region ${dc.region.padEnd(10)} datacenter ${d
       : `off (${ready.guest_network.reason})`
   }
   data dir       ${ready.data_dir} (tokens in ${SECRETS_FILE}, mode 0600)
+  logs           ${upLogFile(ready.data_dir, "*")} (JSON lines: grep an operation's trace_id)
   admin token    ${ready.admin_token}
   project        ${ready.project.name} (${ready.project.id})
   project token  ${ready.token}

@@ -1260,6 +1260,11 @@ export interface components {
                 type: "image" | "vm-group";
             };
             /**
+             * @description The W3C trace ID of the request that started the operation (its `traceparent`, or one the control plane started): every log line of the control plane and the managers about this operation carries it, so `grep <trace_id>` over their logs tells its story. Null for operations recorded before traces were.
+             * @example 4bf92f3577b34da6a3ce929d0e0e4736
+             */
+            trace_id: string | null;
+            /**
              * Format: date-time
              * @example 2026-11-22T04:00:00.000Z
              */

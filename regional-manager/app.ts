@@ -3,6 +3,8 @@
 // documents of the control plane's shape, and the OpenAPI document they make up together.
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { ProblemError, problemDocument, problemResponse } from "../common/http/problem.ts";
+import { traceRequests } from "../common/http/trace.ts";
+import type { Logger } from "../common/log.ts";
 import type { InstanceTokenVerifier } from "../common/tokens/instance-token.ts";
 import type { NetworkTokenVerifier } from "../common/tokens/network-token.ts";
 import { type Log, managerRoutes, registerTokenSchemes } from "./http/openapi.ts";
@@ -17,6 +19,8 @@ import { createTransferApp, type TransferAppOptions } from "./transfer/app.ts";
 export interface ManagerAppOptions {
   datacenter: string;
   log?: Log;
+  /** JSON lines: one per request, in the caller's trace (common/http/trace.ts); without it requests are not logged. */
+  logger?: Logger;
   transfer: Omit<TransferAppOptions, "log">;
   /** Without: a manager that only stores and serves chunks (transfer/standalone.ts). */
   replicas?: Omit<Parameters<typeof createReplicaApp>[0], "log">;
@@ -29,6 +33,8 @@ export interface ManagerAppOptions {
 export function createManagerApp(options: ManagerAppOptions): OpenAPIHono {
   const log = options.log ?? (() => {});
   const app = managerRoutes(log);
+  // First: each request runs in the trace its caller sent (the control plane's operation).
+  app.use("*", traceRequests(options.logger ? { logger: options.logger } : {}));
   if (options.metrics) {
     app.use("*", options.metrics.metrics.http.middleware());
     app.get("/metrics", metricsHandler(options.metrics.metrics, options.metrics.access));

@@ -2,6 +2,7 @@
 // copies of image versions and its instances, ask where to pull a version from, and resolve
 // internal names for its guests. Plain fetch with the
 // manager credential an admin issued.
+import { outgoingTraceparent } from "../common/trace-context.ts";
 import type { InternalNameAnswer } from "../schemas/internal-names.ts";
 import type { InstanceReport } from "../schemas/manager-instances.ts";
 import type { ReplicaReport as CatalogReplicaReport, ReplicaSources } from "../schemas/managers.ts";
@@ -115,6 +116,8 @@ export class ControlPlaneClient implements ReplicaReporter {
       headers: {
         authorization: `Bearer ${this.#options.credential}`,
         ...(body === undefined ? {} : { "content-type": "application/json" }),
+        // Reports made while serving a traced request (or its guests' start) stay in its trace.
+        ...outgoingTraceparent(),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs ?? this.#options.timeoutMs ?? 15_000),

@@ -15,6 +15,7 @@ import {
   type HttpLimits,
   httpServerOptions,
 } from "../common/http-limits.ts";
+import { createLogger, type LineLog, type Logger, lineLog } from "../common/log.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
 import { assertStrongSecret } from "../common/secret-strength.ts";
 import { CONTROL_PLANE_TOKEN_ISSUER, controlPlaneKeys } from "../common/tokens/control-plane-jwt.ts";
@@ -54,7 +55,13 @@ export interface RegionalManagerOptions {
   host?: string;
   capacity?: Partial<Capacity>;
   heartbeatIntervalMs?: number;
-  log?: (line: string) => void;
+  /**
+   * JSON lines (common/log.ts): the request lines and, through `log`'s default, every message.
+   * Default: GLOBALVM_LOG_LEVEL on stderr, unless `log` is given (then no request lines).
+   */
+  logger?: Logger;
+  /** The components' messages (default: into `logger`). */
+  log?: LineLog;
   /** Compute driver kind (default "qemu") and its accelerator choice ("auto" probes with probeGuest, else TCG). */
   driver?: string;
   accelerator?: Accelerator | "auto";
@@ -110,7 +117,10 @@ export function catalogDigest(hex: string): string {
 }
 
 export async function startRegionalManager(options: RegionalManagerOptions): Promise<RunningRegionalManager> {
-  const log = options.log ?? ((line) => console.error(line));
+  const logger =
+    options.logger ??
+    (options.log ? undefined : createLogger({ service: "regional-manager", datacenter: options.datacenter }));
+  const log: LineLog = options.log ?? (logger ? lineLog(logger) : (line) => console.error(line));
   const metricsAccess = options.metricsAccess ?? managerMetricsAccessFrom(process.env);
   // A scraper's token is a secret like any other: a guessable one would open the figures.
   if (metricsAccess.token !== undefined)
@@ -224,6 +234,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const app = createManagerApp({
     datacenter: options.datacenter,
     log,
+    ...(logger ? { logger } : {}),
     metrics: { metrics, access: metricsAccess },
     transfer: { store, verifier, reporter },
     replicas: { store, verifier, reporter, pulls, instancesBootingFrom },
@@ -289,6 +300,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const url = `http://${host}:${typeof address === "object" && address ? address.port : options.port}`;
 
   await controlPlane.register({ managerUrl: url, capacity });
+  log(`registered with the control plane; serving ${options.datacenter} on ${url}`);
   const beat = async () => {
     const stats = store.stats();
     const disk = await measureCapacity(options.dataDir, options.capacity);

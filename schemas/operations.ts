@@ -40,6 +40,15 @@ export const OperationSchema = z
     progress: OperationProgressSchema,
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     result: z.record(z.string(), z.unknown()).nullable(),
+    trace_id: z
+      .string()
+      .regex(/^[0-9a-f]{32}$/)
+      .nullable()
+      .openapi({
+        description:
+          "The W3C trace ID of the request that started the operation (its `traceparent`, or one the control plane started): every log line of the control plane and the managers about this operation carries it, so `grep <trace_id>` over their logs tells its story. Null for operations recorded before traces were.",
+        example: "4bf92f3577b34da6a3ce929d0e0e4736",
+      }),
     created_at: TimestampSchema,
     updated_at: TimestampSchema,
   })

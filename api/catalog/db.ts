@@ -66,8 +66,9 @@ const JOB_QUEUE_SETTINGS: ConstructorOptions = {
 function withJobQueue(
   jobs: PgBoss,
   parts: { migrateCatalog: () => Promise<void>; closeDatabase: () => Promise<void> },
+  log: (line: string) => void,
 ) {
-  jobs.on("error", (error: Error) => console.error(`[WARN] job queue: ${error.message}`));
+  jobs.on("error", (error: Error) => log(`[WARN] job queue: ${error.message}`));
   let started: Promise<void> | undefined;
   return {
     jobs,
@@ -85,7 +86,11 @@ function withJobQueue(
   };
 }
 
-export function openCatalog(location: CatalogLocation): Catalog {
+/** `log` takes the job queue's complaints (default: stderr). */
+export function openCatalog(
+  location: CatalogLocation,
+  log: (line: string) => void = (line) => console.error(line),
+): Catalog {
   if ("databaseUrl" in location) {
     const client = postgres(location.databaseUrl, { max: 10, onnotice: () => {} });
     const db = drizzlePostgres(client, { schema }) as unknown as CatalogDb;
@@ -94,10 +99,14 @@ export function openCatalog(location: CatalogLocation): Catalog {
     return {
       db,
       kind: "postgres",
-      ...withJobQueue(jobs, {
-        migrateCatalog: () => migratePostgres(drizzlePostgres(client), { migrationsFolder }),
-        closeDatabase: () => client.end({ timeout: 5 }),
-      }),
+      ...withJobQueue(
+        jobs,
+        {
+          migrateCatalog: () => migratePostgres(drizzlePostgres(client), { migrationsFolder }),
+          closeDatabase: () => client.end({ timeout: 5 }),
+        },
+        log,
+      ),
       ping: async () => void (await db.execute(sql`select 1`)),
       feed: {
         // One connection of its own for every channel this process listens on.
@@ -126,17 +135,21 @@ export function openCatalog(location: CatalogLocation): Catalog {
   return {
     db,
     kind: "pglite",
-    ...withJobQueue(jobs, {
-      migrateCatalog: async () => {
-        await migratePglite(drizzlePglite(client), { migrationsFolder });
-        // PGlite has created its files by now, the initial ones 0666 whatever the umask.
-        tighten();
+    ...withJobQueue(
+      jobs,
+      {
+        migrateCatalog: async () => {
+          await migratePglite(drizzlePglite(client), { migrationsFolder });
+          // PGlite has created its files by now, the initial ones 0666 whatever the umask.
+          tighten();
+        },
+        closeDatabase: async () => {
+          await client.close();
+          unlock();
+        },
       },
-      closeDatabase: async () => {
-        await client.close();
-        unlock();
-      },
-    }),
+      log,
+    ),
     ping: async () => void (await db.execute(sql`select 1`)),
   };
 }

@@ -1,5 +1,6 @@
 import { and, asc, eq, gt, inArray, notInArray, sql } from "drizzle-orm";
 import { fromDrizzle, type PgBoss } from "pg-boss";
+import { currentTrace, newTraceId } from "../../common/trace-context.ts";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
 import { TERMINAL_OPERATION_STATES } from "../../schemas/operations.ts";
 import { newId } from "../ids.ts";
@@ -83,6 +84,7 @@ export function toOperation(row: OperationRow): Operation {
     progress: boundedProgress(row.progress),
     error: row.error ?? null,
     result: row.result ?? null,
+    trace_id: row.traceId ?? null,
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
   };
@@ -97,6 +99,8 @@ export async function insertOperation(
     input?: Record<string, unknown>;
     state?: Operation["state"];
     progress?: OperationProgress;
+    /** Default: the trace of the work under way (the request, or the operation that starts this one), else a new one. */
+    traceId?: string;
   },
 ): Promise<OperationRow> {
   const [row] = await db
@@ -109,6 +113,8 @@ export async function insertOperation(
       targetId: fields.target.id,
       input: fields.input ?? {},
       state: fields.state ?? "pending",
+      // Work nobody traced (a sweep of the collector) gets a trace of its own: every operation has one.
+      traceId: fields.traceId ?? currentTrace()?.traceId ?? newTraceId(),
       ...(fields.progress ? { progress: fields.progress } : {}),
     })
     .returning();

@@ -417,6 +417,8 @@ export const operations = pgTable(
     /** The token of the attempt that may write to this row (a newer attempt replaces it). */
     leaseOwner: text("lease_owner"),
     attempts: integer("attempts").notNull().default(0),
+    /** The W3C trace ID of the request that created it: its log lines and manager calls carry it. */
+    traceId: text("trace_id"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

@@ -4,6 +4,7 @@
 // (one datacenter, one instance), replica calls a transfer token; both are signed with the
 // control plane's keys, which the manager checks against the control plane's JWKS.
 import { eq } from "drizzle-orm";
+import { outgoingTraceparent } from "../../common/trace-context.ts";
 import type { ManagerInstanceSpec, ManagerInstanceStatus } from "../../schemas/manager-instances.ts";
 import type { DatacenterStatus } from "../../schemas/regions.ts";
 import { datacenterStatusOf } from "../catalog/datacenter-health.ts";
@@ -71,7 +72,10 @@ export interface ManagerRequest {
   describe: string;
 }
 
-/** Sends one request to a manager; any answer but 2xx is a ManagerCallError. */
+/**
+ * Sends one request to a manager, with the `traceparent` of the work under way; any answer but
+ * 2xx is a ManagerCallError.
+ */
 export async function requestManager(request: ManagerRequest): Promise<unknown> {
   const { body } = request;
   const response = await fetch(`${request.managerUrl.replace(/\/+$/, "")}${request.path}`, {
@@ -79,6 +83,8 @@ export async function requestManager(request: ManagerRequest): Promise<unknown> 
     headers: {
       authorization: `Bearer ${request.token}`,
       ...(body === undefined ? {} : { "content-type": "application/json" }),
+      // A new span of the operation's (or request's) trace: the manager logs under the same ID.
+      ...outgoingTraceparent(),
     },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(request.timeoutMs),

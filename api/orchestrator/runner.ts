@@ -15,8 +15,10 @@
 //   still marked active belongs to a process that is gone: it is failed over to its next attempt
 //   at once instead of after the heartbeat timeout.
 
+import { createHash } from "node:crypto";
 import { and, eq, inArray } from "drizzle-orm";
 import type { JobWithMetadata, PgBoss } from "pg-boss";
+import { newSpanId, type TraceScope, withTrace } from "../../common/trace-context.ts";
 import type { Operation, OperationProgress } from "../../schemas/operations.ts";
 import {
   DEAD_OPERATIONS_QUEUE,
@@ -33,6 +35,20 @@ import type { Services } from "../env.ts";
 export { MAX_ATTEMPTS } from "../catalog/job-queues.ts";
 
 type OperationRow = typeof operations.$inferSelect;
+
+/**
+ * The scope an attempt runs in: the trace of the request that created the operation, a span of
+ * its own, and the operation's ID. An operation recorded before traces were gets one derived
+ * from its ID, the same for each of its attempts.
+ */
+export function operationTrace(operation: { id: string; traceId: string | null }): TraceScope {
+  return {
+    traceId: operation.traceId ?? createHash("sha256").update(operation.id).digest("hex").slice(0, 32),
+    spanId: newSpanId(),
+    flags: 1,
+    operationId: operation.id,
+  };
+}
 
 /** A failure that will not go away by retrying (bad request, image gone, guest crashed). */
 export class PermanentError extends Error {
@@ -194,8 +210,7 @@ export class OperationRunner {
   }
 
   async #attempt(handler: OperationHandler, job: JobWithMetadata<OperationJob>): Promise<void> {
-    const { services } = this.#options;
-    const { db, now, operationEvents } = services;
+    const { db, now } = this.#options.services;
     const id = job.data.operationId;
     const token = attemptToken(job);
     const attempt = job.retryCount + 1;
@@ -206,6 +221,21 @@ export class OperationRunner {
       .returning();
     // Ended already (cancelled while pending, or finished by an earlier attempt): nothing to do.
     if (!claimed) return;
+    // The attempt's log lines and manager requests carry the trace of the request that created it.
+    await withTrace(operationTrace(claimed), () => this.#run(handler, job, claimed, token, attempt));
+  }
+
+  async #run(
+    handler: OperationHandler,
+    job: JobWithMetadata<OperationJob>,
+    claimed: OperationRow,
+    token: string,
+    attempt: number,
+  ): Promise<void> {
+    const { services } = this.#options;
+    const { db, now, operationEvents } = services;
+    const id = claimed.id;
+    this.#log(`[INFO] ${claimed.kind} ${id}: attempt ${attempt} started`);
     operationEvents.changed(id);
     if (attempt === 1) services.metrics.operationStarted(claimed.kind);
 
@@ -268,6 +298,9 @@ export class OperationRunner {
         services.metrics.operationRetrying(claimed.kind);
         throw error; // pg-boss schedules the next attempt after its backoff
       }
+      this.#log(
+        `[${outcome.state === "failed" ? "WARN" : "INFO"}] ${claimed.kind} ${id}: ${outcome.state} (${outcome.error.code}): ${outcome.error.message}`,
+      );
       await write({ state: outcome.state, error: outcome.error });
       services.metrics.operationFinished(claimed.kind, outcome.state, claimed.createdAt, now());
       return;
@@ -278,6 +311,7 @@ export class OperationRunner {
       error: null,
       progress: mergeProgress(current.progress, { step: "done" }),
     });
+    this.#log(`[INFO] ${claimed.kind} ${id}: succeeded`);
     services.metrics.operationFinished(claimed.kind, "succeeded", claimed.createdAt, now());
   }
 
@@ -291,11 +325,16 @@ export class OperationRunner {
         kind: operations.kind,
         state: operations.state,
         createdAt: operations.createdAt,
+        traceId: operations.traceId,
       })
       .from(operations)
       .where(eq(operations.id, id));
     const output = job.sourceOutput as { message?: string; value?: { message?: string } } | null;
     const reason = output?.message ?? output?.value?.message ?? "its last attempt did not finish";
+    if (row && (row.state === "pending" || row.state === "running"))
+      withTrace(operationTrace({ id, traceId: row.traceId }), () =>
+        this.#log(`[WARN] ${row.kind} ${id}: failed (gave_up): ${reason}`),
+      );
     await failRunningOperation(
       db,
       operationEvents,

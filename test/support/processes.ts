@@ -1,5 +1,6 @@
 // Starts globalvm commands as real child processes and reads what they print.
 import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const CLI = fileURLToPath(new URL("../../cli/globalvm.ts", import.meta.url));
@@ -19,6 +20,8 @@ export function startCli(
   env: Record<string, string | undefined> = {},
   /** A command the CLI runs under, e.g. `ip netns exec NAME` (it must exec, keeping the pid). */
   prefix: readonly string[] = [],
+  /** Where its stderr (a service's JSON log lines) is appended, as well as kept in output(). */
+  stderrFile?: string,
 ): RunningProcess {
   const argv = [...prefix, process.execPath, CLI, ...args];
   const child = spawn(argv[0] as string, argv.slice(1), {
@@ -33,6 +36,8 @@ export function startCli(
   };
   child.stdout?.on("data", append);
   child.stderr?.on("data", append);
+  if (stderrFile)
+    child.stderr?.on("data", (chunk: Buffer) => appendFileSync(stderrFile, chunk, { mode: 0o600 }));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
   return {

@@ -1,9 +1,13 @@
 // A globalvm stack as users run it, for end-to-end tests: a control plane on an embedded
 // catalog and one regional manager per region, each its own process, a project and its token.
-import { mkdtempSync, rmSync } from "node:fs";
+// Each process's JSON log lines (its stderr) are kept in <dir>/logs/<name>.log; the stack
+// records every token and credential it issued, sent or was given, and stop() fails if any of
+// them — or anything shaped like a token — is in a log, so every test on a stack checks it.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killRecordedVms } from "./compute.ts";
+import { assertNoSecretsInLogs, SecretRecord } from "./log-secrets.ts";
 import { type RunningProcess, startCli } from "./processes.ts";
 import { strongSecret } from "./secrets.ts";
 
@@ -35,6 +39,12 @@ export interface Stack {
   ): Promise<ApiAnswer>;
   /** Every process's last output, for failure messages. */
   logs(): string;
+  /** Where each process's JSON log lines are: `<logsDir>/control-plane.log`, `<logsDir>/<region>.log`. */
+  logsDir: string;
+  /** The secrets this stack issued, sent or was given: no log line may hold one (checked by stop). */
+  secrets: SecretRecord;
+  /** Fails if a log holds a secret, or the control plane logged no request (the check would prove nothing). */
+  checkLogs(): void;
   stop(): Promise<void>;
 }
 
@@ -57,11 +67,18 @@ export interface StackOptions {
 
 export async function startStack(options: StackOptions): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), `globalvm-${options.name}-`));
+  const logsDir = join(dir, "logs");
+  mkdirSync(logsDir, { mode: 0o700 });
+  const logFileOf = (which: string) => join(logsDir, `${which}.log`);
   const adminToken = strongSecret(`${options.name}-admin-`);
+  const secrets = new SecretRecord();
+  secrets.add("admin token", adminToken);
+  secrets.addFromEnv(options.env ?? {});
   const processes: RunningProcess[] = [];
   let controlPlane = "";
 
   const call: Stack["call"] = async (method, path, token, body, headers = {}) => {
+    secrets.add("a bearer token a test sent", token);
     const response = await fetch(`${controlPlane}${path}`, {
       method,
       headers: {
@@ -73,7 +90,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       signal: AbortSignal.timeout(60_000),
     });
     const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : null };
+    const answer = text ? JSON.parse(text) : null;
+    secrets.addFromAnswer(`${method} ${path.split("?")[0]}`, answer);
+    return { status: response.status, body: answer };
   };
 
   const expectCreated = (answer: ApiAnswer, what: string) => {
@@ -99,6 +118,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         `credential for ${datacenter}`,
       );
       credentials.set(region, credential.secret);
+      secrets.add(`credential of ${datacenter}`, credential.secret);
     }
     const manager = startCli(
       [
@@ -116,6 +136,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ],
       { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(region) },
       options.managerPrefix?.(region) ?? [],
+      logFileOf(region),
     );
     track(region, manager);
     const announced = await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
@@ -134,6 +155,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           ? { GLOBALVM_REPLICA_IDLE_SECONDS: String(options.replicaIdleSeconds) }
           : {}),
       },
+      [],
+      logFileOf("control-plane"),
     );
     track("control-plane", cp);
     controlPlane = (await cp.waitFor(/control plane on (http:\/\/\S+)/, 60_000))[1] as string;
@@ -148,6 +171,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     "project token",
   ).secret as string;
   await Promise.all(options.regions.map(startManager));
+
+  function checkLogs() {
+    const requests = readFileSync(logFileOf("control-plane"), "utf8")
+      .split("\n")
+      .filter((line) => line.includes('"route":'));
+    if (requests.length === 0) throw new Error(`the control plane logged no request in ${logsDir}`);
+    for (const region of credentials.keys()) {
+      if (readFileSync(logFileOf(region), "utf8").trim() === "")
+        throw new Error(`the manager of ${region} logged nothing in ${logsDir}`);
+    }
+    assertNoSecretsInLogs(logsDir, secrets);
+  }
 
   return {
     dir,
@@ -173,11 +208,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     },
     call,
     logs: () => processes.map((p) => p.output().slice(-3000)).join("\n---\n"),
+    logsDir,
+    secrets,
+    checkLogs,
     async stop() {
       await Promise.all(processes.map((p) => p.stop("SIGTERM")));
       await Promise.all(processes.map((p) => p.stop("SIGKILL")));
       // Managers leave their guests running when they stop (they reattach on restart).
       killRecordedVms(dir);
+      // Kept for a look when the check fails (its message names the directory).
+      checkLogs();
       rmSync(dir, { recursive: true, force: true });
     },
   };
