@@ -97,3 +97,13 @@ export const ProblemSchema = z
   })
   .openapi("Problem");
 export type Problem = z.infer<typeof ProblemSchema>;
+
+/** What a datacenter, or one of its hosts, offers (or has free). */
+export const CapacitySchema = z
+  .object({
+    vcpus: z.number().int().min(0),
+    memory_mb: z.number().int().min(0),
+    disk_bytes: z.number().int().min(0),
+  })
+  .openapi("Capacity");
+export type Capacity = z.infer<typeof CapacitySchema>;

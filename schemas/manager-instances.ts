@@ -12,7 +12,7 @@ import {
 } from "./firewall-rules.ts";
 import { parseCidr } from "./ipv4.ts";
 
-const MetadataValuesSchema = z
+export const MetadataValuesSchema = z
   .record(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "metadata keys are letters, digits, _ . -"), z.string())
   .refine((values) => Object.keys(values).length <= 256, "at most 256 metadata keys");
 
@@ -95,6 +95,11 @@ export const ManagerInstanceSpecSchema = z
      * the guest as metadata `instance/hostname`. Absent: the instance has no internal name.
      */
     hostname: z.string().max(253).optional(),
+    /**
+     * Anti-affinity: no two instances of the group on one host of the datacenter. A create that
+     * cannot be honoured fails with the scheduler's reasons. Absent: false.
+     */
+    spread_hosts: z.boolean().optional(),
   })
   .openapi("ManagerInstanceSpec");
 export type ManagerInstanceSpec = z.infer<typeof ManagerInstanceSpecSchema>;
@@ -144,6 +149,8 @@ export const InstanceReportSchema = z
     boot_log_tail: z.string().max(16384).nullable().optional(),
     /** The endpoints of the instance's group on this manager's host, once it has given them. */
     endpoints: z.array(ReportedEndpointSchema).max(16).optional(),
+    /** The datacenter host running the guest (null: the manager runs it itself, with no host agents). */
+    host: NameSchema.nullable().optional(),
   })
   .openapi("InstanceReport");
 export type InstanceReport = z.infer<typeof InstanceReportSchema>;

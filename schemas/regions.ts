@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
-import { NameSchema, TimestampSchema } from "./common.ts";
+import { CapacitySchema, NameSchema, TimestampSchema } from "./common.ts";
+import { ReportedHostSchema } from "./hosts.ts";
 
 export const DATACENTER_STATUSES = ["up", "degraded", "down", "unknown"] as const;
 export const DatacenterStatusSchema = z.enum(DATACENTER_STATUSES);
@@ -7,14 +8,8 @@ export type DatacenterStatus = z.infer<typeof DatacenterStatusSchema>;
 
 export const DRIVER_KINDS = ["qemu"] as const;
 
-export const CapacitySchema = z
-  .object({
-    vcpus: z.number().int().min(0),
-    memory_mb: z.number().int().min(0),
-    disk_bytes: z.number().int().min(0),
-  })
-  .openapi("Capacity");
-export type Capacity = z.infer<typeof CapacitySchema>;
+// Capacity lives with the other shapes every schema module shares (hosts have one too).
+export { type Capacity, CapacitySchema } from "./common.ts";
 
 export const RegionSchema = z
   .object({
@@ -78,6 +73,8 @@ export const HeartbeatSchema = z
         description:
           "Where this datacenter's guest-network tunnels start, when its manager attaches guests to networks.",
       }),
+    /** The datacenter's host agents, when it has any (absent: the manager runs guests itself). */
+    hosts: z.array(ReportedHostSchema).max(1024).optional(),
   })
   .openapi("Heartbeat");
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
