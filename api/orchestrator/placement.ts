@@ -10,6 +10,8 @@
 // bytes (only the chunks it lacks cross the network), but the catalog does not know how many
 // chunks the versions share, so the full size is kept as an upper bound; such a datacenter is
 // only preferred over one holding nothing when their estimates tie.
+
+import { formatBytes } from "../../common/format-bytes.ts";
 import type { DatacenterStatus } from "../../schemas/regions.ts";
 import type { PlacementPolicy } from "../../schemas/vm-groups.ts";
 import type {
@@ -22,19 +24,6 @@ import type {
   PlacementStrategy,
 } from "../placement-types.ts";
 
-const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"] as const;
-
-/** 67108864 → "64 MiB", 1536 → "1.5 KiB". */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  const shown = Number.isInteger(value) ? String(value) : value.toFixed(1).replace(/\.0$/, "");
-  return `${shown} ${UNITS[unit]}`;
-}
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 

@@ -1,16 +1,12 @@
 import { describe, expect, it } from "vitest";
-import {
-  choosePlacement,
-  formatBytes,
-  placementRequestOf,
-  summarizeRefusals,
-} from "../../api/orchestrator/placement.ts";
+import { choosePlacement, placementRequestOf, summarizeRefusals } from "../../api/orchestrator/placement.ts";
 import type {
   PlacementConditions,
   PlacementDatacenter,
   PlacementInput,
   PlacementStrategy,
 } from "../../api/placement-types.ts";
+import { formatBytes } from "../../common/format-bytes.ts";
 
 const MiB = 1024 * 1024;
 
