@@ -13,6 +13,7 @@ import {
 } from "./command.ts";
 import { envCommand } from "./env.ts";
 import { firewallRuleCommand } from "./firewall-rule.ts";
+import { hostsCommand } from "./hosts.ts";
 import { imageCommand } from "./image.ts";
 import { networkCommand } from "./network.ts";
 import { operationCommand } from "./operation.ts";
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, Command> = {
   "firewall-rule": firewallRuleCommand,
   operation: operationCommand,
   regions: regionsCommand,
+  hosts: hostsCommand,
   serve: serveCommand,
   migrate: migrateCommand,
 };
@@ -45,7 +47,7 @@ ${Object.entries(COMMANDS)
 
 Run 'globalvm <command> --help' for a command's options and subcommands.
 
-Client commands (image, vm-group, network, firewall-rule, operation, regions) talk to $GLOBALVM_ENDPOINT with
+Client commands (image, vm-group, network, firewall-rule, operation, regions, hosts) talk to $GLOBALVM_ENDPOINT with
 $GLOBALVM_TOKEN (or --endpoint/--token); 'globalvm up' prints both.
 
 Exit codes: 0 ok, 1 an operation or API call failed, 2 a usage error.

@@ -19,7 +19,7 @@ ${CONNECTION_HELP}
 const SHOW_USAGE = `Usage: globalvm vm-group show ID|NAME [options]
 
 Shows one VM group, where its exposed ports are reachable (endpoints), its instances (state,
-network IP, address, datacenter) and the guest attributes each guest published.
+network IP, address, datacenter and host) and the guest attributes each guest published.
 
 Options:
 ${CONNECTION_HELP}
@@ -51,11 +51,20 @@ function describeVmGroup(group: VmGroup, instances: Instance[]): string {
     ["datacenter", group.datacenter ?? "-"],
     ["size", String(group.size)],
     ["machine", `${group.machine.vcpus} vCPU, ${group.machine.memory_mb} MiB`],
+    ["spread hosts", group.spread_hosts ? "yes: no two instances on one host" : "no"],
     ...endpointFields(group),
   ];
   const table = formatTable(
-    ["NAME", "ID", "DATACENTER", "STATE", "NETWORK IP", "ADDRESS"],
-    instances.map((i) => [i.name, i.id, i.datacenter, i.state, i.network_ip ?? "-", i.address ?? "-"]),
+    ["NAME", "ID", "DATACENTER", "HOST", "STATE", "NETWORK IP", "ADDRESS"],
+    instances.map((i) => [
+      i.name,
+      i.id,
+      i.datacenter,
+      i.host ?? "-",
+      i.state,
+      i.network_ip ?? "-",
+      i.address ?? "-",
+    ]),
   );
   return `${formatFields(fields)}\ninstances:\n${instances.length > 0 ? table : "  none\n"}${guestAttributes(instances)}`;
 }

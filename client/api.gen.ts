@@ -37,6 +37,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/datacenters/{name}/credential-check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether the bearer is a manager credential of this datacenter (or an admin token) */
+        get: operations["checkManagerCredential"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/datacenters/{name}/heartbeat": {
         parameters: {
             query?: never;
@@ -46,8 +63,31 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Report a regional manager's liveness, capacity and store counts */
+        /**
+         * Report a regional manager's liveness, capacity and store counts, and its datacenter's hosts
+         * @description `hosts` replaces the datacenter's hosts as the catalog shows them (GET /v1/datacenters/{name}/hosts); a heartbeat without `hosts` removes them all (its manager runs its guests itself).
+         */
         post: operations["heartbeatDatacenter"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/datacenters/{name}/hosts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a datacenter's hosts: their state, capacity, load and image cache
+         * @description The hosts as the datacenter's manager last reported them in its heartbeat, by name. Empty for a datacenter whose manager runs its guests itself (no host agents). A host is `down` whenever the datacenter is not `up`: its facts are only as fresh as the manager's last heartbeat.
+         */
+        get: operations["listDatacenterHosts"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -63,7 +103,7 @@ export interface paths {
         };
         get?: never;
         /**
-         * A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail, its group's endpoints
+         * A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints
          * @description Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.
          */
         put: operations["reportInstance"];
@@ -646,7 +686,7 @@ export interface paths {
         delete: operations["deleteVmGroup"];
         options?: never;
         head?: never;
-        /** Change a VM group in place (size, machine, metadata, image version); the operation rolls it out */
+        /** Change a VM group in place (size, machine, metadata, image version, spread_hosts); the operation rolls it out */
         patch: operations["updateVmGroup"];
         trace?: never;
     };
@@ -850,6 +890,11 @@ export interface components {
             /** @example web */
             region?: string;
             size: number;
+            /**
+             * @description Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false.
+             * @default false
+             */
+            spread_hosts: boolean;
         };
         Datacenter: {
             capacity: components["schemas"]["Capacity"];
@@ -967,6 +1012,7 @@ export interface components {
                 memory_mb: number;
                 vcpus: number;
             };
+            hosts?: components["schemas"]["ReportedHost"][];
             image_count: number;
             /** Format: uri */
             manager_url: string;
@@ -976,6 +1022,38 @@ export interface components {
         HeartbeatAnswer: components["schemas"]["Datacenter"] & {
             /** @description The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach. */
             underlay_peers: string[];
+        };
+        Host: {
+            /** @enum {string} */
+            arch: "x86_64" | "aarch64";
+            /** @description Bytes the host's image cache holds. */
+            cache_bytes: number;
+            /** @description Image versions in the host's local cache. */
+            cached_versions: number;
+            capacity: components["schemas"]["Capacity"];
+            /** @example eu-west-a */
+            datacenter: string;
+            free: components["schemas"]["Capacity"];
+            /** @description Guests the host runs. */
+            instance_count: number;
+            /**
+             * Format: date-time
+             * @description When its manager last heard from the host.
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            last_seen_at: string;
+            /** @example host-1 */
+            name: string;
+            /**
+             * @description up while its manager says so and the datacenter itself is up; down otherwise: a host's facts are only as fresh as its manager's last heartbeat.
+             * @enum {string}
+             */
+            state: "up" | "down";
+        };
+        HostPage: {
+            items: components["schemas"]["Host"][];
+            /** @description Null on the last page. */
+            next_page_token: string | null;
         };
         Image: {
             /**
@@ -1106,6 +1184,11 @@ export interface components {
             guest_attributes: {
                 [key: string]: string;
             };
+            /**
+             * @description The host of its datacenter running the guest, as the datacenter's manager reports it; null while it reports none, or when the manager runs its guests itself (a datacenter without host agents).
+             * @example web
+             */
+            host: string | null;
             /** @example ins_01jd3k9x4m6q8r2t5v7w9y1z3b */
             id: string;
             image_version: number | null;
@@ -1140,6 +1223,8 @@ export interface components {
             guest_attributes?: {
                 [key: string]: string;
             };
+            /** @example web */
+            host?: string | null;
             image_version?: number;
             local_id?: string;
             /** @enum {string} */
@@ -1470,6 +1555,32 @@ export interface components {
             /** @enum {string} */
             protocol: "tcp";
         };
+        ReportedHost: {
+            /** @enum {string} */
+            arch: "x86_64" | "aarch64";
+            cache_bytes: number;
+            cached_versions: number;
+            capacity: {
+                disk_bytes: number;
+                memory_mb: number;
+                vcpus: number;
+            };
+            free: {
+                disk_bytes: number;
+                memory_mb: number;
+                vcpus: number;
+            };
+            instance_count: number;
+            /**
+             * Format: date-time
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            last_seen_at: string;
+            /** @example web */
+            name: string;
+            /** @enum {string} */
+            state: "up" | "down";
+        };
         RotateSigningKey: {
             /**
              * @description Publish the new key at once but sign with it only after this delay: time to copy the JWKS into managers' --control-plane-keys files. 0 (default): it signs at once.
@@ -1634,6 +1745,8 @@ export interface components {
                 [key: string]: components["schemas"]["MetadataReference"];
             };
             size?: number;
+            /** @description Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false. */
+            spread_hosts?: boolean;
         };
         UploadTicket: {
             /** @example web */
@@ -1713,6 +1826,8 @@ export interface components {
             /** @example web */
             region: string | null;
             size: number;
+            /** @description Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false. */
+            spread_hosts: boolean;
             /** @enum {string} */
             state: "pending" | "provisioning" | "running" | "ready" | "updating" | "deleting" | "failed";
             /**
@@ -1999,6 +2114,53 @@ export interface operations {
             };
         };
     };
+    checkManagerCredential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description It is. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     heartbeatDatacenter: {
         parameters: {
             query?: never;
@@ -2021,6 +2183,69 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HeartbeatAnswer"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listDatacenterHosts: {
+        parameters: {
+            query?: {
+                /** @description At most 200. */
+                page_size?: number;
+                /** @description The next_page_token of a previous page. */
+                page_token?: string;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the datacenter's hosts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostPage"];
                 };
             };
             /** @description The request is malformed or a field is invalid; `errors` names the fields. */

@@ -41,6 +41,7 @@ export type Image = Schemas["Image"];
 export type ImageVersionDetail = Schemas["ImageVersionDetail"];
 export type Network = Schemas["Network"];
 export type FirewallRule = Schemas["FirewallRule"];
+export type Host = Schemas["Host"];
 export type VmGroup = Schemas["VmGroup"];
 export type Operation = Schemas["Operation"];
 export type Problem = Schemas["Problem"];

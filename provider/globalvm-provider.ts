@@ -5,6 +5,7 @@ import { checkReachable } from "../client/api.ts";
 import { defineProvider } from "./framework/definitions.ts";
 import { createProviderData, type GlobalvmProviderData } from "./provider-data.ts";
 import {
+  hostsDataSource,
   imageDataSource,
   imageVersionsDataSource,
   networkDataSource,
@@ -61,5 +62,11 @@ export const globalvmProvider = defineProvider<GlobalvmProviderData>({
     return createProviderData(endpoint, token);
   },
   resources: [imageResource, vmGroupResource, networkResource, firewallRuleResource],
-  dataSources: [regionsDataSource, imageDataSource, imageVersionsDataSource, networkDataSource],
+  dataSources: [
+    regionsDataSource,
+    hostsDataSource,
+    imageDataSource,
+    imageVersionsDataSource,
+    networkDataSource,
+  ],
 });

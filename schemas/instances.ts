@@ -33,6 +33,10 @@ export const InstanceSchema = z
       description:
         "The address the instance holds on its VM group's network, in its datacenter's subnet. Kept for the instance's life; a replacement gets its own.",
     }),
+    host: NameSchema.nullable().openapi({
+      description:
+        "The host of its datacenter running the guest, as the datacenter's manager reports it; null while it reports none, or when the manager runs its guests itself (a datacenter without host agents).",
+    }),
     guest_attributes: z.record(z.string(), z.string()),
     boot_log_tail: z.string().nullable(),
     created_at: TimestampSchema,

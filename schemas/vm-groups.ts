@@ -63,6 +63,9 @@ const MetadataSchema = z
   )
   .refine((m) => Object.keys(m).length <= 128, "at most 128 metadata keys");
 
+const SPREAD_HOSTS_DESCRIPTION =
+  "Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false.";
+
 const vmGroupFields = {
   name: NameSchema,
   image: idSchema("image").openapi({
@@ -91,6 +94,9 @@ const vmGroupFields = {
   expose: ExposeSchema.openapi({
     description:
       "TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation.",
+  }),
+  spread_hosts: z.boolean().openapi({
+    description: SPREAD_HOSTS_DESCRIPTION,
   }),
 };
 
@@ -178,6 +184,7 @@ export const CreateVmGroupSchema = z
     metadata_from: vmGroupFields.metadata_from.default({}),
     labels: LabelsSchema.default({}),
     expose: vmGroupFields.expose.default([]),
+    spread_hosts: z.boolean().default(false).openapi({ description: SPREAD_HOSTS_DESCRIPTION }),
   })
   .superRefine(exactlyOnePlacement)
   .superRefine(exactlyOneImage)
@@ -199,6 +206,7 @@ export const UpdateVmGroupSchema = z
     expose: ExposeSchema.optional().openapi({
       description: "Must be the group's `expose` (in any order): exposed ports cannot change in place yet.",
     }),
+    spread_hosts: z.boolean().optional().openapi({ description: SPREAD_HOSTS_DESCRIPTION }),
   })
   .refine((body) => Object.keys(body).length > 0, { message: "give at least one field to change" })
   .openapi("UpdateVmGroup");

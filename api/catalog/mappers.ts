@@ -1,5 +1,6 @@
 // Catalog rows → API shapes. One place, so every route answers the same way.
 
+import type { Host } from "../../schemas/datacenter-hosts.ts";
 import { type ExposedPort, endpointUrl, type ReportedEndpoint } from "../../schemas/endpoints.ts";
 import type { FirewallRule } from "../../schemas/firewall-rules.ts";
 import type { Image, ImageReplica, ReplicaReason } from "../../schemas/images.ts";
@@ -14,6 +15,7 @@ import type {
   apiTokens,
   datacenters,
   firewallRules,
+  hosts,
   imageReplicas,
   images,
   instances,
@@ -100,6 +102,29 @@ export function toDatacenter(row: typeof datacenters.$inferSelect, now: Date): D
 }
 
 /**
+ * A host as its manager last reported it; down whatever the report said while its datacenter
+ * is not up, since nobody has vouched for it since.
+ */
+export function toHost(row: typeof hosts.$inferSelect, datacenterUp: boolean): Host {
+  return {
+    name: row.name,
+    datacenter: row.datacenter,
+    state: datacenterUp ? (row.state as Host["state"]) : "down",
+    arch: row.arch as Host["arch"],
+    capacity: {
+      vcpus: row.capacityVcpus,
+      memory_mb: row.capacityMemoryMb,
+      disk_bytes: row.capacityDiskBytes,
+    },
+    free: { vcpus: row.freeVcpus, memory_mb: row.freeMemoryMb, disk_bytes: row.freeDiskBytes },
+    instance_count: row.instanceCount,
+    cached_versions: row.cachedVersions,
+    cache_bytes: row.cacheBytes,
+    last_seen_at: row.lastSeenAt.toISOString(),
+  };
+}
+
+/**
  * Why a replica exists: a copy made on demand (for a VM group, or asked for outside the
  * policy) is `on_demand` wherever it is; otherwise the origin region's copy is `origin` and a
  * copy in a region of `replicate_to` is `replicate_to`. A policy copy in a region the policy
@@ -177,6 +202,7 @@ export function toVmGroup(row: typeof vmGroups.$inferSelect): VmGroup {
     metadata_from: row.metadataFrom,
     labels: row.labels,
     expose: row.expose,
+    spread_hosts: row.spreadHosts,
     datacenter: row.datacenter,
     state: row.state as VmGroup["state"],
     endpoints: endpointsOf(row.expose, row.endpoints),
@@ -206,6 +232,7 @@ export function toInstance(row: typeof instances.$inferSelect, groupName: string
     state_reason: row.stateReason,
     address: row.address,
     network_ip: row.networkIp,
+    host: row.host,
     guest_attributes: row.guestAttributes,
     boot_log_tail: row.bootLogTail,
     created_at: row.createdAt.toISOString(),

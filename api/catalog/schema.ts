@@ -17,6 +17,7 @@ import {
 } from "drizzle-orm/pg-core";
 import type { ExposedPort, ReportedEndpoint } from "../../schemas/endpoints.ts";
 import { FIREWALL_ACTIONS, FIREWALL_PROTOCOLS } from "../../schemas/firewall-rules.ts";
+import { HOST_ARCHITECTURES, HOST_STATES } from "../../schemas/hosts.ts";
 import { VERSION_STATES } from "../../schemas/image-versions.ts";
 import { IMAGE_FORMATS, IMAGE_STATES, REPLICA_STATES } from "../../schemas/images.ts";
 import { INSTANCE_STATES } from "../../schemas/instances.ts";
@@ -128,6 +129,38 @@ export const datacenters = pgTable(
   (t) => [
     index("datacenters_region_idx").on(t.region),
     check("datacenters_driver_valid", oneOf("driver", DRIVER_KINDS)),
+  ],
+);
+
+/**
+ * The hosts of a datacenter, as its manager's last heartbeat reported them: the set is replaced
+ * by each heartbeat that names hosts, and emptied by one that names none (a manager without
+ * host agents runs its guests itself). Read-only facts: the manager decides placement on them.
+ */
+export const hosts = pgTable(
+  "hosts",
+  {
+    datacenter: text("datacenter")
+      .notNull()
+      .references(() => datacenters.name, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    state: text("state").notNull(),
+    arch: text("arch").notNull(),
+    capacityVcpus: integer("capacity_vcpus").notNull(),
+    capacityMemoryMb: integer("capacity_memory_mb").notNull(),
+    capacityDiskBytes: bytes("capacity_disk_bytes").notNull(),
+    freeVcpus: integer("free_vcpus").notNull(),
+    freeMemoryMb: integer("free_memory_mb").notNull(),
+    freeDiskBytes: bytes("free_disk_bytes").notNull(),
+    instanceCount: integer("instance_count").notNull(),
+    cachedVersions: integer("cached_versions").notNull(),
+    cacheBytes: bytes("cache_bytes").notNull(),
+    lastSeenAt: timestamp("last_seen_at", { withTimezone: true, mode: "date" }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.datacenter, t.name] }),
+    check("hosts_state_valid", oneOf("state", HOST_STATES)),
+    check("hosts_arch_valid", oneOf("arch", HOST_ARCHITECTURES)),
   ],
 );
 
@@ -342,6 +375,8 @@ export const vmGroups = pgTable(
     expose: jsonb("expose").$type<ExposedPort[]>().notNull().default([]),
     /** Where the datacenter's manager last reported those ports reachable (empty once no instance is left). */
     endpoints: jsonb("endpoints").$type<ReportedEndpoint[]>().notNull().default([]),
+    /** No two instances on one host of the datacenter; applies to instances placed after a change. */
+    spreadHosts: boolean("spread_hosts").notNull().default(false),
     state: text("state").notNull().default("pending"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
@@ -374,6 +409,8 @@ export const instances = pgTable(
     stateReason: text("state_reason"),
     /** What the manager reports the guest reachable at (null while its datacenter does not attach guests to networks). */
     address: text("address"),
+    /** The datacenter host running the guest, as its manager reports it (null: the manager runs it itself). */
+    host: text("host"),
     /** The group's network, copied so that an address is unique per network by an index. */
     networkId: text("network_id").references(() => networks.id),
     /** The address the catalog gave the instance in its datacenter's subnet of the network. */

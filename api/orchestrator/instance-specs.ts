@@ -35,6 +35,8 @@ function specOf(
     ...(network ? { network } : {}),
     ...(group.expose.length > 0 ? { expose: group.expose } : {}),
     ...(hostname ? { hostname } : {}),
+    // The group's setting when the spec is sent: a change reaches the instances placed after it.
+    ...(group.spreadHosts ? { spread_hosts: true } : {}),
   };
 }
 

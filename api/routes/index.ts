@@ -1,9 +1,11 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../env.ts";
 import { withLongPolledReads } from "../long-poll.ts";
+import * as datacentersCheckCredential from "./datacenters/check-credential.ts";
 import * as datacentersGet from "./datacenters/get.ts";
 import * as datacentersHeartbeat from "./datacenters/heartbeat.ts";
 import * as datacentersList from "./datacenters/list.ts";
+import * as datacentersListHosts from "./datacenters/list-hosts.ts";
 import * as datacentersRegister from "./datacenters/register.ts";
 import * as datacentersRegisterManager from "./datacenters/register-manager.ts";
 import * as firewallRulesCreate from "./firewall-rules/create.ts";
@@ -71,6 +73,7 @@ const ROUTES = [
   datacentersRegister,
   datacentersList,
   datacentersGet,
+  datacentersListHosts,
   datacentersHeartbeat,
   networksCreate,
   networksList,
@@ -106,6 +109,7 @@ const ROUTES = [
   managerCredentialsCreate,
   signingKeysRotate,
   datacentersRegisterManager,
+  datacentersCheckCredential,
   imagesCreateUpload,
   replicasReport,
   replicasSources,

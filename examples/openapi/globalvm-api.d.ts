@@ -149,6 +149,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/datacenters/{name}/hosts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a datacenter's hosts: their state, capacity, load and image cache
+         * @description The hosts as the datacenter's manager last reported them in its heartbeat, by name. Empty for a datacenter whose manager runs its guests itself (no host agents). A host is `down` whenever the datacenter is not `up`: its facts are only as fresh as the manager's last heartbeat.
+         */
+        get: operations["listDatacenterHosts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/datacenters/{name}/heartbeat": {
         parameters: {
             query?: never;
@@ -158,7 +178,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Report a regional manager's liveness, capacity and store counts */
+        /**
+         * Report a regional manager's liveness, capacity and store counts, and its datacenter's hosts
+         * @description `hosts` replaces the datacenter's hosts as the catalog shows them (GET /v1/datacenters/{name}/hosts); a heartbeat without `hosts` removes them all (its manager runs its guests itself).
+         */
         post: operations["heartbeatDatacenter"];
         delete?: never;
         options?: never;
@@ -393,7 +416,7 @@ export interface paths {
         delete: operations["deleteVmGroup"];
         options?: never;
         head?: never;
-        /** Change a VM group in place (size, machine, metadata, image version); the operation rolls it out */
+        /** Change a VM group in place (size, machine, metadata, image version, spread_hosts); the operation rolls it out */
         patch: operations["updateVmGroup"];
         trace?: never;
     };
@@ -536,6 +559,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/datacenters/{name}/credential-check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether the bearer is a manager credential of this datacenter (or an admin token) */
+        get: operations["checkManagerCredential"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images/{id}/uploads": {
         parameters: {
             query?: never;
@@ -619,7 +659,7 @@ export interface paths {
         };
         get?: never;
         /**
-         * A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail, its group's endpoints
+         * A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints
          * @description Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.
          */
         put: operations["reportInstance"];
@@ -855,6 +895,38 @@ export interface components {
             /** @description Null on the last page. */
             next_page_token: string | null;
         };
+        HostPage: {
+            items: components["schemas"]["Host"][];
+            /** @description Null on the last page. */
+            next_page_token: string | null;
+        };
+        Host: {
+            /** @example host-1 */
+            name: string;
+            /** @example eu-west-a */
+            datacenter: string;
+            /**
+             * @description up while its manager says so and the datacenter itself is up; down otherwise: a host's facts are only as fresh as its manager's last heartbeat.
+             * @enum {string}
+             */
+            state: "up" | "down";
+            /** @enum {string} */
+            arch: "x86_64" | "aarch64";
+            capacity: components["schemas"]["Capacity"];
+            free: components["schemas"]["Capacity"];
+            /** @description Guests the host runs. */
+            instance_count: number;
+            /** @description Image versions in the host's local cache. */
+            cached_versions: number;
+            /** @description Bytes the host's image cache holds. */
+            cache_bytes: number;
+            /**
+             * Format: date-time
+             * @description When its manager last heard from the host.
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            last_seen_at: string;
+        };
         HeartbeatAnswer: components["schemas"]["Datacenter"] & {
             /** @description The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach. */
             underlay_peers: string[];
@@ -876,6 +948,33 @@ export interface components {
             image_count: number;
             /** @description Where this datacenter's guest-network tunnels start, when its manager attaches guests to networks. */
             underlay_address?: string;
+            hosts?: components["schemas"]["ReportedHost"][];
+        };
+        ReportedHost: {
+            /** @example web */
+            name: string;
+            /** @enum {string} */
+            state: "up" | "down";
+            /** @enum {string} */
+            arch: "x86_64" | "aarch64";
+            capacity: {
+                vcpus: number;
+                memory_mb: number;
+                disk_bytes: number;
+            };
+            free: {
+                vcpus: number;
+                memory_mb: number;
+                disk_bytes: number;
+            };
+            instance_count: number;
+            cached_versions: number;
+            cache_bytes: number;
+            /**
+             * Format: date-time
+             * @example 2026-11-22T04:00:00.000Z
+             */
+            last_seen_at: string;
         };
         Network: {
             /** @example net_01jd3k9x4m6q8r2t5v7w9y1z3b */
@@ -1361,6 +1460,11 @@ export interface components {
              * @default []
              */
             expose?: components["schemas"]["ExposedPort"][];
+            /**
+             * @description Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false.
+             * @default false
+             */
+            spread_hosts?: boolean;
         };
         PlacementPolicy: {
             regions: string[];
@@ -1459,6 +1563,8 @@ export interface components {
             };
             /** @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation. */
             expose: components["schemas"]["ExposedPort"][];
+            /** @description Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false. */
+            spread_hosts: boolean;
             /**
              * @description Chosen by the orchestrator; null until placed.
              * @example web
@@ -1513,6 +1619,8 @@ export interface components {
             };
             /** @description Must be the group's `expose` (in any order): exposed ports cannot change in place yet. */
             expose?: components["schemas"]["ExposedPort"][];
+            /** @description Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false. */
+            spread_hosts?: boolean;
         };
         InstancePage: {
             items: components["schemas"]["Instance"][];
@@ -1540,6 +1648,11 @@ export interface components {
              * @example 10.128.0.2
              */
             network_ip: string | null;
+            /**
+             * @description The host of its datacenter running the guest, as the datacenter's manager reports it; null while it reports none, or when the manager runs its guests itself (a datacenter without host agents).
+             * @example web
+             */
+            host: string | null;
             guest_attributes: {
                 [key: string]: string;
             };
@@ -1689,6 +1802,8 @@ export interface components {
             };
             boot_log_tail?: string | null;
             endpoints?: components["schemas"]["ReportedEndpoint"][];
+            /** @example web */
+            host?: string | null;
         };
         ReportedEndpoint: {
             port: number;
@@ -2585,6 +2700,69 @@ export interface operations {
             };
             /** @description Well-formed but refers to something that cannot be used (unknown region, image, group). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listDatacenterHosts: {
+        parameters: {
+            query?: {
+                /** @description At most 200. */
+                page_size?: number;
+                /** @description The next_page_token of a previous page. */
+                page_token?: string;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the datacenter's hosts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostPage"];
+                };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object in this project. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4740,6 +4918,53 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SigningKeyRotation"];
                 };
+            };
+            /** @description The request is malformed or a field is invalid; `errors` names the fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown one. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the scope this call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    checkManagerCredential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description It is. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request is malformed or a field is invalid; `errors` names the fields. */
             400: {

@@ -1,9 +1,9 @@
 // Data sources: globalvm_regions (every region with its datacenters and their status),
-// globalvm_image (one image by name, id or family, with every replica and why it exists),
-// globalvm_image_versions (an image's versions and their lifecycle) and globalvm_network (one
-// network by name).
+// globalvm_hosts (one datacenter's hosts), globalvm_image (one image by name, id or family,
+// with every replica and why it exists), globalvm_image_versions (an image's versions and their
+// lifecycle) and globalvm_network (one network by name).
 
-import { type ApiClient, expectData, type Network } from "../../client/api.ts";
+import { type ApiClient, expectData, type Host, type Network } from "../../client/api.ts";
 import { CtyNumber, DiagnosticError, defineDataSource } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { imageDataState, REPLICA_WITH_REASON_TYPE } from "./image.ts";
@@ -38,6 +38,76 @@ export const regionsDataSource = defineDataSource<GlobalvmProviderData>({
       regions: regionItems.map((r) => ({ name: r.name, datacenters: [...r.datacenters] })),
       datacenters: datacenterItems.map((d) => ({ name: d.name, region: d.region, status: d.status })),
       status: Object.fromEntries(datacenterItems.map((d) => [d.name, d.status])),
+    };
+  },
+});
+
+const HOST_TYPE = [
+  "object",
+  {
+    name: "string",
+    state: "string",
+    arch: "string",
+    vcpus: "number",
+    memory_mb: "number",
+    disk_bytes: "number",
+    free_vcpus: "number",
+    free_memory_mb: "number",
+    instance_count: "number",
+    cached_versions: "number",
+  },
+] as const;
+
+export const hostsDataSource = defineDataSource<GlobalvmProviderData>({
+  typeName: "globalvm_hosts",
+  schema: {
+    description:
+      "The hosts of one datacenter, as its manager last reported them. Empty for a datacenter whose manager runs its guests itself (no host agents).",
+    attributes: {
+      datacenter: { type: "string", required: true },
+      hosts: {
+        type: ["list", HOST_TYPE],
+        computed: true,
+        description:
+          "Each host by name: `state` (up, or down, also whenever the datacenter is not up), `arch`, its capacity (`vcpus`, `memory_mb`, `disk_bytes`), what is free of it (`free_vcpus`, `free_memory_mb`), the guests it runs (`instance_count`) and the image versions its cache holds (`cached_versions`).",
+      },
+    },
+  },
+  async read({ config }, { providerData, signal }) {
+    const name = String(config.datacenter);
+    const hosts: Host[] = [];
+    let pageToken: string | undefined;
+    do {
+      const result = await providerData.api.GET("/v1/datacenters/{name}/hosts", {
+        params: {
+          path: { name },
+          query: { page_size: 200, ...(pageToken ? { page_token: pageToken } : {}) },
+        },
+        signal,
+      });
+      if (result.response.status === 404) {
+        throw new DiagnosticError("No such datacenter", {
+          detail: `No datacenter ${name}; data "globalvm_regions" lists them.`,
+          path: ["datacenter"],
+        });
+      }
+      const page = expectData("Listing the datacenter's hosts", result, () => ["datacenter"]);
+      hosts.push(...page.items);
+      pageToken = page.next_page_token ?? undefined;
+    } while (pageToken);
+    return {
+      hosts: hosts.map((host) => ({
+        name: host.name,
+        state: host.state,
+        arch: host.arch,
+        vcpus: new CtyNumber(host.capacity.vcpus),
+        memory_mb: new CtyNumber(host.capacity.memory_mb),
+        disk_bytes: new CtyNumber(host.capacity.disk_bytes),
+        free_vcpus: new CtyNumber(host.free.vcpus),
+        free_memory_mb: new CtyNumber(host.free.memory_mb),
+        instance_count: new CtyNumber(host.instance_count),
+        cached_versions: new CtyNumber(host.cached_versions),
+      })),
     };
   },
 });

@@ -118,6 +118,7 @@ export function createBody(plan: ObjectValue): CreateVmGroup {
     metadata_from: metadataFromBody(plan.metadata_from),
     labels: {},
     expose: exposeBody(plan.expose),
+    spread_hosts: plan.spread_hosts === true,
   };
 }
 
@@ -275,6 +276,7 @@ async function groupState(
               { vm_group: ref.vm_group, instance: new CtyNumber(ref.instance), attribute: ref.attribute },
             ]),
           ),
+    spread_hosts: group.spread_hosts === true,
     wait_for_ready: typeof prior.wait_for_ready === "boolean" ? prior.wait_for_ready : true,
     timeouts: prior.timeouts ?? null,
     datacenter: group.datacenter,
@@ -431,6 +433,12 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
         optional: true,
         description: `Metadata values taken at run time from another group's instance: ${REFERENCEABLE_ATTRIBUTES_TEXT}.`,
       },
+      spread_hosts: {
+        type: "bool",
+        default: false,
+        description:
+          "Anti-affinity: no two of the group's instances on one host of their datacenter (an instance no host can take fails with the datacenter scheduler's reasons). Changes in place and applies to instances placed afterwards (added by a resize, or replacing one in an update); running instances are not moved.",
+      },
       wait_for_ready: { type: "bool", default: true },
       datacenter: { type: "string", computed: true },
       state: {
@@ -555,6 +563,7 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
       body.metadata = next.metadata ?? {};
     if (JSON.stringify(next.metadata_from) !== JSON.stringify(before.metadata_from))
       body.metadata_from = next.metadata_from ?? {};
+    if (next.spread_hosts !== before.spread_hosts) body.spread_hosts = next.spread_hosts;
     const id = String(prior.id);
     // Nothing to change but an operation still running (an earlier apply timed out): re-attach.
     const operation =

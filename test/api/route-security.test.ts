@@ -128,10 +128,20 @@ const ROUTES: Record<string, Row> = {
   ]),
   "GET /v1/datacenters": unscoped("sharedRead", 200, async () => "/v1/datacenters"),
   "GET /v1/datacenters/{name}": unscoped("sharedRead", 200, async () => "/v1/datacenters/eu-west-a"),
+  "GET /v1/datacenters/{name}/hosts": unscoped(
+    "sharedRead",
+    200,
+    async () => "/v1/datacenters/eu-west-a/hosts",
+  ),
   "PUT /v1/datacenters/{name}": unscoped("managerOf", 200, async () => [
     "/v1/datacenters/eu-west-a",
     registration,
   ]),
+  "GET /v1/datacenters/{name}/credential-check": unscoped(
+    "managerOf",
+    204,
+    async () => "/v1/datacenters/eu-west-a/credential-check",
+  ),
   "POST /v1/datacenters/{name}/heartbeat": unscoped("managerOf", 200, async () => [
     "/v1/datacenters/eu-west-a/heartbeat",
     heartbeat,

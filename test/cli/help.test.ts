@@ -35,6 +35,7 @@ const COMMANDS = [
   ["operation"],
   ["operation", "watch"],
   ["regions"],
+  ["hosts"],
   ["serve"],
   ["serve", "control-plane"],
   ["serve", "regional-manager"],
@@ -62,6 +63,7 @@ describe.concurrent("globalvm --help", { timeout: 90_000 }, () => {
       "network",
       "operation",
       "regions",
+      "hosts",
       "serve",
       "migrate",
     ])

@@ -38,7 +38,11 @@ beforeAll(async () => {
   });
   await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
     token: manager.secret,
-    body: { state: "ready", endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001" }] },
+    body: {
+      state: "ready",
+      host: "host-2",
+      endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001" }],
+    },
   });
   server = await serveOnLoopback(api);
   env = { GLOBALVM_ENDPOINT: server.url, GLOBALVM_TOKEN: project.readToken };
@@ -54,8 +58,26 @@ describe("globalvm vm-group show", () => {
     const result = await runCli(["vm-group", "show", "web"], env);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.split("\n").filter((line) => line.startsWith("endpoint"))).toEqual([
-      "endpoint:   80/tcp  tcp://127.0.0.1:30001",
-      "endpoint:   443/tcp  not reachable yet",
+      "endpoint:     80/tcp  tcp://127.0.0.1:30001",
+      "endpoint:     443/tcp  not reachable yet",
+    ]);
+  });
+
+  it("says whether the group spreads over hosts, and which host runs each instance", async () => {
+    const result = await runCli(["vm-group", "show", "web"], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^spread hosts: no$/m);
+    const lines = result.stdout.split("\n");
+    const header = lines.findIndex((line) => line.startsWith("NAME"));
+    expect(lines[header]).toMatch(/^NAME\s+ID\s+DATACENTER\s+HOST\s+STATE\s+NETWORK IP\s+ADDRESS$/);
+    expect(lines[header + 1]?.split(/\s+/)).toEqual([
+      "web-0",
+      expect.stringMatching(/^ins_/),
+      "us-east-a",
+      "host-2",
+      "ready",
+      "-",
+      "-",
     ]);
   });
 
@@ -68,6 +90,8 @@ describe("globalvm vm-group show", () => {
         { port: 443, protocol: "tcp" },
       ],
       endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
+      spread_hosts: false,
+      instances: [expect.objectContaining({ host: "host-2" })],
     });
   });
 });

@@ -276,6 +276,8 @@ resource "globalvm_vm_group" "web" {
       { port: 443, protocol: "tcp" },
     ]);
     expect(change.change.after_unknown.endpoints).toBe(true);
+    // Not set: the default, false, planned known.
+    expect(change.change.after.spread_hosts).toBe(false);
   }, 60_000);
 });
 
@@ -377,4 +379,84 @@ data "globalvm_regions" "all" {}
     expect(result.stderr).toContain("GLOBALVM_ENDPOINT");
     expect(result.stderr.match(/^Error:/gm)).toHaveLength(1);
   }, 60_000);
+});
+
+describe("globalvm_hosts under terraform", () => {
+  // Last in this file: the region it adds would show in the other tests' lists of regions.
+  it("lists a datacenter's hosts as its heartbeat reported them; none where the manager runs its guests", async () => {
+    // A datacenter with no manager process: only this heartbeat (an admin's) names its hosts.
+    const admin = stack.adminToken;
+    expect((await call("POST", "/v1/regions", admin, { name: "ap-south" })).status).toBe(201);
+    const capacity = { vcpus: 8, memory_mb: 16_384, disk_bytes: 100e9 };
+    expect(
+      (await call("POST", "/v1/datacenters", admin, { name: "ap-south-a", region: "ap-south", capacity }))
+        .status,
+    ).toBe(201);
+    const host = (name: string, free_vcpus: number) => ({
+      name,
+      state: "up",
+      arch: "x86_64",
+      capacity: { vcpus: 4, memory_mb: 8192, disk_bytes: 50e9 },
+      free: { vcpus: free_vcpus, memory_mb: 6144, disk_bytes: 40e9 },
+      instance_count: 4 - free_vcpus,
+      cached_versions: 1,
+      cache_bytes: 1 << 20,
+      last_seen_at: new Date().toISOString(),
+    });
+    const beat = await call("POST", "/v1/datacenters/ap-south-a/heartbeat", admin, {
+      manager_url: "http://127.0.0.1:9",
+      capacity,
+      free: capacity,
+      chunk_count: 0,
+      image_count: 0,
+      hosts: [host("host-b", 3), host("host-a", 1)],
+    });
+    expect(beat.status, JSON.stringify(beat.body)).toBe(200);
+    const dir = workdir(
+      "data-hosts",
+      `provider "globalvm" {}
+data "globalvm_hosts" "ap" { datacenter = "ap-south-a" }
+data "globalvm_hosts" "eu" { datacenter = "eu-west-a" }
+output "ap" { value = data.globalvm_hosts.ap.hosts }
+output "eu" { value = data.globalvm_hosts.eu.hosts }
+`,
+    );
+    expectSuccess(await terraform(dir, ["init", "-input=false"], env));
+    expectSuccess(await terraform(dir, ["apply", "-auto-approve", "-input=false"], env));
+    const output = await terraform(dir, ["output", "-json"], env);
+    expectSuccess(output);
+    const values = JSON.parse(output.stdout);
+    expect(values.ap.value).toEqual(
+      [
+        ["host-a", 1],
+        ["host-b", 3],
+      ].map(([name, free]) => ({
+        name,
+        state: "up",
+        arch: "x86_64",
+        vcpus: 4,
+        memory_mb: 8192,
+        disk_bytes: 50e9,
+        free_vcpus: free,
+        free_memory_mb: 6144,
+        instance_count: 4 - (free as number),
+        cached_versions: 1,
+      })),
+    );
+    expect(values.eu.value).toEqual([]);
+
+    const missing = workdir(
+      "data-hosts-missing",
+      `provider "globalvm" {}
+data "globalvm_hosts" "x" {
+  datacenter = "mars-a"
+}
+`,
+    );
+    expectSuccess(await terraform(missing, ["init", "-input=false"], env));
+    const failed = await terraform(missing, ["plan", "-input=false", "-no-color"], env);
+    expect(failed.code, failed.output).toBe(1);
+    expect(failed.stderr).toContain("No such datacenter");
+    expect(failed.stderr).toContain('datacenter = "mars-a"');
+  }, 120_000);
 });

@@ -57,7 +57,7 @@ async function finishOperations() {
   }
 }
 
-function config(size: number, image = `image    = "${imageId}"`) {
+function config(size: number, image = `image    = "${imageId}"`, more = "") {
   return `terraform {
   required_providers {
     globalvm = { source = "globalvm/globalvm", version = "0.1.0" }
@@ -70,6 +70,7 @@ resource "globalvm_vm_group" "web" {
   region   = "us-east"
   size     = ${size}
   metadata = { role = "web" }
+  ${more}
   machine {
     vcpus     = 1
     memory_mb = 256
@@ -158,6 +159,42 @@ describe("globalvm_vm_group drift and re-attach", () => {
       metadata: { role: "web" },
       machine: { vcpus: 1, memory_mb: 256 },
     });
+  }, 180_000);
+
+  it("changes spread_hosts in place (false unless set), and shows it changed outside Terraform", async () => {
+    finishing.add("create-vm-group").add("update-vm-group");
+    const before = (await call("GET", "/v1/vm-groups?name=web")).body.items[0];
+    expect(before.spread_hosts).toBe(false);
+    const shown = await terraform(dir, ["state", "show", "-no-color", "globalvm_vm_group.web"], env);
+    expect(shown.output).toMatch(/spread_hosts\s+= false/);
+
+    writeFileSync(join(dir, "main.tf"), config(1, undefined, "spread_hosts = true"));
+    const plan = await tf("plan", "-detailed-exitcode");
+    expectCode(plan, 2);
+    expect(plan.output).toContain("globalvm_vm_group.web will be updated in-place");
+    expect(plan.output).toMatch(/~ spread_hosts\s+= false -> true/);
+    expect(plan.output).toContain("0 to add, 1 to change, 0 to destroy");
+    expectCode(await tf("apply", "-auto-approve"), 0);
+    const after = (await call("GET", `/v1/vm-groups/${before.id}`)).body;
+    expect(after).toMatchObject({ id: before.id, spread_hosts: true, size: 1 });
+    expectCode(await tf("plan", "-detailed-exitcode"), 0);
+
+    // Turned off outside Terraform: the plan puts it back.
+    expect((await call("PATCH", `/v1/vm-groups/${before.id}`, { spread_hosts: false })).status).toBe(202);
+    const drift = await tf("plan", "-detailed-exitcode");
+    expectCode(drift, 2);
+    expect(drift.output).toMatch(/~ spread_hosts\s+= false -> true/);
+
+    // Removed from the configuration: back to the default, false, in place.
+    writeFileSync(join(dir, "main.tf"), config(1));
+    expectCode(await tf("plan", "-detailed-exitcode"), 0);
+    expect((await call("PATCH", `/v1/vm-groups/${before.id}`, { spread_hosts: true })).status).toBe(202);
+    const back = await tf("plan", "-detailed-exitcode");
+    expectCode(back, 2);
+    expect(back.output).toMatch(/~ spread_hosts\s+= true -> false/);
+    expectCode(await tf("apply", "-auto-approve"), 0);
+    expect((await call("GET", `/v1/vm-groups/${before.id}`)).body.spread_hosts).toBe(false);
+    expectCode(await tf("plan", "-detailed-exitcode"), 0);
   }, 180_000);
 
   it("re-attaches to an update that outlived its timeout", async () => {

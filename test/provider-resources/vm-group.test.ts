@@ -25,6 +25,7 @@ function config(overrides: ObjectValue = {}): ObjectValue {
     machine: { vcpus: n(1), memory_mb: n(256) },
     metadata: { ROLE: "web" },
     metadata_from: null,
+    spread_hosts: false,
     wait_for_ready: true,
     timeouts: null,
     datacenter: null,
@@ -118,6 +119,32 @@ describe("expose", () => {
 
   it("a state from before expose existed (null) is no change from no expose block", () => {
     expect(plan(group(null), group([]))).toEqual([]);
+  });
+});
+
+describe("spread_hosts", () => {
+  const group = (spread: CtyValue) => config({ id: "vmg_1", network: "default", spread_hosts: spread });
+  const plan = (prior: ObjectValue, proposed: ObjectValue) =>
+    planResourceChange({ schema: vmGroupResource.schema, prior, proposed, config: proposed });
+
+  it("is an optional bool that defaults to false", () => {
+    expect(vmGroupResource.schema.attributes?.spread_hosts).toMatchObject({ type: "bool", default: false });
+    expect(createBody(config()).spread_hosts).toBe(false);
+    expect(createBody(config({ spread_hosts: null })).spread_hosts).toBe(false);
+    expect(createBody(config({ spread_hosts: true })).spread_hosts).toBe(true);
+    // Unset in the configuration: planned as the default.
+    expect(plan(group(false), group(null)).planned?.spread_hosts).toBe(false);
+  });
+
+  it("changes in place, never replacing the group", () => {
+    const turnedOn = plan(group(false), group(true));
+    expect(turnedOn.requiresReplace).toEqual([]);
+    expect(turnedOn.planned?.spread_hosts).toBe(true);
+    expect(plan(group(true), group(null)).requiresReplace).toEqual([]);
+  });
+
+  it("a state from before spread_hosts existed (null) plans the default", () => {
+    expect(plan(group(null), group(null)).planned?.spread_hosts).toBe(false);
   });
 });
 

@@ -3,6 +3,7 @@ import { and, asc, eq, isNotNull, ne } from "drizzle-orm";
 import { NameSchema } from "../../../schemas/common.ts";
 import { HeartbeatAnswerSchema, HeartbeatSchema } from "../../../schemas/regions.ts";
 import { requireManagerOf } from "../../auth.ts";
+import { replaceDatacenterHosts } from "../../catalog/hosts.ts";
 import { toDatacenter } from "../../catalog/mappers.ts";
 import { datacenters } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
@@ -14,7 +15,9 @@ export const route = createRoute({
   path: "/v1/datacenters/{name}/heartbeat",
   operationId: "heartbeatDatacenter",
   tags: ["regions"],
-  summary: "Report a regional manager's liveness, capacity and store counts",
+  summary: "Report a regional manager's liveness, capacity and store counts, and its datacenter's hosts",
+  description:
+    "`hosts` replaces the datacenter's hosts as the catalog shows them (GET /v1/datacenters/{name}/hosts); a heartbeat without `hosts` removes them all (its manager runs its guests itself).",
   security: bearerAuth,
   request: { params: z.object({ name: NameSchema }), body: jsonBody(HeartbeatSchema) },
   responses: {
@@ -28,26 +31,32 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const { name } = c.req.valid("param");
     requireManagerOf(c, name);
     const body = c.req.valid("json");
+    assertDistinctHostNames(body.hosts ?? []);
     const { db, now } = c.get("services");
     const at = now();
-    const [row] = await db
-      .update(datacenters)
-      .set({
-        managerUrl: body.manager_url,
-        capacityVcpus: body.capacity.vcpus,
-        capacityMemoryMb: body.capacity.memory_mb,
-        capacityDiskBytes: body.capacity.disk_bytes,
-        freeVcpus: body.free.vcpus,
-        freeMemoryMb: body.free.memory_mb,
-        freeDiskBytes: body.free.disk_bytes,
-        chunkCount: body.chunk_count,
-        imageCount: body.image_count,
-        underlayAddress: body.underlay_address ?? null,
-        lastHeartbeatAt: at,
-      })
-      .where(eq(datacenters.name, name))
-      .returning();
-    if (!row) throw errors.notFound("datacenter", name);
+    const row = await db.transaction(async (tx) => {
+      const [updated] = await tx
+        .update(datacenters)
+        .set({
+          managerUrl: body.manager_url,
+          capacityVcpus: body.capacity.vcpus,
+          capacityMemoryMb: body.capacity.memory_mb,
+          capacityDiskBytes: body.capacity.disk_bytes,
+          freeVcpus: body.free.vcpus,
+          freeMemoryMb: body.free.memory_mb,
+          freeDiskBytes: body.free.disk_bytes,
+          chunkCount: body.chunk_count,
+          imageCount: body.image_count,
+          underlayAddress: body.underlay_address ?? null,
+          lastHeartbeatAt: at,
+        })
+        .where(eq(datacenters.name, name))
+        .returning();
+      if (!updated) throw errors.notFound("datacenter", name);
+      // After the row's update: its lock orders two heartbeats of one datacenter.
+      await replaceDatacenterHosts(tx, name, body.hosts);
+      return updated;
+    });
     // Every other datacenter that attaches guests: a network's broadcast reaches them all, and
     // one without that network's tunnel drops it.
     const peers = await db
@@ -57,4 +66,17 @@ export function register(app: OpenAPIHono<AppEnv>) {
       .orderBy(asc(datacenters.underlayAddress));
     return c.json({ ...toDatacenter(row, at), underlay_peers: peers.map((p) => p.address as string) }, 200);
   });
+}
+
+/** A host's name is its key in its datacenter: a report naming one twice is malformed. */
+function assertDistinctHostNames(hosts: readonly { name: string }[]) {
+  const seen = new Set<string>();
+  const duplicates = hosts.flatMap((host, index) => {
+    if (!seen.has(host.name)) {
+      seen.add(host.name);
+      return [];
+    }
+    return [{ path: `hosts[${index}].name`, message: `host ${host.name} is named twice` }];
+  });
+  if (duplicates.length > 0) throw errors.validation(duplicates);
 }

@@ -17,7 +17,7 @@ export const route = createRoute({
   operationId: "reportInstance",
   tags: ["managers"],
   summary:
-    "A regional manager reports one of its instances: state (with the reason), address, guest attributes, boot log tail, its group's endpoints",
+    "A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints",
   description:
     "Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.",
   security: bearerAuth,
@@ -49,6 +49,8 @@ export function register(app: OpenAPIHono<AppEnv>) {
         ...(report.image_version !== undefined ? { imageVersion: report.image_version } : {}),
         ...(report.guest_attributes !== undefined ? { guestAttributes: report.guest_attributes } : {}),
         ...(report.boot_log_tail !== undefined ? { bootLogTail: report.boot_log_tail } : {}),
+        // A manager that says nothing of hosts leaves the one recorded; null says it runs the guest itself.
+        ...(report.host !== undefined ? { host: report.host } : {}),
         updatedAt: now(),
       })
       .where(and(eq(instances.id, instance_id), eq(instances.datacenter, name)))

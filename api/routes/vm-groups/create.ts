@@ -81,6 +81,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
             metadataFrom: body.metadata_from,
             labels: body.labels,
             expose: body.expose,
+            spreadHosts: body.spread_hosts,
           })
           .onConflictDoNothing()
           .returning({ id: vmGroups.id });

@@ -18,7 +18,8 @@ export const route = createRoute({
   path: "/v1/vm-groups/{id}",
   operationId: "updateVmGroup",
   tags: ["vm-groups"],
-  summary: "Change a VM group in place (size, machine, metadata, image version); the operation rolls it out",
+  summary:
+    "Change a VM group in place (size, machine, metadata, image version, spread_hosts); the operation rolls it out",
   security: bearerAuth,
   request: { params: z.object({ id: idSchema("vmGroup") }), body: jsonBody(UpdateVmGroupSchema) },
   responses: {
@@ -81,6 +82,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
           ...(body.metadata ? { metadata: body.metadata } : {}),
           ...(body.metadata_from ? { metadataFrom: body.metadata_from } : {}),
           ...(body.labels ? { labels: body.labels } : {}),
+          ...(body.spread_hosts !== undefined ? { spreadHosts: body.spread_hosts } : {}),
           state: "updating",
           updatedAt: now(),
         })

@@ -53,6 +53,12 @@ export interface VmGroupConfig extends cdktf.TerraformMetaArguments {
     */
     readonly size: number;
     /**
+    * Anti-affinity: no two of the group's instances on one host of their datacenter (an instance no host can take fails with the datacenter scheduler's reasons). Changes in place and applies to instances placed afterwards (added by a resize, or replacing one in an update); running instances are not moved.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#spread_hosts VmGroup#spread_hosts}
+    */
+    readonly spreadHosts?: boolean | cdktf.IResolvable;
+    /**
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#wait_for_ready VmGroup#wait_for_ready}
     */
     readonly waitForReady?: boolean | cdktf.IResolvable;
@@ -514,6 +520,11 @@ export declare class VmGroup extends cdktf.TerraformResource {
     get size(): number;
     set size(value: number);
     get sizeInput(): number | undefined;
+    private _spreadHosts?;
+    get spreadHosts(): boolean | cdktf.IResolvable;
+    set spreadHosts(value: boolean | cdktf.IResolvable);
+    resetSpreadHosts(): void;
+    get spreadHostsInput(): boolean | cdktf.IResolvable | undefined;
     get state(): string;
     private _waitForReady?;
     get waitForReady(): boolean | cdktf.IResolvable;

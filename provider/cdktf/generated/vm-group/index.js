@@ -1029,6 +1029,7 @@ export class VmGroup extends cdktf.TerraformResource {
         this._network = config.network;
         this._region = config.region;
         this._size = config.size;
+        this._spreadHosts = config.spreadHosts;
         this._waitForReady = config.waitForReady;
         this._expose.internalValue = config.expose;
         this._machine.internalValue = config.machine;
@@ -1163,6 +1164,19 @@ export class VmGroup extends cdktf.TerraformResource {
     get sizeInput() {
         return this._size;
     }
+    get spreadHosts() {
+        return this.getBooleanAttribute('spread_hosts');
+    }
+    set spreadHosts(value) {
+        this._spreadHosts = value;
+    }
+    resetSpreadHosts() {
+        this._spreadHosts = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get spreadHostsInput() {
+        return this._spreadHosts;
+    }
     // state - computed: true, optional: false, required: false
     get state() {
         return this.getStringAttribute('state');
@@ -1243,6 +1257,7 @@ export class VmGroup extends cdktf.TerraformResource {
             network: cdktf.stringToTerraform(this._network),
             region: cdktf.stringToTerraform(this._region),
             size: cdktf.numberToTerraform(this._size),
+            spread_hosts: cdktf.booleanToTerraform(this._spreadHosts),
             wait_for_ready: cdktf.booleanToTerraform(this._waitForReady),
             expose: cdktf.listMapper(vmGroupExposeToTerraform, true)(this._expose.internalValue),
             machine: vmGroupMachineToTerraform(this._machine.internalValue),
@@ -1305,6 +1320,12 @@ export class VmGroup extends cdktf.TerraformResource {
                 isBlock: false,
                 type: "simple",
                 storageClassType: "number",
+            },
+            spread_hosts: {
+                value: cdktf.booleanToHclTerraform(this._spreadHosts),
+                isBlock: false,
+                type: "simple",
+                storageClassType: "boolean",
             },
             wait_for_ready: {
                 value: cdktf.booleanToHclTerraform(this._waitForReady),
