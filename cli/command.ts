@@ -107,3 +107,26 @@ export function parsePort(text: string | undefined, fallback: number, usage: str
     throw new UsageError(`--port must be a number from 0 to 65535, not '${text}'`, usage);
   return port;
 }
+
+/** Runs `close` on the first SIGINT or SIGTERM, then exits 0 (1 if closing failed). */
+export function closeOnSignal(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (closing) {
+      // A second Ctrl-C does not wait for the orderly stop.
+      process.stderr.write(`globalvm: ${signal} again, exiting without waiting\n`);
+      process.exit(130);
+    }
+    closing = true;
+    process.stderr.write(`globalvm: ${signal}, stopping (again to exit at once)\n`);
+    close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`globalvm: stopping failed: ${error instanceof Error ? error.stack : error}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}

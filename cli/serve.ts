@@ -8,6 +8,7 @@ import { parseIpv4 } from "../schemas/ipv4.ts";
 import {
   type Command,
   CommandFailure,
+  closeOnSignal,
   commandGroup,
   EXIT_OK,
   parseCommandLine,
@@ -15,33 +16,11 @@ import {
   UsageError,
 } from "./command.ts";
 import { LIMIT_ENV_USAGE, LIMIT_FLAGS, LIMIT_FLAGS_USAGE, managerLimits } from "./manager-limits.ts";
+import { hostAgentCommand } from "./serve-host-agent.ts";
 
 export function catalogLocation(dataDir: string, env: NodeJS.ProcessEnv = process.env): CatalogLocation {
   const databaseUrl = env.DATABASE_URL;
   return databaseUrl ? { databaseUrl } : { dataDir };
-}
-
-/** Runs `close` on the first SIGINT or SIGTERM, then exits 0 (1 if closing failed). */
-export function closeOnSignal(close: () => Promise<void>): void {
-  let closing = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (closing) {
-      // A second Ctrl-C does not wait for the orderly stop.
-      process.stderr.write(`globalvm: ${signal} again, exiting without waiting\n`);
-      process.exit(130);
-    }
-    closing = true;
-    process.stderr.write(`globalvm: ${signal}, stopping (again to exit at once)\n`);
-    close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(`globalvm: stopping failed: ${error instanceof Error ? error.stack : error}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
 }
 
 /** The HTTP server's limits set in the environment (DEFAULT_HTTP_LIMITS for the others). */
@@ -176,6 +155,9 @@ Options:
                         with --guest-network-underlay: this datacenter's host is the network
                         namespace NAME (ip netns add NAME): bridges, tunnels, taps, rules and
                         QEMU live there, the HTTP API stays on --host. Needs nsenter and socat.
+  --host-agents         the datacenter's guests run on host agents (globalvm serve host-agent)
+                        that register here; this manager places each instance on a host and
+                        runs none itself. Not yet with --guest-network-underlay.
   -h, --help            show this help
 
 Limits (whole numbers of bytes or items; what is over one is refused with 413 naming it):
@@ -183,6 +165,8 @@ ${LIMIT_FLAGS_USAGE}
 
 Environment:
   GLOBALVM_MANAGER_CREDENTIAL  the credential an admin issued with POST /v1/manager-credentials
+  GLOBALVM_HOST_DOWN_AFTER_MS  with --host-agents: milliseconds without a sync after which a
+                               host is down (default 30000)
 ${LOG_LEVEL_USAGE}
 ${LIMIT_ENV_USAGE}
 ${HTTP_LIMITS_USAGE}
@@ -235,6 +219,7 @@ const regionalManager: Command = {
         "guest-network-underlay": { type: "string" },
         "guest-network-netns": { type: "string" },
         "metrics-public": { type: "boolean" },
+        "host-agents": { type: "boolean" },
         ...LIMIT_FLAGS,
       },
       MANAGER_USAGE,
@@ -262,6 +247,13 @@ const regionalManager: Command = {
       host: values.host,
       ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
       ...guestNetworkOptions(values["guest-network-underlay"], values["guest-network-netns"]),
+      ...(values["host-agents"]
+        ? {
+            hostAgents: process.env.GLOBALVM_HOST_DOWN_AFTER_MS
+              ? { downAfterMs: positiveIntegerFromEnv("GLOBALVM_HOST_DOWN_AFTER_MS") }
+              : {},
+          }
+        : {}),
       limits: managerLimits(values, process.env, MANAGER_USAGE),
       http: httpLimitsFromEnv(),
       ...(values["metrics-public"]
@@ -286,6 +278,7 @@ const regionalManager: Command = {
 export const serveCommand = commandGroup("serve", "run one globalvm service in this process", {
   "control-plane": controlPlane,
   "regional-manager": regionalManager,
+  "host-agent": hostAgentCommand,
 });
 
 const MIGRATE_USAGE = `Usage: globalvm migrate [--data-dir DIR]

@@ -22,11 +22,16 @@ export function upLoggers(
   dataDir: string,
   terminal: (line: string) => void,
   level: LogLevel = logLevelFrom(),
-): { controlPlane(): Logger; manager(datacenter: string): Logger } {
-  const make = (name: string, service: string, datacenter?: string) =>
+): {
+  controlPlane(): Logger;
+  manager(datacenter: string): Logger;
+  hostAgent(datacenter: string, host: string): Logger;
+} {
+  const make = (name: string, service: string, datacenter?: string, host?: string) =>
     createLogger({
       service,
       ...(datacenter ? { datacenter } : {}),
+      ...(host ? { host } : {}),
       level,
       destination: logStreams([
         { level, stream: logFile(upLogFile(dataDir, name)) },
@@ -36,5 +41,6 @@ export function upLoggers(
   return {
     controlPlane: () => make("control-plane", "control-plane"),
     manager: (datacenter) => make(datacenter, "regional-manager", datacenter),
+    hostAgent: (datacenter, host) => make(`${datacenter}-${host}`, "host-agent", datacenter, host),
   };
 }

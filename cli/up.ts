@@ -14,14 +14,23 @@ import { type ApiClient, createApiClient } from "../client/api.ts";
 import { isExecutableOnPath } from "../common/executables.ts";
 // Types only: the services are imported when `up` runs, so that --help starts fast.
 import type { HttpLimits } from "../common/http-limits.ts";
+import { lineLog } from "../common/log.ts";
 import { preparePrivateDir } from "../common/private-dir.ts";
+import type { RunningHostAgent } from "../regional-manager/host-agent/service.ts";
 import type { RegionalManagerLimits, RunningRegionalManager } from "../regional-manager/service.ts";
-import { type Command, CommandFailure, parseCommandLine, parsePort, UsageError } from "./command.ts";
+import {
+  type Command,
+  CommandFailure,
+  closeOnSignal,
+  parseCommandLine,
+  parsePort,
+  UsageError,
+} from "./command.ts";
 import { callApi, expectAnswer, listAll } from "./connection.ts";
 import { ENV_FILE, upDataDir, writeEnvFile } from "./env.ts";
 import { LIMIT_ENV_USAGE, managerLimits } from "./manager-limits.ts";
 import { GUEST_IMAGE, missingPrerequisites, thisMachine } from "./prerequisites.ts";
-import { closeOnSignal, HTTP_LIMITS_USAGE, httpLimitsFromEnv } from "./serve.ts";
+import { HTTP_LIMITS_USAGE, httpLimitsFromEnv } from "./serve.ts";
 import {
   capEffOfThisProcess,
   createUpHosts,
@@ -67,6 +76,11 @@ Options:
                    to stderr
   --no-guest-network
                    run guests isolated, without namespaces, even as root
+  --hosts-per-datacenter N
+                   run N host agents per datacenter (host-1 … host-N, each offering this
+                   machine's cores and memory): each manager places guests on its hosts
+                   instead of running them itself. Guests on hosts run isolated for now
+                   (no private network). Default 0: each manager runs its guests itself
   -h, --help       show this help
 
 Environment:
@@ -94,6 +108,8 @@ export interface UpOptions {
   httpLimits: Partial<HttpLimits>;
   /** Give guests networks (in namespaces) when this machine allows it. */
   guestNetwork: boolean;
+  /** Host agents started per datacenter (0: each manager runs its guests itself). */
+  hostsPerDatacenter: number;
 }
 
 /** The command line of `up`, checked: regions are valid, distinct names. */
@@ -106,9 +122,16 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
       "data-dir": { type: "string" },
       json: { type: "boolean", default: false },
       "no-guest-network": { type: "boolean", default: false },
+      "hosts-per-datacenter": { type: "string" },
     },
     USAGE,
   );
+  const hostsText = values["hosts-per-datacenter"] ?? "0";
+  if (!/^\d+$/.test(hostsText) || Number(hostsText) > MAX_HOSTS_PER_DATACENTER)
+    throw new UsageError(
+      `--hosts-per-datacenter must be a whole number from 0 to ${MAX_HOSTS_PER_DATACENTER}, not '${hostsText}'`,
+      USAGE,
+    );
   const regions =
     values.regions === undefined ? DEFAULT_REGIONS : values.regions.split(",").map((r) => r.trim());
   if (regions.length === 0 || regions.some((r) => r === ""))
@@ -130,6 +153,7 @@ export function parseUpArgs(args: string[], env: NodeJS.ProcessEnv): UpOptions {
     managerLimits: managerLimits({}, env, USAGE),
     httpLimits: httpLimitsFromEnv(env),
     guestNetwork: !values["no-guest-network"],
+    hostsPerDatacenter: Number(hostsText),
   };
 }
 
@@ -190,9 +214,14 @@ async function ensureProject(admin: ApiClient, secrets: UpSecrets): Promise<{ id
   );
 }
 
+/** More would only be QEMU processes competing for one machine's cores. */
+const MAX_HOSTS_PER_DATACENTER = 16;
+
 interface StartedStack {
   controlPlane?: RunningControlPlane;
   managers: RunningRegionalManager[];
+  /** Host agents, closed after the managers (which stop their guests through them). */
+  agents: RunningHostAgent[];
   /** The datacenters' hosts, when guests have networks. */
   hosts?: UpHosts;
   managerDataDirs: string[];
@@ -201,6 +230,7 @@ interface StartedStack {
 async function stopStack(stack: StartedStack): Promise<void> {
   // Managers first: each stops its guests and reports it while the control plane still listens.
   await Promise.allSettled(stack.managers.map((manager) => manager.close()));
+  await Promise.allSettled(stack.agents.map((agent) => agent.close({ stopGuests: true })));
   await stack.controlPlane?.close();
   // The guests are gone: their hosts go, with every device and rule in them.
   if (stack.hosts) removeUpHosts(stack.hosts, stack.managerDataDirs);
@@ -214,6 +244,11 @@ function setUpGuestNetworks(
   info: (line: string) => void,
 ): { hosts?: UpHosts; state: GuestNetworkState } {
   if (!options.guestNetwork) return { state: { enabled: false, reason: "--no-guest-network" } };
+  if (options.hostsPerDatacenter > 0) {
+    const reason = "host agents do not attach guests to networks yet";
+    info(`globalvm: guest networking is off: ${reason}; guests run isolated, with no private address`);
+    return { state: { enabled: false, reason } };
+  }
   const blockers = guestNetworkBlockers({
     capEff: capEffOfThisProcess(),
     onPath: (p) => isExecutableOnPath(p),
@@ -257,6 +292,7 @@ export const upCommand: Command = {
 
     const stack: StartedStack = {
       managers: [],
+      agents: [],
       managerDataDirs: options.regions.map((region) => resolve(options.dataDir, datacenterOf(region))),
     };
     let stopping = false;
@@ -269,6 +305,7 @@ export const upCommand: Command = {
 
     const { startControlPlane } = await import("../api/server.ts");
     const { startRegionalManager } = await import("../regional-manager/service.ts");
+    const { startHostAgent } = await import("../regional-manager/host-agent/service.ts");
     const start = async () => {
       const secrets = readUpSecrets(options.dataDir);
       const adminToken = process.env.GLOBALVM_ADMIN_TOKEN ?? secrets.admin_token ?? newAdminToken();
@@ -328,6 +365,14 @@ export const upCommand: Command = {
 
       const guestKernel = GUEST_IMAGE.replace(/\.qcow2$/, "-vmlinuz");
       const guestInitrd = GUEST_IMAGE.replace(/\.qcow2$/, "-initrd.gz");
+      const probeGuest = existsSync(guestKernel)
+        ? {
+            probeGuest: {
+              kernel: guestKernel,
+              ...(existsSync(guestInitrd) ? { initrd: guestInitrd } : {}),
+            },
+          }
+        : {};
       await Promise.all(
         options.regions.map(async (region) => {
           if (stopping) return;
@@ -346,16 +391,23 @@ export const upCommand: Command = {
             http: options.httpLimits,
             logger: loggers.manager(datacenter),
             ...(host ? { guestNetwork: { underlayAddress: host.underlay, netns: host.netns } } : {}),
-            ...(existsSync(guestKernel)
-              ? {
-                  probeGuest: {
-                    kernel: guestKernel,
-                    ...(existsSync(guestInitrd) ? { initrd: guestInitrd } : {}),
-                  },
-                }
-              : {}),
+            ...(options.hostsPerDatacenter > 0 ? { hostAgents: {} } : {}),
+            ...probeGuest,
           });
           stack.managers.push(manager);
+          for (let index = 1; index <= options.hostsPerDatacenter && !stopping; index++) {
+            const agent = await startHostAgent({
+              name: `host-${index}`,
+              datacenter,
+              managerUrl: manager.url,
+              credential: secrets.managers[datacenter] as string,
+              // Short: a guest's sockets live under it, and unix socket paths end at 107 bytes.
+              dataDir: resolve(options.dataDir, `${datacenter}-h${index}`),
+              log: lineLog(loggers.hostAgent(datacenter, `host-${index}`)),
+              ...probeGuest,
+            });
+            stack.agents.push(agent);
+          }
         }),
       );
       if (stopping) return undefined;
@@ -384,6 +436,7 @@ export const upCommand: Command = {
         data_dir: options.dataDir,
         guest_image: GUEST_IMAGE,
         guest_network: network.state,
+        hosts_per_datacenter: options.hostsPerDatacenter,
       };
     };
     startup = start();

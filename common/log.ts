@@ -76,6 +76,8 @@ export function traceFields(trace: TraceScope | undefined): Record<string, strin
 export interface LoggerOptions {
   service: LogService;
   datacenter?: string;
+  /** The datacenter host a host agent runs on. */
+  host?: string;
   /** Default: GLOBALVM_LOG_LEVEL, else info. */
   level?: LogLevel;
   /** Where the JSON lines go (default: stderr). */
@@ -86,7 +88,11 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(
     {
       level: options.level ?? logLevelFrom(),
-      base: { service: options.service, ...(options.datacenter ? { datacenter: options.datacenter } : {}) },
+      base: {
+        service: options.service,
+        ...(options.datacenter ? { datacenter: options.datacenter } : {}),
+        ...(options.host ? { host: options.host } : {}),
+      },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       mixin: () => traceFields(currentTrace()),
@@ -127,7 +133,16 @@ export function lineLog(logger: Logger): LineLog {
 }
 
 /** The fields every line has, never repeated in a human line. */
-const FRAME_FIELDS = new Set(["level", "time", "service", "datacenter", "msg", "trace_id", "span_id"]);
+const FRAME_FIELDS = new Set([
+  "level",
+  "time",
+  "service",
+  "datacenter",
+  "host",
+  "msg",
+  "trace_id",
+  "span_id",
+]);
 
 /**
  * A destination that turns JSON lines into the short human lines `globalvm up` prints:

@@ -7,6 +7,7 @@ import { traceRequests } from "../common/http/trace.ts";
 import type { Logger } from "../common/log.ts";
 import type { InstanceTokenVerifier } from "../common/tokens/instance-token.ts";
 import type { NetworkTokenVerifier } from "../common/tokens/network-token.ts";
+import { createHostApp, type HostAppOptions } from "./hosts/app.ts";
 import { type Log, managerRoutes, registerTokenSchemes } from "./http/openapi.ts";
 import { createInstanceApp } from "./instances/app.ts";
 import type { InstanceManager } from "./instances/instance-manager.ts";
@@ -26,6 +27,8 @@ export interface ManagerAppOptions {
   replicas?: Omit<Parameters<typeof createReplicaApp>[0], "log">;
   instances?: { instances: InstanceManager; verifier: InstanceTokenVerifier };
   networks?: { instances: InstanceManager; verifier: NetworkTokenVerifier };
+  /** The datacenter's host agents register and sync here (a manager that places guests on hosts). */
+  hosts?: Omit<HostAppOptions, "log">;
   /** Prometheus metrics: recorded for every request, served at /metrics to whom `access` allows. */
   metrics?: { metrics: ManagerMetrics; access: ManagerMetricsAccess };
 }
@@ -54,6 +57,7 @@ export function createManagerApp(options: ManagerAppOptions): OpenAPIHono {
     app.route("/", createMetadataApp({ ...options.instances, log }));
   }
   if (options.networks) app.route("/", createNetworkApp({ ...options.networks, log }));
+  if (options.hosts) app.route("/", createHostApp({ ...options.hosts, log }));
   app.notFound((c) =>
     problemResponse(
       problemDocument(new ProblemError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`)),

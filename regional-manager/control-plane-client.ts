@@ -86,6 +86,22 @@ export class ControlPlaneClient implements ReplicaReporter {
     );
   }
 
+  /** Whether `credential` (a host agent's) is a manager credential of this datacenter. */
+  async isManagerCredential(credential: string): Promise<boolean> {
+    const response = await fetch(
+      `${this.#base()}/v1/datacenters/${this.#options.datacenter}/credential-check`,
+      {
+        headers: { authorization: `Bearer ${credential}` },
+        signal: AbortSignal.timeout(this.#options.timeoutMs ?? 15_000),
+      },
+    );
+    await response.body?.cancel();
+    if (response.status === 401 || response.status === 403) return false;
+    if (!response.ok)
+      throw new ControlPlaneError(response.status, undefined, `credential check: ${response.status}`);
+    return true;
+  }
+
   /** Reports an instance's state, guest attributes and console tail to the catalog. */
   async reportInstance(instanceId: string, report: InstanceReport): Promise<void> {
     await this.#request("PUT", `/v1/datacenters/${this.#options.datacenter}/instances/${instanceId}`, report);

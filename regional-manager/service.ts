@@ -3,11 +3,10 @@
 // image version (POST /v1/replicas/...); it pulls the missing chunks from a peer by itself.
 // It runs the control plane's instances (instances/app.ts) through a compute driver, pulling
 // an image version first when it lacks it, and reports every state change back.
+import { createHash } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { statfs } from "node:fs/promises";
 import type { Server } from "node:http";
-import { availableParallelism, totalmem } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import {
   applyHttpLimits,
@@ -22,12 +21,17 @@ import { CONTROL_PLANE_TOKEN_ISSUER, controlPlaneKeys } from "../common/tokens/c
 import { createInstanceTokenVerifier } from "../common/tokens/instance-token.ts";
 import { createNetworkTokenVerifier } from "../common/tokens/network-token.ts";
 import { createTransferTokenVerifier } from "../common/tokens/transfer-token.ts";
+import type { HostImage } from "../schemas/hosts.ts";
 import { INTERNAL_NAME_TTL_SECONDS } from "../schemas/internal-names.ts";
 import type { Capacity } from "../schemas/regions.ts";
 import { createManagerApp } from "./app.ts";
+import { measureCapacity } from "./capacity.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
 import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
+import { HostsDriver } from "./hosts/hosts-driver.ts";
+import { HostRegistry } from "./hosts/registry.ts";
+import { HostSessions, withHostReads } from "./hosts/sessions.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
 import { InternalNameCache } from "./metadata/name-cache.ts";
@@ -72,6 +76,11 @@ export interface RegionalManagerOptions {
   http?: Partial<HttpLimits>;
   /** What clients may send here (each manager's default for what is not set). */
   limits?: Partial<RegionalManagerLimits>;
+  /**
+   * The datacenter's guests run on host agents (`globalvm serve host-agent`) this manager places
+   * them on, instead of here. Without it the manager runs every guest itself.
+   */
+  hostAgents?: { syncIntervalMs?: number; downAfterMs?: number };
   /** Stop every guest on close instead of leaving them running (`globalvm up`: Ctrl-C stops all). */
   stopGuestsOnClose?: boolean;
   /** A JWKS file of the control plane's public keys, trusted instead of the JWKS it serves. */
@@ -107,6 +116,8 @@ export interface RunningRegionalManager {
   metrics: ManagerMetrics;
   store: ImageStore;
   instances: InstanceManager;
+  /** Host agents' session tokens (issued at registration; they may read versions from the store). */
+  hostSessions: HostSessions;
   /** Detaches from running guests (they keep running and are reattached on the next start). */
   close(): Promise<void>;
 }
@@ -157,6 +168,8 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     datacenter: options.datacenter,
     issuer: CONTROL_PLANE_TOKEN_ISSUER,
   });
+  // Host agents read the versions they boot from with their session token (hosts/sessions.ts).
+  const hostSessions = new HostSessions();
 
   const pulls = new VersionPulls({
     pull: (imageId, version, signal) => replicate(imageId, version, signal),
@@ -165,6 +178,8 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const ensureImageVersion = (imageId: string, version: number) => pulls.ensure(imageId, version);
 
   const capacity = await measureCapacity(options.dataDir, options.capacity);
+  /** With host agents, what the up hosts offer together; else what this machine does. */
+  const datacenterCapacity = () => (hostRegistry ? upHostsCapacity(hostRegistry) : capacity);
   const netns = options.guestNetwork?.netns;
   if (netns) {
     const missing = missingForNamespaceHost(netns);
@@ -190,16 +205,40 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       ? { maxGuestAttributesTotalBytes: options.limits.maxGuestAttributesTotalBytes }
       : {}),
   });
-  const driver = createComputeDriver(options.driver ?? "qemu", {
-    dataDir: join(options.dataDir, "compute"),
-    metadata,
-    capacity: { vcpus: capacity.vcpus, memoryMb: capacity.memory_mb },
-    accelerator: options.accelerator ?? "auto",
-    ...(options.probeGuest ? { probeGuest: options.probeGuest } : {}),
-    probeCacheFile: join(options.dataDir, "accelerator-probe.json"),
-    ...(options.qemuUser ? { qemuUser: options.qemuUser } : {}),
-    ...(netns ? { netns } : {}),
-  });
+  if (options.hostAgents && options.guestNetwork) {
+    throw new Error(
+      "host agents do not attach guests to networks yet: run a manager with host agents without guest networking",
+    );
+  }
+  const hostRegistry = options.hostAgents
+    ? new HostRegistry({
+        file: join(options.dataDir, "hosts.json"),
+        downAfterMs: options.hostAgents.downAfterMs ?? HOST_DOWN_AFTER_MS,
+      })
+    : undefined;
+  const driver = hostRegistry
+    ? new HostsDriver({
+        registry: hostRegistry,
+        imageOf: (image) => hostImageOf(store, image.path),
+        pathOf: (image) => {
+          const held = store.getVersion(image.image_id, image.version);
+          return held?.localId ? store.imagePath(held.localId) : "";
+        },
+        log,
+      })
+    : localDriver();
+  function localDriver() {
+    return createComputeDriver(options.driver ?? "qemu", {
+      dataDir: join(options.dataDir, "compute"),
+      metadata,
+      capacity: { vcpus: capacity.vcpus, memoryMb: capacity.memory_mb },
+      accelerator: options.accelerator ?? "auto",
+      ...(options.probeGuest ? { probeGuest: options.probeGuest } : {}),
+      probeCacheFile: join(options.dataDir, "accelerator-probe.json"),
+      ...(options.qemuUser ? { qemuUser: options.qemuUser } : {}),
+      ...(netns ? { netns } : {}),
+    });
+  }
   const guestNetworks = options.guestNetwork
     ? guestNetworksOf(options.guestNetwork, {
         tapOwnerUid: qemuOwner?.uid,
@@ -215,7 +254,10 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     datacenter: options.datacenter,
     ensureImageVersion,
     reporter: controlPlane,
-    capacity: { vcpus: capacity.vcpus, memoryMb: capacity.memory_mb },
+    capacity: () => {
+      const offered = datacenterCapacity();
+      return { vcpus: offered.vcpus, memoryMb: offered.memory_mb };
+    },
     log,
     ...(guestNetworks ? { guestNetworks } : {}),
   });
@@ -231,14 +273,35 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     guests: () => driver.list(),
     waitingLongPolls: () => metadata.waitingLongPolls(),
   });
+  const credentialChecks = new CredentialChecks((credential) => controlPlane.isManagerCredential(credential));
+  /** A host that comes up (or back) changes what the datacenter offers: the control plane hears at once. */
+  const hostsUp = new Set<string>();
+  function hostSynced(host: string) {
+    if (hostsUp.has(host)) return;
+    hostsUp.add(host);
+    void beatSoon();
+  }
+  let beatSoon: () => Promise<void> = async () => {};
   const app = createManagerApp({
     datacenter: options.datacenter,
     log,
     ...(logger ? { logger } : {}),
     metrics: { metrics, access: metricsAccess },
-    transfer: { store, verifier, reporter },
+    transfer: { store, verifier: withHostReads(verifier, hostSessions, options.datacenter), reporter },
     replicas: { store, verifier, reporter, pulls, instancesBootingFrom },
     instances: { instances, verifier: instanceVerifier },
+    ...(hostRegistry
+      ? {
+          hosts: {
+            registry: hostRegistry,
+            sessions: hostSessions,
+            verifyCredential: (credential: string) => credentialChecks.check(credential),
+            syncIntervalMs: HOST_SYNC_INTERVAL_MS,
+            downAfterMs: options.hostAgents?.downAfterMs ?? HOST_DOWN_AFTER_MS,
+            onSync: (host: string) => hostSynced(host),
+          },
+        }
+      : {}),
     networks: {
       instances,
       verifier: createNetworkTokenVerifier({
@@ -299,7 +362,10 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const address = server.address();
   const url = `http://${host}:${typeof address === "object" && address ? address.port : options.port}`;
 
-  await controlPlane.register({ managerUrl: url, capacity });
+  await controlPlane.register({
+    managerUrl: url,
+    capacity: hostRegistry ? { ...datacenterCapacity(), disk_bytes: capacity.disk_bytes } : capacity,
+  });
   log(`registered with the control plane; serving ${options.datacenter} on ${url}`);
   const beat = async () => {
     const stats = store.stats();
@@ -307,7 +373,8 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     const free = instances.free();
     const answer = await controlPlane.heartbeat({
       manager_url: url,
-      capacity,
+      capacity: hostRegistry ? { ...datacenterCapacity(), disk_bytes: disk.disk_bytes } : capacity,
+      ...(hostRegistry ? { hosts: hostRegistry.report() } : {}),
       free: { vcpus: free.vcpus, memory_mb: free.memoryMb, disk_bytes: disk.disk_bytes },
       chunk_count: stats.chunkCount,
       image_count: stats.imageCount,
@@ -317,6 +384,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     if (guestNetworks?.setPeers(answer.underlay_peers ?? [])) await instances.syncNetworks();
   };
   await beat();
+  beatSoon = () => beat().catch((error: unknown) => log(`[WARN] heartbeat failed: ${error}`));
   if (options.stopGuestsOnClose) await resumeGuestsStoppedAtClose();
   const heartbeat = setInterval(() => {
     beat().catch((error: unknown) => log(`[WARN] heartbeat failed: ${error}`));
@@ -344,9 +412,11 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     metrics,
     store,
     instances,
+    hostSessions,
     async close() {
       clearInterval(heartbeat);
       pulls.close();
+      hostRegistry?.wakeAll();
       if (options.stopGuestsOnClose) {
         // Remembered so the next start boots them again; stopped while still attached, so
         // each guest's "stopped" reaches the control plane.
@@ -376,16 +446,6 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
  * stopped as a whole (`globalvm up`, Ctrl-C) comes back as it was.
  */
 const GUESTS_TO_RESUME = "guests-to-resume.json";
-
-/** What the datacenter offers: configured, or this host's cores, memory and the data dir's disk. */
-async function measureCapacity(dataDir: string, configured: Partial<Capacity> = {}): Promise<Capacity> {
-  const fs = await statfs(dataDir);
-  return {
-    vcpus: configured.vcpus ?? availableParallelism(),
-    memory_mb: configured.memory_mb ?? Math.floor(totalmem() / 2 ** 20),
-    disk_bytes: configured.disk_bytes ?? Number(fs.bavail) * Number(fs.bsize),
-  };
-}
 
 function guestNetworksOf(
   options: NonNullable<RegionalManagerOptions["guestNetwork"]>,
@@ -417,4 +477,56 @@ function guestNetworksOf(
     ...(relays ? { relays: { relays, host: LoopbackRelays.host } } : {}),
     ...(options.underlayMtu ? { underlayMtu: options.underlayMtu } : {}),
   });
+}
+
+/** A host not heard from for this long is down (its agent syncs at least every 20 s). */
+const HOST_DOWN_AFTER_MS = 30_000;
+/** How often an agent syncs when nothing changes: its long poll's length. */
+const HOST_SYNC_INTERVAL_MS = 20_000;
+
+/**
+ * A host agent's credential, checked with the control plane once a minute at most: agents
+ * register again after every manager restart, all at once.
+ */
+class CredentialChecks {
+  readonly #cache = new Map<string, { valid: boolean; until: number }>();
+  readonly #check: (credential: string) => Promise<boolean>;
+  constructor(check: (credential: string) => Promise<boolean>) {
+    this.#check = check;
+  }
+  async check(credential: string): Promise<boolean> {
+    const key = createHash("sha256").update(credential).digest("hex");
+    const cached = this.#cache.get(key);
+    if (cached && cached.until > Date.now()) return cached.valid;
+    const valid = await this.#check(credential);
+    this.#cache.set(key, { valid, until: Date.now() + 60_000 });
+    return valid;
+  }
+}
+
+function upHostsCapacity(registry: HostRegistry): Capacity {
+  const total = { vcpus: 0, memory_mb: 0, disk_bytes: 0 };
+  for (const record of registry.list()) {
+    if (!registry.isUp(record)) continue;
+    total.vcpus += record.registration.capacity.vcpus;
+    total.memory_mb += record.registration.capacity.memory_mb;
+    total.disk_bytes += record.registration.capacity.disk_bytes;
+  }
+  return total;
+}
+
+/** The version a guest boots from, named as a host fetches it. */
+function hostImageOf(store: ImageStore, path: string): HostImage {
+  const localId = basename(path).replace(/\.img$/, "");
+  const held = store.findByLocalId(localId);
+  if (!held || (held.format !== "raw" && held.format !== "qcow2")) {
+    throw new Error(`no bootable version is stored as ${path}`);
+  }
+  return {
+    image_id: held.imageId,
+    version: held.version,
+    format: held.format,
+    digest: catalogDigest(held.digest),
+    size: held.size,
+  };
 }

@@ -67,6 +67,7 @@ export const HostAssignmentSchema = z
     name: z.string().min(1).max(128),
     hostname: z.string().max(253).optional(),
     vm_group: NameSchema,
+    vm_group_id: idSchema("vmGroup").optional(),
     region: NameSchema,
     datacenter: NameSchema,
     image: HostImageSchema,
@@ -74,6 +75,11 @@ export const HostAssignmentSchema = z
     memory_mb: z.number().int().min(64),
     metadata: MetadataValuesSchema,
     desired: z.enum(HOST_DESIRED_STATES),
+    /**
+     * Rises each time the manager recreates the instance (its guest stopped by itself, or it was
+     * moved here from a host that went down): a guest of an older generation is replaced.
+     */
+    generation: z.number().int().min(0),
   })
   .openapi("HostAssignment");
 export type HostAssignment = z.infer<typeof HostAssignmentSchema>;

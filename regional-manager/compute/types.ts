@@ -13,6 +13,10 @@ export interface InstanceSpec {
   /** The instance's internal DNS name (schemas/internal-names.ts), when the control plane gave one. */
   hostname?: string;
   vmGroup: string;
+  /** The catalog's VM group ID (a host scheduler spreads a group's instances by it). */
+  vmGroupId?: string;
+  /** Anti-affinity: no two instances of the group on one host (drivers that place on hosts). */
+  spreadHosts?: boolean;
   region: string;
   datacenter: string;
   image: {
@@ -71,6 +75,8 @@ export interface InstanceStatus {
   guestAttributes: Record<string, string>;
   pid?: number;
   accelerator?: string;
+  /** The datacenter host running the guest, for drivers that place guests on hosts. */
+  host?: string;
   spec: InstanceSpec;
 }
 

@@ -29,8 +29,8 @@ export interface InstanceManagerOptions {
   /** Resolves once the version is available in the local store (pulling it if needed). */
   ensureImageVersion(imageId: string, version: number): Promise<VersionRecord>;
   reporter: InstanceReporter;
-  /** What the datacenter offers in total. */
-  capacity: { vcpus: number; memoryMb: number };
+  /** What the datacenter offers in total (with host agents: what its up hosts offer now). */
+  capacity: () => { vcpus: number; memoryMb: number };
   log: (line: string) => void;
   /** Bytes of console sent with each state report. */
   reportConsoleBytes?: number;
@@ -273,9 +273,10 @@ export class InstanceManager {
   /** Capacity not claimed by started or starting instances, for the heartbeat. */
   free(): { vcpus: number; memoryMb: number } {
     const used = this.#used();
+    const capacity = this.#options.capacity();
     return {
-      vcpus: Math.max(0, this.#options.capacity.vcpus - used.vcpus),
-      memoryMb: Math.max(0, this.#options.capacity.memoryMb - used.memoryMb),
+      vcpus: Math.max(0, capacity.vcpus - used.vcpus),
+      memoryMb: Math.max(0, capacity.memoryMb - used.memoryMb),
     };
   }
 
@@ -297,17 +298,18 @@ export class InstanceManager {
 
   #checkCapacity(spec: ManagerInstanceSpec): void {
     const free = this.free();
+    const capacity = this.#options.capacity();
     if (spec.memory_mb > free.memoryMb) {
       throw new ComputeError(
         "capacity-exceeded",
-        `memory_mb ${spec.memory_mb} does not fit: ${free.memoryMb} MiB of ${this.#options.capacity.memoryMb} are free`,
+        `memory_mb ${spec.memory_mb} does not fit: ${free.memoryMb} MiB of ${capacity.memoryMb} are free`,
         "memory_mb",
       );
     }
-    if (spec.vcpus > this.#options.capacity.vcpus) {
+    if (spec.vcpus > capacity.vcpus) {
       throw new ComputeError(
         "capacity-exceeded",
-        `vcpus ${spec.vcpus} is more than this datacenter has (${this.#options.capacity.vcpus})`,
+        `vcpus ${spec.vcpus} is more than this datacenter has (${capacity.vcpus})`,
         "vcpus",
       );
     }
@@ -374,6 +376,8 @@ export class InstanceManager {
       name: spec.name,
       ...(spec.hostname !== undefined ? { hostname: spec.hostname } : {}),
       vmGroup: spec.vm_group,
+      ...(spec.vm_group_id !== undefined ? { vmGroupId: spec.vm_group_id } : {}),
+      ...(spec.spread_hosts ? { spreadHosts: true } : {}),
       region: this.#options.region,
       datacenter: this.#options.datacenter,
       image: { path: this.#options.store.imagePath(held.localId), format: held.format, id: spec.image_id },
@@ -541,6 +545,7 @@ export class InstanceManager {
         address: known.spec.networkInterface?.address ?? null,
         ...this.#endpointsOf(known.spec.networkInterface),
         local_id: instanceId,
+        host: known.host ?? null,
         ...(version !== null ? { image_version: version } : {}),
         guest_attributes: known.guestAttributes,
         boot_log_tail: consoleTail.slice(-16_000),

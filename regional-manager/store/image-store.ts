@@ -13,7 +13,7 @@ import {
   validateManifest,
 } from "../../common/image-format/manifest.ts";
 import type { VersionRecord } from "../../common/image-format/version-record.ts";
-import { ChunkStore, type ChunkStoreOptions } from "./chunk-store.ts";
+import { ChunkStore, type ChunkStoreOptions, type ImageChunkLocation } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
 import { checkManifestLimits, DEFAULT_MANIFEST_LIMITS, type ManifestLimits } from "./manifest-limits.ts";
@@ -312,13 +312,28 @@ export class ImageStore {
     else await rm(this.partialPath(imageId, version), { force: true });
   }
 
-  /** Moves the chunks stored only in `owner`'s image that another version references into packs. */
+  /**
+   * Keeps the chunks stored only in `owner`'s image that another version references: where
+   * another available version's image holds one too (complete and verified, it holds every
+   * chunk of its manifest), that image stores it from now on; the rest move into packs.
+   */
   private async keepChunksOf(owner: string): Promise<void> {
     const referenced = new Set<string>();
     for (const [key, manifest] of this.manifests) if (key !== owner) referencedDigests(manifest, referenced);
-    const needed = this.chunks.digestsOnlyIn(owner).filter((digest) => referenced.has(digest));
-    await this.chunks.moveToPacks(needed);
+    const needed = new Set(this.chunks.digestsOnlyIn(owner).filter((digest) => referenced.has(digest)));
+    const elsewhere = new Map<string, ImageChunkLocation>();
+    for (const [key, file] of needed.size > 0 ? this.imageFiles : []) {
+      const manifest = this.manifests.get(key);
+      if (key === owner || !manifest) continue;
+      const { offsets } = layoutOf(manifest);
+      for (const [i, chunk] of manifest.chunks.entries()) {
+        if (chunk.zero || !needed.has(chunk.digest) || elsewhere.has(chunk.digest)) continue;
+        elsewhere.set(chunk.digest, { file, offset: offsets[i] as number, length: chunk.length, owner: key });
+      }
+    }
+    await this.chunks.moveToPacks([...needed].filter((digest) => !elsewhere.has(digest)));
     this.chunks.dropImageLocations(owner);
+    for (const [digest, location] of elsewhere) this.chunks.addImageLocation(digest, location);
   }
 
   private remember(record: VersionRecord, manifest: Manifest): void {

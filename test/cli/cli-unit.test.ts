@@ -28,6 +28,7 @@ describe("parseUpArgs", () => {
       managerLimits: {},
       httpLimits: {},
       guestNetwork: true,
+      hostsPerDatacenter: 0,
     });
     expect(parseUpArgs([], { PORT: "9000", GLOBALVM_DATA_DIR: "/srv/gvm" })).toMatchObject({
       port: 9000,
@@ -41,8 +42,13 @@ describe("parseUpArgs", () => {
       managerLimits: {},
       httpLimits: {},
       guestNetwork: true,
+      hostsPerDatacenter: 0,
     });
     expect(parseUpArgs(["--no-guest-network"], {}).guestNetwork).toBe(false);
+    expect(parseUpArgs(["--hosts-per-datacenter", "3"], {}).hostsPerDatacenter).toBe(3);
+    for (const bad of ["-1", "x", "17"]) {
+      expect(() => parseUpArgs(["--hosts-per-datacenter", bad], {})).toThrow(/--hosts-per-datacenter/);
+    }
   });
 
   it("passes the managers' limits from the environment, refusing one that is not a count", () => {

@@ -85,7 +85,7 @@ describe("instance reports", () => {
       region: "r",
       datacenter: "dc",
       ensureImageVersion: () => Promise.reject(new Error("not used")),
-      capacity: { vcpus: 2, memoryMb: 1024 },
+      capacity: () => ({ vcpus: 2, memoryMb: 1024 }),
       log: (line) => logs.push(line),
       reporter: {
         async reportInstance(_id, report) {
@@ -155,7 +155,7 @@ describe("a guest in its group's endpoints", () => {
       region: "r",
       datacenter: "dc",
       ensureImageVersion: () => Promise.reject(new Error("not used")),
-      capacity: { vcpus: 2, memoryMb: 1024 },
+      capacity: () => ({ vcpus: 2, memoryMb: 1024 }),
       log: () => {},
       guestNetworks: networks,
       endpointDrainMs: 50,

@@ -26,7 +26,7 @@ export interface Stack {
   managerUrls: Record<string, string>;
   /** The running process of "control-plane" or of a region's manager (to send it SIGSTOP, say). */
   processOf(which: string): RunningProcess;
-  /** Kills one process with SIGKILL ("control-plane" or a region's manager) and waits until it is gone. */
+  /** Kills one process with SIGKILL ("control-plane", a region's manager, "<region>/host-<n>") and waits until it is gone. */
   kill(which: string): Promise<void>;
   /** Starts a killed process again on the same data dir (the control plane on the same port). */
   restart(which: string): Promise<void>;
@@ -63,6 +63,13 @@ export interface StackOptions {
   managerPrefix?: (region: string) => string[];
   /** The control plane's listen address (default 127.0.0.1). */
   controlPlaneHost?: string;
+  /**
+   * Host agents per region: its manager runs with --host-agents and `host-1` … `host-N` run as
+   * processes named `<region>/host-<n>` (data dirs `<dir>/<datacenter>-host-<n>`).
+   */
+  hostsPerRegion?: number;
+  /** More flags for a host agent's `serve host-agent` (e.g. --vcpus 2). */
+  hostArgs?: (region: string, host: string) => string[];
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -132,6 +139,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         options.controlPlaneFor?.(region, controlPlane) ?? controlPlane,
         "--data-dir",
         join(dir, datacenter),
+        ...(options.hostsPerRegion ? ["--host-agents"] : []),
         ...(options.managerArgs?.(region) ?? []),
       ],
       { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(region) },
@@ -142,6 +150,31 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const announced = await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
     managerUrls[region] = announced[1] as string;
   };
+
+  const startHost = async (region: string, host: string) => {
+    const datacenter = `${region}-a`;
+    const agent = startCli(
+      [
+        "serve",
+        "host-agent",
+        "--datacenter",
+        datacenter,
+        "--manager",
+        managerUrls[region] as string,
+        "--data-dir",
+        join(dir, `${datacenter}-${host}`),
+        "--name",
+        host,
+        ...(options.hostArgs?.(region, host) ?? []),
+      ],
+      { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(region) },
+      [],
+      logFileOf(`${region}-${host}`),
+    );
+    track(`${region}/${host}`, agent);
+    await agent.waitFor(/globalvm host agent \S+ of/, 60_000);
+  };
+  const hostNames = Array.from({ length: options.hostsPerRegion ?? 0 }, (_, i) => `host-${i + 1}`);
 
   const startControlPlane = async (port: string) => {
     const host = options.controlPlaneHost ?? "127.0.0.1";
@@ -171,6 +204,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     "project token",
   ).secret as string;
   await Promise.all(options.regions.map(startManager));
+  for (const region of options.regions) await Promise.all(hostNames.map((host) => startHost(region, host)));
 
   function checkLogs() {
     const requests = readFileSync(logFileOf("control-plane"), "utf8")
@@ -204,7 +238,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     async restart(which) {
       if (which === "control-plane") await startControlPlane(new URL(controlPlane).port);
       else if (credentials.has(which)) await startManager(which);
-      else throw new Error(`no process named ${which} in this stack`);
+      else if (named.has(which) && which.includes("/")) {
+        const [region, host] = which.split("/") as [string, string];
+        await startHost(region, host);
+      } else throw new Error(`no process named ${which} in this stack`);
     },
     call,
     logs: () => processes.map((p) => p.output().slice(-3000)).join("\n---\n"),

@@ -1,0 +1,122 @@
+// `globalvm up --hosts-per-datacenter 2`: each datacenter's manager places its guests on two host
+// agents run by up, `globalvm hosts` lists them, a group spread over hosts lands on both, and
+// Ctrl-C stops the guests with everything else.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
+import { runCli } from "../support/cli.ts";
+import { ensureGuestImage, killRecordedVms } from "../support/compute.ts";
+import { type RunningProcess, startCli } from "../support/processes.ts";
+
+const dataDir = mkdtempSync(join(tmpdir(), "globalvm-up-hosts-"));
+let up: RunningProcess;
+let answer: {
+  endpoint: string;
+  token: string;
+  hosts_per_datacenter: number;
+  guest_network: { enabled: boolean; reason?: string };
+};
+
+function isRunning(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  ensureGuestImage();
+  up = startCli(
+    [
+      "up",
+      "--json",
+      "--regions",
+      "eu-west",
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--hosts-per-datacenter",
+      "2",
+    ],
+    { GLOBALVM_ADMIN_TOKEN: undefined, GLOBALVM_DATA_DIR: undefined, DATABASE_URL: undefined },
+  );
+  const [line] = await up.waitFor(/^\{.*\}$/m, 150_000);
+  answer = JSON.parse(line);
+}, 180_000);
+
+afterAll(async () => {
+  await up?.stop("SIGTERM");
+  await up?.stop("SIGKILL");
+  killRecordedVms(dataDir);
+  rmSync(dataDir, { recursive: true, force: true });
+}, 60_000);
+
+describe("globalvm up with host agents", () => {
+  const env = () => ({ GLOBALVM_ENDPOINT: answer.endpoint, GLOBALVM_TOKEN: answer.token });
+  let pids: number[] = [];
+
+  it("runs two hosts per datacenter, listed by globalvm hosts, with guest networking off and saying why", async () => {
+    expect(answer.hosts_per_datacenter).toBe(2);
+    expect(answer.guest_network).toEqual({
+      enabled: false,
+      reason: "host agents do not attach guests to networks yet",
+    });
+    let hosts: { name: string; state: string }[] = [];
+    for (let tries = 0; tries < 60 && hosts.filter((h) => h.state === "up").length < 2; tries++) {
+      const listed = await runCli(["hosts", "--datacenter", "eu-west-a", "--json"], env());
+      expect(listed.code, listed.stderr).toBe(0);
+      hosts = JSON.parse(listed.stdout);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(hosts.map((h) => [h.name, h.state])).toEqual([
+      ["host-1", "up"],
+      ["host-2", "up"],
+    ]);
+  }, 60_000);
+
+  it("spreads a group over both hosts; Ctrl-C stops their guests and exits 0", async () => {
+    const pushed = await runCli(
+      ["image", "push", ensureGuestImage(), "--name", "guest", "--region", "eu-west", "--json"],
+      env(),
+      120_000,
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const image = JSON.parse(pushed.stdout.trim());
+    const created = await fetch(`${answer.endpoint}/v1/vm-groups`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${answer.token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        name: "pair",
+        image: image.id,
+        region: "eu-west",
+        size: 2,
+        spread_hosts: true,
+        machine: { vcpus: 1, memory_mb: 160 },
+      }),
+    });
+    expect(created.status).toBe(202);
+    const { id } = (await created.json()) as { id: string };
+    const watched = await runCli(["operation", "watch", id], env(), 300_000);
+    expect(watched.code, `${watched.stderr}\n${up.output().slice(-3000)}`).toBe(0);
+    const shown = await runCli(["vm-group", "show", "pair", "--json"], env());
+    const instances = JSON.parse(shown.stdout).instances as { id: string; state: string; host: string }[];
+    expect(instances.map((i) => i.state)).toEqual(["ready", "ready"]);
+    expect(instances.map((i) => i.host).sort()).toEqual(["host-1", "host-2"]);
+    pids = instances.map(
+      (i) =>
+        readInstanceRecord(join(dataDir, `eu-west-a-h${i.host.slice(5)}`, "compute", "instances", i.id))
+          .pid as number,
+    );
+    expect(pids.every(isRunning)).toBe(true);
+
+    up.child.kill("SIGINT");
+    expect(await up.exited()).toBe(0);
+    expect(pids.filter(isRunning)).toEqual([]);
+  }, 420_000);
+});

@@ -1,0 +1,244 @@
+// The manager's side of hosts without any agent process: the registry's assignments and syncs,
+// the driver that places instances on hosts and turns their syncs into driver events, and the
+// HTTP API agents register and sync through.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { InstanceSpec, InstanceStateChange } from "../../regional-manager/compute/types.ts";
+import { createHostApp } from "../../regional-manager/hosts/app.ts";
+import { HostsDriver } from "../../regional-manager/hosts/hosts-driver.ts";
+import { HostRegistry } from "../../regional-manager/hosts/registry.ts";
+import { HostSessions } from "../../regional-manager/hosts/sessions.ts";
+import type { HostInstanceStatus, HostRegistration, HostSync } from "../../schemas/hosts.ts";
+
+let dir: string;
+let now: number;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "globalvm-hosts-driver-"));
+  now = 1_000_000;
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const registration: HostRegistration = {
+  capacity: { vcpus: 2, memory_mb: 2048, disk_bytes: 10 * 2 ** 30 },
+  arch: "x86_64",
+  formats: ["raw", "qcow2"],
+  cache_limit_bytes: 2 ** 30,
+};
+const IMAGE = {
+  image_id: "img_01jd3k9x4m6q8r2t5v7w9y1z3b",
+  version: 1,
+  format: "qcow2" as const,
+  digest: "sha256:00",
+  size: 1 << 20,
+};
+
+function registry() {
+  return new HostRegistry({ file: join(dir, "hosts.json"), downAfterMs: 30_000, now: () => now });
+}
+function sync(instances: HostInstanceStatus[] = []): HostSync {
+  return { free: registration.capacity, cached: [], cache_bytes: 0, instances };
+}
+function spec(id: string, overrides: Partial<InstanceSpec> = {}): InstanceSpec {
+  return {
+    instanceId: id,
+    name: id,
+    vmGroup: "web",
+    vmGroupId: "vmg_01jd3k9x4m6q8r2t5v7w9y1z3b",
+    region: "us-east",
+    datacenter: "us-east-a",
+    image: { path: "/store/images/a.img", format: "qcow2", id: IMAGE.image_id },
+    vcpus: 1,
+    memoryMb: 256,
+    metadata: {},
+    ...overrides,
+  };
+}
+function status(id: string, state: HostInstanceStatus["state"]): HostInstanceStatus {
+  return { instance_id: id, state, reason: null, guest_attributes: {}, pid: 42, console_tail: "" };
+}
+function driverOn(hosts: HostRegistry) {
+  return new HostsDriver({
+    registry: hosts,
+    imageOf: () => IMAGE,
+    pathOf: () => "/store/images/a.img",
+    confirmTimeoutMs: 1000,
+    healIntervalMs: 0,
+  });
+}
+
+describe("placing instances on hosts", () => {
+  it("places on an up host, spreads a group with spread_hosts, and refuses with every host's reason", async () => {
+    const hosts = registry();
+    for (const name of ["h1", "h2"]) {
+      hosts.register(name, registration);
+      hosts.sync(name, sync());
+    }
+    const driver = driverOn(hosts);
+    await driver.create(spec("ins_1", { spreadHosts: true }));
+    await driver.create(spec("ins_2", { spreadHosts: true }));
+    const placed = [hosts.hostOf("ins_1")?.name, hosts.hostOf("ins_2")?.name];
+    expect(new Set(placed)).toEqual(new Set(["h1", "h2"]));
+    await expect(driver.create(spec("ins_3", { spreadHosts: true }))).rejects.toThrow(
+      /h1: .*anti-affinity.*; h2: .*anti-affinity/,
+    );
+    expect(driver.status("ins_1")).toMatchObject({ state: "stopped", host: placed[0] });
+  });
+
+  it("turns a host's syncs into state and guest-attribute events, and a silent host into failed", async () => {
+    const hosts = registry();
+    hosts.register("h1", registration);
+    hosts.sync("h1", sync());
+    const driver = driverOn(hosts);
+    const changes: InstanceStateChange[] = [];
+    const attributes: string[] = [];
+    driver.on("state", (change) => changes.push(change));
+    driver.on("guest-attribute", (write) => attributes.push(`${write.path}=${write.value}`));
+    await driver.create(spec("ins_1"));
+    await driver.start("ins_1");
+    expect(hosts.get("h1")?.assignments.get("ins_1")?.desired).toBe("running");
+    expect(driver.status("ins_1").state).toBe("starting");
+
+    hosts.sync("h1", sync([status("ins_1", "fetching-image")]));
+    hosts.sync("h1", sync([{ ...status("ins_1", "ready"), guest_attributes: { "globalvm/ready": "1" } }]));
+    expect(changes.map((c) => c.state)).toEqual(["starting", "ready"]);
+    expect(attributes).toEqual(["globalvm/ready=1"]);
+    expect(driver.status("ins_1")).toMatchObject({ state: "ready", host: "h1", pid: 42 });
+
+    now += 31_000;
+    expect(driver.status("ins_1")).toMatchObject({ state: "failed", reason: "host h1 stopped syncing" });
+  });
+
+  it("keeps assignments across a manager restart", async () => {
+    const hosts = registry();
+    hosts.register("h1", registration);
+    hosts.sync("h1", sync());
+    await driverOn(hosts).create(spec("ins_1"));
+    const again = registry();
+    const adopted = await driverOn(again).reattach();
+    expect(adopted.map((s) => [s.instanceId, s.host])).toEqual([["ins_1", "h1"]]);
+    expect(again.isUp(again.get("h1") as never)).toBe(false);
+  });
+
+  it("deletes once the host no longer reports the guest", async () => {
+    const hosts = registry();
+    hosts.register("h1", registration);
+    hosts.sync("h1", sync());
+    const driver = driverOn(hosts);
+    await driver.create(spec("ins_1"));
+    hosts.sync("h1", sync([status("ins_1", "ready")]));
+    const deleting = driver.delete("ins_1");
+    setTimeout(() => hosts.sync("h1", sync([])), 150);
+    await deleting;
+    expect(() => driver.status("ins_1")).toThrow(/no instance/);
+    expect(hosts.get("h1")?.assignments.size).toBe(0);
+  });
+});
+
+describe("healing", () => {
+  it("moves an instance off a host that stopped syncing, and recreates a guest that stopped by itself", async () => {
+    const hosts = registry();
+    for (const name of ["h1", "h2"]) {
+      hosts.register(name, registration);
+      hosts.sync(name, sync());
+    }
+    const driver = driverOn(hosts);
+    const reasons: string[] = [];
+    driver.on("state", (change) => reasons.push(`${change.state}: ${change.reason ?? ""}`));
+    await driver.create(spec("ins_1"));
+    await driver.start("ins_1");
+    const first = hosts.hostOf("ins_1")?.name as string;
+    const other = first === "h1" ? "h2" : "h1";
+    hosts.sync(first, sync([status("ins_1", "ready")]));
+    expect(driver.heal(now)).toEqual([]);
+
+    // The guest stops by itself: recreated where it is, as a new generation.
+    hosts.sync(first, sync([{ ...status("ins_1", "stopped"), pid: null }]));
+    expect(driver.heal(now)).toEqual(["ins_1"]);
+    expect(hosts.get(first)?.assignments.get("ins_1")?.generation).toBe(1);
+    expect(reasons.at(-1)).toBe(`starting: recreated on host ${first}: its guest stopped by itself`);
+    // Not again until that generation has run (and not within the backoff).
+    expect(driver.heal(now + 60_000)).toEqual([]);
+
+    // Its host goes silent: the instance moves to the other host, keeping its ID and spec.
+    hosts.sync(first, sync([status("ins_1", "ready")]));
+    hosts.sync(other, sync());
+    now += 20_000;
+    hosts.sync(other, sync());
+    now += 15_000;
+    expect(driver.heal(now)).toEqual(["ins_1"]);
+    expect(hosts.hostOf("ins_1")?.name).toBe(other);
+    expect(hosts.get(other)?.assignments.get("ins_1")).toMatchObject({ name: "ins_1", generation: 2 });
+    expect(reasons.at(-1)).toBe(`starting: recreated on host ${other}: host ${first} stopped syncing`);
+    expect(driver.status("ins_1")).toMatchObject({ host: other, state: "starting" });
+  });
+});
+
+describe("the hosts API", () => {
+  function app(hosts = registry(), sessions = new HostSessions()) {
+    return {
+      hosts,
+      sessions,
+      app: createHostApp({
+        registry: hosts,
+        sessions,
+        verifyCredential: async (credential) => credential === "the-datacenter-credential",
+        syncIntervalMs: 20_000,
+        downAfterMs: 30_000,
+      }),
+    };
+  }
+  const put = (token: string) => ({
+    method: "PUT",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(registration),
+  });
+  const post = (token: string, body: unknown) => ({
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+
+  it("registers a host only with a credential of the datacenter", async () => {
+    const { app: api } = app();
+    expect((await api.request("/v1/hosts/h1", put("not-one"))).status).toBe(401);
+    const answer = await api.request("/v1/hosts/h1", put("the-datacenter-credential"));
+    expect(answer.status).toBe(200);
+    expect(await answer.json()).toMatchObject({ host: "h1", sync_interval_ms: 20_000 });
+  });
+
+  it("syncs with the host's own session, names a bad field, and holds a waiting sync until an assignment", async () => {
+    const { app: api, hosts } = app();
+    const sessionOf = async (host: string) =>
+      (
+        (await (await api.request(`/v1/hosts/${host}`, put("the-datacenter-credential"))).json()) as {
+          session_token: string;
+        }
+      ).session_token;
+    const h1 = await sessionOf("h1");
+    const h2 = await sessionOf("h2");
+    expect((await api.request("/v1/hosts/h1/sync", post(h2, sync()))).status).toBe(403);
+    expect((await api.request("/v1/hosts/h1/sync", post("gvh_nobody", sync()))).status).toBe(401);
+    const bad = await api.request("/v1/hosts/h1/sync", post(h1, { ...sync(), free: { vcpus: -1 } }));
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain("free");
+
+    const first = (await (await api.request("/v1/hosts/h1/sync", post(h1, sync()))).json()) as {
+      revision: number;
+    };
+    const started = Date.now();
+    const waiting = api.request(
+      "/v1/hosts/h1/sync?wait=10",
+      post(h1, { ...sync(), revision: first.revision }),
+    );
+    setTimeout(() => driverOn(hosts).create(spec("ins_1")), 200);
+    const answer = (await (await waiting).json()) as {
+      revision: number;
+      assignments: { instance_id: string }[];
+    };
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(answer.revision).toBeGreaterThan(first.revision);
+    expect(answer.assignments.map((a) => a.instance_id)).toEqual(["ins_1"]);
+  });
+});
