@@ -24,7 +24,6 @@ import type {
   PlacementStrategy,
 } from "../placement-types.ts";
 
-
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 interface Scored {
