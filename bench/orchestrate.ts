@@ -10,11 +10,15 @@
 // 2. BENCH_ORCHESTRATE_GROUPS (default 50) VM groups of size 1 created at once across the
 //    three regions (small guests, the image already in each region): the time until all ready.
 //
+// 3. A datacenter of three host agents: many instances at once against the same boots by hand,
+//    and the time to heal after a host is killed (bench/orchestrate-hosts.ts).
+//
 // Part 1 runs BENCH_ORCHESTRATE_RUNS times (default 3), each with an image of its own (other
 // seeded bytes, so us-east lacks every one), and prints medians.
 //
 // Environment: BENCH_ORCHESTRATE_GROUPS, BENCH_ORCHESTRATE_MEMORY_MB (default 96),
-// BENCH_ORCHESTRATE_RUNS. Run it on a quiet machine: every figure is wall time.
+// BENCH_ORCHESTRATE_RUNS, BENCH_HOSTS_INSTANCES (default 60), BENCH_ORCHESTRATE_PARTS (default
+// "regions,hosts": either alone runs only that). Run it on a quiet machine: every figure is wall time.
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +35,7 @@ import {
 } from "../test/support/compute.ts";
 import { type Stack, startStack } from "../test/support/stack.ts";
 import { createTestKeys, seededBytes, startManager, stopAllManagers } from "../test/support/transfer.ts";
+import { benchHosts } from "./orchestrate-hosts.ts";
 import { median } from "./stats.ts";
 
 const IMAGE_BYTES = 64 << 20;
@@ -164,8 +169,19 @@ async function createGroup(stack: Stack, name: string, image: string, region: st
   return created.body.id as string;
 }
 
+const PARTS = new Set((process.env.BENCH_ORCHESTRATE_PARTS ?? "regions,hosts").split(","));
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), "gvm-bo-"));
+  try {
+    if (PARTS.has("regions")) await benchRegions(dir);
+    if (PARTS.has("hosts") && !(await benchHosts(dir))) process.exitCode = 1;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function benchRegions(dir: string) {
   console.log(
     `globalvm orchestration benchmark: ${IMAGE_BYTES / 2 ** 20} MiB images (guest + seeded random), ${RUNS} runs, medians`,
   );
@@ -237,7 +253,6 @@ async function main() {
     if (failed.length) process.exitCode = 1;
   } finally {
     await stack.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
