@@ -200,6 +200,8 @@ async function waitUntilReady(
   if (ids.length === 0) return;
   const deadline = Date.now() + READY_TIMEOUT_MS;
   const reasked: ReaskLog = new Map();
+  /** The image was on its way at the last sample: its final figures are recorded once it is here. */
+  let transferring = false;
   while (Date.now() < deadline) {
     await context.checkCancelled();
     // Instances of a down datacenter are unknown: wait (bounded) for it to come back.
@@ -222,7 +224,6 @@ async function waitUntilReady(
         `instance ${group.name}-${failed.ordinal} (${failed.id}) failed: ${failed.stateReason ?? "no reason given"}`,
       );
     }
-    if (current.every((r) => r.state === "ready")) return;
     // The replica only ever becomes available, so the step never goes back.
     const [replica] = await services.db
       .select()
@@ -234,15 +235,22 @@ async function waitUntilReady(
           eq(imageReplicas.datacenter, datacenter),
         ),
       );
+    const bytes = { bytes_done: replica?.bytesDone ?? 0, bytes_total: replica?.bytesTotal ?? null };
+    if (current.every((r) => r.state === "ready")) {
+      // A pull that ended between two samples still leaves its figures on the operation.
+      if (transferring && replica) await context.progress({ step, ...bytes });
+      return;
+    }
     if (replica?.state !== "available") {
-      const bytes = { bytes_done: replica?.bytesDone ?? 0, bytes_total: replica?.bytesTotal ?? null };
+      transferring = true;
       await context.progress({
         step: "transferring-image",
         ...bytes,
         children: [{ datacenter, step: "transferring-image", ...bytes }],
       });
     } else {
-      await context.progress({ step });
+      await context.progress(transferring ? { step, ...bytes } : { step });
+      transferring = false;
     }
     await context.sleep(250);
   }

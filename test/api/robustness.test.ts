@@ -79,7 +79,7 @@ describe.each(CATALOG_KINDS)("bad input and idempotency (%s)", (kind) => {
       .filter(([, item]) => item.get?.parameters?.some((p: { name: string }) => p.name === "page_token"))
       .map(([path]) => path)
       .filter((path) => path !== "/v1/images"); // in depth above
-    expect(lists).toHaveLength(9);
+    expect(lists).toHaveLength(10);
     const image = await api.expectStatus(201, "POST", "/v1/images", {
       token: acme.token,
       body: { name: "for-pages", origin_region: "eu-west" },
@@ -95,7 +95,9 @@ describe.each(CATALOG_KINDS)("bad input and idempotency (%s)", (kind) => {
       },
     });
     for (const template of lists) {
-      const path = template.replace("{id}", template.startsWith("/v1/projects") ? acme.id : group.target.id);
+      const path = template
+        .replace("{id}", template.startsWith("/v1/projects") ? acme.id : group.target.id)
+        .replace("{name}", "eu-west-a");
       // The projects' lists are for admins; every other list answers a project token.
       const token = template.startsWith("/v1/projects") ? undefined : acme.token;
       for (const [query, parameter] of [
