@@ -3,7 +3,6 @@
 // image version (POST /v1/replicas/...); it pulls the missing chunks from a peer by itself.
 // It runs the control plane's instances (instances/app.ts) through a compute driver, pulling
 // an image version first when it lacks it, and reports every state change back.
-import { createHash } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { basename, join } from "node:path";
@@ -29,6 +28,7 @@ import { measureCapacity } from "./capacity.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
 import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
+import { CredentialChecks } from "./hosts/credential-checks.ts";
 import { HostsDriver } from "./hosts/hosts-driver.ts";
 import { HostRegistry } from "./hosts/registry.ts";
 import { HostSessions, withHostReads } from "./hosts/sessions.ts";
@@ -179,7 +179,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
 
   const capacity = await measureCapacity(options.dataDir, options.capacity);
   /** With host agents, what the up hosts offer together; else what this machine does. */
-  const datacenterCapacity = () => (hostRegistry ? upHostsCapacity(hostRegistry) : capacity);
+  const datacenterCapacity = () => (hostRegistry ? hostRegistry.upCapacity() : capacity);
   const netns = options.guestNetwork?.netns;
   if (netns) {
     const missing = missingForNamespaceHost(netns);
@@ -483,37 +483,6 @@ function guestNetworksOf(
 const HOST_DOWN_AFTER_MS = 30_000;
 /** How often an agent syncs when nothing changes: its long poll's length. */
 const HOST_SYNC_INTERVAL_MS = 20_000;
-
-/**
- * A host agent's credential, checked with the control plane once a minute at most: agents
- * register again after every manager restart, all at once.
- */
-class CredentialChecks {
-  readonly #cache = new Map<string, { valid: boolean; until: number }>();
-  readonly #check: (credential: string) => Promise<boolean>;
-  constructor(check: (credential: string) => Promise<boolean>) {
-    this.#check = check;
-  }
-  async check(credential: string): Promise<boolean> {
-    const key = createHash("sha256").update(credential).digest("hex");
-    const cached = this.#cache.get(key);
-    if (cached && cached.until > Date.now()) return cached.valid;
-    const valid = await this.#check(credential);
-    this.#cache.set(key, { valid, until: Date.now() + 60_000 });
-    return valid;
-  }
-}
-
-function upHostsCapacity(registry: HostRegistry): Capacity {
-  const total = { vcpus: 0, memory_mb: 0, disk_bytes: 0 };
-  for (const record of registry.list()) {
-    if (!registry.isUp(record)) continue;
-    total.vcpus += record.registration.capacity.vcpus;
-    total.memory_mb += record.registration.capacity.memory_mb;
-    total.disk_bytes += record.registration.capacity.disk_bytes;
-  }
-  return total;
-}
 
 /** The version a guest boots from, named as a host fetches it. */
 function hostImageOf(store: ImageStore, path: string): HostImage {

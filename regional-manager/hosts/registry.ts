@@ -5,6 +5,7 @@
 // sync. Liveness is the age of the last sync.
 
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import type { Capacity } from "../../schemas/common.ts";
 import type {
   HostAssignment,
   HostInstanceStatus,
@@ -182,6 +183,18 @@ export class HostRegistry {
   /** Ends every waiting sync (the manager is closing). */
   wakeAll(): void {
     for (const waiters of this.#waiters.values()) for (const wake of [...waiters]) wake();
+  }
+
+  /** What the up hosts offer together: the datacenter's capacity when guests run on hosts. */
+  upCapacity(): Capacity {
+    const total = { vcpus: 0, memory_mb: 0, disk_bytes: 0 };
+    for (const record of this.#hosts.values()) {
+      if (!this.isUp(record)) continue;
+      total.vcpus += record.registration.capacity.vcpus;
+      total.memory_mb += record.registration.capacity.memory_mb;
+      total.disk_bytes += record.registration.capacity.disk_bytes;
+    }
+    return total;
   }
 
   /** The hosts as the heartbeat reports them to the control plane. */

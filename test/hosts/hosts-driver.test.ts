@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { InstanceSpec, InstanceStateChange } from "../../regional-manager/compute/types.ts";
 import { createHostApp } from "../../regional-manager/hosts/app.ts";
+import { CredentialChecks } from "../../regional-manager/hosts/credential-checks.ts";
 import { HostsDriver } from "../../regional-manager/hosts/hosts-driver.ts";
 import { HostRegistry } from "../../regional-manager/hosts/registry.ts";
 import { HostSessions } from "../../regional-manager/hosts/sessions.ts";
@@ -133,6 +134,34 @@ describe("placing instances on hosts", () => {
     await deleting;
     expect(() => driver.status("ins_1")).toThrow(/no instance/);
     expect(hosts.get("h1")?.assignments.size).toBe(0);
+  });
+});
+
+describe("the registry and credential checks", () => {
+  it("offers what the up hosts have together", () => {
+    const hosts = registry();
+    hosts.register("h1", registration);
+    hosts.register("h2", registration);
+    expect(hosts.upCapacity()).toEqual({ vcpus: 0, memory_mb: 0, disk_bytes: 0 });
+    hosts.sync("h1", sync());
+    expect(hosts.upCapacity()).toEqual(registration.capacity);
+    hosts.sync("h2", sync());
+    expect(hosts.upCapacity().vcpus).toBe(4);
+    now += 31_000;
+    expect(hosts.upCapacity().vcpus).toBe(0);
+  });
+
+  it("asks the control plane about a credential once a minute at most", async () => {
+    const asked: string[] = [];
+    const checks = new CredentialChecks(async (credential) => {
+      asked.push(credential);
+      return credential === "good";
+    });
+    expect(await checks.check("good")).toBe(true);
+    expect(await checks.check("good")).toBe(true);
+    expect(await checks.check("bad")).toBe(false);
+    expect(await checks.check("bad")).toBe(false);
+    expect(asked).toEqual(["good", "bad"]);
   });
 });
 
