@@ -86,7 +86,7 @@ async function bootsByHand(dir: string, imagePath: string): Promise<number> {
 
 export async function benchHosts(dir: string): Promise<boolean> {
   const stack = await startStack({
-    name: "bench-hosts",
+    name: "bh", // short: guests' socket paths live under it (at most 107 bytes)
     regions: ["eu-west"],
     hostsPerRegion: HOSTS,
     // Each host offers a third of the instances' vCPUs: TCG guests mostly idle once booted.
