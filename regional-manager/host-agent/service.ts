@@ -212,6 +212,8 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
     pending = assignments;
     const target = atRevision;
     if (converging) return;
+    /** Whether converging did anything: only then is there news to report at once. */
+    let acted = false;
     converging = (async () => {
       while (pending) {
         const next = pending;
@@ -225,6 +227,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
           lastDesired,
           generations,
         });
+        if (actions.length > 0) acted = true;
         await Promise.all(actions.map((action) => act(action)));
       }
       const stillUsed = new Set(driver.list().map((s) => s.spec.image.path));
@@ -235,7 +238,9 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
         converging = undefined;
         convergedRevision = Math.max(convergedRevision, target);
         for (const done of [...convergedWaiters]) done();
-        wake.abort();
+        // Cutting the long poll short when nothing was done would answer every sync with
+        // another at once (every answer is converged on): a busy loop of syncs.
+        if (acted) wake.abort();
       });
   }
 

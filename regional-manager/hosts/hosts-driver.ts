@@ -77,8 +77,19 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
         const last = this.#healed.get(id);
         if (last && now - last.at < HEAL_BACKOFF_MS) continue;
         if (!up) {
-          // Never seen since this manager started: its agent may just be slower to come back.
-          if (record.lastSeenMs === 0) continue;
+          // Not synced since this manager started: its agent may just be slower to come back.
+          // Within the down time its guests are not failed (status()); a host never seen since,
+          // after that, is said failed once, and its instances are not moved.
+          if (this.#options.registry.awaitingFirstSync(record)) continue;
+          if (record.lastSeenMs === 0) {
+            this.#noteHeal(
+              id,
+              `host ${record.name} has not synced since this manager started`,
+              now,
+              "failed",
+            );
+            continue;
+          }
           const decision = this.#placeElsewhere(assignment, record.name);
           if (!decision.host) {
             this.#noteHeal(
@@ -213,11 +224,21 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
       reason = `placed on host ${reported.host}; waiting for it to start the guest`;
     }
     if (!hostUp && ACTIVE.includes(state)) {
-      state = "failed";
-      reason = `host ${reported.host} stopped syncing`;
+      if (record && this.#options.registry.awaitingFirstSync(record)) {
+        // The manager restarted (or the host registered again) and the host has not said yet
+        // what it runs: still starting as far as anyone knows, until its first sync.
+        reason = `waiting for host ${reported.host} to sync since this manager started`;
+      } else {
+        state = "failed";
+        reason =
+          record?.lastSeenMs === 0
+            ? `host ${reported.host} has not synced since this manager started`
+            : `host ${reported.host} stopped syncing`;
+      }
     }
     const healed = this.#healed.get(instanceId);
-    if (healed && state !== "ready") reason = reason ? `${healed.reason}; ${reason}` : healed.reason;
+    if (healed && state !== "ready" && healed.reason !== reason)
+      reason = reason ? `${healed.reason}; ${reason}` : healed.reason;
     return {
       instanceId,
       state,

@@ -50,9 +50,12 @@ export class HostRegistry {
   readonly #hosts = new Map<string, HostRecord>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #listeners = new Set<(change: HostInstanceChange) => void>();
+  /** When this registry (this manager process) started. */
+  readonly #startedMs: number;
 
   constructor(options: HostRegistryOptions) {
     this.#options = options;
+    this.#startedMs = this.#now();
     this.#load();
   }
 
@@ -88,6 +91,17 @@ export class HostRegistry {
 
   isUp(record: HostRecord): boolean {
     return record.synced !== undefined && this.#now() - record.lastSeenMs < this.#options.downAfterMs;
+  }
+
+  /**
+   * A host not up only because it has not synced since this manager started: less than the
+   * down time has passed since the start (or since the host registered again). What its guests
+   * do is unknown until its first sync, not failed: a restarted manager must not call every
+   * guest of its datacenter failed in the second before its agents come back.
+   */
+  awaitingFirstSync(record: HostRecord): boolean {
+    const since = Math.max(this.#startedMs, record.lastSeenMs);
+    return record.synced === undefined && this.#now() - since < this.#options.downAfterMs;
   }
 
   /** Takes a host's sync; tells the listeners what changed for each instance it reported. */

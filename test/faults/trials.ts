@@ -58,7 +58,7 @@ export function chunksSentAgain(
   return [...new Set(again)];
 }
 
-function argvOf(pid: string): string[] {
+export function argvOf(pid: string): string[] {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   } catch {

@@ -122,6 +122,45 @@ describe("placing instances on hosts", () => {
     expect(again.isUp(again.get("h1") as never)).toBe(false);
   });
 
+  it("after a restart, says a host's guests are starting until it syncs, and failed once its down time passes", async () => {
+    const hosts = registry();
+    hosts.register("h1", registration);
+    hosts.sync("h1", sync());
+    const before = driverOn(hosts);
+    await before.create(spec("ins_1"));
+    await before.start("ins_1");
+    hosts.sync("h1", sync([status("ins_1", "ready")]));
+    expect(before.status("ins_1")).toMatchObject({ state: "ready" });
+
+    // The manager restarts: nothing synced yet, so nothing is known to have failed.
+    now += 1_000;
+    const again = registry();
+    const after = driverOn(again);
+    await after.reattach();
+    expect(after.status("ins_1")).toMatchObject({
+      state: "starting",
+      reason: "waiting for host h1 to sync since this manager started",
+    });
+    expect(after.heal(now)).toEqual([]);
+    // The host syncs: what it runs is what is reported.
+    again.sync("h1", sync([status("ins_1", "ready")]));
+    expect(after.status("ins_1")).toMatchObject({ state: "ready" });
+
+    // Another restart, and this time the host never comes back within the down time.
+    now += 1_000;
+    const third = registry();
+    const lonely = driverOn(third);
+    await lonely.reattach();
+    now += 31_000;
+    expect(lonely.status("ins_1")).toMatchObject({
+      state: "failed",
+      reason: "host h1 has not synced since this manager started",
+    });
+    // Not moved: a host never seen since the restart may hold the guest still.
+    expect(lonely.heal(now)).toEqual([]);
+    expect(third.hostOf("ins_1")?.name).toBe("h1");
+  });
+
   it("deletes once the host no longer reports the guest", async () => {
     const hosts = registry();
     hosts.register("h1", registration);
