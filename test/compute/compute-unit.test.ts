@@ -118,9 +118,18 @@ describe("QEMU command line", () => {
     );
   });
 
-  it("enters the namespace with nsenter, which then drops to QEMU's user and groups", () => {
-    expect(qemuCommand("qemu", ["-S"], { uid: 65534, gid: 65534 }, undefined)).toEqual(["qemu", "-S"]);
+  it("enters the namespace with nsenter, which then drops to QEMU's user and groups, all below the manager's priority", () => {
+    expect(qemuCommand("qemu", ["-S"], { uid: 65534, gid: 65534 }, undefined)).toEqual([
+      "nice",
+      "-n",
+      "10",
+      "qemu",
+      "-S",
+    ]);
     expect(qemuCommand("qemu", ["-S"], { uid: 65534, gid: 65534 }, "dc1")).toEqual([
+      "nice",
+      "-n",
+      "10",
       "nsenter",
       "--net=/run/netns/dc1",
       "--setuid=65534",
@@ -130,6 +139,9 @@ describe("QEMU command line", () => {
       "-S",
     ]);
     expect(qemuCommand("qemu", [], undefined, "dc1")).toEqual([
+      "nice",
+      "-n",
+      "10",
       "nsenter",
       "--net=/run/netns/dc1",
       "--",

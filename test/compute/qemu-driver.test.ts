@@ -14,6 +14,7 @@ import {
   type InstanceStateChange,
 } from "../../regional-manager/compute/index.ts";
 import { readInstanceRecord, writeInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
+import { GUEST_NICENESS } from "../../regional-manager/compute/qemu/driver.ts";
 import { isProcessRunning } from "../../regional-manager/compute/qemu/process.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
 import {
@@ -115,6 +116,14 @@ describe("qemu driver with real guests", () => {
       pids.add(started.pid as number);
     }
     await Promise.all([readyA, readyB]);
+    // Every thread of the guest's QEMU (its vCPUs too) runs below the manager's priority.
+    const threads = readdirSync(`/proc/${startedA.pid}/task`);
+    expect(threads.length).toBeGreaterThan(1);
+    const niceOf = (tid: string) => {
+      const stat = readFileSync(`/proc/${startedA.pid}/task/${tid}/stat`, "utf8");
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+    };
+    expect(new Set(threads.map(niceOf))).toEqual(new Set([GUEST_NICENESS]));
     await waitForConsoleText(driver, "guest-a", "GLOBALVM-METADATA role=alpha", 20_000);
     await waitForConsoleText(driver, "guest-b", "GLOBALVM-METADATA role=beta", 20_000);
 
