@@ -56,6 +56,8 @@ async function bootsByHand(dir: string, imagePath: string): Promise<number> {
       probeGuest: PROBE_GUEST,
       probeCacheFile: PROBE_CACHE,
     });
+    // One waiter per guest, all at once: not a leak.
+    driver.setMaxListeners(INSTANCES + 10);
     return { driver, metadata };
   });
   const ids = Array.from({ length: INSTANCES }, (_, i) => ({ id: `hand-${i}`, host: hosts[i % HOSTS] }));
