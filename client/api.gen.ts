@@ -103,7 +103,7 @@ export interface paths {
         };
         get?: never;
         /**
-         * A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints
+         * A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints, and a repair it made by itself
          * @description Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.
          */
         put: operations["reportInstance"];
@@ -845,6 +845,11 @@ export interface components {
         };
         CreateVmGroup: {
             /**
+             * @description A regional group: its instances spread over the datacenters of its `region` that are up and have room. `even`: each new instance goes to the datacenter with the fewest of the group's instances, so their counts differ by at most one (a resize keeps it so); `any`: they fill the datacenter that holds the image (then the least loaded) and overflow to the others. The image is moved to every datacenter that runs one. Null (the default): the whole group in one datacenter. Needs `region`; fixed at creation (another distribution is another group).
+             * @enum {string}
+             */
+            distribution?: "even" | "any";
+            /**
              * @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation.
              * @default []
              */
@@ -1227,6 +1232,11 @@ export interface components {
             host?: string | null;
             image_version?: number;
             local_id?: string;
+            repair?: {
+                /** Format: date-time */
+                at: string;
+                reason: string;
+            };
             /** @enum {string} */
             state: "transferring-image" | "starting" | "running" | "ready" | "stopped" | "failed";
             state_reason?: string | null;
@@ -1330,7 +1340,7 @@ export interface components {
             /** @example op_01jd3k9x4m6q8r2t5v7w9y1z3b */
             id: string;
             /** @enum {string} */
-            kind: "create-vm-group" | "update-vm-group" | "delete-vm-group" | "replicate-image" | "distribute-image-version" | "delete-image" | "delete-image-version";
+            kind: "create-vm-group" | "update-vm-group" | "delete-vm-group" | "replicate-image" | "distribute-image-version" | "delete-image" | "delete-image-version" | "repair-instance";
             progress: components["schemas"]["OperationProgress"];
             /** @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b */
             project_id: string | null;
@@ -1776,10 +1786,17 @@ export interface components {
              */
             created_at: string;
             /**
-             * @description Chosen by the orchestrator; null until placed.
+             * @description Chosen by the orchestrator; null until placed, and for a regional group (see datacenters).
              * @example web
              */
             datacenter: string | null;
+            /** @description The datacenters its instances run in, by name: the one datacenter of a placed group, every datacenter a regional group spans. Empty until placed. */
+            datacenters: string[];
+            /**
+             * @description A regional group: its instances spread over the datacenters of its `region` that are up and have room. `even`: each new instance goes to the datacenter with the fewest of the group's instances, so their counts differ by at most one (a resize keeps it so); `any`: they fill the datacenter that holds the image (then the least loaded) and overflow to the others. The image is moved to every datacenter that runs one. Null (the default): the whole group in one datacenter. Needs `region`; fixed at creation (another distribution is another group).
+             * @enum {string|null}
+             */
+            distribution: "even" | "any" | null;
             /** @description The exposed ports their datacenter has made reachable so far; empty while the group has no instances. */
             endpoints: components["schemas"]["VmGroupEndpoint"][];
             /** @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation. */

@@ -151,6 +151,13 @@ export const InstanceReportSchema = z
     endpoints: z.array(ReportedEndpointSchema).max(16).optional(),
     /** The datacenter host running the guest (null: the manager runs it itself, with no host agents). */
     host: NameSchema.nullable().optional(),
+    /**
+     * Set once, on the report of the change, when the manager recreated the instance by itself
+     * (autohealing): why, and when. The control plane records it in the group's operations.
+     */
+    repair: z
+      .strictObject({ reason: z.string().min(1).max(2000), at: z.string().datetime({ offset: true }) })
+      .optional(),
   })
   .openapi("InstanceReport");
 export type InstanceReport = z.infer<typeof InstanceReportSchema>;

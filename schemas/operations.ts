@@ -13,6 +13,8 @@ export const OPERATION_KINDS = [
   "distribute-image-version",
   "delete-image",
   "delete-image-version",
+  // A record, not a job: a datacenter recreated one of the group's instances by itself.
+  "repair-instance",
 ] as const;
 
 const ByteProgress = {

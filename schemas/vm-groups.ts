@@ -14,6 +14,9 @@ export const VM_GROUP_STATES = [
   "failed",
 ] as const;
 export const PLACEMENT_STRATEGIES = ["image-locality", "least-loaded", "spread"] as const;
+/** How a regional group's instances spread over its region's datacenters. */
+export const DISTRIBUTIONS = ["even", "any"] as const;
+export type Distribution = (typeof DISTRIBUTIONS)[number];
 
 export const MachineSchema = z
   .strictObject({
@@ -66,6 +69,9 @@ const MetadataSchema = z
 const SPREAD_HOSTS_DESCRIPTION =
   "Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false.";
 
+const DISTRIBUTION_DESCRIPTION =
+  "A regional group: its instances spread over the datacenters of its `region` that are up and have room. `even`: each new instance goes to the datacenter with the fewest of the group's instances, so their counts differ by at most one (a resize keeps it so); `any`: they fill the datacenter that holds the image (then the least loaded) and overflow to the others. The image is moved to every datacenter that runs one. Null (the default): the whole group in one datacenter. Needs `region`; fixed at creation (another distribution is another group).";
+
 const vmGroupFields = {
   name: NameSchema,
   image: idSchema("image").openapi({
@@ -98,6 +104,7 @@ const vmGroupFields = {
   spread_hosts: z.boolean().openapi({
     description: SPREAD_HOSTS_DESCRIPTION,
   }),
+  distribution: z.enum(DISTRIBUTIONS).nullable().openapi({ description: DISTRIBUTION_DESCRIPTION }),
 };
 
 /** An exposed port and where its datacenter's manager made it reachable. */
@@ -117,7 +124,12 @@ export const VmGroupSchema = z
     project_id: idSchema("project"),
     ...vmGroupFields,
     datacenter: NameSchema.nullable().openapi({
-      description: "Chosen by the orchestrator; null until placed.",
+      description:
+        "Chosen by the orchestrator; null until placed, and for a regional group (see datacenters).",
+    }),
+    datacenters: z.array(NameSchema).openapi({
+      description:
+        "The datacenters its instances run in, by name: the one datacenter of a placed group, every datacenter a regional group spans. Empty until placed.",
     }),
     state: z.enum(VM_GROUP_STATES),
     endpoints: z.array(VmGroupEndpointSchema).openapi({
@@ -138,6 +150,29 @@ function exactlyOnePlacement(body: { region?: string | null; placement?: unknown
       code: "custom",
       path: [hasRegion ? "placement" : "region"],
       message: "give exactly one of region and placement",
+    });
+  }
+}
+
+/** A distribution spreads a group over one region's datacenters: it needs that region. */
+function distributionNeedsRegion(
+  body: { region?: string | null; distribution?: string; expose?: unknown[] },
+  ctx: z.RefinementCtx,
+) {
+  if (body.distribution === undefined) return;
+  if (body.region === undefined || body.region === null) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["distribution"],
+      message:
+        "a distribution spreads the group over the datacenters of its region: give region, not placement",
+    });
+  }
+  if ((body.expose?.length ?? 0) > 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["expose"],
+      message: "a regional group's ports cannot be exposed yet: expose them from a group in one datacenter",
     });
   }
 }
@@ -185,8 +220,10 @@ export const CreateVmGroupSchema = z
     labels: LabelsSchema.default({}),
     expose: vmGroupFields.expose.default([]),
     spread_hosts: z.boolean().default(false).openapi({ description: SPREAD_HOSTS_DESCRIPTION }),
+    distribution: z.enum(DISTRIBUTIONS).optional().openapi({ description: DISTRIBUTION_DESCRIPTION }),
   })
   .superRefine(exactlyOnePlacement)
+  .superRefine(distributionNeedsRegion)
   .superRefine(exactlyOneImage)
   .openapi("CreateVmGroup");
 export type CreateVmGroup = z.infer<typeof CreateVmGroupSchema>;

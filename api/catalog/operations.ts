@@ -99,6 +99,8 @@ export async function insertOperation(
     input?: Record<string, unknown>;
     state?: Operation["state"];
     progress?: OperationProgress;
+    /** For an operation recorded done (a repair a datacenter made by itself). */
+    result?: Record<string, unknown>;
     /** Default: the trace of the work under way (the request, or the operation that starts this one), else a new one. */
     traceId?: string;
   },
@@ -116,10 +118,60 @@ export async function insertOperation(
       // Work nobody traced (a sweep of the collector) gets a trace of its own: every operation has one.
       traceId: fields.traceId ?? currentTrace()?.traceId ?? newTraceId(),
       ...(fields.progress ? { progress: fields.progress } : {}),
+      ...(fields.result ? { result: fields.result } : {}),
     })
     .returning();
   if (!row) throw new Error("insert returned no operation");
   return row;
+}
+
+/**
+ * A datacenter recreated an instance by itself (autohealing): the group's operations say so,
+ * as a `repair-instance` operation recorded done. Once per repair: a manager that sends the
+ * report again (its answer lost) finds it recorded.
+ */
+export async function recordRepair(
+  db: CatalogDb,
+  repair: {
+    projectId: string;
+    groupId: string;
+    instanceId: string;
+    name: string;
+    datacenter: string;
+    host: string | null;
+    reason: string;
+    at: string;
+  },
+): Promise<void> {
+  const [seen] = await db
+    .select({ id: operations.id })
+    .from(operations)
+    .where(
+      and(
+        eq(operations.targetId, repair.groupId),
+        eq(operations.kind, "repair-instance"),
+        sql`${operations.input}->>'instance_id' = ${repair.instanceId}`,
+        sql`${operations.input}->>'at' = ${repair.at}`,
+      ),
+    )
+    .limit(1);
+  if (seen) return;
+  await insertOperation(db, {
+    projectId: repair.projectId,
+    kind: "repair-instance",
+    target: { type: "vm-group", id: repair.groupId },
+    input: { instance_id: repair.instanceId, at: repair.at },
+    state: "succeeded",
+    progress: { step: "recreated", bytes_done: 0, bytes_total: null, children: [] },
+    result: {
+      instance: repair.instanceId,
+      name: repair.name,
+      datacenter: repair.datacenter,
+      ...(repair.host ? { host: repair.host } : {}),
+      reason: repair.reason,
+      repaired_at: repair.at,
+    },
+  });
 }
 
 export async function findOperation(db: CatalogDb, id: string, projectId: string | null) {

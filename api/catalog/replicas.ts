@@ -77,7 +77,8 @@ export function replicaKey(imageId: string, version: number, datacenter: string)
 
 /**
  * The copies VM groups need now: the version each placed group boots (pinned, or the
- * current one) in its datacenter, and the version each recorded instance was created from.
+ * current one) in its datacenter (every datacenter a regional group spans), and the version
+ * each recorded instance was created from.
  * Keys are replicaKey(); values name the groups.
  */
 export async function replicasInUse(db: CatalogDb, imageId?: string): Promise<Map<string, Set<string>>> {
@@ -89,6 +90,7 @@ export async function replicasInUse(db: CatalogDb, imageId?: string): Promise<Ma
         pinned: vmGroups.imageVersion,
         current: images.currentVersion,
         datacenter: vmGroups.datacenter,
+        datacenters: vmGroups.datacenters,
       })
       .from(vmGroups)
       .innerJoin(images, eq(images.id, vmGroups.imageId))
@@ -108,7 +110,9 @@ export async function replicasInUse(db: CatalogDb, imageId?: string): Promise<Ma
   const add = (key: string, name: string) => used.set(key, (used.get(key) ?? new Set()).add(name));
   for (const group of groups) {
     const version = group.pinned ?? group.current;
-    if (group.datacenter && version) add(replicaKey(group.imageId, version, group.datacenter), group.name);
+    if (!version) continue;
+    for (const datacenter of new Set([...(group.datacenter ? [group.datacenter] : []), ...group.datacenters]))
+      add(replicaKey(group.imageId, version, datacenter), group.name);
   }
   for (const member of members) {
     if (member.version) add(replicaKey(member.imageId, member.version, member.datacenter), member.name);

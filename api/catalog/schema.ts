@@ -25,7 +25,7 @@ import type { OperationProgress } from "../../schemas/operations.ts";
 import { OPERATION_KINDS, OPERATION_STATES } from "../../schemas/operations.ts";
 import { DRIVER_KINDS } from "../../schemas/regions.ts";
 import type { MetadataReference, PlacementPolicy } from "../../schemas/vm-groups.ts";
-import { VM_GROUP_STATES } from "../../schemas/vm-groups.ts";
+import { DISTRIBUTIONS, VM_GROUP_STATES } from "../../schemas/vm-groups.ts";
 
 function oneOf(column: string, values: readonly string[]) {
   return sql.raw(`${column} in (${values.map((v) => `'${v}'`).join(", ")})`);
@@ -377,6 +377,10 @@ export const vmGroups = pgTable(
     endpoints: jsonb("endpoints").$type<ReportedEndpoint[]>().notNull().default([]),
     /** No two instances on one host of the datacenter; applies to instances placed after a change. */
     spreadHosts: boolean("spread_hosts").notNull().default(false),
+    /** Set for a regional group: its instances spread over its region's datacenters (datacenter stays null). */
+    distribution: text("distribution"),
+    /** The datacenters its instances run in, sorted: the orchestrator's record, empty until placed. */
+    datacenters: text("datacenters").array().notNull().default(sql`'{}'::text[]`),
     state: text("state").notNull().default("pending"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
@@ -389,6 +393,11 @@ export const vmGroups = pgTable(
     check("vm_groups_size_valid", sql`${t.size} >= 0`),
     check("vm_groups_machine_valid", sql`${t.vcpus} >= 1 and ${t.memoryMb} >= 64`),
     check("vm_groups_one_placement", sql`(${t.region} is null) <> (${t.placement} is null)`),
+    check("vm_groups_distribution_valid", oneOf("distribution", DISTRIBUTIONS)),
+    check(
+      "vm_groups_distribution_regional",
+      sql`${t.distribution} is null or (${t.region} is not null and ${t.datacenter} is null)`,
+    ),
   ],
 );
 

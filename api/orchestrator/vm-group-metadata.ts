@@ -39,7 +39,7 @@ export async function metadataOf(services: Services, group: Group): Promise<Reco
 
 /** Sends the group's current metadata to every instance its manager runs; the guests' long-polls return with it. */
 export async function pushMetadata(services: Services, group: Group): Promise<void> {
-  if (!group.datacenter) return;
+  if (group.datacenters.length === 0) return;
   const metadata = await metadataOf(services, group);
   const rows = await groupInstances(services.db, group.id);
   for (const row of rows) {

@@ -3,7 +3,8 @@
 // it is ready, and move a group to another image version by replacing its instances one at a
 // time. Each handler can be re-run from the top after a crash: it reads what the catalog
 // already records and the manager calls are idempotent.
-import { and, desc, eq, gte, inArray, isNull } from "drizzle-orm";
+import { and, desc, eq, gte, inArray, isNull, sql } from "drizzle-orm";
+import type { Distribution } from "../../schemas/vm-groups.ts";
 import { allocateNetworkIp } from "../catalog/addresses.ts";
 import { loadPlacementFacts } from "../catalog/placement-facts.ts";
 import { imageReplicas, images, imageVersions, instances, vmGroups } from "../catalog/schema.ts";
@@ -11,6 +12,7 @@ import { isBootable, versionStateAt } from "../catalog/version-rules.ts";
 import { forgetEndpointsIfEmpty, groupInstances } from "../catalog/vm-groups.ts";
 import type { Services } from "../env.ts";
 import { newId } from "../ids.ts";
+import { distributeInstances } from "./distribution.ts";
 import { isFirewallSource } from "./firewalls.ts";
 import { decideReask, noteReasked, type ReaskLog } from "./instance-recovery.ts";
 import { instanceSpecOf } from "./instance-specs.ts";
@@ -18,7 +20,6 @@ import {
   deleteInstanceOnManager,
   instanceTargetOf,
   ManagerCallError,
-  type ManagerTarget,
   startInstanceOnManager,
   waitForDatacenter,
 } from "./manager-client.ts";
@@ -73,11 +74,45 @@ async function place(services: Services, group: Group, version: number): Promise
   // No candidate may be a datacenter that is down for a moment: retried with backoff, bounded.
   if (!result.decision)
     throw new Error(`no datacenter can take the group: ${summarizeRefusals(result.candidates)}`);
+  const datacenter = result.decision.datacenter;
   await services.db
     .update(vmGroups)
-    .set({ datacenter: result.decision.datacenter, state: "provisioning", updatedAt: services.now() })
+    .set({ datacenter, datacenters: [datacenter], state: "provisioning", updatedAt: services.now() })
     .where(eq(vmGroups.id, group.id));
-  return result.decision.datacenter;
+  return datacenter;
+}
+
+/** Where each missing ordinal runs: the group's one datacenter, or spread over its region's. */
+async function datacentersFor(
+  services: Services,
+  group: Group,
+  version: number,
+  missing: readonly number[],
+  existing: readonly InstanceRow[],
+): Promise<Map<number, string>> {
+  if (group.datacenter) return new Map(missing.map((ordinal) => [ordinal, group.datacenter as string]));
+  if (!group.distribution || !group.region)
+    throw new Error(`VM group ${group.id} is neither placed nor regional`);
+  if (missing.length === 0) return new Map();
+  const facts = await loadPlacementFacts(services.db, group.projectId, group.imageId, services.now());
+  const present: Record<string, number> = {};
+  for (const row of existing.filter((r) => !r.retiring))
+    present[row.datacenter] = (present[row.datacenter] ?? 0) + 1;
+  const result = distributeInstances({
+    distribution: group.distribution as Distribution,
+    region: group.region,
+    machine: { vcpus: group.vcpus, memoryMb: group.memoryMb },
+    ordinals: missing,
+    present,
+    datacenters: facts.datacenters,
+    holding: new Set(facts.holdings.filter((h) => h.version === version).map((h) => h.datacenter)),
+  });
+  // Like a group no datacenter can take: retried with backoff, bounded.
+  if (!result.assignments)
+    throw new Error(
+      `no datacenter of region ${group.region} can take every new instance of ${group.name}: ${result.refused.join("; ")}`,
+    );
+  return new Map(result.assignments.map((a) => [a.ordinal, a.datacenter]));
 }
 
 async function versionOf(services: Services, group: Group): Promise<number> {
@@ -111,14 +146,16 @@ async function assertBootable(services: Services, group: Group, version: number)
  * Every ordinal 0..size-1 has an instance row (created once), the ones beyond are removed
  * from their manager (process and overlay) and the catalog, highest first.
  */
-async function reconcileInstances(services: Services, group: Group, datacenter: string, version: number) {
+async function reconcileInstances(services: Services, group: Group, version: number) {
   const existing = await groupInstances(services.db, group.id);
   const missing = missingOrdinals(
     group.size,
     existing.filter((r) => !r.retiring).map((r) => r.ordinal),
   );
   if (missing.length > 0) await assertBootable(services, group, version);
+  const where = await datacentersFor(services, group, version, missing, existing);
   for (const ordinal of missing) {
+    const datacenter = where.get(ordinal) as string;
     await services.db.transaction(async (tx) =>
       tx
         .insert(instances)
@@ -153,10 +190,21 @@ async function reconcileInstances(services: Services, group: Group, datacenter: 
     .orderBy(desc(instances.ordinal));
   for (const row of surplus) await removeInstance(services, row);
   if (missing.length > 0 || surplus.length > 0) {
+    if (group.distribution) await recordDatacenters(services, group.id);
     await pushMetadataToDependents(services, group.id);
     await sendFirewallsNaming(services, group);
   }
   return groupInstances(services.db, group.id);
+}
+
+/** A regional group spans the datacenters its instances run in. */
+async function recordDatacenters(services: Services, groupId: string) {
+  await services.db
+    .update(vmGroups)
+    .set({
+      datacenters: sql`array(select distinct ${instances.datacenter} from ${instances} where ${instances.vmGroupId} = ${groupId} order by 1)`,
+    })
+    .where(eq(vmGroups.id, groupId));
 }
 
 /** The group's instances came or went: rules naming it as their source must match the ones there are now. */
@@ -175,23 +223,68 @@ async function removeInstance(services: Services, row: InstanceRow) {
   await forgetEndpointsIfEmpty(services.db, row.vmGroupId);
 }
 
-/** Asks the manager to run the instance (idempotent: one it already runs keeps its spec). */
+/** Asks the instance's manager to run it (idempotent: one it already runs keeps its spec). */
 async function startOnManager(
   services: Services,
-  target: ManagerTarget,
   group: Group,
   row: InstanceRow,
   version: number,
   metadata: Record<string, string>,
 ) {
+  const target = await instanceTargetOf(services, row.datacenter);
   await startInstanceOnManager(target, await instanceSpecOf(services, group, row, version, metadata));
 }
 
-/** Follows the image pull and the boots of the given instances until all are ready. */
+/** How far the version's pull into each of the datacenters is, summed for the operation. */
+async function pullProgress(
+  services: Services,
+  group: Group,
+  version: number,
+  datacenters: readonly string[],
+) {
+  const rows = await services.db
+    .select()
+    .from(imageReplicas)
+    .where(
+      and(
+        eq(imageReplicas.imageId, group.imageId),
+        eq(imageReplicas.version, version),
+        inArray(imageReplicas.datacenter, [...datacenters]),
+      ),
+    );
+  const children = datacenters.map((datacenter) => {
+    const replica = rows.find((r) => r.datacenter === datacenter);
+    return {
+      datacenter,
+      available: replica?.state === "available",
+      bytes_done: replica?.bytesDone ?? 0,
+      bytes_total: replica?.bytesTotal ?? null,
+    };
+  });
+  const totals = children.map((c) => c.bytes_total);
+  return {
+    /** Some datacenter has a replica row: its figures, finished or not, are worth recording. */
+    known: rows.length > 0,
+    available: children.every((c) => c.available),
+    bytes: {
+      bytes_done: children.reduce((sum, c) => sum + c.bytes_done, 0),
+      bytes_total: totals.every((t) => t !== null) ? totals.reduce((sum, t) => sum + (t ?? 0), 0) : null,
+    },
+    transferring: children
+      .filter((c) => !c.available)
+      .map(({ datacenter, bytes_done, bytes_total }) => ({
+        datacenter,
+        step: "transferring-image",
+        bytes_done,
+        bytes_total,
+      })),
+  };
+}
+
+/** Follows the image pulls and the boots of the given instances until all are ready. */
 async function waitUntilReady(
   context: OperationContext,
   group: Group,
-  datacenter: string,
   version: number,
   ids: readonly string[],
   step: string,
@@ -200,22 +293,32 @@ async function waitUntilReady(
   if (ids.length === 0) return;
   const deadline = Date.now() + READY_TIMEOUT_MS;
   const reasked: ReaskLog = new Map();
+  // An instance never changes datacenter: a regional group's span the pulls of several.
+  const datacenters = [
+    ...new Set(
+      (
+        await services.db
+          .select({ datacenter: instances.datacenter })
+          .from(instances)
+          .where(inArray(instances.id, ids))
+      ).map((r) => r.datacenter),
+    ),
+  ].sort();
   /** The image was on its way at the last sample: its final figures are recorded once it is here. */
   let transferring = false;
   while (Date.now() < deadline) {
     await context.checkCancelled();
     // Instances of a down datacenter are unknown: wait (bounded) for it to come back.
-    await waitForDatacenter(services, datacenter, context.sleep);
+    for (const datacenter of datacenters) await waitForDatacenter(services, datacenter, context.sleep);
     const current = await services.db.select().from(instances).where(inArray(instances.id, ids));
     if (current.length < ids.length)
       throw new Error(`instances of ${group.name} disappeared while starting; converging again`);
     // Lost by a restarted manager, or failed to get its image: asked again (see instance-recovery.ts).
     const { reask, final: failed } = decideReask(current, reasked, Date.now());
     if (reask.length > 0) {
-      const target = await instanceTargetOf(services, datacenter);
       const metadata = await metadataOf(services, group);
       for (const row of current.filter((r) => reask.includes(r.id)))
-        await startOnManager(services, target, group, row, row.imageVersion ?? version, metadata);
+        await startOnManager(services, group, row, row.imageVersion ?? version, metadata);
       noteReasked(reasked, current, reask, Date.now());
     }
     if (failed) {
@@ -224,32 +327,18 @@ async function waitUntilReady(
         `instance ${group.name}-${failed.ordinal} (${failed.id}) failed: ${failed.stateReason ?? "no reason given"}`,
       );
     }
-    // The replica only ever becomes available, so the step never goes back.
-    const [replica] = await services.db
-      .select()
-      .from(imageReplicas)
-      .where(
-        and(
-          eq(imageReplicas.imageId, group.imageId),
-          eq(imageReplicas.version, version),
-          eq(imageReplicas.datacenter, datacenter),
-        ),
-      );
-    const bytes = { bytes_done: replica?.bytesDone ?? 0, bytes_total: replica?.bytesTotal ?? null };
+    // A replica only ever becomes available, so the step never goes back.
+    const pulls = await pullProgress(services, group, version, datacenters);
     if (current.every((r) => r.state === "ready")) {
       // A pull that ended between two samples still leaves its figures on the operation.
-      if (transferring && replica) await context.progress({ step, ...bytes });
+      if (transferring && pulls.known) await context.progress({ step, ...pulls.bytes });
       return;
     }
-    if (replica?.state !== "available") {
+    if (!pulls.available) {
       transferring = true;
-      await context.progress({
-        step: "transferring-image",
-        ...bytes,
-        children: [{ datacenter, step: "transferring-image", ...bytes }],
-      });
+      await context.progress({ step: "transferring-image", ...pulls.bytes, children: pulls.transferring });
     } else {
-      await context.progress(transferring ? { step, ...bytes } : { step });
+      await context.progress(transferring ? { step, ...pulls.bytes } : { step });
       transferring = false;
     }
     await context.sleep(250);
@@ -261,17 +350,12 @@ async function waitUntilReady(
 }
 
 /**
- * Replaces one instance by a new one of the same ordinal on `version`: the new one starts and
- * must be ready before the old one is stopped and removed, so the group never has fewer than
- * size - 1 ready instances. A replacement that fails is removed and the old instance kept.
+ * Replaces one instance by a new one of the same ordinal on `version`, in the same datacenter
+ * (so a regional group keeps its distribution): the new one starts and must be ready before
+ * the old one is stopped and removed, so the group never has fewer than size - 1 ready
+ * instances. A replacement that fails is removed and the old instance kept.
  */
-async function replaceInstance(
-  context: OperationContext,
-  group: Group,
-  target: ManagerTarget,
-  version: number,
-  old: InstanceRow,
-) {
+async function replaceInstance(context: OperationContext, group: Group, version: number, old: InstanceRow) {
   const { services } = context;
   const replacementId = newId("instance");
   await services.db.transaction(async (tx) => {
@@ -290,22 +374,21 @@ async function replaceInstance(
   });
   const [replacement] = await services.db.select().from(instances).where(eq(instances.id, replacementId));
   if (!replacement) throw new Error(`replacement ${replacementId} of ${group.name}-${old.ordinal} vanished`);
-  await finishReplacement(context, group, target, version, old, replacement);
+  await finishReplacement(context, group, version, old, replacement);
 }
 
 async function finishReplacement(
   context: OperationContext,
   group: Group,
-  target: ManagerTarget,
   version: number,
   old: InstanceRow,
   replacement: InstanceRow,
 ) {
   const { services } = context;
-  await startOnManager(services, target, group, replacement, version, await metadataOf(services, group));
+  await startOnManager(services, group, replacement, version, await metadataOf(services, group));
   await pushMetadata(services, group);
   try {
-    await waitUntilReady(context, group, target.datacenter, version, [replacement.id], "replacing");
+    await waitUntilReady(context, group, version, [replacement.id], "replacing");
   } catch (error) {
     if (!(error instanceof PermanentError)) throw error;
     await removeInstance(services, replacement);
@@ -320,26 +403,31 @@ async function finishReplacement(
 }
 
 /**
- * Creating and updating a group are the same convergence: placed once; instances 0..size-1
- * recorded and running with the group's metadata, the surplus removed, all of them ready;
- * then every instance on another image version than the group's is replaced, one at a time.
+ * Creating and updating a group are the same convergence: placed once (a regional group: each
+ * new instance in a datacenter of its region); instances 0..size-1 recorded and running with
+ * the group's metadata, the surplus removed, all of them ready; then every instance on another
+ * image version than the group's is replaced, one at a time.
  */
 export async function convergeVmGroup(context: OperationContext): Promise<Record<string, unknown>> {
   const { services } = context;
   const placed = await loadGroup(services, context.operation.targetId);
-  if (!placed.datacenter) await context.progress({ step: "placing" });
+  if (placed.datacenters.length === 0) await context.progress({ step: "placing" });
   const version = await versionOf(services, placed);
-  const datacenter = await place(services, placed, version);
+  if (!placed.distribution) await place(services, placed, version);
+  else if (placed.state === "pending")
+    await services.db
+      .update(vmGroups)
+      .set({ state: "provisioning", updatedAt: services.now() })
+      .where(eq(vmGroups.id, placed.id));
   const group = await loadGroup(services, placed.id);
-  const target = await instanceTargetOf(services, datacenter);
-  const rows = await reconcileInstances(services, group, datacenter, version);
+  const rows = await reconcileInstances(services, group, version);
 
   // Every current instance runs (a new one on the group's version, an existing one as it is).
   await context.progress({ step: "starting" });
   const metadata = await metadataOf(services, group);
   const current = rows.filter((r) => !r.retiring);
   for (const row of current)
-    await startOnManager(services, target, group, row, row.imageVersion ?? version, metadata);
+    await startOnManager(services, group, row, row.imageVersion ?? version, metadata);
   // Computed again now that the manager knows every instance: a referenced value recorded
   // while they were being started found nothing to push to, and instances that already ran
   // take the group's changed metadata.
@@ -347,7 +435,6 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
   await waitUntilReady(
     context,
     group,
-    datacenter,
     version,
     current.map((r) => r.id),
     "waiting-ready",
@@ -356,7 +443,7 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
   // A replacement interrupted by a crash: its new instance is ready now, the old one goes.
   for (const old of rows.filter((r) => r.retiring)) {
     const replacement = current.find((r) => r.ordinal === old.ordinal);
-    if (replacement) await finishReplacement(context, group, target, version, old, replacement);
+    if (replacement) await finishReplacement(context, group, version, old, replacement);
     else await removeInstance(services, old);
   }
 
@@ -366,10 +453,15 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
     await context.progress({
       step: "replacing",
       children: [
-        { datacenter, step: `replacing ${index + 1}/${outdated.length}`, bytes_done: 0, bytes_total: null },
+        {
+          datacenter: old.datacenter,
+          step: `replacing ${index + 1}/${outdated.length}`,
+          bytes_done: 0,
+          bytes_total: null,
+        },
       ],
     });
-    await replaceInstance(context, group, target, version, old);
+    await replaceInstance(context, group, version, old);
   }
 
   await services.db
@@ -380,7 +472,9 @@ export async function convergeVmGroup(context: OperationContext): Promise<Record
   if (outdated.length > 0) await sendFirewallsNaming(services, group);
   const final = await groupInstances(services.db, group.id);
   return {
-    datacenter,
+    ...(group.datacenter
+      ? { datacenter: group.datacenter }
+      : { datacenters: [...new Set(final.map((r) => r.datacenter))].sort() }),
     image_version: version,
     instances: final.map((r) => r.id),
     ...(outdated.length > 0 ? { replaced: outdated.map((r) => r.id) } : {}),

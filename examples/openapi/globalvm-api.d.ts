@@ -659,7 +659,7 @@ export interface paths {
         };
         get?: never;
         /**
-         * A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints
+         * A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints, and a repair it made by itself
          * @description Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.
          */
         put: operations["reportInstance"];
@@ -1340,7 +1340,7 @@ export interface components {
             /** @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b */
             project_id: string | null;
             /** @enum {string} */
-            kind: "create-vm-group" | "update-vm-group" | "delete-vm-group" | "replicate-image" | "distribute-image-version" | "delete-image" | "delete-image-version";
+            kind: "create-vm-group" | "update-vm-group" | "delete-vm-group" | "replicate-image" | "distribute-image-version" | "delete-image" | "delete-image-version" | "repair-instance";
             target: {
                 /** @enum {string} */
                 type: "image" | "vm-group";
@@ -1465,6 +1465,11 @@ export interface components {
              * @default false
              */
             spread_hosts?: boolean;
+            /**
+             * @description A regional group: its instances spread over the datacenters of its `region` that are up and have room. `even`: each new instance goes to the datacenter with the fewest of the group's instances, so their counts differ by at most one (a resize keeps it so); `any`: they fill the datacenter that holds the image (then the least loaded) and overflow to the others. The image is moved to every datacenter that runs one. Null (the default): the whole group in one datacenter. Needs `region`; fixed at creation (another distribution is another group).
+             * @enum {string}
+             */
+            distribution?: "even" | "any";
         };
         PlacementPolicy: {
             regions: string[];
@@ -1566,10 +1571,17 @@ export interface components {
             /** @description Anti-affinity: no two of its instances on one host of their datacenter; an instance no host can take then fails to start with the datacenter scheduler's reasons. A datacenter without host agents runs every guest on its manager and has nothing to spread. A change applies to instances placed afterwards (added by a resize, or replacing one in an update): running instances are not moved. Default false. */
             spread_hosts: boolean;
             /**
-             * @description Chosen by the orchestrator; null until placed.
+             * @description A regional group: its instances spread over the datacenters of its `region` that are up and have room. `even`: each new instance goes to the datacenter with the fewest of the group's instances, so their counts differ by at most one (a resize keeps it so); `any`: they fill the datacenter that holds the image (then the least loaded) and overflow to the others. The image is moved to every datacenter that runs one. Null (the default): the whole group in one datacenter. Needs `region`; fixed at creation (another distribution is another group).
+             * @enum {string|null}
+             */
+            distribution: "even" | "any" | null;
+            /**
+             * @description Chosen by the orchestrator; null until placed, and for a regional group (see datacenters).
              * @example web
              */
             datacenter: string | null;
+            /** @description The datacenters its instances run in, by name: the one datacenter of a placed group, every datacenter a regional group spans. Empty until placed. */
+            datacenters: string[];
             /** @enum {string} */
             state: "pending" | "provisioning" | "running" | "ready" | "updating" | "deleting" | "failed";
             /** @description The exposed ports their datacenter has made reachable so far; empty while the group has no instances. */
@@ -1804,6 +1816,11 @@ export interface components {
             endpoints?: components["schemas"]["ReportedEndpoint"][];
             /** @example web */
             host?: string | null;
+            repair?: {
+                reason: string;
+                /** Format: date-time */
+                at: string;
+            };
         };
         ReportedEndpoint: {
             port: number;

@@ -87,6 +87,8 @@ export interface InstanceStateChange {
   reason?: string;
   consoleTail?: string;
   at: Date;
+  /** The manager recreates the instance by itself (autohealing); `reason` says why. */
+  repair?: boolean;
 }
 
 export interface ConsoleLine {

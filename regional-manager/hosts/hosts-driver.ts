@@ -151,7 +151,14 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
     this.#healed.set(instanceId, { reason, at });
     if (previous?.reason === reason) return;
     this.#options.log?.(`[WARN] instance ${instanceId}: ${reason}`);
-    this.emit("state", { instanceId, state, previous: undefined, reason, at: new Date(at) });
+    this.emit("state", {
+      instanceId,
+      state,
+      previous: undefined,
+      reason,
+      at: new Date(at),
+      ...(state === "starting" ? { repair: true } : {}),
+    });
   }
 
   /** Where each instance would go, with every host's reasons, without placing anything. */

@@ -94,6 +94,8 @@ export function essentialReport(report: InstanceReport): InstanceReport {
     ...(report.state_reason !== undefined ? { state_reason: report.state_reason } : {}),
     ...(report.local_id !== undefined ? { local_id: report.local_id } : {}),
     ...(report.image_version !== undefined ? { image_version: report.image_version } : {}),
+    // Sent once, with its change: a record the group's history would otherwise lose.
+    ...(report.repair !== undefined ? { repair: report.repair } : {}),
   };
 }
 
@@ -549,6 +551,9 @@ export class InstanceManager {
         ...(version !== null ? { image_version: version } : {}),
         guest_attributes: known.guestAttributes,
         boot_log_tail: consoleTail.slice(-16_000),
+        ...(change?.repair && change.reason
+          ? { repair: { reason: change.reason, at: change.at.toISOString() } }
+          : {}),
       };
     }
     const pending = this.#pending.get(instanceId);

@@ -64,7 +64,10 @@ describe.each(CATALOG_KINDS)("image lifecycle (%s)", (kind) => {
     });
     const id = operation.target.id as string;
     const { db } = api.services;
-    await db.update(vmGroups).set({ datacenter: "eu-west-a", state: "ready" }).where(eq(vmGroups.id, id));
+    await db
+      .update(vmGroups)
+      .set({ datacenter: "eu-west-a", datacenters: ["eu-west-a"], state: "ready" })
+      .where(eq(vmGroups.id, id));
     await db.update(operations).set({ state: "succeeded" }).where(eq(operations.id, operation.id));
     for (const [ordinal, version] of running.entries()) {
       await db.insert(instances).values({
@@ -285,7 +288,7 @@ describe.each(CATALOG_KINDS)("image lifecycle (%s)", (kind) => {
     );
     await api.services.db
       .update(vmGroups)
-      .set({ datacenter: "eu-west-a", state: "ready" })
+      .set({ datacenter: "eu-west-a", datacenters: ["eu-west-a"], state: "ready" })
       .where(eq(vmGroups.id, group));
 
     // A newer image of the family: the group moves to it.

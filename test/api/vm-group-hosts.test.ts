@@ -148,6 +148,69 @@ describe.each(CATALOG_KINDS)("VM groups and hosts (%s)", (kind) => {
       expect(await reads()).toEqual([null, null, null]);
     });
 
+    it("a repair the manager made by itself is recorded once in the group's operations", async () => {
+      const groupId = await createGroup("healed");
+      const instanceId = await recordInstance(groupId);
+      const repair = {
+        reason: "recreated on host host-3: host host-1 stopped syncing",
+        at: "2026-12-04T10:00:00.000Z",
+      };
+      const report = { state: "starting", host: "host-3", state_reason: repair.reason, repair };
+      // Sent twice, as a manager does when the answer to the first is lost.
+      for (let i = 0; i < 2; i++)
+        await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
+          token: managerToken,
+          body: report,
+        });
+      const repairs = async () =>
+        (
+          await api.expectStatus(200, "GET", `/v1/operations?target_id=${groupId}`, { token: acme.readToken })
+        ).items.filter((o: { kind: string }) => o.kind === "repair-instance");
+      const [recorded, ...more] = await repairs();
+      expect(more).toEqual([]);
+      expect(recorded).toMatchObject({
+        kind: "repair-instance",
+        target: { type: "vm-group", id: groupId },
+        state: "succeeded",
+        done: true,
+        result: {
+          instance: instanceId,
+          name: "healed-0",
+          datacenter: "us-east-a",
+          host: "host-3",
+          reason: repair.reason,
+          repaired_at: repair.at,
+        },
+      });
+      // Reports without a repair add none; another repair is another operation.
+      await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
+        token: managerToken,
+        body: { state: "ready" },
+      });
+      expect(await repairs()).toHaveLength(1);
+      await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
+        token: managerToken,
+        body: { ...report, repair: { ...repair, at: "2026-12-04T10:05:00.000Z" } },
+      });
+      expect(await repairs()).toHaveLength(2);
+      // Another project never sees them.
+      const other = await api.createProject("other-heal");
+      const foreign = await api.expectStatus(200, "GET", `/v1/operations?target_id=${groupId}`, {
+        token: other.readToken,
+      });
+      expect(foreign.items).toEqual([]);
+    });
+
+    it("a repair without its reason is refused, naming the field", async () => {
+      const groupId = await createGroup("badrepair");
+      const instanceId = await recordInstance(groupId);
+      const response = await api.call("PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
+        token: managerToken,
+        body: { state: "starting", repair: { at: "2026-12-04T10:00:00.000Z" } },
+      });
+      expect([response.status, response.body.errors[0].path]).toEqual([400, "repair.reason"]);
+    });
+
     it("a malformed host name is refused", async () => {
       const groupId = await createGroup("badhost");
       const instanceId = await recordInstance(groupId);

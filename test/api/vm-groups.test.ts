@@ -65,6 +65,25 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
       });
     });
 
+    it("records a regional group: distribution, no single datacenter, none spanned until placed", async () => {
+      const response = await create({ name: "regional", region: "eu-west", distribution: "even" });
+      expect(response.status).toBe(202);
+      const group = await api.expectStatus(200, "GET", `/v1/vm-groups/${response.body.target.id}`, {
+        token: acme.token,
+      });
+      expect(group).toMatchObject({
+        distribution: "even",
+        datacenter: null,
+        datacenters: [],
+        region: "eu-west",
+      });
+      const plain = await create({ name: "single", region: "eu-west" });
+      const single = await api.expectStatus(200, "GET", `/v1/vm-groups/${plain.body.target.id}`, {
+        token: acme.token,
+      });
+      expect(single).toMatchObject({ distribution: null, datacenters: [] });
+    });
+
     it("takes metadata from another group and refuses a cycle on update", async () => {
       const a = await create({ name: "db", region: "eu-west" });
       const b = await create({
@@ -263,6 +282,37 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
       });
       expect(response.status).toBe(400);
       expect(JSON.stringify(response.body)).toContain("network");
+    });
+
+    it("a distribution needs a region, refuses exposed ports, and is fixed at creation", async () => {
+      const withPolicy = await create({
+        name: "dist-policy",
+        placement: { regions: ["eu-west"] },
+        distribution: "even",
+      });
+      expect([withPolicy.status, withPolicy.body.errors.map((e: { path: string }) => e.path)]).toEqual([
+        400,
+        ["distribution"],
+      ]);
+      const exposed = await create({
+        name: "dist-expose",
+        region: "eu-west",
+        distribution: "any",
+        expose: [{ port: 80 }],
+      });
+      expect([exposed.status, exposed.body.errors.map((e: { path: string }) => e.path)]).toEqual([
+        400,
+        ["expose"],
+      ]);
+      const unknown = await create({ name: "dist-bad", region: "eu-west", distribution: "round-robin" });
+      expect([unknown.status, unknown.body.errors[0].path]).toEqual([400, "distribution"]);
+      const created = await create({ name: "dist-fixed", region: "eu-west", distribution: "even", size: 1 });
+      const change = await api.call("PATCH", `/v1/vm-groups/${created.body.target.id}`, {
+        token: acme.token,
+        body: { distribution: "any" },
+      });
+      expect(change.status).toBe(400);
+      expect(JSON.stringify(change.body)).toContain("distribution");
     });
 
     it("an image in use cannot be deleted; the 409 names the groups", async () => {

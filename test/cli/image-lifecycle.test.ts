@@ -255,7 +255,7 @@ describe("globalvm image delete-version", () => {
     const { db } = api.services;
     await db
       .update(vmGroups)
-      .set({ datacenter: "eu-west-a", state: "ready" })
+      .set({ datacenter: "eu-west-a", datacenters: ["eu-west-a"], state: "ready" })
       .where(eq(vmGroups.id, operation.target.id));
     await db.update(operations).set({ state: "succeeded" }).where(eq(operations.id, operation.id));
     const result = await cli("image", "delete-version", "app", "--version", "1");

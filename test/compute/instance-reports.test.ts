@@ -52,11 +52,23 @@ class OneInstanceDriver extends EventEmitter<ComputeDriverEvents> {
     this.guestAttributes[path] = value;
     this.emit("guest-attribute", { instanceId: "ins_a", path, value });
   }
-  setState(state: InstanceState) {
+  setState(state: InstanceState, more: { reason?: string; repair?: boolean; at?: Date } = {}) {
     const previous = this.state;
     this.state = state;
-    this.emit("state", { instanceId: "ins_a", state, previous, at: new Date() });
+    this.emit("state", { instanceId: "ins_a", state, previous, at: new Date(), ...more });
   }
+}
+
+/** What every manager of these tests shares: one driver, no store, no pulls, a small capacity. */
+function managerBasics(driver: OneInstanceDriver) {
+  return {
+    driver: driver as unknown as ComputeDriver,
+    store: { findByLocalId: () => undefined } as unknown as ImageStore,
+    region: "r",
+    datacenter: "dc",
+    ensureImageVersion: () => Promise.reject(new Error("not used")),
+    capacity: () => ({ vcpus: 2, memoryMb: 1024 }),
+  };
 }
 
 describe("instance reports", () => {
@@ -80,12 +92,7 @@ describe("instance reports", () => {
     const received: InstanceReport[] = [];
     const logs: string[] = [];
     const manager = new InstanceManager({
-      driver: driver as unknown as ComputeDriver,
-      store: { findByLocalId: () => undefined } as unknown as ImageStore,
-      region: "r",
-      datacenter: "dc",
-      ensureImageVersion: () => Promise.reject(new Error("not used")),
-      capacity: () => ({ vcpus: 2, memoryMb: 1024 }),
+      ...managerBasics(driver),
       log: (line) => logs.push(line),
       reporter: {
         async reportInstance(_id, report) {
@@ -107,6 +114,40 @@ describe("instance reports", () => {
       logs.some((line) => /refused the ready report of ins_a \(sending its state alone\)/.test(line)),
     ).toBe(true);
     expect(MAX_REPORT_BYTES).toBeLessThan(1 << 20);
+  });
+});
+
+describe("a repair", () => {
+  it("reaches the control plane on the report of its change only, even when sent in its essentials", async () => {
+    const driver = new OneInstanceDriver();
+    const received: InstanceReport[] = [];
+    let refused = 0;
+    const manager = new InstanceManager({
+      ...managerBasics(driver),
+      log: () => {},
+      reporter: {
+        async reportInstance(_id, report) {
+          // Refused whole once, as a report over the control plane's bound would be.
+          if (report.boot_log_tail !== undefined && refused === 0) {
+            refused += 1;
+            throw Object.assign(new Error("413 payload too large"), { status: 413 });
+          }
+          received.push(report);
+        },
+      },
+    });
+    const at = new Date("2026-12-04T10:00:00.000Z");
+    const reason = "recreated on host h2: host h1 stopped syncing";
+    driver.setState("starting", { reason, repair: true, at });
+    driver.setState("ready");
+    await manager.detach();
+    const repairs = received.filter((r) => r.repair !== undefined);
+    expect(refused).toBe(1);
+    expect(repairs).toEqual([
+      expect.objectContaining({ state: "starting", repair: { reason, at: at.toISOString() } }),
+    ]);
+    expect(received.at(-1)).toMatchObject({ state: "ready" });
+    expect(received.at(-1)).not.toHaveProperty("repair");
   });
 });
 
@@ -150,12 +191,7 @@ describe("a guest in its group's endpoints", () => {
       endpointPorts: new EndpointPorts(join(dir, "ports.json")),
     });
     const manager = new InstanceManager({
-      driver: driver as unknown as ComputeDriver,
-      store: { findByLocalId: () => undefined } as unknown as ImageStore,
-      region: "r",
-      datacenter: "dc",
-      ensureImageVersion: () => Promise.reject(new Error("not used")),
-      capacity: () => ({ vcpus: 2, memoryMb: 1024 }),
+      ...managerBasics(driver),
       log: () => {},
       guestNetworks: networks,
       endpointDrainMs: 50,

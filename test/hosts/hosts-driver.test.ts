@@ -213,7 +213,10 @@ describe("healing", () => {
     }
     const driver = driverOn(hosts);
     const reasons: string[] = [];
-    driver.on("state", (change) => reasons.push(`${change.state}: ${change.reason ?? ""}`));
+    // A repair says so: the instance manager reports it, the control plane records it.
+    driver.on("state", (change) =>
+      reasons.push(`${change.state}${change.repair ? " (repair)" : ""}: ${change.reason ?? ""}`),
+    );
     await driver.create(spec("ins_1"));
     await driver.start("ins_1");
     const first = hosts.hostOf("ins_1")?.name as string;
@@ -225,7 +228,7 @@ describe("healing", () => {
     hosts.sync(first, sync([{ ...status("ins_1", "stopped"), pid: null }]));
     expect(driver.heal(now)).toEqual(["ins_1"]);
     expect(hosts.get(first)?.assignments.get("ins_1")?.generation).toBe(1);
-    expect(reasons.at(-1)).toBe(`starting: recreated on host ${first}: its guest stopped by itself`);
+    expect(reasons.at(-1)).toBe(`starting (repair): recreated on host ${first}: its guest stopped by itself`);
     // Not again until that generation has run (and not within the backoff).
     expect(driver.heal(now + 60_000)).toEqual([]);
 
@@ -238,7 +241,9 @@ describe("healing", () => {
     expect(driver.heal(now)).toEqual(["ins_1"]);
     expect(hosts.hostOf("ins_1")?.name).toBe(other);
     expect(hosts.get(other)?.assignments.get("ins_1")).toMatchObject({ name: "ins_1", generation: 2 });
-    expect(reasons.at(-1)).toBe(`starting: recreated on host ${other}: host ${first} stopped syncing`);
+    expect(reasons.at(-1)).toBe(
+      `starting (repair): recreated on host ${other}: host ${first} stopped syncing`,
+    );
     expect(driver.status("ins_1")).toMatchObject({ host: other, state: "starting" });
   });
 });

@@ -257,6 +257,17 @@ describe("a datacenter of three host agents", () => {
     await until("the stale guest's removal", async () => (isRunning(stale) ? undefined : true), 60_000);
     expect(liveGuests(first.id)).toEqual([first.host]);
     expect(liveGuests(second.id)).toEqual([moved.host]);
+    // The group's operations say what was repaired, where and why.
+    const repairs = (
+      await stack.call("GET", `/v1/operations?target_id=${group.groupId}`, stack.projectToken)
+    ).body.items
+      .filter((o: { kind: string }) => o.kind === "repair-instance")
+      .map((o: { result: Record<string, string> }) => [o.result.name, o.result.host, o.result.reason])
+      .sort();
+    expect(repairs).toEqual([
+      [first.name, first.host, `recreated on host ${first.host}: its guest failed`],
+      [second.name, moved.host, `recreated on host ${moved.host}: host ${lostHost} stopped syncing`],
+    ]);
     const hosts = await stack.call("GET", `/v1/datacenters/${DC}/hosts`, stack.projectToken);
     expect(hosts.body.items.map((h: { name: string; state: string }) => [h.name, h.state])).toEqual(
       HOSTS.map((h) => [h, "up"]),

@@ -64,12 +64,24 @@ export interface StackOptions {
   /** The control plane's listen address (default 127.0.0.1). */
   controlPlaneHost?: string;
   /**
-   * Host agents per region: its manager runs with --host-agents and `host-1` … `host-N` run as
+   * Host agents of each region's first datacenter: its manager runs with --host-agents and `host-1` … `host-N` run as
    * processes named `<region>/host-<n>` (data dirs `<dir>/<datacenter>-host-<n>`).
    */
   hostsPerRegion?: number;
   /** More flags for a host agent's `serve host-agent` (e.g. --vcpus 2). */
   hostArgs?: (region: string, host: string) => string[];
+  /**
+   * Datacenters per region (default 1): `<region>-a`, `<region>-b`, … each with its manager.
+   * The first one's manager is the process named `<region>`, the others' are named after their
+   * datacenter (`eu-west-b`).
+   */
+  datacentersPerRegion?: number;
+}
+
+/** A manager process of the stack: its name (see StackOptions.datacentersPerRegion) and where it runs. */
+interface ManagerSlot {
+  region: string;
+  datacenter: string;
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -117,14 +129,25 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     named.set(which, started);
   };
 
-  const startManager = async (region: string) => {
-    const datacenter = `${region}-a`;
-    if (!credentials.has(region)) {
+  const slots = new Map<string, ManagerSlot>();
+  for (const region of options.regions) {
+    for (let i = 0; i < (options.datacentersPerRegion ?? 1); i++) {
+      const datacenter = `${region}-${String.fromCharCode(97 + i)}`;
+      slots.set(i === 0 ? region : datacenter, { region, datacenter });
+    }
+  }
+
+  /** Starts the manager named `which`: a region (its first datacenter's) or a further datacenter. */
+  const startManager = async (which: string) => {
+    const slot = slots.get(which);
+    if (!slot) throw new Error(`no manager named ${which} in this stack`);
+    const { region, datacenter } = slot;
+    if (!credentials.has(which)) {
       const credential = expectCreated(
         await call("POST", "/v1/manager-credentials", adminToken, { region, datacenter }),
         `credential for ${datacenter}`,
       );
-      credentials.set(region, credential.secret);
+      credentials.set(which, credential.secret);
       secrets.add(`credential of ${datacenter}`, credential.secret);
     }
     const manager = startCli(
@@ -142,13 +165,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         ...(options.hostsPerRegion ? ["--host-agents"] : []),
         ...(options.managerArgs?.(region) ?? []),
       ],
-      { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(region) },
+      { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(which) },
       options.managerPrefix?.(region) ?? [],
-      logFileOf(region),
+      logFileOf(which),
     );
-    track(region, manager);
+    track(which, manager);
     const announced = await manager.waitFor(/regional manager of \S+ \(\S+\) on (http:\/\/\S+)/, 60_000);
-    managerUrls[region] = announced[1] as string;
+    managerUrls[which] = announced[1] as string;
   };
 
   const startHost = async (region: string, host: string) => {
@@ -203,7 +226,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await call("POST", `/v1/projects/${project.id}/tokens`, adminToken, { name: options.name }),
     "project token",
   ).secret as string;
-  await Promise.all(options.regions.map(startManager));
+  await Promise.all([...slots.keys()].map(startManager));
   for (const region of options.regions) await Promise.all(hostNames.map((host) => startHost(region, host)));
 
   function checkLogs() {

@@ -3,7 +3,7 @@
 // scheduled one, the current version is computed again (currentVersionOf) and, when it moved,
 // the groups that follow the image roll to it and the replication policy copies it. Groups
 // that name a family move to the family's image when that changed.
-import { and, eq, isNotNull, isNull, lte, ne, or } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, lte, ne, or, sql } from "drizzle-orm";
 import type { CatalogDb } from "../../catalog/db.ts";
 import { resolveFamily } from "../../catalog/image-versions.ts";
 import { startOperation } from "../../catalog/operations.ts";
@@ -64,7 +64,7 @@ export async function settleFamily(
   const resolved = await resolveFamily(tx, projectId, family, now);
   if (!resolved) return [];
   const movers = await tx
-    .select({ id: vmGroups.id, datacenter: vmGroups.datacenter })
+    .select({ id: vmGroups.id, datacenters: vmGroups.datacenters })
     .from(vmGroups)
     .where(
       and(
@@ -79,9 +79,13 @@ export async function settleFamily(
     // An unplaced group only records the image: its create, still running, boots it.
     await tx
       .update(vmGroups)
-      .set({ imageId: resolved, ...(group.datacenter ? { state: "updating" } : {}), updatedAt: now })
+      .set({
+        imageId: resolved,
+        ...(group.datacenters.length > 0 ? { state: "updating" } : {}),
+        updatedAt: now,
+      })
       .where(eq(vmGroups.id, group.id));
-    if (!group.datacenter) continue;
+    if (group.datacenters.length === 0) continue;
     const operation = await startOperation(tx, scheduler, {
       projectId,
       kind: "update-vm-group",
@@ -161,7 +165,7 @@ async function rollGroupsFollowingImage(
       and(
         eq(vmGroups.imageId, imageId),
         isNull(vmGroups.imageVersion),
-        isNotNull(vmGroups.datacenter),
+        sql`cardinality(${vmGroups.datacenters}) > 0`,
         ne(vmGroups.state, "deleting"),
       ),
     );

@@ -3,7 +3,8 @@ import { and, eq } from "drizzle-orm";
 import { idSchema, NameSchema } from "../../../schemas/common.ts";
 import { InstanceReportSchema } from "../../../schemas/manager-instances.ts";
 import { requireManagerOf } from "../../auth.ts";
-import { instances } from "../../catalog/schema.ts";
+import { recordRepair } from "../../catalog/operations.ts";
+import { instances, vmGroups } from "../../catalog/schema.ts";
 import { recordEndpoints } from "../../catalog/vm-groups.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
@@ -17,7 +18,7 @@ export const route = createRoute({
   operationId: "reportInstance",
   tags: ["managers"],
   summary:
-    "A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints",
+    "A regional manager reports one of its instances: state (with the reason), address, host, guest attributes, boot log tail, its group's endpoints, and a repair it made by itself",
   description:
     "Only the manager of the datacenter the instance is placed in may report it; an instance of another datacenter is a 404.",
   security: bearerAuth,
@@ -54,9 +55,26 @@ export function register(app: OpenAPIHono<AppEnv>) {
         updatedAt: now(),
       })
       .where(and(eq(instances.id, instance_id), eq(instances.datacenter, name)))
-      .returning({ id: instances.id, vmGroupId: instances.vmGroupId });
+      .returning({ id: instances.id, vmGroupId: instances.vmGroupId, ordinal: instances.ordinal });
     const [row] = updated;
     if (!before || !row) throw errors.notFound(`instance of datacenter ${name}`, instance_id);
+    if (report.repair) {
+      const [group] = await db
+        .select({ projectId: vmGroups.projectId, name: vmGroups.name })
+        .from(vmGroups)
+        .where(eq(vmGroups.id, row.vmGroupId));
+      if (group)
+        await recordRepair(db, {
+          projectId: group.projectId,
+          groupId: row.vmGroupId,
+          instanceId: instance_id,
+          name: `${group.name}-${row.ordinal}`,
+          datacenter: name,
+          host: report.host ?? null,
+          reason: report.repair.reason,
+          at: report.repair.at,
+        });
+    }
     // A manager that says nothing of endpoints leaves the group's as they are.
     if (report.endpoints !== undefined) await recordEndpoints(db, row.vmGroupId, report.endpoints);
     // Groups whose metadata takes a value from this instance get it now, not at their next

@@ -82,6 +82,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
             labels: body.labels,
             expose: body.expose,
             spreadHosts: body.spread_hosts,
+            distribution: body.distribution ?? null,
           })
           .onConflictDoNothing()
           .returning({ id: vmGroups.id });

@@ -1,0 +1,2 @@
+ALTER TABLE "operations" DROP CONSTRAINT "operations_kind_valid";--> statement-breakpoint
+ALTER TABLE "operations" ADD CONSTRAINT "operations_kind_valid" CHECK (kind in ('create-vm-group', 'update-vm-group', 'delete-vm-group', 'replicate-image', 'distribute-image-version', 'delete-image', 'delete-image-version', 'repair-instance'));
