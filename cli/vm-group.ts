@@ -25,9 +25,19 @@ Options:
 ${CONNECTION_HELP}
 `;
 
-function placement(group: { region: string | null; placement: { regions: string[] } | null }): string {
-  if (group.region) return group.region;
+function placement(group: {
+  region: string | null;
+  placement: { regions: string[] } | null;
+  distribution: string | null;
+}): string {
+  if (group.region) return group.distribution ? `${group.region} (${group.distribution})` : group.region;
   return group.placement ? `policy(${group.placement.regions.join(",")})` : "-";
+}
+
+/** Where its instances run: its one datacenter, or every one a regional group spans. */
+function datacentersOf(group: Pick<VmGroup, "datacenter" | "datacenters">): string {
+  if (group.datacenter) return group.datacenter;
+  return group.datacenters.length > 0 ? group.datacenters.join(",") : "-";
 }
 
 async function findVmGroup(client: ApiClient, idOrName: string): Promise<VmGroup | undefined> {
@@ -48,7 +58,7 @@ function describeVmGroup(group: VmGroup, instances: Instance[]): string {
     ["image", `${group.image}${group.image_version ? ` (version ${group.image_version})` : ""}`],
     ["network", group.network],
     ["placement", placement(group)],
-    ["datacenter", group.datacenter ?? "-"],
+    [group.distribution ? "datacenters" : "datacenter", datacentersOf(group)],
     ["size", String(group.size)],
     ["machine", `${group.machine.vcpus} vCPU, ${group.machine.memory_mb} MiB`],
     ["spread hosts", group.spread_hosts ? "yes: no two instances on one host" : "no"],
@@ -100,7 +110,7 @@ const ls = listCommand({
   action: "list VM groups",
   page: (client, page_token) => client.GET("/v1/vm-groups", { params: { query: pageQuery(page_token) } }),
   columns: ["NAME", "ID", "PLACEMENT", "DATACENTER", "SIZE", "STATE"],
-  row: (g) => [g.name, g.id, placement(g), g.datacenter ?? "-", String(g.size), g.state],
+  row: (g) => [g.name, g.id, placement(g), datacentersOf(g), String(g.size), g.state],
 });
 
 const show: Command = {

@@ -43,8 +43,16 @@ type UpdateVmGroup = Schemas["UpdateVmGroup"];
 
 const INSTANCE_TYPE = [
   "object",
-  { id: "string", datacenter: "string", address: "string", network_ip: "string", state: "string" },
+  {
+    id: "string",
+    datacenter: "string",
+    host: "string",
+    address: "string",
+    network_ip: "string",
+    state: "string",
+  },
 ] as const;
+const DISTRIBUTIONS = ["even", "any"];
 const REFERENCE_TYPE = ["object", { vm_group: "string", instance: "number", attribute: "string" }] as const;
 const DEFAULT_TIMEOUTS = { create: 20 * 60_000, update: 20 * 60_000, delete: 10 * 60_000 };
 /** Group states while an operation changes it. */
@@ -119,6 +127,9 @@ export function createBody(plan: ObjectValue): CreateVmGroup {
     labels: {},
     expose: exposeBody(plan.expose),
     spread_hosts: plan.spread_hosts === true,
+    ...(typeof plan.distribution === "string"
+      ? { distribution: plan.distribution as NonNullable<CreateVmGroup["distribution"]> }
+      : {}),
   };
 }
 
@@ -277,14 +288,17 @@ async function groupState(
             ]),
           ),
     spread_hosts: group.spread_hosts === true,
+    distribution: group.distribution ?? null,
     wait_for_ready: typeof prior.wait_for_ready === "boolean" ? prior.wait_for_ready : true,
     timeouts: prior.timeouts ?? null,
     datacenter: group.datacenter,
+    datacenters: [...(group.datacenters ?? [])],
     state: group.state,
     ...exposeState(group),
     instances: instances.map((instance) => ({
       id: instance.id,
       datacenter: instance.datacenter,
+      host: instance.host ?? null,
       address: instance.address,
       network_ip: instance.network_ip,
       state: instance.state,
@@ -363,6 +377,30 @@ function validate(config: ObjectValue, diagnostics: Diagnostics) {
       "region",
     ]);
   }
+  const distribution = config.distribution;
+  if (typeof distribution === "string") {
+    if (!DISTRIBUTIONS.includes(distribution)) {
+      diagnostics.error(
+        "Invalid distribution",
+        `distribution must be one of ${DISTRIBUTIONS.join(", ")}, not ${JSON.stringify(distribution)}.`,
+        ["distribution"],
+      );
+    }
+    if (hasPlacement) {
+      diagnostics.error(
+        "A distribution needs a region",
+        "A distribution spreads the group over the datacenters of its `region`: give `region`, not a `placement` block.",
+        ["distribution"],
+      );
+    }
+    if (Array.isArray(config.expose) && config.expose.length > 0) {
+      diagnostics.error(
+        "A regional group cannot expose ports yet",
+        "Expose ports from a group in one datacenter (no `distribution`).",
+        ["distribution"],
+      );
+    }
+  }
   if (isObject(config.timeouts)) {
     for (const which of ["create", "update", "delete"]) {
       const text = config.timeouts[which];
@@ -439,8 +477,25 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
         description:
           "Anti-affinity: no two of the group's instances on one host of their datacenter (an instance no host can take fails with the datacenter scheduler's reasons). Changes in place and applies to instances placed afterwards (added by a resize, or replacing one in an update); running instances are not moved.",
       },
+      distribution: {
+        type: "string",
+        optional: true,
+        description:
+          "A regional group: `even` spreads its instances over the datacenters of its `region` so that their counts differ by at most one (a resize keeps it so); `any` fills the datacenter holding the image first and overflows to the others. Unset: the whole group in one datacenter. Needs `region`; a change replaces the group.",
+        planModifiers: [requiresReplace()],
+      },
       wait_for_ready: { type: "bool", default: true },
-      datacenter: { type: "string", computed: true },
+      datacenter: {
+        type: "string",
+        computed: true,
+        description: "The group's datacenter once placed; null for a regional group (see `datacenters`).",
+      },
+      datacenters: {
+        type: ["list", "string"],
+        computed: true,
+        description:
+          "The datacenters its instances run in: the one of a placed group, every one a regional group spans.",
+      },
       state: {
         type: "string",
         computed: true,

@@ -1,7 +1,9 @@
 // globalvm vm-group show against a control plane served on loopback (real HTTP, real catalog):
 // a group's exposed ports and the endpoints its datacenter's manager reported.
+
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { instances } from "../../api/catalog/schema.ts";
+import { instances, vmGroups } from "../../api/catalog/schema.ts";
 import { newId } from "../../api/ids.ts";
 import { createTestApi, serveOnLoopback, type TestApi } from "../support/api.ts";
 import { runCli } from "../support/cli.ts";
@@ -44,6 +46,22 @@ beforeAll(async () => {
       endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001" }],
     },
   });
+  // A regional group over two datacenters of us-east, as its create recorded it.
+  const regional = await api.expectStatus(202, "POST", "/v1/vm-groups", {
+    token: project.token,
+    body: {
+      name: "spread",
+      image: image.id,
+      region: "us-east",
+      distribution: "even",
+      size: 2,
+      machine: { vcpus: 1, memory_mb: 128 },
+    },
+  });
+  await api.catalog.db
+    .update(vmGroups)
+    .set({ datacenters: ["us-east-a", "us-east-b"] })
+    .where(eq(vmGroups.id, regional.target.id));
   server = await serveOnLoopback(api);
   env = { GLOBALVM_ENDPOINT: server.url, GLOBALVM_TOKEN: project.readToken };
 });
@@ -78,6 +96,25 @@ describe("globalvm vm-group show", () => {
       "ready",
       "-",
       "-",
+    ]);
+  });
+
+  it("shows a regional group's distribution and the datacenters it spans, in show and ls", async () => {
+    const shown = await runCli(["vm-group", "show", "spread"], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^placement:\s+us-east \(even\)$/m);
+    expect(shown.stdout).toMatch(/^datacenters:\s+us-east-a,us-east-b$/m);
+    const listed = await runCli(["vm-group", "ls"], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    const row = listed.stdout.split("\n").find((line) => line.startsWith("spread "));
+    expect(row?.split(/\s+/)).toEqual([
+      "spread",
+      expect.stringMatching(/^vmg_/),
+      "us-east",
+      "(even)",
+      "us-east-a,us-east-b",
+      "2",
+      "pending",
     ]);
   });
 

@@ -89,6 +89,7 @@ describe("refreshing groups of the real control plane", () => {
       rows.map((row) => ({
         id: row.id,
         datacenter: "us-east-a",
+        host: null,
         address: null,
         network_ip: null,
         state: "pending",

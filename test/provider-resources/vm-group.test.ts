@@ -3,7 +3,7 @@
 // orchestrator that finishes VM group operations is another issue).
 
 import { describe, expect, it } from "vitest";
-import { CtyNumber, type CtyValue, type ObjectValue } from "../../provider/cty/values.ts";
+import { CtyNumber, type CtyValue, isUnknown, type ObjectValue } from "../../provider/cty/values.ts";
 import { Diagnostics } from "../../provider/framework/diagnostics.ts";
 import { createLogger } from "../../provider/framework/logger.ts";
 import { planResourceChange } from "../../provider/framework/plan.ts";
@@ -26,9 +26,11 @@ function config(overrides: ObjectValue = {}): ObjectValue {
     metadata: { ROLE: "web" },
     metadata_from: null,
     spread_hosts: false,
+    distribution: null,
     wait_for_ready: true,
     timeouts: null,
     datacenter: null,
+    datacenters: null,
     instances: null,
     expose: [],
     endpoints: null,
@@ -148,6 +150,59 @@ describe("spread_hosts", () => {
   });
 });
 
+describe("distribution", () => {
+  const regional = (distribution: CtyValue, more: ObjectValue = {}) =>
+    config({
+      id: "vmg_1",
+      network: "default",
+      distribution,
+      datacenters: ["us-east-a", "us-east-b"],
+      ...more,
+    });
+  // Terraform proposes the prior state's computed values; the configuration has none.
+  const plan = (prior: ObjectValue, proposed: ObjectValue) =>
+    planResourceChange({
+      schema: vmGroupResource.schema,
+      prior,
+      proposed,
+      config: { ...proposed, datacenters: null },
+    });
+
+  it("is sent at create only when given", () => {
+    expect(createBody(config())).not.toHaveProperty("distribution");
+    expect(createBody(config({ distribution: "even" })).distribution).toBe("even");
+  });
+
+  it("is even or any, needs region, and cannot go with exposed ports, each error naming it", () => {
+    expect(validate(config({ distribution: "even" }))).toEqual([]);
+    expect(validate(config({ distribution: "round-robin" }))).toEqual([
+      { summary: "Invalid distribution", path: ["distribution"] },
+    ]);
+    expect(
+      validate(
+        config({
+          region: null,
+          distribution: "any",
+          placement: { regions: ["us-east"], strategy: null, conditions: null },
+        }),
+      ),
+    ).toEqual([{ summary: "A distribution needs a region", path: ["distribution"] }]);
+    expect(validate(config({ distribution: "even", expose: [{ port: n(80), protocol: null }] }))).toEqual([
+      { summary: "A regional group cannot expose ports yet", path: ["distribution"] },
+    ]);
+  });
+
+  it("a change replaces the group; a resize keeps it in place with its datacenters known after apply", () => {
+    expect(plan(regional("even"), regional("any")).requiresReplace).toEqual([["distribution"]]);
+    expect(plan(regional(null), regional("even")).requiresReplace).toEqual([["distribution"]]);
+    const resized = plan(regional("even"), regional("even", { size: n(6) }));
+    expect(resized.requiresReplace).toEqual([]);
+    expect(isUnknown(resized.planned?.datacenters)).toBe(true);
+    // Nothing changed: the datacenters stay as they are.
+    expect(plan(regional("even"), regional("even")).planned?.datacenters).toEqual(["us-east-a", "us-east-b"]);
+  });
+});
+
 describe("the idempotency key", () => {
   it("is a function of the planned configuration", () => {
     const a = idempotencyKey(createBody(config()));
@@ -217,6 +272,8 @@ function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
         id: `ins_${i}`,
         vm_group_id: groupId,
         datacenter: "us-east-a",
+        // The first on a host agent, the second run by the manager itself.
+        host: i === 0 ? "host-1" : null,
         address: `10.0.0.${i + 2}`,
         state: "ready",
       }));
@@ -229,6 +286,8 @@ function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
       region: "us-east",
       placement: null,
       datacenter: "us-east-a",
+      datacenters: ["us-east-a"],
+      distribution: null,
       state: "ready",
       created_at: "2025-01-01T00:00:00Z",
       updated_at: "2025-01-01T00:00:00Z",
@@ -283,9 +342,10 @@ describe("create", () => {
     );
     expect(imported).toMatchObject({ expose: state.expose, endpoints: state.endpoints });
     expect(state.instances).toEqual([
-      { id: "ins_0", datacenter: "us-east-a", address: "10.0.0.2", state: "ready" },
-      { id: "ins_1", datacenter: "us-east-a", address: "10.0.0.3", state: "ready" },
+      { id: "ins_0", datacenter: "us-east-a", host: "host-1", address: "10.0.0.2", state: "ready" },
+      { id: "ins_1", datacenter: "us-east-a", host: null, address: "10.0.0.3", state: "ready" },
     ]);
+    expect(state.datacenters).toEqual(["us-east-a"]);
     expect([...fake.keys.keys()]).toEqual([idempotencyKey(createBody(config()))]);
     expect(fake.requests.filter((r) => r.startsWith("GET /v1/operations/op_1?wait=30s"))).toHaveLength(3);
     const progress = lines.map((line) => JSON.parse(line)).filter((l) => l.operation === "op_1" && l.step);

@@ -42,9 +42,18 @@ export const groupsView: View = (root, signal) => {
   watch<Schemas["ImagePage"]>("/v1/images?page_size=200", (v) => state.set("images", v), onError, signal);
 };
 
+/** Its datacenter; a regional group's region, distribution and the datacenters it spans. */
+function whereIs(g: Group): string {
+  if (g.distribution) {
+    const spans = g.datacenters.length > 0 ? g.datacenters.join(", ") : "not placed yet";
+    return `${g.region} (${g.distribution}): ${spans}`;
+  }
+  return g.datacenter ?? (g.region ? `${g.region} (not placed yet)` : "not placed yet");
+}
+
 function group(g: Group, groups: Group[], instances: Instance[], imageNames: Map<string, string>): Child {
   const own = instances.filter((i) => i.vm_group_id === g.id).sort((a, b) => a.ordinal - b.ordinal);
-  const where = g.datacenter ?? (g.region ? `${g.region} (not placed yet)` : "not placed yet");
+  const where = whereIs(g);
   const image = g.image_family
     ? `family ${g.image_family} (${imageNames.get(g.image) ?? g.image})`
     : (imageNames.get(g.image) ?? g.image);

@@ -3,6 +3,12 @@ import { Construct } from 'constructs';
 import * as cdktf from 'cdktf';
 export interface VmGroupConfig extends cdktf.TerraformMetaArguments {
     /**
+    * A regional group: `even` spreads its instances over the datacenters of its `region` so that their counts differ by at most one (a resize keeps it so); `any` fills the datacenter holding the image first and overflows to the others. Unset: the whole group in one datacenter. Needs `region`; a change replaces the group.
+    *
+    * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#distribution VmGroup#distribution}
+    */
+    readonly distribution?: string;
+    /**
     * Image id; give it or `image_family`. With a family, the image the family names now.
     *
     * Docs at Terraform Registry: {@link https://registry.terraform.io/providers/globalvm/globalvm/0.1.0/docs/resources/vm_group#image VmGroup#image}
@@ -139,6 +145,7 @@ export declare class VmGroupInstancesOutputReference extends cdktf.ComplexObject
     set internalValue(value: VmGroupInstances | undefined);
     get address(): string;
     get datacenter(): string;
+    get host(): string;
     get id(): string;
     get networkIp(): string;
     get state(): string;
@@ -462,6 +469,12 @@ export declare class VmGroup extends cdktf.TerraformResource {
     */
     constructor(scope: Construct, id: string, config: VmGroupConfig);
     get datacenter(): string;
+    get datacenters(): string[];
+    private _distribution?;
+    get distribution(): string;
+    set distribution(value: string);
+    resetDistribution(): void;
+    get distributionInput(): string | undefined;
     private _endpoints;
     get endpoints(): VmGroupEndpointsList;
     get id(): string;

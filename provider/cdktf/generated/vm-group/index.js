@@ -132,6 +132,10 @@ export class VmGroupInstancesOutputReference extends cdktf.ComplexObject {
     get datacenter() {
         return this.getStringAttribute('datacenter');
     }
+    // host - computed: true, optional: false, required: false
+    get host() {
+        return this.getStringAttribute('host');
+    }
     // id - computed: true, optional: false, required: false
     get id() {
         return this.getStringAttribute('id');
@@ -1020,6 +1024,7 @@ export class VmGroup extends cdktf.TerraformResource {
         this._placement = new VmGroupPlacementOutputReference(this, "placement");
         // timeouts - computed: false, optional: true, required: false
         this._timeouts = new VmGroupTimeoutsOutputReference(this, "timeouts");
+        this._distribution = config.distribution;
         this._image = config.image;
         this._imageFamily = config.imageFamily;
         this._imageVersion = config.imageVersion;
@@ -1042,6 +1047,23 @@ export class VmGroup extends cdktf.TerraformResource {
     // datacenter - computed: true, optional: false, required: false
     get datacenter() {
         return this.getStringAttribute('datacenter');
+    }
+    // datacenters - computed: true, optional: false, required: false
+    get datacenters() {
+        return this.getListAttribute('datacenters');
+    }
+    get distribution() {
+        return this.getStringAttribute('distribution');
+    }
+    set distribution(value) {
+        this._distribution = value;
+    }
+    resetDistribution() {
+        this._distribution = undefined;
+    }
+    // Temporarily expose input value. Use with caution.
+    get distributionInput() {
+        return this._distribution;
     }
     get endpoints() {
         return this._endpoints;
@@ -1248,6 +1270,7 @@ export class VmGroup extends cdktf.TerraformResource {
     // =========
     synthesizeAttributes() {
         return {
+            distribution: cdktf.stringToTerraform(this._distribution),
             image: cdktf.stringToTerraform(this._image),
             image_family: cdktf.stringToTerraform(this._imageFamily),
             image_version: cdktf.numberToTerraform(this._imageVersion),
@@ -1267,6 +1290,12 @@ export class VmGroup extends cdktf.TerraformResource {
     }
     synthesizeHclAttributes() {
         const attrs = {
+            distribution: {
+                value: cdktf.stringToHclTerraform(this._distribution),
+                isBlock: false,
+                type: "simple",
+                storageClassType: "string",
+            },
             image: {
                 value: cdktf.stringToHclTerraform(this._image),
                 isBlock: false,
