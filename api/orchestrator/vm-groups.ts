@@ -189,8 +189,9 @@ async function reconcileInstances(services: Services, group: Group, version: num
     .where(and(eq(instances.vmGroupId, group.id), gte(instances.ordinal, group.size)))
     .orderBy(desc(instances.ordinal));
   for (const row of surplus) await removeInstance(services, row);
+  // Every time, not only on a change: a run cut short after recording instances left it stale.
+  if (group.distribution) await recordDatacenters(services, group.id);
   if (missing.length > 0 || surplus.length > 0) {
-    if (group.distribution) await recordDatacenters(services, group.id);
     await pushMetadataToDependents(services, group.id);
     await sendFirewallsNaming(services, group);
   }
