@@ -4,24 +4,16 @@
 // operation instead of starting another; it then follows the operation (long-poll),
 // logging step, bytes and rate at INFO.
 
-import { createHash } from "node:crypto";
 import { type ApiClient, expectData, type Operation, type Schemas } from "../../client/api.ts";
 import { followOperation } from "../../client/operations.ts";
-import { DEFAULT_NETWORK } from "../../schemas/plain.ts";
-import {
-  parseReferencedAttribute,
-  REFERENCEABLE_ATTRIBUTES_TEXT,
-} from "../../schemas/vm-group-references.ts";
-
+import { REFERENCEABLE_ATTRIBUTES_TEXT } from "../../schemas/vm-group-references.ts";
 import {
   type AttributePath,
   type CallContext,
   CtyNumber,
   type CtyValue,
   DiagnosticError,
-  type Diagnostics,
   defineResource,
-  isUnknown,
   type Logger,
   type ObjectValue,
   requiresReplace,
@@ -29,16 +21,10 @@ import {
   valuesEqual,
 } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
-import { checkRegion, numberOf, parseDuration, stringMap } from "./values.ts";
-import {
-  endpointsAttribute,
-  exposeBlock,
-  exposeBody,
-  exposeState,
-  validateExpose,
-} from "./vm-group-expose.ts";
+import { checkRegion, parseDuration } from "./values.ts";
+import { createBody, idempotencyKey, isObject, validate } from "./vm-group-config.ts";
+import { endpointsAttribute, exposeBlock, exposeState } from "./vm-group-expose.ts";
 
-type CreateVmGroup = Schemas["CreateVmGroup"];
 type UpdateVmGroup = Schemas["UpdateVmGroup"];
 
 const INSTANCE_TYPE = [
@@ -52,92 +38,10 @@ const INSTANCE_TYPE = [
     state: "string",
   },
 ] as const;
-const DISTRIBUTIONS = ["even", "any"];
 const REFERENCE_TYPE = ["object", { vm_group: "string", instance: "number", attribute: "string" }] as const;
 const DEFAULT_TIMEOUTS = { create: 20 * 60_000, update: 20 * 60_000, delete: 10 * 60_000 };
 /** Group states while an operation changes it. */
 const IN_FLIGHT = new Set(["pending", "provisioning", "running", "updating"]);
-
-const isObject = (value: CtyValue | undefined): value is ObjectValue =>
-  !!value &&
-  typeof value === "object" &&
-  !Array.isArray(value) &&
-  !(value instanceof CtyNumber) &&
-  !isUnknown(value);
-
-function optionalNumber(value: CtyValue | undefined): number | undefined {
-  return numberOf(value);
-}
-
-function placementBody(value: CtyValue | undefined): CreateVmGroup["placement"] {
-  if (!isObject(value)) return undefined;
-  const conditions = isObject(value.conditions) ? value.conditions : null;
-  const regions = Array.isArray(value.regions) ? value.regions.map(String) : [];
-  return {
-    regions,
-    strategy: (typeof value.strategy === "string" ? value.strategy : "image-locality") as "spread",
-    conditions: {
-      ...(conditions && optionalNumber(conditions.min_free_vcpus) !== undefined
-        ? { min_free_vcpus: optionalNumber(conditions.min_free_vcpus) }
-        : {}),
-      ...(conditions && optionalNumber(conditions.min_free_memory_mb) !== undefined
-        ? { min_free_memory_mb: optionalNumber(conditions.min_free_memory_mb) }
-        : {}),
-      ...(conditions && optionalNumber(conditions.max_transfer_bytes) !== undefined
-        ? { max_transfer_bytes: optionalNumber(conditions.max_transfer_bytes) }
-        : {}),
-      require_up: conditions && typeof conditions.require_up === "boolean" ? conditions.require_up : true,
-    },
-  };
-}
-
-function metadataFromBody(value: CtyValue | undefined): CreateVmGroup["metadata_from"] {
-  const out: NonNullable<CreateVmGroup["metadata_from"]> = {};
-  if (!isObject(value)) return out;
-  for (const [key, reference] of Object.entries(value)) {
-    if (!isObject(reference)) continue;
-    out[key] = {
-      vm_group: String(reference.vm_group),
-      instance: optionalNumber(reference.instance) ?? 0,
-      attribute: String(reference.attribute) as "address",
-    };
-  }
-  return out;
-}
-
-/** The POST /v1/vm-groups body for a planned resource. */
-export function createBody(plan: ObjectValue): CreateVmGroup {
-  const machine = isObject(plan.machine) ? plan.machine : {};
-  const placement = placementBody(plan.placement);
-  const imageVersion = optionalNumber(plan.image_version);
-  return {
-    name: String(plan.name),
-    // A group follows a family or names an image; the image of a family's group is computed.
-    ...(typeof plan.image_family === "string"
-      ? { image_family: plan.image_family }
-      : { image: String(plan.image) }),
-    ...(imageVersion !== undefined ? { image_version: imageVersion } : {}),
-    network: typeof plan.network === "string" ? plan.network : DEFAULT_NETWORK.name,
-    ...(typeof plan.region === "string" ? { region: plan.region } : {}),
-    ...(placement ? { placement } : {}),
-    size: optionalNumber(plan.size) ?? 0,
-    machine: { vcpus: optionalNumber(machine.vcpus) ?? 0, memory_mb: optionalNumber(machine.memory_mb) ?? 0 },
-    metadata: stringMap(plan.metadata),
-    metadata_from: metadataFromBody(plan.metadata_from),
-    labels: {},
-    expose: exposeBody(plan.expose),
-    spread_hosts: plan.spread_hosts === true,
-    ...(typeof plan.distribution === "string"
-      ? { distribution: plan.distribution as NonNullable<CreateVmGroup["distribution"]> }
-      : {}),
-  };
-}
-
-/** Deterministic in the planned configuration: the same plan applied twice sends the same key. */
-export function idempotencyKey(body: CreateVmGroup, generation = 1): string {
-  const digest = createHash("sha256").update(JSON.stringify(body)).digest("hex").slice(0, 48);
-  return `terraform-${digest}${generation > 1 ? `.${generation}` : ""}`;
-}
 
 export function timeoutOf(plan: ObjectValue, which: keyof typeof DEFAULT_TIMEOUTS): number {
   const timeouts = isObject(plan.timeouts) ? plan.timeouts : null;
@@ -323,111 +227,6 @@ async function networkAsConfigured(
 }
 
 const numberOrNull = (value: number | undefined) => (value === undefined ? null : new CtyNumber(value));
-
-function validate(config: ObjectValue, diagnostics: Diagnostics) {
-  const size = config.size;
-  if (size instanceof CtyNumber && (size.toNumber() < 1 || !Number.isInteger(size.toNumber()))) {
-    diagnostics.error("Invalid size", `size must be a whole number of at least 1, not ${size.text}.`, [
-      "size",
-    ]);
-  }
-  if (isObject(config.machine)) {
-    const { vcpus, memory_mb } = config.machine;
-    if (vcpus instanceof CtyNumber && (vcpus.toNumber() < 1 || !Number.isInteger(vcpus.toNumber()))) {
-      diagnostics.error("Invalid vcpus", `vcpus must be a whole number of at least 1, not ${vcpus.text}.`, [
-        "machine",
-        "vcpus",
-      ]);
-    }
-    if (memory_mb instanceof CtyNumber && memory_mb.toNumber() < 64) {
-      diagnostics.error("Invalid memory_mb", `memory_mb must be at least 64, not ${memory_mb.text}.`, [
-        "machine",
-        "memory_mb",
-      ]);
-    }
-  } else if (config.machine === null) {
-    diagnostics.error("Missing machine block", "A VM group needs a `machine { vcpus, memory_mb }` block.", [
-      "machine",
-    ]);
-  }
-  const hasImage = typeof config.image === "string";
-  const hasFamily = typeof config.image_family === "string";
-  if (hasImage === hasFamily && !isUnknown(config.image) && !isUnknown(config.image_family)) {
-    diagnostics.error(
-      "Give exactly one image",
-      "Give `image` (an image id) or `image_family`, not both or neither.",
-      [hasImage ? "image_family" : "image"],
-    );
-  }
-  if (hasFamily && config.image_version !== null && config.image_version !== undefined) {
-    diagnostics.error(
-      "A family's group cannot pin a version",
-      "A group following `image_family` runs its image's current version; pin one with `image` instead.",
-      ["image_version"],
-    );
-  }
-  const hasRegion = config.region !== null && config.region !== undefined;
-  const hasPlacement = config.placement !== null && config.placement !== undefined;
-  if (hasRegion && hasPlacement) {
-    diagnostics.error("Conflicting placement", "Give exactly one of `region` and `placement`, not both.", [
-      "placement",
-    ]);
-  } else if (!hasRegion && !hasPlacement) {
-    diagnostics.error("Missing placement", "Give exactly one of `region` and a `placement` block.", [
-      "region",
-    ]);
-  }
-  const distribution = config.distribution;
-  if (typeof distribution === "string") {
-    if (!DISTRIBUTIONS.includes(distribution)) {
-      diagnostics.error(
-        "Invalid distribution",
-        `distribution must be one of ${DISTRIBUTIONS.join(", ")}, not ${JSON.stringify(distribution)}.`,
-        ["distribution"],
-      );
-    }
-    if (hasPlacement) {
-      diagnostics.error(
-        "A distribution needs a region",
-        "A distribution spreads the group over the datacenters of its `region`: give `region`, not a `placement` block.",
-        ["distribution"],
-      );
-    }
-    if (Array.isArray(config.expose) && config.expose.length > 0) {
-      diagnostics.error(
-        "A regional group cannot expose ports yet",
-        "Expose ports from a group in one datacenter (no `distribution`).",
-        ["distribution"],
-      );
-    }
-  }
-  if (isObject(config.timeouts)) {
-    for (const which of ["create", "update", "delete"]) {
-      const text = config.timeouts[which];
-      if (typeof text === "string" && parseDuration(text) === undefined) {
-        diagnostics.error(
-          "Invalid duration",
-          `${JSON.stringify(text)} is not a duration like "10m" or "90s".`,
-          ["timeouts", which],
-        );
-      }
-    }
-  }
-  if (isObject(config.metadata_from)) {
-    for (const [key, reference] of Object.entries(config.metadata_from)) {
-      if (isObject(reference) && typeof reference.attribute === "string") {
-        if (!parseReferencedAttribute(reference.attribute)) {
-          diagnostics.error(
-            "Invalid metadata_from attribute",
-            `attribute must be one of ${REFERENCEABLE_ATTRIBUTES_TEXT}, not ${reference.attribute}.`,
-            ["metadata_from", { key }, "attribute"],
-          );
-        }
-      }
-    }
-  }
-  validateExpose(config, diagnostics);
-}
 
 export const vmGroupResource = defineResource<GlobalvmProviderData>({
   typeName: "globalvm_vm_group",

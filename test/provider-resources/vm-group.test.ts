@@ -9,7 +9,8 @@ import { createLogger } from "../../provider/framework/logger.ts";
 import { planResourceChange } from "../../provider/framework/plan.ts";
 import { createProviderData } from "../../provider/provider-data.ts";
 import { parseDuration } from "../../provider/resources/values.ts";
-import { createBody, idempotencyKey, vmGroupResource } from "../../provider/resources/vm-group.ts";
+import { vmGroupResource } from "../../provider/resources/vm-group.ts";
+import { createBody, idempotencyKey } from "../../provider/resources/vm-group-config.ts";
 
 const n = (value: number) => new CtyNumber(value);
 
