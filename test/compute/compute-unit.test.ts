@@ -11,8 +11,8 @@ import {
   buildOverlayArgs,
   buildQemuArgs,
   escapeOptionValue,
+  qemuCommand,
 } from "../../regional-manager/compute/qemu/command-line.ts";
-import { qemuCommand } from "../../regional-manager/compute/qemu/driver.ts";
 import { tunModeChange } from "../../regional-manager/compute/qemu/tun.ts";
 import { chooseQemuIdentity } from "../../regional-manager/compute/qemu/user.ts";
 import { classifyQmpMessage, QmpMessageReader } from "../../regional-manager/compute/qmp.ts";

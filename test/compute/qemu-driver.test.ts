@@ -14,7 +14,7 @@ import {
   type InstanceStateChange,
 } from "../../regional-manager/compute/index.ts";
 import { readInstanceRecord, writeInstanceRecord } from "../../regional-manager/compute/instance-record.ts";
-import { GUEST_NICENESS } from "../../regional-manager/compute/qemu/driver.ts";
+import { GUEST_NICENESS } from "../../regional-manager/compute/qemu/command-line.ts";
 import { isProcessRunning } from "../../regional-manager/compute/qemu/process.ts";
 import { MetadataService } from "../../regional-manager/metadata/index.ts";
 import {

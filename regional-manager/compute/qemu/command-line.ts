@@ -1,4 +1,5 @@
-// The qemu-system-x86_64 command line of one instance: a pure function of its launch plan.
+// The qemu-system-x86_64 command line of one instance: a pure function of its launch plan, and
+// the argv that runs it (niced, in a network namespace when there is one).
 import type { Accelerator } from "../accelerator.ts";
 
 export const METADATA_ADDRESS = "169.254.169.254";
@@ -159,5 +160,36 @@ export function buildOverlayArgs(
     imageFormat,
     overlayPath,
     String(virtualSize),
+  ];
+}
+
+/**
+ * The niceness guests run at. Busy guests must never starve the processes that manage them: a
+ * host agent that misses its syncs is called down and its guests are moved (60 TCG guests
+ * booting on 2 cores left a control plane unanswered for over a minute at the same priority).
+ */
+export const GUEST_NICENESS = 10;
+
+/**
+ * QEMU's argv: run directly, or entering a network namespace first (then nsenter sets the
+ * user); through `nice` either way, which, like nsenter, execs QEMU in the same process.
+ */
+export function qemuCommand(
+  qemuBinary: string,
+  args: readonly string[],
+  identity: { uid: number; gid: number } | undefined,
+  netns: string | undefined,
+): string[] {
+  const nice = ["nice", "-n", String(GUEST_NICENESS)];
+  if (!netns) return [...nice, qemuBinary, ...args];
+  return [
+    ...nice,
+    "nsenter",
+    `--net=/run/netns/${netns}`,
+    // --setgid also drops the supplementary groups.
+    ...(identity ? [`--setuid=${identity.uid}`, `--setgid=${identity.gid}`] : []),
+    "--",
+    qemuBinary,
+    ...args,
   ];
 }

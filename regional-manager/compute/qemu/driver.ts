@@ -61,7 +61,7 @@ import {
 } from "../types.ts";
 import { connectUnixSocket, type ListeningUnixSocket, listenUnixSocket } from "../unix-socket.ts";
 import { checkMemoryAvailable, validateInstanceId, validateInstanceSpec } from "../validation.ts";
-import { buildOverlayArgs, buildQemuArgs, CHILD_FDS, type RelayTarget } from "./command-line.ts";
+import { buildOverlayArgs, buildQemuArgs, CHILD_FDS, qemuCommand, type RelayTarget } from "./command-line.ts";
 import { instanceProcesses, isInstanceProcess, isProcessRunning } from "./process.ts";
 import { ensureTunUsableByAll } from "./tun.ts";
 import { DEFAULT_QEMU_USER, qemuIdentity } from "./user.ts";
@@ -677,37 +677,6 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       at: new Date(),
     });
   }
-}
-
-/**
- * The niceness guests run at. Busy guests must never starve the processes that manage them: a
- * host agent that misses its syncs is called down and its guests are moved (60 TCG guests
- * booting on 2 cores left a control plane unanswered for over a minute at the same priority).
- */
-export const GUEST_NICENESS = 10;
-
-/**
- * QEMU's argv: run directly, or entering a network namespace first (then nsenter sets the
- * user); through `nice` either way, which, like nsenter, execs QEMU in the same process.
- */
-export function qemuCommand(
-  qemuBinary: string,
-  args: readonly string[],
-  identity: { uid: number; gid: number } | undefined,
-  netns: string | undefined,
-): string[] {
-  const nice = ["nice", "-n", String(GUEST_NICENESS)];
-  if (!netns) return [...nice, qemuBinary, ...args];
-  return [
-    ...nice,
-    "nsenter",
-    `--net=/run/netns/${netns}`,
-    // --setgid also drops the supplementary groups.
-    ...(identity ? [`--setuid=${identity.uid}`, `--setgid=${identity.gid}`] : []),
-    "--",
-    qemuBinary,
-    ...args,
-  ];
 }
 
 function relayTargetOf(endpoint: MetadataEndpoint | undefined, recordedPort: number): RelayTarget {
