@@ -18,12 +18,12 @@ import {
   RECORD_FILE,
   readInstanceRecord,
 } from "../../regional-manager/compute/instance-record.ts";
+import { InstanceManager } from "../../regional-manager/instances/instance-manager.ts";
 import {
   boundReport,
   essentialReport,
-  InstanceManager,
   MAX_REPORT_BYTES,
-} from "../../regional-manager/instances/instance-manager.ts";
+} from "../../regional-manager/instances/report-bounds.ts";
 import { EndpointPorts } from "../../regional-manager/network/endpoints.ts";
 import { GuestNetworks } from "../../regional-manager/network/guests.ts";
 import type { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
