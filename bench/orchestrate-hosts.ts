@@ -19,7 +19,7 @@ import {
   waitForState,
 } from "../test/support/compute.ts";
 import { type Stack, startStack } from "../test/support/stack.ts";
-import { createGuestImage, listInstances } from "../test/support/vm-groups.ts";
+import { createGuestImage, listInstances, waitForOperation } from "../test/support/vm-groups.ts";
 
 const INSTANCES = Number(process.env.BENCH_HOSTS_INSTANCES ?? 60);
 const HOSTS = 3;
@@ -28,15 +28,6 @@ const DOWN_AFTER_MS = 6_000;
 const TIMEOUT_MS = 20 * 60_000;
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-
-async function waitDone(stack: Stack, id: string): Promise<any> {
-  const deadline = Date.now() + TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const { body } = await stack.call("GET", `/v1/operations/${id}?wait=20s`, stack.projectToken);
-    if (body.done) return body;
-  }
-  throw new Error(`operation ${id} not done after ${TIMEOUT_MS} ms`);
-}
 
 async function createGroup(stack: Stack, body: Record<string, unknown>): Promise<string> {
   const created = await stack.call("POST", "/v1/vm-groups", stack.projectToken, body);
@@ -109,7 +100,7 @@ export async function benchHosts(dir: string): Promise<boolean> {
     }
     const imageId = await createGuestImage(stack, "guest", "eu-west");
     // Every host fetches the image once before the timed create: what is timed is placing and booting.
-    const warm = await waitDone(
+    const warm = await waitForOperation(
       stack,
       await createGroup(stack, {
         name: "warm",
@@ -119,15 +110,17 @@ export async function benchHosts(dir: string): Promise<boolean> {
         spread_hosts: true,
         machine: { vcpus: 1, memory_mb: MEMORY_MB },
       }),
+      TIMEOUT_MS,
     );
     if (warm.state !== "succeeded") throw new Error(`warm-up failed: ${JSON.stringify(warm.error)}`);
-    await waitDone(
+    await waitForOperation(
       stack,
       (await stack.call("DELETE", `/v1/vm-groups/${warm.target.id}`, stack.projectToken)).body.id,
+      TIMEOUT_MS,
     );
 
     const started = performance.now();
-    const many = await waitDone(
+    const many = await waitForOperation(
       stack,
       await createGroup(stack, {
         name: "many",
@@ -136,6 +129,7 @@ export async function benchHosts(dir: string): Promise<boolean> {
         size: INSTANCES,
         machine: { vcpus: 1, memory_mb: MEMORY_MB },
       }),
+      TIMEOUT_MS,
     );
     const orchestratedMs = performance.now() - started;
     if (many.state !== "succeeded") {
@@ -145,9 +139,10 @@ export async function benchHosts(dir: string): Promise<boolean> {
     const perHost = new Map<string, number>();
     for (const i of (await listInstances(stack, many.target.id)) as unknown as { host: string }[])
       perHost.set(i.host, (perHost.get(i.host) ?? 0) + 1);
-    await waitDone(
+    await waitForOperation(
       stack,
       (await stack.call("DELETE", `/v1/vm-groups/${many.target.id}`, stack.projectToken)).body.id,
+      TIMEOUT_MS,
     );
 
     const hand = join(dir, "hand");
@@ -162,7 +157,7 @@ export async function benchHosts(dir: string): Promise<boolean> {
     console.log(`  ratio: ${ratio.toFixed(2)}x (target ≤ 1.2x) ${ok ? "ok" : "OVER TARGET"}`);
 
     // b. Healing after a host is killed.
-    const heal = await waitDone(
+    const heal = await waitForOperation(
       stack,
       await createGroup(stack, {
         name: "heal",
@@ -172,6 +167,7 @@ export async function benchHosts(dir: string): Promise<boolean> {
         spread_hosts: false,
         machine: { vcpus: 1, memory_mb: MEMORY_MB },
       }),
+      TIMEOUT_MS,
     );
     const [victim] = (await listInstances(stack, heal.target.id)) as unknown as {
       id: string;

@@ -35,6 +35,7 @@ import {
 } from "../test/support/compute.ts";
 import { type Stack, startStack } from "../test/support/stack.ts";
 import { createTestKeys, seededBytes, startManager, stopAllManagers } from "../test/support/transfer.ts";
+import { waitForOperation } from "../test/support/vm-groups.ts";
 import { benchHosts } from "./orchestrate-hosts.ts";
 import { median } from "./stats.ts";
 
@@ -148,15 +149,6 @@ async function uploadBenchImage(stack: Stack, name: string, path: string): Promi
   return created.body.id as string;
 }
 
-async function waitDone(stack: Stack, id: string): Promise<any> {
-  const deadline = Date.now() + TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const { body } = await stack.call("GET", `/v1/operations/${id}?wait=20s`, stack.projectToken);
-    if (body.done) return body;
-  }
-  throw new Error(`operation ${id} not done after ${TIMEOUT_MS} ms`);
-}
-
 async function createGroup(stack: Stack, name: string, image: string, region: string, memoryMb: number) {
   const created = await stack.call("POST", "/v1/vm-groups", stack.projectToken, {
     name,
@@ -204,9 +196,10 @@ async function benchRegions(dir: string) {
       mkdirSync(bare);
       imageId = await uploadBenchImage(stack, `bench-${run}`, image.path);
       const started = performance.now();
-      const operation = await waitDone(
+      const operation = await waitForOperation(
         stack,
         await createGroup(stack, `single-${run}`, imageId, "us-east", 192),
+        TIMEOUT_MS,
       );
       orchestrated.push(performance.now() - started);
       if (operation.state !== "succeeded")
@@ -214,7 +207,7 @@ async function benchRegions(dir: string) {
       transfers.push(await bareTransfer(bare, image));
       boots.push(await bareBoot(bare, image.path));
       const removal = await stack.call("DELETE", `/v1/vm-groups/${operation.target.id}`, stack.projectToken);
-      await waitDone(stack, removal.body.id);
+      await waitForOperation(stack, removal.body.id, TIMEOUT_MS);
       console.log(
         `  run ${run + 1}: orchestrated ${seconds(orchestrated[run] as number)}, transfer ${seconds(transfers[run] as number)}, boot ${seconds(boots[run] as number)}`,
       );
@@ -236,14 +229,15 @@ async function benchRegions(dir: string) {
     });
     if (replicated.status >= 300)
       throw new Error(`replicate: ${replicated.status} ${JSON.stringify(replicated.body)}`);
-    if (replicated.status === 202 && replicated.body?.id) await waitDone(stack, replicated.body.id);
+    if (replicated.status === 202 && replicated.body?.id)
+      await waitForOperation(stack, replicated.body.id, TIMEOUT_MS);
     const manyStarted = performance.now();
     const operations = await Promise.all(
       Array.from({ length: GROUPS }, (_, i) =>
         createGroup(stack, `many-${i}`, imageId, REGIONS[i % REGIONS.length] as string, MEMORY_MB),
       ),
     );
-    const results = await Promise.all(operations.map((id) => waitDone(stack, id)));
+    const results = await Promise.all(operations.map((id) => waitForOperation(stack, id, TIMEOUT_MS)));
     const manyMs = performance.now() - manyStarted;
     const failed = results.filter((r) => r.state !== "succeeded");
     console.log(
