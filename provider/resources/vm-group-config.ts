@@ -1,6 +1,7 @@
 // What a globalvm_vm_group's configuration means before any call: checked at plan time (every
 // error naming its attribute) and turned into the POST /v1/vm-groups body, whose digest is the
-// Idempotency-Key that lets an apply after a timeout re-attach to the same operation.
+// Idempotency-Key that lets an apply after a timeout re-attach to the same operation; and what
+// a plan can say of the datacenters the group runs in.
 import { createHash } from "node:crypto";
 import type { Schemas } from "../../client/api.ts";
 import { DEFAULT_NETWORK } from "../../schemas/plain.ts";
@@ -8,7 +9,15 @@ import {
   parseReferencedAttribute,
   REFERENCEABLE_ATTRIBUTES_TEXT,
 } from "../../schemas/vm-group-references.ts";
-import { CtyNumber, type CtyValue, type Diagnostics, isUnknown, type ObjectValue } from "../index.ts";
+import {
+  CtyNumber,
+  type CtyValue,
+  type Diagnostics,
+  isUnknown,
+  type ObjectValue,
+  unknown,
+  valuesEqual,
+} from "../index.ts";
 import { numberOf, parseDuration, stringMap } from "./values.ts";
 import { exposeBody, validateExpose } from "./vm-group-expose.ts";
 
@@ -200,4 +209,25 @@ export function validate(config: ObjectValue, diagnostics: Diagnostics) {
     }
   }
   validateExpose(config, diagnostics);
+}
+
+/**
+ * What a plan says of `datacenters` (the framework has marked it unknown when anything
+ * changes): the prior list while nothing that moves it changes, since a rolling update or a
+ * machine change replaces each instance in its own datacenter and a single-datacenter group
+ * stays where it was placed. Unknown when the group is replaced, when a regional group is
+ * resized (it may gain or lose a datacenter), when the apply waits for an operation an
+ * earlier one left running, and while the group has not settled (not ready, or not placed).
+ */
+export function planDatacenters(
+  prior: ObjectValue,
+  planned: ObjectValue,
+  change: { replacing: boolean; reattaches: boolean },
+): void {
+  if (!change.reattaches && !isUnknown(planned.datacenters)) return;
+  const settled = prior.state === "ready" && Array.isArray(prior.datacenters) && prior.datacenters.length > 0;
+  const resized = !valuesEqual("number", planned.size ?? null, prior.size ?? null);
+  const moves =
+    change.replacing || change.reattaches || !settled || (typeof prior.distribution === "string" && resized);
+  planned.datacenters = moves ? unknown : (prior.datacenters as CtyValue);
 }

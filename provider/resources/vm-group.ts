@@ -22,7 +22,7 @@ import {
 } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 import { checkRegion, parseDuration } from "./values.ts";
-import { createBody, idempotencyKey, isObject, validate } from "./vm-group-config.ts";
+import { createBody, idempotencyKey, isObject, planDatacenters, validate } from "./vm-group-config.ts";
 import { endpointsAttribute, exposeBlock, exposeState } from "./vm-group-expose.ts";
 
 type UpdateVmGroup = Schemas["UpdateVmGroup"];
@@ -351,10 +351,11 @@ export const vmGroupResource = defineResource<GlobalvmProviderData>({
   validateConfig(config, diagnostics) {
     validate(config, diagnostics);
   },
-  async modifyPlan({ config, prior, planned }, context) {
+  async modifyPlan({ config, prior, planned, requiresReplace: replaced }, context) {
     // An operation an earlier apply stopped waiting for still runs: waiting again is a change.
-    if (prior && planned.wait_for_ready !== false && IN_FLIGHT.has(String(prior.state)))
-      planned.state = "ready";
+    const reattaches = !!prior && planned.wait_for_ready !== false && IN_FLIGHT.has(String(prior.state));
+    if (reattaches) planned.state = "ready";
+    if (prior) planDatacenters(prior, planned, { replacing: replaced.length > 0, reattaches });
     if (typeof config.region === "string") await checkRegion(context.providerData, config.region, ["region"]);
     if (isObject(config.placement) && Array.isArray(config.placement.regions)) {
       for (const [index, region] of config.placement.regions.entries()) {

@@ -204,6 +204,89 @@ describe("distribution", () => {
   });
 });
 
+describe("datacenters in a plan", () => {
+  const spanning = ["us-east-a", "us-east-b"];
+  const group = (more: ObjectValue = {}) =>
+    config({
+      id: "vmg_1",
+      network: "default",
+      distribution: "even",
+      datacenters: spanning,
+      state: "ready",
+      ...more,
+    });
+  // The whole PlanResourceChange: the framework's plan, then the resource's modifyPlan.
+  async function plan(prior: ObjectValue, proposed: ObjectValue) {
+    const result = planResourceChange({
+      schema: vmGroupResource.schema,
+      prior,
+      proposed,
+      config: { ...proposed, id: null, datacenters: null, state: null },
+    });
+    const planned = result.planned as ObjectValue;
+    await vmGroupResource.modifyPlan?.(
+      {
+        config: { ...proposed, id: null, datacenters: null, state: null },
+        prior,
+        planned,
+        requiresReplace: result.requiresReplace,
+        diagnostics: new Diagnostics(),
+      },
+      context(fakeControlPlane({ pollsToFinish: 1 }).fetchImpl, []),
+    );
+    return { planned, requiresReplace: result.requiresReplace };
+  }
+
+  it("keep the prior value when nothing that moves them changes", async () => {
+    const changes: ObjectValue[] = [
+      { metadata: { ROLE: "db" } },
+      { spread_hosts: true },
+      { image_version: n(3) },
+      { machine: { vcpus: n(2), memory_mb: n(512) } },
+    ];
+    for (const change of changes) {
+      const { planned, requiresReplace } = await plan(group(), group(change));
+      expect(requiresReplace).toEqual([]);
+      expect(planned.datacenters, JSON.stringify(Object.keys(change))).toEqual(spanning);
+    }
+    // A group in one datacenter stays there when it is resized.
+    const single = group({ distribution: null, datacenter: "us-east-a", datacenters: ["us-east-a"] });
+    const resized = await plan(single, { ...single, size: n(5) });
+    expect(resized.planned.datacenters).toEqual(["us-east-a"]);
+  });
+
+  it("are unknown when a regional group is resized, either way", async () => {
+    for (const size of [6, 1]) {
+      const { planned, requiresReplace } = await plan(group(), group({ size: n(size) }));
+      expect(requiresReplace).toEqual([]);
+      expect(isUnknown(planned.datacenters)).toBe(true);
+    }
+  });
+
+  it("are unknown when the group is replaced (another distribution, region or image)", async () => {
+    const changes: ObjectValue[] = [{ distribution: "any" }, { distribution: null }, { region: "eu-west" }];
+    for (const change of changes) {
+      const { planned, requiresReplace } = await plan(group(), group(change));
+      expect(requiresReplace.length).toBeGreaterThan(0);
+      expect(isUnknown(planned.datacenters)).toBe(true);
+    }
+  });
+
+  it("are unknown while the apply waits for an operation left running, or the group has not settled", async () => {
+    // An earlier apply timed out during a resize: the next one waits for it, nothing else changes.
+    const reattached = await plan(group({ state: "updating" }), group({ state: "updating" }));
+    expect(reattached.planned.state).toBe("ready");
+    expect(isUnknown(reattached.planned.datacenters)).toBe(true);
+    // Not placed yet (a create that failed before placing it), and something changes.
+    const failedEarly = group({ state: "failed", datacenters: [] });
+    const unplaced = await plan(failedEarly, { ...failedEarly, metadata: { ROLE: "db" } });
+    expect(isUnknown(unplaced.planned.datacenters)).toBe(true);
+    // A plan that changes nothing leaves them as they are, whatever the group's state.
+    const failed = group({ state: "failed", datacenters: ["us-east-a"] });
+    expect((await plan(failed, failed)).planned.datacenters).toEqual(["us-east-a"]);
+  });
+});
+
 describe("the idempotency key", () => {
   it("is a function of the planned configuration", () => {
     const a = idempotencyKey(createBody(config()));
