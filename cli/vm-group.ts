@@ -1,12 +1,37 @@
-// globalvm vm-group ls | show
+// globalvm vm-group ls | show | create
 import type { ApiClient, Schemas, VmGroup } from "../client/api.ts";
-import { type Command, CommandFailure, commandGroup, EXIT_OK } from "./command.ts";
-import { CONNECTION_HELP, findByIdOrName, listAll, oneArgumentCommandLine, pageQuery } from "./connection.ts";
+import { DEFAULT_NETWORK } from "../schemas/plain.ts";
+import {
+  type Command,
+  CommandFailure,
+  commandGroup,
+  EXIT_OK,
+  parseCommandLine,
+  positionalArgs,
+  UsageError,
+} from "./command.ts";
+import {
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  callApi,
+  connect,
+  expectAnswer,
+  findByIdOrName,
+  listAll,
+  oneArgumentCommandLine,
+  pageQuery,
+  resolveConnection,
+} from "./connection.ts";
 import { formatFields, formatTable } from "./format.ts";
+import { requireImage } from "./image-common.ts";
 import { listCommand } from "./list-command.ts";
+import { reportOperationEnd, watchOperation } from "./operation.ts";
 
 type Instance = Schemas["Instance"];
+type CreateVmGroup = Schemas["CreateVmGroup"];
+type Distribution = NonNullable<CreateVmGroup["distribution"]>;
 const ID_PATTERN = /^vmg_[0-9a-hjkmnp-tv-z]{26}$/;
+const DISTRIBUTIONS: readonly Distribution[] = ["even", "any"];
 
 const LS_USAGE = `Usage: globalvm vm-group ls [options]
 
@@ -22,6 +47,27 @@ Shows one VM group, where its exposed ports are reachable (endpoints), its insta
 network IP, address, datacenter and host) and the guest attributes each guest published.
 
 Options:
+${CONNECTION_HELP}
+`;
+
+const CREATE_USAGE = `Usage: globalvm vm-group create NAME --image IMAGE --region REGION --size N [options]
+
+Declares a VM group (POST /v1/vm-groups): the orchestrator places it, moves its image where it
+runs and starts its instances. Prints the operation that does it; --wait follows it to its end.
+
+Options:
+  --image IMAGE            the image its instances boot, by ID or name
+  --region REGION          the region it runs in
+  --size N                 how many instances (1 to 1000)
+  --vcpus N                vCPUs of each instance (default 1)
+  --memory-mb N            memory of each instance in MiB (default 256)
+  --distribution even|any  a regional group, spread over the datacenters of REGION: even keeps
+                           their counts within one of each other, any fills the datacenter that
+                           holds the image first (default: the whole group in one datacenter;
+                           fixed at creation)
+  --network NETWORK        the network it joins, by ID or name (default: default)
+  --spread-hosts           no two of its instances on one host of their datacenter
+  --wait                   follow the operation until the group is ready (exit 1 if it fails)
 ${CONNECTION_HELP}
 `;
 
@@ -133,4 +179,97 @@ const show: Command = {
   },
 };
 
-export const vmGroupCommand = commandGroup("vm-group", "inspect VM groups", { ls, show });
+const CREATE_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  image: { type: "string" },
+  region: { type: "string" },
+  size: { type: "string" },
+  vcpus: { type: "string" },
+  "memory-mb": { type: "string" },
+  distribution: { type: "string" },
+  network: { type: "string" },
+  "spread-hosts": { type: "boolean", default: false },
+  wait: { type: "boolean", default: false },
+} as const;
+
+/** A whole number flag, or a usage error naming the flag. */
+function countFlag(text: string | undefined, flag: string, fallback?: number): number {
+  if (text === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${flag} is required`, CREATE_USAGE);
+    return fallback;
+  }
+  if (!/^\d+$/.test(text))
+    throw new UsageError(`--${flag} must be a whole number, not '${text}'`, CREATE_USAGE);
+  return Number(text);
+}
+
+function distributionFlag(text: string | undefined): Distribution | undefined {
+  if (text === undefined) return undefined;
+  if (!(DISTRIBUTIONS as readonly string[]).includes(text)) {
+    throw new UsageError(`--distribution must be ${DISTRIBUTIONS.join(" or ")}, not '${text}'`, CREATE_USAGE);
+  }
+  return text as Distribution;
+}
+
+const create: Command = {
+  summary: "declare a VM group in a region (--distribution spreads it over the region's datacenters)",
+  usage: CREATE_USAGE,
+  async run(args) {
+    const { values, positionals } = parseCommandLine(args, CREATE_OPTIONS, CREATE_USAGE, true);
+    const [name] = positionalArgs(positionals, ["NAME"], CREATE_USAGE) as [string];
+    for (const flag of ["image", "region"] as const) {
+      if (values[flag] === undefined) throw new UsageError(`--${flag} is required`, CREATE_USAGE);
+    }
+    const size = countFlag(values.size, "size");
+    const machine = {
+      vcpus: countFlag(values.vcpus, "vcpus", 1),
+      memory_mb: countFlag(values["memory-mb"], "memory-mb", 256),
+    };
+    const distribution = distributionFlag(values.distribution);
+    const client = connect(resolveConnection(values, process.env));
+    const image = await requireImage(client, values.image as string);
+    // The API checks every value and names the one that is wrong.
+    const body: CreateVmGroup = {
+      name,
+      image: image.id,
+      region: values.region as string,
+      size,
+      machine,
+      spread_hosts: values["spread-hosts"],
+      metadata: {},
+      metadata_from: {},
+      labels: {},
+      expose: [],
+      network: values.network ?? DEFAULT_NETWORK.name,
+      ...(distribution ? { distribution } : {}),
+    };
+    const operation = expectAnswer(
+      `create VM group ${name}`,
+      await callApi(() => client.POST("/v1/vm-groups", { body })),
+    );
+    const where = distribution
+      ? `over the datacenters of ${body.region} (${distribution})`
+      : `in a datacenter of ${body.region}`;
+    if (!values.wait) {
+      process.stdout.write(
+        values.json
+          ? `${JSON.stringify(operation)}\n`
+          : `declared VM group ${name} (${operation.target.id}) ${where}: operation ${operation.id} places and starts it (follow it: globalvm operation watch ${operation.id}; then globalvm vm-group show ${name})\n`,
+      );
+      return EXIT_OK;
+    }
+    const ended = await watchOperation(client, operation);
+    const group = ended.state === "succeeded" ? await findVmGroup(client, operation.target.id) : undefined;
+    return reportOperationEnd(
+      ended,
+      values.json,
+      `VM group ${name} (${operation.target.id}) is ready in ${group ? datacentersOf(group) : "-"}`,
+    );
+  },
+};
+
+export const vmGroupCommand = commandGroup("vm-group", "create and inspect VM groups", {
+  ls,
+  show,
+  create,
+});

@@ -1,5 +1,6 @@
-// globalvm vm-group show against a control plane served on loopback (real HTTP, real catalog):
-// a group's exposed ports and the endpoints its datacenter's manager reported.
+// globalvm vm-group show and create against a control plane served on loopback (real HTTP, real
+// catalog): a group's exposed ports and the endpoints its datacenter's manager reported, a
+// regional group's datacenters, and what create sends and refuses.
 
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +12,8 @@ import { runCli } from "../support/cli.ts";
 let api: TestApi;
 let server: Awaited<ReturnType<typeof serveOnLoopback>>;
 let env: Record<string, string>;
+/** The project's read-write token: create declares a group. */
+let writeEnv: Record<string, string>;
 
 beforeAll(async () => {
   api = await createTestApi("pglite");
@@ -64,6 +67,7 @@ beforeAll(async () => {
     .where(eq(vmGroups.id, regional.target.id));
   server = await serveOnLoopback(api);
   env = { GLOBALVM_ENDPOINT: server.url, GLOBALVM_TOKEN: project.readToken };
+  writeEnv = { GLOBALVM_ENDPOINT: server.url, GLOBALVM_TOKEN: project.token };
 });
 
 afterAll(async () => {
@@ -130,5 +134,82 @@ describe("globalvm vm-group show", () => {
       spread_hosts: false,
       instances: [expect.objectContaining({ host: "host-2" })],
     });
+  });
+});
+
+describe("globalvm vm-group create", () => {
+  it("declares a regional group with --distribution, the image named by name", async () => {
+    const args = ["vm-group", "create", "regional", "--image", "web", "--region", "us-east", "--size", "3"];
+    const result = await runCli([...args, "--distribution", "any", "--vcpus", "2"], writeEnv);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(
+      /^declared VM group regional \(vmg_\w+\) over the datacenters of us-east \(any\): operation op_\w+ places and starts it/,
+    );
+    const listed = await runCli(["vm-group", "ls", "--json"], env);
+    expect(JSON.parse(listed.stdout).find((g: { name: string }) => g.name === "regional")).toMatchObject({
+      region: "us-east",
+      distribution: "any",
+      datacenter: null,
+      datacenters: [],
+      size: 3,
+      machine: { vcpus: 2, memory_mb: 256 },
+      spread_hosts: false,
+    });
+    // Without --distribution: a group in one datacenter; --json prints the operation.
+    const single = await runCli(
+      ["vm-group", "create", "single", "--image", "web", "--region", "us-east", "--size", "1", "--json"],
+      writeEnv,
+    );
+    expect(single.code, single.stderr).toBe(0);
+    const operation = JSON.parse(single.stdout);
+    expect(operation).toMatchObject({ kind: "create-vm-group", target: { type: "vm-group" } });
+    const shown = await runCli(["vm-group", "show", operation.target.id, "--json"], env);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ name: "single", distribution: null });
+  });
+
+  it("refuses a distribution other than even or any, naming the flag, before any call", async () => {
+    const result = await runCli(
+      [
+        "vm-group",
+        "create",
+        "bad",
+        "--image",
+        "web",
+        "--region",
+        "us-east",
+        "--size",
+        "2",
+        "--distribution",
+        "round-robin",
+      ],
+      // Nothing listens there: the flag is refused first.
+      { GLOBALVM_ENDPOINT: "http://127.0.0.1:1", GLOBALVM_TOKEN: "t" },
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--distribution must be even or any, not 'round-robin'");
+    expect(result.stdout).toBe("");
+  });
+
+  it("names a missing or malformed flag, and passes on the API's refusals", async () => {
+    const noSize = await runCli(
+      ["vm-group", "create", "x", "--image", "web", "--region", "us-east"],
+      writeEnv,
+    );
+    expect([noSize.code, noSize.stderr]).toEqual([2, expect.stringContaining("--size is required")]);
+    const args = ["vm-group", "create", "x", "--image", "web", "--region", "us-east", "--size", "2"];
+    const badVcpus = await runCli([...args, "--vcpus", "two"], writeEnv);
+    expect([badVcpus.code, badVcpus.stderr]).toEqual([
+      2,
+      expect.stringContaining("--vcpus must be a whole number, not 'two'"),
+    ]);
+    const noImage = await runCli([...args.slice(0, 3), "--image", "nope", ...args.slice(5)], writeEnv);
+    expect([noImage.code, noImage.stderr]).toEqual([
+      1,
+      expect.stringContaining("no image nope in this project"),
+    ]);
+    // The API's check: 1000 instances at most, named by its field.
+    const tooMany = await runCli([...args.slice(0, -1), "1001"], writeEnv);
+    expect(tooMany.code).toBe(1);
+    expect(tooMany.stderr).toContain("size");
   });
 });
