@@ -3,9 +3,11 @@
 import { hostname } from "node:os";
 import { NameSchema } from "../schemas/common.ts";
 import { type Command, CommandFailure, closeOnSignal, parseCommandLine, UsageError } from "./command.ts";
+import { guestNetworkOptions } from "./guest-network-flags.ts";
 
 export const HOST_AGENT_USAGE = `Usage: globalvm serve host-agent --datacenter D --manager URL --data-dir DIR
                                  [--name NAME] [--vcpus N] [--memory-mb N] [--cache-bytes N]
+                                 [--guest-network-underlay ADDRESS [--guest-network-netns NAME]]
 
 One host of a datacenter: registers with the datacenter's manager (started with --host-agents),
 runs the guests the manager places on it with QEMU, serves them their metadata, and keeps a
@@ -23,6 +25,17 @@ Options:
   --cache-bytes N    most bytes of images the cache keeps; least recently used versions no
                      guest boots from go first (default 20 GiB)
   --qemu-user U      when run as root, the user QEMU runs as (default nobody)
+  --guest-network-underlay ADDRESS
+                     attach guests to their networks on this host: a bridge per network, a
+                     tap per guest, a VXLAN tunnel from ADDRESS (this host's address toward
+                     the other hosts, of this datacenter and others) and nftables rules (needs
+                     root or CAP_NET_ADMIN). The manager tells the host where the other
+                     tunnels end and each network's firewall. An instance keeps its address
+                     when it is recreated on another host. Without it guests run isolated.
+  --guest-network-netns NAME
+                     with --guest-network-underlay: this host is the network namespace NAME
+                     (ip netns add NAME): bridges, tunnels, taps, rules and QEMU live there.
+                     Needs nsenter and socat.
   -h, --help         show this help
 
 Environment:
@@ -52,6 +65,8 @@ export const hostAgentCommand: Command = {
         "memory-mb": { type: "string" },
         "cache-bytes": { type: "string" },
         "qemu-user": { type: "string" },
+        "guest-network-underlay": { type: "string" },
+        "guest-network-netns": { type: "string" },
       },
       HOST_AGENT_USAGE,
     );
@@ -75,6 +90,11 @@ export const hostAgentCommand: Command = {
     const vcpus = wholeNumber("vcpus", values.vcpus);
     const memoryMb = wholeNumber("memory-mb", values["memory-mb"]);
     const cacheBytes = wholeNumber("cache-bytes", values["cache-bytes"]);
+    const network = guestNetworkOptions(
+      values["guest-network-underlay"],
+      values["guest-network-netns"],
+      HOST_AGENT_USAGE,
+    );
     const { startHostAgent } = await import("../regional-manager/host-agent/service.ts");
     const agent = await startHostAgent({
       name,
@@ -88,6 +108,7 @@ export const hostAgentCommand: Command = {
       },
       ...(cacheBytes !== undefined ? { cacheLimitBytes: cacheBytes } : {}),
       ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
+      ...network,
     }).catch((error: unknown) => {
       throw new CommandFailure(
         `host agent ${name}: ${error instanceof Error ? error.message : String(error)}`,

@@ -4,7 +4,6 @@
 // start without loading the control plane.
 import type { CatalogLocation } from "../api/catalog/db.ts";
 import type { HttpLimits } from "../common/http-limits.ts";
-import { parseIpv4 } from "../schemas/ipv4.ts";
 import {
   type Command,
   CommandFailure,
@@ -15,6 +14,7 @@ import {
   parsePort,
   UsageError,
 } from "./command.ts";
+import { guestNetworkOptions } from "./guest-network-flags.ts";
 import { LIMIT_ENV_USAGE, LIMIT_FLAGS, LIMIT_FLAGS_USAGE, managerLimits } from "./manager-limits.ts";
 import { hostAgentCommand } from "./serve-host-agent.ts";
 
@@ -157,7 +157,9 @@ Options:
                         QEMU live there, the HTTP API stays on --host. Needs nsenter and socat.
   --host-agents         the datacenter's guests run on host agents (globalvm serve host-agent)
                         that register here; this manager places each instance on a host and
-                        runs none itself. Not yet with --guest-network-underlay.
+                        runs none itself. Each agent attaches its own guests to their
+                        networks (serve host-agent --guest-network-underlay), so this
+                        manager takes no --guest-network-underlay.
   -h, --help            show this help
 
 Limits (whole numbers of bytes or items; what is over one is refused with 413 naming it):
@@ -171,35 +173,6 @@ ${LOG_LEVEL_USAGE}
 ${LIMIT_ENV_USAGE}
 ${HTTP_LIMITS_USAGE}
 `;
-
-function guestNetworkUnderlay(address: string): string {
-  if (parseIpv4(address) === undefined) {
-    throw new UsageError(
-      `--guest-network-underlay: ${JSON.stringify(address)} is not an IPv4 address`,
-      MANAGER_USAGE,
-    );
-  }
-  return address;
-}
-
-function guestNetworkOptions(underlay: string | undefined, netns: string | undefined) {
-  if (netns !== undefined && underlay === undefined) {
-    throw new UsageError("--guest-network-netns needs --guest-network-underlay", MANAGER_USAGE);
-  }
-  if (netns !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(netns)) {
-    throw new UsageError(
-      `--guest-network-netns: ${JSON.stringify(netns)} is not a namespace name`,
-      MANAGER_USAGE,
-    );
-  }
-  if (underlay === undefined) return {};
-  return {
-    guestNetwork: {
-      underlayAddress: guestNetworkUnderlay(underlay),
-      ...(netns !== undefined ? { netns } : {}),
-    },
-  };
-}
 
 const regionalManager: Command = {
   summary: "run one datacenter's regional manager",
@@ -246,7 +219,7 @@ const regionalManager: Command = {
       port: parsePort(values.port, 0, MANAGER_USAGE),
       host: values.host,
       ...(values["qemu-user"] ? { qemuUser: values["qemu-user"] } : {}),
-      ...guestNetworkOptions(values["guest-network-underlay"], values["guest-network-netns"]),
+      ...guestNetworkOptions(values["guest-network-underlay"], values["guest-network-netns"], MANAGER_USAGE),
       ...(values["host-agents"]
         ? {
             hostAgents: process.env.GLOBALVM_HOST_DOWN_AFTER_MS

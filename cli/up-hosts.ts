@@ -12,6 +12,8 @@ import { metadataSocketDir, namespacePath } from "../regional-manager/network/na
 
 export interface UpHost {
   datacenter: string;
+  /** The host agent this namespace is (up --hosts-per-datacenter); absent: the datacenter's manager's. */
+  host?: string;
   /** The namespace standing for the datacenter's host. */
   netns: string;
   /** The host's address on the WAN, where other datacenters' tunnels arrive. */
@@ -30,14 +32,26 @@ export interface UpHosts {
 const UNDERLAY_PREFIX = "198.18.0.";
 const UNDERLAY_BITS = 24;
 
-/** Names follow from the data dir, so a second `up` on it finds (and adopts) the first's. */
-export function planUpHosts(dataDir: string, datacenters: readonly string[]): UpHosts {
-  if (datacenters.length > 250) throw new Error("up runs at most 250 datacenters with guest networks");
+/**
+ * Names follow from the data dir, so a second `up` on it finds (and adopts) the first's. One
+ * host per datacenter, its manager's; with host agents, one per agent (host-1 … host-N).
+ */
+export function planUpHosts(
+  dataDir: string,
+  datacenters: readonly string[],
+  hostsPerDatacenter = 0,
+): UpHosts {
+  const places = datacenters.flatMap((datacenter) =>
+    hostsPerDatacenter === 0
+      ? [{ datacenter }]
+      : Array.from({ length: hostsPerDatacenter }, (_, i) => ({ datacenter, host: `host-${i + 1}` })),
+  );
+  if (places.length > 250) throw new Error("up runs at most 250 hosts with guest networks");
   const tag = createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 6);
   return {
     wan: `gvup-${tag}-wan`,
-    hosts: datacenters.map((datacenter, index) => ({
-      datacenter,
+    hosts: places.map((place, index) => ({
+      ...place,
       netns: `gvup-${tag}-${index}`,
       underlay: `${UNDERLAY_PREFIX}${index + 1}`,
     })),
@@ -141,10 +155,13 @@ export function createUpHosts(hosts: UpHosts): void {
   });
 }
 
-/** Deletes the namespaces (their devices and rules go with them) and the metadata socket dirs. */
-export function removeUpHosts(hosts: UpHosts, managerDataDirs: readonly string[]): void {
+/**
+ * Deletes the namespaces (their devices and rules go with them) and the metadata socket dirs of
+ * the managers' and agents' data dirs.
+ */
+export function removeUpHosts(hosts: UpHosts, guestDataDirs: readonly string[]): void {
   for (const netns of [...hosts.hosts.map((h) => h.netns), hosts.wan]) {
     if (existsSync(namespacePath(netns))) succeeds("ip", "netns", "del", netns);
   }
-  for (const dir of managerDataDirs) rmSync(metadataSocketDir(dir), { recursive: true, force: true });
+  for (const dir of guestDataDirs) rmSync(metadataSocketDir(dir), { recursive: true, force: true });
 }

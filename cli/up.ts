@@ -79,8 +79,8 @@ Options:
   --hosts-per-datacenter N
                    run N host agents per datacenter (host-1 … host-N, each offering this
                    machine's cores and memory): each manager places guests on its hosts
-                   instead of running them itself. Guests on hosts run isolated for now
-                   (no private network). Default 0: each manager runs its guests itself
+                   instead of running them itself; each host is a namespace of its own
+                   on the guest network. Default 0: each manager runs its guests itself
   -h, --help       show this help
 
 Environment:
@@ -224,7 +224,8 @@ interface StartedStack {
   agents: RunningHostAgent[];
   /** The datacenters' hosts, when guests have networks. */
   hosts?: UpHosts;
-  managerDataDirs: string[];
+  /** The managers' and agents' data dirs: their metadata socket dirs go with the hosts. */
+  guestDataDirs: string[];
 }
 
 async function stopStack(stack: StartedStack): Promise<void> {
@@ -233,7 +234,7 @@ async function stopStack(stack: StartedStack): Promise<void> {
   await Promise.allSettled(stack.agents.map((agent) => agent.close({ stopGuests: true })));
   await stack.controlPlane?.close();
   // The guests are gone: their hosts go, with every device and rule in them.
-  if (stack.hosts) removeUpHosts(stack.hosts, stack.managerDataDirs);
+  if (stack.hosts) removeUpHosts(stack.hosts, stack.guestDataDirs);
 }
 
 type GuestNetworkState = { enabled: true; wan: string; hosts: UpHost[] } | { enabled: false; reason: string };
@@ -244,11 +245,6 @@ function setUpGuestNetworks(
   info: (line: string) => void,
 ): { hosts?: UpHosts; state: GuestNetworkState } {
   if (!options.guestNetwork) return { state: { enabled: false, reason: "--no-guest-network" } };
-  if (options.hostsPerDatacenter > 0) {
-    const reason = "host agents do not attach guests to networks yet";
-    info(`globalvm: guest networking is off: ${reason}; guests run isolated, with no private address`);
-    return { state: { enabled: false, reason } };
-  }
   const blockers = guestNetworkBlockers({
     capEff: capEffOfThisProcess(),
     onPath: (p) => isExecutableOnPath(p),
@@ -258,7 +254,7 @@ function setUpGuestNetworks(
     return { state: { enabled: false as const, reason } };
   };
   if (blockers.length > 0) return off(`it needs ${blockers.join("; ")}`);
-  const hosts = planUpHosts(options.dataDir, options.regions.map(datacenterOf));
+  const hosts = planUpHosts(options.dataDir, options.regions.map(datacenterOf), options.hostsPerDatacenter);
   try {
     createUpHosts(hosts);
   } catch (error) {
@@ -293,7 +289,12 @@ export const upCommand: Command = {
     const stack: StartedStack = {
       managers: [],
       agents: [],
-      managerDataDirs: options.regions.map((region) => resolve(options.dataDir, datacenterOf(region))),
+      guestDataDirs: options.regions.flatMap((region) => [
+        resolve(options.dataDir, datacenterOf(region)),
+        ...Array.from({ length: options.hostsPerDatacenter }, (_, i) =>
+          resolve(options.dataDir, `${datacenterOf(region)}-h${i + 1}`),
+        ),
+      ]),
     };
     let stopping = false;
     let startup: Promise<unknown> = Promise.resolve();
@@ -377,7 +378,8 @@ export const upCommand: Command = {
         options.regions.map(async (region) => {
           if (stopping) return;
           const datacenter = datacenterOf(region);
-          const host = network.hosts?.hosts.find((h) => h.datacenter === datacenter);
+          // With host agents, the agents attach guests and the manager has no host of its own.
+          const host = network.hosts?.hosts.find((h) => h.datacenter === datacenter && !h.host);
           const manager = await startRegionalManager({
             region,
             datacenter,
@@ -396,6 +398,9 @@ export const upCommand: Command = {
           });
           stack.managers.push(manager);
           for (let index = 1; index <= options.hostsPerDatacenter && !stopping; index++) {
+            const place = network.hosts?.hosts.find(
+              (h) => h.datacenter === datacenter && h.host === `host-${index}`,
+            );
             const agent = await startHostAgent({
               name: `host-${index}`,
               datacenter,
@@ -404,6 +409,7 @@ export const upCommand: Command = {
               // Short: a guest's sockets live under it, and unix socket paths end at 107 bytes.
               dataDir: resolve(options.dataDir, `${datacenter}-h${index}`),
               log: lineLog(loggers.hostAgent(datacenter, `host-${index}`)),
+              ...(place ? { guestNetwork: { underlayAddress: place.underlay, netns: place.netns } } : {}),
               ...probeGuest,
             });
             stack.agents.push(agent);

@@ -1025,7 +1025,7 @@ export interface components {
             underlay_address?: string;
         };
         HeartbeatAnswer: components["schemas"]["Datacenter"] & {
-            /** @description The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach. */
+            /** @description Where this datacenter's guest-network tunnels reach: the other datacenters' managers that attach guests, and every host agent that does (this datacenter's included). */
             underlay_peers: string[];
         };
         Host: {
@@ -1590,6 +1590,7 @@ export interface components {
             name: string;
             /** @enum {string} */
             state: "up" | "down";
+            underlay_address?: string;
         };
         RotateSigningKey: {
             /**

@@ -26,11 +26,11 @@ import type { Capacity } from "../schemas/regions.ts";
 import { createManagerApp } from "./app.ts";
 import { measureCapacity } from "./capacity.ts";
 import { type Accelerator, createComputeDriver, type ProbeGuest } from "./compute/index.ts";
-import { DEFAULT_QEMU_USER, qemuIdentity } from "./compute/qemu/user.ts";
 import { ControlPlaneClient } from "./control-plane-client.ts";
 import { CredentialChecks } from "./hosts/credential-checks.ts";
+import { HostAgentNetworks } from "./hosts/host-networks.ts";
 import { HostsDriver } from "./hosts/hosts-driver.ts";
-import { HostRegistry } from "./hosts/registry.ts";
+import { type HostRecord, HostRegistry } from "./hosts/registry.ts";
 import { HostSessions, withHostReads } from "./hosts/sessions.ts";
 import { InstanceManager } from "./instances/instance-manager.ts";
 import { type GuestAttributeLimits, MetadataService } from "./metadata/index.ts";
@@ -40,7 +40,7 @@ import { EndpointPorts } from "./network/endpoints.ts";
 import { NetworkFirewalls } from "./network/firewalls.ts";
 import { GuestNetworks } from "./network/guests.ts";
 import { LinuxHostNetwork } from "./network/linux.ts";
-import { missingForNamespaceHost, prepareMetadataSocketDir } from "./network/namespace-host.ts";
+import { prepareGuestHost } from "./network/namespace-host.ts";
 import { LoopbackRelays } from "./network/relays.ts";
 import { VersionPulls } from "./replicas/pulls.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
@@ -180,16 +180,11 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   const capacity = await measureCapacity(options.dataDir, options.capacity);
   /** With host agents, what the up hosts offer together; else what this machine does. */
   const datacenterCapacity = () => (hostRegistry ? hostRegistry.upCapacity() : capacity);
-  const netns = options.guestNetwork?.netns;
-  if (netns) {
-    const missing = missingForNamespaceHost(netns);
-    if (missing.length > 0) throw new Error(`guest networking in a namespace needs ${missing.join("; ")}`);
-  }
-  // Owner of the taps and the metadata sockets (the driver spawns QEMU as this user).
-  const qemuOwner = options.guestNetwork
-    ? qemuIdentity(options.qemuUser ?? DEFAULT_QEMU_USER, "tcg")
-    : undefined;
-  const metadataSockets = netns ? prepareMetadataSocketDir(options.dataDir, qemuOwner?.gid) : undefined;
+  const { netns, qemuOwner, metadataSockets, socketDir } = prepareGuestHost({
+    guestNetwork: options.guestNetwork,
+    qemuUser: options.qemuUser,
+    dataDir: options.dataDir,
+  });
   // A guest's DNS answers come from the catalog, kept as long as a guest may keep them.
   const internalNames = new InternalNameCache(
     (instanceId, name) => controlPlane.resolveInternalName(instanceId, name),
@@ -197,9 +192,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   );
   const metadata = new MetadataService({
     lookupName: (instanceId, name) => internalNames.lookup(instanceId, name),
-    ...(metadataSockets
-      ? { socketDir: { path: metadataSockets, ...(qemuOwner ? { group: qemuOwner.gid } : {}) } }
-      : {}),
+    ...socketDir,
     ...(options.limits?.maxGuestAttributes ? { maxGuestAttributes: options.limits.maxGuestAttributes } : {}),
     ...(options.limits?.maxGuestAttributesTotalBytes
       ? { maxGuestAttributesTotalBytes: options.limits.maxGuestAttributesTotalBytes }
@@ -207,7 +200,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   });
   if (options.hostAgents && options.guestNetwork) {
     throw new Error(
-      "host agents do not attach guests to networks yet: run a manager with host agents without guest networking",
+      "a manager with host agents runs no guests, so it has no guest network of its own: each host agent attaches its guests (serve host-agent --guest-network-underlay)",
     );
   }
   const hostRegistry = options.hostAgents
@@ -216,8 +209,16 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
         downAfterMs: options.hostAgents.downAfterMs ?? HOST_DOWN_AFTER_MS,
       })
     : undefined;
+  // With host agents, each agent attaches its own guests; the manager forwards peers and firewalls.
+  const hostNetworks = hostRegistry
+    ? new HostAgentNetworks({
+        registry: hostRegistry,
+        firewalls: new NetworkFirewalls(join(options.dataDir, "network-firewalls.json")),
+      })
+    : undefined;
   const driver = hostRegistry
     ? new HostsDriver({
+        guestMtu: hostNetworks?.mtu ?? 1450,
         registry: hostRegistry,
         imageOf: (image) => hostImageOf(store, image.path),
         pathOf: (image) => {
@@ -247,6 +248,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
         log,
       })
     : undefined;
+  const networking = guestNetworks ?? hostNetworks;
   const instances = new InstanceManager({
     driver,
     store,
@@ -259,7 +261,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       return { vcpus: offered.vcpus, memoryMb: offered.memory_mb };
     },
     log,
-    ...(guestNetworks ? { guestNetworks } : {}),
+    ...(networking ? { guestNetworks: networking } : {}),
   });
   const instanceVerifier = createInstanceTokenVerifier({
     keys,
@@ -299,6 +301,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
             syncIntervalMs: HOST_SYNC_INTERVAL_MS,
             downAfterMs: options.hostAgents?.downAfterMs ?? HOST_DOWN_AFTER_MS,
             onSync: (host: string) => hostSynced(host),
+            ...(hostNetworks ? { networksOf: (record: HostRecord) => hostNetworks.answerFor(record) } : {}),
           },
         }
       : {}),
@@ -381,7 +384,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       ...(guestNetworks ? { underlay_address: guestNetworks.underlayAddress } : {}),
     });
     // A datacenter that came or went: the tunnels reach the ones there are now.
-    if (guestNetworks?.setPeers(answer.underlay_peers ?? [])) await instances.syncNetworks();
+    if (networking?.setPeers(answer.underlay_peers ?? [])) await instances.syncNetworks();
   };
   await beat();
   beatSoon = () => beat().catch((error: unknown) => log(`[WARN] heartbeat failed: ${error}`));

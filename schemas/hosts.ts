@@ -7,7 +7,9 @@
 
 import { z } from "@hono/zod-openapi";
 import { CapacitySchema, idSchema, NameSchema, TimestampSchema } from "./common.ts";
-import { MetadataValuesSchema } from "./manager-instances.ts";
+import { ManagerNetworkFirewallSchema, MetadataValuesSchema } from "./manager-instances.ts";
+
+const Ipv4Schema = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, "an IPv4 address");
 
 export const HOST_STATES = ["up", "down"] as const;
 export const HostStateSchema = z.enum(HOST_STATES);
@@ -27,6 +29,11 @@ export const HostRegistrationSchema = z
     formats: z.array(z.enum(BOOTABLE_FORMATS)).min(1),
     /** The most bytes the agent's image cache keeps (least recently used versions go first). */
     cache_limit_bytes: z.number().int().min(0),
+    /**
+     * The host's address on the underlay, where guest-network tunnels end: present when the
+     * agent attaches its guests to their networks (else they run isolated).
+     */
+    underlay_address: Ipv4Schema.optional(),
   })
   .openapi("HostRegistration");
 export type HostRegistration = z.infer<typeof HostRegistrationSchema>;
@@ -60,6 +67,17 @@ export type HostImage = z.infer<typeof HostImageSchema>;
 
 export const HOST_DESIRED_STATES = ["running", "stopped"] as const;
 
+/** An instance's place on its network, for a host that attaches guests to networks. */
+export const HostNetworkInterfaceSchema = z
+  .strictObject({
+    network: idSchema("network"),
+    vni: z.number().int().min(1).max(16_777_215),
+    address: Ipv4Schema,
+    prefix_length: z.number().int().min(8).max(30),
+  })
+  .openapi("HostNetworkInterface");
+export type HostNetworkInterface = z.infer<typeof HostNetworkInterfaceSchema>;
+
 /** One instance a host should run (or keep stopped). */
 export const HostAssignmentSchema = z
   .strictObject({
@@ -80,6 +98,8 @@ export const HostAssignmentSchema = z
      * moved here from a host that went down): a guest of an older generation is replaced.
      */
     generation: z.number().int().min(0),
+    /** Its NIC: the instance keeps its address wherever it is placed. Absent: it runs isolated. */
+    network_interface: HostNetworkInterfaceSchema.optional(),
   })
   .openapi("HostAssignment");
 export type HostAssignment = z.infer<typeof HostAssignmentSchema>;
@@ -130,6 +150,15 @@ export const HostSyncAnswerSchema = z
     /** Rises whenever the host's assignments change. */
     revision: z.number().int().min(0),
     assignments: z.array(HostAssignmentSchema),
+    /** For a host that attaches guests to networks: where its tunnels reach, and its networks' rules. */
+    networks: z
+      .object({
+        /** Underlay addresses of every other host with guests on networks (any datacenter's). */
+        peers: z.array(Ipv4Schema),
+        /** The firewall of each network the host's assignments are on. */
+        firewalls: z.record(idSchema("network"), ManagerNetworkFirewallSchema),
+      })
+      .optional(),
   })
   .openapi("HostSyncAnswer");
 export type HostSyncAnswer = z.infer<typeof HostSyncAnswerSchema>;
@@ -146,6 +175,8 @@ export const ReportedHostSchema = z
     cached_versions: z.number().int().min(0),
     cache_bytes: z.number().int().min(0),
     last_seen_at: TimestampSchema,
+    /** Where the host's guest-network tunnels end; absent: its guests run isolated. */
+    underlay_address: Ipv4Schema.optional(),
   })
   .openapi("ReportedHost");
 export type ReportedHost = z.infer<typeof ReportedHostSchema>;

@@ -82,7 +82,7 @@ export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 export const HeartbeatAnswerSchema = DatacenterSchema.extend({
   underlay_peers: z.array(z.string()).openapi({
     description:
-      "The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach.",
+      "Where this datacenter's guest-network tunnels reach: the other datacenters' managers that attach guests, and every host agent that does (this datacenter's included).",
   }),
 }).openapi("HeartbeatAnswer");
 export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswerSchema>;

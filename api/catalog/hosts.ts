@@ -33,6 +33,7 @@ export async function replaceDatacenterHosts(
       cachedVersions: host.cached_versions,
       cacheBytes: host.cache_bytes,
       lastSeenAt: new Date(host.last_seen_at),
+      underlayAddress: host.underlay_address ?? null,
     })),
   );
 }

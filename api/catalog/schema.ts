@@ -156,6 +156,8 @@ export const hosts = pgTable(
     cachedVersions: integer("cached_versions").notNull(),
     cacheBytes: bytes("cache_bytes").notNull(),
     lastSeenAt: timestamp("last_seen_at", { withTimezone: true, mode: "date" }).notNull(),
+    /** Where the host's guest-network tunnels end; null: its guests run isolated. */
+    underlayAddress: text("underlay_address"),
   },
   (t) => [
     primaryKey({ columns: [t.datacenter, t.name] }),

@@ -928,7 +928,7 @@ export interface components {
             last_seen_at: string;
         };
         HeartbeatAnswer: components["schemas"]["Datacenter"] & {
-            /** @description The underlay addresses of the other datacenters whose managers attach guests: where this one's tunnels reach. */
+            /** @description Where this datacenter's guest-network tunnels reach: the other datacenters' managers that attach guests, and every host agent that does (this datacenter's included). */
             underlay_peers: string[];
         };
         Heartbeat: {
@@ -975,6 +975,7 @@ export interface components {
              * @example 2026-11-22T04:00:00.000Z
              */
             last_seen_at: string;
+            underlay_address?: string;
         };
         Network: {
             /** @example net_01jd3k9x4m6q8r2t5v7w9y1z3b */

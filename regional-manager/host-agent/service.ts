@@ -6,6 +6,7 @@
 // Guests outlive the agent process; a restarted agent re-adopts them, and removes any its
 // manager no longer assigns to it.
 
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger, type LineLog, lineLog } from "../../common/log.ts";
 import { preparePrivateDir } from "../../common/private-dir.ts";
@@ -24,7 +25,12 @@ import {
   createComputeDriver,
   type ProbeGuest,
 } from "../compute/index.ts";
+import type { GuestNetworkInterface } from "../compute/types.ts";
 import { MetadataService } from "../metadata/index.ts";
+import { NetworkFirewalls } from "../network/firewalls.ts";
+import { GuestNetworks } from "../network/guests.ts";
+import { LinuxHostNetwork } from "../network/linux.ts";
+import { prepareGuestHost } from "../network/namespace-host.ts";
 import { type ConvergeAction, planConvergence } from "./converge.ts";
 import { HostImageCache } from "./image-cache.ts";
 
@@ -45,6 +51,13 @@ export interface HostAgentOptions {
   /** Seconds a sync waits for new assignments (default 20). */
   syncWaitSeconds?: number;
   log?: LineLog;
+  /**
+   * Attach guests to their networks on this host (bridges, VXLAN, taps and nftables, as a
+   * manager running its own guests does; needs root or CAP_NET_ADMIN). `underlayAddress` is where
+   * the other hosts' tunnels reach this one; `netns` a named network namespace standing for the
+   * host (needs nsenter and socat). Without it the host's guests run isolated.
+   */
+  guestNetwork?: { underlayAddress: string; underlayMtu?: number; netns?: string };
 }
 
 export interface RunningHostAgent {
@@ -79,7 +92,24 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
     limitBytes: options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT,
     log,
   });
-  const metadata = new MetadataService();
+  const { netns, qemuOwner, metadataSockets, socketDir } = prepareGuestHost({
+    guestNetwork: options.guestNetwork,
+    qemuUser: options.qemuUser,
+    dataDir: options.dataDir,
+  });
+  const metadata = new MetadataService(socketDir);
+  const guestNetworks = options.guestNetwork
+    ? new GuestNetworks({
+        host: {
+          underlayAddress: options.guestNetwork.underlayAddress,
+          ...(qemuOwner ? { tapOwnerUid: qemuOwner.uid } : {}),
+        },
+        executor: new LinuxHostNetwork(netns ? { netns } : {}),
+        firewalls: new NetworkFirewalls(join(options.dataDir, "network-firewalls.json")),
+        ...(options.guestNetwork.underlayMtu ? { underlayMtu: options.guestNetwork.underlayMtu } : {}),
+        log,
+      })
+    : undefined;
   const driver = createComputeDriver("qemu", {
     dataDir: join(options.dataDir, "compute"),
     metadata,
@@ -88,9 +118,41 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
     ...(options.probeGuest ? { probeGuest: options.probeGuest } : {}),
     probeCacheFile: join(options.dataDir, "accelerator-probe.json"),
     ...(options.qemuUser ? { qemuUser: options.qemuUser } : {}),
+    ...(netns ? { netns } : {}),
   });
   const adopted = await driver.reattach();
   if (adopted.length > 0) log(`re-adopted ${adopted.length} guest(s)`);
+
+  /** Brings this host's bridges, tunnels, taps and rules to what its guests need. */
+  async function syncNetworks(): Promise<void> {
+    if (!guestNetworks) return;
+    await guestNetworks.sync(
+      driver.list().flatMap((status) =>
+        status.spec.networkInterface
+          ? [
+              {
+                instanceId: status.instanceId,
+                nic: status.spec.networkInterface,
+                ready: status.state === "ready",
+              },
+            ]
+          : [],
+      ),
+    );
+  }
+  // The kernel kept carrying the re-adopted guests' traffic; this adopts it (tunnel peers are
+  // left as they are until the manager names them).
+  await syncNetworks();
+
+  /** Takes the manager's word on networks: tunnel peers and firewalls; syncs when either changed. */
+  async function takeNetworks(networks: HostSyncAnswer["networks"]): Promise<void> {
+    if (!guestNetworks || !networks) return;
+    let changed = guestNetworks.setPeers(networks.peers);
+    for (const [network, firewall] of Object.entries(networks.firewalls)) {
+      if (await guestNetworks.firewalls?.offer(network, firewall)) changed = true;
+    }
+    if (changed) await syncNetworks();
+  }
 
   const base = options.managerUrl.replace(/\/+$/, "");
   const registration: HostRegistration = {
@@ -98,6 +160,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
     arch: process.arch === "arm64" ? "aarch64" : "x86_64",
     formats: ["raw", "qcow2"],
     cache_limit_bytes: options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT,
+    ...(options.guestNetwork ? { underlay_address: options.guestNetwork.underlayAddress } : {}),
   };
   let session: HostSession | undefined;
   let closed = false;
@@ -230,6 +293,8 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
         if (actions.length > 0) acted = true;
         await Promise.all(actions.map((action) => act(action)));
       }
+      // Removed guests' taps go; a recreated guest's tap is its new one.
+      if (acted) await syncNetworks();
       const stillUsed = new Set(driver.list().map((s) => s.spec.image.path));
       if (cache.bytes() > (options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT)) await cache.collect(stillUsed);
     })()
@@ -242,6 +307,21 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
         // another at once (every answer is converged on): a busy loop of syncs.
         if (acted) wake.abort();
       });
+  }
+
+  /** The guest's NIC: the manager's address for it, this host's MTU. None on a host without networking. */
+  function networkInterfaceOf(a: HostAssignment): { networkInterface?: GuestNetworkInterface } {
+    const nic = a.network_interface;
+    if (!nic || !guestNetworks) return {};
+    return {
+      networkInterface: {
+        network: nic.network,
+        vni: nic.vni,
+        address: nic.address,
+        prefixLength: nic.prefix_length,
+        mtu: guestNetworks.mtu,
+      },
+    };
   }
 
   async function act(action: ConvergeAction): Promise<void> {
@@ -281,8 +361,11 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
             vcpus: a.vcpus,
             memoryMb: a.memory_mb,
             metadata: a.metadata,
+            ...networkInterfaceOf(a),
           });
           preparing.delete(id);
+          // Its tap must exist before QEMU opens it, and its network's rules before it can talk.
+          if (a.network_interface && guestNetworks) await syncNetworks();
           await driver.start(id);
           return;
         }
@@ -332,6 +415,9 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
       try {
         const answer = await sync(waitSeconds, controller.signal);
         revision = answer.revision;
+        await takeNetworks(answer.networks).catch((error: unknown) =>
+          log(`[WARN] guest networks not updated: ${error instanceof Error ? error.message : String(error)}`),
+        );
         converge(answer.assignments, answer.revision);
         waitSeconds = longPollSeconds(session, options.syncWaitSeconds);
       } catch (error) {
@@ -372,7 +458,10 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
         await Promise.allSettled(driver.list().map((g) => driver.stop(g.instanceId, { graceMs: 0 })));
       }
       await driver.detach();
+      await guestNetworks?.close();
       await metadata.close();
+      // Its sockets are gone with the listeners; the next start makes the directory again.
+      if (metadataSockets) rmSync(metadataSockets, { recursive: true, force: true });
       await cache.close();
     },
   };

@@ -9,11 +9,12 @@ import { NameSchema } from "../../schemas/common.ts";
 import {
   HostRegistrationSchema,
   HostSessionSchema,
+  type HostSyncAnswer,
   HostSyncAnswerSchema,
   HostSyncSchema,
 } from "../../schemas/hosts.ts";
 import { type Log, managerRoutes, problemResponses } from "../http/openapi.ts";
-import type { HostRegistry } from "./registry.ts";
+import type { HostRecord, HostRegistry } from "./registry.ts";
 import type { HostSessions } from "./sessions.ts";
 
 const HostParams = z.object({
@@ -75,6 +76,8 @@ export interface HostAppOptions {
   downAfterMs: number;
   /** A host's sync came in (the manager's heartbeat and capacity follow its hosts). */
   onSync?: (host: string) => void;
+  /** What a host's answer says of guest networks (tunnel peers, firewalls); undefined: nothing. */
+  networksOf?: (record: HostRecord) => HostSyncAnswer["networks"];
   log?: Log;
 }
 
@@ -125,7 +128,15 @@ export function createHostApp(options: HostAppOptions): OpenAPIHono {
     if (body.revision !== undefined) {
       await options.registry.waitForChange(name, body.revision, c.req.valid("query").wait * 1000);
     }
-    return c.json({ revision: record.revision, assignments: [...record.assignments.values()] }, 200);
+    const networks = options.networksOf?.(record);
+    return c.json(
+      {
+        revision: record.revision,
+        assignments: [...record.assignments.values()],
+        ...(networks ? { networks } : {}),
+      },
+      200,
+    );
   });
 
   app.openAPIRegistry.registerComponent("securitySchemes", "managerCredential", {

@@ -23,6 +23,8 @@ export interface HostsDriverOptions {
   imageOf(spec: InstanceSpec["image"]): HostImage;
   /** The manager's file of a version (what its instance manager knows a guest's version by). */
   pathOf(image: HostImage): string;
+  /** The MTU an instance's NIC is recorded with when it comes back from an assignment (default 1450). */
+  guestMtu?: number;
   /** How long stop and delete wait for the host to confirm before answering. */
   confirmTimeoutMs?: number;
   /** How often instances are checked for healing (default 1 s); 0 turns healing off. */
@@ -137,6 +139,8 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
       spreadHosts: this.#specs.get(assignment.instance_id)?.spreadHosts === true,
       vcpus: assignment.vcpus,
       memoryMb: assignment.memory_mb,
+      // A moved instance keeps its address: only a host that attaches guests to networks will do.
+      ...(assignment.network_interface ? { network: "required" as const } : {}),
       image: {
         imageId: assignment.image.image_id,
         version: assignment.image.version,
@@ -175,6 +179,7 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
       spreadHosts: spec.spreadHosts === true,
       vcpus: spec.vcpus,
       memoryMb: spec.memoryMb,
+      ...(spec.networkInterface ? { network: "preferred" as const } : {}),
       image: { imageId: image.image_id, version: image.version, format: image.format, size: image.size },
     });
     if (!decision.host) {
@@ -184,8 +189,13 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
         "vcpus",
       );
     }
-    this.#specs.set(spec.instanceId, spec);
-    this.#options.registry.assign(decision.host, assignmentOf(spec, image, "stopped"));
+    // On a host that attaches no guests to networks the guest runs isolated, with no address (as
+    // on a manager without guest networking), and its spec says so.
+    const networked = this.#options.registry.get(decision.host)?.registration.underlay_address !== undefined;
+    const { networkInterface, ...isolated } = spec;
+    const placed = networked ? spec : isolated;
+    this.#specs.set(spec.instanceId, placed);
+    this.#options.registry.assign(decision.host, assignmentOf(placed, image, "stopped"));
     return this.status(spec.instanceId);
   }
 
@@ -277,7 +287,10 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
   async reattach(): Promise<InstanceStatus[]> {
     for (const record of this.#options.registry.list()) {
       for (const assignment of record.assignments.values()) {
-        this.#specs.set(assignment.instance_id, specOf(assignment, this.#options.pathOf(assignment.image)));
+        this.#specs.set(
+          assignment.instance_id,
+          specOf(assignment, this.#options.pathOf(assignment.image), this.#options.guestMtu ?? 1450),
+        );
       }
     }
     return this.list();
@@ -373,6 +386,7 @@ export class HostsDriver extends EventEmitter<ComputeDriverEvents> implements Co
           instanceId: assignment.instance_id,
           vmGroupId: this.#specs.get(assignment.instance_id)?.vmGroupId,
         })),
+        networks: record.registration.underlay_address !== undefined,
       };
     });
   }
@@ -397,10 +411,21 @@ function assignmentOf(
     metadata: { ...spec.metadata },
     desired,
     generation: 0,
+    ...(spec.networkInterface
+      ? {
+          network_interface: {
+            network: spec.networkInterface.network,
+            vni: spec.networkInterface.vni,
+            address: spec.networkInterface.address,
+            prefix_length: spec.networkInterface.prefixLength,
+          },
+        }
+      : {}),
   };
 }
 
-function specOf(assignment: HostAssignment, path: string): InstanceSpec {
+function specOf(assignment: HostAssignment, path: string, mtu: number): InstanceSpec {
+  const nic = assignment.network_interface;
   return {
     instanceId: assignment.instance_id,
     name: assignment.name,
@@ -413,5 +438,16 @@ function specOf(assignment: HostAssignment, path: string): InstanceSpec {
     vcpus: assignment.vcpus,
     memoryMb: assignment.memory_mb,
     metadata: { ...assignment.metadata },
+    ...(nic
+      ? {
+          networkInterface: {
+            network: nic.network,
+            vni: nic.vni,
+            address: nic.address,
+            prefixLength: nic.prefix_length,
+            mtu,
+          },
+        }
+      : {}),
   };
 }

@@ -74,10 +74,13 @@ export class HostRegistry {
       revision: 1,
       assignments: new Map(),
     };
+    const movedTunnels = existing?.registration.underlay_address !== registration.underlay_address;
     record.registration = registration;
     record.lastSeenMs = this.#now();
     this.#hosts.set(name, record);
     this.#save();
+    // The other hosts' tunnels reach this one from their next answer on.
+    if (registration.underlay_address && movedTunnels) this.announce();
     return record;
   }
 
@@ -194,6 +197,17 @@ export class HostRegistry {
     });
   }
 
+  /**
+   * Something every host's answer carries changed (tunnel peers, a network's firewall): the
+   * hosts' revisions rise, so their waiting syncs are answered with it now.
+   */
+  announce(): void {
+    for (const record of this.#hosts.values()) {
+      record.revision++;
+      for (const wake of [...(this.#waiters.get(record.name) ?? [])]) wake();
+    }
+  }
+
   /** Ends every waiting sync (the manager is closing). */
   wakeAll(): void {
     for (const waiters of this.#waiters.values()) for (const wake of [...waiters]) wake();
@@ -225,6 +239,9 @@ export class HostRegistry {
         cached_versions: record.synced?.cached.length ?? 0,
         cache_bytes: record.synced?.cache_bytes ?? 0,
         last_seen_at: new Date(record.lastSeenMs).toISOString(),
+        ...(record.registration.underlay_address
+          ? { underlay_address: record.registration.underlay_address }
+          : {}),
       };
     });
   }

@@ -26,6 +26,8 @@ export interface SchedulerHost {
   cached: ReadonlySet<string>;
   /** Instances placed on the host: their group IDs (undefined when the instance has none). */
   placed: readonly { instanceId: string; vmGroupId: string | undefined }[];
+  /** Whether the host attaches guests to their networks (its agent has an underlay address). */
+  networks: boolean;
 }
 
 export interface HostRequest {
@@ -38,6 +40,11 @@ export interface HostRequest {
   image: { imageId: string; version: number; format: "raw" | "qcow2"; size: number };
   /** Default "x86_64". */
   arch?: "x86_64" | "aarch64";
+  /**
+   * The instance is on a network: "preferred" (a new instance: on a host without networking it
+   * runs isolated) or "required" (it has its address already and must keep it where it moves).
+   */
+  network?: "preferred" | "required";
 }
 
 export type HostOutcome = "chosen" | "eligible" | "refused";
@@ -62,8 +69,9 @@ export interface HostDecision {
  * two instances of a group while another host could hold one (going from 0 to 1 instance of the
  * group costs 7 × ½ = 3.5, more than cache and load together can give, 3). The cache outweighs any
  * load difference: a cached version boots at once, an uncached one waits for its transfer.
+ * Networking outweighs even spread: a guest on a host that attaches none has no address at all.
  */
-export const WEIGHTS = { cached: 2, load: 1, spread: 7 } as const;
+export const WEIGHTS = { cached: 2, load: 1, spread: 7, network: 10 } as const;
 
 /** "img_a@3": how host caches name a version. */
 export const versionKey = (image: { imageId: string; version: number }) =>
@@ -108,6 +116,10 @@ const FILTERS: readonly Filter[] = [
     h.cached.has(versionKey(r.image)) || h.free.diskBytes >= r.image.size
       ? null
       : `${formatBytes(h.free.diskBytes)} of ${formatBytes(h.capacity.diskBytes)} disk free (needs ${formatBytes(r.image.size)} for ${versionKey(r.image)}, not cached)`,
+  (h, r) =>
+    r.network !== "required" || h.networks
+      ? null
+      : "attaches no guests to networks (its agent has no --guest-network-underlay), and the instance keeps its address",
   (h, r) => {
     const peers = r.spreadHosts ? groupPeers(h, r) : [];
     return peers.length === 0
@@ -127,6 +139,18 @@ interface Weigher {
 }
 
 const WEIGHERS: readonly Weigher[] = [
+  {
+    name: "network",
+    // Zero for every host when no network is asked: the other weighers alone decide.
+    score: (h, r) => (r.network && h.networks ? 1 : 0),
+    describe: (h, r) =>
+      !r.network
+        ? "no network asked"
+        : h.networks
+          ? "attaches guests to networks"
+          : "attaches no guests to networks: the guest would run isolated",
+    whyBetter: (w) => `${w.name} attaches guests to networks, this host does not`,
+  },
   {
     name: "cached",
     score: (h, r) => (h.cached.has(versionKey(r.image)) ? 1 : 0),

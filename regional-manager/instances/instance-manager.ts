@@ -14,7 +14,7 @@ import type {
 import type { ComputeDriver, InstanceStateChange, InstanceStatus } from "../compute/index.ts";
 import { ComputeError } from "../compute/index.ts";
 import type { GuestNetworkInterface } from "../compute/types.ts";
-import type { GuestNetworks } from "../network/guests.ts";
+import type { InstanceNetworking } from "../network/guests.ts";
 import type { ImageStore, VersionRecord } from "../store/image-store.ts";
 import { boundReport, essentialReport, jsonBytes } from "./report-bounds.ts";
 
@@ -36,11 +36,11 @@ export interface InstanceManagerOptions {
   /** Bytes of console sent with each state report. */
   reportConsoleBytes?: number;
   /**
-   * This host's guest networking, when the manager may change the host's network (root or
-   * CAP_NET_ADMIN): guests with a network in their spec get a NIC on it and report its address.
-   * Without it guests boot with their metadata link only, as before networks existed.
+   * The guests' networking: this host's, when the manager may change the host's network (root
+   * or CAP_NET_ADMIN), or its host agents'. Guests with a network in their spec get a NIC on it
+   * and report its address. Without it guests boot with their metadata link only.
    */
-  guestNetworks?: GuestNetworks;
+  guestNetworks?: InstanceNetworking;
   /**
    * How long a guest that leaves its group's endpoints (deleted, stopped) keeps running after new
    * connections stop reaching it, so the ones it is serving can finish. Default 1 s.
@@ -369,6 +369,13 @@ export class InstanceManager {
     const networks = this.#options.guestNetworks;
     if (!spec.network || !networks) return {};
     const exposes = spec.expose && spec.expose.length > 0 && spec.network.gateway && spec.vm_group_id;
+    if (exposes && !networks.offersEndpoints) {
+      throw new ComputeError(
+        "invalid-argument",
+        `datacenter ${this.#options.datacenter} runs its guests on host agents, which do not offer a group's exposed ports (expose) yet`,
+        "expose",
+      );
+    }
     return {
       networkInterface: {
         network: spec.network.id,

@@ -37,6 +37,11 @@ export class NetworkFirewalls {
     return { rules: held.rules, otherwiseAllow: held.otherwise_allow };
   }
 
+  /** The firewall as the control plane sent it (what a manager forwards to its hosts). */
+  held(networkId: string): ManagerNetworkFirewall | undefined {
+    return this.#byNetwork.get(networkId);
+  }
+
   revisionOf(networkId: string): number | undefined {
     return this.#byNetwork.get(networkId)?.revision;
   }

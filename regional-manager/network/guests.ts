@@ -105,8 +105,31 @@ function peersField(peers: readonly string[] | undefined): { peers?: string[] } 
   return peers === undefined ? {} : { peers: [...peers] };
 }
 
+/**
+ * What the instance manager needs of guest networking, wherever the guests run: on this host
+ * (GuestNetworks) or on the datacenter's host agents (hosts/host-networks.ts).
+ */
+export interface InstanceNetworking {
+  /** The MTU guests get: the underlay's less the tunnel's overhead. */
+  readonly mtu: number;
+  /** Each network's firewall, as the control plane last sent it. */
+  readonly firewalls: NetworkFirewalls | undefined;
+  /** Whether a group's exposed ports can be offered as endpoints here. */
+  readonly offersEndpoints: boolean;
+  /** Told when a guest is first seen serving an exposed port. */
+  onServing: ((instanceId: string) => void) | undefined;
+  /** Brings the guests' networking to what `guests` need. */
+  sync(guests: readonly GuestOnNetwork[]): Promise<void>;
+  /** Takes the peers the control plane names; true when they changed. */
+  setPeers(peers: readonly string[]): boolean;
+  /** Whether the guest was seen accepting connections on every one of `ports`. */
+  serves(instanceId: string, ports: readonly number[]): boolean;
+  /** The endpoints of `group` here, as the control plane is told them. */
+  endpointsOf(group: string, guestPorts: readonly number[]): ReportedEndpoint[];
+}
+
 /** Guest networking of one host: its facts, and the executor that makes the kernel match. */
-export class GuestNetworks {
+export class GuestNetworks implements InstanceNetworking {
   readonly #host: HostFacts;
   readonly #executor: LinuxHostNetwork;
   /**
@@ -157,6 +180,10 @@ export class GuestNetworks {
     this.#endpointHost = options.relays?.host ?? options.host.underlayAddress;
     this.#executor = options.executor;
     this.mtu = (options.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
+  }
+
+  get offersEndpoints(): boolean {
+    return this.#endpointPorts !== undefined;
   }
 
   get underlayAddress(): string {

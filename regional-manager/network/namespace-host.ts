@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { isExecutableOnPath } from "../../common/executables.ts";
+import { DEFAULT_QEMU_USER, qemuIdentity } from "../compute/qemu/user.ts";
 
 /** Where `ip netns add NAME` binds a namespace, and where nsenter finds it. */
 export function namespacePath(netns: string): string {
@@ -61,4 +62,34 @@ export function prepareMetadataSocketDir(dataDir: string, qemuGid: number | unde
     chmodSync(dir, 0o700);
   }
   return dir;
+}
+
+/**
+ * What attaching guests to networks needs of this machine before any guest starts, for a manager
+ * running its own guests and a host agent alike: the namespace checked, the user QEMU runs as
+ * (owner of the taps and metadata sockets), and with a namespace the metadata socket directory.
+ */
+export function prepareGuestHost(options: {
+  guestNetwork: { netns?: string } | undefined;
+  qemuUser: string | undefined;
+  dataDir: string;
+}) {
+  const netns = options.guestNetwork?.netns;
+  if (netns) {
+    const missing = missingForNamespaceHost(netns);
+    if (missing.length > 0) throw new Error(`guest networking in a namespace needs ${missing.join("; ")}`);
+  }
+  const qemuOwner = options.guestNetwork
+    ? qemuIdentity(options.qemuUser ?? DEFAULT_QEMU_USER, "tcg")
+    : undefined;
+  const metadataSockets = netns ? prepareMetadataSocketDir(options.dataDir, qemuOwner?.gid) : undefined;
+  return {
+    netns,
+    qemuOwner,
+    metadataSockets,
+    /** The metadata service's socketDir option, when it must listen on unix sockets. */
+    socketDir: metadataSockets
+      ? { socketDir: { path: metadataSockets, ...(qemuOwner ? { group: qemuOwner.gid } : {}) } }
+      : {},
+  };
 }

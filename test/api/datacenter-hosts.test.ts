@@ -71,6 +71,22 @@ describe.each(CATALOG_KINDS)("datacenter hosts (%s)", (kind) => {
     expect((await hostsOf("us-east-a")).items).toEqual([]);
   });
 
+  it("names every host agent's underlay among the tunnel peers, its own datacenter's included", async () => {
+    const answer = await beat([
+      reportedHost("host-a", { underlay_address: "198.51.100.2" }),
+      reportedHost("host-b", { underlay_address: "198.51.100.1" }),
+      reportedHost("host-c"),
+    ]);
+    expect(answer.status).toBe(200);
+    // Its manager hands them to each of its hosts, which leaves itself out.
+    expect(answer.body.underlay_peers).toEqual(["198.51.100.1", "198.51.100.2"]);
+    // The address is not part of the public view of a host.
+    expect((await hostsOf()).items[0]).not.toHaveProperty("underlay_address");
+    const bad = await beat([reportedHost("host-a", { underlay_address: "nowhere" })]);
+    expect(bad.status).toBe(400);
+    expect(bad.body.errors[0].path).toBe("hosts[0].underlay_address");
+  });
+
   it("the next heartbeat's hosts replace them, a down host among them", async () => {
     await beat([reportedHost("host-c"), reportedHost("host-a", { state: "down", instance_count: 0 })]);
     const page = await hostsOf();

@@ -1,6 +1,8 @@
 // `globalvm up --hosts-per-datacenter 2`: each datacenter's manager places its guests on two host
-// agents run by up, `globalvm hosts` lists them, a group spread over hosts lands on both, and
-// Ctrl-C stops the guests with everything else.
+// agents run by up, each host a network namespace of its own on the guest network; `globalvm
+// hosts` lists them, a group spread over hosts lands on both with an address each, and Ctrl-C
+// stops the guests and removes the hosts' namespaces with everything else.
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +18,7 @@ let answer: {
   endpoint: string;
   token: string;
   hosts_per_datacenter: number;
-  guest_network: { enabled: boolean; reason?: string };
+  guest_network: { enabled: boolean; reason?: string; hosts?: { netns: string; host?: string }[] };
 };
 
 function isRunning(pid: number | undefined): boolean {
@@ -61,12 +63,10 @@ describe("globalvm up with host agents", () => {
   const env = () => ({ GLOBALVM_ENDPOINT: answer.endpoint, GLOBALVM_TOKEN: answer.token });
   let pids: number[] = [];
 
-  it("runs two hosts per datacenter, listed by globalvm hosts, with guest networking off and saying why", async () => {
+  it("runs two hosts per datacenter, listed by globalvm hosts, each a namespace on the guest network", async () => {
     expect(answer.hosts_per_datacenter).toBe(2);
-    expect(answer.guest_network).toEqual({
-      enabled: false,
-      reason: "host agents do not attach guests to networks yet",
-    });
+    expect(answer.guest_network.enabled, answer.guest_network.reason).toBe(true);
+    expect(answer.guest_network.hosts?.map((h) => h.host)).toEqual(["host-1", "host-2"]);
     let hosts: { name: string; state: string }[] = [];
     for (let tries = 0; tries < 60 && hosts.filter((h) => h.state === "up").length < 2; tries++) {
       const listed = await runCli(["hosts", "--datacenter", "eu-west-a", "--json"], env());
@@ -105,9 +105,16 @@ describe("globalvm up with host agents", () => {
     const watched = await runCli(["operation", "watch", id], env(), 300_000);
     expect(watched.code, `${watched.stderr}\n${up.output().slice(-3000)}`).toBe(0);
     const shown = await runCli(["vm-group", "show", "pair", "--json"], env());
-    const instances = JSON.parse(shown.stdout).instances as { id: string; state: string; host: string }[];
+    const instances = JSON.parse(shown.stdout).instances as {
+      id: string;
+      state: string;
+      host: string;
+      address: string | null;
+    }[];
     expect(instances.map((i) => i.state)).toEqual(["ready", "ready"]);
     expect(instances.map((i) => i.host).sort()).toEqual(["host-1", "host-2"]);
+    for (const instance of instances) expect(instance.address).toMatch(/^10\.\d+\.\d+\.\d+$/);
+    expect(new Set(instances.map((i) => i.address)).size).toBe(2);
     pids = instances.map(
       (i) =>
         readInstanceRecord(join(dataDir, `eu-west-a-h${i.host.slice(5)}`, "compute", "instances", i.id))
@@ -118,5 +125,7 @@ describe("globalvm up with host agents", () => {
     up.child.kill("SIGINT");
     expect(await up.exited()).toBe(0);
     expect(pids.filter(isRunning)).toEqual([]);
+    const namespaces = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
+    for (const host of answer.guest_network.hosts ?? []) expect(namespaces).not.toContain(host.netns);
   }, 420_000);
 });

@@ -8,9 +8,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { InstanceSpec, InstanceStateChange } from "../../regional-manager/compute/types.ts";
 import { createHostApp } from "../../regional-manager/hosts/app.ts";
 import { CredentialChecks } from "../../regional-manager/hosts/credential-checks.ts";
+import { HostAgentNetworks } from "../../regional-manager/hosts/host-networks.ts";
 import { HostsDriver } from "../../regional-manager/hosts/hosts-driver.ts";
-import { HostRegistry } from "../../regional-manager/hosts/registry.ts";
+import { type HostRecord, HostRegistry } from "../../regional-manager/hosts/registry.ts";
 import { HostSessions } from "../../regional-manager/hosts/sessions.ts";
+import { NetworkFirewalls } from "../../regional-manager/network/firewalls.ts";
 import type { HostInstanceStatus, HostRegistration, HostSync } from "../../schemas/hosts.ts";
 
 let dir: string;
@@ -245,6 +247,112 @@ describe("healing", () => {
       `starting (repair): recreated on host ${other}: host ${first} stopped syncing`,
     );
     expect(driver.status("ins_1")).toMatchObject({ host: other, state: "starting" });
+  });
+});
+
+describe("guest networks on hosts", () => {
+  const NETWORK = "net_01jd3k9x4m6q8r2t5v7w9y1z3b";
+  const nic = (address: string) => ({
+    networkInterface: { network: NETWORK, vni: 4097, address, prefixLength: 20, mtu: 1450 },
+  });
+  const firewall = { revision: 3, rules: [], otherwise_allow: ["10.128.0.0/9"] };
+
+  it("gives an instance its NIC on a host that attaches guests, and keeps it there when it moves", async () => {
+    const hosts = registry();
+    hosts.register("h1", registration);
+    hosts.register("h2", { ...registration, underlay_address: "198.51.100.2" });
+    hosts.register("h3", { ...registration, underlay_address: "198.51.100.3" });
+    for (const name of ["h1", "h2", "h3"]) hosts.sync(name, sync());
+    const driver = driverOn(hosts);
+    await driver.create(spec("ins_1", nic("10.128.0.5")));
+    // h1 is first by name, but its guest would have no network.
+    expect(hosts.hostOf("ins_1")?.name).toBe("h2");
+    expect(hosts.get("h2")?.assignments.get("ins_1")?.network_interface).toEqual({
+      network: NETWORK,
+      vni: 4097,
+      address: "10.128.0.5",
+      prefix_length: 20,
+    });
+    expect(driver.status("ins_1").spec.networkInterface?.address).toBe("10.128.0.5");
+    await driver.start("ins_1");
+    hosts.sync("h2", sync([status("ins_1", "ready")]));
+
+    // h2 goes silent: only h3 attaches guests, so the instance keeps its address there.
+    now += 35_000;
+    for (const name of ["h1", "h3"]) hosts.sync(name, sync());
+    expect(driver.heal(now)).toEqual(["ins_1"]);
+    expect(hosts.hostOf("ins_1")?.name).toBe("h3");
+    expect(hosts.get("h3")?.assignments.get("ins_1")?.network_interface?.address).toBe("10.128.0.5");
+    // With no such host left, it is not moved to one that would take its address away.
+    now += 35_000;
+    hosts.sync("h1", sync());
+    const decision = driver.explain({
+      instanceId: "ins_1",
+      vmGroupId: undefined,
+      spreadHosts: false,
+      vcpus: 1,
+      memoryMb: 256,
+      network: "required",
+      image: { imageId: IMAGE.image_id, version: 1, format: "qcow2", size: IMAGE.size },
+    });
+    expect(decision.refusal).toMatch(/h1: attaches no guests to networks/);
+  });
+
+  it("runs an instance isolated on a datacenter whose hosts attach no guests", async () => {
+    const hosts = registry();
+    hosts.register("h1", registration);
+    hosts.sync("h1", sync());
+    const driver = driverOn(hosts);
+    await driver.create(spec("ins_1", nic("10.128.0.5")));
+    expect(hosts.get("h1")?.assignments.get("ins_1")?.network_interface).toBeUndefined();
+    expect(driver.status("ins_1").spec.networkInterface).toBeUndefined();
+  });
+
+  it("tells each host the other hosts' tunnels and its networks' firewalls, and wakes them only on a change", async () => {
+    const hosts = registry();
+    hosts.register("h1", { ...registration, underlay_address: "198.51.100.1" });
+    hosts.register("h2", { ...registration, underlay_address: "198.51.100.2" });
+    hosts.register("h3", registration);
+    for (const name of ["h1", "h2", "h3"]) hosts.sync(name, sync());
+    const firewalls = new NetworkFirewalls(join(dir, "firewalls.json"));
+    const networks = new HostAgentNetworks({ registry: hosts, firewalls });
+    const driver = driverOn(hosts);
+    await driver.create(spec("ins_1", nic("10.128.0.5")));
+    await firewalls.offer(NETWORK, firewall);
+    const h1 = hosts.get("h1") as HostRecord;
+    const placed = hosts.hostOf("ins_1") as HostRecord;
+    expect(placed.name).toBe("h1");
+
+    // Other datacenters' hosts come from the control plane; this datacenter's at once.
+    expect(networks.setPeers(["192.0.2.9", "198.51.100.1"])).toBe(true);
+    expect(networks.setPeers(["198.51.100.1", "192.0.2.9"])).toBe(false);
+    expect(networks.answerFor(h1)).toEqual({
+      peers: ["192.0.2.9", "198.51.100.2"],
+      firewalls: { [NETWORK]: firewall },
+    });
+    expect(networks.answerFor(hosts.get("h2") as HostRecord)).toEqual({
+      peers: ["192.0.2.9", "198.51.100.1"],
+      firewalls: {},
+    });
+    expect(networks.answerFor(hosts.get("h3") as HostRecord)).toBeUndefined();
+
+    const guests = driver.list().map((s) => ({
+      instanceId: s.instanceId,
+      nic: s.spec.networkInterface as NonNullable<InstanceSpec["networkInterface"]>,
+      ready: false,
+    }));
+    const revision = h1.revision;
+    await networks.sync(guests);
+    expect(h1.revision).toBe(revision + 1);
+    await networks.sync(guests);
+    expect(h1.revision).toBe(revision + 1);
+    await firewalls.offer(NETWORK, { ...firewall, revision: 4, otherwise_allow: [] });
+    await networks.sync(guests);
+    expect(h1.revision).toBe(revision + 2);
+    // A host that registers with (or moves) its underlay is news to the others.
+    hosts.register("h3", { ...registration, underlay_address: "198.51.100.3" });
+    expect(h1.revision).toBe(revision + 3);
+    expect(networks.answerFor(h1)?.peers).toContain("198.51.100.3");
   });
 });
 

@@ -20,6 +20,7 @@ function host(name: string, over: Partial<SchedulerHost> = {}): SchedulerHost {
     free: { vcpus: 8, memoryMb: 16_384, diskBytes: 100 * GiB },
     cached: new Set(),
     placed: [],
+    networks: false,
     ...over,
   };
 }
@@ -178,6 +179,39 @@ describe("weighers", () => {
     const d = scheduleInstance([host("h2"), host("h1")], request());
     expect(d.host).toBe("h1");
     expect(reasonsOf(d, "h1")?.[0]).toMatch(/ties with h2, first by name$/);
+    expect(reasonsOf(d, "h2")?.[0]).toMatch(/tie broken by name$/);
+  });
+});
+
+describe("networks", () => {
+  it("puts a new instance on a network on a host that attaches guests, even over spread", () => {
+    const networked = host("h2", { networks: true, placed: [{ instanceId: "inst_x", vmGroupId: "vmg_1" }] });
+    const d = scheduleInstance([host("h1"), networked], request({ network: "preferred" }));
+    expect(d.host).toBe("h2");
+    expect(reasonsOf(d, "h1")?.[0]).toMatch(/h2 attaches guests to networks, this host does not$/);
+    expect(reasonsOf(d, "h1")).toContain("attaches no guests to networks: the guest would run isolated (+0)");
+  });
+
+  it("still places a new instance where no host attaches guests (it runs isolated)", () => {
+    expect(scheduleInstance([host("h1")], request({ network: "preferred" })).host).toBe("h1");
+  });
+
+  it("refuses a host without networking to an instance that keeps its address", () => {
+    const d = scheduleInstance(
+      [host("h1"), host("h2", { networks: true })],
+      request({ network: "required" }),
+    );
+    expect(d.host).toBe("h2");
+    expect(reasonsOf(d, "h1")).toEqual([
+      "attaches no guests to networks (its agent has no --guest-network-underlay), and the instance keeps its address",
+    ]);
+    const none = scheduleInstance([host("h1")], request({ network: "required" }));
+    expect(none.refusal).toMatch(/^no host can run inst_a: h1: attaches no guests to networks/);
+  });
+
+  it("scores nothing for networking when no network is asked", () => {
+    const d = scheduleInstance([host("h1"), host("h2", { networks: true })], request());
+    expect(d.host).toBe("h1");
     expect(reasonsOf(d, "h2")?.[0]).toMatch(/tie broken by name$/);
   });
 });

@@ -1,11 +1,11 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { and, asc, eq, isNotNull, ne } from "drizzle-orm";
+import { and, eq, isNotNull, ne } from "drizzle-orm";
 import { NameSchema } from "../../../schemas/common.ts";
 import { HeartbeatAnswerSchema, HeartbeatSchema } from "../../../schemas/regions.ts";
 import { requireManagerOf } from "../../auth.ts";
 import { replaceDatacenterHosts } from "../../catalog/hosts.ts";
 import { toDatacenter } from "../../catalog/mappers.ts";
-import { datacenters } from "../../catalog/schema.ts";
+import { datacenters, hosts } from "../../catalog/schema.ts";
 import type { AppEnv } from "../../env.ts";
 import { errors } from "../../errors.ts";
 import { bearerAuth, jsonBody, jsonResponse, problemResponses } from "../../openapi.ts";
@@ -57,14 +57,19 @@ export function register(app: OpenAPIHono<AppEnv>) {
       await replaceDatacenterHosts(tx, name, body.hosts);
       return updated;
     });
-    // Every other datacenter that attaches guests: a network's broadcast reaches them all, and
-    // one without that network's tunnel drops it.
-    const peers = await db
-      .select({ address: datacenters.underlayAddress })
-      .from(datacenters)
-      .where(and(ne(datacenters.name, name), isNotNull(datacenters.underlayAddress)))
-      .orderBy(asc(datacenters.underlayAddress));
-    return c.json({ ...toDatacenter(row, at), underlay_peers: peers.map((p) => p.address as string) }, 200);
+    // Every other place that attaches guests: a network's broadcast reaches them all, and one
+    // without that network's tunnel drops it. Those are the other datacenters' managers that run
+    // guests themselves, and every host agent, this datacenter's included: its manager hands
+    // them to each of its hosts, which leaves itself out.
+    const [managers, agents] = await Promise.all([
+      db
+        .select({ address: datacenters.underlayAddress })
+        .from(datacenters)
+        .where(and(ne(datacenters.name, name), isNotNull(datacenters.underlayAddress))),
+      db.select({ address: hosts.underlayAddress }).from(hosts).where(isNotNull(hosts.underlayAddress)),
+    ]);
+    const peers = [...new Set([...managers, ...agents].map((p) => p.address as string))].sort();
+    return c.json({ ...toDatacenter(row, at), underlay_peers: peers }, 200);
   });
 }
 
