@@ -302,6 +302,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
             downAfterMs: options.hostAgents?.downAfterMs ?? HOST_DOWN_AFTER_MS,
             onSync: (host: string) => hostSynced(host),
             ...(hostNetworks ? { networksOf: (record: HostRecord) => hostNetworks.answerFor(record) } : {}),
+            lookupName: (instanceId: string, name: string) => internalNames.lookup(instanceId, name),
           },
         }
       : {}),

@@ -18,6 +18,7 @@ import type {
   HostSession,
   HostSyncAnswer,
 } from "../../schemas/hosts.ts";
+import { INTERNAL_NAME_TTL_SECONDS, type InternalNameAnswer } from "../../schemas/internal-names.ts";
 import { measureCapacity } from "../capacity.ts";
 import {
   type Accelerator,
@@ -25,14 +26,12 @@ import {
   createComputeDriver,
   type ProbeGuest,
 } from "../compute/index.ts";
-import type { GuestNetworkInterface } from "../compute/types.ts";
 import { MetadataService } from "../metadata/index.ts";
-import { NetworkFirewalls } from "../network/firewalls.ts";
-import { GuestNetworks } from "../network/guests.ts";
-import { LinuxHostNetwork } from "../network/linux.ts";
+import { InternalNameCache } from "../metadata/name-cache.ts";
 import { prepareGuestHost } from "../network/namespace-host.ts";
 import { type ConvergeAction, planConvergence } from "./converge.ts";
 import { HostImageCache } from "./image-cache.ts";
+import { type AgentNetworkOptions, AgentNetworks } from "./networks.ts";
 
 export interface HostAgentOptions {
   /** The host's name in its datacenter. */
@@ -57,7 +56,7 @@ export interface HostAgentOptions {
    * the other hosts' tunnels reach this one; `netns` a named network namespace standing for the
    * host (needs nsenter and socat). Without it the host's guests run isolated.
    */
-  guestNetwork?: { underlayAddress: string; underlayMtu?: number; netns?: string };
+  guestNetwork?: AgentNetworkOptions;
 }
 
 export interface RunningHostAgent {
@@ -97,19 +96,27 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
     qemuUser: options.qemuUser,
     dataDir: options.dataDir,
   });
-  const metadata = new MetadataService(socketDir);
-  const guestNetworks = options.guestNetwork
-    ? new GuestNetworks({
-        host: {
-          underlayAddress: options.guestNetwork.underlayAddress,
-          ...(qemuOwner ? { tapOwnerUid: qemuOwner.uid } : {}),
-        },
-        executor: new LinuxHostNetwork(netns ? { netns } : {}),
-        firewalls: new NetworkFirewalls(join(options.dataDir, "network-firewalls.json")),
-        ...(options.guestNetwork.underlayMtu ? { underlayMtu: options.guestNetwork.underlayMtu } : {}),
-        log,
-      })
-    : undefined;
+  const base = options.managerUrl.replace(/\/+$/, "");
+  let session: HostSession | undefined;
+  // A guest's DNS answers come from the catalog through the manager, kept as long as a guest may
+  // keep them.
+  const internalNames = new InternalNameCache(
+    async (instanceId, name) => {
+      if (!session) throw new Error("not registered with the manager yet");
+      const path = `/v1/hosts/${options.name}/instances/${instanceId}/names/${encodeURIComponent(name)}`;
+      try {
+        return (await call("GET", path, session.session_token, undefined)) as InternalNameAnswer;
+      } catch (error) {
+        if (error instanceof ManagerAnswerError && error.status === 404) return undefined;
+        throw error;
+      }
+    },
+    { ttlMs: INTERNAL_NAME_TTL_SECONDS * 1000 },
+  );
+  const metadata = new MetadataService({
+    ...socketDir,
+    lookupName: (instanceId, name) => internalNames.lookup(instanceId, name),
+  });
   const driver = createComputeDriver("qemu", {
     dataDir: join(options.dataDir, "compute"),
     metadata,
@@ -123,38 +130,16 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
   const adopted = await driver.reattach();
   if (adopted.length > 0) log(`re-adopted ${adopted.length} guest(s)`);
 
-  /** Brings this host's bridges, tunnels, taps and rules to what its guests need. */
-  async function syncNetworks(): Promise<void> {
-    if (!guestNetworks) return;
-    await guestNetworks.sync(
-      driver.list().flatMap((status) =>
-        status.spec.networkInterface
-          ? [
-              {
-                instanceId: status.instanceId,
-                nic: status.spec.networkInterface,
-                ready: status.state === "ready",
-              },
-            ]
-          : [],
-      ),
-    );
-  }
-  // The kernel kept carrying the re-adopted guests' traffic; this adopts it (tunnel peers are
-  // left as they are until the manager names them).
-  await syncNetworks();
+  const networks = new AgentNetworks({
+    guestNetwork: options.guestNetwork,
+    driver,
+    dataDir: options.dataDir,
+    tapOwnerUid: qemuOwner?.uid,
+    log,
+  });
+  // The kernel kept carrying the re-adopted guests' traffic; this adopts it.
+  await networks.sync();
 
-  /** Takes the manager's word on networks: tunnel peers and firewalls; syncs when either changed. */
-  async function takeNetworks(networks: HostSyncAnswer["networks"]): Promise<void> {
-    if (!guestNetworks || !networks) return;
-    let changed = guestNetworks.setPeers(networks.peers);
-    for (const [network, firewall] of Object.entries(networks.firewalls)) {
-      if (await guestNetworks.firewalls?.offer(network, firewall)) changed = true;
-    }
-    if (changed) await syncNetworks();
-  }
-
-  const base = options.managerUrl.replace(/\/+$/, "");
   const registration: HostRegistration = {
     capacity,
     arch: process.arch === "arm64" ? "aarch64" : "x86_64",
@@ -162,7 +147,6 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
     cache_limit_bytes: options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT,
     ...(options.guestNetwork ? { underlay_address: options.guestNetwork.underlayAddress } : {}),
   };
-  let session: HostSession | undefined;
   let closed = false;
   let revision = 0;
   let convergedRevision = 0;
@@ -178,8 +162,11 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
   async function call(method: string, path: string, token: string, body: unknown, signal?: AbortSignal) {
     const response = await fetch(`${base}${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       ...(signal ? { signal } : {}),
     });
     const text = await response.text();
@@ -294,7 +281,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
         await Promise.all(actions.map((action) => act(action)));
       }
       // Removed guests' taps go; a recreated guest's tap is its new one.
-      if (acted) await syncNetworks();
+      if (acted) await networks.sync();
       const stillUsed = new Set(driver.list().map((s) => s.spec.image.path));
       if (cache.bytes() > (options.cacheLimitBytes ?? DEFAULT_CACHE_LIMIT)) await cache.collect(stillUsed);
     })()
@@ -307,21 +294,6 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
         // another at once (every answer is converged on): a busy loop of syncs.
         if (acted) wake.abort();
       });
-  }
-
-  /** The guest's NIC: the manager's address for it, this host's MTU. None on a host without networking. */
-  function networkInterfaceOf(a: HostAssignment): { networkInterface?: GuestNetworkInterface } {
-    const nic = a.network_interface;
-    if (!nic || !guestNetworks) return {};
-    return {
-      networkInterface: {
-        network: nic.network,
-        vni: nic.vni,
-        address: nic.address,
-        prefixLength: nic.prefix_length,
-        mtu: guestNetworks.mtu,
-      },
-    };
   }
 
   async function act(action: ConvergeAction): Promise<void> {
@@ -361,11 +333,11 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
             vcpus: a.vcpus,
             memoryMb: a.memory_mb,
             metadata: a.metadata,
-            ...networkInterfaceOf(a),
+            ...networks.interfaceOf(a),
           });
           preparing.delete(id);
           // Its tap must exist before QEMU opens it, and its network's rules before it can talk.
-          if (a.network_interface && guestNetworks) await syncNetworks();
+          if (a.network_interface) await networks.sync();
           await driver.start(id);
           return;
         }
@@ -415,9 +387,13 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
       try {
         const answer = await sync(waitSeconds, controller.signal);
         revision = answer.revision;
-        await takeNetworks(answer.networks).catch((error: unknown) =>
-          log(`[WARN] guest networks not updated: ${error instanceof Error ? error.message : String(error)}`),
-        );
+        await networks
+          .take(answer.networks)
+          .catch((error: unknown) =>
+            log(
+              `[WARN] guest networks not updated: ${error instanceof Error ? error.message : String(error)}`,
+            ),
+          );
         converge(answer.assignments, answer.revision);
         waitSeconds = longPollSeconds(session, options.syncWaitSeconds);
       } catch (error) {
@@ -458,7 +434,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<Running
         await Promise.allSettled(driver.list().map((g) => driver.stop(g.instanceId, { graceMs: 0 })));
       }
       await driver.detach();
-      await guestNetworks?.close();
+      await networks.close();
       await metadata.close();
       // Its sockets are gone with the listeners; the next start makes the directory again.
       if (metadataSockets) rmSync(metadataSockets, { recursive: true, force: true });

@@ -5,7 +5,7 @@
 // seconds pass (a long poll: a new assignment reaches its host without a polling delay).
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { ProblemError } from "../../common/http/problem.ts";
-import { NameSchema } from "../../schemas/common.ts";
+import { idSchema, NameSchema } from "../../schemas/common.ts";
 import {
   HostRegistrationSchema,
   HostSessionSchema,
@@ -13,6 +13,7 @@ import {
   HostSyncAnswerSchema,
   HostSyncSchema,
 } from "../../schemas/hosts.ts";
+import { type InternalNameAnswer, InternalNameAnswerSchema } from "../../schemas/internal-names.ts";
 import { type Log, managerRoutes, problemResponses } from "../http/openapi.ts";
 import type { HostRecord, HostRegistry } from "./registry.ts";
 import type { HostSessions } from "./sessions.ts";
@@ -65,6 +66,31 @@ export const hostRoutes = {
       ...problemResponses(400, 401, 403, 404),
     },
   }),
+  resolveName: createRoute({
+    operationId: "resolveHostGuestName",
+    method: "get",
+    path: "/v1/hosts/{name}/instances/{instance}/names/{dns_name}",
+    tags,
+    summary: "A host resolves an internal name for one of its guests (the guest's DNS query)",
+    security: [{ hostSession: [] as string[] }],
+    request: {
+      params: HostParams.extend({
+        instance: idSchema("instance").openapi({ param: { name: "instance", in: "path" } }),
+        dns_name: z
+          .string()
+          .min(1)
+          .max(253)
+          .openapi({
+            param: { name: "dns_name", in: "path" },
+            example: "web.default.us-east.acme.globalvm.internal",
+          }),
+      }),
+    },
+    responses: {
+      200: json(InternalNameAnswerSchema, "The name's addresses, as the control plane answers them"),
+      ...problemResponses(401, 403, 404, 503),
+    },
+  }),
 };
 
 export interface HostAppOptions {
@@ -76,6 +102,11 @@ export interface HostAppOptions {
   downAfterMs: number;
   /** A host's sync came in (the manager's heartbeat and capacity follow its hosts). */
   onSync?: (host: string) => void;
+  /**
+   * Resolves an internal name for an instance (the manager's cache of the control plane's
+   * answers); undefined: no such name. Without it, hosts' guests resolve nothing.
+   */
+  lookupName?: (instanceId: string, name: string) => Promise<InternalNameAnswer | undefined>;
   /** What a host's answer says of guest networks (tunnel peers, firewalls); undefined: nothing. */
   networksOf?: (record: HostRecord) => HostSyncAnswer["networks"];
   log?: Log;
@@ -137,6 +168,35 @@ export function createHostApp(options: HostAppOptions): OpenAPIHono {
       },
       200,
     );
+  });
+
+  app.openapi(hostRoutes.resolveName, async (c) => {
+    const { name, instance, dns_name } = c.req.valid("param");
+    const host = options.sessions.hostOf(bearer(c.req.header("authorization")));
+    if (!host)
+      throw new ProblemError(401, "unauthenticated", "Resolve with the session token the registration gave.");
+    if (host !== name)
+      throw new ProblemError(403, "forbidden", `This session is host ${host}'s, not ${name}'s.`);
+    // A host asks only for its own guests: the name is resolved in that instance's project.
+    if (!options.registry.get(name)?.assignments.has(instance))
+      throw new ProblemError(
+        404,
+        "instance_not_found",
+        `Instance ${instance} is not assigned to host ${name}.`,
+      );
+    let answer: InternalNameAnswer | undefined;
+    try {
+      answer = await options.lookupName?.(instance, dns_name);
+    } catch (error) {
+      throw new ProblemError(
+        503,
+        "lookup_unavailable",
+        `The control plane did not answer for ${dns_name}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    if (!answer)
+      throw new ProblemError(404, "name_not_found", `No internal name ${dns_name} for ${instance}.`);
+    return c.json(answer, 200);
   });
 
   app.openAPIRegistry.registerComponent("securitySchemes", "managerCredential", {

@@ -357,6 +357,7 @@ describe("guest networks on hosts", () => {
 });
 
 describe("the hosts API", () => {
+  const lookups: string[] = [];
   function app(hosts = registry(), sessions = new HostSessions()) {
     return {
       hosts,
@@ -367,6 +368,11 @@ describe("the hosts API", () => {
         verifyCredential: async (credential) => credential === "the-datacenter-credential",
         syncIntervalMs: 20_000,
         downAfterMs: 30_000,
+        lookupName: async (instanceId, name) => {
+          lookups.push(`${instanceId} ${name}`);
+          if (name === "down.globalvm.internal") throw new Error("control plane unreachable");
+          return name === "web.globalvm.internal" ? { name, addresses: ["10.128.0.7"] } : undefined;
+        },
       }),
     };
   }
@@ -375,6 +381,12 @@ describe("the hosts API", () => {
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: JSON.stringify(registration),
   });
+  const sessionOf = async (api: ReturnType<typeof app>["app"], host: string) =>
+    (
+      (await (await api.request(`/v1/hosts/${host}`, put("the-datacenter-credential"))).json()) as {
+        session_token: string;
+      }
+    ).session_token;
   const post = (token: string, body: unknown) => ({
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -391,14 +403,8 @@ describe("the hosts API", () => {
 
   it("syncs with the host's own session, names a bad field, and holds a waiting sync until an assignment", async () => {
     const { app: api, hosts } = app();
-    const sessionOf = async (host: string) =>
-      (
-        (await (await api.request(`/v1/hosts/${host}`, put("the-datacenter-credential"))).json()) as {
-          session_token: string;
-        }
-      ).session_token;
-    const h1 = await sessionOf("h1");
-    const h2 = await sessionOf("h2");
+    const h1 = await sessionOf(api, "h1");
+    const h2 = await sessionOf(api, "h2");
     expect((await api.request("/v1/hosts/h1/sync", post(h2, sync()))).status).toBe(403);
     expect((await api.request("/v1/hosts/h1/sync", post("gvh_nobody", sync()))).status).toBe(401);
     const bad = await api.request("/v1/hosts/h1/sync", post(h1, { ...sync(), free: { vcpus: -1 } }));
@@ -421,5 +427,35 @@ describe("the hosts API", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(answer.revision).toBeGreaterThan(first.revision);
     expect(answer.assignments.map((a) => a.instance_id)).toEqual(["ins_1"]);
+  });
+
+  it("resolves internal names only for a host's own guests, with its own session", async () => {
+    const GUEST = "ins_01jd3k9x4m6q8r2t5v7w9y1z3b";
+    const { app: api, hosts } = app();
+    const h1 = await sessionOf(api, "h1");
+    const h2 = await sessionOf(api, "h2");
+    for (const name of ["h1", "h2"]) hosts.sync(name, sync());
+    await driverOn(hosts).create(spec(GUEST));
+    const on = hosts.hostOf(GUEST)?.name as string;
+    const [own, other] = on === "h1" ? [h1, h2] : [h2, h1];
+    const otherName = on === "h1" ? "h2" : "h1";
+    const get = (host: string, token: string, name: string, instance = GUEST) =>
+      api.request(`/v1/hosts/${host}/instances/${instance}/names/${name}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+
+    const answer = await get(on, own, "web.globalvm.internal");
+    expect(answer.status).toBe(200);
+    expect(await answer.json()).toEqual({ name: "web.globalvm.internal", addresses: ["10.128.0.7"] });
+    expect((await get(on, "gvh_nobody", "web.globalvm.internal")).status).toBe(401);
+    expect((await get(on, other, "web.globalvm.internal")).status).toBe(403);
+    // Another host's guest: its project is none of this host's business.
+    lookups.length = 0;
+    const notHers = await get(otherName, other, "web.globalvm.internal");
+    expect(notHers.status).toBe(404);
+    expect(JSON.stringify(await notHers.json())).toContain(`not assigned to host ${otherName}`);
+    expect(lookups).toEqual([]);
+    expect((await get(on, own, "nothing.globalvm.internal")).status).toBe(404);
+    expect((await get(on, own, "down.globalvm.internal")).status).toBe(503);
   });
 });

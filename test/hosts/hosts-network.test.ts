@@ -1,7 +1,8 @@
 // Guests on host agents on their network, with real processes and real guests: two host agents
 // of one datacenter, each a network namespace on a shared underlay (a bridge in a third
 // namespace), attach their guests to the project's network. A client on one host reaches a web
-// guest on the other through the hosts' VXLAN tunnels, which the manager told each agent about;
+// guest on the other through the hosts' VXLAN tunnels, which the manager told each agent about,
+// and resolves web's internal names through its agent and the manager;
 // each network's firewall reaches the agents; and a client whose host is lost is recreated on
 // the other host with the same address.
 import { randomBytes } from "node:crypto";
@@ -12,7 +13,7 @@ import { readInstanceRecord } from "../../regional-manager/compute/instance-reco
 import { deviceName } from "../../regional-manager/network/spec.ts";
 import { addNamespace, joinWan, makeWan, removeNamespaces, sh } from "../network/namespaces.ts";
 import { ensureGuestImage } from "../support/compute.ts";
-import { FETCH_WEB, SERVE } from "../support/guest-scripts.ts";
+import { FETCH_WEB, resolveNames, SERVE } from "../support/guest-scripts.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { createGroup, createGuestImage, expectSucceeded, listInstances } from "../support/vm-groups.ts";
 
@@ -108,14 +109,22 @@ describe("guests on host agents on their network", () => {
       image,
       region: "us-east",
       size: 1,
-      metadata: { "startup-script": FETCH_WEB },
+      metadata: {
+        "startup-script": [
+          resolveNames("web", {
+            peer: `web-${ordinal}.web.us-east.acme.globalvm.internal`,
+            group: "web.us-east.acme.globalvm.internal",
+          }),
+          FETCH_WEB,
+        ].join("\n"),
+      },
       metadata_from: { web: { vm_group: webGroup.groupId, instance: ordinal, attribute: "address" } },
     });
     clientGroup = clientCreate.groupId;
     await expectSucceeded(stack, clientCreate.operationId, 300_000);
     client = await until("the client's fetch", 120_000, async () => {
       const [found] = await instancesOf(clientGroup);
-      return found?.guest_attributes["net/tcp"] ? found : undefined;
+      return found?.guest_attributes["net/tcp"] && found.guest_attributes["dns/group"] ? found : undefined;
     });
 
     expect(client.host).toBe("host-1");
@@ -124,6 +133,9 @@ describe("guests on host agents on their network", () => {
     expect(client.address).toBe(client.network_ip);
     expect(client.guest_attributes["net/peer"]).toBe(web.address);
     expect(client.guest_attributes["net/tcp"], stack.logs()).toBe("ok");
+    // Its DNS queries reach the catalog through its agent and the manager.
+    expect(client.guest_attributes["dns/peer"]).toBe(web.address);
+    expect(webs.map((i) => i.address)).toContain(client.guest_attributes["dns/group"]);
   }, 420_000);
 
   it("each host has its guests' taps, tunnels to the other host, and the network's firewall", () => {
