@@ -153,8 +153,12 @@ export const HostSyncAnswerSchema = z
     /** For a host that attaches guests to networks: where its tunnels reach, and its networks' rules. */
     networks: z
       .object({
-        /** Underlay addresses of every other host with guests on networks (any datacenter's). */
-        peers: z.array(Ipv4Schema),
+        /**
+         * Underlay addresses of every other host with guests on networks (any datacenter's).
+         * Absent while the manager does not know them yet (just restarted, before the control
+         * plane answered): the host keeps its tunnels' peers as they are.
+         */
+        peers: z.array(Ipv4Schema).optional(),
         /** The firewall of each network the host's assignments are on. */
         firewalls: z.record(idSchema("network"), ManagerNetworkFirewallSchema),
       })

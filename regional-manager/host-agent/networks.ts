@@ -68,7 +68,7 @@ export class AgentNetworks {
   /** Takes the manager's word on tunnel peers and firewalls; syncs when either changed. */
   async take(networks: HostSyncAnswer["networks"]): Promise<void> {
     if (!this.#networks || !networks) return;
-    let changed = this.#networks.setPeers(networks.peers);
+    let changed = networks.peers !== undefined && this.#networks.setPeers(networks.peers);
     for (const [network, firewall] of Object.entries(networks.firewalls)) {
       if (await this.#networks.firewalls?.offer(network, firewall)) changed = true;
     }

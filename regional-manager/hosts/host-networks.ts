@@ -22,8 +22,11 @@ export class HostAgentNetworks implements InstanceNetworking {
   /** Endpoints need a host port that leads to the group's guests: not offered on hosts yet. */
   readonly offersEndpoints = false;
   onServing: ((instanceId: string) => void) | undefined;
-  /** The underlay addresses the control plane named in its last heartbeat answer. */
-  #peers: readonly string[] = [];
+  /**
+   * The underlay addresses the control plane named in its last heartbeat answer; undefined
+   * until it has (then the hosts are not told any, and keep the peers their tunnels have).
+   */
+  #peers: readonly string[] | undefined;
   /** The firewalls and peers the hosts were last told: a sync tells them only of a change. */
   #announced = "";
 
@@ -35,7 +38,7 @@ export class HostAgentNetworks implements InstanceNetworking {
 
   setPeers(peers: readonly string[]): boolean {
     const next = [...new Set(peers)].sort();
-    if (next.join(",") === this.#peers.join(",")) return false;
+    if (this.#peers !== undefined && next.join(",") === this.#peers.join(",")) return false;
     this.#peers = next;
     return true;
   }
@@ -62,14 +65,15 @@ export class HostAgentNetworks implements InstanceNetworking {
   answerFor(record: HostRecord): HostSyncAnswer["networks"] {
     const own = record.registration.underlay_address;
     if (!own) return undefined;
-    const hostsHere = this.#registry.list().flatMap((r) => r.registration.underlay_address ?? []);
-    const peers = [...new Set([...this.#peers, ...hostsHere])].filter((p) => p !== own).sort();
     const firewalls: NonNullable<HostSyncAnswer["networks"]>["firewalls"] = {};
     for (const assignment of record.assignments.values()) {
       const network = assignment.network_interface?.network;
       const firewall = network ? this.firewalls.held(network) : undefined;
       if (network && firewall) firewalls[network] = firewall;
     }
+    if (this.#peers === undefined) return { firewalls };
+    const hostsHere = this.#registry.list().flatMap((r) => r.registration.underlay_address ?? []);
+    const peers = [...new Set([...this.#peers, ...hostsHere])].filter((p) => p !== own).sort();
     return { peers, firewalls };
   }
 }

@@ -323,6 +323,8 @@ describe("guest networks on hosts", () => {
     const placed = hosts.hostOf("ins_1") as HostRecord;
     expect(placed.name).toBe("h1");
 
+    // Until the control plane has named the peers, a host is told none and keeps its own.
+    expect(networks.answerFor(h1)).toEqual({ firewalls: { [NETWORK]: firewall } });
     // Other datacenters' hosts come from the control plane; this datacenter's at once.
     expect(networks.setPeers(["192.0.2.9", "198.51.100.1"])).toBe(true);
     expect(networks.setPeers(["198.51.100.1", "192.0.2.9"])).toBe(false);
