@@ -1523,6 +1523,11 @@ export interface components {
             digest?: string;
             error?: string;
             local_id?: string;
+            /**
+             * @description SHA-256 of the version's manifest (size, digest and ordered chunk list): the upload's commit records it, and a pull checks the manifest it is sent against it.
+             * @example sha256:0000000000000000000000000000000000000000000000000000000000000000
+             */
+            manifest_digest?: string;
             size?: number;
             /** @enum {string} */
             state: "transferring" | "available" | "failed";
@@ -1534,6 +1539,11 @@ export interface components {
             format: "raw" | "qcow2" | "iso";
             /** @example img_01jd3k9x4m6q8r2t5v7w9y1z3b */
             image_id: string;
+            /**
+             * @description The version's manifest digest, when its upload recorded one: a manifest that has it, and chunks that match it, are the whole version.
+             * @example sha256:0000000000000000000000000000000000000000000000000000000000000000
+             */
+            manifest_digest?: string;
             /**
              * @description The image's project: the manager scopes its answers about stored chunks by it.
              * @example prj_01jd3k9x4m6q8r2t5v7w9y1z3b

@@ -73,6 +73,7 @@ export class ControlPlaneClient implements ReplicaReporter {
       state: report.state,
       ...(report.localId !== undefined ? { local_id: report.localId } : {}),
       ...(report.digest !== undefined ? { digest: report.digest } : {}),
+      ...(report.manifestDigest !== undefined ? { manifest_digest: report.manifestDigest } : {}),
       ...(report.size !== undefined ? { size: report.size } : {}),
       ...(report.bytesDone !== undefined ? { bytes_done: report.bytesDone } : {}),
       ...(report.bytesTotal !== undefined ? { bytes_total: report.bytesTotal } : {}),

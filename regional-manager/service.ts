@@ -333,6 +333,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       version,
       expectedDigest: wanted.digest.replace(/^sha256:/, ""),
       expectedSize: wanted.size,
+      ...(wanted.manifest_digest ? { expectedManifestDigest: wanted.manifest_digest } : {}),
       project: wanted.project_id,
       sources: wanted.sources.map((s) => ({ url: s.url, token: s.token, datacenter: s.datacenter })),
       reporter,

@@ -57,6 +57,10 @@ export const ReplicaReportSchema = z
     state: z.enum(["transferring", "available", "failed"]),
     local_id: z.string().min(1).max(200).optional(),
     digest: Sha256DigestSchema.optional(),
+    manifest_digest: Sha256DigestSchema.optional().openapi({
+      description:
+        "SHA-256 of the version's manifest (size, digest and ordered chunk list): the upload's commit records it, and a pull checks the manifest it is sent against it.",
+    }),
     size: z.number().int().min(0).optional(),
     chunk_count: z.number().int().min(0).optional(),
     bytes_done: z.number().int().min(0).optional().openapi({
@@ -91,6 +95,10 @@ export const ReplicaSourcesSchema = z
       description: "The image's project: the manager scopes its answers about stored chunks by it.",
     }),
     digest: Sha256DigestSchema,
+    manifest_digest: Sha256DigestSchema.optional().openapi({
+      description:
+        "The version's manifest digest, when its upload recorded one: a manifest that has it, and chunks that match it, are the whole version.",
+    }),
     size: z.number().int().min(0),
     format: z.enum(["raw", "qcow2", "iso"]),
     sources: z.array(

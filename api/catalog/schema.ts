@@ -299,6 +299,8 @@ export const imageVersions = pgTable(
     version: integer("version").notNull(),
     size: bytes("size").notNull(),
     digest: text("digest").notNull(),
+    /** The upload's manifest digest (common/image-format/manifest-digest.ts); null before it existed. */
+    manifestDigest: text("manifest_digest"),
     chunkCount: integer("chunk_count"),
     /** As set by hand or by a scheduled time that has passed (see versionStateAt). */
     state: text("state").notNull().default("active"),

@@ -74,6 +74,7 @@ export async function recordReplicaReport(
         version,
         size: report.size ?? 0,
         digest: report.digest ?? "",
+        manifestDigest: report.manifest_digest ?? null,
         chunkCount: report.chunk_count ?? null,
       });
       await tx.update(images).set({ state: "available", updatedAt: now }).where(eq(images.id, imageId));
@@ -113,6 +114,12 @@ export async function recordReplicaReport(
         throw errors.conflict(
           "digest_mismatch",
           `Version ${version} of image ${imageId} has digest ${known.digest}, not ${report.digest}.`,
+        );
+      }
+      if (report.manifest_digest && known.manifestDigest && report.manifest_digest !== known.manifestDigest) {
+        throw errors.conflict(
+          "manifest_digest_mismatch",
+          `Version ${version} of image ${imageId} has manifest digest ${known.manifestDigest}, not ${report.manifest_digest}.`,
         );
       }
       if (report.size !== undefined && report.size !== known.size) {

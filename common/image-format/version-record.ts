@@ -22,4 +22,11 @@ export interface VersionRecord {
    * written before it existed: such a version is reused by no upload.
    */
   project?: string;
+  /** manifest-digest.ts of its manifest (absent in records written before it existed). */
+  manifestDigest?: string;
+  /**
+   * The manifest was checked against the digest the catalog holds for it (a pull), so a whole
+   * version assembled from verified chunks is verified whole without hashing it again.
+   */
+  manifestVerified?: boolean;
 }

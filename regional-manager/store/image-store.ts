@@ -12,6 +12,7 @@ import {
   referencedDigests,
   validateManifest,
 } from "../../common/image-format/manifest.ts";
+import { manifestDigest } from "../../common/image-format/manifest-digest.ts";
 import type { VersionRecord } from "../../common/image-format/version-record.ts";
 import { ChunkStore, type ChunkStoreOptions, type ImageChunkLocation } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
@@ -257,6 +258,8 @@ export class ImageStore {
         key,
         this.chunks,
         this.baseImageOf(imageId, version),
+        // A manifest the catalog vouched for: its verified chunks are the whole version.
+        { hashWhole: this.getVersion(imageId, version)?.manifestVerified !== true },
       );
       const opening = partial;
       opening.catch(() => {
@@ -378,11 +381,23 @@ export class ImageStore {
     imageId: string,
     version: number,
     manifest: Manifest,
-    options: ManifestExpectations & { format?: ImageFormat; project?: string } = {},
+    options: ManifestExpectations & {
+      format?: ImageFormat;
+      project?: string;
+      /** The catalog's manifest digest of the version: the manifest must have it. */
+      manifestDigest?: string;
+    } = {},
   ): Promise<VersionRecord> {
     checkIdentifiers(imageId, version);
     checkManifestLimits(manifest, this.limits);
     validateManifest(manifest, options);
+    const digestOfManifest = manifestDigest(manifest);
+    if (options.manifestDigest !== undefined && options.manifestDigest !== digestOfManifest) {
+      throw new StoreError(
+        "MANIFEST_DIGEST_MISMATCH",
+        `the manifest of image ${imageId} version ${version} has digest ${digestOfManifest}, not the catalog's ${options.manifestDigest}`,
+      );
+    }
     await this.collecting;
     const existing = this.getVersion(imageId, version);
     if (existing) {
@@ -408,6 +423,8 @@ export class ImageStore {
       format: options.format ?? "raw",
       chunkCount: manifest.chunks.length,
       ...(options.project !== undefined ? { project: options.project } : {}),
+      manifestDigest: digestOfManifest,
+      ...(options.manifestDigest !== undefined ? { manifestVerified: true } : {}),
     };
     // Referenced in memory before any chunk of it is stored, so garbage collection keeps them.
     this.remember(record, manifest);
@@ -492,13 +509,14 @@ export class ImageStore {
     await this.chunks.flush();
     const key = versionKey(imageId, version);
     const partial = await this.partialImage(imageId, version);
-    let digest: string;
+    let digest: string | undefined;
     try {
       digest = await partial.complete();
     } catch (error) {
       throw asStoreError(error, `image ${imageId} version ${version}`);
     }
-    if (digest !== manifest.digest) {
+    // Not hashed whole only when the manifest was verified against the catalog's digest.
+    if (digest !== undefined && digest !== manifest.digest) {
       // Every chunk in it matched its digest, so the manifest itself is wrong: start over.
       await this.discardPartial(imageId, version);
       throw new StoreError(

@@ -316,7 +316,8 @@ export class PartialImage {
   readonly file: FileHandle;
   private readonly chunks: ChunkStore;
   private readonly written: Uint8Array;
-  private readonly hasher: FileHasher;
+  /** Undefined when the version is verified by its manifest (PartialImage.open's hashWhole). */
+  private readonly hasher: FileHasher | undefined;
   private frontier = 0; // chunks [0, frontier) are final in the file
   private queue: Promise<unknown> = Promise.resolve();
   private pendingBytes = 0;
@@ -334,6 +335,7 @@ export class PartialImage {
     file: FileHandle,
     chunks: ChunkStore,
     layout: ManifestLayout,
+    hashWhole: boolean,
   ) {
     this.path = path;
     this.manifest = manifest;
@@ -342,7 +344,7 @@ export class PartialImage {
     this.chunks = chunks;
     this.layout = layout;
     this.written = new Uint8Array(manifest.chunks.length);
-    this.hasher = new FileHasher(path);
+    this.hasher = hashWhole ? new FileHasher(path) : undefined;
   }
 
   /**
@@ -356,6 +358,8 @@ export class PartialImage {
     owner: string,
     chunks: ChunkStore,
     base?: { file: FileHandle; manifest: Manifest },
+    /** Hash the whole file as it becomes final (false: the manifest is verified, see image-store). */
+    options: { hashWhole: boolean } = { hashWhole: true },
   ): Promise<PartialImage> {
     let file: FileHandle;
     let existing = false;
@@ -375,7 +379,15 @@ export class PartialImage {
       await file.close();
       throw asStoreError(error, path);
     }
-    const image = new PartialImage(path, manifest, owner, file, chunks, layoutOf(manifest));
+    const image = new PartialImage(
+      path,
+      manifest,
+      owner,
+      file,
+      chunks,
+      layoutOf(manifest),
+      options.hashWhole,
+    );
     if (existing) await image.scan();
     image.advanceFrontier();
     if (!existing && base) {
@@ -597,7 +609,7 @@ export class PartialImage {
     while (f < chunks.length && (chunks[f]?.zero || this.written[f] === 1)) f++;
     if (f === this.frontier) return;
     this.frontier = f;
-    this.hasher.advance(this.layout.offsets[f] as number);
+    this.hasher?.advance(this.layout.offsets[f] as number);
   }
 
   /** Positions not written yet whose chunk is stored (in a pack or another image). */
@@ -611,9 +623,10 @@ export class PartialImage {
 
   /**
    * Fills every unwritten position from the chunk store, makes the file durable and returns
-   * the SHA-256 of the whole file. Throws VERSION_INCOMPLETE if a chunk is not stored.
+   * the SHA-256 of the whole file (undefined when it is not hashed whole). Throws
+   * VERSION_INCOMPLETE if a chunk is not stored.
    */
-  async complete(): Promise<string> {
+  async complete(): Promise<string | undefined> {
     await this.drain();
     const positions = this.unwrittenPositions();
     const missing = positions.filter((p) => !this.chunks.has(this.manifest.chunks[p]?.digest as string));
@@ -634,7 +647,7 @@ export class PartialImage {
     } catch (error) {
       throw asStoreError(error, `image ${this.owner}`);
     }
-    return this.hasher.digest(this.manifest.size);
+    return this.hasher?.digest(this.manifest.size);
   }
 
   /** Stops the hasher once the image is complete; the file stays open (it stores chunks). */
@@ -642,7 +655,7 @@ export class PartialImage {
     await this.baseCopy;
     await this.queue;
     await this.earlyFlush;
-    await this.hasher.close();
+    await this.hasher?.close();
   }
 
   /** Closes the file; it stays where it is, to be scanned when the store opens again. */
@@ -659,7 +672,7 @@ export class PartialImage {
     await this.queue;
     await this.earlyFlush;
     this.chunks.dropImageLocations(this.owner);
-    await this.hasher.close();
+    await this.hasher?.close();
     await this.file.close().catch(() => {});
     await rm(this.path, { force: true });
   }

@@ -55,6 +55,11 @@ export interface PullOptions {
   version: number;
   expectedDigest: string;
   expectedSize: number;
+  /**
+   * The catalog's manifest digest of the version, when it has one: the manifest a source sends
+   * must have it, and the version is then verified whole by its verified chunks (no second pass).
+   */
+  expectedManifestDigest?: string;
   /** The image's project (from the control plane), recorded so its uploads here may reuse the version. */
   project?: string;
   sources: PullSource[];
@@ -198,6 +203,9 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
           size: options.expectedSize,
           digest: options.expectedDigest,
           ...(options.project !== undefined ? { project: options.project } : {}),
+          ...(options.expectedManifestDigest !== undefined
+            ? { manifestDigest: options.expectedManifestDigest }
+            : {}),
         });
         wireBytes = fetched.bytes;
         begun = fetched.manifest;

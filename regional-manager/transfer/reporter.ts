@@ -9,6 +9,8 @@ export interface ReplicaReport {
   /** Set with `available`: the datacenter-local ID the catalog maps the global ID to. */
   localId?: string | undefined;
   digest?: string;
+  /** manifest-digest.ts of the version's manifest: what a pull checks the manifest it is sent against. */
+  manifestDigest?: string;
   size?: number;
   /** Bytes of the version held (zero runs and chunks held before the pull included), of `bytesTotal`, its size. */
   bytesDone?: number;
@@ -24,7 +26,14 @@ export interface ReplicaReporter {
 
 /** The report of a version that just became available here. */
 export function availableReport(
-  record: { imageId: string; version: number; localId?: string | undefined; digest: string; size: number },
+  record: {
+    imageId: string;
+    version: number;
+    localId?: string | undefined;
+    digest: string;
+    size: number;
+    manifestDigest?: string;
+  },
   progress: { bytesDone?: number; bytesTotal?: number; bytesReceived?: number } = {},
 ): ReplicaReport {
   return {
@@ -34,6 +43,7 @@ export function availableReport(
     localId: record.localId,
     digest: record.digest,
     size: record.size,
+    ...(record.manifestDigest !== undefined ? { manifestDigest: record.manifestDigest } : {}),
     ...progress,
   };
 }

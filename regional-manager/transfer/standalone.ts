@@ -64,6 +64,7 @@ app.post("/_test/pull", async (c) => {
     version: number;
     expectedDigest: string;
     expectedSize: number;
+    expectedManifestDigest?: string;
     sources: PullSource[];
     attempts?: number;
     batchBytes?: number;

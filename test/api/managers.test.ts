@@ -11,6 +11,7 @@ import { CATALOG_KINDS } from "../support/catalogs.ts";
 
 const capacity = { vcpus: 8, memory_mb: 16_384, disk_bytes: 100e9 };
 const digest = `sha256:${"ab".repeat(32)}`;
+const manifestDigest = `sha256:${"ef".repeat(32)}`;
 
 describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
   let api: TestApi;
@@ -113,7 +114,14 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
 
       await api.expectStatus(204, "PUT", `/v1/datacenters/eu-west-a/replicas/${image.id}/versions/1`, {
         token: eu,
-        body: { state: "available", local_id: "eu-local-1", digest, size: 4096, chunk_count: 1 },
+        body: {
+          state: "available",
+          local_id: "eu-local-1",
+          digest,
+          manifest_digest: manifestDigest,
+          size: 4096,
+          chunk_count: 1,
+        },
       });
       const committed = await api.expectStatus(200, "GET", `/v1/images/${image.id}`, { token: acme.token });
       expect(committed).toMatchObject({ state: "available", version: 1, digest, size: 4096 });
@@ -129,6 +137,8 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
       expect(sources).toMatchObject({
         project_id: acme.id,
         digest,
+        // What the pulling manager checks the manifest it is sent against.
+        manifest_digest: manifestDigest,
         size: 4096,
         sources: [{ datacenter: "eu-west-a", url: "http://127.0.0.1:9001" }],
       });
@@ -141,9 +151,30 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
         token: us,
         body: { state: "transferring", bytes_done: 1024, bytes_total: 4096 },
       });
+      const otherManifest = await api.call(
+        "PUT",
+        `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`,
+        {
+          token: us,
+          body: {
+            state: "available",
+            local_id: "us-local-9",
+            digest,
+            manifest_digest: `sha256:${"01".repeat(32)}`,
+            size: 4096,
+          },
+        },
+      );
+      expect([otherManifest.status, otherManifest.body.code]).toEqual([409, "manifest_digest_mismatch"]);
       await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
         token: us,
-        body: { state: "available", local_id: "us-local-9", digest, size: 4096 },
+        body: {
+          state: "available",
+          local_id: "us-local-9",
+          digest,
+          manifest_digest: manifestDigest,
+          size: 4096,
+        },
       });
       // A late progress report never takes an available replica back.
       await api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
@@ -236,6 +267,12 @@ describe.each(CATALOG_KINDS)("regional managers (%s)", (kind) => {
         body: { state: "available", local_id: "x", digest: `sha256:${"cd".repeat(32)}`, size: 1 },
       });
       expect([mismatch.status, mismatch.body.code]).toEqual([409, "digest_mismatch"]);
+      // A version committed without a manifest digest (before it existed) is pulled as before:
+      // its sources name none, and the puller hashes the whole image.
+      const sources = await api.expectStatus(200, "GET", `/v1/images/${image.id}/versions/1/sources`, {
+        token: us,
+      });
+      expect(sources).not.toHaveProperty("manifest_digest");
       const wrongSize = await api.call("PUT", `/v1/datacenters/us-east-a/replicas/${image.id}/versions/1`, {
         token: us,
         body: { state: "available", local_id: "x", digest, size: 2 },

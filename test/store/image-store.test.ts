@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
 import { encodeManifest, type Manifest } from "../../common/image-format/manifest.ts";
+import { manifestDigest } from "../../common/image-format/manifest-digest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
 import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
@@ -113,6 +114,32 @@ describe("ImageStore", () => {
     await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({ code: "IMAGE_DIGEST_MISMATCH" });
     expect(store.getVersion("img-a", 1)?.state).toBe("pending");
     expect(await readdir(join(dir.path, "store", "images"))).toEqual([]);
+    // Vouched for by the catalog's manifest digest (recorded at upload, where the whole image was
+    // hashed), the same manifest completes: its chunks are verified, the file is not hashed again.
+    await store.beginVersion("img-a", 2, lying, { manifestDigest: manifestDigest(lying) });
+    expect((await store.completeVersion("img-a", 2)).state).toBe("available");
+    await store.close();
+  });
+
+  it("checks a pulled manifest against the catalog's manifest digest, and then needs no whole-image pass", async () => {
+    const data = seededBytes(1 << 20, 25);
+    const manifest = await imageFile("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    // A manifest other than the one the catalog recorded at upload is refused before any chunk.
+    const reordered = { ...manifest, chunks: [...manifest.chunks].reverse() };
+    await expect(
+      store.beginVersion("img-a", 1, reordered, { manifestDigest: manifestDigest(manifest) }),
+    ).rejects.toMatchObject({ code: "MANIFEST_DIGEST_MISMATCH", message: /not the catalog's sha256:/ });
+    expect(store.getVersion("img-a", 1)).toBeUndefined();
+
+    const begun = await store.beginVersion("img-a", 1, manifest, {
+      manifestDigest: manifestDigest(manifest),
+    });
+    expect(begun).toMatchObject({ manifestDigest: manifestDigest(manifest), manifestVerified: true });
+    await putChunks(store, manifest, data);
+    const record = await store.completeVersion("img-a", 1);
+    expect(record.state).toBe("available");
+    expect((await readFile(store.imagePath(record.localId as string))).equals(data)).toBe(true);
     await store.close();
   });
 

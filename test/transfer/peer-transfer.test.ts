@@ -3,7 +3,9 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../client/upload.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
+import { manifestDigest } from "../../common/image-format/manifest-digest.ts";
 import { VersionPulls } from "../../regional-manager/replicas/pulls.ts";
 import { ImageStore, type VersionRecord } from "../../regional-manager/store/image-store.ts";
 import { pullImageVersion } from "../../regional-manager/transfer/pull.ts";
@@ -41,7 +43,13 @@ describe("peer transfer between managers", () => {
   async function pull(
     manager: ManagerProcess,
     version: number,
-    options: { attempts?: number; batchBytes?: number; expectedDigest?: string; expectedSize?: number } = {},
+    options: {
+      attempts?: number;
+      batchBytes?: number;
+      expectedDigest?: string;
+      expectedSize?: number;
+      expectedManifestDigest?: string;
+    } = {},
   ): Promise<PullAnswer> {
     const response = await fetch(`${manager.url}/_test/pull`, {
       method: "POST",
@@ -53,6 +61,7 @@ describe("peer transfer between managers", () => {
         sources: [{ url: proxy.url, token: await keys.token("img-p", version, "dc-a", "read") }],
         attempts: options.attempts ?? 3,
         batchBytes: options.batchBytes ?? 1 << 20,
+        ...(options.expectedManifestDigest ? { expectedManifestDigest: options.expectedManifestDigest } : {}),
       }),
     });
     return { status: response.status, body: (await response.json()) as PullAnswer["body"] };
@@ -163,6 +172,29 @@ describe("peer transfer between managers", () => {
     });
     expect(proxy.chunkRequests).toBe(0);
     await c.kill();
+  });
+
+  it("with the catalog's manifest digest, refuses another manifest before any chunk, and needs no second pass", async () => {
+    reset();
+    await writeFile(join(dir.path, "v1.raw"), image);
+    const vouched = manifestDigest(await chunkFile(join(dir.path, "v1.raw")));
+    const d = await target("manifest-digest");
+    const refused = await pull(d, 1, { expectedManifestDigest: `sha256:${"00".repeat(32)}`, attempts: 1 });
+    expect(refused.status).toBe(422);
+    expect(refused.body).toMatchObject({ code: "manifest_digest_mismatch" });
+    expect(proxy.chunkRequests).toBe(0);
+    const pulled = await pull(d, 1, { expectedManifestDigest: vouched });
+    expect(pulled.status).toBe(200);
+    expect(pulled.body).toMatchObject({
+      state: "available",
+      digest,
+      manifestDigest: vouched,
+      manifestVerified: true,
+    });
+    await d.kill("SIGTERM");
+    const store = await ImageStore.open(join(dir.path, "manifest-digest"));
+    expect((await readFile(store.imagePath(pulled.body.localId as string))).equals(image)).toBe(true);
+    await store.close();
   });
 
   it("rejects a chunk corrupted in transit, never stores it, and gets it again", async () => {

@@ -32,6 +32,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
     const [row] = await db
       .select({
         digest: imageVersions.digest,
+        manifestDigest: imageVersions.manifestDigest,
         size: imageVersions.size,
         format: images.format,
         projectId: images.projectId,
@@ -85,6 +86,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
         version,
         project_id: row.projectId,
         digest: row.digest,
+        ...(row.manifestDigest ? { manifest_digest: row.manifestDigest } : {}),
         size: row.size,
         format: row.format as "raw",
         sources,
