@@ -1762,6 +1762,11 @@ export interface components {
             local_id?: string;
             /** @example sha256:0000000000000000000000000000000000000000000000000000000000000000 */
             digest?: string;
+            /**
+             * @description SHA-256 of the version's manifest (size, digest and ordered chunk list): the upload's commit records it, and a pull checks the manifest it is sent against it.
+             * @example sha256:0000000000000000000000000000000000000000000000000000000000000000
+             */
+            manifest_digest?: string;
             size?: number;
             chunk_count?: number;
             /** @description Bytes of the version this datacenter holds, chunks it had before the pull (an earlier attempt, other images) included; at most bytes_total. */
@@ -1783,6 +1788,11 @@ export interface components {
             project_id: string;
             /** @example sha256:0000000000000000000000000000000000000000000000000000000000000000 */
             digest: string;
+            /**
+             * @description The version's manifest digest, when its upload recorded one: a manifest that has it, and chunks that match it, are the whole version.
+             * @example sha256:0000000000000000000000000000000000000000000000000000000000000000
+             */
+            manifest_digest?: string;
             size: number;
             /** @enum {string} */
             format: "raw" | "qcow2" | "iso";
