@@ -9,7 +9,12 @@
  *   2. a 1% delta (4 KiB blocks overwritten at seeded scattered offsets): bytes on the wire
  *      and wall time vs rsync (daemon on loopback) updating the old copy;
  *   3. a 1 MiB insertion at 10% of the image: bytes on the wire vs rsync;
- *   4. chunk+hash throughput of one core vs sha256sum on the same file.
+ *   4. chunk+hash throughput of one core vs sha256sum on the same file;
+ *   5. upload client -> manager vs curl -T of the same file to a plain receiver writing it to disk;
+ *   6. the cold transfer again with the source's files in the page cache (its disk not the limit),
+ *      vs curl from a cached file.
+ * Each transfer also prints the CPU seconds per GiB it cost on each side (client or source, and
+ * the receiving manager), read from /proc for the managers and from process.cpuUsage() here.
  * Times are medians of --runs runs (default 3), after a warm-up.
  *
  * Before each timed run, ours or the reference's, every file of the benchmark is evicted from
@@ -21,8 +26,8 @@
  * fault in again is slow, so whichever side had just freed more memory wrote faster.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { createReadStream } from "node:fs";
-import { copyFile, cp, mkdir, open, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { createReadStream, createWriteStream } from "node:fs";
+import { copyFile, cp, mkdir, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { loadavg, tmpdir } from "node:os";
@@ -32,6 +37,8 @@ import { parseArgs, promisify } from "node:util";
 import { uploadImage } from "../client/upload.ts";
 import { chunkFile } from "../common/image-format/chunk-file.ts";
 import { DEFAULT_CHUNKING } from "../common/image-format/chunking.ts";
+import type { Manifest } from "../common/image-format/manifest.ts";
+import { manifestDigest } from "../common/image-format/manifest-digest.ts";
 import {
   createTestKeys,
   type ManagerProcess,
@@ -69,6 +76,62 @@ async function evictPageCache(): Promise<void> {
   for (const file of entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name))) {
     await run("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
   }
+}
+
+/** Warms the page cache with every file under `dir` (read once, thrown away). */
+async function warmPageCache(dir: string): Promise<void> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  for (const file of entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name))) {
+    await run("dd", [`if=${file}`, "of=/dev/null", "bs=1M", "status=none"]);
+  }
+}
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** User + system CPU seconds a process has used (/proc/<pid>/stat, fields 14 and 15). */
+async function cpuSecondsOf(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]?.split(" ") ?? [];
+  // After "pid (comm) ", the fields are numbered from 3: utime is the 12th, stime the 13th here.
+  return (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** This process's user + system CPU seconds. */
+function ownCpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
+/** CPU seconds per GiB moved, as a cell. */
+const perGiB = (seconds: number, bytes: number) => `${(seconds / (bytes / 2 ** 30)).toFixed(2)} CPU s/GiB`;
+
+/** The row cells of our time for SIZE bytes against a reference's: speeds, and our speed as a ratio of its. */
+const versus = (label: string, seconds: number, reference: string, referenceSeconds: number) => [
+  label,
+  gbps(SIZE, seconds),
+  `${reference} ${gbps(SIZE, referenceSeconds)}`,
+  `${(referenceSeconds / seconds).toFixed(2)}x of ${reference}`,
+];
+
+/** The row cells of a pull's CPU cost on each side, medians of [source, target] seconds. */
+const cpuCells = (runs: Array<[number, number]>) => [
+  "",
+  `source ${perGiB(median(runs.map((c) => c[0])), SIZE)}`,
+  `target ${perGiB(median(runs.map((c) => c[1])), SIZE)}`,
+  "",
+];
+
+/** A plain HTTP receiver: each PUT's body written to a file of `dir`, as curl -T sends it. */
+async function startFileReceiver(dir: string): Promise<{ url: string; close: () => void }> {
+  const server = createServer((req, res) => {
+    const path = join(dir, (req.url ?? "/").slice(1));
+    pipeline(req, createWriteStream(path, { highWaterMark: 1 << 20 })).then(
+      () => res.writeHead(201).end(),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
 }
 
 /** xorshift32 stream: reproducible incompressible bytes. */
@@ -242,6 +305,9 @@ interface Pulled {
   /** As the target measured them: receiving chunks, then completing (fill, fsync, digest check). */
   receiving: number;
   completing: number;
+  /** CPU seconds the source and the target manager spent on it. */
+  sourceCpu: number;
+  targetCpu: number;
 }
 
 async function pullVia(
@@ -252,6 +318,8 @@ async function pullVia(
   version: number,
   digest: string,
   size: number,
+  /** The catalog's manifest digest, as the control plane gives it to a pulling manager. */
+  manifestDigest: string,
 ): Promise<Pulled> {
   let answer: {
     wireBytes?: number;
@@ -260,6 +328,8 @@ async function pullVia(
     secondsTransferring?: number;
     secondsCompleting?: number;
   } = {};
+  const token = await keys.token(imageId, version, "dc-a", "read");
+  const cpuBefore = [await cpuSecondsOf(source.child.pid), await cpuSecondsOf(manager.child.pid)];
   const seconds = await timed(async () => {
     const response = await fetch(`${manager.url}/_test/pull`, {
       method: "POST",
@@ -268,7 +338,8 @@ async function pullVia(
         version,
         expectedDigest: digest,
         expectedSize: size,
-        sources: [{ url: source.url, token: await keys.token(imageId, version, "dc-a", "read") }],
+        expectedManifestDigest: manifestDigest,
+        sources: [{ url: source.url, token }],
       }),
     });
     answer = (await response.json()) as typeof answer;
@@ -276,6 +347,8 @@ async function pullVia(
   if (answer.state !== "available") throw new Error(`pull failed: ${JSON.stringify(answer)}`);
   return {
     seconds,
+    sourceCpu: (await cpuSecondsOf(source.child.pid)) - (cpuBefore[0] as number),
+    targetCpu: (await cpuSecondsOf(manager.child.pid)) - (cpuBefore[1] as number),
     wire: answer.wireBytes ?? Number.NaN,
     receiving: answer.secondsTransferring ?? Number.NaN,
     completing: answer.secondsCompleting ?? Number.NaN,
@@ -305,6 +378,7 @@ async function main(): Promise<void> {
     publicKeyFile: keys.publicKeyFile,
   });
   const fileServer = await startFileServer(images);
+  const receiver = await startFileReceiver(WORK);
   const rsyncd = await startRsyncDaemon(images);
   const blocks = Math.round((SIZE * 0.01) / 4096); // 2,621 for 1 GiB
   const rows: string[][] = [];
@@ -339,29 +413,64 @@ async function main(): Promise<void> {
       );
 
       // Upload the three versions to the source manager.
-      const manifests: Array<{ digest: string; size: number }> = [];
+      const manifests: Manifest[] = [];
       for (const [version, name] of [
         [1, v1],
         [2, v2],
         [3, v3],
       ] as const) {
         const upload = { path: join(images, name), managerUrl: source.url, imageId: kind, version };
-        const seconds = await timed(async () => {
-          manifests[version] = (
-            await uploadImage({ ...upload, token: await keys.token(kind, version, "dc-a", "upload") })
-          ).manifest;
-        });
-        if (version === 1) row(kind, "upload client -> manager (cold)", gbps(SIZE, seconds), "", "");
+        manifests[version] = (
+          await uploadImage({ ...upload, token: await keys.token(kind, version, "dc-a", "upload") })
+        ).manifest;
       }
-      const m1 = manifests[1] as { digest: string; size: number };
-      const m2 = manifests[2] as { digest: string; size: number };
-      const m3 = manifests[3] as { digest: string; size: number };
+
+      // 5. upload to a fresh manager each run vs curl -T to a plain receiver; both from disk.
+      const uploads: Array<{ seconds: number; clientCpu: number; managerCpu: number }> = [];
+      const curlUploads: number[] = [];
+      for (let r = 0; r <= RUNS; r++) {
+        const received = join(WORK, "received");
+        await mkdir(received, { recursive: true });
+        await evictPageCache();
+        const curlSeconds = await timed(() =>
+          run("curl", ["-s", "-f", "-T", join(images, v1), `${receiver.url}/received/${v1}`]),
+        );
+        await rm(received, { recursive: true });
+        const dataDir = join(WORK, `${kind}-upload-${r}`);
+        const target = await startManager({ dataDir, datacenter: "dc-a", publicKeyFile: keys.publicKeyFile });
+        const token = await keys.token(kind, 1, "dc-a", "upload");
+        await evictPageCache();
+        const before = [ownCpuSeconds(), await cpuSecondsOf(target.child.pid)];
+        const seconds = await timed(() =>
+          uploadImage({ path: join(images, v1), managerUrl: target.url, imageId: kind, version: 1, token }),
+        );
+        const clientCpu = ownCpuSeconds() - (before[0] as number);
+        const managerCpu = (await cpuSecondsOf(target.child.pid)) - (before[1] as number);
+        await target.kill("SIGTERM");
+        await rm(dataDir, { recursive: true });
+        if (r === 0) continue; // warm-up
+        uploads.push({ seconds, clientCpu, managerCpu });
+        curlUploads.push(curlSeconds);
+      }
+      const uploadSeconds = median(uploads.map((u) => u.seconds));
+      row(kind, ...versus("5. upload client -> manager", uploadSeconds, "curl -T", median(curlUploads)));
+      row(
+        kind,
+        "",
+        `client ${perGiB(median(uploads.map((u) => u.clientCpu)), SIZE)}`,
+        `manager ${perGiB(median(uploads.map((u) => u.managerCpu)), SIZE)}`,
+        "",
+      );
+      const m1 = manifests[1] as Manifest;
+      const m2 = manifests[2] as Manifest;
+      const m3 = manifests[3] as Manifest;
 
       // 1. cold transfer vs curl (and curl followed by an fsync, for what durability costs).
       const curlTimes: number[] = [];
       const curlSyncTimes: number[] = [];
       const coldTimes: number[] = [];
       const coldPhases: Array<[number, number]> = [];
+      const coldCpu: Array<[number, number]> = [];
       const targets: string[] = [];
       for (let r = 0; r <= RUNS; r++) {
         const dest = join(WORK, `curl-${r}.img`);
@@ -372,7 +481,7 @@ async function main(): Promise<void> {
         const dataDir = join(WORK, `${kind}-target-${r}`);
         const target = await startManager({ dataDir, datacenter: "dc-b", publicKeyFile: keys.publicKeyFile });
         await evictPageCache();
-        const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size);
+        const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size, manifestDigest(m1));
         await target.kill("SIGTERM");
         if (r === 0) {
           await rm(dataDir, { recursive: true });
@@ -383,15 +492,10 @@ async function main(): Promise<void> {
         curlSyncTimes.push(seconds + syncSeconds);
         coldTimes.push(pulled.seconds);
         coldPhases.push([pulled.receiving, pulled.completing]);
+        coldCpu.push([pulled.sourceCpu, pulled.targetCpu]);
       }
       const cold = median(coldTimes);
-      row(
-        kind,
-        "1. cold transfer",
-        gbps(SIZE, cold),
-        `curl ${gbps(SIZE, median(curlTimes))}`,
-        `${(median(curlTimes) / cold).toFixed(2)}x of curl`,
-      );
+      row(kind, ...versus("1. cold transfer", cold, "curl", median(curlTimes)));
       row(
         kind,
         "",
@@ -406,6 +510,31 @@ async function main(): Promise<void> {
         `completing ${median(coldPhases.map((p) => p[1])).toFixed(2)} s`,
         "(fill, fsync, digest check)",
       );
+      row(kind, ...cpuCells(coldCpu));
+
+      // 6. the same with the source's files (and curl's) in the page cache.
+      const warmTimes: number[] = [];
+      const warmCpu: Array<[number, number]> = [];
+      const curlWarmTimes: number[] = [];
+      for (let r = 0; r <= RUNS; r++) {
+        const dest = join(WORK, `curl-warm-${r}.img`);
+        await warmPageCache(images);
+        const seconds = await timed(() => run("curl", ["-s", "-o", dest, `${fileServer.url}/${v1}`]));
+        await rm(dest);
+        const dataDir = join(WORK, `${kind}-warm-${r}`);
+        const target = await startManager({ dataDir, datacenter: "dc-b", publicKeyFile: keys.publicKeyFile });
+        await warmPageCache(join(WORK, "source"));
+        const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size, manifestDigest(m1));
+        await target.kill("SIGTERM");
+        await rm(dataDir, { recursive: true });
+        if (r === 0) continue; // warm-up
+        curlWarmTimes.push(seconds);
+        warmTimes.push(pulled.seconds);
+        warmCpu.push([pulled.sourceCpu, pulled.targetCpu]);
+      }
+      const warm = median(warmTimes);
+      row(kind, ...versus("6. cold transfer, source cached", warm, "curl", median(curlWarmTimes)));
+      row(kind, ...cpuCells(warmCpu));
 
       // 2 and 3. Deltas from v1, each run on a fresh copy of a target holding v1.
       for (const [label, version, name, manifest] of [
@@ -422,7 +551,18 @@ async function main(): Promise<void> {
             publicKeyFile: keys.publicKeyFile,
           });
           await evictPageCache();
-          ours.push(await pullVia(target, source, keys, kind, version, manifest.digest, manifest.size));
+          ours.push(
+            await pullVia(
+              target,
+              source,
+              keys,
+              kind,
+              version,
+              manifest.digest,
+              manifest.size,
+              manifestDigest(manifest),
+            ),
+          );
           await target.kill("SIGTERM");
           const rsyncDir = join(WORK, `rsync-${r}`);
           await mkdir(rsyncDir, { recursive: true });
@@ -465,6 +605,7 @@ async function main(): Promise<void> {
     await source.kill("SIGTERM");
     await stopAllManagers();
     fileServer.close();
+    receiver.close();
     rsyncd.child.kill();
     if (!values.keep) await rm(WORK, { recursive: true, force: true });
   }
