@@ -125,11 +125,15 @@ function describeVmGroup(group: VmGroup, instances: Instance[]): string {
   return `${formatFields(fields)}\ninstances:\n${instances.length > 0 ? table : "  none\n"}${guestAttributes(instances)}`;
 }
 
-/** One line per exposed port: where its datacenter made it reachable, if it has yet. */
+/**
+ * One line per exposed port and datacenter that made it reachable (a regional group's port has
+ * one in each of its datacenters), or one saying it is not reachable yet.
+ */
 function endpointFields(group: VmGroup): [string, string][] {
-  return group.expose.map(({ port, protocol }) => {
-    const endpoint = group.endpoints.find((e) => e.port === port && e.protocol === protocol);
-    return ["endpoint", `${port}/${protocol}  ${endpoint?.url ?? "not reachable yet"}`];
+  return group.expose.flatMap(({ port, protocol }): [string, string][] => {
+    const endpoints = group.endpoints.filter((e) => e.port === port && e.protocol === protocol);
+    if (endpoints.length === 0) return [["endpoint", `${port}/${protocol}  not reachable yet`]];
+    return endpoints.map((e) => ["endpoint", `${port}/${protocol}  ${e.url}  (${e.datacenter})`]);
   });
 }
 

@@ -1808,7 +1808,7 @@ export interface components {
              * @enum {string|null}
              */
             distribution: "even" | "any" | null;
-            /** @description The exposed ports their datacenter has made reachable so far; empty while the group has no instances. */
+            /** @description The exposed ports made reachable so far: one address per exposed port in each datacenter that runs instances of the group (a regional group has one in each of its datacenters). Empty while the group has no instances. */
             endpoints: components["schemas"]["VmGroupEndpoint"][];
             /** @description TCP ports of its guests reachable from outside the network, each through an endpoint of its datacenter. Fixed at creation. */
             expose: components["schemas"]["ExposedPort"][];
@@ -1867,6 +1867,11 @@ export interface components {
         VmGroupEndpoint: {
             /** @example 127.0.0.1:30001 */
             address: string;
+            /**
+             * @description The datacenter whose manager offers this address; it spreads connections over the group's ready instances there.
+             * @example web
+             */
+            datacenter: string;
             /**
              * @description The guests' port.
              * @example 80

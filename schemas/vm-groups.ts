@@ -114,6 +114,10 @@ export const VmGroupEndpointSchema = z
     protocol: z.enum(EXPOSE_PROTOCOLS),
     address: EndpointAddressSchema,
     url: z.string().openapi({ example: "tcp://127.0.0.1:30001" }),
+    datacenter: NameSchema.openapi({
+      description:
+        "The datacenter whose manager offers this address; it spreads connections over the group's ready instances there.",
+    }),
   })
   .openapi("VmGroupEndpoint");
 export type VmGroupEndpoint = z.infer<typeof VmGroupEndpointSchema>;
@@ -134,7 +138,7 @@ export const VmGroupSchema = z
     state: z.enum(VM_GROUP_STATES),
     endpoints: z.array(VmGroupEndpointSchema).openapi({
       description:
-        "The exposed ports their datacenter has made reachable so far; empty while the group has no instances.",
+        "The exposed ports made reachable so far: one address per exposed port in each datacenter that runs instances of the group (a regional group has one in each of its datacenters). Empty while the group has no instances.",
     }),
     created_at: TimestampSchema,
     updated_at: TimestampSchema,
@@ -156,7 +160,7 @@ function exactlyOnePlacement(body: { region?: string | null; placement?: unknown
 
 /** A distribution spreads a group over one region's datacenters: it needs that region. */
 function distributionNeedsRegion(
-  body: { region?: string | null; distribution?: string; expose?: unknown[] },
+  body: { region?: string | null; distribution?: string },
   ctx: z.RefinementCtx,
 ) {
   if (body.distribution === undefined) return;
@@ -166,13 +170,6 @@ function distributionNeedsRegion(
       path: ["distribution"],
       message:
         "a distribution spreads the group over the datacenters of its region: give region, not placement",
-    });
-  }
-  if ((body.expose?.length ?? 0) > 0) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["expose"],
-      message: "a regional group's ports cannot be exposed yet: expose them from a group in one datacenter",
     });
   }
 }

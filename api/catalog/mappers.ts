@@ -1,7 +1,7 @@
 // Catalog rows → API shapes. One place, so every route answers the same way.
 
 import type { Host } from "../../schemas/datacenter-hosts.ts";
-import { type ExposedPort, endpointUrl, type ReportedEndpoint } from "../../schemas/endpoints.ts";
+import { type ExposedPort, endpointUrl } from "../../schemas/endpoints.ts";
 import type { FirewallRule } from "../../schemas/firewall-rules.ts";
 import type { Image, ImageReplica, ReplicaReason } from "../../schemas/images.ts";
 import type { Instance } from "../../schemas/instances.ts";
@@ -22,6 +22,7 @@ import type {
   networks,
   projects,
   regions,
+  StoredEndpoint,
   vmGroups,
 } from "./schema.ts";
 
@@ -207,18 +208,28 @@ export function toVmGroup(row: typeof vmGroups.$inferSelect): VmGroup {
     datacenter: row.datacenter,
     datacenters: row.datacenters,
     state: row.state as VmGroup["state"],
-    endpoints: endpointsOf(row.expose, row.endpoints),
+    endpoints: endpointsOf(row.expose, row.endpoints, row.datacenter),
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
   };
 }
 
-/** The exposed ports the manager has given an address, in the order they were exposed. */
-function endpointsOf(expose: ExposedPort[], reported: ReportedEndpoint[]): VmGroupEndpoint[] {
-  return expose.flatMap(({ port, protocol }) => {
-    const endpoint = reported.find((r) => r.port === port && r.protocol === protocol);
-    return endpoint ? [{ port, protocol, address: endpoint.address, url: endpointUrl(endpoint) }] : [];
-  });
+/**
+ * The exposed ports each datacenter's manager has given an address: in the order they were
+ * exposed, and by datacenter for each port.
+ */
+function endpointsOf(
+  expose: ExposedPort[],
+  stored: StoredEndpoint[],
+  groupDatacenter: string | null,
+): VmGroupEndpoint[] {
+  return expose.flatMap(({ port, protocol }) =>
+    stored.flatMap((endpoint) => {
+      const datacenter = endpoint.datacenter ?? groupDatacenter;
+      if (endpoint.port !== port || endpoint.protocol !== protocol || !datacenter) return [];
+      return [{ port, protocol, address: endpoint.address, url: endpointUrl(endpoint), datacenter }];
+    }),
+  );
 }
 
 export function toInstance(row: typeof instances.$inferSelect, groupName: string): Instance {

@@ -35,6 +35,12 @@ const createdAt = () => timestamp("created_at", { withTimezone: true, mode: "dat
 const updatedAt = () => timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow();
 const bytes = (name: string) => bigint(name, { mode: "number" });
 
+/**
+ * A reported endpoint and the datacenter that reported it. Rows written before groups could span
+ * datacenters have no datacenter: theirs is the group's one datacenter.
+ */
+export type StoredEndpoint = ReportedEndpoint & { datacenter?: string };
+
 export const projects = pgTable(
   "projects",
   {
@@ -377,8 +383,11 @@ export const vmGroups = pgTable(
     labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
     /** Ports reachable from outside the network; fixed at creation. */
     expose: jsonb("expose").$type<ExposedPort[]>().notNull().default([]),
-    /** Where the datacenter's manager last reported those ports reachable (empty once no instance is left). */
-    endpoints: jsonb("endpoints").$type<ReportedEndpoint[]>().notNull().default([]),
+    /**
+     * Where each datacenter's manager last reported those ports reachable; a datacenter's go when
+     * no instance of the group is left there.
+     */
+    endpoints: jsonb("endpoints").$type<StoredEndpoint[]>().notNull().default([]),
     /** No two instances on one host of the datacenter; applies to instances placed after a change. */
     spreadHosts: boolean("spread_hosts").notNull().default(false),
     /** Set for a regional group: its instances spread over its region's datacenters (datacenter stays null). */

@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, notExists, sql } from "drizzle-orm";
+import { and, asc, eq, inArray } from "drizzle-orm";
 import type { ExposedPort, ReportedEndpoint } from "../../schemas/endpoints.ts";
 import {
   findReferenceCycle,
@@ -8,7 +8,7 @@ import {
 import type { MetadataReference } from "../../schemas/vm-groups.ts";
 import { errors, type FieldError } from "../errors.ts";
 import type { CatalogDb } from "./db.ts";
-import { instances, vmGroups } from "./schema.ts";
+import { instances, type StoredEndpoint, vmGroups } from "./schema.ts";
 
 export async function findVmGroup(db: CatalogDb, projectId: string, id: string) {
   const [row] = await db
@@ -111,36 +111,87 @@ export function assertExposeUnchanged(current: readonly ExposedPort[], requested
   );
 }
 
-/**
- * Records the endpoints a manager reported for the group. They are kept sorted so that the
- * same endpoints in another order are no change, and the row is written only when they differ
- * (every instance of the group reports them).
- */
-export async function recordEndpoints(db: CatalogDb, groupId: string, reported: readonly ReportedEndpoint[]) {
-  const endpoints = [...reported].sort((a, b) => a.protocol.localeCompare(b.protocol) || a.port - b.port);
-  await db
-    .update(vmGroups)
-    .set({ endpoints })
-    .where(
-      and(
-        eq(vmGroups.id, groupId),
-        sql`${vmGroups.endpoints} is distinct from ${JSON.stringify(endpoints)}::jsonb`,
-      ),
-    );
+/** The datacenter an endpoint was reported from (a row from before regional groups: the group's). */
+function reportedFrom(endpoint: StoredEndpoint, groupDatacenter: string | null): string | null {
+  return endpoint.datacenter ?? groupDatacenter;
 }
 
-/** A group with no instance left has no endpoint: what the manager reported went with them. */
-export async function forgetEndpointsIfEmpty(db: CatalogDb, groupId: string) {
-  await db
-    .update(vmGroups)
-    .set({ endpoints: [] })
-    .where(
-      and(
-        eq(vmGroups.id, groupId),
-        sql`${vmGroups.endpoints} <> '[]'::jsonb`,
-        notExists(db.select({ id: instances.id }).from(instances).where(eq(instances.vmGroupId, groupId))),
-      ),
-    );
+/**
+ * A datacenter's endpoints for the group replace what it reported before; other datacenters'
+ * stay. Kept sorted, so that the same endpoints in another order are no change.
+ */
+export function mergeEndpoints(
+  stored: readonly StoredEndpoint[],
+  groupDatacenter: string | null,
+  datacenter: string,
+  reported: readonly ReportedEndpoint[],
+): StoredEndpoint[] {
+  return [
+    ...stored
+      .filter((endpoint) => reportedFrom(endpoint, groupDatacenter) !== datacenter)
+      .map((endpoint) => ({ ...endpoint, datacenter: reportedFrom(endpoint, groupDatacenter) ?? "" }))
+      .filter((endpoint) => endpoint.datacenter !== ""),
+    ...reported.map((endpoint) => ({ ...endpoint, datacenter })),
+  ].sort(
+    (a, b) =>
+      a.datacenter.localeCompare(b.datacenter) || a.protocol.localeCompare(b.protocol) || a.port - b.port,
+  );
+}
+
+/** The group's endpoints (and datacenter), its row locked until the transaction ends. */
+async function lockedEndpoints(tx: CatalogDb, groupId: string) {
+  const [group] = await tx
+    .select({ endpoints: vmGroups.endpoints, datacenter: vmGroups.datacenter })
+    .from(vmGroups)
+    .where(eq(vmGroups.id, groupId))
+    .for("update");
+  return group;
+}
+
+/** Compared by value: jsonb hands objects back with their keys in its own order. */
+function sameEndpoints(a: readonly StoredEndpoint[], b: readonly StoredEndpoint[]): boolean {
+  const key = (e: StoredEndpoint) => `${e.datacenter ?? ""}|${e.protocol}|${e.port}|${e.address}`;
+  return a.length === b.length && a.every((e, i) => key(e) === key(b[i] as StoredEndpoint));
+}
+
+/**
+ * Records the endpoints a datacenter's manager reported for the group. The row is written only
+ * when they differ (every instance of the group reports them), under its lock, so that two
+ * datacenters reporting at once both keep theirs.
+ */
+export async function recordEndpoints(
+  db: CatalogDb,
+  groupId: string,
+  datacenter: string,
+  reported: readonly ReportedEndpoint[],
+) {
+  await db.transaction(async (tx) => {
+    const group = await lockedEndpoints(tx, groupId);
+    if (!group) return;
+    const endpoints = mergeEndpoints(group.endpoints, group.datacenter, datacenter, reported);
+    if (sameEndpoints(endpoints, group.endpoints)) return;
+    await tx.update(vmGroups).set({ endpoints }).where(eq(vmGroups.id, groupId));
+  });
+}
+
+/**
+ * A datacenter with no instance of the group left has no endpoint for it: what its manager
+ * reported went with them.
+ */
+export async function forgetEndpointsIfEmpty(db: CatalogDb, groupId: string, datacenter: string) {
+  await db.transaction(async (tx) => {
+    const group = await lockedEndpoints(tx, groupId);
+    if (!group || group.endpoints.length === 0) return;
+    const [left] = await tx
+      .select({ id: instances.id })
+      .from(instances)
+      .where(and(eq(instances.vmGroupId, groupId), eq(instances.datacenter, datacenter)))
+      .limit(1);
+    if (left) return;
+    const endpoints = mergeEndpoints(group.endpoints, group.datacenter, datacenter, []);
+    if (endpoints.length === group.endpoints.length) return;
+    await tx.update(vmGroups).set({ endpoints }).where(eq(vmGroups.id, groupId));
+  });
 }
 
 /** A group's instances by ordinal, a retiring one after its replacement. */

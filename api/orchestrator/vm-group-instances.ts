@@ -30,7 +30,7 @@ export async function removeInstance(services: Services, row: InstanceRow) {
     if (!(error instanceof ManagerCallError && error.status === 404)) throw error;
   }
   await services.db.delete(instances).where(eq(instances.id, row.id));
-  await forgetEndpointsIfEmpty(services.db, row.vmGroupId);
+  await forgetEndpointsIfEmpty(services.db, row.vmGroupId, row.datacenter);
 }
 
 /** Asks the instance's manager to run it (idempotent: one it already runs keeps its spec). */

@@ -1585,7 +1585,7 @@ export interface components {
             datacenters: string[];
             /** @enum {string} */
             state: "pending" | "provisioning" | "running" | "ready" | "updating" | "deleting" | "failed";
-            /** @description The exposed ports their datacenter has made reachable so far; empty while the group has no instances. */
+            /** @description The exposed ports made reachable so far: one address per exposed port in each datacenter that runs instances of the group (a regional group has one in each of its datacenters). Empty while the group has no instances. */
             endpoints: components["schemas"]["VmGroupEndpoint"][];
             /**
              * Format: date-time
@@ -1610,6 +1610,11 @@ export interface components {
             address: string;
             /** @example tcp://127.0.0.1:30001 */
             url: string;
+            /**
+             * @description The datacenter whose manager offers this address; it spreads connections over the group's ready instances there.
+             * @example web
+             */
+            datacenter: string;
         };
         UpdateVmGroup: {
             /** @description Pinned version; null follows the current one. */

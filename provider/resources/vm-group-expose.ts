@@ -19,7 +19,7 @@ type ExposedPort = Schemas["ExposedPort"];
 
 const ENDPOINT_TYPE = [
   "object",
-  { port: "number", protocol: "string", address: "string", url: "string" },
+  { port: "number", protocol: "string", address: "string", url: "string", datacenter: "string" },
 ] as const;
 
 const isEmpty = (value: CtyValue) => value === null || (Array.isArray(value) && value.length === 0);
@@ -46,7 +46,7 @@ export const endpointsAttribute: Attribute = {
   type: ["list", ENDPOINT_TYPE],
   computed: true,
   description:
-    "Where each exposed port is reachable (address `host:port`, url `tcp://host:port`), once the datacenter has given it.",
+    "Where each exposed port is reachable (address `host:port`, url `tcp://host:port`), once a datacenter running the group's instances has given it: one entry per port and datacenter (a regional group has one in each of its datacenters, each spreading connections over that datacenter's instances).",
 };
 
 const entriesOf = (value: CtyValue | undefined): ObjectValue[] =>
@@ -105,6 +105,7 @@ export function exposeState(group: Pick<Schemas["VmGroup"], "expose" | "endpoint
       protocol: endpoint.protocol,
       address: endpoint.address,
       url: endpoint.url,
+      datacenter: endpoint.datacenter,
     })),
   };
 }

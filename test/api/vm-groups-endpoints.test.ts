@@ -1,9 +1,10 @@
 // A VM group's exposed ports and endpoints through the API: `expose` given at create and fixed
-// after it, refused with the field named when malformed, and the endpoints the group's manager
-// reports shown on the group until no instance is left.
+// after it, refused with the field named when malformed, and the endpoints each datacenter's
+// manager reports shown on the group until no instance is left there (a regional group has one
+// address per port in each of its datacenters).
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { instances } from "../../api/catalog/schema.ts";
+import { instances, vmGroups } from "../../api/catalog/schema.ts";
 import { forgetEndpointsIfEmpty } from "../../api/catalog/vm-groups.ts";
 import { newId } from "../../api/ids.ts";
 import { createTestApi, type TestApi } from "../support/api.ts";
@@ -15,14 +16,27 @@ describe.each(CATALOG_KINDS)("VM group endpoints (%s)", (kind) => {
   let api: TestApi;
   let acme: Awaited<ReturnType<TestApi["createProject"]>>;
   let managerToken: string;
+  let otherManagerToken: string;
   let imageId: string;
   beforeAll(async () => {
     api = await createTestApi(kind);
     await api.createRegion("us-east");
+    await api.expectStatus(201, "POST", "/v1/datacenters", {
+      body: {
+        name: "us-east-b",
+        region: "us-east",
+        capacity: { vcpus: 8, memory_mb: 16_384, disk_bytes: 100e9 },
+      },
+    });
     acme = await api.createProject("acme");
     managerToken = (
       await api.expectStatus(201, "POST", "/v1/manager-credentials", {
         body: { region: "us-east", datacenter: "us-east-a" },
+      })
+    ).secret;
+    otherManagerToken = (
+      await api.expectStatus(201, "POST", "/v1/manager-credentials", {
+        body: { region: "us-east", datacenter: "us-east-b" },
       })
     ).secret;
     imageId = (
@@ -40,21 +54,23 @@ describe.each(CATALOG_KINDS)("VM group endpoints (%s)", (kind) => {
       body: { image: imageId, region: "us-east", size: 1, machine, ...body },
     });
   const getGroup = (id: string) => api.expectStatus(200, "GET", `/v1/vm-groups/${id}`, { token: acme.token });
-  const report = (instanceId: string, body: Record<string, unknown>) =>
-    api.expectStatus(204, "PUT", `/v1/datacenters/us-east-a/instances/${instanceId}`, {
-      token: managerToken,
+  const report = (instanceId: string, body: Record<string, unknown>, datacenter = "us-east-a") =>
+    api.expectStatus(204, "PUT", `/v1/datacenters/${datacenter}/instances/${instanceId}`, {
+      token: datacenter === "us-east-a" ? managerToken : otherManagerToken,
       body: { state: "ready", ...body },
     });
+  const insertInstance = async (groupId: string, ordinal: number, datacenter: string) => {
+    const id = newId("instance");
+    await api.catalog.db.insert(instances).values({ id, vmGroupId: groupId, ordinal, datacenter });
+    return id;
+  };
 
   /** A group exposing 80 and 443 with one instance recorded in us-east-a. */
   async function groupWithInstance(name: string) {
     const created = await create({ name, expose: [{ port: 80 }, { port: 443, protocol: "tcp" }] });
     expect(created.status).toBe(202);
     const groupId: string = created.body.target.id;
-    const instanceId = newId("instance");
-    await api.catalog.db
-      .insert(instances)
-      .values({ id: instanceId, vmGroupId: groupId, ordinal: 0, datacenter: "us-east-a" });
+    const instanceId = await insertInstance(groupId, 0, "us-east-a");
     return { groupId, instanceId };
   }
 
@@ -120,7 +136,13 @@ describe.each(CATALOG_KINDS)("VM group endpoints (%s)", (kind) => {
     const { groupId, instanceId } = await groupWithInstance("reported");
     await report(instanceId, { endpoints: [{ port: 443, protocol: "tcp", address: "127.0.0.1:30002" }] });
     expect((await getGroup(groupId)).endpoints).toEqual([
-      { port: 443, protocol: "tcp", address: "127.0.0.1:30002", url: "tcp://127.0.0.1:30002" },
+      {
+        port: 443,
+        protocol: "tcp",
+        address: "127.0.0.1:30002",
+        url: "tcp://127.0.0.1:30002",
+        datacenter: "us-east-a",
+      },
     ]);
     // Listed in the order the group exposes them; a port it does not expose is not shown.
     await report(instanceId, {
@@ -131,8 +153,20 @@ describe.each(CATALOG_KINDS)("VM group endpoints (%s)", (kind) => {
       ],
     });
     const expected = [
-      { port: 80, protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" },
-      { port: 443, protocol: "tcp", address: "127.0.0.1:30002", url: "tcp://127.0.0.1:30002" },
+      {
+        port: 80,
+        protocol: "tcp",
+        address: "127.0.0.1:30001",
+        url: "tcp://127.0.0.1:30001",
+        datacenter: "us-east-a",
+      },
+      {
+        port: 443,
+        protocol: "tcp",
+        address: "127.0.0.1:30002",
+        url: "tcp://127.0.0.1:30002",
+        datacenter: "us-east-a",
+      },
     ];
     const reported = await getGroup(groupId);
     expect(reported.endpoints).toEqual(expected);
@@ -163,10 +197,86 @@ describe.each(CATALOG_KINDS)("VM group endpoints (%s)", (kind) => {
   it("a group with no instance left has no endpoint", async () => {
     const { groupId, instanceId } = await groupWithInstance("emptied");
     await report(instanceId, { endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001" }] });
-    await forgetEndpointsIfEmpty(api.catalog.db, groupId);
+    await forgetEndpointsIfEmpty(api.catalog.db, groupId, "us-east-a");
     expect((await getGroup(groupId)).endpoints).toHaveLength(1);
     await api.catalog.db.delete(instances).where(eq(instances.id, instanceId));
-    await forgetEndpointsIfEmpty(api.catalog.db, groupId);
+    await forgetEndpointsIfEmpty(api.catalog.db, groupId, "us-east-a");
     expect((await getGroup(groupId)).endpoints).toEqual([]);
+  });
+
+  it("a regional group has an address per exposed port in each datacenter, each kept by its own reports", async () => {
+    const created = await create({ name: "spread", distribution: "even", size: 2, expose: [{ port: 80 }] });
+    expect(created.status).toBe(202);
+    const groupId: string = created.body.target.id;
+    const inA = await insertInstance(groupId, 0, "us-east-a");
+    const inB = await insertInstance(groupId, 1, "us-east-b");
+    // Reported at once, as two managers do: neither datacenter's loses the other's.
+    await Promise.all([
+      report(inA, { endpoints: [{ port: 80, protocol: "tcp", address: "10.0.0.1:30001" }] }),
+      report(inB, { endpoints: [{ port: 80, protocol: "tcp", address: "10.0.0.2:30005" }] }, "us-east-b"),
+    ]);
+    const both = [
+      {
+        port: 80,
+        protocol: "tcp",
+        address: "10.0.0.1:30001",
+        url: "tcp://10.0.0.1:30001",
+        datacenter: "us-east-a",
+      },
+      {
+        port: 80,
+        protocol: "tcp",
+        address: "10.0.0.2:30005",
+        url: "tcp://10.0.0.2:30005",
+        datacenter: "us-east-b",
+      },
+    ];
+    expect((await getGroup(groupId)).endpoints).toEqual(both);
+    // A datacenter's report replaces only its own.
+    await report(inB, { endpoints: [{ port: 80, protocol: "tcp", address: "10.0.0.2:30006" }] }, "us-east-b");
+    expect((await getGroup(groupId)).endpoints.map((e: { address: string }) => e.address)).toEqual([
+      "10.0.0.1:30001",
+      "10.0.0.2:30006",
+    ]);
+    // A manager may not report for another datacenter's instance.
+    const foreign = await api.call("PUT", `/v1/datacenters/us-east-b/instances/${inA}`, {
+      token: otherManagerToken,
+      body: { state: "ready", endpoints: [{ port: 80, protocol: "tcp", address: "10.9.9.9:1" }] },
+    });
+    expect(foreign.status).toBe(404);
+    // The group shrinks out of us-east-b: its address goes, us-east-a's stays.
+    await api.catalog.db.delete(instances).where(eq(instances.id, inB));
+    await forgetEndpointsIfEmpty(api.catalog.db, groupId, "us-east-b");
+    expect((await getGroup(groupId)).endpoints).toEqual([both[0]]);
+  });
+
+  it("endpoints recorded before groups spanned datacenters are the group's datacenter's", async () => {
+    const { groupId, instanceId } = await groupWithInstance("recorded-earlier");
+    await api.catalog.db
+      .update(vmGroups)
+      .set({
+        datacenter: "us-east-a",
+        endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001" }],
+      })
+      .where(eq(vmGroups.id, groupId));
+    expect((await getGroup(groupId)).endpoints).toEqual([
+      {
+        port: 80,
+        protocol: "tcp",
+        address: "127.0.0.1:30001",
+        url: "tcp://127.0.0.1:30001",
+        datacenter: "us-east-a",
+      },
+    ]);
+    await report(instanceId, { endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30003" }] });
+    expect((await getGroup(groupId)).endpoints).toEqual([
+      {
+        port: 80,
+        protocol: "tcp",
+        address: "127.0.0.1:30003",
+        url: "tcp://127.0.0.1:30003",
+        datacenter: "us-east-a",
+      },
+    ]);
   });
 });

@@ -284,7 +284,7 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
       expect(JSON.stringify(response.body)).toContain("network");
     });
 
-    it("a distribution needs a region, refuses exposed ports, and is fixed at creation", async () => {
+    it("a distribution needs a region, may expose ports, and is fixed at creation", async () => {
       const withPolicy = await create({
         name: "dist-policy",
         placement: { regions: ["eu-west"] },
@@ -300,10 +300,11 @@ describe.each(CATALOG_KINDS)("VM groups and instances (%s)", (kind) => {
         distribution: "any",
         expose: [{ port: 80 }],
       });
-      expect([exposed.status, exposed.body.errors.map((e: { path: string }) => e.path)]).toEqual([
-        400,
-        ["expose"],
-      ]);
+      expect(exposed.status).toBe(202);
+      const exposedGroup = await api.expectStatus(200, "GET", `/v1/vm-groups/${exposed.body.target.id}`, {
+        token: acme.token,
+      });
+      expect(exposedGroup).toMatchObject({ distribution: "any", expose: [{ port: 80, protocol: "tcp" }] });
       const unknown = await create({ name: "dist-bad", region: "eu-west", distribution: "round-robin" });
       expect([unknown.status, unknown.body.errors[0].path]).toEqual([400, "distribution"]);
       const created = await create({ name: "dist-fixed", region: "eu-west", distribution: "even", size: 1 });

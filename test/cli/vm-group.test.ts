@@ -80,7 +80,7 @@ describe("globalvm vm-group show", () => {
     const result = await runCli(["vm-group", "show", "web"], env);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.split("\n").filter((line) => line.startsWith("endpoint"))).toEqual([
-      "endpoint:     80/tcp  tcp://127.0.0.1:30001",
+      "endpoint:     80/tcp  tcp://127.0.0.1:30001  (us-east-a)",
       "endpoint:     443/tcp  not reachable yet",
     ]);
   });

@@ -4,7 +4,6 @@
 // endpoint is on this namespace's loopback. The guests also resolve internal names through
 // their manager's DNS. Prints one JSON line with what it saw.
 import { execFileSync } from "node:child_process";
-import { request } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { metadataSocketDir } from "../../regional-manager/network/namespace-host.ts";
@@ -17,28 +16,16 @@ import {
   listInstances,
   uploadGuestVersion,
 } from "../support/vm-groups.ts";
-import { type NetworkStackConfig, readStackConfig, runAndReport, startNetworkStack } from "./stack-hosts.ts";
+import { get } from "./http-get.ts";
+import {
+  allowFromAnywhere,
+  type NetworkStackConfig,
+  readStackConfig,
+  runAndReport,
+  startNetworkStack,
+} from "./stack-hosts.ts";
 
 const { config, first } = readStackConfig<NetworkStackConfig>("endpoints-stack-process.ts");
-
-/** One request on a new connection: the body, or the error's code. */
-function get(address: string): Promise<{ ok: boolean; text: string }> {
-  const [host, port] = address.split(":");
-  return new Promise((resolve) => {
-    const req = request({ host, port: Number(port), path: "/", agent: false, timeout: 3000 }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk) => (text += chunk));
-      res.on("end", () => resolve({ ok: res.statusCode === 200, text: text.trim() }));
-      res.on("error", (error) => resolve({ ok: false, text: String(error) }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", (error: NodeJS.ErrnoException) =>
-      resolve({ ok: false, text: error.code ?? error.message }),
-    );
-    req.end();
-  });
-}
 
 /** Keeps requesting the endpoint until stopped; counts answers by body and failures by kind. */
 function loadLoop(address: string) {
@@ -163,17 +150,8 @@ await runAndReport(stack, result, async () => {
 
   // The default network lets its own instances talk; the outside needs a rule.
   result.withoutRule = await get(address);
-  const networks = await stack.call("GET", "/v1/networks", stack.projectToken);
-  const network = (networks.body.items as { id: string; name: string }[]).find((n) => n.name === "default");
   const asked = Date.now();
-  const rule = await stack.call("POST", `/v1/networks/${network?.id}/firewall-rules`, stack.projectToken, {
-    name: "web-from-anywhere",
-    action: "allow",
-    protocol: "tcp",
-    ports: ["80"],
-    source: { cidr: "0.0.0.0/0" },
-  });
-  if (rule.status !== 201) throw new Error(`rule: ${rule.status} ${JSON.stringify(rule.body)}`);
+  await allowFromAnywhere(stack, 80);
   while (!(await get(address)).ok && Date.now() - asked < 10_000) await new Promise((r) => setTimeout(r, 50));
   result.allowedAfterMs = Date.now() - asked;
   const seen = new Set<string>();

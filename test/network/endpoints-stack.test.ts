@@ -23,7 +23,7 @@ interface Answer {
 
 describe("a VM group's endpoint", () => {
   let outcome: {
-    endpoints?: { port: number; protocol: string; address: string; url: string }[];
+    endpoints?: { port: number; protocol: string; address: string; url: string; datacenter: string }[];
     instances?: [string, string][];
     addresses?: Record<string, string>;
     resolved?: Record<string, Record<string, string>>;
@@ -73,6 +73,8 @@ describe("a VM group's endpoint", () => {
         protocol: "tcp",
         address: expect.stringMatching(/^127\.0\.0\.1:3\d{4}$/),
         url: expect.stringMatching(/^tcp:\/\/127\.0\.0\.1:3\d{4}$/),
+        // The region's first datacenter (the stack names them <region>-a, -b, …).
+        datacenter: expect.stringMatching(/-a$/),
       },
     ]);
     expect(outcome.instances).toEqual([

@@ -9,6 +9,7 @@ import { type Stack, startStack } from "../support/stack.ts";
 import { createGroup, createGuestImage, expectSucceeded } from "../support/vm-groups.ts";
 
 export interface RegionHost {
+  /** The region's name; hosts of one region are its datacenters, in order (`<region>-a`, `-b`, …). */
   name: string;
   netns: string;
   underlay: string;
@@ -40,15 +41,22 @@ export function startNetworkStack(
   config: NetworkStackConfig,
   env?: Record<string, string>,
 ): Promise<Stack> {
-  const hostOf = (region: string) => config.regions.find((r) => r.name === region) as RegionHost;
+  const regions = [...new Set(config.regions.map((r) => r.name))];
+  const hostsOf = (region: string) => config.regions.filter((r) => r.name === region);
+  // The stack names a region's datacenters <region>-a, -b, …: the nth host of the region is the nth.
+  const hostOf = (region: string, datacenter: string) =>
+    hostsOf(region)[datacenter.charCodeAt(datacenter.length - 1) - 97] as RegionHost;
   return startStack({
     name,
-    regions: config.regions.map((r) => r.name),
+    regions,
     controlPlaneHost: config.controlPlaneHost,
-    managerPrefix: (region) =>
-      hostOf(region).manager === "beside" ? [] : ["ip", "netns", "exec", hostOf(region).netns],
-    managerArgs: (region) => {
-      const host = hostOf(region);
+    datacentersPerRegion: Math.max(...regions.map((region) => hostsOf(region).length)),
+    managerPrefix: (region, datacenter) => {
+      const host = hostOf(region, datacenter);
+      return host.manager === "beside" ? [] : ["ip", "netns", "exec", host.netns];
+    },
+    managerArgs: (region, datacenter) => {
+      const host = hostOf(region, datacenter);
       return host.manager === "beside"
         ? [
             ...["--host", config.controlPlaneHost],
@@ -93,4 +101,18 @@ export async function runAndReport(
     await stack.stop();
     process.stdout.write(`${JSON.stringify(result)}\n`);
   }
+}
+
+/** Lets any source reach TCP `port` of the `default` network's instances (the outside needs a rule). */
+export async function allowFromAnywhere(stack: Stack, port: number): Promise<void> {
+  const networks = await stack.call("GET", "/v1/networks", stack.projectToken);
+  const network = (networks.body.items as { id: string; name: string }[]).find((n) => n.name === "default");
+  const rule = await stack.call("POST", `/v1/networks/${network?.id}/firewall-rules`, stack.projectToken, {
+    name: `from-anywhere-${port}`,
+    action: "allow",
+    protocol: "tcp",
+    ports: [String(port)],
+    source: { cidr: "0.0.0.0/0" },
+  });
+  if (rule.status !== 201) throw new Error(`rule: ${rule.status} ${JSON.stringify(rule.body)}`);
 }

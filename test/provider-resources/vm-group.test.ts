@@ -365,7 +365,15 @@ function fakeControlPlane(options: { pollsToFinish: number; fail?: boolean }) {
       id,
       project_id: "prj_1",
       ...createBody(config({ expose: [{ port: n(80), protocol: null }] })),
-      endpoints: [{ port: 80, protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
+      endpoints: [
+        {
+          port: 80,
+          protocol: "tcp",
+          address: "127.0.0.1:30001",
+          url: "tcp://127.0.0.1:30001",
+          datacenter: "us-east-a",
+        },
+      ],
       image_version: null,
       region: "us-east",
       placement: null,
@@ -417,7 +425,15 @@ describe("create", () => {
       id: groupId(1),
       datacenter: "us-east-a",
       expose: [{ port: n(80), protocol: "tcp" }],
-      endpoints: [{ port: n(80), protocol: "tcp", address: "127.0.0.1:30001", url: "tcp://127.0.0.1:30001" }],
+      endpoints: [
+        {
+          port: n(80),
+          protocol: "tcp",
+          address: "127.0.0.1:30001",
+          url: "tcp://127.0.0.1:30001",
+          datacenter: "us-east-a",
+        },
+      ],
     });
     // An import reads the same state from the ID alone.
     const imported = await vmGroupResource.read(

@@ -57,10 +57,10 @@ export interface StackOptions {
   controlPlaneFor?: (region: string, controlPlane: string) => string;
   /** The control plane's GLOBALVM_REPLICA_IDLE_SECONDS: replicas nobody asked for, unused this long, are collected. */
   replicaIdleSeconds?: number;
-  /** More flags for a region's `serve regional-manager`. */
-  managerArgs?: (region: string) => string[];
-  /** A command a region's manager runs under, e.g. `ip netns exec NAME` to put it on its own host. */
-  managerPrefix?: (region: string) => string[];
+  /** More flags for a datacenter's `serve regional-manager`. */
+  managerArgs?: (region: string, datacenter: string) => string[];
+  /** A command a datacenter's manager runs under, e.g. `ip netns exec NAME` to put it on its own host. */
+  managerPrefix?: (region: string, datacenter: string) => string[];
   /** The control plane's listen address (default 127.0.0.1). */
   controlPlaneHost?: string;
   /**
@@ -163,10 +163,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         "--data-dir",
         join(dir, datacenter),
         ...(options.hostsPerRegion ? ["--host-agents"] : []),
-        ...(options.managerArgs?.(region) ?? []),
+        ...(options.managerArgs?.(region, datacenter) ?? []),
       ],
       { ...options.env, GLOBALVM_MANAGER_CREDENTIAL: credentials.get(which) },
-      options.managerPrefix?.(region) ?? [],
+      options.managerPrefix?.(region, datacenter) ?? [],
       logFileOf(which),
     );
     track(which, manager);

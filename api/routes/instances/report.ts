@@ -76,7 +76,7 @@ export function register(app: OpenAPIHono<AppEnv>) {
         });
     }
     // A manager that says nothing of endpoints leaves the group's as they are.
-    if (report.endpoints !== undefined) await recordEndpoints(db, row.vmGroupId, report.endpoints);
+    if (report.endpoints !== undefined) await recordEndpoints(db, row.vmGroupId, name, report.endpoints);
     // Groups whose metadata takes a value from this instance get it now, not at their next
     // update; the push runs on its own (retried with backoff), the manager's report is answered at once.
     if (changesReferenceableValues(before, report)) void pushMetadataToDependents(services, row.vmGroupId);

@@ -73,7 +73,12 @@ function group(g: Group, groups: Group[], instances: Instance[], imageNames: Map
           { class: "endpoints" },
           "Endpoints: ",
           g.endpoints.map((e) =>
-            h("code", { "data-port": e.port }, `${e.port}/${e.protocol} → ${e.address} `),
+            h(
+              "code",
+              { "data-port": e.port, "data-datacenter": e.datacenter },
+              // A regional group has an address per datacenter: say which is which.
+              `${e.port}/${e.protocol} → ${e.address}${g.distribution ? ` (${e.datacenter})` : ""} `,
+            ),
           ),
         )
       : g.expose.length > 0

@@ -109,6 +109,7 @@ export declare class VmGroupEndpointsOutputReference extends cdktf.ComplexObject
     get internalValue(): VmGroupEndpoints | undefined;
     set internalValue(value: VmGroupEndpoints | undefined);
     get address(): string;
+    get datacenter(): string;
     get port(): number;
     get protocol(): string;
     get url(): string;

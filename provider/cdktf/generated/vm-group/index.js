@@ -49,6 +49,10 @@ export class VmGroupEndpointsOutputReference extends cdktf.ComplexObject {
     get address() {
         return this.getStringAttribute('address');
     }
+    // datacenter - computed: true, optional: false, required: false
+    get datacenter() {
+        return this.getStringAttribute('datacenter');
+    }
     // port - computed: true, optional: false, required: false
     get port() {
         return this.getNumberAttribute('port');
