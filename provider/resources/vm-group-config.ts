@@ -175,13 +175,6 @@ export function validate(config: ObjectValue, diagnostics: Diagnostics) {
         ["distribution"],
       );
     }
-    if (Array.isArray(config.expose) && config.expose.length > 0) {
-      diagnostics.error(
-        "A regional group cannot expose ports yet",
-        "Expose ports from a group in one datacenter (no `distribution`).",
-        ["distribution"],
-      );
-    }
   }
   if (isObject(config.timeouts)) {
     for (const which of ["create", "update", "delete"]) {

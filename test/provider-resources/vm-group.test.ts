@@ -174,7 +174,7 @@ describe("distribution", () => {
     expect(createBody(config({ distribution: "even" })).distribution).toBe("even");
   });
 
-  it("is even or any, needs region, and cannot go with exposed ports, each error naming it", () => {
+  it("is even or any and needs region, each error naming it; it may go with exposed ports", () => {
     expect(validate(config({ distribution: "even" }))).toEqual([]);
     expect(validate(config({ distribution: "round-robin" }))).toEqual([
       { summary: "Invalid distribution", path: ["distribution"] },
@@ -188,9 +188,7 @@ describe("distribution", () => {
         }),
       ),
     ).toEqual([{ summary: "A distribution needs a region", path: ["distribution"] }]);
-    expect(validate(config({ distribution: "even", expose: [{ port: n(80), protocol: null }] }))).toEqual([
-      { summary: "A regional group cannot expose ports yet", path: ["distribution"] },
-    ]);
+    expect(validate(config({ distribution: "even", expose: [{ port: n(80), protocol: null }] }))).toEqual([]);
   });
 
   it("a change replaces the group; a resize keeps it in place with its datacenters known after apply", () => {
