@@ -158,8 +158,10 @@ Options:
   --host-agents         the datacenter's guests run on host agents (globalvm serve host-agent)
                         that register here; this manager places each instance on a host and
                         runs none itself. Each agent attaches its own guests to their
-                        networks (serve host-agent --guest-network-underlay), so this
-                        manager takes no --guest-network-underlay.
+                        networks (serve host-agent --guest-network-underlay). With
+                        --guest-network-underlay too, this manager is the datacenter's
+                        gateway: it offers the exposed ports (expose) of groups whose guests
+                        run on the agents, at ADDRESS, through tunnels to the agents' hosts.
   -h, --help            show this help
 
 Limits (whole numbers of bytes or items; what is over one is refused with 413 naming it):

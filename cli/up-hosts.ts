@@ -34,18 +34,18 @@ const UNDERLAY_BITS = 24;
 
 /**
  * Names follow from the data dir, so a second `up` on it finds (and adopts) the first's. One
- * host per datacenter, its manager's; with host agents, one per agent (host-1 … host-N).
+ * host per datacenter, its manager's; with host agents, one more per agent (host-1 … host-N),
+ * the manager's then being the datacenter's gateway (its groups' exposed ports).
  */
 export function planUpHosts(
   dataDir: string,
   datacenters: readonly string[],
   hostsPerDatacenter = 0,
 ): UpHosts {
-  const places = datacenters.flatMap((datacenter) =>
-    hostsPerDatacenter === 0
-      ? [{ datacenter }]
-      : Array.from({ length: hostsPerDatacenter }, (_, i) => ({ datacenter, host: `host-${i + 1}` })),
-  );
+  const places = datacenters.flatMap((datacenter) => [
+    { datacenter },
+    ...Array.from({ length: hostsPerDatacenter }, (_, i) => ({ datacenter, host: `host-${i + 1}` })),
+  ]);
   if (places.length > 250) throw new Error("up runs at most 250 hosts with guest networks");
   const tag = createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 6);
   return {

@@ -80,7 +80,8 @@ Options:
                    run N host agents per datacenter (host-1 … host-N, each offering this
                    machine's cores and memory): each manager places guests on its hosts
                    instead of running them itself; each host is a namespace of its own
-                   on the guest network. Default 0: each manager runs its guests itself
+                   on the guest network, and the manager's namespace is the datacenter's
+                   gateway for exposed ports. Default 0: each manager runs its guests itself
   -h, --help       show this help
 
 Environment:
@@ -378,7 +379,7 @@ export const upCommand: Command = {
         options.regions.map(async (region) => {
           if (stopping) return;
           const datacenter = datacenterOf(region);
-          // With host agents, the agents attach guests and the manager has no host of its own.
+          // The manager's own host: its guests', or with host agents the datacenter's gateway.
           const host = network.hosts?.hosts.find((h) => h.datacenter === datacenter && !h.host);
           const manager = await startRegionalManager({
             region,

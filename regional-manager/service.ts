@@ -198,15 +198,20 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       ? { maxGuestAttributesTotalBytes: options.limits.maxGuestAttributesTotalBytes }
       : {}),
   });
-  if (options.hostAgents && options.guestNetwork) {
-    throw new Error(
-      "a manager with host agents runs no guests, so it has no guest network of its own: each host agent attaches its guests (serve host-agent --guest-network-underlay)",
-    );
-  }
   const hostRegistry = options.hostAgents
     ? new HostRegistry({
         file: join(options.dataDir, "hosts.json"),
         downAfterMs: options.hostAgents.downAfterMs ?? HOST_DOWN_AFTER_MS,
+      })
+    : undefined;
+  // A guest network of the manager's own: its guests' (without host agents), or with host agents
+  // the datacenter's gateway, which offers the endpoints of the guests on the agents.
+  const guestNetworks = options.guestNetwork
+    ? guestNetworksOf(options.guestNetwork, {
+        tapOwnerUid: qemuOwner?.uid,
+        dataDir: options.dataDir,
+        relaySocketDir: metadataSockets,
+        log,
       })
     : undefined;
   // With host agents, each agent attaches its own guests; the manager forwards peers and firewalls.
@@ -214,6 +219,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
     ? new HostAgentNetworks({
         registry: hostRegistry,
         firewalls: new NetworkFirewalls(join(options.dataDir, "network-firewalls.json")),
+        ...(guestNetworks ? { gateway: guestNetworks } : {}),
       })
     : undefined;
   const driver = hostRegistry
@@ -240,15 +246,7 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
       ...(netns ? { netns } : {}),
     });
   }
-  const guestNetworks = options.guestNetwork
-    ? guestNetworksOf(options.guestNetwork, {
-        tapOwnerUid: qemuOwner?.uid,
-        dataDir: options.dataDir,
-        relaySocketDir: metadataSockets,
-        log,
-      })
-    : undefined;
-  const networking = guestNetworks ?? hostNetworks;
+  const networking = hostNetworks ?? guestNetworks;
   const instances = new InstanceManager({
     driver,
     store,

@@ -8,6 +8,7 @@
 import { z } from "@hono/zod-openapi";
 import { CapacitySchema, idSchema, NameSchema, TimestampSchema } from "./common.ts";
 import { ManagerNetworkFirewallSchema, MetadataValuesSchema } from "./manager-instances.ts";
+import { MAX_EXPOSED_PORTS } from "./plain.ts";
 
 const Ipv4Schema = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, "an IPv4 address");
 
@@ -74,6 +75,17 @@ export const HostNetworkInterfaceSchema = z
     vni: z.number().int().min(1).max(16_777_215),
     address: Ipv4Schema,
     prefix_length: z.number().int().min(8).max(30),
+    /**
+     * Set when the instance's group exposes ports: the datacenter's gateway on the network (on the
+     * manager's host), the source its endpoint connections arrive from, already judged by the
+     * network's firewall there, and the guest ports they go to.
+     */
+    endpoints: z
+      .strictObject({
+        gateway: Ipv4Schema,
+        ports: z.array(z.number().int().min(1).max(65_535)).min(1).max(MAX_EXPOSED_PORTS),
+      })
+      .optional(),
   })
   .openapi("HostNetworkInterface");
 export type HostNetworkInterface = z.infer<typeof HostNetworkInterfaceSchema>;

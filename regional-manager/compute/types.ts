@@ -51,6 +51,11 @@ export interface GuestNetworkInterface {
   mtu: number;
   /** The guest's part in its group's endpoints: while it is ready, they may send it connections. */
   endpoints?: GuestEndpoints;
+  /**
+   * On a host agent: the datacenter's gateway on the network, on its manager's host, which the
+   * group's endpoint connections come from (judged by the network's firewall there).
+   */
+  endpointGateway?: string;
 }
 
 export interface GuestEndpoints {

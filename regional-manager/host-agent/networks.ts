@@ -86,6 +86,8 @@ export class AgentNetworks {
         address: nic.address,
         prefixLength: nic.prefix_length,
         mtu: this.#networks.mtu,
+        // The agent offers no endpoints: it only lets their connections in from the gateway.
+        ...(nic.endpoints ? { endpointGateway: nic.endpoints.gateway } : {}),
       },
     };
   }

@@ -418,6 +418,14 @@ function assignmentOf(
             vni: spec.networkInterface.vni,
             address: spec.networkInterface.address,
             prefix_length: spec.networkInterface.prefixLength,
+            ...(spec.networkInterface.endpoints
+              ? {
+                  endpoints: {
+                    gateway: spec.networkInterface.endpoints.gateway,
+                    ports: [...spec.networkInterface.endpoints.ports],
+                  },
+                }
+              : {}),
           },
         }
       : {}),
@@ -446,6 +454,10 @@ function specOf(assignment: HostAssignment, path: string, mtu: number): Instance
             address: nic.address,
             prefixLength: nic.prefix_length,
             mtu,
+            // The manager's view: the guest is one of its group's endpoints' backends.
+            ...(nic.endpoints && assignment.vm_group_id !== undefined
+              ? { endpoints: { group: assignment.vm_group_id, ...nic.endpoints } }
+              : {}),
           },
         }
       : {}),

@@ -372,7 +372,7 @@ export class InstanceManager {
     if (exposes && !networks.offersEndpoints) {
       throw new ComputeError(
         "invalid-argument",
-        `datacenter ${this.#options.datacenter} runs its guests on host agents, which do not offer a group's exposed ports (expose) yet`,
+        `datacenter ${this.#options.datacenter} runs its guests on host agents and its manager has no guest network of its own (serve regional-manager --guest-network-underlay) to be their gateway: a group's exposed ports (expose) have nowhere to be offered`,
         "expose",
       );
     }

@@ -21,6 +21,11 @@ export interface GuestOnNetwork {
   nic: GuestNetworkInterface;
   /** Ready and staying: its group's endpoints may send it new connections. */
   ready: boolean;
+  /**
+   * It runs on another host of the datacenter (a host agent's) and this host is only its
+   * endpoints' gateway: no tap here, its connections cross the network's tunnel.
+   */
+  elsewhere?: boolean;
 }
 
 export interface HostFacts {
@@ -54,7 +59,9 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
       ...peersField(host.peersOf ? host.peersOf(id) : []),
       ...firewallField(host.firewallOf?.(id)),
       ...endpointsField(members, host),
+      ...remoteGuestsField(members),
       ports: members
+        .filter((m) => !m.elsewhere)
         .sort((a, b) => a.instanceId.localeCompare(b.instanceId))
         .map((m) => ({
           instanceId: m.instanceId,
@@ -66,15 +73,22 @@ export function hostNetworkSpecOf(guests: readonly GuestOnNetwork[], host: HostF
   return { underlayAddress: host.underlayAddress, networks };
 }
 
-/** The network's gateway and endpoints on this host, from its guests that are in a group's endpoints. */
+/**
+ * The network's gateway and endpoints on this host, from its guests that are in a group's
+ * endpoints; on a host that offers none (a host agent), the gateway they come from.
+ */
 function endpointsField(
   members: readonly GuestOnNetwork[],
   host: HostFacts,
-): Pick<HostNetworkSpec["networks"][number], "gateway" | "endpoints"> {
+): Pick<HostNetworkSpec["networks"][number], "gateway" | "endpoints" | "endpointGateway"> {
+  const portOf = host.endpointPortOf;
+  if (!portOf) {
+    const gateway = members.find((m) => m.nic.endpointGateway)?.nic.endpointGateway;
+    return gateway ? { endpointGateway: gateway } : {};
+  }
   const exposing = members.filter((m) => m.nic.endpoints);
   const first = exposing[0];
-  const portOf = host.endpointPortOf;
-  if (!first?.nic.endpoints || !portOf) return {};
+  if (!first?.nic.endpoints) return {};
   const endpoints = new Map<string, EndpointSpec & { backends: string[] }>();
   for (const member of exposing) {
     const part = member.nic.endpoints as NonNullable<GuestNetworkInterface["endpoints"]>;
@@ -95,6 +109,12 @@ function endpointsField(
       .sort((a, b) => a.hostPort - b.hostPort)
       .map((endpoint) => ({ ...endpoint, backends: endpoint.backends.sort() })),
   };
+}
+
+/** The addresses of the guests this host is only the gateway of, sorted. */
+function remoteGuestsField(members: readonly GuestOnNetwork[]): { remoteGuests?: string[] } {
+  const remote = members.filter((m) => m.elsewhere).map((m) => m.nic.address);
+  return remote.length === 0 ? {} : { remoteGuests: remote.sort() };
 }
 
 function firewallField(firewall: NetworkFirewall | undefined): { firewall?: NetworkFirewall } {

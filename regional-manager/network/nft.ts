@@ -34,7 +34,11 @@ export const NFT_TABLE = "globalvm";
  * - endpoints (endpointLines): a connection to the host's underlay address on an endpoint's port
  *   is marked with its network's mark and zone, destination-NATed to one of the group's ready
  *   guests (numgen: round robin), source-NATed to the gateway so the guest answers on-link, and
- *   judged by the network's firewall with the client as the source (the outside).
+ *   judged by the network's firewall with the client as the source (the outside);
+ * - a datacenter's gateway (a manager of host agents) carries endpoints whose guests are on the
+ *   agents' hosts (`remoteGuests`): they are judged here as local guests are, and ARP and replies
+ *   for the gateway come in through the network's tunnel as a local guest's come through its tap;
+ *   an agent accepts what the gateway sends its guests (`endpointGateway`), judged already.
  * The metadata service is reached through QEMU, not the bridge.
  * With no networks, the tables are removed.
  */
@@ -49,9 +53,15 @@ export function renderNftRules(spec: HostNetworkSpec): string {
   const tapGlob = `"${deviceName("tap", "x").slice(0, 3)}*"`;
   const bridgeGlob = `"${deviceName("bridge", "x").slice(0, 3)}*"`;
   const vxlanGlob = `"${deviceName("vxlan", "x").slice(0, 3)}*"`;
-  const guarded = spec.networks.filter((network) => network.firewall && network.ports.length > 0);
+  const guarded = spec.networks.filter((network) => network.firewall && guestAddresses(network).length > 0);
   const routed = routedNetworks(spec);
   const gateways = [...new Set(routed.map((network) => gatewayOf(network)))];
+  // On a datacenter's gateway, what its endpoints' remote guests send it (ARP for the gateway,
+  // replies) arrives through the network's tunnel, as a local guest's does through its tap.
+  const gatewayTunnels = routed
+    .filter((network) => (network.remoteGuests ?? []).length > 0)
+    .map((network) => `"${deviceName("vxlan", network.id)}"`);
+  const toGateway = gatewayTunnels.length === 0 ? tapGlob : `{ ${[tapGlob, ...gatewayTunnels].join(", ")} }`;
   const endpoints = endpointLines(spec, routed);
   const lines = [
     ...reset,
@@ -70,11 +80,11 @@ export function renderNftRules(spec: HostNetworkSpec): string {
     "    type filter hook input priority 0; policy accept;",
     ...(gateways.length > 0
       ? [
-          `    iifname ${tapGlob} ether type arp arp daddr ip { ${gateways.join(", ")} } accept`,
-          `    iifname ${tapGlob} ether type ip ip daddr { ${gateways.join(", ")} } accept`,
+          `    iifname ${toGateway} ether type arp arp daddr ip { ${gateways.join(", ")} } accept`,
+          `    iifname ${toGateway} ether type ip ip daddr { ${gateways.join(", ")} } accept`,
           // A reply of an endpoint connection arrives here with its NAT already undone (the
           // inet prerouting hooks run first, br_netfilter): its network's mark says what it is.
-          `    iifname ${tapGlob} ether type ip meta mark { ${routed.map(markText).join(", ")} } accept`,
+          `    iifname ${toGateway} ether type ip meta mark { ${routed.map(markText).join(", ")} } accept`,
         ]
       : []),
     `    iifname { ${tapGlob}, ${vxlanGlob} } drop`,
@@ -112,13 +122,16 @@ function gatewayOf(network: NetworkSpec): string {
   return (network.gateway as NonNullable<NetworkSpec["gateway"]>).address;
 }
 
-/** Matches a packet leaving the network's bridge toward one of this host's guests of it. */
+/**
+ * Matches a packet leaving the network's bridge toward one of the guests this host judges: its
+ * own, and on a gateway the remote guests its endpoints lead to.
+ */
 function toLocalGuests(network: NetworkSpec): string {
-  return `oifname "${deviceName("bridge", network.id)}" ip daddr { ${localAddresses(network)} }`;
+  return `oifname "${deviceName("bridge", network.id)}" ip daddr { ${guestAddresses(network).join(", ")} }`;
 }
 
-function localAddresses(network: NetworkSpec): string {
-  return network.ports.map((port) => port.address).join(", ");
+function guestAddresses(network: NetworkSpec): string[] {
+  return [...network.ports.map((port) => port.address), ...(network.remoteGuests ?? [])];
 }
 
 /**
@@ -144,7 +157,7 @@ function endpointLines(
       if (endpoint.backends.length > 0) dnat.push(`    ${match} ${dnatTo(endpoint)}`);
     }
   }
-  const guarded = routed.filter((network) => network.firewall && network.ports.length > 0);
+  const guarded = routed.filter((network) => network.firewall && guestAddresses(network).length > 0);
   const chains = [
     "  chain endpoint_output {",
     "    type filter hook output priority raw; policy accept;",
@@ -187,7 +200,7 @@ function endpointLines(
     "    type filter hook output priority 0; policy accept;",
     ...guarded.map(
       (network) =>
-        `    meta mark ${markText(network)} ip daddr { ${localAddresses(network)} } ct status dnat jump ${firewallChain(network.id)}`,
+        `    meta mark ${markText(network)} ip daddr { ${guestAddresses(network).join(", ")} } ct status dnat jump ${firewallChain(network.id)}`,
     ),
     "  }",
   ];
@@ -219,6 +232,9 @@ function firewallChainLines(network: NetworkSpec): string[] {
     `  chain ${firewallChain(network.id)} {`,
     "    ct state established,related accept",
     "    ct state invalid drop",
+    // Endpoint connections from the datacenter's gateway on another host were judged there, with
+    // the client as the source; no guest can send from that address (the bridge rules above).
+    ...(network.endpointGateway ? [`    ip saddr ${network.endpointGateway} accept`] : []),
     ...rules,
     ...(otherwise !== undefined ? [`    ${otherwise}accept`] : []),
     "    drop",

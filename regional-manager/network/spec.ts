@@ -39,6 +39,19 @@ export interface NetworkSpec {
   gateway?: { address: string; prefixLength: number };
   /** Ports of this host's underlay address that lead to guests of this network. */
   endpoints?: readonly EndpointSpec[];
+  /**
+   * Addresses of the network's guests on other hosts of the datacenter that this host's
+   * endpoints lead to: this host is the datacenter's gateway (a manager whose guests run on host
+   * agents). They are judged by the network's firewall here, as guests on this host are, and
+   * reached through the network's tunnel.
+   */
+  remoteGuests?: readonly string[];
+  /**
+   * The datacenter's gateway address on this network when it is on another host (this host is a
+   * host agent): endpoint connections reach this host's guests from it, already judged by the
+   * network's firewall there, with the client as the source.
+   */
+  endpointGateway?: string;
 }
 
 /** One exposed port of a VM group, as a host carries it. */
@@ -48,7 +61,10 @@ export interface EndpointSpec {
   protocol: "tcp";
   /** The port on the guests. */
   guestPort: number;
-  /** Addresses of the group's ready guests on this host, in a stable order; empty: refused. */
+  /**
+   * Addresses of the group's ready guests this host sends connections to (its own, or, on a
+   * gateway, those on the datacenter's other hosts), in a stable order; empty: refused.
+   */
   backends: readonly string[];
 }
 

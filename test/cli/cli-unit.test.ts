@@ -13,6 +13,7 @@ import { missingPrerequisites } from "../../cli/prerequisites.ts";
 import { progressWriter } from "../../cli/progress.ts";
 import { regionStatuses } from "../../cli/regions.ts";
 import { parseUpArgs } from "../../cli/up.ts";
+import { planUpHosts } from "../../cli/up-hosts.ts";
 import { readUpSecrets, writeUpSecrets } from "../../cli/up-secrets.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "globalvm-cli-unit-"));
@@ -49,6 +50,27 @@ describe("parseUpArgs", () => {
     for (const bad of ["-1", "x", "17"]) {
       expect(() => parseUpArgs(["--hosts-per-datacenter", bad], {})).toThrow(/--hosts-per-datacenter/);
     }
+  });
+
+  it("gives each datacenter's manager a host of its own, and with host agents one more per agent", () => {
+    const plain = planUpHosts("d", ["eu-west-a"]);
+    expect(plain.hosts.map((h) => [h.datacenter, h.host, h.underlay])).toEqual([
+      ["eu-west-a", undefined, "198.18.0.1"],
+    ]);
+    // With agents the manager's host stays: it is the datacenter's gateway for exposed ports.
+    const agents = planUpHosts("d", ["eu-west-a", "us-east-a"], 2);
+    expect(agents.hosts.map((h) => [h.datacenter, h.host])).toEqual([
+      ["eu-west-a", undefined],
+      ["eu-west-a", "host-1"],
+      ["eu-west-a", "host-2"],
+      ["us-east-a", undefined],
+      ["us-east-a", "host-1"],
+      ["us-east-a", "host-2"],
+    ]);
+    expect(new Set(agents.hosts.map((h) => h.netns)).size).toBe(6);
+    expect(new Set(agents.hosts.map((h) => h.underlay)).size).toBe(6);
+    // The names follow from the data dir: a second up on it finds the first's namespaces.
+    expect(planUpHosts("d", ["eu-west-a"], 2)).toEqual(planUpHosts("d", ["eu-west-a"], 2));
   });
 
   it("passes the managers' limits from the environment, refusing one that is not a count", () => {

@@ -12,7 +12,11 @@ import { HostAgentNetworks } from "../../regional-manager/hosts/host-networks.ts
 import { HostsDriver } from "../../regional-manager/hosts/hosts-driver.ts";
 import { type HostRecord, HostRegistry } from "../../regional-manager/hosts/registry.ts";
 import { HostSessions } from "../../regional-manager/hosts/sessions.ts";
+import { EndpointPorts } from "../../regional-manager/network/endpoints.ts";
 import { NetworkFirewalls } from "../../regional-manager/network/firewalls.ts";
+import { GuestNetworks } from "../../regional-manager/network/guests.ts";
+import type { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
+import type { HostNetworkSpec } from "../../regional-manager/network/spec.ts";
 import type { HostInstanceStatus, HostRegistration, HostSync } from "../../schemas/hosts.ts";
 
 let dir: string;
@@ -355,6 +359,105 @@ describe("guest networks on hosts", () => {
     hosts.register("h3", { ...registration, underlay_address: "198.51.100.3" });
     expect(h1.revision).toBe(revision + 3);
     expect(networks.answerFor(h1)?.peers).toContain("198.51.100.3");
+  });
+});
+
+describe("the datacenter's gateway (a manager of host agents with a guest network)", () => {
+  const NETWORK = "net_01jd3k9x4m6q8r2t5v7w9y1z3b";
+  const GROUP = "vmg_01jd3k9x4m6q8r2t5v7w9y1z3b";
+  const exposing = (address: string) => ({
+    networkInterface: {
+      network: NETWORK,
+      vni: 4097,
+      address,
+      prefixLength: 20,
+      mtu: 1450,
+      endpoints: { group: GROUP, gateway: "10.128.0.1", ports: [80] },
+    },
+  });
+
+  it("offers a group's port at its own address, leading through tunnels to the guests on the agents", async () => {
+    const hosts = registry();
+    hosts.register("h1", { ...registration, underlay_address: "198.51.100.1" });
+    hosts.register("h2", { ...registration, underlay_address: "198.51.100.2" });
+    for (const name of ["h1", "h2"]) hosts.sync(name, sync());
+    const applied: HostNetworkSpec[] = [];
+    const gateway = new GuestNetworks({
+      host: { underlayAddress: "192.0.2.100" },
+      executor: {
+        reconcile: async (spec: HostNetworkSpec) => void applied.push(spec),
+        acceptsTcp: async () => true,
+      } as unknown as LinuxHostNetwork,
+      firewalls: new NetworkFirewalls(join(dir, "gateway-firewalls.json")),
+      endpointPorts: new EndpointPorts(join(dir, "endpoint-ports.json")),
+    });
+    const networks = new HostAgentNetworks({
+      registry: hosts,
+      firewalls: new NetworkFirewalls(join(dir, "firewalls.json")),
+      gateway,
+    });
+    expect(networks.offersEndpoints).toBe(true);
+    expect(networks.firewalls).toBe(gateway.firewalls);
+
+    const driver = driverOn(hosts);
+    await driver.create(spec("ins_1", { spreadHosts: true, ...exposing("10.128.0.5") }));
+    await driver.create(spec("ins_2", { spreadHosts: true, ...exposing("10.128.0.6") }));
+    // An agent learns the gateway its guests' endpoint connections come from, and the gateway's tunnel.
+    const h1 = hosts.get("h1") as HostRecord;
+    const assigned = [...h1.assignments.values()][0];
+    expect(assigned?.network_interface?.endpoints).toEqual({ gateway: "10.128.0.1", ports: [80] });
+    networks.setPeers(["192.0.2.9"]);
+    expect(networks.answerFor(h1)?.peers).toEqual(["192.0.2.100", "192.0.2.9", "198.51.100.2"]);
+
+    let served = 0;
+    networks.onServing = () => served++;
+    const guests = (ready: boolean) =>
+      driver.list().map((s) => ({
+        instanceId: s.instanceId,
+        nic: s.spec.networkInterface as NonNullable<InstanceSpec["networkInterface"]>,
+        ready,
+      }));
+    // Booting: not yet backends.
+    await networks.sync(guests(false));
+    expect(applied.at(-1)?.networks[0]?.endpoints?.[0]?.backends).toEqual([]);
+    expect(networks.serves("ins_1", [80])).toBe(false);
+    await networks.sync(guests(true));
+    // Probed through the tunnel, then backends: both guests, no tap on the gateway.
+    for (let i = 0; i < 50 && served < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(served).toBe(2);
+    expect(networks.serves("ins_1", [80]) && networks.serves("ins_2", [80])).toBe(true);
+    const network = applied.at(-1)?.networks[0];
+    expect(network).toMatchObject({
+      ports: [],
+      peers: ["198.51.100.1", "198.51.100.2"],
+      gateway: { address: "10.128.0.1" },
+      remoteGuests: ["10.128.0.5", "10.128.0.6"],
+    });
+    expect(network?.endpoints).toEqual([
+      { hostPort: 30000, protocol: "tcp", guestPort: 80, backends: ["10.128.0.5", "10.128.0.6"] },
+    ]);
+    expect(networks.endpointsOf(GROUP, [80])).toEqual([
+      { port: 80, protocol: "tcp", address: "192.0.2.100:30000" },
+    ]);
+
+    // A restarted manager gets the guests' part in their endpoints back from the assignments.
+    const again = driverOn(hosts);
+    await again.reattach();
+    expect(again.status("ins_1").spec.networkInterface?.endpoints).toEqual({
+      group: GROUP,
+      gateway: "10.128.0.1",
+      ports: [80],
+    });
+  });
+
+  it("without a guest network of the manager's own, offers none and waits for no port", () => {
+    const networks = new HostAgentNetworks({
+      registry: registry(),
+      firewalls: new NetworkFirewalls(join(dir, "firewalls.json")),
+    });
+    expect(networks.offersEndpoints).toBe(false);
+    expect(networks.serves("ins_1", [80])).toBe(true);
+    expect(networks.endpointsOf(GROUP, [80])).toEqual([]);
   });
 });
 

@@ -67,6 +67,67 @@ describe("firewall rules, rendered", () => {
     ]);
   });
 
+  it("on a datacenter's gateway, judges endpoint connections to guests on other hosts, and lets their replies in through the tunnel", () => {
+    const firewall: NetworkFirewall = {
+      rules: [{ action: "allow", protocol: "tcp", ports: ["80"], sources: ["203.0.113.0/24"] }],
+      otherwiseAllow: [],
+    };
+    const rules = renderNftRules({
+      underlayAddress: "192.0.2.1",
+      networks: [
+        {
+          id: "net_web",
+          vni: 4096,
+          mtu: 1450,
+          ports: [],
+          firewall,
+          gateway: { address: "10.20.0.1", prefixLength: 20 },
+          endpoints: [{ hostPort: 30000, protocol: "tcp", guestPort: 80, backends: ["10.20.0.5"] }],
+          remoteGuests: ["10.20.0.5", "10.20.0.6"],
+        },
+      ],
+    });
+    const bridge = deviceName("bridge", "net_web");
+    const vxlan = deviceName("vxlan", "net_web");
+    const chain = `fw_${bridge}`;
+    expect(rules).toContain(`oifname "${bridge}" ip daddr { 10.20.0.5, 10.20.0.6 } jump ${chain}`);
+    expect(rules).toContain(`ip daddr { 10.20.0.5, 10.20.0.6 } ct status dnat jump ${chain}`);
+    expect(rules).toContain(
+      `iifname { "gvt*", "${vxlan}" } ether type arp arp daddr ip { 10.20.0.1 } accept`,
+    );
+    expect(rules).toContain(`iifname { "gvt*", "${vxlan}" } ether type ip ip daddr { 10.20.0.1 } accept`);
+    expect(rules).toContain("ip daddr 192.0.2.1 tcp dport 30000 dnat ip to 10.20.0.5:80");
+    // Nothing else from a tunnel reaches the gateway.
+    expect(rules).toContain('iifname { "gvt*", "gvx*" } drop');
+  });
+
+  it("on a host agent, lets in what the datacenter's gateway sends (judged there) before the network's rules", () => {
+    const rules = renderNftRules({
+      underlayAddress: "192.0.2.5",
+      networks: [
+        {
+          ...network({ rules: [], otherwiseAllow: [] }).networks[0],
+          endpointGateway: "10.20.0.1",
+        } as HostNetworkSpec["networks"][number],
+      ],
+    });
+    const chain = `fw_${deviceName("bridge", "net_web")}`;
+    const body = rules
+      .slice(rules.indexOf(`chain ${chain}`))
+      .split("\n")
+      .slice(1, 5)
+      .map((l) => l.trim());
+    expect(body).toEqual([
+      "ct state established,related accept",
+      "ct state invalid drop",
+      "ip saddr 10.20.0.1 accept",
+      "drop",
+    ]);
+    // An agent is no gateway: no address of its own on the network, no NAT.
+    expect(rules).not.toContain("snat");
+    expect(rules).not.toContain("10.20.0.1 }");
+  });
+
   it("leaves a network the control plane gave no firewall unfiltered", () => {
     expect(renderNftRules(network())).not.toContain("jump fw_");
   });

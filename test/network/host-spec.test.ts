@@ -105,6 +105,40 @@ describe("endpoints, from the guests in a group's endpoints", () => {
     ]);
   });
 
+  it("on a datacenter's gateway, leads each port to guests on the other hosts through the tunnel, with no tap here", () => {
+    const ports = new Map([
+      [endpointKey("vmg_web", 80), 30001],
+      [endpointKey("vmg_web", 443), 30000],
+    ]);
+    const elsewhere = (address: string, ready: boolean) => ({ ...exposing(address, ready), elsewhere: true });
+    const spec = hostNetworkSpecOf(
+      [elsewhere("10.1.0.3", true), elsewhere("10.1.0.2", true), elsewhere("10.1.0.4", false)],
+      { underlayAddress: "192.0.2.1", endpointPortOf: (key) => ports.get(key) },
+    );
+    const [network] = spec.networks;
+    expect(network?.ports).toEqual([]);
+    expect(network?.gateway).toEqual({ address: "10.1.0.1", prefixLength: 16 });
+    // Every guest it may send to is judged by the firewall here, ready or not yet.
+    expect(network?.remoteGuests).toEqual(["10.1.0.2", "10.1.0.3", "10.1.0.4"]);
+    expect(network?.endpoints?.map((e) => e.backends)).toEqual([
+      ["10.1.0.2", "10.1.0.3"],
+      ["10.1.0.2", "10.1.0.3"],
+    ]);
+  });
+
+  it("on a host agent, offers no endpoint and only names the gateway its connections come from", () => {
+    const agentGuest = {
+      instanceId: "ins_a",
+      nic: { ...nic("net_web", 4100, "10.1.0.2"), endpointGateway: "10.1.0.1" },
+      ready: true,
+    };
+    const [network] = hostNetworkSpecOf([agentGuest], { underlayAddress: "192.0.2.5" }).networks;
+    expect(network).toMatchObject({ endpointGateway: "10.1.0.1", ports: [{ address: "10.1.0.2" }] });
+    expect(network).not.toHaveProperty("gateway");
+    expect(network).not.toHaveProperty("endpoints");
+    expect(network).not.toHaveProperty("remoteGuests");
+  });
+
   it("keeps an endpoint's port, gives new ones the lowest free, and frees the ones not wanted", () => {
     const range = { from: 30000, to: 30002 };
     const held = new Map([
