@@ -18,6 +18,8 @@ import {
   RECORD_FILE,
   readInstanceRecord,
 } from "../../regional-manager/compute/instance-record.ts";
+import { HostAgentNetworks } from "../../regional-manager/hosts/host-networks.ts";
+import { HostRegistry } from "../../regional-manager/hosts/registry.ts";
 import { InstanceManager } from "../../regional-manager/instances/instance-manager.ts";
 import {
   boundReport,
@@ -25,6 +27,7 @@ import {
   MAX_REPORT_BYTES,
 } from "../../regional-manager/instances/report-bounds.ts";
 import { EndpointPorts } from "../../regional-manager/network/endpoints.ts";
+import { NetworkFirewalls } from "../../regional-manager/network/firewalls.ts";
 import { GuestNetworks } from "../../regional-manager/network/guests.ts";
 import type { LinuxHostNetwork } from "../../regional-manager/network/linux.ts";
 import type { HostNetworkSpec } from "../../regional-manager/network/spec.ts";
@@ -218,6 +221,58 @@ describe("a guest in its group's endpoints", () => {
       // Out of the backends before the guest went, then its network gone with it.
       expect(applied[specsBefore]?.networks[0]?.endpoints?.[0]?.backends).toEqual([]);
       expect(applied.at(-1)?.networks).toEqual([]);
+    } finally {
+      await manager.detach();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a guest whose group exposes ports, on host agents", () => {
+  it("is refused, naming expose, when the manager has no guest network of its own to be their gateway", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "globalvm-hosts-expose-"));
+    const driver = new OneInstanceDriver();
+    // No such instance yet: the driver knows none.
+    driver.status = (instanceId: string) => {
+      throw new ComputeError("not-found", `no ${instanceId}`);
+    };
+    Object.assign(driver, { list: () => [] });
+    const manager = new InstanceManager({
+      ...managerBasics(driver),
+      store: {
+        findByLocalId: () => undefined,
+        getVersion: () => ({ state: "available", localId: "img-1", format: "raw" }),
+        imagePath: (localId: string) => `/nowhere/${localId}.img`,
+      } as unknown as ImageStore,
+      log: () => {},
+      guestNetworks: new HostAgentNetworks({
+        registry: new HostRegistry({ file: join(dir, "hosts.json"), downAfterMs: 30_000 }),
+        firewalls: new NetworkFirewalls(join(dir, "firewalls.json")),
+      }),
+      reporter: { async reportInstance() {} },
+    });
+    try {
+      const refused = manager.createAndStart({
+        instance_id: "ins_01jd3k9x4m6q8r2t5v7w9y1z3b",
+        name: "web-0",
+        vm_group: "web",
+        vm_group_id: "vmg_01jd3k9x4m6q8r2t5v7w9y1z3b",
+        image_id: "img_01jd3k9x4m6q8r2t5v7w9y1z3b",
+        image_version: 1,
+        vcpus: 1,
+        memory_mb: 256,
+        metadata: {},
+        network: {
+          id: "net_01jd3k9x4m6q8r2t5v7w9y1z3b",
+          vni: 7,
+          address: "10.9.0.2",
+          prefix_length: 16,
+          gateway: "10.9.0.1",
+        },
+        expose: [{ port: 80, protocol: "tcp" }],
+      });
+      await expect(refused).rejects.toMatchObject({ field: "expose" });
+      await expect(refused).rejects.toThrow(/no guest network of its own/);
     } finally {
       await manager.detach();
       rmSync(dir, { recursive: true, force: true });
