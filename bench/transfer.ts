@@ -1,5 +1,5 @@
 /**
- * npm run bench:transfer [-- --size-mib N | --ci] [--runs R] [--keep]
+ * npm run bench:transfer [-- --size-mib N | --ci] [--runs R] [--keep] [--only 2,5]
  *
  * Builds its own images (incompressible, and filesystem-like with zero runs), starts two
  * regional managers (transfer service only) on loopback and prints, each against a
@@ -15,7 +15,8 @@
  *      vs curl from a cached file.
  * Each transfer also prints the CPU seconds per GiB it cost on each side (client or source, and
  * the receiving manager), read from /proc for the managers and from process.cpuUsage() here.
- * Times are medians of --runs runs (default 3), after a warm-up.
+ * Times are medians of --runs runs (default 3), after a warm-up. `--only` runs the parts named
+ * (the deltas start from the targets the cold transfer leaves, so 2 and 3 bring 1 along).
  *
  * Before each timed run, ours or the reference's, every file of the benchmark is evicted from
  * the page cache (sync, then dd iflag=nocache): both sides read from disk, as a datacenter's
@@ -55,8 +56,12 @@ const { values } = parseArgs({
     ci: { type: "boolean", default: false },
     runs: { type: "string", default: "3" },
     keep: { type: "boolean", default: false },
+    only: { type: "string" },
   },
 });
+const ONLY = values.only === undefined ? undefined : new Set(values.only.split(",").map(Number));
+/** Whether the bench runs part `n` (numbered as above). */
+const runs = (n: number) => ONLY === undefined || ONLY.has(n) || (n === 1 && (ONLY.has(2) || ONLY.has(3)));
 const SIZE = Number(values["size-mib"] ?? (values.ci ? 64 : 1024)) * 1024 * 1024;
 const RUNS = Number(values.runs);
 const WORK = join(tmpdir(), `globalvm-bench-${process.pid}`);
@@ -355,6 +360,24 @@ async function pullVia(
   };
 }
 
+/** 4. chunk+hash throughput of one core vs sha256sum, on the same (cached) file. */
+async function chunkHash(kind: string, path: string, row: (...cells: string[]) => void): Promise<void> {
+  await chunkFile(path); // warm-up (JIT, page cache)
+  const chunkTimes: number[] = [];
+  const shaTimes: number[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    chunkTimes.push(await timed(() => chunkFile(path)));
+    shaTimes.push(await timed(() => run("sha256sum", [path])));
+  }
+  row(
+    kind,
+    "chunk+hash (1 core)",
+    gbps(SIZE, median(chunkTimes)),
+    `sha256sum ${gbps(SIZE, median(shaTimes))}`,
+    `${(median(shaTimes) / median(chunkTimes)).toFixed(2)}x`,
+  );
+}
+
 async function main(): Promise<void> {
   await mkdir(WORK, { recursive: true });
   const keys = await createTestKeys(WORK);
@@ -395,22 +418,7 @@ async function main(): Promise<void> {
       await insertAt(join(images, v1), join(images, v3), Math.floor((SIZE * 0.1) / 4096) * 4096, 1 << 20, 4);
 
       // 4. chunk+hash, one core, vs sha256sum.
-      await chunkFile(join(images, v1)); // warm-up (JIT, page cache)
-      const chunkTimes: number[] = [];
-      const shaTimes: number[] = [];
-      for (let r = 0; r < RUNS; r++) {
-        chunkTimes.push(await timed(() => chunkFile(join(images, v1))));
-        shaTimes.push(await timed(() => run("sha256sum", [join(images, v1)])));
-      }
-      const chunkSpeed = SIZE / median(chunkTimes);
-      const shaSpeed = SIZE / median(shaTimes);
-      row(
-        kind,
-        "chunk+hash (1 core)",
-        gbps(SIZE, median(chunkTimes)),
-        `sha256sum ${gbps(SIZE, median(shaTimes))}`,
-        `${(chunkSpeed / shaSpeed).toFixed(2)}x`,
-      );
+      if (runs(4)) await chunkHash(kind, join(images, v1), row);
 
       // Upload the three versions to the source manager.
       const manifests: Manifest[] = [];
@@ -426,121 +434,141 @@ async function main(): Promise<void> {
       }
 
       // 5. upload to a fresh manager each run vs curl -T to a plain receiver; both from disk.
-      const uploads: Array<{ seconds: number; clientCpu: number; managerCpu: number }> = [];
-      const curlUploads: number[] = [];
-      for (let r = 0; r <= RUNS; r++) {
-        const received = join(WORK, "received");
-        await mkdir(received, { recursive: true });
-        await evictPageCache();
-        const curlSeconds = await timed(() =>
-          run("curl", ["-s", "-f", "-T", join(images, v1), `${receiver.url}/received/${v1}`]),
+      if (runs(5)) {
+        const uploads: Array<{ seconds: number; clientCpu: number; managerCpu: number }> = [];
+        const curlUploads: number[] = [];
+        for (let r = 0; r <= RUNS; r++) {
+          const received = join(WORK, "received");
+          await mkdir(received, { recursive: true });
+          await evictPageCache();
+          const curlSeconds = await timed(() =>
+            run("curl", ["-s", "-f", "-T", join(images, v1), `${receiver.url}/received/${v1}`]),
+          );
+          await rm(received, { recursive: true });
+          const dataDir = join(WORK, `${kind}-upload-${r}`);
+          const target = await startManager({
+            dataDir,
+            datacenter: "dc-a",
+            publicKeyFile: keys.publicKeyFile,
+          });
+          const token = await keys.token(kind, 1, "dc-a", "upload");
+          await evictPageCache();
+          const before = [ownCpuSeconds(), await cpuSecondsOf(target.child.pid)];
+          const seconds = await timed(() =>
+            uploadImage({ path: join(images, v1), managerUrl: target.url, imageId: kind, version: 1, token }),
+          );
+          const clientCpu = ownCpuSeconds() - (before[0] as number);
+          const managerCpu = (await cpuSecondsOf(target.child.pid)) - (before[1] as number);
+          await target.kill("SIGTERM");
+          await rm(dataDir, { recursive: true });
+          if (r === 0) continue; // warm-up
+          uploads.push({ seconds, clientCpu, managerCpu });
+          curlUploads.push(curlSeconds);
+        }
+        const uploadSeconds = median(uploads.map((u) => u.seconds));
+        row(kind, ...versus("5. upload client -> manager", uploadSeconds, "curl -T", median(curlUploads)));
+        row(
+          kind,
+          "",
+          `client ${perGiB(median(uploads.map((u) => u.clientCpu)), SIZE)}`,
+          `manager ${perGiB(median(uploads.map((u) => u.managerCpu)), SIZE)}`,
+          "",
         );
-        await rm(received, { recursive: true });
-        const dataDir = join(WORK, `${kind}-upload-${r}`);
-        const target = await startManager({ dataDir, datacenter: "dc-a", publicKeyFile: keys.publicKeyFile });
-        const token = await keys.token(kind, 1, "dc-a", "upload");
-        await evictPageCache();
-        const before = [ownCpuSeconds(), await cpuSecondsOf(target.child.pid)];
-        const seconds = await timed(() =>
-          uploadImage({ path: join(images, v1), managerUrl: target.url, imageId: kind, version: 1, token }),
-        );
-        const clientCpu = ownCpuSeconds() - (before[0] as number);
-        const managerCpu = (await cpuSecondsOf(target.child.pid)) - (before[1] as number);
-        await target.kill("SIGTERM");
-        await rm(dataDir, { recursive: true });
-        if (r === 0) continue; // warm-up
-        uploads.push({ seconds, clientCpu, managerCpu });
-        curlUploads.push(curlSeconds);
       }
-      const uploadSeconds = median(uploads.map((u) => u.seconds));
-      row(kind, ...versus("5. upload client -> manager", uploadSeconds, "curl -T", median(curlUploads)));
-      row(
-        kind,
-        "",
-        `client ${perGiB(median(uploads.map((u) => u.clientCpu)), SIZE)}`,
-        `manager ${perGiB(median(uploads.map((u) => u.managerCpu)), SIZE)}`,
-        "",
-      );
       const m1 = manifests[1] as Manifest;
       const m2 = manifests[2] as Manifest;
       const m3 = manifests[3] as Manifest;
 
-      // 1. cold transfer vs curl (and curl followed by an fsync, for what durability costs).
-      const curlTimes: number[] = [];
-      const curlSyncTimes: number[] = [];
-      const coldTimes: number[] = [];
-      const coldPhases: Array<[number, number]> = [];
-      const coldCpu: Array<[number, number]> = [];
       const targets: string[] = [];
-      for (let r = 0; r <= RUNS; r++) {
-        const dest = join(WORK, `curl-${r}.img`);
-        await evictPageCache();
-        const seconds = await timed(() => run("curl", ["-s", "-o", dest, `${fileServer.url}/${v1}`]));
-        const syncSeconds = await timed(() => run("sync", [dest]));
-        await rm(dest);
-        const dataDir = join(WORK, `${kind}-target-${r}`);
-        const target = await startManager({ dataDir, datacenter: "dc-b", publicKeyFile: keys.publicKeyFile });
-        await evictPageCache();
-        const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size, manifestDigest(m1));
-        await target.kill("SIGTERM");
-        if (r === 0) {
-          await rm(dataDir, { recursive: true });
-          continue; // warm-up
+      // 1. cold transfer vs curl (and curl followed by an fsync, for what durability costs).
+      if (runs(1)) {
+        const curlTimes: number[] = [];
+        const curlSyncTimes: number[] = [];
+        const coldTimes: number[] = [];
+        const coldPhases: Array<[number, number]> = [];
+        const coldCpu: Array<[number, number]> = [];
+
+        for (let r = 0; r <= RUNS; r++) {
+          const dest = join(WORK, `curl-${r}.img`);
+          await evictPageCache();
+          const seconds = await timed(() => run("curl", ["-s", "-o", dest, `${fileServer.url}/${v1}`]));
+          const syncSeconds = await timed(() => run("sync", [dest]));
+          await rm(dest);
+          const dataDir = join(WORK, `${kind}-target-${r}`);
+          const target = await startManager({
+            dataDir,
+            datacenter: "dc-b",
+            publicKeyFile: keys.publicKeyFile,
+          });
+          await evictPageCache();
+          const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size, manifestDigest(m1));
+          await target.kill("SIGTERM");
+          if (r === 0) {
+            await rm(dataDir, { recursive: true });
+            continue; // warm-up
+          }
+          targets.push(dataDir);
+          curlTimes.push(seconds);
+          curlSyncTimes.push(seconds + syncSeconds);
+          coldTimes.push(pulled.seconds);
+          coldPhases.push([pulled.receiving, pulled.completing]);
+          coldCpu.push([pulled.sourceCpu, pulled.targetCpu]);
         }
-        targets.push(dataDir);
-        curlTimes.push(seconds);
-        curlSyncTimes.push(seconds + syncSeconds);
-        coldTimes.push(pulled.seconds);
-        coldPhases.push([pulled.receiving, pulled.completing]);
-        coldCpu.push([pulled.sourceCpu, pulled.targetCpu]);
+        const cold = median(coldTimes);
+        row(kind, ...versus("1. cold transfer", cold, "curl", median(curlTimes)));
+        row(
+          kind,
+          "",
+          "",
+          `curl+fsync ${gbps(SIZE, median(curlSyncTimes))}`,
+          `${(median(curlSyncTimes) / cold).toFixed(2)}x of curl+fsync`,
+        );
+        row(
+          kind,
+          "",
+          `receiving ${median(coldPhases.map((p) => p[0])).toFixed(2)} s`,
+          `completing ${median(coldPhases.map((p) => p[1])).toFixed(2)} s`,
+          "(fill, fsync, digest check)",
+        );
+        row(kind, ...cpuCells(coldCpu));
       }
-      const cold = median(coldTimes);
-      row(kind, ...versus("1. cold transfer", cold, "curl", median(curlTimes)));
-      row(
-        kind,
-        "",
-        "",
-        `curl+fsync ${gbps(SIZE, median(curlSyncTimes))}`,
-        `${(median(curlSyncTimes) / cold).toFixed(2)}x of curl+fsync`,
-      );
-      row(
-        kind,
-        "",
-        `receiving ${median(coldPhases.map((p) => p[0])).toFixed(2)} s`,
-        `completing ${median(coldPhases.map((p) => p[1])).toFixed(2)} s`,
-        "(fill, fsync, digest check)",
-      );
-      row(kind, ...cpuCells(coldCpu));
 
       // 6. the same with the source's files (and curl's) in the page cache.
-      const warmTimes: number[] = [];
-      const warmCpu: Array<[number, number]> = [];
-      const curlWarmTimes: number[] = [];
-      for (let r = 0; r <= RUNS; r++) {
-        const dest = join(WORK, `curl-warm-${r}.img`);
-        await warmPageCache(images);
-        const seconds = await timed(() => run("curl", ["-s", "-o", dest, `${fileServer.url}/${v1}`]));
-        await rm(dest);
-        const dataDir = join(WORK, `${kind}-warm-${r}`);
-        const target = await startManager({ dataDir, datacenter: "dc-b", publicKeyFile: keys.publicKeyFile });
-        await warmPageCache(join(WORK, "source"));
-        const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size, manifestDigest(m1));
-        await target.kill("SIGTERM");
-        await rm(dataDir, { recursive: true });
-        if (r === 0) continue; // warm-up
-        curlWarmTimes.push(seconds);
-        warmTimes.push(pulled.seconds);
-        warmCpu.push([pulled.sourceCpu, pulled.targetCpu]);
+      if (runs(6)) {
+        const warmTimes: number[] = [];
+        const warmCpu: Array<[number, number]> = [];
+        const curlWarmTimes: number[] = [];
+        for (let r = 0; r <= RUNS; r++) {
+          const dest = join(WORK, `curl-warm-${r}.img`);
+          await warmPageCache(images);
+          const seconds = await timed(() => run("curl", ["-s", "-o", dest, `${fileServer.url}/${v1}`]));
+          await rm(dest);
+          const dataDir = join(WORK, `${kind}-warm-${r}`);
+          const target = await startManager({
+            dataDir,
+            datacenter: "dc-b",
+            publicKeyFile: keys.publicKeyFile,
+          });
+          await warmPageCache(join(WORK, "source"));
+          const pulled = await pullVia(target, source, keys, kind, 1, m1.digest, m1.size, manifestDigest(m1));
+          await target.kill("SIGTERM");
+          await rm(dataDir, { recursive: true });
+          if (r === 0) continue; // warm-up
+          curlWarmTimes.push(seconds);
+          warmTimes.push(pulled.seconds);
+          warmCpu.push([pulled.sourceCpu, pulled.targetCpu]);
+        }
+        const warm = median(warmTimes);
+        row(kind, ...versus("6. cold transfer, source cached", warm, "curl", median(curlWarmTimes)));
+        row(kind, ...cpuCells(warmCpu));
       }
-      const warm = median(warmTimes);
-      row(kind, ...versus("6. cold transfer, source cached", warm, "curl", median(curlWarmTimes)));
-      row(kind, ...cpuCells(warmCpu));
 
       // 2 and 3. Deltas from v1, each run on a fresh copy of a target holding v1.
       for (const [label, version, name, manifest] of [
         [`2. delta 1% (${blocks} x 4 KiB)`, 2, v2, m2],
         ["3. 1 MiB insertion at 10%", 3, v3, m3],
       ] as const) {
+        if (!runs(version)) continue;
         const ours: Pulled[] = [];
         const theirs: Array<{ seconds: number; wire: number }> = [];
         for (let r = 0; r < RUNS; r++) {
