@@ -362,6 +362,12 @@ export class ImageStore {
     return this.byLocalId.get(localId);
   }
 
+  /** The open image file of an available version, to read at offsets (chunk patches' bases). */
+  versionFile(imageId: string, version: number): FileHandle | undefined {
+    if (this.getVersion(imageId, version)?.state !== "available") return undefined;
+    return this.imageFiles.get(versionKey(imageId, version));
+  }
+
   /** The assembled image of an available version (format in its VersionRecord). */
   imagePath(localId: string): string {
     if (!isLocalId(localId) || !this.byLocalId.has(localId)) {

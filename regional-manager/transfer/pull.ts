@@ -11,7 +11,9 @@ import type { TransferRecorder } from "../metrics.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
+import { layoutOf } from "../store/partial-image.ts";
 import { streamChunkData } from "./chunk-stream.ts";
+import { fetchPatches } from "./fetch-patches.ts";
 import { chunkArrived, versionHoldings } from "./progress.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 
@@ -38,7 +40,10 @@ export interface PullProgress {
   /** Chunk entries of the version held, of `chunksTotal` in its manifest. */
   chunksDone: number;
   chunksTotal: number;
-  /** Chunk data this pull received and stored (each distinct chunk once, however often the version uses it). */
+  /**
+   * Chunk data this pull received and stored (each distinct chunk once, however often the
+   * version uses it); for a chunk sent as a patch against a version held here, the patch.
+   */
   bytesReceived: number;
   /** `bytesReceived` per second since the chunks began to arrive. */
   bytesPerSecond: number;
@@ -70,6 +75,8 @@ export interface PullOptions {
   attempts?: number;
   /** Bytes of chunk data per request. */
   batchBytes?: number;
+  /** Bytes of chunk data per request for patches (smaller: the base's bytes are read for each). */
+  patchBatchBytes?: number;
   /** Requests in flight at once (pipelining: the next batch streams while one is verified). */
   concurrency?: number;
   /** Least time between two `transferring` reports to the control plane. */
@@ -85,6 +92,7 @@ export class PullError extends Error {
 }
 
 const DEFAULT_BATCH_BYTES = 32 << 20;
+const DEFAULT_PATCH_BATCH_BYTES = 8 << 20;
 const DEFAULT_CONCURRENCY = 2;
 const REPORT_INTERVAL_MS = 1000;
 
@@ -112,7 +120,7 @@ async function fetchManifest(
   imageId: string,
   version: number,
   signal: AbortSignal | undefined,
-): Promise<{ manifest: Manifest; format: ImageFormat; bytes: number }> {
+): Promise<{ manifest: Manifest; format: ImageFormat; bytes: number; deltaBase?: number }> {
   const base = baseVersionFor(store, imageId, version);
   const query = base === undefined ? "" : `?base=${base}`;
   const response = await binaryRequest({
@@ -128,8 +136,8 @@ async function fetchManifest(
   if (response.headers["x-manifest-base"] !== undefined && !baseManifest) {
     throw new PullError(`the source sent a manifest delta from version ${deltaBase}, which is not held here`);
   }
-  const manifest = baseManifest ? applyManifestDelta(baseManifest, body) : decodeManifest(body);
-  return { manifest, format, bytes: body.length };
+  if (!baseManifest) return { manifest: decodeManifest(body), format, bytes: body.length };
+  return { manifest: applyManifestDelta(baseManifest, body), format, bytes: body.length, deltaBase };
 }
 
 /** Streams `digests` from one source into the store, verifying each chunk as it arrives. */
@@ -193,6 +201,8 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
   try {
     let wireBytes = 0;
     let begun: Manifest | undefined;
+    /** The source that sent the manifest as a delta from a version held here, and that version. */
+    let deltaFrom: { source: PullSource; base: number } | undefined;
     for (let attempt = 0; ; attempt++) {
       const source = sources[attempt % sources.length] as PullSource;
       try {
@@ -209,6 +219,7 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
         });
         wireBytes = fetched.bytes;
         begun = fetched.manifest;
+        if (fetched.deltaBase !== undefined) deltaFrom = { source, base: fetched.deltaBase };
         break;
       } catch (error) {
         errors.push(error);
@@ -267,10 +278,59 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
       options.onProgress?.(progress);
       if (now - lastReport >= reportInterval) report(now);
     };
+    /** Counts a chunk from `source`: `length` bytes of it crossed the network. */
+    const countedFrom = (source: PullSource) => {
+      const recorder = options.recorder;
+      if (!recorder) return onChunk;
+      const peer = source.datacenter ?? "unknown";
+      return (digest: string, length: number) => {
+        onChunk(digest, length);
+        recorder.bytesIn(peer, length);
+        recorder.chunks("pull", "received", 1);
+      };
+    };
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    // What changed since a version held here travels as patches against it (see fetch-patches.ts);
+    // whatever they do not bring is fetched whole below.
+    const basePatched = deltaFrom !== undefined && initial.length > 0 ? deltaFrom : undefined;
+    const baseFile = basePatched && store.versionFile(imageId, basePatched.base);
+    if (basePatched && baseFile) {
+      const { source, base } = basePatched;
+      const peer = options.datacenter === undefined ? "" : `&peer=${encodeURIComponent(options.datacenter)}`;
+      try {
+        const batches = batchByBytes(initial, options.patchBatchBytes ?? DEFAULT_PATCH_BATCH_BYTES, (c) => c);
+        const { offsets, positions } = layoutOf(manifest);
+        const placeOf = (chunk: ChunkRef) => ({
+          offset: offsets[(positions.get(chunk.digest) as number[])[0] as number] as number,
+          length: chunk.length,
+        });
+        await runPool(batches, concurrency, async (batch) => {
+          const mismatched = await fetchPatches(
+            store,
+            imageId,
+            version,
+            {
+              url: `${versionUrl(source, imageId, version, "patches")}?base=${base}${peer}`,
+              token: source.token,
+              base: baseFile,
+              digests: batch.map((chunk) => chunk.digest),
+              places: batch.map(placeOf),
+              signal,
+            },
+            { onChunk: countedFrom(source), onWire },
+          );
+          if (mismatched > 0) options.recorder?.verificationFailed("pull");
+        });
+      } catch (error) {
+        errors.push(error);
+        if (signal?.aborted || (error instanceof StoreError && error.code === "DISK_FULL")) throw error;
+      }
+    }
     for (let attempt = 0; ; attempt++) {
-      // Chunks count as stored once written: an earlier attempt's writes are waited for first.
-      if (attempt > 0) await store.drainWrites(imageId, version);
-      const missing = attempt === 0 ? initial : store.missingChunkRefs(imageId, version);
+      // Chunks count as stored once written: earlier writes (patches, an attempt's) are waited for first.
+      const fresh = attempt === 0 && !baseFile;
+      if (!fresh) await store.drainWrites(imageId, version);
+      const missing = fresh ? initial : store.missingChunkRefs(imageId, version);
       recount(missing);
       if (missing.length === 0) break;
       if (attempt >= attempts * sources.length) {
@@ -291,16 +351,8 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
           options.batchBytes ?? DEFAULT_BATCH_BYTES,
           (chunk) => chunk,
         ).map((batch) => batch.map((chunk) => chunk.digest));
-        const peer = source.datacenter ?? "unknown";
-        const recorder = options.recorder;
-        const counted = recorder
-          ? (digest: string, length: number) => {
-              onChunk(digest, length);
-              recorder.bytesIn(peer, length);
-              recorder.chunks("pull", "received", 1);
-            }
-          : onChunk;
-        await runPool(batches, options.concurrency ?? DEFAULT_CONCURRENCY, (batch) =>
+        const counted = countedFrom(source);
+        await runPool(batches, concurrency, (batch) =>
           fetchChunks(
             store,
             source,

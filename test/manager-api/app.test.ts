@@ -29,6 +29,7 @@ const OPERATIONS: Record<string, TokenKind> = {
   putWholeImage: "transfer",
   getPeerManifest: "transfer",
   postPeerChunks: "transfer",
+  postPeerPatches: "transfer",
   holdReplica: "transfer",
   dropReplica: "transfer",
   putInstance: "instance",

@@ -84,6 +84,8 @@ describe("peer transfer between managers", () => {
   function reset(): void {
     proxy.reset();
     proxy.corrupt = undefined;
+    proxy.corruptPatches = undefined;
+    proxy.refuse = undefined;
     proxy.bytesPerSecond = undefined;
     proxy.target = source.url;
   }
@@ -119,12 +121,66 @@ describe("peer transfer between managers", () => {
     const second = await pull(b2, 2, { expectedDigest: sha256Hex(v2), expectedSize: v2.length });
     expect(second.status).toBe(200);
     expect(second.body.state).toBe("available");
-    // Only the changed chunks (at most 2 per block, 64 KiB each) and the manifest cross.
-    expect(proxy.bytes).toBeLessThan(6 * 64 * 1024 + 32 * 1024);
+    // Only the changed blocks cross, as patches of the chunks holding them, and the manifest's delta.
+    expect(proxy.patchRequests).toBe(1);
+    expect(proxy.chunkRequests).toBe(0);
+    expect(proxy.bytes).toBeGreaterThan(3 * 4096);
+    expect(proxy.bytes).toBeLessThan(3 * 4096 + 8 * 1024);
     await b2.kill("SIGTERM");
     const store2 = await ImageStore.open(join(dir.path, "b"));
     expect((await readFile(store2.imagePath(second.body.localId as string))).equals(v2)).toBe(true);
     await store2.close();
+  });
+
+  /** Uploads `image` with two 4 KiB blocks changed as `version`; answers its bytes. */
+  async function uploadVariant(version: number, seed: number): Promise<Buffer> {
+    const next = Buffer.from(image);
+    for (const at of [200_000 + seed, 4_000_000 + seed]) seededBytes(4096, seed).copy(next, at);
+    await writeFile(join(dir.path, `v${version}.raw`), next);
+    await uploadImage({
+      path: join(dir.path, `v${version}.raw`),
+      managerUrl: source.url,
+      token: await keys.token("img-p", version, "dc-a", "upload"),
+      imageId: "img-p",
+      version,
+    });
+    return next;
+  }
+
+  /** Pulls `version` (bytes `expected`) into a manager holding version 1; checks the image it assembled. */
+  async function pullOverVersion1(name: string, version: number, expected: Buffer): Promise<void> {
+    const manager = await target(name);
+    expect((await pull(manager, 1)).status).toBe(200);
+    proxy.reset();
+    const answer = await pull(manager, version, {
+      expectedDigest: sha256Hex(expected),
+      expectedSize: expected.length,
+    });
+    expect(answer.body).toMatchObject({ state: "available" });
+    await manager.kill("SIGTERM");
+    const store = await ImageStore.open(join(dir.path, name));
+    expect((await readFile(store.imagePath(answer.body.localId as string))).equals(expected)).toBe(true);
+    await store.close();
+  }
+
+  it("fetches whole a chunk whose patch does not rebuild it, and stores nothing unverified", async () => {
+    reset();
+    const v3 = await uploadVariant(3, 3);
+    // A byte of the first chunk's changed block, flipped in transit: the rebuilt chunk fails its digest.
+    proxy.corruptPatches = (index) => (index === 0 ? 100 : undefined);
+    await pullOverVersion1("patch-corrupt", 3, v3);
+    expect(proxy.patchRequests).toBe(1);
+    expect(proxy.chunkRequests).toBe(1);
+  });
+
+  it("pulls the changed chunks whole from a source that does not serve patches", async () => {
+    reset();
+    const v4 = await uploadVariant(4, 4);
+    proxy.refuse = (path) => path.endsWith("/patches");
+    await pullOverVersion1("patch-refused", 4, v4);
+    expect(proxy.chunkRequests).toBe(1);
+    // The changed chunks themselves, far more than the changed blocks.
+    expect(proxy.bytes).toBeGreaterThan(4 * 4096);
   });
 
   it("serves a pulled replica, whose chunks live in its image, to the next manager", async () => {

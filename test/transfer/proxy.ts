@@ -12,8 +12,14 @@ export interface TransferProxy {
   /** Chunk requests (POST .../chunks) since the last reset. */
   chunkRequests: number;
   target: string;
+  /** Patch requests (POST .../patches) since the last reset. */
+  patchRequests: number;
   /** Called with the index of each chunk response; returns a body offset to corrupt, if any. */
   corrupt: ((responseIndex: number) => number | undefined) | undefined;
+  /** The same for patch responses. */
+  corruptPatches: ((responseIndex: number) => number | undefined) | undefined;
+  /** Paths answered 404 without asking the target (a source that predates a route). */
+  refuse: ((path: string) => boolean) | undefined;
   bytesPerSecond: number | undefined;
   reset(): void;
   close(): Promise<void>;
@@ -24,19 +30,36 @@ export async function startProxy(target: string): Promise<TransferProxy> {
     url: "",
     bytes: 0,
     chunkRequests: 0,
+    patchRequests: 0,
     target,
     corrupt: undefined,
+    corruptPatches: undefined,
+    refuse: undefined,
     bytesPerSecond: undefined,
     reset() {
       state.bytes = 0;
       state.chunkRequests = 0;
+      state.patchRequests = 0;
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const server = createServer((req, res) => {
-    const isChunks = req.method === "POST" && (req.url ?? "").split("?")[0]?.endsWith("/chunks") === true;
-    const corruptAt = isChunks ? state.corrupt?.(state.chunkRequests) : undefined;
+    const path = (req.url ?? "").split("?")[0] ?? "";
+    if (state.refuse?.(path)) {
+      req.resume();
+      res.writeHead(404, { "content-type": "application/problem+json" });
+      res.end(JSON.stringify({ code: "not_found", detail: `${path} is not served here` }));
+      return;
+    }
+    const isChunks = req.method === "POST" && path.endsWith("/chunks");
+    const isPatches = req.method === "POST" && path.endsWith("/patches");
+    const corruptAt = isChunks
+      ? state.corrupt?.(state.chunkRequests)
+      : isPatches
+        ? state.corruptPatches?.(state.patchRequests)
+        : undefined;
     if (isChunks) state.chunkRequests++;
+    if (isPatches) state.patchRequests++;
     const upstream = request(
       new URL(req.url ?? "/", state.target),
       { method: req.method, headers: req.headers },
