@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
+import { Worker } from "node:worker_threads";
 import {
   type ChunkingParameters,
   chunkWindow,
@@ -11,6 +12,42 @@ import { sha256Hex, zeroChunkDigest } from "./digest.ts";
 import type { ChunkRef, Manifest } from "./manifest.ts";
 
 const WINDOW_BYTES = 8 << 20;
+/**
+ * From this size the whole-file SHA-256 is computed on another thread, reading the file itself,
+ * while this one cuts and hashes the chunks: it is a third of the work (about 0.95 s per GiB of
+ * 3.4 s here, beside cutting 1.4 s and the chunks' hashes 1.0 s), and a worker costs ~30 ms.
+ */
+const WORKER_HASH_BYTES = 32 << 20;
+
+// A script, not a module of this project: it runs the same under tsx, node and the bundled provider.
+const HASH_FILE_SCRIPT = `
+const { parentPort, workerData } = require("node:worker_threads");
+const { createHash } = require("node:crypto");
+const { createReadStream } = require("node:fs");
+const hash = createHash("sha256");
+createReadStream(workerData.path, { start: 0, end: workerData.size - 1, highWaterMark: 1 << 20 })
+  .on("data", (data) => hash.update(data))
+  .on("error", (error) => parentPort.postMessage({ error: error.message }))
+  .on("end", () => parentPort.postMessage({ digest: hash.digest("hex") }));
+`;
+
+/** The SHA-256 of the first `size` bytes of the file, computed on a worker thread. */
+function hashFileOnWorker(path: string, size: number, signal?: AbortSignal): Promise<string> {
+  const worker = new Worker(HASH_FILE_SCRIPT, { eval: true, workerData: { path, size } });
+  const stop = () => void worker.terminate();
+  signal?.addEventListener("abort", stop, { once: true });
+  return new Promise<string>((resolve, reject) => {
+    worker.once("message", (answer: { digest?: string; error?: string }) => {
+      if (answer.digest !== undefined) resolve(answer.digest);
+      else reject(new Error(`reading ${path}: ${answer.error}`));
+    });
+    worker.once("error", reject);
+    worker.once("exit", () => reject(new Error(`hashing ${path} stopped`)));
+  }).finally(() => {
+    signal?.removeEventListener("abort", stop);
+    void worker.terminate();
+  });
+}
 
 export interface ChunkFileOptions {
   params?: ChunkingParameters;
@@ -30,7 +67,9 @@ export async function chunkFile(path: string, options: ChunkFileOptions = {}): P
   try {
     const size = (await file.stat()).size;
     const window = Buffer.allocUnsafe(Math.max(WINDOW_BYTES, params.maxLength * 4, ZERO_CHUNK_LENGTH * 4));
-    const whole = createHash("sha256");
+    const onWorker = size >= WORKER_HASH_BYTES ? hashFileOnWorker(path, size, options.signal) : undefined;
+    onWorker?.catch(() => {}); // awaited below, unless chunking fails first
+    const whole = onWorker ? undefined : createHash("sha256");
     const chunks: ChunkRef[] = [];
     let filled = 0; // bytes of window holding data
     let start = 0; // first byte of the window not yet in a chunk
@@ -44,7 +83,7 @@ export async function chunkFile(path: string, options: ChunkFileOptions = {}): P
         start = 0;
       }
       const { bytesRead } = await file.read(window, filled, window.length - filled, offset);
-      whole.update(window.subarray(filled, filled + bytesRead));
+      whole?.update(window.subarray(filled, filled + bytesRead));
       filled += bytesRead;
       offset += bytesRead;
       const final = bytesRead === 0 || offset >= size;
@@ -60,7 +99,10 @@ export async function chunkFile(path: string, options: ChunkFileOptions = {}): P
       options.onProgress?.(offset, size);
       if (final) break;
     }
-    return { size: offset, digest: whole.digest("hex"), chunks };
+    // The worker hashed the size found at the start: a file that grew since is not that file.
+    if (onWorker && offset !== size) throw new Error(`${path} changed size while it was read`);
+    const digest = whole ? whole.digest("hex") : await (onWorker as Promise<string>);
+    return { size: offset, digest, chunks };
   } finally {
     await file.close();
   }

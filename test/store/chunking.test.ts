@@ -1,3 +1,4 @@
+import { appendFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -178,6 +179,24 @@ describe("chunkFile", () => {
     const zeroChunks = manifest.chunks.filter((chunk) => chunk.zero);
     expect(zeroChunks.length).toBe(8); // 2 MiB of zeros in 256 KiB zero chunks
     expect(zeroChunks.every((chunk) => chunk.digest === zeroChunkDigest(chunk.length))).toBe(true);
+  });
+
+  it("hashes a large file whole on a worker thread, to the same digest, and refuses one that grows meanwhile", async () => {
+    const data = seededBytes(40 << 20, 5);
+    const path = join(dir.path, "large.raw");
+    await writeFile(path, data);
+    const manifest = await chunkFile(path);
+    expect(manifest.digest).toBe(sha256Hex(data));
+    expect(manifest.chunks.reduce((sum, chunk) => sum + chunk.length, 0)).toBe(data.length);
+    // Appended to after the first window is read: what was hashed is not what was chunked.
+    let grown = false;
+    const growing = chunkFile(path, {
+      onProgress: () => {
+        if (!grown) appendFileSync(path, Buffer.alloc(1 << 20, 1));
+        grown = true;
+      },
+    });
+    await expect(growing).rejects.toThrow(/changed size while it was read/);
   });
 
   it("handles an empty file", async () => {
