@@ -13,67 +13,84 @@ const WIRE_FIXED64 = 1;
 const WIRE_LENGTH_DELIMITED = 2;
 const WIRE_FIXED32 = 5;
 
+const MAP_KEY_TYPE: FieldType = { kind: "scalar", scalar: "string" };
+
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
+/**
+ * One growable buffer for a whole message. A nested message is written in place after a
+ * one-byte length placeholder, which is widened afterwards in the rare case the length needs
+ * more: no buffer per nested message, no copying of each into its parent.
+ */
 class Writer {
-  private chunks: Uint8Array[] = [];
-  private buffer = new Uint8Array(256);
+  private buffer = new Uint8Array(512);
   private offset = 0;
-  length = 0;
 
   private ensure(bytes: number) {
     if (this.offset + bytes <= this.buffer.length) return;
-    this.chunks.push(this.buffer.subarray(0, this.offset));
-    this.buffer = new Uint8Array(Math.max(256, bytes * 2));
-    this.offset = 0;
+    const grown = new Uint8Array(Math.max(this.buffer.length * 2, this.offset + bytes));
+    grown.set(this.buffer.subarray(0, this.offset));
+    this.buffer = grown;
   }
 
   varint(value: number | bigint) {
     this.ensure(10);
-    let remaining = BigInt.asUintN(64, BigInt(value));
     if (typeof value === "number" && value >= 0 && value < 2 ** 31) {
       let small = value;
       while (small > 0x7f) {
         this.buffer[this.offset++] = (small & 0x7f) | 0x80;
-        this.length++;
         small >>>= 7;
       }
       this.buffer[this.offset++] = small;
-      this.length++;
       return;
     }
+    let remaining = BigInt.asUintN(64, BigInt(value));
     while (remaining > 0x7fn) {
       this.buffer[this.offset++] = Number(remaining & 0x7fn) | 0x80;
-      this.length++;
       remaining >>= 7n;
     }
     this.buffer[this.offset++] = Number(remaining);
-    this.length++;
   }
 
   bytes(data: Uint8Array) {
     this.ensure(data.length);
     this.buffer.set(data, this.offset);
     this.offset += data.length;
-    this.length += data.length;
   }
 
   double(value: number) {
-    const data = new Uint8Array(8);
-    new DataView(data.buffer).setFloat64(0, value, true);
-    this.bytes(data);
+    this.ensure(8);
+    new DataView(this.buffer.buffer).setFloat64(this.offset, value, true);
+    this.offset += 8;
+  }
+
+  /** Writes what `body` writes, preceded by its length as a varint. */
+  lengthDelimited(body: () => void) {
+    this.ensure(1);
+    const start = ++this.offset;
+    body();
+    const length = this.offset - start;
+    if (length < 0x80) {
+      this.buffer[start - 1] = length;
+      return;
+    }
+    let extra = 0;
+    for (let rest = length >>> 7; rest > 0; rest >>>= 7) extra++;
+    this.ensure(extra);
+    this.buffer.copyWithin(start + extra, start, this.offset);
+    let at = start - 1;
+    let rest = length;
+    while (rest > 0x7f) {
+      this.buffer[at++] = (rest & 0x7f) | 0x80;
+      rest >>>= 7;
+    }
+    this.buffer[at] = rest;
+    this.offset += extra;
   }
 
   finish(): Uint8Array {
-    if (this.chunks.length === 0) return this.buffer.slice(0, this.offset);
-    const out = new Uint8Array(this.length);
-    let at = 0;
-    for (const chunk of [...this.chunks, this.buffer.subarray(0, this.offset)]) {
-      out.set(chunk, at);
-      at += chunk.length;
-    }
-    return out;
+    return this.buffer.slice(0, this.offset);
   }
 }
 
@@ -107,13 +124,13 @@ export class ProtobufCodec {
       const fieldValue = value[field.name];
       if (fieldValue === undefined || fieldValue === null) continue;
       if (field.mapValue) {
+        const mapValue = field.mapValue;
         for (const [key, entryValue] of Object.entries(fieldValue as Record<string, unknown>)) {
-          const entry = new Writer();
-          this.writeValue(entry, 1, { kind: "scalar", scalar: "string" }, key, true);
-          this.writeValue(entry, 2, field.mapValue, entryValue, true);
           writer.varint((field.number << 3) | WIRE_LENGTH_DELIMITED);
-          writer.varint(entry.length);
-          writer.bytes(entry.finish());
+          writer.lengthDelimited(() => {
+            this.writeValue(writer, 1, MAP_KEY_TYPE, key, true);
+            this.writeValue(writer, 2, mapValue, entryValue, true);
+          });
         }
       } else if (field.repeated) {
         for (const element of fieldValue as unknown[])
@@ -126,11 +143,8 @@ export class ProtobufCodec {
 
   private writeValue(writer: Writer, number: number, type: FieldType, value: unknown, always: boolean) {
     if (type.kind === "message") {
-      const nested = new Writer();
-      this.writeMessage(nested, type.typeName, value as ProtoObject);
       writer.varint((number << 3) | WIRE_LENGTH_DELIMITED);
-      writer.varint(nested.length);
-      writer.bytes(nested.finish());
+      writer.lengthDelimited(() => this.writeMessage(writer, type.typeName, value as ProtoObject));
       return;
     }
     if (type.kind === "enum") {
@@ -192,8 +206,8 @@ export class ProtobufCodec {
     const reader = new Reader(data);
     while (!reader.done()) {
       const tag = reader.varint();
-      const number = Number(tag >> 3n);
-      const wireType = Number(tag & 7n);
+      const number = Math.floor(tag / 8);
+      const wireType = tag & 7;
       const field = fields.get(number);
       if (!field) {
         reader.skip(wireType);
@@ -206,11 +220,10 @@ export class ProtobufCodec {
         let entryValue: unknown = this.defaultValue(field.mapValue);
         while (!entryReader.done()) {
           const entryTag = entryReader.varint();
-          const entryNumber = Number(entryTag >> 3n);
+          const entryNumber = Math.floor(entryTag / 8);
           if (entryNumber === 1) key = textDecoder.decode(entryReader.lengthDelimited());
-          else if (entryNumber === 2)
-            entryValue = this.readValue(entryReader, field.mapValue, Number(entryTag & 7n));
-          else entryReader.skip(Number(entryTag & 7n));
+          else if (entryNumber === 2) entryValue = this.readValue(entryReader, field.mapValue, entryTag & 7);
+          else entryReader.skip(entryTag & 7);
         }
         (result[field.name] as Record<string, unknown>)[key] = entryValue;
       } else if (field.repeated) {
@@ -232,22 +245,22 @@ export class ProtobufCodec {
 
   private readValue(reader: Reader, type: FieldType, wireType: number): unknown {
     if (type.kind === "message") return this.readMessage(type.typeName, reader.lengthDelimited());
-    if (type.kind === "enum") return this.enumName(type.typeName, Number(BigInt.asIntN(64, reader.varint())));
+    if (type.kind === "enum") return this.enumName(type.typeName, reader.signedVarint());
     switch (type.scalar) {
       case "string":
         return textDecoder.decode(reader.lengthDelimited());
       case "bytes":
         return reader.lengthDelimited().slice();
       case "bool":
-        return reader.varint() !== 0n;
+        return reader.varint() !== 0;
       case "double":
         return reader.double();
       case "int32":
       case "int64":
-        return Number(BigInt.asIntN(64, reader.varint()));
+        return reader.signedVarint();
       default:
         if (wireType !== WIRE_VARINT) throw new Error("protobuf: unexpected wire type for integer");
-        return Number(reader.varint());
+        return reader.varint();
     }
   }
 
@@ -298,7 +311,33 @@ class Reader {
     return this.offset >= this.data.length;
   }
 
-  varint(): bigint {
+  /** An unsigned varint; exact up to 2^53, as every length, tag and count here is. */
+  varint(): number {
+    const start = this.offset;
+    let result = 0;
+    let scale = 1;
+    // Seven bytes hold 49 bits, exact in a double; longer varints take the BigInt path.
+    for (let i = 0; i < 7; i++) {
+      const byte = this.data[this.offset++];
+      if (byte === undefined) throw new Error("protobuf: truncated varint");
+      result += (byte & 0x7f) * scale;
+      if (byte < 0x80) return result;
+      scale *= 0x80;
+    }
+    this.offset = start;
+    return Number(this.bigVarint());
+  }
+
+  /** A varint read as a two's complement int64 (int32, int64 and enum fields). */
+  signedVarint(): number {
+    const start = this.offset;
+    const value = this.varint();
+    if (this.offset - start <= 7) return value;
+    this.offset = start;
+    return Number(BigInt.asIntN(64, this.bigVarint()));
+  }
+
+  private bigVarint(): bigint {
     let result = 0n;
     let shift = 0n;
     for (;;) {
@@ -311,7 +350,7 @@ class Reader {
   }
 
   lengthDelimited(): Uint8Array {
-    const length = Number(this.varint());
+    const length = this.varint();
     const end = this.offset + length;
     if (end > this.data.length) throw new Error("protobuf: truncated field");
     const slice = this.data.subarray(this.offset, end);
