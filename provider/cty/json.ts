@@ -2,7 +2,7 @@
 // raw JSON). Numbers are read from their source text so that values beyond 2^53 and
 // decimals stay exact.
 
-import { defineEntry } from "./msgpack.ts";
+import { defineEntry } from "./codec.ts";
 import { type CtyType, typeFromJson } from "./types.ts";
 import { CtyNumber, type CtyValue, Dynamic } from "./values.ts";
 

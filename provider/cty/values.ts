@@ -3,6 +3,7 @@
 //   number → CtyNumber (exact decimal), list/set/tuple → array, map/object → plain object,
 //   a value of type "dynamic" → Dynamic (its concrete type travels with it).
 
+import { attributeNames } from "./codec.ts";
 import { canonicalDecimal } from "./decimal.ts";
 import type { CtyType } from "./types.ts";
 
@@ -34,6 +35,9 @@ export function isUnknown(value: unknown): value is Unknown {
   return value instanceof Unknown;
 }
 
+/** Integer text already in canonical form (most numbers decoded from Terraform): kept as is. */
+const CANONICAL_INTEGER = /^-?[1-9]\d*$|^0$/;
+
 export class CtyNumber {
   /** Canonical decimal text: exact, no exponent. */
   readonly text: string;
@@ -43,8 +47,9 @@ export class CtyNumber {
       if (!Number.isFinite(value)) throw new Error(`cty numbers cannot be ${value}`);
       // A JS number stands for the decimal it prints as (0.1 means 0.1), which is what a
       // resource author writing `new CtyNumber(0.1)` means.
-      this.text = canonicalDecimal(String(value));
-    } else this.text = canonicalDecimal(String(value));
+      this.text = Number.isSafeInteger(value) ? String(value) : canonicalDecimal(String(value));
+    } else if (typeof value === "string" && CANONICAL_INTEGER.test(value)) this.text = value;
+    else this.text = canonicalDecimal(String(value));
   }
 
   toNumber(): number {
@@ -143,8 +148,8 @@ export function valuesEqual(type: CtyType, a: CtyValue, b: CtyValue): boolean {
     return keys.every((key) => key in b && valuesEqual(type[1], a[key] ?? null, b[key] ?? null));
   }
   const attributes = type[1] as { [attribute: string]: CtyType };
-  return Object.entries(attributes).every(([name, attributeType]) =>
-    valuesEqual(attributeType, a[name] ?? null, b[name] ?? null),
+  return attributeNames(attributes).every((name) =>
+    valuesEqual(attributes[name] as CtyType, a[name] ?? null, b[name] ?? null),
   );
 }
 

@@ -3,6 +3,7 @@
 // provider adds is: defaults, "(known after apply)" for computed attributes when the
 // resource changes, plan modifiers (use-state-for-unknown, requires-replace).
 
+import { defineEntry } from "../cty/codec.ts";
 import type { CtyType } from "../cty/types.ts";
 import {
   CtyNumber,
@@ -34,14 +35,7 @@ export function cloneValue<T extends CtyValue>(value: T): T {
   if (value instanceof Unknown || value instanceof CtyNumber || value instanceof Dynamic) return value;
   if (Array.isArray(value)) return value.map(cloneValue) as T;
   const copy: { [key: string]: CtyValue } = {};
-  for (const [key, element] of Object.entries(value)) {
-    Object.defineProperty(copy, key, {
-      value: cloneValue(element),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
+  for (const key of Object.keys(value)) defineEntry(copy, key, cloneValue(value[key] as CtyValue));
   return copy as T;
 }
 

@@ -37,11 +37,23 @@ export interface Schema extends Block {
   version?: number;
 }
 
+const blockTypes = new WeakMap<Block, CtyType>();
+
+/**
+ * The block's object type, built once per block: schemas are fixed for the process, and the
+ * codecs cache facts per type object, so every value of a resource shares one.
+ */
 export function blockType(block: Block): CtyType {
-  const attributes: { [name: string]: CtyType } = {};
-  for (const [name, attribute] of Object.entries(block.attributes)) attributes[name] = attribute.type;
-  for (const [name, nested] of Object.entries(block.blocks ?? {})) attributes[name] = nestedBlockType(nested);
-  return ["object", attributes];
+  let type = blockTypes.get(block);
+  if (!type) {
+    const attributes: { [name: string]: CtyType } = {};
+    for (const [name, attribute] of Object.entries(block.attributes)) attributes[name] = attribute.type;
+    for (const [name, nested] of Object.entries(block.blocks ?? {}))
+      attributes[name] = nestedBlockType(nested);
+    type = ["object", attributes];
+    blockTypes.set(block, type);
+  }
+  return type;
 }
 
 export function nestedBlockType(nested: NestedBlock): CtyType {
