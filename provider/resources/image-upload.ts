@@ -3,7 +3,7 @@
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { isImageRefused, type UploadProgress, uploadImage } from "../../client/upload.ts";
+import type { UploadProgress } from "../../client/upload.ts";
 import { type CallContext, DiagnosticError } from "../index.ts";
 import type { GlobalvmProviderData } from "../provider-data.ts";
 
@@ -32,6 +32,9 @@ export async function upload(
       rate_bytes_per_second: Math.round(progress.bytesPerSecond),
     });
   };
+  // Only an apply that sends an image needs the upload client (chunking on a worker thread,
+  // HTTP/1 transfers): loaded here, it stays out of the start of every provider process.
+  const { isImageRefused, uploadImage } = await import("../../client/upload.ts");
   try {
     const result = await uploadImage({
       path,
