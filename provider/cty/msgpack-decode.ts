@@ -3,9 +3,9 @@
 // for scalars, unknowns, skipped attributes and values that do not match their type (whose
 // errors name what was found).
 
-import { attributeNames, CtyCodecError, defineEntry, fail } from "./codec.ts";
+import { CtyCodecError, defineEntry, fail } from "./codec.ts";
 import { canonicalDecimal, exactDecimalOfDouble } from "./decimal.ts";
-import { type CtyType, typeFromJson } from "./types.ts";
+import { attributeNames, type CtyType, typeFromJson } from "./types.ts";
 import { CtyNumber, type CtyValue, Dynamic, type Refinement, Unknown } from "./values.ts";
 
 const textDecoder = new TextDecoder();

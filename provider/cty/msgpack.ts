@@ -8,8 +8,8 @@
 //   object             → a map holding every attribute of the type (missing ones as nil).
 //   dynamic            → [type JSON, value].
 
-import { CtyCodecError, fail, sortedAttributeNames } from "./codec.ts";
-import type { CtyType } from "./types.ts";
+import { CtyCodecError, fail } from "./codec.ts";
+import { type CtyType, sortedAttributeNames } from "./types.ts";
 import { CtyNumber, type CtyValue, Dynamic, isPlainObject, Unknown } from "./values.ts";
 
 export { CtyCodecError, defineEntry } from "./codec.ts";

@@ -44,3 +44,30 @@ export function describeType(type: CtyType): string {
   if (type[0] === "tuple") return "tuple";
   return `${type[0]} of ${describeType(type[1])}`;
 }
+
+type Attributes = { readonly [attribute: string]: CtyType };
+const names = new WeakMap<Attributes, readonly string[]>();
+const sortedNames = new WeakMap<Attributes, readonly string[]>();
+
+// An object type's attribute names, computed once per type: a schema's types live as long as
+// the process and every value of the resource goes through them.
+
+/** In the type's own order (the order of a decoded object's keys). */
+export function attributeNames(attributes: Attributes): readonly string[] {
+  let list = names.get(attributes);
+  if (!list) {
+    list = Object.keys(attributes);
+    names.set(attributes, list);
+  }
+  return list;
+}
+
+/** Sorted by code unit, the order cty's msgpack writes them in. */
+export function sortedAttributeNames(attributes: Attributes): readonly string[] {
+  let list = sortedNames.get(attributes);
+  if (!list) {
+    list = [...attributeNames(attributes)].sort();
+    sortedNames.set(attributes, list);
+  }
+  return list;
+}

@@ -3,9 +3,8 @@
 //   number → CtyNumber (exact decimal), list/set/tuple → array, map/object → plain object,
 //   a value of type "dynamic" → Dynamic (its concrete type travels with it).
 
-import { attributeNames } from "./codec.ts";
 import { canonicalDecimal } from "./decimal.ts";
-import type { CtyType } from "./types.ts";
+import { attributeNames, type CtyType } from "./types.ts";
 
 export interface Refinement {
   /** false: the value is known not to be null. */
