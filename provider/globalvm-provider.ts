@@ -34,10 +34,10 @@ export const globalvmProvider = defineProvider<GlobalvmProviderData>({
       },
     },
   },
-  async configure({ config, diagnostics }) {
+  async configure({ config, diagnostics, launch }) {
     const endpoint =
-      typeof config.endpoint === "string" ? config.endpoint : (process.env.GLOBALVM_ENDPOINT ?? "");
-    const token = typeof config.token === "string" ? config.token : (process.env.GLOBALVM_TOKEN ?? "");
+      typeof config.endpoint === "string" ? config.endpoint : (launch.env.GLOBALVM_ENDPOINT ?? "");
+    const token = typeof config.token === "string" ? config.token : (launch.env.GLOBALVM_TOKEN ?? "");
     if (!endpoint) {
       diagnostics.error(
         "No globalvm endpoint",
@@ -59,7 +59,7 @@ export const globalvmProvider = defineProvider<GlobalvmProviderData>({
       );
     }
     if (!diagnostics.hasErrors) await checkReachable(endpoint);
-    return createProviderData(endpoint, token);
+    return createProviderData(endpoint, token, { workingDirectory: launch.cwd });
   },
   resources: [imageResource, vmGroupResource, networkResource, firewallRuleResource],
   dataSources: [

@@ -37,4 +37,5 @@ export {
   useStateForUnknown,
 } from "./framework/plan-modifiers.ts";
 export type { Attribute, Block, NestedBlock, NestingMode, Schema } from "./framework/schema.ts";
+export { launchProvider, startedAsProvider } from "./server/launch.ts";
 export { serveProvider } from "./server/serve.ts";

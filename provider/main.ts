@@ -1,5 +1,5 @@
-// Entry point of terraform-provider-globalvm (bundled by provider/build/bundle.ts).
-import { globalvmProvider } from "./globalvm-provider.ts";
-import { serveProvider } from "./server/serve.ts";
+// Entry point of terraform-provider-globalvm (bundled by provider/build/bundle.ts). The
+// provider's code is imported only by the process that serves it (see server/launch.ts).
+import { launchProvider } from "./server/launch.ts";
 
-serveProvider(globalvmProvider);
+launchProvider(async () => (await import("./globalvm-provider.ts")).globalvmProvider);

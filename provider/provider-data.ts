@@ -1,6 +1,7 @@
 // What the provider's configure() hands every resource and data source: the configured
 // control-plane client. Its own module so that provider/resources/ need not import the
 // provider that lists them.
+import { resolve } from "node:path";
 import { type ApiClient, createApiClient } from "../client/api.ts";
 import { VmGroupReads } from "./resources/vm-group-reads.ts";
 
@@ -12,14 +13,23 @@ export interface GlobalvmProviderData {
   regionNames(): Promise<Set<string>>;
   /** Refreshes of VM groups, batched (resources/vm-group-reads.ts). */
   vmGroupReads: VmGroupReads;
+  /** A file path from the configuration, relative to the directory Terraform runs in. */
+  resolvePath(path: string): string;
+}
+
+export interface ProviderDataOptions {
+  fetch?: typeof fetch;
+  /** Where Terraform runs (the launch's, not this process's: see LaunchEnvironment). */
+  workingDirectory?: string;
 }
 
 export function createProviderData(
   endpoint: string,
   token: string,
-  fetchImpl?: typeof fetch,
+  options: ProviderDataOptions = {},
 ): GlobalvmProviderData {
-  const api = createApiClient({ endpoint, token, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  const api = createApiClient({ endpoint, token, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const workingDirectory = options.workingDirectory ?? process.cwd();
   const vmGroupReads = new VmGroupReads(api);
   // What this process read before it changed anything may no longer be so.
   api.use({
@@ -33,6 +43,7 @@ export function createProviderData(
     token,
     api,
     vmGroupReads,
+    resolvePath: (path) => resolve(workingDirectory, path),
     regionNames() {
       regions ??= api.GET("/v1/regions", { params: { query: { page_size: 100 } } }).then((result) => {
         if (!result.data) {

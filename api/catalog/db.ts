@@ -15,6 +15,7 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { type ConstructorOptions, fromPglite, PgBoss } from "pg-boss";
 import postgres from "postgres";
 import { preparePrivateDir, tightenTree } from "../../common/private-dir.ts";
+import { processIsAlive } from "../../common/process-alive.ts";
 import { createOperationQueues } from "./job-queues.ts";
 import * as schema from "./schema.ts";
 
@@ -152,15 +153,6 @@ export function openCatalog(
     ),
     ping: async () => void (await db.execute(sql`select 1`)),
   };
-}
-
-function processIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /**

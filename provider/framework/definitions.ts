@@ -13,6 +13,16 @@ export interface CallContext<ProviderData> {
   providerData: ProviderData;
 }
 
+/**
+ * What Terraform launched the provider with: its environment (GLOBALVM_TOKEN, the plugin
+ * handshake's variables) and working directory (relative file paths). A provider daemon
+ * serves many launches, so these are never read from the serving process itself.
+ */
+export interface LaunchEnvironment {
+  env: { readonly [name: string]: string | undefined };
+  cwd: string;
+}
+
 export interface ResourceDefinition<ProviderData = unknown> {
   /** Full resource type name, e.g. "globalvm_image". */
   typeName: string;
@@ -67,7 +77,12 @@ export interface ProviderDefinition<ProviderData = unknown> {
   validateConfig?(config: ObjectValue, diagnostics: Diagnostics): void | Promise<void>;
   /** Builds what resources receive as context.providerData (an API client, say). */
   configure(
-    request: { config: ObjectValue; terraformVersion: string; diagnostics: Diagnostics },
+    request: {
+      config: ObjectValue;
+      terraformVersion: string;
+      diagnostics: Diagnostics;
+      launch: LaunchEnvironment;
+    },
     context: Omit<CallContext<undefined>, "providerData">,
   ): ProviderData | Promise<ProviderData>;
   resources: ResourceDefinition<ProviderData>[];

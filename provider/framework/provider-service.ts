@@ -10,6 +10,7 @@ import type { ProtoObject } from "../protocol/protobuf.ts";
 import type {
   CallContext,
   DataSourceDefinition,
+  LaunchEnvironment,
   ProviderDefinition,
   ResourceDefinition,
 } from "./definitions.ts";
@@ -69,7 +70,11 @@ interface Entry<Definition> {
   type: CtyType;
 }
 
-export function createProviderService<P>(provider: ProviderDefinition<P>, log: Logger): ProviderService {
+export function createProviderService<P>(
+  provider: ProviderDefinition<P>,
+  log: Logger,
+  launch: LaunchEnvironment = { env: process.env, cwd: process.cwd() },
+): ProviderService {
   checkSchema(provider.typeName, provider.schema);
   const resources = new Map<string, Entry<ResourceDefinition<P>>>();
   const dataSources = new Map<string, Entry<DataSourceDefinition<P>>>();
@@ -199,7 +204,7 @@ export function createProviderService<P>(provider: ProviderDefinition<P>, log: L
         async () => {
           const config = decodeObject(providerType, request.config) ?? completeObject(provider.schema, {});
           providerData = await provider.configure(
-            { config, terraformVersion: String(request.terraform_version), diagnostics },
+            { config, terraformVersion: String(request.terraform_version), diagnostics, launch },
             { signal: call.signal, log },
           );
           return {};

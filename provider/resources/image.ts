@@ -253,7 +253,10 @@ export const imageResource = defineResource<GlobalvmProviderData>({
     }
     if (config.source_hash === null && typeof planned.source === "string") {
       try {
-        planned.source_hash = await fileSha256(planned.source, context.signal);
+        planned.source_hash = await fileSha256(
+          context.providerData.resolvePath(planned.source),
+          context.signal,
+        );
       } catch (error) {
         throw new DiagnosticError("Cannot read the image file", {
           detail: `${planned.source}: ${(error as Error).message}`,
@@ -276,7 +279,7 @@ export const imageResource = defineResource<GlobalvmProviderData>({
   },
   async create({ plan }, context) {
     const { api } = context.providerData;
-    const source = String(plan.source);
+    const source = context.providerData.resolvePath(String(plan.source));
     await stat(source).catch((error: Error) => {
       throw new DiagnosticError("Cannot read the image file", { detail: error.message, path: ["source"] });
     });
@@ -401,7 +404,12 @@ export const imageResource = defineResource<GlobalvmProviderData>({
         await api.POST("/v1/images/{id}/uploads", { params: { path: { id } }, signal: context.signal }),
       );
       if (!ticket) throw new DiagnosticError("No regional manager can receive the upload");
-      await upload(context, String(plan.source), ticket, String(plan.format));
+      await upload(
+        context,
+        context.providerData.resolvePath(String(plan.source)),
+        ticket,
+        String(plan.format),
+      );
     }
     const policyChanged =
       !valuesEqual(["map", "string"], plan.labels ?? null, prior.labels ?? null) ||

@@ -181,7 +181,9 @@ function context(fetchImpl: typeof fetch, lines: string[] = [], signal = new Abo
   return {
     signal,
     log: createLogger("provider.globalvm", (line) => lines.push(line)),
-    providerData: createProviderData("http://control-plane.test", "token-0123456789abcdef", fetchImpl),
+    providerData: createProviderData("http://control-plane.test", "token-0123456789abcdef", {
+      fetch: fetchImpl,
+    }),
   };
 }
 

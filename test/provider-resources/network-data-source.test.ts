@@ -57,7 +57,9 @@ function context(fetchImpl: typeof fetch) {
   return {
     signal: new AbortController().signal,
     log: createLogger("provider.globalvm", () => {}),
-    providerData: createProviderData("http://control-plane.test", "token-0123456789abcdef", fetchImpl),
+    providerData: createProviderData("http://control-plane.test", "token-0123456789abcdef", {
+      fetch: fetchImpl,
+    }),
   };
 }
 

@@ -61,7 +61,7 @@ describe("refreshing groups of the real control plane", () => {
       requests.push(`${request.method} ${url.pathname}${url.search}`);
       return api.app.request(request);
     };
-    return createProviderData("http://control-plane.test", token, fetchImpl as typeof fetch);
+    return createProviderData("http://control-plane.test", token, { fetch: fetchImpl as typeof fetch });
   };
   const createGroup = async (name: string) => {
     const body = { name, image: imageId, region: "us-east", size: 2, machine: SMALL_MACHINE };
@@ -162,7 +162,9 @@ function fakeControlPlane(count: number) {
     return json(200, { items: all.slice(from, from + 2), next_page_token: next });
   };
   const reads = new VmGroupReads(
-    createProviderData("http://control-plane.test", "token-0123456789abcdef", fetchImpl as typeof fetch).api,
+    createProviderData("http://control-plane.test", "token-0123456789abcdef", {
+      fetch: fetchImpl as typeof fetch,
+    }).api,
   );
   return {
     ids,

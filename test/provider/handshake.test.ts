@@ -1,7 +1,8 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { rmSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { decodeMsgpack } from "../../provider/cty/msgpack.ts";
@@ -18,7 +19,7 @@ import {
   connectToProvider,
   processIsAlive,
   type RunningProvider,
-  startProvider,
+  startProvider as startLaunch,
   waitForExit,
 } from "./helpers.ts";
 
@@ -40,9 +41,16 @@ describe("handshake line", () => {
   });
 });
 
-describe("the bundled provider process", () => {
+// Each launch is served by the provider daemon unless switched off (daemon.test.ts); what
+// Terraform sees of the executable is the same either way.
+const runtimeDir = mkdtempSync(join(tmpdir(), "globalvm-handshake-run-"));
+describe.each([
+  ["through the provider daemon", { XDG_RUNTIME_DIR: runtimeDir }],
+  ["served in its own process", { GLOBALVM_PROVIDER_DAEMON: "0" }],
+])("the bundled provider process, %s", (_mode, modeEnv: NodeJS.ProcessEnv) => {
   let executable = "";
   let provider: RunningProvider | undefined;
+  const startProvider = (path: string) => startLaunch(path, { env: modeEnv });
 
   beforeAll(async () => {
     executable = await bundleFixtureProvider();
@@ -50,6 +58,9 @@ describe("the bundled provider process", () => {
 
   afterAll(() => {
     rmSync(dirname(executable), { recursive: true, force: true });
+    // The daemon exits on its own when idle; this one has served its launches.
+    spawnSync("pkill", ["-f", `--globalvm-provider-daemon=${runtimeDir}/`]);
+    rmSync(runtimeDir, { recursive: true, force: true });
   });
 
   afterEach(async () => {
@@ -176,7 +187,7 @@ describe("the bundled provider process", () => {
     const { createServerCertificate } = await import("../../provider/server/certificate.ts");
     const { pluginEnvironment } = await import("./helpers.ts");
     const shell = spawn("sh", ["-c", `"$0" > /dev/null 2>&1 & echo $!; sleep 0.5`, executable], {
-      env: pluginEnvironment(createServerCertificate()),
+      env: { ...pluginEnvironment(createServerCertificate()), ...modeEnv },
       stdio: ["ignore", "pipe", "inherit"],
     });
     let output = "";

@@ -43,12 +43,16 @@ export function pluginEnvironment(clientCertificate: ServerCertificate): NodeJS.
   };
 }
 
-export function startProvider(executable: string): Promise<RunningProvider> {
+export function startProvider(
+  executable: string,
+  launch: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<RunningProvider> {
   // Terraform's client certificate has the same shape as ours (self-signed, CA, clientAuth).
   const clientCertificate = createServerCertificate();
   const child = spawn(executable, [], {
-    env: pluginEnvironment(clientCertificate),
+    env: { ...pluginEnvironment(clientCertificate), ...launch.env },
     stdio: ["ignore", "pipe", "pipe"],
+    ...(launch.cwd ? { cwd: launch.cwd } : {}),
   });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {
