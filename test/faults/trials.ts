@@ -122,16 +122,20 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function followOperation(stack: Stack, id: string, timeoutMs: number): Promise<any> {
   const deadline = Date.now() + timeoutMs;
+  let last: unknown;
   while (Date.now() < deadline) {
     try {
       const { status, body } = await stack.call("GET", `/v1/operations/${id}?wait=5s`, stack.projectToken);
+      last = body;
       if (status === 200 && body.done) return body;
     } catch {
       // The control plane is down for a moment (killed on purpose): ask again.
       await sleep(250);
     }
   }
-  throw new Error(`operation ${id} did not finish within ${timeoutMs} ms:\n${stack.logs()}`);
+  throw new Error(
+    `operation ${id} did not finish within ${timeoutMs} ms; last seen: ${JSON.stringify(last)}\n${stack.logs()}`,
+  );
 }
 
 function trialImage(dir: string, random: () => number, trial: number): { path: string; digest: string } {
@@ -286,8 +290,15 @@ export async function runTrial(run: FaultRun, trial: number, victim: FaultTarget
   const { stack, counter } = run;
   const image = await uploadTrialImage(run, trial);
   // Half the kills fall inside the chunk transfer, the others anywhere in the flow.
-  const phase = run.random() < 0.5 ? "transfer" : "flow";
-  const killAfterMs = Math.floor(run.random() * (phase === "transfer" ? run.transferMs : run.flowMs));
+  let phase = run.random() < 0.5 ? "transfer" : "flow";
+  let killAfterMs = Math.floor(run.random() * (phase === "transfer" ? run.transferMs : run.flowMs));
+  // GLOBALVM_FAULT_KILL_MS=120 puts trial n's kill at 120 + 2n ms into the transfer: a narrow
+  // window, trial after trial, to replay a failure seen there.
+  const pinned = Number(process.env.GLOBALVM_FAULT_KILL_MS);
+  if (pinned > 0) {
+    phase = "transfer";
+    killAfterMs = pinned + 2 * trial;
+  }
   console.log(`[faults] trial ${trial}: kill ${victim} ${killAfterMs} ms into the ${phase}`);
   const started = Date.now();
   const { operation, group } = await createGroup(run, trial, image.id);

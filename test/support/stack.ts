@@ -3,7 +3,7 @@
 // Each process's JSON log lines (its stderr) are kept in <dir>/logs/<name>.log; the stack
 // records every token and credential it issued, sent or was given, and stop() fails if any of
 // them — or anything shaped like a token — is in a log, so every test on a stack checks it.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killRecordedVms } from "./compute.ts";
@@ -76,6 +76,22 @@ export interface StackOptions {
    * datacenter (`eu-west-b`).
    */
   datacentersPerRegion?: number;
+}
+
+/**
+ * The last lines of each process's log, every incarnation of it (a restarted manager appends
+ * to the same file), without the polls of operations that would crowd out what happened.
+ */
+function logTails(logsDir: string, lines = 60): string {
+  return readdirSync(logsDir)
+    .sort()
+    .map((file) => {
+      const kept = readFileSync(join(logsDir, file), "utf8")
+        .split("\n")
+        .filter((line) => line && !line.includes('"route":"/v1/operations/:id"'));
+      return `${file}:\n${kept.slice(-lines).join("\n")}`;
+    })
+    .join("\n---\n");
 }
 
 /** A manager process of the stack: its name (see StackOptions.datacentersPerRegion) and where it runs. */
@@ -267,7 +283,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       } else throw new Error(`no process named ${which} in this stack`);
     },
     call,
-    logs: () => processes.map((p) => p.output().slice(-3000)).join("\n---\n"),
+    logs: () => logTails(logsDir),
     logsDir,
     secrets,
     checkLogs,
@@ -278,7 +294,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       killRecordedVms(dir);
       // Kept for a look when the check fails (its message names the directory).
       checkLogs();
-      rmSync(dir, { recursive: true, force: true });
+      // GLOBALVM_KEEP_STACK_DIR=1 keeps every log and data dir, to look at a failure afterwards.
+      if (!process.env.GLOBALVM_KEEP_STACK_DIR) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
