@@ -30,4 +30,4 @@ export type {
   InstanceStateChange,
   InstanceStatus,
 } from "./types.ts";
-export { ComputeError } from "./types.ts";
+export { ComputeError, CREATED_REASON } from "./types.ts";

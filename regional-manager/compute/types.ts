@@ -69,6 +69,9 @@ export interface GuestEndpoints {
 
 export type InstanceState = "starting" | "running" | "ready" | "stopped" | "failed";
 
+/** The reason of an instance that was created and never started ("stopped" until it is). */
+export const CREATED_REASON = "created";
+
 export interface InstanceStatus {
   instanceId: string;
   state: InstanceState;

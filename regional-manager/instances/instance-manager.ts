@@ -12,7 +12,7 @@ import type {
   ReportedInstanceState,
 } from "../../schemas/manager-instances.ts";
 import type { ComputeDriver, InstanceStateChange, InstanceStatus } from "../compute/index.ts";
-import { ComputeError } from "../compute/index.ts";
+import { ComputeError, CREATED_REASON } from "../compute/index.ts";
 import type { GuestNetworkInterface } from "../compute/types.ts";
 import type { InstanceNetworking } from "../network/guests.ts";
 import type { ImageStore, VersionRecord } from "../store/image-store.ts";
@@ -89,6 +89,21 @@ export class InstanceManager {
     // The kernel kept carrying their traffic; a sync re-adopts it (and removes what no guest needs).
     await this.#syncNetworks();
     for (const status of found) this.#report(status.instanceId);
+    // This manager creates an instance only to start it, setting up its network in between: one
+    // found created and never started was cut off there by the restart. Nothing else would start
+    // it (the control plane waits for it to get ready, and a stopped instance is not asked again).
+    for (const status of found) {
+      if (status.state !== "stopped" || status.reason !== CREATED_REASON) continue;
+      this.#options.log(
+        `instance ${status.instanceId} was created but not started before a restart: starting it`,
+      );
+      // A start that fails leaves the instance failed, which the driver reports.
+      this.#options.driver.start(status.instanceId).catch((error: unknown) => {
+        this.#options.log(
+          `[WARN] instance ${status.instanceId}: ${error instanceof Error ? error.message : error}`,
+        );
+      });
+    }
     return found;
   }
 

@@ -54,6 +54,7 @@ import {
   type ComputeDriver,
   type ComputeDriverEvents,
   ComputeError,
+  CREATED_REASON,
   type DriverOptions,
   type InstanceSpec,
   type InstanceState,
@@ -213,7 +214,7 @@ export class QemuDriver extends EventEmitter<ComputeDriverEvents> implements Com
       const record: InstanceRecord = {
         spec: structuredClone(spec),
         state: "stopped",
-        reason: "created",
+        reason: CREATED_REASON,
         // A unix socket's path follows from the instance's ID: no port to keep.
         metadataPort: endpoint.port ?? 0,
         dnsPort: this.#options.metadata.dnsEndpointOf(spec.instanceId)?.port ?? 0,
