@@ -88,9 +88,9 @@ const THROUGH_DAEMON = { XDG_RUNTIME_DIR: runtimeDir };
 const IN_PROCESS = { GLOBALVM_PROVIDER_DAEMON: "0" };
 
 function stopDaemons() {
-  spawnSync("pkill", ["-f", `--globalvm-provider-daemon=${runtimeDir}/`]);
+  spawnSync("pkill", ["-f", "--", `--globalvm-provider-daemon=${runtimeDir}/`]);
   // pkill returns before they are gone; a new launch must not find a dying one.
-  while (spawnSync("pgrep", ["-f", `--globalvm-provider-daemon=${runtimeDir}/`]).status === 0) {
+  while (spawnSync("pgrep", ["-f", "--", `--globalvm-provider-daemon=${runtimeDir}/`]).status === 0) {
     spawnSync("sleep", ["0.05"]);
   }
 }

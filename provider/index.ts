@@ -37,5 +37,4 @@ export {
   useStateForUnknown,
 } from "./framework/plan-modifiers.ts";
 export type { Attribute, Block, NestedBlock, NestingMode, Schema } from "./framework/schema.ts";
-export { launchProvider, startedAsProvider } from "./server/launch.ts";
 export { serveProvider } from "./server/serve.ts";

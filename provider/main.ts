@@ -1,5 +1,3 @@
-// Entry point of terraform-provider-globalvm (bundled by provider/build/bundle.ts). The
-// provider's code is imported only by the process that serves it (see server/launch.ts).
-import { launchProvider } from "./server/launch.ts";
-
-launchProvider(async () => (await import("./globalvm-provider.ts")).globalvmProvider);
+// The globalvm provider as the bundler takes it (provider/build/bundle.ts): the module whose
+// `provider` export the executable serves.
+export { globalvmProvider as provider } from "./globalvm-provider.ts";

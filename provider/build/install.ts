@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { PROGRAM_SUFFIX } from "../server/program.ts";
 import { bundleProvider, REPO_ROOT } from "./bundle.ts";
 
 export const PROVIDER_HOST = "registry.terraform.io";
@@ -77,12 +78,18 @@ export async function installProvider(options: InstallOptions): Promise<InstallR
     ...(options.nodePath ? { nodePath: options.nodePath } : {}),
   });
   const executable = mirrorExecutablePath(mirrorDir);
+  // The executable and its program travel together (Terraform checksums the whole directory).
+  const files = [
+    { from: built, to: executable },
+    { from: `${built}${PROGRAM_SUFFIX}`, to: `${executable}${PROGRAM_SUFFIX}` },
+  ];
   // esbuild output is deterministic, so reinstalling unchanged sources keeps the checksum
   // that working directories recorded in .terraform.lock.hcl.
-  const replacedDifferentBuild =
-    existsSync(executable) && !readFileSync(executable).equals(readFileSync(built));
+  const replacedDifferentBuild = files.some(
+    ({ from, to }) => existsSync(to) && !readFileSync(to).equals(readFileSync(from)),
+  );
   mkdirSync(resolve(executable, ".."), { recursive: true });
-  copyFileSync(built, executable);
+  for (const { from, to } of files) copyFileSync(from, to);
   // The bundle is CommonJS without a .js extension. Inside a "type": "module" package (this
   // repository, when the mirror or a working directory's .terraform sits in it) Node would
   // refuse it; this file travels with the executable when terraform init copies the package.

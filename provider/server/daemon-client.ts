@@ -4,7 +4,6 @@
 // keeps the daemon from serving before the handshake line arrives is answered by serving
 // in this process instead (`fallback`), so the daemon can only make a launch faster.
 
-import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { createConnection, type Socket } from "node:net";
 import { join } from "node:path";
@@ -29,23 +28,24 @@ export interface DaemonLaunch {
   socketPath: string;
   /** The daemon's log, next to its socket. */
   logPath: string;
-  executable: string;
+  /** The executable, which the daemon is started as. */
+  launcher: string;
   idleMs: number;
 }
 
 /** Where this launch's daemon is, or null when the daemon is switched off or unsafe here. */
 export function daemonLaunchFor(
-  executable: string,
+  files: { launcher: string; program: string },
   env: { readonly [name: string]: string | undefined },
 ): DaemonLaunch | null {
   if (!daemonEnabled(env)) return null;
   const dir = daemonDirectory(env);
   if (!privateDirectory(dir)) return null;
-  const identity = buildIdentity(executable, env);
+  const identity = buildIdentity([files.launcher, files.program], env);
   return {
     socketPath: daemonSocketPath(dir, identity),
     logPath: join(dir, `${identity}.log`),
-    executable,
+    launcher: files.launcher,
     idleMs: idleMilliseconds(env),
   };
 }
@@ -70,12 +70,14 @@ function daemonEnvironment(env: { readonly [name: string]: string | undefined })
   return kept;
 }
 
-function startDaemon(launch: DaemonLaunch): void {
+async function startDaemon(launch: DaemonLaunch): Promise<void> {
+  // Loaded here: most launches find the daemon running.
+  const { spawn } = await import("node:child_process");
   const logFd = openSync(launch.logPath, "a", 0o600);
   try {
     spawn(
       process.execPath,
-      [launch.executable, `${DAEMON_FLAG}=${launch.socketPath}`, `--idle-ms=${launch.idleMs}`],
+      [launch.launcher, `${DAEMON_FLAG}=${launch.socketPath}`, `--idle-ms=${launch.idleMs}`],
       {
         detached: true,
         stdio: ["ignore", logFd, logFd],
@@ -100,7 +102,7 @@ export async function connectToDaemon(launch: DaemonLaunch): Promise<Socket> {
       if (Date.now() > deadline) throw new Error(`no provider daemon answered on ${launch.socketPath}`);
       if (!started) {
         started = true;
-        startDaemon(launch);
+        await startDaemon(launch);
       }
       await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
     }

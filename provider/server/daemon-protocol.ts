@@ -71,16 +71,17 @@ export function privateDirectory(dir: string): boolean {
 }
 
 /**
- * Which daemon a launch may use: the same executable bytes on the same Node with the same
- * process-level settings. Another build (an upgrade, a test fixture) starts its own daemon;
- * an old one exits when it has been idle long enough.
+ * Which daemon a launch may use: the same executable and program bytes on the same Node with
+ * the same process-level settings. Another build (an upgrade, a test fixture) starts its own
+ * daemon; an old one exits when it has been idle long enough.
  */
 export function buildIdentity(
-  executable: string,
+  files: readonly string[],
   env: { readonly [name: string]: string | undefined },
 ): string {
-  const hash = createHash("sha256").update(readFileSync(executable));
-  hash.update(`\0${process.execPath}\0${process.version}`);
+  const hash = createHash("sha256");
+  for (const file of files) hash.update(readFileSync(file)).update("\0");
+  hash.update(`${process.execPath}\0${process.version}`);
   for (const name of PROCESS_LEVEL_ENV) hash.update(`\0${name}=${env[name] ?? ""}`);
   return hash.digest("hex").slice(0, 24);
 }

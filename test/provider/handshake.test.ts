@@ -59,7 +59,7 @@ describe.each([
   afterAll(() => {
     rmSync(dirname(executable), { recursive: true, force: true });
     // The daemon exits on its own when idle; this one has served its launches.
-    spawnSync("pkill", ["-f", `--globalvm-provider-daemon=${runtimeDir}/`]);
+    spawnSync("pkill", ["-f", "--", `--globalvm-provider-daemon=${runtimeDir}/`]);
     rmSync(runtimeDir, { recursive: true, force: true });
   });
 

@@ -140,14 +140,18 @@ export async function startTerraformStack(
   return { stack, env };
 }
 
-/** PIDs of live processes running the given executable (node <executable> after the shebang). */
+/**
+ * PIDs of live processes Terraform launched from the given executable (node <executable> after
+ * the shebang). The provider daemon runs it too, on purpose beyond Terraform: it is not counted.
+ */
 export function processesRunning(executable: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-      if (args.includes(executable)) pids.push(Number(entry));
+      const daemon = args.some((arg) => arg.startsWith("--globalvm-provider-daemon="));
+      if (args.includes(executable) && !daemon) pids.push(Number(entry));
     } catch {
       // the process exited while we looked
     }
