@@ -76,13 +76,17 @@ function resumeSource() {
   stopped.delete(pid);
 }
 
-/** Provider processes started from this test's directories (the mirror or .terraform). */
+/**
+ * Provider processes Terraform started from this test's directories (the mirror or
+ * .terraform); not the provider daemon, which outlives Terraform on purpose.
+ */
 function providerProcesses(): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (args.some((arg) => arg.startsWith("--globalvm-provider-daemon="))) continue;
       if (args.some((arg) => arg.startsWith(root) && arg.includes("terraform-provider-globalvm"))) {
         pids.push(Number(entry));
       }
