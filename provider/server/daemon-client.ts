@@ -2,7 +2,7 @@
 // none answers), send this launch's environment and working directory, and relay what the
 // session writes to this process's stdout and stderr until it says exit. Anything that
 // keeps the daemon from serving before the handshake line arrives is answered by serving
-// in this process instead (`fallback`), so the daemon can only make a launch faster.
+// in this process instead (launch.ts), so the daemon can only make a launch faster.
 
 import { closeSync, openSync } from "node:fs";
 import { createConnection, type Socket } from "node:net";
@@ -110,11 +110,10 @@ export async function connectToDaemon(launch: DaemonLaunch): Promise<Socket> {
 }
 
 /**
- * Relays the session to this process. Resolves false, having written nothing, when the
- * daemon goes away before the handshake line (serve here instead); exits the process when
- * the session ends.
+ * Relays the session to this process. Resolves, having written nothing, when the daemon goes
+ * away before the handshake line (serve here instead); exits the process when the session ends.
  */
-export function relaySession(socket: Socket, request: LaunchRequest): Promise<false> {
+export function relaySession(socket: Socket, request: LaunchRequest): Promise<void> {
   return new Promise((resolve) => {
     let handshakeSent = false;
     let exitCode: number | undefined;
@@ -142,7 +141,7 @@ export function relaySession(socket: Socket, request: LaunchRequest): Promise<fa
         process.exit(exitCode);
       }
       if (!handshakeSent) {
-        resolve(false);
+        resolve();
         return;
       }
       process.stderr.write("the provider daemon went away during the session\n");
