@@ -116,6 +116,14 @@ export class PartialImageWriter {
    */
   async receive(digest: string, data: Buffer): Promise<boolean> {
     await this.image.admit();
+    return this.accept(digest, data);
+  }
+
+  /**
+   * `receive` without waiting: for a caller that awaits `backpressure()` itself, so a stream
+   * of records costs no promise per chunk.
+   */
+  accept(digest: string, data: Buffer): boolean {
     const positions = this.image.positionsOf(digest, data.length);
     verifyChunk(digest, data);
     const first = positions[0] as number;

@@ -216,8 +216,10 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
           for (const record of decoder.push(piece)) {
             received++;
             recorder?.bytesIn("client", record.data.length);
+            const wait = writer.backpressure();
+            if (wait) await wait;
             // Counted per version: whether another image holds the chunk is not the sender's to know.
-            if (await writer.receive(record.digest, record.data)) stored++;
+            if (writer.accept(record.digest, record.data)) stored++;
           }
         }
       }

@@ -177,6 +177,24 @@ describe("upload to the origin manager", () => {
     expect(resumed.record.state).toBe("available");
   });
 
+  it("fails, naming the offset, when the file is shorter than when it was chunked", async () => {
+    const data = seededBytes(2 << 20, 44);
+    const path = join(dir.path, "shrinks.raw");
+    await writeFile(path, data);
+    const manifest = await chunkFile(path);
+    await writeFile(path, data.subarray(0, 1 << 20));
+    await expect(
+      uploadImage({
+        path,
+        managerUrl: manager.url,
+        token: await keys.token("img-shrinks", 1, "dc-a", "upload"),
+        imageId: "img-shrinks",
+        version: 1,
+        manifest,
+      }),
+    ).rejects.toThrow(`${1 << 20}: the file is shorter than when it was chunked`);
+  });
+
   it("refuses requests without a token or with a token of another scope", async () => {
     const manifest = await chunkFile(imagePath);
     const body = encodeManifest(manifest);
