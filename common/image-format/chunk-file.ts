@@ -1,13 +1,7 @@
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
-import {
-  type ChunkingParameters,
-  chunkWindow,
-  DEFAULT_CHUNKING,
-  masksFor,
-  ZERO_CHUNK_LENGTH,
-} from "./chunking.ts";
+import { type ChunkingParameters, ChunkingWindow } from "./chunking.ts";
 import { sha256Hex, zeroChunkDigest } from "./digest.ts";
 import type { ChunkRef, Manifest } from "./manifest.ts";
 
@@ -61,44 +55,33 @@ export interface ChunkFileOptions {
  * Chunks are views into one reusable window: they are hashed, never copied.
  */
 export async function chunkFile(path: string, options: ChunkFileOptions = {}): Promise<Manifest> {
-  const params = options.params ?? DEFAULT_CHUNKING;
-  const masks = masksFor(params);
   const file = await open(path, "r");
   try {
     const size = (await file.stat()).size;
-    const window = Buffer.allocUnsafe(Math.max(WINDOW_BYTES, params.maxLength * 4, ZERO_CHUNK_LENGTH * 4));
+    const window = new ChunkingWindow(WINDOW_BYTES, options.params);
     const onWorker = size >= WORKER_HASH_BYTES ? hashFileOnWorker(path, size, options.signal) : undefined;
     onWorker?.catch(() => {}); // awaited below, unless chunking fails first
     const whole = onWorker ? undefined : createHash("sha256");
     const chunks: ChunkRef[] = [];
-    let filled = 0; // bytes of window holding data
-    let start = 0; // first byte of the window not yet in a chunk
-    let offset = 0; // bytes of the file read so far
     for (;;) {
       options.signal?.throwIfAborted();
-      // Move the undecided tail (a few chunks at most) to the front and refill.
-      if (start > 0) {
-        window.copy(window, 0, start, filled);
-        filled -= start;
-        start = 0;
-      }
-      const { bytesRead } = await file.read(window, filled, window.length - filled, offset);
-      whole?.update(window.subarray(filled, filled + bytesRead));
-      filled += bytesRead;
-      offset += bytesRead;
-      const final = bytesRead === 0 || offset >= size;
-      const base = offset - filled; // image offset of window[0]
-      start = chunkWindow(window, start, filled, final, base, params, masks, (cut) => {
-        const length = cut.end - cut.start;
+      window.shift();
+      const free = window.free();
+      const { bytesRead } = await file.read(free, 0, free.length, window.streamOffset);
+      whole?.update(free.subarray(0, bytesRead));
+      window.fill(bytesRead);
+      const final = bytesRead === 0 || window.streamOffset >= size;
+      window.cut(final, (chunk) =>
         chunks.push({
-          digest: cut.zero ? zeroChunkDigest(length) : sha256Hex(window.subarray(cut.start, cut.end)),
-          length,
-          zero: cut.zero,
-        });
-      });
-      options.onProgress?.(offset, size);
+          digest: chunk.zero ? zeroChunkDigest(chunk.length) : sha256Hex(chunk.data),
+          length: chunk.length,
+          zero: chunk.zero,
+        }),
+      );
+      options.onProgress?.(window.streamOffset, size);
       if (final) break;
     }
+    const offset = window.streamOffset;
     // The worker hashed the size found at the start: a file that grew since is not that file.
     if (onWorker && offset !== size) throw new Error(`${path} changed size while it was read`);
     const digest = whole ? whole.digest("hex") : await (onWorker as Promise<string>);
