@@ -10,7 +10,8 @@
  *      and wall time vs rsync (daemon on loopback) updating the old copy;
  *   3. a 1 MiB insertion at 10% of the image: bytes on the wire vs rsync;
  *   4. chunk+hash throughput of one core vs sha256sum on the same file;
- *   5. upload client -> manager vs curl -T of the same file to a plain receiver writing it to disk;
+ *   5. upload client -> manager vs curl -T of the same file to a plain receiver writing it to disk:
+ *      as users upload (a first upload goes whole), and as chunks (how an update goes);
  *   6. the cold transfer again with the source's files in the page cache (its disk not the limit),
  *      vs curl from a cached file.
  * Each transfer also prints the CPU seconds per GiB it cost on each side (client or source, and
@@ -428,14 +429,16 @@ async function main(): Promise<void> {
         [3, v3],
       ] as const) {
         const upload = { path: join(images, name), managerUrl: source.url, imageId: kind, version };
-        manifests[version] = (
-          await uploadImage({ ...upload, token: await keys.token(kind, version, "dc-a", "upload") })
-        ).manifest;
+        manifests[version] = await chunkFile(upload.path);
+        await uploadImage({ ...upload, token: await keys.token(kind, version, "dc-a", "upload") });
       }
 
       // 5. upload to a fresh manager each run vs curl -T to a plain receiver; both from disk.
+      // As users upload (the manager holds none of it: sent whole), then as chunks, the way an
+      // update or a re-upload goes.
       if (runs(5)) {
-        const uploads: Array<{ seconds: number; clientCpu: number; managerCpu: number }> = [];
+        type Upload = { seconds: number; clientCpu: number; managerCpu: number };
+        const uploads: Record<"auto" | "chunks", Upload[]> = { auto: [], chunks: [] };
         const curlUploads: number[] = [];
         for (let r = 0; r <= RUNS; r++) {
           const received = join(WORK, "received");
@@ -445,35 +448,46 @@ async function main(): Promise<void> {
             run("curl", ["-s", "-f", "-T", join(images, v1), `${receiver.url}/received/${v1}`]),
           );
           await rm(received, { recursive: true });
-          const dataDir = join(WORK, `${kind}-upload-${r}`);
-          const target = await startManager({
-            dataDir,
-            datacenter: "dc-a",
-            publicKeyFile: keys.publicKeyFile,
-          });
-          const token = await keys.token(kind, 1, "dc-a", "upload");
-          await evictPageCache();
-          const before = [ownCpuSeconds(), await cpuSecondsOf(target.child.pid)];
-          const seconds = await timed(() =>
-            uploadImage({ path: join(images, v1), managerUrl: target.url, imageId: kind, version: 1, token }),
-          );
-          const clientCpu = ownCpuSeconds() - (before[0] as number);
-          const managerCpu = (await cpuSecondsOf(target.child.pid)) - (before[1] as number);
-          await target.kill("SIGTERM");
-          await rm(dataDir, { recursive: true });
-          if (r === 0) continue; // warm-up
-          uploads.push({ seconds, clientCpu, managerCpu });
-          curlUploads.push(curlSeconds);
+          for (const method of ["auto", "chunks"] as const) {
+            const dataDir = join(WORK, `${kind}-upload-${r}`);
+            const target = await startManager({
+              dataDir,
+              datacenter: "dc-a",
+              publicKeyFile: keys.publicKeyFile,
+            });
+            const token = await keys.token(kind, 1, "dc-a", "upload");
+            const upload = {
+              path: join(images, v1),
+              managerUrl: target.url,
+              imageId: kind,
+              version: 1,
+              token,
+            };
+            await evictPageCache();
+            const before = [ownCpuSeconds(), await cpuSecondsOf(target.child.pid)];
+            const seconds = await timed(() => uploadImage({ ...upload, method }));
+            const clientCpu = ownCpuSeconds() - (before[0] as number);
+            const managerCpu = (await cpuSecondsOf(target.child.pid)) - (before[1] as number);
+            await target.kill("SIGTERM");
+            await rm(dataDir, { recursive: true });
+            if (r > 0) uploads[method].push({ seconds, clientCpu, managerCpu }); // run 0 warms up
+          }
+          if (r > 0) curlUploads.push(curlSeconds);
         }
-        const uploadSeconds = median(uploads.map((u) => u.seconds));
-        row(kind, ...versus("5. upload client -> manager", uploadSeconds, "curl -T", median(curlUploads)));
-        row(
-          kind,
-          "",
-          `client ${perGiB(median(uploads.map((u) => u.clientCpu)), SIZE)}`,
-          `manager ${perGiB(median(uploads.map((u) => u.managerCpu)), SIZE)}`,
-          "",
-        );
+        for (const [method, label] of [
+          ["auto", "5. upload client -> manager"],
+          ["chunks", "5. upload, as chunks"],
+        ] as const) {
+          const measured = uploads[method];
+          row(kind, ...versus(label, median(measured.map((u) => u.seconds)), "curl -T", median(curlUploads)));
+          row(
+            kind,
+            "",
+            `client ${perGiB(median(measured.map((u) => u.clientCpu)), SIZE)}`,
+            `manager ${perGiB(median(measured.map((u) => u.managerCpu)), SIZE)}`,
+            "",
+          );
+        }
       }
       const m1 = manifests[1] as Manifest;
       const m2 = manifests[2] as Manifest;

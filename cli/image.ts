@@ -201,12 +201,13 @@ const push: Command = {
       `get image ${imageId}`,
       await callApi(() => client.GET("/v1/images/{id}", { params: { path: { id: imageId } } })),
     );
-    const chunksTotal = upload.manifest.chunks.length;
+    const chunksTotal = upload.record.chunkCount;
     if (values.json) {
       const result = {
         ...image,
         upload: {
           version: upload.record.version,
+          method: upload.method,
           chunks_total: chunksTotal,
           chunks_sent: upload.chunksSent,
           chunks_skipped: upload.chunksSkipped,
@@ -216,7 +217,9 @@ const push: Command = {
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else {
       process.stdout.write(
-        `sent ${upload.chunksSent} of ${chunksTotal} chunks (${formatBytes(upload.bytesSent)}), ${upload.chunksSkipped} skipped because ${ticket.datacenter} already had them\n` +
+        (upload.method === "whole"
+          ? `sent the whole image (${formatBytes(upload.bytesSent)}): ${ticket.datacenter} held little of it, and cut it into ${chunksTotal} chunks\n`
+          : `sent ${upload.chunksSent} of ${chunksTotal} chunks (${formatBytes(upload.bytesSent)}), ${upload.chunksSkipped} skipped because ${ticket.datacenter} already had them\n`) +
           formatFields([
             ["image", `${image.name} ${image.id}`],
             ["version", String(upload.record.version)],

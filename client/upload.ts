@@ -1,4 +1,5 @@
-import { type FileHandle, open } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { type FileHandle, open, stat } from "node:fs/promises";
 import { binaryRequest, readAll, TransferHttpError } from "../common/binary-http.ts";
 import { readFully } from "../common/files.ts";
 import { chunkFile } from "../common/image-format/chunk-file.ts";
@@ -7,9 +8,12 @@ import {
   RECORD_HEADER_BYTES,
   writeRecordHeader,
 } from "../common/image-format/chunk-records.ts";
+import { chunkWindow, DEFAULT_CHUNKING, masksFor, ZERO_BLOCK } from "../common/image-format/chunking.ts";
+import { sha256Hex } from "../common/image-format/digest.ts";
 import {
   type ChunkRef,
   decodeDigestList,
+  encodeDigestList,
   encodeManifest,
   type Manifest,
 } from "../common/image-format/manifest.ts";
@@ -43,13 +47,23 @@ export interface UploadOptions {
   batchBytes?: number;
   /** Retries of one failed request before the upload fails (a later call resumes anyway). */
   retries?: number;
-  /** A manifest computed earlier for this file (skips chunking). */
+  /** A manifest computed earlier for this file (skips chunking; the upload sends chunks). */
   manifest?: Manifest;
+  /**
+   * How the bytes go: `chunks` cuts and hashes the file here and sends only the chunks the
+   * manager lacks (resumable, and what an update of an image wants); `whole` sends the file
+   * as it is and the manager cuts it (a first upload: nothing to skip, and half the work);
+   * `auto` (the default) asks the manager about a sample of the file and sends it whole when
+   * it holds less than a tenth of it.
+   */
+  method?: "auto" | "chunks" | "whole";
 }
 
 export interface UploadResult {
   record: VersionRecord;
-  manifest: Manifest;
+  /** How the file was sent (see UploadOptions.method). */
+  method: "chunks" | "whole";
+  /** Chunks of the version (all of them when sent whole). */
   chunksSent: number;
   bytesSent: number;
   chunksSkipped: number;
@@ -75,9 +89,132 @@ interface Placed {
  * and an unchanged file sends no chunk bytes at all.
  */
 export async function uploadImage(options: UploadOptions): Promise<UploadResult> {
-  const { signal } = options;
   const base = `${options.managerUrl.replace(/\/+$/, "")}/v1/uploads/${encodeURIComponent(options.imageId)}/versions/${options.version}`;
   const headers = { authorization: `Bearer ${options.token}` };
+  const method = options.manifest ? "chunks" : (options.method ?? "auto");
+  if (method === "whole" || (method === "auto" && (await managerHoldsLittle(options, base, headers)))) {
+    return uploadWhole(options, base, headers);
+  }
+  return uploadChunks(options, base, headers);
+}
+
+/** Files smaller than this are always sent as chunks: the choice would not be worth a probe. */
+const WHOLE_UPLOAD_MIN_BYTES = 32 << 20;
+const PROBE_WINDOWS = 16;
+const PROBE_WINDOW_BYTES = 1 << 20;
+/*
+ * The first chunks cut from a window that starts anywhere in the file need not be the file's
+ * own (its chunks start where the previous one ended); after a few cuts content-defined
+ * boundaries agree again.
+ */
+const PROBE_SKIPPED_CUTS = 2;
+/** The share of the sampled chunks the manager must hold for the upload to send chunks. */
+const PROBE_HELD_FOR_CHUNKS = 0.1;
+
+/**
+ * Whether the manager holds less than a tenth of the file, judged from the chunks of
+ * PROBE_WINDOWS windows spread over it (a few MiB read and hashed, whatever the file's size).
+ */
+async function managerHoldsLittle(
+  options: UploadOptions,
+  base: string,
+  headers: Record<string, string>,
+): Promise<boolean> {
+  const size = (await stat(options.path)).size;
+  if (size < WHOLE_UPLOAD_MIN_BYTES) return false;
+  const digests = await sampleDigests(options.path, size);
+  if (digests.length === 0) return true; // zeros throughout: nothing to skip
+  const answer = await binaryRequest({
+    method: "POST",
+    url: `${base}/probe`,
+    headers,
+    body: encodeDigestList(digests),
+    signal: options.signal,
+  }).catch((error: unknown) => {
+    // A manager from before probes: chunks, as every upload went then.
+    if (error instanceof TransferHttpError && error.status === 404) return undefined;
+    throw error;
+  });
+  if (!answer) return false;
+  const missing = decodeDigestList(await readAll(answer)).length;
+  return digests.length - missing < digests.length * PROBE_HELD_FOR_CHUNKS;
+}
+
+/** Digests of the data chunks cut from windows spread over the file (see PROBE_SKIPPED_CUTS). */
+async function sampleDigests(path: string, size: number): Promise<string[]> {
+  const file = await open(path, "r");
+  try {
+    const window = Buffer.allocUnsafe(PROBE_WINDOW_BYTES);
+    const masks = masksFor(DEFAULT_CHUNKING);
+    const digests: string[] = [];
+    for (let w = 0; w < PROBE_WINDOWS; w++) {
+      // Aligned like zero runs are, so that the window cuts them as the file's chunking does.
+      const offset = Math.floor(((size - window.length) * w) / (PROBE_WINDOWS - 1) / ZERO_BLOCK) * ZERO_BLOCK;
+      const read = await readFully(file, window, window.length, offset);
+      let cuts = 0;
+      chunkWindow(window, 0, read, false, offset, DEFAULT_CHUNKING, masks, (cut) => {
+        if (cuts++ >= PROBE_SKIPPED_CUTS && !cut.zero)
+          digests.push(sha256Hex(window.subarray(cut.start, cut.end)));
+      });
+    }
+    return digests;
+  } finally {
+    await file.close();
+  }
+}
+
+/** Sends the file as it is, in one request; the manager cuts, hashes and commits it. */
+async function uploadWhole(
+  options: UploadOptions,
+  base: string,
+  headers: Record<string, string>,
+): Promise<UploadResult> {
+  const size = (await stat(options.path)).size;
+  const start = performance.now();
+  let bytesDone = 0;
+  const report = (phase: UploadProgress["phase"]) =>
+    options.onProgress?.({
+      phase,
+      bytesDone,
+      bytesTotal: size,
+      bytesPerSecond: bytesDone / Math.max((performance.now() - start) / 1000, 1e-3),
+      chunksSkipped: 0,
+    });
+  const query = options.format ? `?format=${options.format}` : "";
+  const openBody = () => {
+    bytesDone = 0;
+    const stream = createReadStream(options.path, {
+      start: 0,
+      end: Math.max(0, size - 1),
+      highWaterMark: 1 << 20,
+    });
+    stream.on("data", (piece) => {
+      bytesDone += piece.length;
+      report(bytesDone < size ? "sending" : "committing");
+    });
+    return stream;
+  };
+  report("sending");
+  const record = await withRetries(options.retries ?? 3, options.signal, async () => {
+    const answer = await binaryRequest({
+      method: "PUT",
+      url: `${base}/image${query}`,
+      headers,
+      body: { length: size, open: openBody },
+      signal: options.signal,
+    });
+    return JSON.parse((await readAll(answer)).toString("utf8")) as VersionRecord;
+  });
+  return { record, method: "whole", chunksSent: record.chunkCount, bytesSent: size, chunksSkipped: 0 };
+}
+
+/** Chunks the file here and sends only the chunks the manager lacks. */
+async function uploadChunks(
+  options: UploadOptions,
+  base: string,
+  headers: Record<string, string>,
+): Promise<UploadResult> {
+  const { signal } = options;
   const chunkStart = performance.now();
   const manifest =
     options.manifest ??
@@ -159,7 +296,7 @@ export async function uploadImage(options: UploadOptions): Promise<UploadResult>
   report("committing");
   const committed = await binaryRequest({ method: "POST", url: `${base}/commit`, headers, signal });
   const record = JSON.parse((await readAll(committed)).toString("utf8")) as VersionRecord;
-  return { record, manifest, chunksSent: toSend.length, bytesSent: bytesTotal, chunksSkipped };
+  return { record, method: "chunks", chunksSent: toSend.length, bytesSent: bytesTotal, chunksSkipped };
 }
 
 /** Chunk data views passed to one readv (the kernel takes at most IOV_MAX = 1024). */
@@ -221,15 +358,14 @@ async function readViews(file: FileHandle, views: readonly Buffer[], position: n
   }
 }
 
-async function withRetries(
+async function withRetries<T>(
   retries: number,
   signal: AbortSignal | undefined,
-  task: () => Promise<void>,
-): Promise<void> {
+  task: () => Promise<T>,
+): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
-      await task();
-      return;
+      return await task();
     } catch (error) {
       // Client errors (bad token, rejected chunk) will not improve by retrying.
       const permanent = error instanceof TransferHttpError && error.status < 500;

@@ -1,5 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 
 /*
  * Bulk chunk traffic goes through node:http rather than fetch: on loopback, undici's fetch
@@ -13,8 +15,14 @@ export interface BinaryRequest {
   method: "GET" | "POST" | "PUT";
   url: string;
   headers?: Record<string, string>;
-  body?: Buffer;
+  /** Either a body in memory or one streamed (opened again if the request is sent again). */
+  body?: Buffer | StreamedBody;
   signal?: AbortSignal | undefined;
+}
+
+export interface StreamedBody {
+  length: number;
+  open: () => Readable;
 }
 
 /**
@@ -43,6 +51,7 @@ function sendOnce(options: BinaryRequest): Promise<IncomingMessage> {
   const url = new URL(options.url);
   const secure = url.protocol === "https:";
   const send = secure ? httpsRequest : httpRequest;
+  const { body } = options;
   return new Promise<IncomingMessage>((resolve, reject) => {
     const req = send(
       url,
@@ -51,9 +60,7 @@ function sendOnce(options: BinaryRequest): Promise<IncomingMessage> {
         agent: secure ? httpsAgent : httpAgent,
         headers: {
           ...options.headers,
-          ...(options.body
-            ? { "content-type": "application/octet-stream", "content-length": options.body.length }
-            : {}),
+          ...(body ? { "content-type": "application/octet-stream", "content-length": body.length } : {}),
         },
         ...(options.signal ? { signal: options.signal } : {}),
       },
@@ -67,7 +74,9 @@ function sendOnce(options: BinaryRequest): Promise<IncomingMessage> {
       const stale = req.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE");
       reject(stale ? new StaleConnectionError(error.message, { cause: error }) : error);
     });
-    req.end(options.body);
+    if (body === undefined || Buffer.isBuffer(body)) req.end(body);
+    // An error of either side rejects through the request's own error (destroyed by pipeline).
+    else pipeline(body.open(), req).catch((error: unknown) => reject(error));
   });
 }
 

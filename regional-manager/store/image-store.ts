@@ -442,6 +442,46 @@ export class ImageStore {
     return record;
   }
 
+  /**
+   * Makes a version available from an image file received whole and cut into `manifest` by
+   * the caller, every chunk digest and the whole digest computed from the file's bytes (a
+   * streamed upload, see whole-upload.ts): the file becomes the version's partial image
+   * (renamed, never copied, not hashed again) and the version completes as any other. The file
+   * must lie in this store's data directory. An available version with this manifest is
+   * answered as it is (the file is deleted); what an earlier upload of the pending version
+   * received is given up for the file.
+   */
+  async adoptVersion(
+    imageId: string,
+    version: number,
+    manifest: Manifest,
+    path: string,
+    options: { format?: ImageFormat; project?: string } = {},
+  ): Promise<VersionRecord> {
+    const record = await this.beginVersion(imageId, version, manifest, options);
+    if (record.state === "available") {
+      await rm(path, { force: true });
+      return record;
+    }
+    await this.discardPartial(imageId, version);
+    const key = versionKey(imageId, version);
+    const partialPath = this.partialPath(imageId, version);
+    try {
+      await rename(path, partialPath);
+    } catch (error) {
+      throw asStoreError(error, partialPath);
+    }
+    const opening = PartialImage.open(partialPath, manifest, key, this.chunks, undefined, {
+      hashWhole: false,
+      received: true,
+    });
+    opening.catch(() => {
+      if (this.partials.get(key) === opening) this.partials.delete(key);
+    });
+    this.partials.set(key, opening);
+    return this.completeVersion(imageId, version, options.project);
+  }
+
   /** Distinct chunk digests of a version that are not stored yet (zero runs never are). */
   missingChunks(imageId: string, version: number): string[] {
     return this.missingChunkRefs(imageId, version).map((chunk) => chunk.digest);
@@ -466,15 +506,40 @@ export class ImageStore {
     const manifest = this.getManifest(imageId, version);
     if (!manifest)
       throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
+    const present = await this.uploadHolds(imageId, version, project);
+    return missingChunkRefs(manifest, present).map((chunk) => chunk.digest);
+  }
+
+  /**
+   * Of `digests`, those an upload of `imageId` `version` by `project` would have to send (see
+   * missingChunksOfUpload), before any manifest: what a client asks about a sample of its
+   * image to choose between sending chunks and sending the image whole.
+   */
+  async missingOfProbe(
+    imageId: string,
+    version: number,
+    project: string,
+    digests: string[],
+  ): Promise<string[]> {
+    checkIdentifiers(imageId, version);
+    const present = await this.uploadHolds(imageId, version, project);
+    return digests.filter((digest) => !present(digest));
+  }
+
+  /** Whether a chunk is stored for an upload by `project`: see missingChunksOfUpload. */
+  private async uploadHolds(
+    imageId: string,
+    version: number,
+    project: string,
+  ): Promise<(digest: string) => boolean> {
     const received = await this.partials.get(versionKey(imageId, version))?.catch(() => undefined);
     const owned = new Set<string>();
     for (const [key, record] of this.versions) {
       const held = this.manifests.get(key);
       if (record.state === "available" && record.project === project && held) referencedDigests(held, owned);
     }
-    const present = (digest: string) =>
+    return (digest: string) =>
       (owned.has(digest) || received?.holds(digest) === true) && this.chunks.has(digest);
-    return missingChunkRefs(manifest, present).map((chunk) => chunk.digest);
   }
 
   /**

@@ -29,7 +29,7 @@ const MAX_PENDING_WRITE_BYTES = 64 << 20; // backpressure: a slow disk slows the
  * page cache in large folios, which on this kind of VM means memory the host has taken back
  * and must fault in again.
  */
-const WRITE_PIECE_BYTES = 1 << 20;
+export const WRITE_PIECE_BYTES = 1 << 20;
 const SCAN_READ_BYTES = 8 << 20;
 /*
  * The dirty pages of a whole image would otherwise reach the disk only at the final fsync
@@ -37,7 +37,21 @@ const SCAN_READ_BYTES = 8 << 20;
  * background every so often makes the disk work during the transfer instead. This is not
  * what makes the image durable (the fsync at completion is); it only starts the work early.
  */
-const EARLY_FLUSH_BYTES = 64 << 20;
+export const EARLY_FLUSH_BYTES = 64 << 20;
+
+/** Writes `length` bytes of `buffer` from `from` at `position`, however many writes it takes. */
+export async function writeFully(
+  file: FileHandle,
+  buffer: Buffer,
+  from: number,
+  length: number,
+  position: number,
+): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    done += (await file.write(buffer, from + done, length - done, position + done)).bytesWritten;
+  }
+}
 
 /** Where each chunk of a manifest starts, and the positions of each stored (non-zero) digest. */
 export interface ManifestLayout {
@@ -366,8 +380,12 @@ export class PartialImage {
     owner: string,
     chunks: ChunkStore,
     base?: { file: FileHandle; manifest: Manifest },
-    /** Hash the whole file as it becomes final (false: the manifest is verified, see image-store). */
-    options: { hashWhole: boolean } = { hashWhole: true },
+    options: {
+      /** Hash the whole file as it becomes final (false: the manifest is verified, see image-store). */
+      hashWhole: boolean;
+      /** The file holds every chunk already, each verified by the caller: not scanned. */
+      received?: boolean;
+    } = { hashWhole: true },
   ): Promise<PartialImage> {
     let file: FileHandle;
     let existing = false;
@@ -396,7 +414,8 @@ export class PartialImage {
       layoutOf(manifest),
       options.hashWhole,
     );
-    if (existing) await image.scan();
+    if (existing && options.received) image.markAllWritten();
+    else if (existing) await image.scan();
     image.advanceFrontier();
     if (!existing && base) {
       image.baseCopy = image.copyFromBase(
@@ -486,6 +505,11 @@ export class PartialImage {
       length: chunk.length,
       owner: this.owner,
     });
+  }
+
+  private markAllWritten(): void {
+    for (const [position, chunk] of this.manifest.chunks.entries())
+      if (!chunk.zero) this.markWritten(position);
   }
 
   /** Checks every data position of the file against its digest (after a restart). */
@@ -603,11 +627,8 @@ export class PartialImage {
     this.queue = this.queue.then(write, write);
   }
 
-  private async writeFully(buffer: Buffer, from: number, length: number, position: number): Promise<void> {
-    let done = 0;
-    while (done < length) {
-      done += (await this.file.write(buffer, from + done, length - done, position + done)).bytesWritten;
-    }
+  private writeFully(buffer: Buffer, from: number, length: number, position: number): Promise<void> {
+    return writeFully(this.file, buffer, from, length, position);
   }
 
   /** Lets the hasher read every chunk up to the first one not yet final. */

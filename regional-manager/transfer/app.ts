@@ -2,7 +2,8 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bearerToken } from "../../common/http/bearer.ts";
 import { ChunkRecordDecoder, ChunkRecordError } from "../../common/image-format/chunk-records.ts";
-import { decodeManifest, encodeDigestList } from "../../common/image-format/manifest.ts";
+import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
+import { decodeDigestList, decodeManifest, encodeDigestList } from "../../common/image-format/manifest.ts";
 import {
   ControlPlaneTokenError,
   type TransferAction,
@@ -21,7 +22,7 @@ import type { TransferRecorder } from "../metrics.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageStore } from "../store/image-store.ts";
 import { checkImageSize, readManifestBody } from "../store/manifest-limits.ts";
-import { binaryAnswer, binaryBody, contentLength, requestBody } from "./binary-bodies.ts";
+import { binaryAnswer, binaryBody, contentLength, readBody, requestBody } from "./binary-bodies.ts";
 import { chunkIndex, registerPeerRoutes } from "./peer-routes.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
@@ -59,6 +60,9 @@ const VersionRecordSchema = z
 
 const security = transferTokenSecurity;
 
+/** Digests one probe may ask about: a sample, not a manifest. */
+const MAX_PROBE_DIGESTS = 4096;
+
 const uploadRoutes = {
   putUploadManifest: createRoute({
     operationId: "putUploadManifest",
@@ -76,6 +80,19 @@ const uploadRoutes = {
     responses: {
       200: binaryAnswer("Concatenated 32-byte digests of the missing chunks (x-missing-chunks: their count)"),
       ...problemResponses(400, 401, 403, 409, 413),
+    },
+  }),
+  postUploadProbe: createRoute({
+    operationId: "postUploadProbe",
+    method: "post",
+    path: "/v1/uploads/{imageId}/versions/{version}/probe",
+    tags: ["uploads"],
+    summary: `Ask, before any manifest, which of up to ${MAX_PROBE_DIGESTS} chunk digests an upload of this version would have to send: a client probes a sample of its image to choose between sending chunks and sending the image whole`,
+    security,
+    request: { params: ImageVersionParams, body: binaryBody("Concatenated 32-byte chunk digests") },
+    responses: {
+      200: binaryAnswer("The digests of the body that would have to be sent (x-missing-chunks: their count)"),
+      ...problemResponses(400, 401, 403),
     },
   }),
   postUploadChunks: createRoute({
@@ -191,6 +208,20 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     const missing = await store.missingChunksOfUpload(imageId, version, project);
     // What the client need not send: the dedup the upload gains from what is stored here.
     recorder?.chunks("upload", "skipped", Math.max(0, chunkIndex(manifest).size - missing.length));
+    return c.body(new Uint8Array(encodeDigestList(missing)), 200, {
+      "content-type": "application/octet-stream",
+      "x-missing-chunks": String(missing.length),
+    });
+  });
+
+  app.openapi(uploadRoutes.postUploadProbe, async (c) => {
+    const { imageId, version } = c.req.valid("param");
+    const claims = await authorize(c, imageId, version, "upload");
+    const limit = MAX_PROBE_DIGESTS * DIGEST_BYTES;
+    if ((contentLength(c) ?? 0) > limit)
+      throw invalidField("body", `a probe asks about at most ${MAX_PROBE_DIGESTS} digests`);
+    const digests = decodeDigestList(await readBody(c, limit));
+    const missing = await store.missingOfProbe(imageId, version, uploadProject(claims), digests);
     return c.body(new Uint8Array(encodeDigestList(missing)), 200, {
       "content-type": "application/octet-stream",
       "x-missing-chunks": String(missing.length),

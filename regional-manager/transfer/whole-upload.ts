@@ -1,15 +1,22 @@
-// The whole image in one request (PUT .../image), for clients that do not chunk: curl, or a
-// client generated from the manager's OpenAPI document. The manager spools the body into its
-// data dir, chunks it exactly as uploadImage would, stores only the chunks it lacks, and
-// commits. With x-image-digest, a body whose sha256 differs is refused and nothing is kept.
+// The whole image in one request (PUT .../image): what curl or a client generated from the
+// manager's OpenAPI document sends, and what uploadImage sends when the manager holds little
+// of the image (a first upload). The body is cut into chunks as it arrives, each chunk hashed
+// where it lies in the window, and written once into a file that becomes the version's image;
+// the whole-image SHA-256 is computed from that file on another thread meanwhile (see
+// file-hasher.ts). Nothing is read or written twice: the manager does the cutting and hashing
+// the client would otherwise have done, and the client only sends. With x-image-digest, a body
+// whose sha256 differs is refused and nothing is kept.
 import { randomUUID } from "node:crypto";
-import { mkdir, open, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { chunkFile } from "../../common/image-format/chunk-file.ts";
-import { ManifestError } from "../../common/image-format/manifest.ts";
+import { ChunkingWindow } from "../../common/image-format/chunking.ts";
+import { DIGEST_BYTES, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { type ChunkRef, type Manifest, ManifestError } from "../../common/image-format/manifest.ts";
 import { StoreError } from "../store/errors.ts";
+import { FileHasher } from "../store/file-hasher.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { checkImageSize } from "../store/manifest-limits.ts";
+import { EARLY_FLUSH_BYTES, WRITE_PIECE_BYTES, writeFully } from "../store/partial-image.ts";
 
 /** `sha256:<hex>` or `<hex>` → the bare lowercase hex the store uses; undefined when absent. */
 export function parseImageDigestHeader(value: string | undefined): string | undefined {
@@ -37,60 +44,173 @@ export interface WholeImageUpload {
   expectedDigest?: string;
 }
 
+/** Windows in flight: filled from the body while earlier ones are written. */
+const WINDOWS = 6;
+const WINDOW_BYTES = 8 << 20;
+
 export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpload): Promise<VersionRecord> {
   const spoolDir = join(store.dataDir, "uploads");
   await mkdir(spoolDir, { recursive: true });
   const spool = join(spoolDir, `${upload.imageId}-${upload.version}-${randomUUID()}.part`);
+  const file = await open(spool, "w+");
+  // The whole image and each data chunk are hashed on the hasher's thread, from the file:
+  // this one receives, cuts and writes (one core each, as measured, instead of one for all).
+  const hasher = new FileHasher(spool, { chunks: true });
+  const writer = new SpoolWriter(file, hasher);
   try {
-    const file = await open(spool, "w");
-    try {
-      let received = 0;
-      for await (const piece of upload.body) {
-        received += piece.byteLength;
-        checkImageSize(received, { maxImageBytes: upload.maxBytes });
-        await file.write(piece);
+    const window = new ChunkingWindow(WINDOW_BYTES);
+    const spare: Buffer[] = [];
+    const chunks: ChunkRef[] = [];
+    const cut = async (final: boolean) => {
+      window.cut(final, (chunk) => {
+        // A data chunk's digest comes from the hasher (see below), which reads it anyway.
+        chunks.push({
+          digest: chunk.zero ? zeroChunkDigest(chunk.length) : "",
+          length: chunk.length,
+          zero: chunk.zero,
+        });
+        hasher.addChunk(chunk.length, chunk.zero);
+      });
+      const decided = window.decided();
+      const next = spare.pop() ?? Buffer.allocUnsafeSlow(ChunkingWindow.sizeFor(WINDOW_BYTES));
+      const written = window.shift(next);
+      // The zero chunks of `decided` stay holes, as in an image assembled from chunks.
+      await writer.write(decided, chunks, () => spare.push(written), WINDOWS);
+    };
+    let received = 0;
+    for await (const piece of upload.body) {
+      received += piece.byteLength;
+      checkImageSize(received, { maxImageBytes: upload.maxBytes });
+      const input = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+      for (let at = 0; at < input.length; ) {
+        const free = window.free();
+        const take = Math.min(free.length, input.length - at);
+        input.copy(free, 0, at, at + take);
+        window.fill(take);
+        at += take;
+        if (take === free.length) await cut(false);
       }
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOSPC") {
-        throw new StoreError("DISK_FULL", "no space left to receive the image", { cause: error });
-      }
-      throw error;
-    } finally {
-      await file.close();
     }
-    const manifest = await chunkFile(spool);
+    await cut(true);
+    const size = window.streamOffset;
+    await writer.finish(size);
+    const digests = await hasher.digests(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      if (chunk.zero) continue;
+      chunk.digest = digests.chunks.toString("hex", at, at + DIGEST_BYTES);
+      at += DIGEST_BYTES;
+    }
+    if (at !== digests.chunks.length) throw new Error("the hasher answered for other chunks than were cut");
+    const manifest: Manifest = { size, digest: digests.whole, chunks };
     if (upload.expectedDigest && manifest.digest !== upload.expectedDigest) {
       throw new StoreError(
         "IMAGE_DIGEST_MISMATCH",
         `the image received has sha256 ${manifest.digest}, not ${upload.expectedDigest} (x-image-digest); nothing was kept`,
       );
     }
-    await store.beginVersion(upload.imageId, upload.version, manifest, {
+    await file.close();
+    return await store.adoptVersion(upload.imageId, upload.version, manifest, spool, {
       ...(upload.format ? { format: upload.format } : {}),
       project: upload.project,
     });
-    const missing = new Set(
-      await store.missingChunksOfUpload(upload.imageId, upload.version, upload.project),
-    );
-    const reader = await open(spool, "r");
-    // Into the version's image, in place, as a chunked upload's chunks are.
-    const writer = await store.receiver(upload.imageId, upload.version);
-    try {
-      let offset = 0;
-      for (const chunk of manifest.chunks) {
-        if (missing.delete(chunk.digest)) {
-          const data = Buffer.allocUnsafe(chunk.length);
-          await reader.read(data, 0, chunk.length, offset);
-          await writer.receive(chunk.digest, data);
-        }
-        offset += chunk.length;
-      }
-    } finally {
-      await reader.close();
-      await writer.flush();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOSPC") {
+      throw new StoreError("DISK_FULL", "no space left to receive the image", { cause: error });
     }
-    return await store.completeVersion(upload.imageId, upload.version, upload.project);
+    throw error;
   } finally {
+    await writer.settle();
+    await hasher.close();
+    await file.close().catch(() => {});
     await rm(spool, { force: true });
+  }
+}
+
+/**
+ * Writes the decided bytes of each window to the spool file, a window's writes after the
+ * previous window's, and tells the hasher how far the file is final. At most `inFlight`
+ * windows wait for their writes: a slow disk slows the sender down.
+ */
+class SpoolWriter {
+  private readonly file: FileHandle;
+  private readonly hasher: FileHasher;
+  private queue: Promise<void> = Promise.resolve();
+  private waiting = 0;
+  private failure: unknown;
+  private chunkIndex = 0; // the first chunk of `chunks` not written yet
+  private sinceFlush = 0;
+
+  constructor(file: FileHandle, hasher: FileHasher) {
+    this.file = file;
+    this.hasher = hasher;
+  }
+
+  /**
+   * Queues the writes of `decided` (its data chunks: the new entries of `chunks`), then calls
+   * `done` (its buffer is free again); waits while more than `inFlight` windows are queued.
+   */
+  async write(
+    decided: { offset: number; data: Buffer },
+    chunks: readonly ChunkRef[],
+    done: () => void,
+    inFlight: number,
+  ): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    const runs: Array<{ from: number; to: number }> = [];
+    let at = 0;
+    for (; this.chunkIndex < chunks.length; this.chunkIndex++) {
+      const chunk = chunks[this.chunkIndex] as ChunkRef;
+      const last = runs[runs.length - 1];
+      if (!chunk.zero) {
+        if (last && last.to === at) last.to += chunk.length;
+        else runs.push({ from: at, to: at + chunk.length });
+      }
+      at += chunk.length;
+    }
+    // The hasher may read as far as the last data written: a zero run after it is a hole the
+    // file does not reach yet (a later write, or the final size, makes it readable).
+    const last = runs[runs.length - 1];
+    const end = last ? decided.offset + last.to : 0;
+    this.waiting++;
+    this.queue = this.queue.then(async () => {
+      try {
+        if (this.failure !== undefined) return;
+        const pieces: Array<Promise<void>> = [];
+        for (const run of runs) {
+          for (let from = run.from; from < run.to; from += WRITE_PIECE_BYTES) {
+            const length = Math.min(WRITE_PIECE_BYTES, run.to - from);
+            pieces.push(writeFully(this.file, decided.data, from, length, decided.offset + from));
+          }
+        }
+        await Promise.all(pieces);
+        this.hasher.advance(end);
+        this.sinceFlush += at;
+        if (this.sinceFlush >= EARLY_FLUSH_BYTES) {
+          // Starts the disk's work during the transfer (see partial-image.ts); not for durability.
+          this.sinceFlush = 0;
+          await this.file.datasync();
+        }
+      } catch (error) {
+        this.failure ??= error;
+      } finally {
+        this.waiting--;
+        done();
+      }
+    });
+    while (this.waiting > inFlight) await this.queue;
+  }
+
+  /** Waits for every write and sets the file's size (a trailing zero run is a hole). */
+  async finish(size: number): Promise<void> {
+    await this.queue;
+    if (this.failure !== undefined) throw this.failure;
+    await this.file.truncate(size);
+    this.hasher.advance(size);
+  }
+
+  /** Waits for the writes queued, whatever became of them. */
+  async settle(): Promise<void> {
+    await this.queue;
   }
 }

@@ -8,6 +8,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import { importJWK, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../client/upload.ts";
+import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import { ControlPlaneTokenError, createTransferTokenVerifier } from "../../common/tokens/transfer-token.ts";
@@ -55,12 +56,14 @@ describe("a host's image cache, filled from its manager's store", () => {
   async function upload(id: string, data: Buffer, version = 1): Promise<Uploaded> {
     const path = join(dir.path, `${id}-${version}.raw`);
     await writeFile(path, data);
-    const { manifest } = await uploadImage({
+    const manifest = await chunkFile(path);
+    await uploadImage({
       path,
       managerUrl,
       token: await keys.token(id, version, DC, "upload"),
       imageId: id,
       version,
+      manifest,
     });
     return {
       image: { image_id: id, version, format: "raw", digest: `sha256:${sha256Hex(data)}`, size: data.length },

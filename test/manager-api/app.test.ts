@@ -25,6 +25,7 @@ type TokenKind = "transfer" | "instance" | "network";
 const OPERATIONS: Record<string, TokenKind> = {
   putUploadManifest: "transfer",
   postUploadChunks: "transfer",
+  postUploadProbe: "transfer",
   commitUpload: "transfer",
   putWholeImage: "transfer",
   getPeerManifest: "transfer",

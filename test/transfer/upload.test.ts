@@ -5,7 +5,13 @@ import { type UploadProgress, uploadImage } from "../../client/upload.ts";
 import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import { RECORD_HEADER_BYTES, writeRecordHeader } from "../../common/image-format/chunk-records.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
-import { decodeDigestList, encodeManifest, type Manifest } from "../../common/image-format/manifest.ts";
+import {
+  decodeDigestList,
+  decodeManifest,
+  encodeDigestList,
+  encodeManifest,
+  type Manifest,
+} from "../../common/image-format/manifest.ts";
 import { signTransferToken } from "../../common/tokens/transfer-token.ts";
 import {
   createTestKeys,
@@ -87,6 +93,7 @@ describe("upload to the origin manager", () => {
     expect(sending.at(-1)?.bytesPerSecond).toBeGreaterThan(0);
     expect(sending.at(-1)?.chunksSkipped).toBe(first.chunksSkipped);
     expect(first.chunksSkipped).toBe(4); // the hole, in 256 KiB zero chunks
+    expect(first.method).toBe("chunks"); // too small to be worth a probe
 
     const again = await upload("img-up", 1);
     expect(again.bytesSent).toBe(0);
@@ -110,8 +117,31 @@ describe("upload to the origin manager", () => {
     expect(whole.status).toBe(200);
     const record = (await whole.json()) as { chunkCount: number };
     expect(record).toMatchObject({ state: "available", digest: sha256Hex(image), size: image.length });
-    // The same bytes uploaded in chunks by uploadImage give the same manifest: same chunk count.
+    // Cut and hashed as the body arrived: the manifest uploadImage would have sent.
     expect(record.chunkCount).toBe((await chunkFile(imagePath)).chunks.length);
+    const stored = await fetch(`${manager.url}/v1/transfer/img-whole/versions/1/manifest`, {
+      headers: { authorization: `Bearer ${await keys.token("img-whole", 1, "dc-a", "read")}` },
+    });
+    expect(decodeManifest(Buffer.from(await stored.arrayBuffer()))).toEqual(await chunkFile(imagePath));
+
+    // Over several of the receiver's windows (8 MiB), one of them ending inside a run of zeros
+    // (a hole the file does not reach until later data), the image ending in one (sized last).
+    const long = seededBytes(21 << 20, 45);
+    long.fill(0, 7 << 20, 10 << 20);
+    long.fill(0, 19 << 20);
+    const longPath = join(dir.path, "long.raw");
+    await writeFile(longPath, long);
+    const longAnswer = await put("img-whole-long", long);
+    expect(longAnswer.status).toBe(200);
+    expect(await longAnswer.json()).toMatchObject({
+      state: "available",
+      digest: sha256Hex(long),
+      size: long.length,
+    });
+    const longManifest = await fetch(`${manager.url}/v1/transfer/img-whole-long/versions/1/manifest`, {
+      headers: { authorization: `Bearer ${await keys.token("img-whole-long", 1, "dc-a", "read")}` },
+    });
+    expect(decodeManifest(Buffer.from(await longManifest.arrayBuffer()))).toEqual(await chunkFile(longPath));
 
     // A digest that does not match keeps nothing: the version is not available afterwards.
     const wrong = await put("img-wrong", image, `sha256:${"0".repeat(64)}`);
@@ -175,6 +205,94 @@ describe("upload to the origin manager", () => {
     });
     expect(resumed.chunksSent).toBe(manifest.chunks.length - half);
     expect(resumed.record.state).toBe("available");
+  });
+
+  it("sends a first upload whole when the manager holds little of it, and its update as chunks", async () => {
+    // Over WHOLE_UPLOAD_MIN_BYTES, with a run of zeros the manager cuts out as the client would.
+    const data = seededBytes(40 << 20, 46);
+    data.fill(0, 8 << 20, 9 << 20);
+    const path = join(dir.path, "auto.raw");
+    await writeFile(path, data);
+    const progress: UploadProgress[] = [];
+    const first = await upload("img-auto", 1, path, (p) => progress.push({ ...p }));
+    expect(first.method).toBe("whole");
+    expect(first.record).toMatchObject({ state: "available", digest: sha256Hex(data), size: data.length });
+    expect(first.bytesSent).toBe(data.length);
+    expect(progress.at(-1)).toMatchObject({
+      phase: "committing",
+      bytesDone: data.length,
+      bytesTotal: data.length,
+    });
+    const stored = await fetch(`${manager.url}/v1/transfer/img-auto/versions/1/manifest`, {
+      headers: { authorization: `Bearer ${await keys.token("img-auto", 1, "dc-a", "read")}` },
+    });
+    const manifest = await chunkFile(path);
+    expect(decodeManifest(Buffer.from(await stored.arrayBuffer()))).toEqual(manifest);
+    expect(first.chunksSent).toBe(manifest.chunks.length);
+
+    // The update: the probe finds the chunks of version 1, so only what changed is sent.
+    const changed = Buffer.from(data);
+    seededBytes(64 << 10, 47).copy(changed, 20 << 20);
+    const changedPath = join(dir.path, "auto-2.raw");
+    await writeFile(changedPath, changed);
+    const second = await upload("img-auto", 2, changedPath);
+    expect(second.method).toBe("chunks");
+    expect(second.record).toMatchObject({ state: "available", digest: sha256Hex(changed) });
+    expect(second.bytesSent).toBeLessThan(256 << 10);
+
+    // Asked to, a small file goes whole too.
+    const small = await uploadImage({
+      path: imagePath,
+      managerUrl: manager.url,
+      token: await keys.token("img-auto-small", 1, "dc-a", "upload"),
+      imageId: "img-auto-small",
+      version: 1,
+      method: "whole",
+    });
+    expect(small).toMatchObject({
+      method: "whole",
+      record: { state: "available", digest: sha256Hex(image) },
+    });
+  });
+
+  it("answers a probe with the digests the project does not hold here, and only within its token", async () => {
+    const manifest = await chunkFile(imagePath);
+    await upload("img-probed", 1);
+    const held = manifest.chunks.filter((chunk) => !chunk.zero).map((chunk) => chunk.digest);
+    const unknown = sha256Hex(Buffer.from("not stored anywhere"));
+    const probe = async (imageId: string, body: Buffer, token?: string) =>
+      fetch(`${manager.url}/v1/uploads/${imageId}/versions/1/probe`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token ?? (await keys.token(imageId, 1, "dc-a", "upload"))}` },
+        body,
+      });
+    // A new image of the same project: the chunks of img-probed count as held.
+    const answer = await probe("img-probe-new", encodeDigestList([...held.slice(0, 3), unknown]));
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("x-missing-chunks")).toBe("1");
+    expect(decodeDigestList(Buffer.from(await answer.arrayBuffer()))).toEqual([unknown]);
+
+    // Another project holds none of them.
+    const otherProject = await signTransferToken(keys.privateKey, {
+      imageId: "img-probe-new",
+      version: 1,
+      datacenter: "dc-a",
+      action: "upload",
+      projectId: "prj_other",
+    });
+    const other = await probe("img-probe-new", encodeDigestList(held.slice(0, 3)), otherProject);
+    expect(decodeDigestList(Buffer.from(await other.arrayBuffer()))).toHaveLength(3);
+
+    // A token of another image, or a body that is not a list of digests, or too long a one.
+    expect(
+      (await probe("img-probe-new", Buffer.alloc(32), await keys.token("img-probed", 1, "dc-a", "upload")))
+        .status,
+    ).toBe(403);
+    const ragged = await probe("img-probe-new", Buffer.alloc(33));
+    expect(ragged.status).toBe(400);
+    const tooMany = await probe("img-probe-new", Buffer.alloc(4097 * 32));
+    expect(tooMany.status).toBe(400);
+    expect(await tooMany.json()).toMatchObject({ errors: [expect.objectContaining({ path: "body" })] });
   });
 
   it("fails, naming the offset, when the file is shorter than when it was chunked", async () => {
