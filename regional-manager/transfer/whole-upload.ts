@@ -1,11 +1,11 @@
 // The whole image in one request (PUT .../image): what curl or a client generated from the
 // manager's OpenAPI document sends, and what uploadImage sends when the manager holds little
-// of the image (a first upload). The body is cut into chunks as it arrives, each chunk hashed
-// where it lies in the window, and written once into a file that becomes the version's image;
-// the whole-image SHA-256 is computed from that file on another thread meanwhile (see
-// file-hasher.ts). Nothing is read or written twice: the manager does the cutting and hashing
-// the client would otherwise have done, and the client only sends. With x-image-digest, a body
-// whose sha256 differs is refused and nothing is kept.
+// of the image (a first upload). The body is cut into chunks as it arrives and written once
+// into a file that becomes the version's image; another thread reads that file as it becomes
+// final and hashes each data chunk and the whole image (see file-hasher.ts). Nothing is
+// written twice nor hashed twice: the manager does the cutting and hashing the client would
+// otherwise have done, and the client only sends. With x-image-digest, a body whose sha256
+// differs is refused and nothing is kept.
 import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -140,6 +140,7 @@ class SpoolWriter {
   private failure: unknown;
   private chunkIndex = 0; // the first chunk of `chunks` not written yet
   private sinceFlush = 0;
+  private flushing: Promise<void> | undefined;
 
   constructor(file: FileHandle, hasher: FileHasher) {
     this.file = file;
@@ -186,10 +187,16 @@ class SpoolWriter {
         await Promise.all(pieces);
         this.hasher.advance(end);
         this.sinceFlush += at;
-        if (this.sinceFlush >= EARLY_FLUSH_BYTES) {
-          // Starts the disk's work during the transfer (see partial-image.ts); not for durability.
+        if (this.sinceFlush >= EARLY_FLUSH_BYTES && !this.flushing) {
+          // Starts the disk's work during the transfer (see partial-image.ts), beside the
+          // writes rather than before the next: durability is the completion's fsync.
           this.sinceFlush = 0;
-          await this.file.datasync();
+          this.flushing = this.file
+            .datasync()
+            .catch(() => {})
+            .finally(() => {
+              this.flushing = undefined;
+            });
         }
       } catch (error) {
         this.failure ??= error;
@@ -204,6 +211,7 @@ class SpoolWriter {
   /** Waits for every write and sets the file's size (a trailing zero run is a hole). */
   async finish(size: number): Promise<void> {
     await this.queue;
+    await this.flushing;
     if (this.failure !== undefined) throw this.failure;
     await this.file.truncate(size);
     this.hasher.advance(size);
@@ -212,5 +220,6 @@ class SpoolWriter {
   /** Waits for the writes queued, whatever became of them. */
   async settle(): Promise<void> {
     await this.queue;
+    await this.flushing;
   }
 }
