@@ -83,10 +83,12 @@ interface Placed {
 }
 
 /**
- * Uploads an image version: chunks the file, sends the manifest, sends only the chunks the
- * manager lacks (in parallel batches), then commits. Interrupted, it can simply be called
- * again: the manager answers with what is still missing, so stored chunks are not resent,
- * and an unchanged file sends no chunk bytes at all.
+ * Uploads an image version, the way `options.method` says (by default, after asking the
+ * manager about a sample of the file). As chunks: chunks the file, sends the manifest, sends
+ * only the chunks the manager lacks (in parallel batches), then commits; interrupted, it can
+ * simply be called again: the manager answers with what is still missing, so stored chunks
+ * are not resent, and an unchanged file sends no chunk bytes at all. Whole: one request with
+ * the file as it is, which the manager cuts, hashes and commits; interrupted, it starts over.
  */
 export async function uploadImage(options: UploadOptions): Promise<UploadResult> {
   const base = `${options.managerUrl.replace(/\/+$/, "")}/v1/uploads/${encodeURIComponent(options.imageId)}/versions/${options.version}`;
