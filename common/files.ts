@@ -22,6 +22,20 @@ export async function readFully(
   return done;
 }
 
+/** Writes `length` bytes of `buffer` from `from` at `position`, however many writes it takes. */
+export async function writeFully(
+  file: FileHandle,
+  buffer: Buffer,
+  from: number,
+  length: number,
+  position: number,
+): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    done += (await file.write(buffer, from + done, length - done, position + done)).bytesWritten;
+  }
+}
+
 /** Writes the whole file and fsyncs it before returning. */
 export async function writeFileDurably(path: string, data: string | Buffer): Promise<void> {
   const file = await open(path, "w");

@@ -241,6 +241,14 @@ export class ImageStore {
     return join(this.dataDir, "versions", imageId, `${version}.partial`);
   }
 
+  /** Keeps a partial image being opened, and forgets it if the open fails. */
+  private trackPartial(key: string, opening: Promise<PartialImage>): void {
+    opening.catch(() => {
+      if (this.partials.get(key) === opening) this.partials.delete(key);
+    });
+    this.partials.set(key, opening);
+  }
+
   /** The partial image of a pending version (opened, or created, on first use). */
   private partialImage(imageId: string, version: number): Promise<PartialImage> {
     const key = versionKey(imageId, version);
@@ -261,11 +269,7 @@ export class ImageStore {
         // A manifest the catalog vouched for: its verified chunks are the whole version.
         { hashWhole: this.getVersion(imageId, version)?.manifestVerified !== true },
       );
-      const opening = partial;
-      opening.catch(() => {
-        if (this.partials.get(key) === opening) this.partials.delete(key);
-      });
-      this.partials.set(key, partial);
+      this.trackPartial(key, partial);
     }
     return partial;
   }
@@ -471,14 +475,13 @@ export class ImageStore {
     } catch (error) {
       throw asStoreError(error, partialPath);
     }
-    const opening = PartialImage.open(partialPath, manifest, key, this.chunks, undefined, {
-      hashWhole: false,
-      received: true,
-    });
-    opening.catch(() => {
-      if (this.partials.get(key) === opening) this.partials.delete(key);
-    });
-    this.partials.set(key, opening);
+    this.trackPartial(
+      key,
+      PartialImage.open(partialPath, manifest, key, this.chunks, undefined, {
+        hashWhole: false,
+        received: true,
+      }),
+    );
     return this.completeVersion(imageId, version, options.project);
   }
 

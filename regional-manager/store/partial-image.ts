@@ -1,5 +1,5 @@
 import { type FileHandle, open, rm } from "node:fs/promises";
-import { readFully } from "../../common/files.ts";
+import { readFully, writeFully } from "../../common/files.ts";
 import { isAllZero, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkStore } from "./chunk-store.ts";
@@ -38,20 +38,6 @@ const SCAN_READ_BYTES = 8 << 20;
  * what makes the image durable (the fsync at completion is); it only starts the work early.
  */
 export const EARLY_FLUSH_BYTES = 64 << 20;
-
-/** Writes `length` bytes of `buffer` from `from` at `position`, however many writes it takes. */
-export async function writeFully(
-  file: FileHandle,
-  buffer: Buffer,
-  from: number,
-  length: number,
-  position: number,
-): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    done += (await file.write(buffer, from + done, length - done, position + done)).bytesWritten;
-  }
-}
 
 /** Where each chunk of a manifest starts, and the positions of each stored (non-zero) digest. */
 export interface ManifestLayout {

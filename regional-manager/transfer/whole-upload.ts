@@ -9,6 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFully } from "../../common/files.ts";
 import { ChunkingWindow } from "../../common/image-format/chunking.ts";
 import { DIGEST_BYTES, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import { type ChunkRef, type Manifest, ManifestError } from "../../common/image-format/manifest.ts";
@@ -16,7 +17,7 @@ import { StoreError } from "../store/errors.ts";
 import { FileHasher } from "../store/file-hasher.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { checkImageSize } from "../store/manifest-limits.ts";
-import { EARLY_FLUSH_BYTES, WRITE_PIECE_BYTES, writeFully } from "../store/partial-image.ts";
+import { EARLY_FLUSH_BYTES, WRITE_PIECE_BYTES } from "../store/partial-image.ts";
 
 /** `sha256:<hex>` or `<hex>` → the bare lowercase hex the store uses; undefined when absent. */
 export function parseImageDigestHeader(value: string | undefined): string | undefined {
