@@ -292,6 +292,18 @@ export class ImageStore {
   }
 
   /**
+   * Opens a pending version's image now rather than at its first chunk: an update's copy of
+   * the chunks it shares in place with the version before it (see PartialImage.open) then runs
+   * while the chunks it lacks are still being asked for. Anything but a pending version is
+   * left alone.
+   */
+  async startReceiving(imageId: string, version: number): Promise<void> {
+    await this.collecting;
+    if (this.getVersion(imageId, version)?.state !== "pending") return;
+    await this.partialImage(imageId, version);
+  }
+
+  /**
    * A writer for chunks of a pending version received from a peer: each is verified and
    * written once, in place, into the version's image (one writer per request).
    */

@@ -206,6 +206,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project });
     // Scoped to the project: see missingChunksOfUpload.
     const missing = await store.missingChunksOfUpload(imageId, version, project);
+    if (missing.length > 0) await store.startReceiving(imageId, version);
     // What the client need not send: the dedup the upload gains from what is stored here.
     recorder?.chunks("upload", "skipped", Math.max(0, chunkIndex(manifest).size - missing.length));
     return c.body(new Uint8Array(encodeDigestList(missing)), 200, {

@@ -7,6 +7,7 @@ import { MAX_CHUNK_LENGTH, type Manifest } from "../../common/image-format/manif
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
 import {
   type ChunkSequence,
+  copySpans,
   layoutOf,
   PartialImage,
   PartialImageWriter,
@@ -111,10 +112,10 @@ describe("ImageStore receiving pulled chunks in place", () => {
     const all = dataChunks(m2, v2);
     const changed = all.filter((c) => !m1.chunks.some((k) => k.digest === c.digest));
     expect(changed.length).toBeGreaterThan(0);
-    // Opening the receiver starts copying every chunk v1 holds at the same offset; a flush
-    // waits for the copy too.
-    const writer = await store.receiver("img-a", 2);
-    await writer.flush();
+    // Receiving starts with a copy of every chunk v1 holds at the same offset, before any chunk
+    // arrives; waiting for the writes waits for the copy too.
+    await store.startReceiving("img-a", 2);
+    await store.drainWrites("img-a", 2);
     const partial = await readFile(join(dir.path, "store", "versions", "img-a", "2.partial"));
     const kept = all.filter((c) => !changed.includes(c));
     for (const chunk of kept)
@@ -179,6 +180,40 @@ describe("ImageStore receiving pulled chunks in place", () => {
     // Shifted by an insertion: same digests, other offsets, nothing to copy.
     const shifted: Manifest = { ...next, chunks: [chunk("i", 5), chunk("a", 10), chunk("b", 10)], size: 25 };
     expect(sameOffsetPositions(shifted, layoutOf(shifted), base)).toEqual([]);
+  });
+
+  it("reads a base copy in spans through the small gaps changed chunks leave, not over a hole", () => {
+    const KiB = 1024;
+    // 0-2: data; 3: a changed 8 KiB chunk; 4-5: data; 6-9: a 4 x 96 KiB zero run; 10-139: 64 KiB
+    // chunks, 8.1 MiB of them.
+    const lengths = [8, 8, 8, 8, 16, 8, 96, 96, 96, 96, ...Array<number>(130).fill(64)].map((n) => n * KiB);
+    const offsets = new Float64Array(lengths.length + 1);
+    for (const [i, length] of lengths.entries()) offsets[i + 1] = (offsets[i] as number) + length;
+    const positions = [0, 1, 2, 4, 5, ...[...lengths.keys()].slice(10)];
+    const spans = copySpans(offsets, positions);
+
+    expect(spans[0]).toEqual({
+      start: 0,
+      length: 56 * KiB, // the changed chunk between is read, not written
+      extents: [
+        { from: 0, length: 24 * KiB, offset: 0, positions: [0, 1, 2] },
+        { from: 32 * KiB, length: 24 * KiB, offset: 32 * KiB, positions: [4, 5] },
+      ],
+    });
+    // The zero run ends the first span; the 64 KiB chunks fill spans of at most 8 MiB.
+    expect(spans.slice(1).map((s) => s.start)).toEqual([offsets[10], offsets[138]]);
+    expect(spans.slice(1).map((s) => s.extents.length)).toEqual([1, 1]);
+    for (const span of spans) expect(span.length).toBeLessThanOrEqual(8 << 20);
+    // Every position once, in order, each extent where its chunks lie in the span.
+    expect(spans.flatMap((s) => s.extents.flatMap((e) => e.positions))).toEqual(positions);
+    for (const span of spans)
+      for (const extent of span.extents) {
+        expect(extent.offset).toBe(span.start + extent.from);
+        expect(extent.length).toBe(
+          (offsets[(extent.positions.at(-1) as number) + 1] as number) -
+            (offsets[extent.positions[0] as number] as number),
+        );
+      }
   });
 
   it("hands a released writer's run buffer to the next writer instead of allocating another", async () => {
