@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uploadImage } from "../../client/upload.ts";
@@ -100,6 +100,8 @@ describe("peer transfer between managers", () => {
     const wire = proxy.bytes;
     expect(wire).toBeGreaterThan(sentBytes(image.length));
     expect(wire).toBeLessThan(sentBytes(image.length) + (256 << 10));
+    // Its file reads and writes ran on 16 threads (common/thread-pool.ts), not libuv's 4.
+    expect((await readdir(`/proc/${b.child.pid}/task`)).length).toBeGreaterThan(16);
     await b.kill("SIGTERM");
     const store = await ImageStore.open(join(dir.path, "b"));
     expect((await readFile(store.imagePath(first.body.localId as string))).equals(image)).toBe(true);
