@@ -51,7 +51,24 @@ export interface ManifestLayout {
   positions: Map<string, number[]>;
 }
 
+/*
+ * A version's layout is needed by the store when it registers the version's chunks, by the
+ * partial image and by a delta pull, each for the same manifest object: about 40 ms apiece
+ * for 1 GiB (131,000 chunks), in the time before a pull's first request. Manifests are not
+ * changed once built, so the first layout serves them all.
+ */
+const layouts = new WeakMap<Manifest, ManifestLayout>();
+
 export function layoutOf(manifest: Manifest): ManifestLayout {
+  let layout = layouts.get(manifest);
+  if (!layout) {
+    layout = computeLayout(manifest);
+    layouts.set(manifest, layout);
+  }
+  return layout;
+}
+
+function computeLayout(manifest: Manifest): ManifestLayout {
   const offsets = new Float64Array(manifest.chunks.length + 1);
   const positions = new Map<string, number[]>();
   let offset = 0;

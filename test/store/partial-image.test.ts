@@ -177,6 +177,8 @@ describe("ImageStore receiving pulled chunks in place", () => {
       chunks: [chunk("a", 10), chunk("x", 10), chunk("0", 10, true), chunk("d", 10), chunk("e", 5)],
     };
     expect(sameOffsetPositions(next, layoutOf(next), base)).toEqual([0, 3]);
+    // Computed once per manifest, for the store, the partial image and the pull alike.
+    expect(layoutOf(next)).toBe(layoutOf(next));
     // Shifted by an insertion: same digests, other offsets, nothing to copy.
     const shifted: Manifest = { ...next, chunks: [chunk("i", 5), chunk("a", 10), chunk("b", 10)], size: 25 };
     expect(sameOffsetPositions(shifted, layoutOf(shifted), base)).toEqual([]);
