@@ -1,10 +1,10 @@
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { readFully, writeFully } from "../../common/files.ts";
 import { isAllZero, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { FileHasher } from "../../common/image-format/file-hasher.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkStore } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
-import { FileHasher } from "./file-hasher.ts";
 import { verifyChunk } from "./verify-chunk.ts";
 
 /*
@@ -17,7 +17,7 @@ import { verifyChunk } from "./verify-chunk.ts";
  * looks whole; one that matches is kept and not fetched again. Completion fills the
  * positions still unwritten from chunks stored elsewhere, fsyncs once, and only then can the
  * version become available. The whole-image digest is hashed from the file as its prefix
- * becomes final (see file-hasher.ts), overlapping with the transfer.
+ * becomes final (see common/image-format/file-hasher.ts), overlapping with the transfer.
  */
 
 const RUN_BYTES = 8 << 20; // one write per run of adjacent chunks, up to this many bytes

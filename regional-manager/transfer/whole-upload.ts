@@ -2,7 +2,7 @@
 // manager's OpenAPI document sends, and what uploadImage sends when the manager holds little
 // of the image (a first upload). The body is cut into chunks as it arrives and written once
 // into a file that becomes the version's image; another thread reads that file as it becomes
-// final and hashes each data chunk and the whole image (see file-hasher.ts). Nothing is
+// final and hashes each data chunk and the whole image (see common/image-format/file-hasher.ts). Nothing is
 // written twice nor hashed twice: the manager does the cutting and hashing the client would
 // otherwise have done, and the client only sends. With x-image-digest, a body whose sha256
 // differs is refused and nothing is kept.
@@ -12,9 +12,9 @@ import { join } from "node:path";
 import { writeFully } from "../../common/files.ts";
 import { ChunkingWindow } from "../../common/image-format/chunking.ts";
 import { DIGEST_BYTES, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { FileHasher } from "../../common/image-format/file-hasher.ts";
 import { type ChunkRef, type Manifest, ManifestError } from "../../common/image-format/manifest.ts";
 import { StoreError } from "../store/errors.ts";
-import { FileHasher } from "../store/file-hasher.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { checkImageSize } from "../store/manifest-limits.ts";
 import { EARLY_FLUSH_BYTES, WRITE_PIECE_BYTES } from "../store/partial-image.ts";

@@ -181,13 +181,21 @@ describe("chunkFile", () => {
     expect(zeroChunks.every((chunk) => chunk.digest === zeroChunkDigest(chunk.length))).toBe(true);
   });
 
-  it("hashes a large file whole on a worker thread, to the same digest, and refuses one that grows meanwhile", async () => {
+  it("hashes a large file's chunks and whole on a worker thread, to the same digests, and refuses one that grows meanwhile", async () => {
     const data = seededBytes(40 << 20, 5);
+    data.fill(0, 15 << 20, 17 << 20); // a zero run across a read window's end
     const path = join(dir.path, "large.raw");
     await writeFile(path, data);
     const manifest = await chunkFile(path);
     expect(manifest.digest).toBe(sha256Hex(data));
-    expect(manifest.chunks.reduce((sum, chunk) => sum + chunk.length, 0)).toBe(data.length);
+    expect(manifest.chunks.map((chunk) => chunk.length)).toEqual(chunkLengths(data));
+    let at = 0;
+    for (const chunk of manifest.chunks) {
+      const bytes = data.subarray(at, at + chunk.length);
+      expect(chunk.digest).toBe(chunk.zero ? zeroChunkDigest(chunk.length) : sha256Hex(bytes));
+      at += chunk.length;
+    }
+    expect(manifest.chunks.filter((chunk) => chunk.zero).length).toBeGreaterThan(0);
     // Appended to after the first window is read: what was hashed is not what was chunked.
     let grown = false;
     const growing = chunkFile(path, {
