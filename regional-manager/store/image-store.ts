@@ -17,8 +17,10 @@ import type { VersionRecord } from "../../common/image-format/version-record.ts"
 import { ChunkStore, type ChunkStoreOptions, type ImageChunkLocation } from "./chunk-store.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
+import { layoutOf } from "./image-layout.ts";
 import { checkManifestLimits, DEFAULT_MANIFEST_LIMITS, type ManifestLimits } from "./manifest-limits.ts";
-import { layoutOf, PartialImage, PartialImageWriter } from "./partial-image.ts";
+import { PartialImage } from "./partial-image.ts";
+import { PartialImageWriter } from "./partial-image-writer.ts";
 
 export type { ImageFormat, VersionRecord, VersionState } from "../../common/image-format/version-record.ts";
 

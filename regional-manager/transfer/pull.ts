@@ -9,9 +9,9 @@ import {
 } from "../../common/image-format/manifest.ts";
 import type { TransferRecorder } from "../metrics.ts";
 import { StoreError } from "../store/errors.ts";
+import { layoutOf } from "../store/image-layout.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
-import { layoutOf } from "../store/partial-image.ts";
 import { streamChunkData } from "./chunk-stream.ts";
 import { fetchPatches } from "./fetch-patches.ts";
 import { chunkArrived, versionHoldings } from "./progress.ts";

@@ -4,15 +4,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
 import { MAX_CHUNK_LENGTH, type Manifest } from "../../common/image-format/manifest.ts";
+import { copySpans, layoutOf, sameOffsetPositions } from "../../regional-manager/store/image-layout.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import {
-  type ChunkSequence,
-  copySpans,
-  layoutOf,
-  PartialImage,
-  PartialImageWriter,
-  sameOffsetPositions,
-} from "../../regional-manager/store/partial-image.ts";
+import { PartialImage } from "../../regional-manager/store/partial-image.ts";
+import { type ChunkSequence, PartialImageWriter } from "../../regional-manager/store/partial-image-writer.ts";
 import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 /** The data chunks of an image with their offsets, as a peer would send them. */
