@@ -1,5 +1,5 @@
-import { RUN_BYTES } from "./image-layout.ts";
-import type { PartialImage } from "./partial-image.ts";
+import type { Manifest } from "../../common/image-format/manifest.ts";
+import { type ManifestLayout, RUN_BYTES } from "./image-layout.ts";
 import { verifyChunk } from "./verify-chunk.ts";
 
 /*
@@ -8,9 +8,26 @@ import { verifyChunk } from "./verify-chunk.ts";
  * body straight into those runs.
  */
 
+/**
+ * What a writer needs of the image it writes into (PartialImage): declared here so that the
+ * image, which makes writers of its own at completion, and its writers do not import each other.
+ */
+export interface WritableImage {
+  readonly manifest: Manifest;
+  readonly layout: ManifestLayout;
+  positionsOf(digest: string, length?: number): readonly number[];
+  isWritten(position: number): boolean;
+  mustWait(): boolean;
+  admit(): Promise<void>;
+  drain(): Promise<void>;
+  takeBuffer(minimum: number): Buffer;
+  giveBack(buffer: Buffer): void;
+  enqueueWrite(buffer: Buffer, used: number, offset: number, positions: number[], reusable: boolean): void;
+}
+
 /** Receives chunks for one request into runs of adjacent positions, written with one write each. */
 export class PartialImageWriter {
-  private readonly image: PartialImage;
+  private readonly image: WritableImage;
   private run: Buffer | undefined;
   private runOffset = 0;
   private runUsed = 0;
@@ -22,7 +39,7 @@ export class PartialImageWriter {
    */
   private copies: PartialImageWriter | undefined;
 
-  constructor(image: PartialImage) {
+  constructor(image: WritableImage) {
     this.image = image;
   }
 
@@ -166,7 +183,7 @@ export class ChunkSequence {
 
   constructor(
     writer: PartialImageWriter,
-    image: PartialImage,
+    image: WritableImage,
     digests: readonly string[],
     onChunk: (length: number) => void,
   ) {
