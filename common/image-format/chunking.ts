@@ -110,9 +110,48 @@ export function findChunkEnd(
   const large = masks.large;
   let h = 0;
   let i = start + params.minLength;
+  // Eight bytes per iteration, written out: V8 checks for interrupts and bounds on every turn
+  // of a loop, and this loop is the cutting. Measured on 256 MiB of random bytes, one core:
+  // 1.38 s per GiB one byte per turn, 0.86 two, 0.64 eight (identical cuts).
+  for (; i + 8 <= normal; i += 8) {
+    h = ((h << 1) + (gear[data[i + 0] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 1;
+    h = ((h << 1) + (gear[data[i + 1] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 2;
+    h = ((h << 1) + (gear[data[i + 2] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 3;
+    h = ((h << 1) + (gear[data[i + 3] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 4;
+    h = ((h << 1) + (gear[data[i + 4] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 5;
+    h = ((h << 1) + (gear[data[i + 5] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 6;
+    h = ((h << 1) + (gear[data[i + 6] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 7;
+    h = ((h << 1) + (gear[data[i + 7] as number] as number)) | 0;
+    if ((h & small) === 0) return i + 8;
+  }
   for (; i < normal; i++) {
     h = ((h << 1) + (gear[data[i] as number] as number)) | 0;
     if ((h & small) === 0) return i + 1;
+  }
+  for (; i + 8 <= limit; i += 8) {
+    h = ((h << 1) + (gear[data[i + 0] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 1;
+    h = ((h << 1) + (gear[data[i + 1] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 2;
+    h = ((h << 1) + (gear[data[i + 2] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 3;
+    h = ((h << 1) + (gear[data[i + 3] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 4;
+    h = ((h << 1) + (gear[data[i + 4] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 5;
+    h = ((h << 1) + (gear[data[i + 5] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 6;
+    h = ((h << 1) + (gear[data[i + 6] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 7;
+    h = ((h << 1) + (gear[data[i + 7] as number] as number)) | 0;
+    if ((h & large) === 0) return i + 8;
   }
   for (; i < limit; i++) {
     h = ((h << 1) + (gear[data[i] as number] as number)) | 0;

@@ -20,6 +20,8 @@ import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts"
 import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 const { minLength, averageLength, maxLength } = DEFAULT_CHUNKING;
+/** What the default chunking cuts from seededBytes(4 MiB, 11), computed before the loop was unrolled. */
+const PINNED_LENGTHS_DIGEST = "23f4c4fc25701abcafa27961522b554c0dfe4ce252c1b935561e53aa9eb5823a";
 
 function digestsOf(data: Buffer): string[] {
   const out: string[] = [];
@@ -131,6 +133,37 @@ describe("content-defined chunking", () => {
       }
       expect(cuts).toEqual(expected);
     }
+  });
+
+  it("cuts where FastCDC's one-byte-at-a-time definition cuts, whatever the start, end and parameters", () => {
+    // The definition, as plainly as it can be written: the chunker's loop is unrolled for
+    // speed, and a cut anywhere else would silently lose deduplication against every chunk
+    // already stored.
+    const definition = (bytes: Uint8Array, start: number, end: number, params: typeof DEFAULT_CHUNKING) => {
+      const masks = masksFor(params);
+      const gear = gearTable();
+      if (end - start <= params.minLength) return end;
+      let h = 0;
+      for (let i = start + params.minLength; i < Math.min(end, start + params.maxLength); i++) {
+        h = ((h << 1) + (gear[bytes[i] as number] as number)) | 0;
+        const mask = i < start + params.averageLength ? masks.small : masks.large;
+        if ((h & mask) === 0) return i + 1;
+      }
+      return Math.min(end, start + params.maxLength);
+    };
+    const small = { minLength: 64, averageLength: 256, maxLength: 1027 };
+    for (const params of [DEFAULT_CHUNKING, small]) {
+      const masks = masksFor(params);
+      for (let start = 0; start < 300_000; start += 997) {
+        for (const end of [start + params.minLength + 5, start + params.averageLength + 3, data.length]) {
+          expect(findChunkEnd(data, start, end, true, params, masks)).toBe(
+            definition(data, start, end, params),
+          );
+        }
+      }
+    }
+    // And what it cuts is pinned: the lengths of these 4 MiB, in order.
+    expect(sha256Hex(Buffer.from(Int32Array.from(chunkLengths(data)).buffer))).toBe(PINNED_LENGTHS_DIGEST);
   });
 
   it("asks for more data rather than cutting early when the input is not final", () => {
