@@ -1,7 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { type ChunkingParameters, ChunkingWindow } from "./chunking.ts";
-import { DIGEST_BYTES, sha256Hex, zeroChunkDigest } from "./digest.ts";
+import { sha256Hex, zeroChunkDigest } from "./digest.ts";
 import { FileHasher } from "./file-hasher.ts";
 import type { ChunkRef, Manifest } from "./manifest.ts";
 
@@ -47,21 +47,14 @@ export async function chunkFile(path: string, options: ChunkFileOptions = {}): P
       const final = bytesRead === 0 || window.streamOffset >= size;
       window.cut(final, (chunk) => {
         decided += chunk.length;
-        if (hasher) {
-          hasher.addChunk(chunk.length, chunk.zero);
-          // Its digest comes from the worker; a zero run's is known.
-          chunks.push({
-            digest: chunk.zero ? zeroChunkDigest(chunk.length) : "",
-            length: chunk.length,
-            zero: chunk.zero,
-          });
-        } else {
+        // From the worker, each data chunk's digest comes with the manifest.
+        if (hasher) hasher.addChunk(chunk.length, chunk.zero);
+        else
           chunks.push({
             digest: chunk.zero ? zeroChunkDigest(chunk.length) : sha256Hex(chunk.data),
             length: chunk.length,
             zero: chunk.zero,
           });
-        }
       });
       hasher?.advance(decided);
       options.onProgress?.(window.streamOffset, size);
@@ -71,14 +64,7 @@ export async function chunkFile(path: string, options: ChunkFileOptions = {}): P
     if (!hasher) return { size: offset, digest: (whole as Hash).digest("hex"), chunks };
     // The worker read the file itself: one that changed size while it was read is not one file.
     if (offset !== size) throw new Error(`${path} changed size while it was read`);
-    const digests = await abortable(hasher.digests(offset), options.signal);
-    let at = 0;
-    for (const chunk of chunks) {
-      if (chunk.zero) continue;
-      chunk.digest = digests.chunks.toString("hex", at, at + DIGEST_BYTES);
-      at += DIGEST_BYTES;
-    }
-    return { size: offset, digest: digests.whole, chunks };
+    return await abortable(hasher.manifest(offset), options.signal);
   } finally {
     await hasher?.close();
     await file.close();

@@ -11,9 +11,8 @@ import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFully } from "../../common/files.ts";
 import { ChunkingWindow } from "../../common/image-format/chunking.ts";
-import { DIGEST_BYTES, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import { FileHasher } from "../../common/image-format/file-hasher.ts";
-import { type ChunkRef, type Manifest, ManifestError } from "../../common/image-format/manifest.ts";
+import { ManifestError } from "../../common/image-format/manifest.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { checkImageSize } from "../store/manifest-limits.ts";
@@ -45,6 +44,12 @@ export interface WholeImageUpload {
   expectedDigest?: string;
 }
 
+/** Bytes [from, to) of a window, to be written. */
+interface WriteRun {
+  from: number;
+  to: number;
+}
+
 /** Windows in flight: filled from the body while earlier ones are written. */
 const WINDOWS = 6;
 const WINDOW_BYTES = 8 << 20;
@@ -61,22 +66,24 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
   try {
     const window = new ChunkingWindow(WINDOW_BYTES);
     const spare: Buffer[] = [];
-    const chunks: ChunkRef[] = [];
     const cut = async (final: boolean) => {
+      // The data chunks of the window, as runs of bytes to write: zero chunks stay holes, as
+      // in an image assembled from chunks. A data chunk's digest comes from the hasher, which
+      // reads it anyway.
+      const base = window.decided().offset;
+      const runs: WriteRun[] = [];
       window.cut(final, (chunk) => {
-        // A data chunk's digest comes from the hasher (see below), which reads it anyway.
-        chunks.push({
-          digest: chunk.zero ? zeroChunkDigest(chunk.length) : "",
-          length: chunk.length,
-          zero: chunk.zero,
-        });
         hasher.addChunk(chunk.length, chunk.zero);
+        if (chunk.zero) return;
+        const from = chunk.offset - base;
+        const last = runs[runs.length - 1];
+        if (last && last.to === from) last.to += chunk.length;
+        else runs.push({ from, to: from + chunk.length });
       });
       const decided = window.decided();
       const next = spare.pop() ?? Buffer.allocUnsafeSlow(ChunkingWindow.sizeFor(WINDOW_BYTES));
       const written = window.shift(next);
-      // The zero chunks of `decided` stay holes, as in an image assembled from chunks.
-      await writer.write(decided, chunks, () => spare.push(written), WINDOWS);
+      await writer.write(decided, runs, () => spare.push(written), WINDOWS);
     };
     let received = 0;
     for await (const piece of upload.body) {
@@ -95,15 +102,7 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
     await cut(true);
     const size = window.streamOffset;
     await writer.finish(size);
-    const digests = await hasher.digests(size);
-    let at = 0;
-    for (const chunk of chunks) {
-      if (chunk.zero) continue;
-      chunk.digest = digests.chunks.toString("hex", at, at + DIGEST_BYTES);
-      at += DIGEST_BYTES;
-    }
-    if (at !== digests.chunks.length) throw new Error("the hasher answered for other chunks than were cut");
-    const manifest: Manifest = { size, digest: digests.whole, chunks };
+    const manifest = await hasher.manifest(size);
     if (upload.expectedDigest && manifest.digest !== upload.expectedDigest) {
       throw new StoreError(
         "IMAGE_DIGEST_MISMATCH",
@@ -139,7 +138,6 @@ class SpoolWriter {
   private queue: Promise<void> = Promise.resolve();
   private waiting = 0;
   private failure: unknown;
-  private chunkIndex = 0; // the first chunk of `chunks` not written yet
   private sinceFlush = 0;
   private flushing: Promise<void> | undefined;
 
@@ -149,31 +147,22 @@ class SpoolWriter {
   }
 
   /**
-   * Queues the writes of `decided` (its data chunks: the new entries of `chunks`), then calls
-   * `done` (its buffer is free again); waits while more than `inFlight` windows are queued.
+   * Queues the writes of `runs` of `decided` (its data chunks, at offsets relative to it; the
+   * last one ends where the decided bytes do, or a zero run follows), then calls `done` (its
+   * buffer is free again); waits while more than `inFlight` windows are queued.
    */
   async write(
     decided: { offset: number; data: Buffer },
-    chunks: readonly ChunkRef[],
+    runs: readonly WriteRun[],
     done: () => void,
     inFlight: number,
   ): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
-    const runs: Array<{ from: number; to: number }> = [];
-    let at = 0;
-    for (; this.chunkIndex < chunks.length; this.chunkIndex++) {
-      const chunk = chunks[this.chunkIndex] as ChunkRef;
-      const last = runs[runs.length - 1];
-      if (!chunk.zero) {
-        if (last && last.to === at) last.to += chunk.length;
-        else runs.push({ from: at, to: at + chunk.length });
-      }
-      at += chunk.length;
-    }
     // The hasher may read as far as the last data written: a zero run after it is a hole the
     // file does not reach yet (a later write, or the final size, makes it readable).
     const last = runs[runs.length - 1];
     const end = last ? decided.offset + last.to : 0;
+    const bytes = decided.data.length;
     this.waiting++;
     this.queue = this.queue.then(async () => {
       try {
@@ -187,7 +176,7 @@ class SpoolWriter {
         }
         await Promise.all(pieces);
         this.hasher.advance(end);
-        this.sinceFlush += at;
+        this.sinceFlush += bytes;
         if (this.sinceFlush >= EARLY_FLUSH_BYTES && !this.flushing) {
           // Starts the disk's work during the transfer (see partial-image.ts), beside the
           // writes rather than before the next: durability is the completion's fsync.
