@@ -12,14 +12,15 @@ import type { ChunkRef, Manifest } from "./manifest.ts";
  * see whole-upload.ts, or a file chunked by a client, whose chunks nobody has hashed yet).
  * A second worker for the chunks, reading the file again, was slower on two cores in
  * alternating runs: 1 GiB chunked by a client in 2.4-2.6 s instead of 1.9-2.0 s, uploaded
- * whole in 5.4 s instead of 4.7-4.8 s, with a quarter more CPU time.
+ * whole in 5.4 s instead of 4.7-4.8 s, with a quarter more CPU time. A caller whose own
+ * thread has time to spare (chunkFile) hashes the whole file itself.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { openSync, readSync, closeSync } = require("node:fs");
 const { createHash, hash: hashOnce } = require("node:crypto");
 const fd = openSync(workerData.path, "r");
-const hash = createHash("sha256");
+const hash = workerData.whole ? createHash("sha256") : null;
 const buffer = Buffer.allocUnsafe(8 << 20);
 let done = 0;
 let failed = false;
@@ -64,13 +65,13 @@ parentPort.on("message", (message) => {
       const read = readSync(fd, buffer, 0, Math.min(buffer.length, message.to - done), done);
       if (read === 0) throw new Error("the image file is shorter than " + message.to + " bytes");
       const piece = buffer.subarray(0, read);
-      hash.update(piece);
+      if (hash) hash.update(piece);
       if (workerData.chunks) hashChunks(piece);
       done += read;
     }
     if (message.finish) {
       closeSync(fd);
-      parentPort.postMessage({ digest: hash.digest("hex"), chunks: Buffer.concat(digests) });
+      parentPort.postMessage({ digest: hash ? hash.digest("hex") : "", chunks: Buffer.concat(digests) });
     }
   } catch (error) {
     failed = true;
@@ -85,13 +86,13 @@ interface Outcome {
   chunks: Uint8Array;
 }
 
-/** A worker's pass over a file: its whole SHA-256 and, if asked, each of its data chunks'. */
+/** A worker's pass over a file: its whole SHA-256, each of its data chunks', or both. */
 class HashingThread {
   private readonly worker: Worker;
   readonly outcome: Promise<Outcome>;
 
-  constructor(path: string, chunks: boolean) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, chunks } });
+  constructor(path: string, pass: { whole: boolean; chunks: boolean }) {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, ...pass } });
     // Idle hashers must not keep a process alive; `finish` holds it while it waits.
     this.worker.unref();
     // Listening from the start: a read error reported before the outcome is asked is not lost.
@@ -138,9 +139,15 @@ export class FileHasher {
   private count = 0;
   private told = 0; // lengths[0, told) were sent to the worker
 
-  /** `chunks`: hash the chunks told by `addChunk` too (see `manifest`). */
-  constructor(path: string, options: { chunks?: boolean } = {}) {
-    this.thread = new HashingThread(path, options.chunks === true);
+  /**
+   * `chunks`: hash the chunks told by `addChunk` too (see `manifest`); `whole: false`: only
+   * those (the caller hashes the whole file itself).
+   */
+  constructor(path: string, options: { chunks?: boolean; whole?: boolean } = {}) {
+    this.thread = new HashingThread(path, {
+      whole: options.whole !== false,
+      chunks: options.chunks === true,
+    });
   }
 
   /**
@@ -170,10 +177,13 @@ export class FileHasher {
 
   /**
    * The manifest of bytes [0, size), cut into the chunks told: each data chunk's SHA-256 and the
-   * whole file's, as the worker read them from the file.
+   * whole file's, as the worker read them from the file (or `digest`, when it does not hash
+   * the whole file).
    */
-  async manifest(size: number): Promise<Manifest> {
+  async manifest(size: number, digest?: string): Promise<Manifest> {
     const digests = await this.digests(size);
+    const whole = digest ?? digests.whole;
+    if (whole === "") throw new Error("the whole file was not hashed: pass its digest");
     const chunks: ChunkRef[] = new Array(this.count);
     let at = 0;
     for (let i = 0; i < this.count; i++) {
@@ -186,7 +196,7 @@ export class FileHasher {
       }
     }
     if (at !== digests.chunks.length) throw new Error("the hasher answered for other chunks than were told");
-    return { size, digest: digests.whole, chunks };
+    return { size, digest: whole, chunks };
   }
 
   /**
