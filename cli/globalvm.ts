@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The globalvm command. Runs under Node 24 (type stripping), which the npm scripts provide.
 // Exit codes: 0 ok, 1 an operation or API call failed, 2 the command line is wrong.
-import "../common/thread-pool.ts";
+import "../common/process-tuning.ts";
 import { ConfigurationError } from "../common/configuration-error.ts";
 import {
   type Command,

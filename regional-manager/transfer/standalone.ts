@@ -13,7 +13,7 @@
  * version held (what the store had before the pull included) of its size, and the chunk data
  * this pull received.
  */
-import "../../common/thread-pool.ts";
+import "../../common/process-tuning.ts";
 import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { parseArgs } from "node:util";

@@ -100,7 +100,7 @@ describe("peer transfer between managers", () => {
     const wire = proxy.bytes;
     expect(wire).toBeGreaterThan(sentBytes(image.length));
     expect(wire).toBeLessThan(sentBytes(image.length) + (256 << 10));
-    // Its file reads and writes ran on 16 threads (common/thread-pool.ts), not libuv's 4.
+    // Its file reads and writes ran on 16 threads (common/process-tuning.ts), not libuv's 4.
     expect((await readdir(`/proc/${b.child.pid}/task`)).length).toBeGreaterThan(16);
     await b.kill("SIGTERM");
     const store = await ImageStore.open(join(dir.path, "b"));
