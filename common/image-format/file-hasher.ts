@@ -89,7 +89,7 @@ interface Outcome {
 /** A worker's pass over a file: its whole SHA-256, each of its data chunks', or both. */
 class HashingThread {
   private readonly worker: Worker;
-  readonly outcome: Promise<Outcome>;
+  private readonly outcome: Promise<Outcome>;
 
   constructor(path: string, pass: { whole: boolean; chunks: boolean }) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, ...pass } });
