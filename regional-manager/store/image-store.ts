@@ -19,7 +19,7 @@ import { asStoreError, StoreError } from "./errors.ts";
 import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
 import { layoutOf } from "./image-layout.ts";
 import { checkManifestLimits, DEFAULT_MANIFEST_LIMITS, type ManifestLimits } from "./manifest-limits.ts";
-import { PartialImage } from "./partial-image.ts";
+import { type BaseImage, PartialImage } from "./partial-image.ts";
 import { PartialImageWriter } from "./partial-image-writer.ts";
 
 export type { ImageFormat, VersionRecord, VersionState } from "../../common/image-format/version-record.ts";
@@ -277,10 +277,7 @@ export class ImageStore {
   }
 
   /** The newest other available version of the image, whose file a new version starts from. */
-  private baseImageOf(
-    imageId: string,
-    version: number,
-  ): { file: FileHandle; manifest: Manifest } | undefined {
+  private baseImageOf(imageId: string, version: number): BaseImage | undefined {
     let best: VersionRecord | undefined;
     for (const record of this.versions.values()) {
       if (record.imageId !== imageId || record.version === version || record.state !== "available") continue;
@@ -290,7 +287,9 @@ export class ImageStore {
     const key = versionKey(imageId, best.version);
     const file = this.imageFiles.get(key);
     const manifest = this.manifests.get(key);
-    return file && manifest ? { file, manifest } : undefined;
+    return file && manifest && best.localId !== undefined
+      ? { file, manifest, path: this.imagePath(best.localId) }
+      : undefined;
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Manifest } from "../../common/image-format/manifest.ts";
+import { DIRECT_ALIGNMENT, viewFor, wholeBuffer } from "./direct-io.ts";
 import { type ManifestLayout, RUN_BYTES } from "./image-layout.ts";
 import { verifyChunk } from "./verify-chunk.ts";
 
@@ -109,9 +110,18 @@ export class PartialImageWriter {
     ) {
       this.flushRun();
     }
-    if (!this.run) this.run = this.image.takeBuffer(Math.max(RUN_BYTES, length));
-    if (this.runUsed === 0) this.runOffset = offset;
-    return this.run.subarray(this.runUsed);
+    if (this.runUsed === 0) {
+      // A run starts where its first byte's offset puts it on a page, so that its page-aligned
+      // bytes can be written without going through the page cache (see direct-io.ts).
+      let whole = this.run && wholeBuffer(this.run);
+      if (!whole || whole.length - DIRECT_ALIGNMENT < length) {
+        if (whole) this.image.giveBack(whole);
+        whole = this.image.takeBuffer(Math.max(RUN_BYTES, length));
+      }
+      this.run = viewFor(whole, offset);
+      this.runOffset = offset;
+    }
+    return (this.run as Buffer).subarray(this.runUsed);
   }
 
   /** The first `length` bytes of the tail are the verified chunk of `position`: stage them. */

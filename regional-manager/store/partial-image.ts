@@ -1,9 +1,18 @@
 import { type FileHandle, open, rm } from "node:fs/promises";
-import { readFully, writeFully } from "../../common/files.ts";
+import { readFully } from "../../common/files.ts";
 import { isAllZero, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import { FileHasher } from "../../common/image-format/file-hasher.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkStore } from "./chunk-store.ts";
+import {
+  alignedBuffer,
+  DIRECT_ALIGNMENT,
+  DirectWriter,
+  openDirectReader,
+  readInto,
+  viewFor,
+  wholeBuffer,
+} from "./direct-io.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import {
   type CopySpan,
@@ -47,12 +56,21 @@ const SCAN_READ_BYTES = 8 << 20;
  */
 export const EARLY_FLUSH_BYTES = 64 << 20;
 
+/** An available version of the same image, that a new version starts from: its file, open, and its path. */
+export interface BaseImage {
+  file: FileHandle;
+  path: string;
+  manifest: Manifest;
+}
+
 export class PartialImage {
   readonly path: string;
   readonly manifest: Manifest;
   readonly layout: ManifestLayout;
   readonly owner: string;
   readonly file: FileHandle;
+  /** Writes into `file`, bypassing the page cache where it can (see direct-io.ts). */
+  readonly writes: DirectWriter;
   private readonly chunks: ChunkStore;
   private readonly written: Uint8Array;
   /** Undefined when the version is verified by its manifest (PartialImage.open's hashWhole). */
@@ -72,6 +90,7 @@ export class PartialImage {
     manifest: Manifest,
     owner: string,
     file: FileHandle,
+    writes: DirectWriter,
     chunks: ChunkStore,
     layout: ManifestLayout,
     hashWhole: boolean,
@@ -80,6 +99,7 @@ export class PartialImage {
     this.manifest = manifest;
     this.owner = owner;
     this.file = file;
+    this.writes = writes;
     this.chunks = chunks;
     this.layout = layout;
     this.written = new Uint8Array(manifest.chunks.length);
@@ -96,7 +116,7 @@ export class PartialImage {
     manifest: Manifest,
     owner: string,
     chunks: ChunkStore,
-    base?: { file: FileHandle; manifest: Manifest },
+    base?: BaseImage,
     options: {
       /** Hash the whole file as it becomes final (false: the manifest is verified, see image-store). */
       hashWhole: boolean;
@@ -122,11 +142,17 @@ export class PartialImage {
       await file.close();
       throw asStoreError(error, path);
     }
+    // Hashed whole, the file is read back as it is written, and from the page cache that read
+    // is cheap; verified by its manifest, it is not read here again.
+    const writes = await DirectWriter.open(path, file, {
+      direct: !options.hashWhole,
+    });
     const image = new PartialImage(
       path,
       manifest,
       owner,
       file,
+      writes,
       chunks,
       layoutOf(manifest),
       options.hashWhole,
@@ -135,10 +161,7 @@ export class PartialImage {
     else if (existing) await image.scan();
     image.advanceFrontier();
     if (!existing && base) {
-      image.baseCopy = image.copyFromBase(
-        base.file,
-        sameOffsetPositions(manifest, image.layout, base.manifest),
-      );
+      image.baseCopy = image.copyFromBase(base, sameOffsetPositions(manifest, image.layout, base.manifest));
     }
     return image;
   }
@@ -153,16 +176,29 @@ export class PartialImage {
    * whole-image digest is checked at the end. A base that cannot be read (deleted meanwhile)
    * ends the copy: completion fills the remaining positions from the chunk store. A failed
    * write is kept for the receivers and completion to report, like any other.
+   *
+   * The base is read past the page cache (0.3-0.4 CPU-s less kernel time per GiB here, the
+   * same wall time), but the copy is written through it, unlike received runs: the changed
+   * chunks cut it into extents of a few hundred KiB, and direct writes that allocate blocks
+   * run one at a time on ext4, so copying 1 GiB with 2,621 changed 4 KiB blocks took
+   * 1.5-1.8 s written direct against 1.0-1.3 s through the page cache.
    */
-  private async copyFromBase(base: FileHandle, positions: readonly number[]): Promise<void> {
+  private async copyFromBase(base: BaseImage, positions: readonly number[]): Promise<void> {
+    const direct = await openDirectReader(base.path);
     try {
-      await this.copyPositions(base, positions);
+      await this.copyPositions(base.file, direct, positions);
     } catch {
       // See above: the positions not copied are filled at completion.
+    } finally {
+      await direct?.close().catch(() => {});
     }
   }
 
-  private async copyPositions(base: FileHandle, positions: readonly number[]): Promise<void> {
+  private async copyPositions(
+    base: FileHandle,
+    direct: FileHandle | undefined,
+    positions: readonly number[],
+  ): Promise<void> {
     // Two reads in flight: the disk gets the next span's request while the last one is handed
     // to the write queue, instead of idling between them.
     // A read that fails (the base deleted meanwhile) counts as short: the copy ends there, and
@@ -171,14 +207,14 @@ export class PartialImage {
     const writeOldest = async (): Promise<boolean> => {
       const { span, buffer, read } = reads.shift() as (typeof reads)[number];
       if ((await read) < span.length || this.stopping) return false;
-      this.enqueueWrites(buffer, span.extents, true);
+      this.enqueueWrites(buffer, span.extents, true, false);
       return true;
     };
     for (const span of copySpans(this.layout.offsets, positions)) {
       await this.waitForRoom();
       if (this.stopping || this.writeError !== undefined) break;
-      const buffer = this.takeBuffer(RUN_BYTES);
-      const read = readFully(base, buffer, span.length, span.start).catch(() => -1);
+      const buffer = viewFor(this.takeBuffer(RUN_BYTES), span.start);
+      const read = readInto(buffer, span.length, span.start, base, direct).catch(() => -1);
       reads.push({ span, buffer, read });
       if (reads.length === 2 && !(await writeOldest())) break;
     }
@@ -296,23 +332,38 @@ export class PartialImage {
     }
   }
 
+  /**
+   * A page-aligned buffer with room for `minimum` bytes however it is placed on a page (see
+   * viewFor), for a run or a span of a base copy.
+   */
   takeBuffer(minimum: number): Buffer {
     const spare = this.spareBuffers.pop();
-    return spare && spare.length >= minimum ? spare : Buffer.allocUnsafe(minimum);
+    return spare && spare.length >= minimum + DIRECT_ALIGNMENT
+      ? spare
+      : alignedBuffer(minimum + DIRECT_ALIGNMENT);
   }
 
-  /** A run buffer no longer in use, for `takeBuffer` to hand out again. */
+  /** A buffer from `takeBuffer` (or a view of one) no longer in use, for `takeBuffer` to hand out again. */
   giveBack(buffer: Buffer): void {
-    if (this.spareBuffers.length < MAX_PENDING_WRITE_BYTES / RUN_BYTES + 2) this.spareBuffers.push(buffer);
+    if (this.spareBuffers.length < MAX_PENDING_WRITE_BYTES / RUN_BYTES + 2)
+      this.spareBuffers.push(wholeBuffer(buffer));
   }
 
   /** Writes `used` bytes of `buffer` at `offset` after the writes queued before it. */
   enqueueWrite(buffer: Buffer, used: number, offset: number, positions: number[], reusable: boolean): void {
-    this.enqueueWrites(buffer, [{ from: 0, length: used, offset, positions }], reusable);
+    this.enqueueWrites(buffer, [{ from: 0, length: used, offset, positions }], reusable, true);
   }
 
-  /** Writes the extents of `buffer` after the writes queued before them. */
-  enqueueWrites(buffer: Buffer, extents: readonly WriteExtent[], reusable: boolean): void {
+  /**
+   * Writes the extents of `buffer` after the writes queued before them; `direct`: past the
+   * page cache where their alignment allows (see direct-io.ts).
+   */
+  private enqueueWrites(
+    buffer: Buffer,
+    extents: readonly WriteExtent[],
+    reusable: boolean,
+    direct: boolean,
+  ): void {
     let used = 0;
     for (const extent of extents) used += extent.length;
     this.pendingBytes += used;
@@ -324,7 +375,13 @@ export class PartialImage {
         for (const { from, length, offset } of extents) {
           for (let at = 0; at < length; at += WRITE_PIECE_BYTES) {
             pieces.push(
-              this.writeFully(buffer, from + at, Math.min(WRITE_PIECE_BYTES, length - at), offset + at),
+              this.writes.write(
+                buffer,
+                from + at,
+                Math.min(WRITE_PIECE_BYTES, length - at),
+                offset + at,
+                direct,
+              ),
             );
           }
         }
@@ -351,10 +408,6 @@ export class PartialImage {
       this.advanceFrontier();
     };
     this.queue = this.queue.then(write, write);
-  }
-
-  private writeFully(buffer: Buffer, from: number, length: number, position: number): Promise<void> {
-    return writeFully(this.file, buffer, from, length, position);
   }
 
   /** Lets the hasher read every chunk up to the first one not yet final. */
@@ -411,6 +464,7 @@ export class PartialImage {
     await this.queue;
     await this.earlyFlush;
     await this.hasher?.close();
+    await this.writes.close();
   }
 
   /** Closes the file; it stays where it is, to be scanned when the store opens again. */
@@ -428,6 +482,7 @@ export class PartialImage {
     await this.earlyFlush;
     this.chunks.dropImageLocations(this.owner);
     await this.hasher?.close();
+    await this.writes.close();
     await this.file.close().catch(() => {});
     await rm(this.path, { force: true });
   }

@@ -136,12 +136,13 @@ describe("ImageStore receiving pulled chunks in place", () => {
     const store = await ImageStore.open(join(dir.path, "store"));
     for (const chunk of dataChunks(m1, v1)) await store.chunks.put(chunk.digest, chunk.data);
     await store.chunks.flush();
-    // The base's file is closed before the copy's first read (as when its version is deleted
-    // meanwhile): the copy stops, and nothing it did not write may be missing at the end.
+    // The base's file is closed and gone before the copy's first read (as when its version is
+    // deleted meanwhile): the copy stops, and nothing it did not write may be missing at the end.
     const base = await open(join(dir.path, "v1.raw"), "r");
     await base.close();
     const partial = await PartialImage.open(join(dir.path, "v2.partial"), m2, "img-a@2", store.chunks, {
       file: base,
+      path: join(dir.path, "deleted.raw"),
       manifest: m1,
     });
     const writer = new PartialImageWriter(partial);
@@ -151,6 +152,62 @@ describe("ImageStore receiving pulled chunks in place", () => {
     expect(await partial.complete()).toBe(sha256Hex(v2));
     expect((await readFile(join(dir.path, "v2.partial"))).equals(v2)).toBe(true);
     await partial.close();
+    await store.close();
+  });
+
+  it("writes the runs of an image verified by its manifest past the page cache, a base copy through it", async () => {
+    const v1 = seededBytes(12 << 20, 67);
+    const v2 = Buffer.from(v1);
+    for (let at = 777_777; at < v2.length; at += 1_234_567) seededBytes(4096, at).copy(v2, at);
+    const m1 = await image("v1.raw", v1);
+    const m2 = await image("v2.raw", v2);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    const verified = { hashWhole: false };
+
+    // A first pull: the body arrives in the runs' buffers, placed so their pages can go direct.
+    const first = await PartialImage.open(
+      join(dir.path, "v1.partial"),
+      m1,
+      "img-a@1",
+      store.chunks,
+      undefined,
+      verified,
+    );
+    const chunks = dataChunks(m1, v1);
+    const receiver = new PartialImageWriter(first);
+    const sequence = receiver.sequence(
+      chunks.map((c) => c.digest),
+      () => {},
+    );
+    feed(sequence, Buffer.concat(chunks.map((c) => c.data)), 65_536);
+    await receiver.flush();
+    expect(await first.complete()).toBeUndefined();
+    expect((await readFile(join(dir.path, "v1.partial"))).equals(v1)).toBe(true);
+    expect(first.writes.usesDirect).toBe(true);
+    expect(first.writes.directBytes).toBeGreaterThan(v1.length * 0.9);
+
+    // An update: its base copy is read direct and written through the page cache (see
+    // copyFromBase), like the changed chunks, which are short runs.
+    const base = await open(join(dir.path, "v1.raw"), "r");
+    const second = await PartialImage.open(
+      join(dir.path, "v2.partial"),
+      m2,
+      "img-a@2",
+      store.chunks,
+      { file: base, path: join(dir.path, "v1.raw"), manifest: m1 },
+      verified,
+    );
+    const writer = new PartialImageWriter(second);
+    for (const chunk of dataChunks(m2, v2).filter((c) => !m1.chunks.some((k) => k.digest === c.digest)))
+      await writer.receive(chunk.digest, chunk.data);
+    await writer.flush();
+    await second.complete();
+    expect((await readFile(join(dir.path, "v2.partial"))).equals(v2)).toBe(true);
+    expect(second.writes.directBytes).toBe(0);
+    expect(second.writes.cachedBytes).toBeGreaterThan(v2.length * 0.9);
+    await base.close();
+    await first.close();
+    await second.close();
     await store.close();
   });
 
