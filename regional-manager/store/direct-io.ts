@@ -34,10 +34,19 @@ const WasmMemory = (
   }
 ).WebAssembly.Memory;
 
-/** A buffer of at least `bytes` bytes whose first byte lies on a page boundary. */
+/**
+ * A buffer of at least `bytes` bytes whose first byte lies on a page boundary. V8 reserves
+ * address space for each WebAssembly memory (about 8 GiB each here, never touched); should it
+ * fail to, the buffer is an ordinary one and its writes go through the page cache.
+ */
 export function alignedBuffer(bytes: number): Buffer {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  const memory = new WasmMemory({ initial: pages, maximum: pages });
+  let memory: { buffer: ArrayBuffer };
+  try {
+    memory = new WasmMemory({ initial: pages, maximum: pages });
+  } catch {
+    return Buffer.allocUnsafeSlow(pages * WASM_PAGE_BYTES);
+  }
   pageAligned.add(memory.buffer);
   return Buffer.from(memory.buffer);
 }
