@@ -118,7 +118,9 @@ export class PartialImageWriter {
         if (whole) this.image.giveBack(whole);
         whole = this.image.takeBuffer(Math.max(RUN_BYTES, length));
       }
-      this.run = viewFor(whole, offset);
+      // At most RUN_BYTES: the buffer's slack for placing the run is not a short last piece
+      // written through the page cache.
+      this.run = viewFor(whole, offset).subarray(0, Math.max(RUN_BYTES, length));
       this.runOffset = offset;
     }
     return (this.run as Buffer).subarray(this.runUsed);

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { chunkFile } from "../../common/image-format/chunk-file.ts";
 import { sha256Hex } from "../../common/image-format/digest.ts";
 import { MAX_CHUNK_LENGTH, type Manifest } from "../../common/image-format/manifest.ts";
+import { DIRECT_ALIGNMENT } from "../../regional-manager/store/direct-io.ts";
 import { copySpans, layoutOf, sameOffsetPositions } from "../../regional-manager/store/image-layout.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
 import { PartialImage } from "../../regional-manager/store/partial-image.ts";
@@ -185,6 +186,9 @@ describe("ImageStore receiving pulled chunks in place", () => {
     expect((await readFile(join(dir.path, "v1.partial"))).equals(v1)).toBe(true);
     expect(first.writes.usesDirect).toBe(true);
     expect(first.writes.directBytes).toBeGreaterThan(v1.length * 0.9);
+    // Through the page cache go only the pages at each run's two ends (two runs here), not one at
+    // every 1 MiB piece of a run.
+    expect(first.writes.cachedBytes).toBeLessThanOrEqual(2 * 2 * DIRECT_ALIGNMENT);
 
     // An update: its base copy is read direct and written through the page cache (see
     // copyFromBase), like the changed chunks, which are short runs.
