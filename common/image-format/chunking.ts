@@ -277,10 +277,14 @@ export class ChunkingWindow {
   private readonly params: ChunkingParameters;
   private readonly masks: ChunkMasks;
 
-  constructor(bytes: number, params: ChunkingParameters = DEFAULT_CHUNKING) {
+  /** `buffer`: the window's first buffer, of at least sizeFor(bytes) bytes (by default a new one). */
+  constructor(bytes: number, params: ChunkingParameters = DEFAULT_CHUNKING, buffer?: Buffer) {
     this.params = params;
     this.masks = masksFor(params);
-    this.buffer = Buffer.allocUnsafeSlow(ChunkingWindow.sizeFor(bytes, params));
+    const size = ChunkingWindow.sizeFor(bytes, params);
+    if (buffer && buffer.length < size)
+      throw new Error(`a window of ${bytes} bytes needs a buffer of ${size}`);
+    this.buffer = buffer ?? Buffer.allocUnsafeSlow(size);
   }
 
   /** The size of a window asked to hold `bytes`: enough for every decision it must make. */

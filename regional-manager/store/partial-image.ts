@@ -39,14 +39,6 @@ import { PartialImageWriter } from "./partial-image-writer.ts";
  */
 
 const MAX_PENDING_WRITE_BYTES = 64 << 20; // backpressure: a slow disk slows the sender down
-/*
- * A run goes to the file in writes of this size. Measured here (1 GiB into a new file, after
- * the machine's free memory had been idle for 3 s): 8 MiB writes took 1.1-1.9 s, 2 MiB writes
- * 1.9-2.5 s, 1 MiB writes 0.25 s, 256 KiB writes 0.35 s. Large writes make the kernel allocate
- * page cache in large folios, which on this kind of VM means memory the host has taken back
- * and must fault in again.
- */
-export const WRITE_PIECE_BYTES = 1 << 20;
 const SCAN_READ_BYTES = 8 << 20;
 /*
  * The dirty pages of a whole image would otherwise reach the disk only at the final fsync
@@ -369,21 +361,11 @@ export class PartialImage {
     this.pendingBytes += used;
     const write = async () => {
       try {
-        // The pieces of a run go to the thread pool together: written one after another, their
-        // round trips cost a delta's whole-image copy about 0.2 s per GiB.
-        const pieces: Array<Promise<void>> = [];
-        for (const { from, length, offset } of extents) {
-          // Pieces end on page boundaries: only the extent's own edges go through the page cache,
-          // not a page at every piece boundary of a run that starts inside a page.
-          for (let at = 0; at < length; ) {
-            const pageEnd =
-              Math.floor((offset + at + WRITE_PIECE_BYTES) / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;
-            const end = Math.min(length, pageEnd - offset);
-            pieces.push(this.writes.write(buffer, from + at, end - at, offset + at, direct));
-            at = end;
-          }
-        }
-        await Promise.all(pieces);
+        await Promise.all(
+          extents.map(({ from, length, offset }) =>
+            this.writes.writeRun(buffer, from, length, offset, direct),
+          ),
+        );
       } catch (error) {
         this.writeError ??= asStoreError(error, `image ${this.owner}`);
         return;

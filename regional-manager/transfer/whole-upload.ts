@@ -1,22 +1,23 @@
 // The whole image in one request (PUT .../image): what curl or a client generated from the
 // manager's OpenAPI document sends, and what uploadImage sends when the manager holds little
-// of the image (a first upload). The body is cut into chunks as it arrives and written once
-// into a file that becomes the version's image; another thread reads that file as it becomes
-// final and hashes each data chunk and the whole image (see common/image-format/file-hasher.ts). Nothing is
-// written twice nor hashed twice: the manager does the cutting and hashing the client would
-// otherwise have done, and the client only sends. With x-image-digest, a body whose sha256
-// differs is refused and nothing is kept.
+// of the image (a first upload). The body is cut into chunks as it arrives, in windows of
+// shared memory, and each window's bytes go two ways at once: written once into a file that
+// becomes the version's image, and hashed where they are by another thread, each data chunk
+// and the whole image (see common/image-format/file-hasher.ts). Nothing is written twice,
+// hashed twice or read back, so the file is written past the page cache (direct-io.ts): the
+// manager does the cutting and hashing the client would otherwise have done, and the client
+// only sends. With x-image-digest, a body whose sha256 differs is refused and nothing is kept.
 import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFully } from "../../common/files.ts";
-import { ChunkingWindow } from "../../common/image-format/chunking.ts";
+import { ChunkingWindow, DEFAULT_CHUNKING } from "../../common/image-format/chunking.ts";
 import { FileHasher } from "../../common/image-format/file-hasher.ts";
 import { ManifestError } from "../../common/image-format/manifest.ts";
+import { alignedBuffer, DIRECT_ALIGNMENT, DirectWriter, viewFor } from "../store/direct-io.ts";
 import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { checkImageSize } from "../store/manifest-limits.ts";
-import { EARLY_FLUSH_BYTES, WRITE_PIECE_BYTES } from "../store/partial-image.ts";
+import { EARLY_FLUSH_BYTES } from "../store/partial-image.ts";
 
 /** `sha256:<hex>` or `<hex>` → the bare lowercase hex the store uses; undefined when absent. */
 export function parseImageDigestHeader(value: string | undefined): string | undefined {
@@ -50,26 +51,34 @@ interface WriteRun {
   to: number;
 }
 
-/** Windows in flight: filled from the body while earlier ones are written. */
+/** Windows in flight: filled from the body while earlier ones are written and hashed. */
 const WINDOWS = 6;
 const WINDOW_BYTES = 8 << 20;
+const WINDOW_BUFFER_BYTES = ChunkingWindow.sizeFor(WINDOW_BYTES);
+
+/*
+ * A window's memory: shared, for the hasher's thread to read, page-aligned and a page longer
+ * than the window, so that each window's bytes can lie at their file offset's distance from a
+ * page boundary (viewFor) and be written direct.
+ */
+const windowMemory = () => alignedBuffer(WINDOW_BUFFER_BYTES + DIRECT_ALIGNMENT, { shared: true });
+const windowAt = (memory: Buffer, offset: number) => viewFor(memory, offset).subarray(0, WINDOW_BUFFER_BYTES);
 
 export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpload): Promise<VersionRecord> {
   const spoolDir = join(store.dataDir, "uploads");
   await mkdir(spoolDir, { recursive: true });
   const spool = join(spoolDir, `${upload.imageId}-${upload.version}-${randomUUID()}.part`);
   const file = await open(spool, "w+");
-  // The whole image and each data chunk are hashed on the hasher's thread, from the file:
+  // The whole image and each data chunk are hashed on the hasher's thread, from the windows:
   // this one receives, cuts and writes (one core each, as measured, instead of one for all).
-  const hasher = new FileHasher(spool, { chunks: true });
-  const writer = new SpoolWriter(file, hasher);
+  const hasher = new FileHasher(undefined, { chunks: true });
+  const writer = new SpoolWriter(file, await DirectWriter.open(spool, file, { direct: true }), hasher);
   try {
-    const window = new ChunkingWindow(WINDOW_BYTES);
+    const window = new ChunkingWindow(WINDOW_BYTES, DEFAULT_CHUNKING, windowAt(windowMemory(), 0));
     const spare: Buffer[] = [];
     const cut = async (final: boolean) => {
       // The data chunks of the window, as runs of bytes to write: zero chunks stay holes, as
-      // in an image assembled from chunks. A data chunk's digest comes from the hasher, which
-      // reads it anyway.
+      // in an image assembled from chunks.
       const base = window.decided().offset;
       const runs: WriteRun[] = [];
       window.cut(final, (chunk) => {
@@ -81,9 +90,9 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
         else runs.push({ from, to: from + chunk.length });
       });
       const decided = window.decided();
-      const next = spare.pop() ?? Buffer.allocUnsafeSlow(ChunkingWindow.sizeFor(WINDOW_BYTES));
+      const next = windowAt(spare.pop() ?? windowMemory(), decided.offset + decided.data.length);
       const written = window.shift(next);
-      await writer.write(decided, runs, () => spare.push(written), WINDOWS);
+      await writer.write(decided, runs, () => spare.push(Buffer.from(written.buffer)), WINDOWS);
     };
     let received = 0;
     for await (const piece of upload.body) {
@@ -128,12 +137,13 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
 }
 
 /**
- * Writes the decided bytes of each window to the spool file, a window's writes after the
- * previous window's, and tells the hasher how far the file is final. At most `inFlight`
- * windows wait for their writes: a slow disk slows the sender down.
+ * Writes the decided bytes of each window to the spool file and hands them to the hasher, a
+ * window's writes after the previous window's. At most `inFlight` windows wait for their
+ * writes and hashes: a slow disk or a busy hasher slows the sender down.
  */
 class SpoolWriter {
   private readonly file: FileHandle;
+  private readonly writes: DirectWriter;
   private readonly hasher: FileHasher;
   private queue: Promise<void> = Promise.resolve();
   private waiting = 0;
@@ -141,15 +151,16 @@ class SpoolWriter {
   private sinceFlush = 0;
   private flushing: Promise<void> | undefined;
 
-  constructor(file: FileHandle, hasher: FileHasher) {
+  constructor(file: FileHandle, writes: DirectWriter, hasher: FileHasher) {
     this.file = file;
+    this.writes = writes;
     this.hasher = hasher;
   }
 
   /**
-   * Queues the writes of `runs` of `decided` (its data chunks, at offsets relative to it; the
-   * last one ends where the decided bytes do, or a zero run follows), then calls `done` (its
-   * buffer is free again); waits while more than `inFlight` windows are queued.
+   * Queues the writes of `runs` of `decided` (its data chunks, at offsets relative to it) and
+   * hands all of its bytes to the hasher, then calls `done` (its buffer is free again); waits
+   * while more than `inFlight` windows are queued.
    */
   async write(
     decided: { offset: number; data: Buffer },
@@ -158,28 +169,23 @@ class SpoolWriter {
     inFlight: number,
   ): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
-    // The hasher may read as far as the last data written: a zero run after it is a hole the
-    // file does not reach yet (a later write, or the final size, makes it readable).
-    const last = runs[runs.length - 1];
-    const end = last ? decided.offset + last.to : 0;
+    // Handed over now, in the stream's order; a hasher that failed says so in its manifest.
+    const hashed = this.hasher.hashBytes(decided.data);
     const bytes = decided.data.length;
     this.waiting++;
     this.queue = this.queue.then(async () => {
       try {
         if (this.failure !== undefined) return;
-        const pieces: Array<Promise<void>> = [];
-        for (const run of runs) {
-          for (let from = run.from; from < run.to; from += WRITE_PIECE_BYTES) {
-            const length = Math.min(WRITE_PIECE_BYTES, run.to - from);
-            pieces.push(writeFully(this.file, decided.data, from, length, decided.offset + from));
-          }
-        }
-        await Promise.all(pieces);
-        this.hasher.advance(end);
+        await Promise.all(
+          runs.map((run) =>
+            this.writes.writeRun(decided.data, run.from, run.to - run.from, decided.offset + run.from),
+          ),
+        );
         this.sinceFlush += bytes;
         if (this.sinceFlush >= EARLY_FLUSH_BYTES && !this.flushing) {
-          // Starts the disk's work during the transfer (see partial-image.ts), beside the
-          // writes rather than before the next: durability is the completion's fsync.
+          // Starts the disk's work on what went through the page cache during the transfer
+          // (see partial-image.ts), beside the writes rather than before the next: durability
+          // is the completion's fsync.
           this.sinceFlush = 0;
           this.flushing = this.file
             .datasync()
@@ -191,6 +197,9 @@ class SpoolWriter {
       } catch (error) {
         this.failure ??= error;
       } finally {
+        await hashed.catch((error: unknown) => {
+          this.failure ??= error;
+        });
         this.waiting--;
         done();
       }
@@ -204,12 +213,12 @@ class SpoolWriter {
     await this.flushing;
     if (this.failure !== undefined) throw this.failure;
     await this.file.truncate(size);
-    this.hasher.advance(size);
   }
 
-  /** Waits for the writes queued, whatever became of them. */
+  /** Waits for the writes queued, whatever became of them, and closes the direct descriptor. */
   async settle(): Promise<void> {
     await this.queue;
     await this.flushing;
+    await this.writes.close();
   }
 }

@@ -17,6 +17,8 @@ import {
   ZERO_CHUNK_LENGTH,
 } from "../../common/image-format/chunking.ts";
 import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { FileHasher } from "../../common/image-format/file-hasher.ts";
+import type { Manifest } from "../../common/image-format/manifest.ts";
 import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 const { minLength, averageLength, maxLength } = DEFAULT_CHUNKING;
@@ -183,6 +185,18 @@ describe("content-defined chunking", () => {
   });
 });
 
+/** `manifest` is data's: its digest, its chunks as the in-memory chunker cuts them, each one's digest. */
+function expectManifestOf(manifest: Manifest, data: Buffer): void {
+  expect(manifest.digest).toBe(sha256Hex(data));
+  expect(manifest.chunks.map((chunk) => chunk.length)).toEqual(chunkLengths(data));
+  let at = 0;
+  for (const chunk of manifest.chunks) {
+    const bytes = data.subarray(at, at + chunk.length);
+    expect(chunk.digest).toBe(chunk.zero ? zeroChunkDigest(chunk.length) : sha256Hex(bytes));
+    at += chunk.length;
+  }
+}
+
 describe("chunkFile", () => {
   let dir: Awaited<ReturnType<typeof temporaryDir>>;
   beforeAll(async () => {
@@ -220,14 +234,7 @@ describe("chunkFile", () => {
     const path = join(dir.path, "large.raw");
     await writeFile(path, data);
     const manifest = await chunkFile(path);
-    expect(manifest.digest).toBe(sha256Hex(data));
-    expect(manifest.chunks.map((chunk) => chunk.length)).toEqual(chunkLengths(data));
-    let at = 0;
-    for (const chunk of manifest.chunks) {
-      const bytes = data.subarray(at, at + chunk.length);
-      expect(chunk.digest).toBe(chunk.zero ? zeroChunkDigest(chunk.length) : sha256Hex(bytes));
-      at += chunk.length;
-    }
+    expectManifestOf(manifest, data);
     expect(manifest.chunks.filter((chunk) => chunk.zero).length).toBeGreaterThan(0);
     // Appended to after the first window is read: what was hashed is not what was chunked.
     let grown = false;
@@ -238,6 +245,49 @@ describe("chunkFile", () => {
       },
     });
     await expect(growing).rejects.toThrow(/changed size while it was read/);
+  });
+
+  it("hashes bytes handed over in shared memory to the digests it reads from a file, and says when bytes are missing", async () => {
+    const data = seededBytes(12 << 20, 21);
+    data.fill(0, 5 << 20, 6 << 20);
+    const cuts = cutChunks(data);
+    const hasher = new FileHasher(undefined, { chunks: true });
+    try {
+      // Handed over in pieces that do not follow chunk boundaries, each in its own shared memory.
+      let at = 0;
+      let cut = 0;
+      for (const length of [3 << 20, 1, (4 << 20) - 1, 5 << 20]) {
+        // Every chunk that begins in the bytes handed over is told first, as a window's are.
+        while (cut < cuts.length && (cuts[cut] as ChunkCut).start < at + length) {
+          const { start, end, zero } = cuts[cut++] as ChunkCut;
+          hasher.addChunk(end - start, zero);
+        }
+        const piece = Buffer.from(new SharedArrayBuffer(length + 3), 3);
+        data.copy(piece, 0, at, at + length);
+        await hasher.hashBytes(piece);
+        at += length;
+      }
+      expectManifestOf(await hasher.manifest(data.length), data);
+    } finally {
+      await hasher.close();
+    }
+    // Bytes past the chunks told fail the hasher; what is handed over after is not waited on.
+    const untold = new FileHasher(undefined, { chunks: true });
+    try {
+      await untold.hashBytes(Buffer.from(new SharedArrayBuffer(100)));
+      await untold.hashBytes(Buffer.from(new SharedArrayBuffer(100)));
+      await expect(untold.manifest(200)).rejects.toThrow(/runs past the chunks told/);
+    } finally {
+      await untold.close();
+    }
+    const short = new FileHasher(undefined, { chunks: false });
+    try {
+      await expect(short.hashBytes(Buffer.alloc(10))).rejects.toThrow(/shared memory/);
+      await short.hashBytes(Buffer.from(new SharedArrayBuffer(10)));
+      await expect(short.digest(20)).rejects.toThrow(/bytes up to 20 were not handed over/);
+    } finally {
+      await short.close();
+    }
   });
 
   it("handles an empty file", async () => {

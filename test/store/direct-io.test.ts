@@ -143,6 +143,24 @@ describe("DirectWriter", () => {
     await file.close();
   });
 
+  it("writes from shared aligned memory, which another thread can read, directly too", async () => {
+    const shared = alignedBuffer((1 << 20) + DIRECT_ALIGNMENT, { shared: true });
+    expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
+    const { path, file } = await sparseFile("shared");
+    const writer = await DirectWriter.open(path, file, { direct: true });
+    const offset = 3 * DIRECT_ALIGNMENT + 77;
+    const data = seededBytes(1 << 20, 12);
+    const view = viewFor(shared, offset);
+    data.copy(view);
+    await writer.writeRun(view, 0, data.length, offset);
+    // Pieces end on pages: only a page at each end of the run goes through the page cache.
+    expect(writer.cachedBytes).toBeLessThan(2 * DIRECT_ALIGNMENT);
+    expect(writer.directBytes + writer.cachedBytes).toBe(data.length);
+    await writer.close();
+    expect((await readFile(path)).subarray(offset, offset + data.length).equals(data)).toBe(true);
+    await file.close();
+  });
+
   it("finds the whole aligned buffer a view belongs to, and places views by their file offset", () => {
     const whole = alignedBuffer(1 << 20);
     expect(whole.length % (64 << 10)).toBe(0);
