@@ -1,4 +1,3 @@
-import { createReadStream } from "node:fs";
 import { type FileHandle, open, stat } from "node:fs/promises";
 import { binaryRequest, readAll, TransferHttpError } from "../common/binary-http.ts";
 import { readFully } from "../common/files.ts";
@@ -183,18 +182,9 @@ async function uploadWhole(
       chunksSkipped: 0,
     });
   const query = options.format ? `?format=${options.format}` : "";
-  const openBody = () => {
-    bytesDone = 0;
-    const stream = createReadStream(options.path, {
-      start: 0,
-      end: Math.max(0, size - 1),
-      highWaterMark: 1 << 20,
-    });
-    stream.on("data", (piece) => {
-      bytesDone += piece.length;
-      report(bytesDone < size ? "sending" : "committing");
-    });
-    return stream;
+  const onSent = (bytes: number) => {
+    bytesDone = bytes;
+    report(bytesDone < size ? "sending" : "committing");
   };
   report("sending");
   const record = await withRetries(options.retries ?? 3, options.signal, async () => {
@@ -202,7 +192,7 @@ async function uploadWhole(
       method: "PUT",
       url: `${base}/image${query}`,
       headers,
-      body: { length: size, open: openBody },
+      body: { path: options.path, length: size, onSent },
       signal: options.signal,
     });
     return JSON.parse((await readAll(answer)).toString("utf8")) as VersionRecord;

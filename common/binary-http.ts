@@ -1,7 +1,11 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { open } from "node:fs/promises";
+import {
+  type ClientRequest,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+} from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 
 /*
  * Bulk chunk traffic goes through node:http rather than fetch: on loopback, undici's fetch
@@ -15,15 +19,28 @@ export interface BinaryRequest {
   method: "GET" | "POST" | "PUT";
   url: string;
   headers?: Record<string, string>;
-  /** Either a body in memory or one streamed (opened again if the request is sent again). */
-  body?: Buffer | StreamedBody;
+  /** Either a body in memory or a file's bytes (read again if the request is sent again). */
+  body?: Buffer | FileBody;
   signal?: AbortSignal | undefined;
 }
 
-export interface StreamedBody {
+/** The bytes [0, length) of the file at `path`. */
+export interface FileBody {
+  path: string;
   length: number;
-  open: () => Readable;
+  /** Told how many bytes were handed to the connection so far, after each piece. */
+  onSent?: (bytes: number) => void;
 }
+
+/*
+ * A file body is read into a few buffers, each reused once the connection has taken it. A
+ * read stream allocates a buffer per read instead: sending 1 GiB to a receiver that threw it
+ * away took 0.33-0.39 CPU-s of user and 0.65-0.87 s of kernel time that way, against
+ * 0.12-0.21 and 0.43-0.73 s with four reused 1 MiB buffers (fresh memory is faulted in and
+ * zeroed by the kernel, then collected).
+ */
+const FILE_PIECE_BYTES = 1 << 20;
+const FILE_PIECES_IN_FLIGHT = 4;
 
 /**
  * Sends a request and resolves with the response once its status is 2xx; otherwise throws
@@ -75,9 +92,35 @@ function sendOnce(options: BinaryRequest): Promise<IncomingMessage> {
       reject(stale ? new StaleConnectionError(error.message, { cause: error }) : error);
     });
     if (body === undefined || Buffer.isBuffer(body)) req.end(body);
-    // An error of either side rejects through the request's own error (destroyed by pipeline).
-    else pipeline(body.open(), req).catch((error: unknown) => reject(error));
+    // An error of either side rejects through the request's own error.
+    else sendFile(body, req).catch((error: unknown) => req.destroy(error as Error));
   });
+}
+
+async function sendFile(body: FileBody, req: ClientRequest): Promise<void> {
+  const file = await open(body.path, "r");
+  try {
+    const pieces = Array.from({ length: FILE_PIECES_IN_FLIGHT }, () =>
+      Buffer.allocUnsafeSlow(FILE_PIECE_BYTES),
+    );
+    const taken: Array<Promise<void> | undefined> = [];
+    let sent = 0;
+    for (let i = 0; sent < body.length; i = (i + 1) % FILE_PIECES_IN_FLIGHT) {
+      await taken[i];
+      if (req.destroyed) return;
+      const piece = pieces[i] as Buffer;
+      const { bytesRead } = await file.read(piece, 0, Math.min(piece.length, body.length - sent), sent);
+      if (bytesRead === 0) throw new Error(`${body.path} ended at ${sent} bytes, not ${body.length}`);
+      // Called once the connection is done with the piece, or with an error once it is destroyed.
+      taken[i] = new Promise<void>((resolve) => req.write(piece.subarray(0, bytesRead), () => resolve()));
+      sent += bytesRead;
+      body.onSent?.(sent);
+    }
+    await Promise.all(taken);
+    req.end();
+  } finally {
+    await file.close();
+  }
 }
 
 export async function readAll(response: IncomingMessage): Promise<Buffer> {

@@ -1,6 +1,10 @@
+import { writeFile } from "node:fs/promises";
+import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { binaryRequest, readAll } from "../../common/binary-http.ts";
+import { seededBytes, temporaryDir } from "../support/transfer.ts";
 
 let server: Server | undefined;
 const sockets = new Set<Socket>();
@@ -44,6 +48,49 @@ describe("binaryRequest", () => {
     const second = await binaryRequest({ method: "POST", url, body: Buffer.from("again") });
     expect((await readAll(second)).toString()).toBe("ok");
     expect(connections()).toBe(2);
+  });
+
+  it("sends a file's bytes as the body, reporting progress, and fails when the file is shorter than said", async () => {
+    const received: Buffer[] = [];
+    const http = createHttpServer((req, res) => {
+      const pieces: Buffer[] = [];
+      req.on("data", (piece: Buffer) => pieces.push(piece));
+      req.on("end", () => {
+        received.push(Buffer.concat(pieces));
+        res.end("done");
+      });
+      req.on("error", () => {});
+    });
+    server = http as unknown as Server;
+    http.on("connection", (socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    const { port } = http.address() as { port: number };
+    const dir = await temporaryDir("http-file-body");
+    try {
+      // Several pieces in flight, the last one short.
+      const data = seededBytes((5 << 20) + 12_345, 3);
+      const path = join(dir.path, "image");
+      await writeFile(path, data);
+      const sent: number[] = [];
+      const answer = await binaryRequest({
+        method: "PUT",
+        url: `http://127.0.0.1:${port}/image`,
+        body: { path, length: data.length, onSent: (bytes) => sent.push(bytes) },
+      });
+      expect((await readAll(answer)).toString()).toBe("done");
+      expect(received[0]?.equals(data)).toBe(true);
+      expect(sent.at(-1)).toBe(data.length);
+      expect(sent.length).toBe(6);
+      await expect(
+        binaryRequest({
+          method: "PUT",
+          url: `http://127.0.0.1:${port}/image`,
+          body: { path, length: data.length + 1 },
+        }),
+      ).rejects.toThrow(/ended at 5255225 bytes, not 5255226/);
+    } finally {
+      await dir.remove();
+    }
   });
 
   it("does not repeat a request whose fresh connection failed", async () => {
