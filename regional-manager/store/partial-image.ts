@@ -1,6 +1,4 @@
 import { type FileHandle, open, rm } from "node:fs/promises";
-import { readFully } from "../../common/files.ts";
-import { isAllZero, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import { FileHasher } from "../../common/image-format/file-hasher.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkStore } from "./chunk-store.ts";
@@ -24,6 +22,7 @@ import {
   sameOffsetPositions,
   type WriteExtent,
 } from "./image-layout.ts";
+import { positionsHoldingTheirChunks } from "./partial-image-scan.ts";
 import { PartialImageWriter } from "./partial-image-writer.ts";
 
 /*
@@ -40,7 +39,6 @@ import { PartialImageWriter } from "./partial-image-writer.ts";
  */
 
 const MAX_PENDING_WRITE_BYTES = 64 << 20; // backpressure: a slow disk slows the sender down
-const SCAN_READ_BYTES = 8 << 20;
 /*
  * The dirty pages of a whole image would otherwise reach the disk only at the final fsync
  * (the kernel starts writing back at 10% of memory), after the transfer: flushing in the
@@ -269,38 +267,8 @@ export class PartialImage {
 
   /** Checks every data position of the file against its digest (after a restart). */
   private async scan(): Promise<void> {
-    const { chunks } = this.manifest;
-    const buffer = Buffer.allocUnsafe(SCAN_READ_BYTES + 2 * 256 * 1024);
-    let i = 0;
-    while (i < chunks.length) {
-      if (chunks[i]?.zero) {
-        i++;
-        continue;
-      }
-      // One read for a run of data chunks.
-      const start = this.layout.offsets[i] as number;
-      let end = i;
-      while (
-        end < chunks.length &&
-        !chunks[end]?.zero &&
-        (this.layout.offsets[end + 1] as number) - start <= buffer.length &&
-        (end === i || (this.layout.offsets[end] as number) - start < SCAN_READ_BYTES)
-      ) {
-        end++;
-      }
-      const length = (this.layout.offsets[end] as number) - start;
-      await readFully(this.file, buffer, length, start);
-      for (let p = i; p < end; p++) {
-        const chunk = chunks[p] as { digest: string; length: number };
-        const from = (this.layout.offsets[p] as number) - start;
-        const data = buffer.subarray(from, from + chunk.length);
-        // Never-written positions are holes: a memcmp rules them out without hashing.
-        const matches = isAllZero(data)
-          ? chunk.digest === zeroChunkDigest(chunk.length)
-          : sha256Hex(data) === chunk.digest;
-        if (matches) this.markWritten(p);
-      }
-      i = end;
+    for (const position of await positionsHoldingTheirChunks(this.file, this.manifest, this.layout)) {
+      this.markWritten(position);
     }
   }
 
