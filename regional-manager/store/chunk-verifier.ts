@@ -44,8 +44,10 @@ export class ChunkVerifier {
    * bytes must not change until it answers. A buffer that is not shared is checked here.
    */
   verify(buffer: Buffer, checks: readonly ChunkCheck[]): Promise<number[]> {
-    const worker = this.broken || !(buffer.buffer instanceof SharedArrayBuffer) ? undefined : this.start();
-    if (!worker) return Promise.resolve(checkHere(buffer, checks));
+    if (this.broken || !(buffer.buffer instanceof SharedArrayBuffer)) {
+      return Promise.resolve(checkHere(buffer, checks));
+    }
+    const worker = this.start();
     const id = this.nextId++;
     const answer = new Promise<number[]>((resolve) =>
       this.waiting.set(id, { resolve, here: () => checkHere(buffer, checks) }),
@@ -64,16 +66,9 @@ export class ChunkVerifier {
     return answer;
   }
 
-  /** The worker, started if need be; undefined (and checks made here from then on) if it cannot start. */
-  private start(): Worker | undefined {
+  private start(): Worker {
     if (this.worker) return this.worker;
-    let worker: Worker;
-    try {
-      worker = new Worker(WORKER_SOURCE, { eval: true });
-    } catch {
-      this.broken = true;
-      return undefined;
-    }
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
     worker.unref();
     worker.on("message", ({ id, bad }: { id: number; bad: number[] }) => this.settle(id, bad));
     const fail = () => {
