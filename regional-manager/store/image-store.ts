@@ -15,6 +15,7 @@ import {
 import { manifestDigest } from "../../common/image-format/manifest-digest.ts";
 import type { VersionRecord } from "../../common/image-format/version-record.ts";
 import { ChunkStore, type ChunkStoreOptions, type ImageChunkLocation } from "./chunk-store.ts";
+import { ChunkVerifier } from "./chunk-verifier.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
 import { layoutOf } from "./image-layout.ts";
@@ -129,6 +130,8 @@ export class ImageStore {
   private readonly partials = new Map<string, Promise<PartialImage>>();
   /** Open image files of available versions (they store chunks; see `addImageLocation`). */
   private readonly imageFiles = new Map<string, FileHandle>();
+  /** Checks the chunks pulls receive off the receiving thread (see chunk-verifier.ts). */
+  private readonly verifier = new ChunkVerifier();
   private collecting: Promise<unknown> | undefined;
 
   private constructor(dataDir: string, chunks: ChunkStore, limits: ManifestLimits) {
@@ -269,7 +272,7 @@ export class ImageStore {
         this.chunks,
         this.baseImageOf(imageId, version),
         // A manifest the catalog vouched for: its verified chunks are the whole version.
-        { hashWhole: this.getVersion(imageId, version)?.manifestVerified !== true },
+        { hashWhole: this.getVersion(imageId, version)?.manifestVerified !== true, verifier: this.verifier },
       );
       this.trackPartial(key, partial);
     }
@@ -697,6 +700,7 @@ export class ImageStore {
     for (const file of this.imageFiles.values()) await file.close().catch(() => {});
     this.imageFiles.clear();
     await this.chunks.close();
+    await this.verifier.close();
   }
 }
 

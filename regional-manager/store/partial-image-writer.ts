@@ -1,6 +1,8 @@
 import type { Manifest } from "../../common/image-format/manifest.ts";
+import type { ChunkCheck } from "./chunk-verifier.ts";
 import { DIRECT_ALIGNMENT, viewFor, wholeBuffer } from "./direct-io.ts";
-import { type ManifestLayout, RUN_BYTES } from "./image-layout.ts";
+import { StoreError } from "./errors.ts";
+import { type ManifestLayout, RUN_BYTES, type WriteExtent } from "./image-layout.ts";
 import { verifyChunk } from "./verify-chunk.ts";
 
 /*
@@ -23,7 +25,26 @@ export interface WritableImage {
   drain(): Promise<void>;
   takeBuffer(minimum: number): Buffer;
   giveBack(buffer: Buffer): void;
-  enqueueWrite(buffer: Buffer, used: number, offset: number, positions: number[], reusable: boolean): void;
+  /** Writes the extents of `buffer` after the writes queued before; `reusable`: give it back after. */
+  enqueueWrite(buffer: Buffer, extents: readonly WriteExtent[], reusable: boolean): void;
+  /** Whether chunks received in a sequence are checked off this thread (`checkLater`). */
+  readonly checksLater: boolean;
+  /**
+   * Checks chunks of `buffer` (`bytes` long) off this thread, then calls `then` with the
+   * indexes of those that do not match. Counted as queued for writing until then.
+   */
+  checkLater(
+    buffer: Buffer,
+    bytes: number,
+    checks: readonly ChunkCheck[],
+    then: (bad: number[]) => void,
+  ): void;
+}
+
+/** What a chunk received unchecked is staged with: its check, its position, and whom to tell once it passed. */
+interface StagedCheck extends ChunkCheck {
+  position: number;
+  arrived: (digest: string, length: number) => void;
 }
 
 /** Receives chunks for one request into runs of adjacent positions, written with one write each. */
@@ -33,6 +54,11 @@ export class PartialImageWriter {
   private runOffset = 0;
   private runUsed = 0;
   private runPositions: number[] = [];
+  /** Chunks of the run not checked yet: the run is written once they are. */
+  private runChecks: StagedCheck[] = [];
+  /** Checks of earlier runs under way, and the first chunk they found corrupt. */
+  private readonly checking = new Set<Promise<void>>();
+  private corrupt: StoreError | undefined;
   /*
    * A chunk found at more than one position is written at its first one here and copied to
    * the others by a writer of their own: interleaved with this one's, they would cut both
@@ -81,15 +107,37 @@ export class PartialImageWriter {
 
   /**
    * Receives the data of `digests`, concatenated in that order (a pull's response body),
-   * straight into this writer's runs: see ChunkSequence.
+   * straight into this writer's runs: see ChunkSequence. `checkLater`: its chunks are checked
+   * off this thread where the image can, and a corrupt one is reported by `backpressure` and
+   * `checked` rather than thrown as it arrives.
    */
-  sequence(digests: readonly string[], onChunk: (length: number) => void): ChunkSequence {
-    return new ChunkSequence(this, this.image, digests, onChunk);
+  sequence(
+    digests: readonly string[],
+    onChunk: (digest: string, length: number) => void,
+    options: { checkLater?: boolean } = {},
+  ): ChunkSequence {
+    return new ChunkSequence(
+      this,
+      this.image,
+      digests,
+      onChunk,
+      options.checkLater === true && this.image.checksLater,
+    );
   }
 
-  /** A promise to wait for while too much is queued for writing (or a write failed), else undefined. */
+  /**
+   * A promise to wait for while too much is queued for writing (or a write failed), else
+   * undefined; a rejected one (CHUNK_DIGEST_MISMATCH) once a chunk received was found corrupt.
+   */
   backpressure(): Promise<void> | undefined {
+    if (this.corrupt) return Promise.reject(this.corrupt);
     return this.image.mustWait() ? this.image.admit() : undefined;
+  }
+
+  /** Waits for the checks of the chunks received so far; CHUNK_DIGEST_MISMATCH if one failed. */
+  async checked(): Promise<void> {
+    while (this.checking.size > 0) await Promise.all(this.checking);
+    if (this.corrupt) throw this.corrupt;
   }
 
   /** Copies a chunk to its position (data already verified: it comes from the store). */
@@ -132,21 +180,93 @@ export class PartialImageWriter {
     this.runPositions.push(position);
   }
 
-  /** Hands the staged run to the image's write queue. */
+  /**
+   * The first `length` bytes of the tail are the chunk of `position`, not checked yet: staged,
+   * to be written once it is (see checkLater), and `arrived` called then.
+   */
+  commitUnchecked(position: number, length: number, digest: string, arrived: StagedCheck["arrived"]): void {
+    this.runChecks.push({ from: this.runUsed, length, digest, position, arrived });
+    this.commitTail(position, length);
+  }
+
+  /** Hands the staged run to the image's write queue, once its unchecked chunks are checked. */
   private flushRun(): void {
-    if (!this.run || this.runUsed === 0) return;
-    if (this.runUsed < this.run.length / 4) {
-      // A short run (scattered chunks of a delta): its bytes leave in a buffer of their own
-      // and the run buffer is reused, instead of holding 8 MiB per queued write.
-      const exact = Buffer.allocUnsafe(this.runUsed);
-      this.run.copy(exact, 0, 0, this.runUsed);
-      this.image.enqueueWrite(exact, this.runUsed, this.runOffset, this.runPositions, false);
-    } else {
-      this.image.enqueueWrite(this.run, this.runUsed, this.runOffset, this.runPositions, true);
-      this.run = undefined;
-    }
+    const run = this.run;
+    if (!run || this.runUsed === 0) return;
+    const staged: StagedRun = {
+      buffer: run,
+      used: this.runUsed,
+      offset: this.runOffset,
+      positions: this.runPositions,
+    };
+    const checks = this.runChecks;
     this.runUsed = 0;
     this.runPositions = [];
+    this.runChecks = [];
+    if (checks.length === 0) {
+      if (this.write(staged)) this.run = undefined;
+      return;
+    }
+    // The buffer stays with its bytes until they are checked; the next run takes another.
+    this.run = undefined;
+    const checking = new Promise<void>((resolve) =>
+      this.image.checkLater(run, staged.used, checks, (bad) => {
+        try {
+          this.afterChecks(staged, checks, bad);
+        } finally {
+          resolve();
+        }
+      }),
+    );
+    this.checking.add(checking);
+    void checking.then(() => this.checking.delete(checking));
+  }
+
+  /** Writes the chunks of a run that passed their checks; the first that failed is reported. */
+  private afterChecks(staged: StagedRun, checks: readonly StagedCheck[], bad: readonly number[]): void {
+    const failed = new Set<number>();
+    for (const i of bad) failed.add((checks[i] as StagedCheck).position);
+    for (const check of checks) if (!failed.has(check.position)) check.arrived(check.digest, check.length);
+    if (failed.size === 0) {
+      if (!this.write(staged)) this.image.giveBack(staged.buffer);
+      return;
+    }
+    const first = checks[bad[0] as number] as StagedCheck;
+    this.corrupt ??= new StoreError(
+      "CHUNK_DIGEST_MISMATCH",
+      `chunk ${first.digest} does not match its digest`,
+    );
+    // The run less its corrupt chunks, as extents of adjacent chunks.
+    const { offsets } = this.image.layout;
+    const extents: WriteExtent[] = [];
+    for (const position of staged.positions) {
+      if (failed.has(position)) continue;
+      const offset = offsets[position] as number;
+      const length = (offsets[position + 1] as number) - offset;
+      const last = extents[extents.length - 1];
+      if (last && last.offset + last.length === offset) {
+        last.length += length;
+        last.positions.push(position);
+      } else {
+        extents.push({ from: offset - staged.offset, length, offset, positions: [position] });
+      }
+    }
+    if (extents.length > 0) this.image.enqueueWrite(staged.buffer, extents, true);
+    else this.image.giveBack(staged.buffer);
+  }
+
+  /** Queues the writing of a run; answers whether its buffer went with it (else it may be reused). */
+  private write({ buffer, used, offset, positions }: StagedRun): boolean {
+    if (used < buffer.length / 4) {
+      // A short run (scattered chunks of a delta): its bytes leave in a buffer of their own
+      // and the run buffer is reused, instead of holding 8 MiB per queued write.
+      const exact = Buffer.allocUnsafe(used);
+      buffer.copy(exact, 0, 0, used);
+      this.image.enqueueWrite(exact, [{ from: 0, length: used, offset, positions }], false);
+      return false;
+    }
+    this.image.enqueueWrite(buffer, [{ from: 0, length: used, offset, positions }], true);
+    return true;
   }
 
   /**
@@ -173,15 +293,26 @@ export class PartialImageWriter {
   }
 }
 
+/** A run handed over: its buffer, the bytes used, their image offset and the chunks' positions. */
+interface StagedRun {
+  buffer: Buffer;
+  used: number;
+  offset: number;
+  positions: number[];
+}
+
 const NOTHING = Buffer.alloc(0);
 
 /**
  * The data of a list of chunks arriving as one byte stream, received where it will be
  * written: `region()` is the free space of the writer's run at the next chunk's offset, as
  * long as the chunks that follow lie next to each other in the image, and the socket reads
- * straight into it. Once a chunk is complete it is verified where it lies, and only then
- * staged; a corrupt chunk throws CHUNK_DIGEST_MISMATCH and is never written. Chunks found at
- * other positions too are copied there.
+ * straight into it. Once a chunk is complete it is staged where it lies and checked there:
+ * by the image's verifier thread when it has one (see chunk-verifier.ts), which the run's
+ * write waits for, else at once. A corrupt chunk is never written: checked at once it throws
+ * CHUNK_DIGEST_MISMATCH, checked later the writer's backpressure and `checked` report it.
+ * Chunks found at other positions too are checked at once and copied there. `onChunk` hears
+ * of each chunk once it passed.
  */
 export class ChunkSequence {
   private readonly writer: PartialImageWriter;
@@ -189,7 +320,8 @@ export class ChunkSequence {
   private readonly positions: Array<readonly number[]>;
   private readonly offsets: Float64Array;
   private readonly lengths: Uint32Array;
-  private readonly onChunk: (length: number) => void;
+  private readonly onChunk: (digest: string, length: number) => void;
+  private readonly checksLater: boolean;
   private next = 0; // the chunk being received
   private fill = 0; // its bytes received so far, at the start of the writer's tail
 
@@ -197,11 +329,13 @@ export class ChunkSequence {
     writer: PartialImageWriter,
     image: WritableImage,
     digests: readonly string[],
-    onChunk: (length: number) => void,
+    onChunk: (digest: string, length: number) => void,
+    checkLater: boolean,
   ) {
     this.writer = writer;
     this.digests = digests;
     this.onChunk = onChunk;
+    this.checksLater = checkLater;
     this.positions = digests.map((digest) => image.positionsOf(digest));
     this.offsets = new Float64Array(digests.length);
     this.lengths = new Uint32Array(digests.length);
@@ -249,16 +383,21 @@ export class ChunkSequence {
       this.fill += take;
       left -= take;
       if (this.fill < length) break;
-      const data = tail.subarray(0, length);
       const digest = this.digests[k] as string;
-      verifyChunk(digest, data);
       const positions = this.positions[k] as readonly number[];
-      this.writer.commitTail(positions[0] as number, length);
-      if (positions.length > 1) this.writer.copyToOthers(positions, data);
+      if (positions.length === 1 && this.checksLater) {
+        this.writer.commitUnchecked(positions[0] as number, length, digest, this.onChunk);
+      } else {
+        // Copied to other positions at once, so checked at once.
+        const data = tail.subarray(0, length);
+        verifyChunk(digest, data);
+        this.writer.commitTail(positions[0] as number, length);
+        if (positions.length > 1) this.writer.copyToOthers(positions, data);
+        this.onChunk(digest, length);
+      }
       tail = tail.subarray(length);
       this.next++;
       this.fill = 0;
-      this.onChunk(length);
     }
   }
 }

@@ -2,6 +2,7 @@ import { type FileHandle, open, rm } from "node:fs/promises";
 import { FileHasher } from "../../common/image-format/file-hasher.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkStore } from "./chunk-store.ts";
+import type { ChunkCheck, ChunkVerifier } from "./chunk-verifier.ts";
 import {
   alignedBuffer,
   DIRECT_ALIGNMENT,
@@ -73,6 +74,10 @@ export class PartialImage {
   private bytesSinceFlush = 0;
   private earlyFlush: Promise<void> | undefined;
   private baseCopy: Promise<void> = Promise.resolve();
+  /** Checks chunks of runs off this thread (see chunk-verifier.ts); undefined: writers check them. */
+  private readonly verifier: ChunkVerifier | undefined;
+  /** Runs being checked by the verifier: written, or dropped, once checked. */
+  private readonly checking = new Set<Promise<void>>();
   private stopping = false; // closing or discarding: the base copy stops early
 
   private constructor(
@@ -84,6 +89,7 @@ export class PartialImage {
     chunks: ChunkStore,
     layout: ManifestLayout,
     hashWhole: boolean,
+    verifier: ChunkVerifier | undefined,
   ) {
     this.path = path;
     this.manifest = manifest;
@@ -94,6 +100,7 @@ export class PartialImage {
     this.layout = layout;
     this.written = new Uint8Array(manifest.chunks.length);
     this.hasher = hashWhole ? new FileHasher(path) : undefined;
+    this.verifier = verifier;
   }
 
   /**
@@ -112,6 +119,8 @@ export class PartialImage {
       hashWhole: boolean;
       /** The file holds every chunk already, each verified by the caller: not scanned. */
       received?: boolean;
+      /** Checks the chunks of a pull's runs off the receiving thread. */
+      verifier?: ChunkVerifier;
     } = { hashWhole: true },
   ): Promise<PartialImage> {
     let file: FileHandle;
@@ -146,6 +155,7 @@ export class PartialImage {
       chunks,
       layoutOf(manifest),
       options.hashWhole,
+      options.verifier,
     );
     if (existing && options.received) image.markAllWritten();
     else if (existing) await image.scan();
@@ -274,14 +284,51 @@ export class PartialImage {
   }
 
   private async waitForRoom(): Promise<void> {
-    while (this.pendingBytes > MAX_PENDING_WRITE_BYTES) await this.queue;
+    while (this.pendingBytes > MAX_PENDING_WRITE_BYTES) {
+      await this.queue;
+      // Runs being checked count too: the queue may be empty while they are.
+      if (this.pendingBytes > MAX_PENDING_WRITE_BYTES && this.checking.size > 0)
+        await Promise.race(this.checking);
+    }
   }
 
-  /** Waits for the base copy and every queued write; reports a failed one. */
+  /** Waits for the base copy, the checks of runs and every queued write; reports a failed write. */
   async drain(): Promise<void> {
     await this.baseCopy;
+    await this.settleChecks();
     await this.queue;
     this.throwWriteError();
+  }
+
+  private async settleChecks(): Promise<void> {
+    while (this.checking.size > 0) await Promise.all(this.checking);
+  }
+
+  get checksLater(): boolean {
+    return this.verifier !== undefined;
+  }
+
+  /** See WritableImage.checkLater. */
+  checkLater(
+    buffer: Buffer,
+    bytes: number,
+    checks: readonly ChunkCheck[],
+    then: (bad: number[]) => void,
+  ): void {
+    const verifier = this.verifier;
+    if (!verifier) throw new Error("this image has no verifier");
+    this.pendingBytes += bytes;
+    const checked = verifier
+      .verify(buffer, checks)
+      .then((bad) => {
+        this.pendingBytes -= bytes;
+        then(bad);
+      })
+      .catch((error: unknown) => {
+        this.writeError ??= asStoreError(error, `image ${this.owner}`);
+      });
+    this.checking.add(checked);
+    void checked.then(() => this.checking.delete(checked));
   }
 
   private throwWriteError(): void {
@@ -300,7 +347,7 @@ export class PartialImage {
     const spare = this.spareBuffers.pop();
     return spare && spare.length >= minimum + DIRECT_ALIGNMENT
       ? spare
-      : alignedBuffer(minimum + DIRECT_ALIGNMENT);
+      : alignedBuffer(minimum + DIRECT_ALIGNMENT, { shared: this.verifier !== undefined });
   }
 
   /** A buffer from `takeBuffer` (or a view of one) no longer in use, for `takeBuffer` to hand out again. */
@@ -309,9 +356,9 @@ export class PartialImage {
       this.spareBuffers.push(wholeBuffer(buffer));
   }
 
-  /** Writes `used` bytes of `buffer` at `offset` after the writes queued before it. */
-  enqueueWrite(buffer: Buffer, used: number, offset: number, positions: number[], reusable: boolean): void {
-    this.enqueueWrites(buffer, [{ from: 0, length: used, offset, positions }], reusable, true);
+  /** Writes the extents of `buffer` after the writes queued before them. */
+  enqueueWrite(buffer: Buffer, extents: readonly WriteExtent[], reusable: boolean): void {
+    this.enqueueWrites(buffer, extents, reusable, true);
   }
 
   /**
@@ -409,6 +456,7 @@ export class PartialImage {
   /** Stops the hasher once the image is complete; the file stays open (it stores chunks). */
   async release(): Promise<void> {
     await this.baseCopy;
+    await this.settleChecks();
     await this.queue;
     await this.earlyFlush;
     await this.hasher?.close();
@@ -426,6 +474,7 @@ export class PartialImage {
   async discard(): Promise<void> {
     this.stopping = true;
     await this.baseCopy;
+    await this.settleChecks();
     await this.queue;
     await this.earlyFlush;
     this.chunks.dropImageLocations(this.owner);

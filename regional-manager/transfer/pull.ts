@@ -153,11 +153,11 @@ export async function fetchChunks(
 ): Promise<void> {
   const body = encodeDigestList(digests);
   events.onWire(body.length);
-  // Chunks go straight into the version's image, each verified first (see partial-image.ts).
+  // Chunks go straight into the version's image, each verified before it is written, on the
+  // store's verifier thread (see partial-image-writer.ts).
   const writer = await store.receiver(imageId, version);
   // The sequence takes the chunks in the order asked for.
-  let arrived = 0;
-  const sequence = writer.sequence(digests, (length) => events.onChunk(digests[arrived++] as string, length));
+  const sequence = writer.sequence(digests, events.onChunk, { checkLater: true });
   try {
     await streamChunkData(
       {
@@ -181,6 +181,8 @@ export async function fetchChunks(
     // the next request streams while they finish (the pull waits before it counts what is missing).
     writer.release();
   }
+  // A corrupt chunk fails this request, as when it is checked on arrival.
+  await writer.checked();
   if (!sequence.done) {
     throw new PullError(`the source ended the stream before the last of ${digests.length} chunks`);
   }

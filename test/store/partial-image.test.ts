@@ -340,7 +340,7 @@ describe("ImageStore receiving pulled chunks in place", () => {
     const byDigest = new Map(dataChunks(manifest, data).map((chunk) => [chunk.digest, chunk.data]));
     const writer = await store.receiver("img-a", 1);
     let received = 0;
-    const sequence = writer.sequence(missing, (length) => {
+    const sequence = writer.sequence(missing, (_digest, length) => {
       received += length;
     });
     const body = Buffer.concat(missing.map((digest) => byDigest.get(digest) as Buffer));
@@ -385,6 +385,41 @@ describe("ImageStore receiving pulled chunks in place", () => {
     const reopened = await ImageStore.open(join(dir.path, "store"));
     expect(reopened.missingChunks("img-a", 1)).toEqual(missing);
     await reopened.close();
+  });
+
+  it("checks a pull's chunks off the receiving thread: a corrupt one is never written, and is reported", async () => {
+    // Runs of 8 MiB: the corrupt chunk's run is checked while the next ones arrive.
+    const data = seededBytes(20 << 20, 75);
+    const manifest = await image("v1.raw", data);
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    const chunks = dataChunks(manifest, data);
+    const body = Buffer.concat(chunks.map((chunk) => chunk.data));
+    const bad = chunks[1000] as (typeof chunks)[number];
+    const corruptAt = bad.offset + 5;
+    body[corruptAt] = (body[corruptAt] as number) ^ 0xff;
+    const writer = await store.receiver("img-a", 1);
+    const passed = new Set<string>();
+    const sequence = writer.sequence(
+      chunks.map((chunk) => chunk.digest),
+      (digest) => passed.add(digest),
+      { checkLater: true },
+    );
+    // Nothing is thrown as the bytes arrive: the check comes later.
+    feed(sequence, body, 65_536);
+    expect(sequence.done).toBe(true);
+    writer.release();
+    await expect(writer.checked()).rejects.toMatchObject({ code: "CHUNK_DIGEST_MISMATCH" });
+    await expect(writer.backpressure()).rejects.toMatchObject({ code: "CHUNK_DIGEST_MISMATCH" });
+    expect(passed.size).toBe(chunks.length - 1);
+    expect(passed.has(bad.digest)).toBe(false);
+    await writer.flush();
+    // Everything else of the corrupt chunk's run was written, and is kept.
+    expect(store.missingChunks("img-a", 1)).toEqual([bad.digest]);
+    await receive(store, "img-a", 1, [bad]);
+    const record = await store.completeVersion("img-a", 1);
+    expect((await readFile(store.imagePath(record.localId as string))).equals(data)).toBe(true);
+    await store.close();
   });
 
   it("after a crash keeps exactly the chunks whose bytes match, and refetches a torn one", async () => {
