@@ -44,10 +44,8 @@ export class ChunkVerifier {
    * bytes must not change until it answers. A buffer that is not shared is checked here.
    */
   verify(buffer: Buffer, checks: readonly ChunkCheck[]): Promise<number[]> {
-    if (this.broken || !(buffer.buffer instanceof SharedArrayBuffer)) {
-      return Promise.resolve(checkHere(buffer, checks));
-    }
-    const worker = this.start();
+    const worker = this.broken || !(buffer.buffer instanceof SharedArrayBuffer) ? undefined : this.start();
+    if (!worker) return Promise.resolve(checkHere(buffer, checks));
     const id = this.nextId++;
     const answer = new Promise<number[]>((resolve) =>
       this.waiting.set(id, { resolve, here: () => checkHere(buffer, checks) }),
@@ -66,9 +64,16 @@ export class ChunkVerifier {
     return answer;
   }
 
-  private start(): Worker {
+  /** The worker, started if need be; undefined (and checks made here from then on) if it cannot start. */
+  private start(): Worker | undefined {
     if (this.worker) return this.worker;
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    let worker: Worker;
+    try {
+      worker = new Worker(WORKER_SOURCE, { eval: true });
+    } catch {
+      this.broken = true;
+      return undefined;
+    }
     worker.unref();
     worker.on("message", ({ id, bad }: { id: number; bad: number[] }) => this.settle(id, bad));
     const fail = () => {
