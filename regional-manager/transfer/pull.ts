@@ -180,6 +180,9 @@ export async function fetchChunks(
     // What was verified is kept even when the request fails. The writes are not waited for:
     // the next request streams while they finish (the pull waits before it counts what is missing).
     writer.release();
+    // Chunks still being checked are reported (onChunk, so progress) as they pass. Waiting for
+    // them here, even when the request failed, means nothing of it is reported after it ends.
+    await writer.checked().catch(() => undefined);
   }
   // A corrupt chunk fails this request, as when it is checked on arrival.
   await writer.checked();

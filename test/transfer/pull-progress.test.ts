@@ -74,6 +74,17 @@ describe("a pull interrupted and resumed", () => {
   });
   afterAll(() => fixture.close());
 
+  /** A pull of the whole image from the proxied source, reported at every chunk. */
+  const pullOf = async (store: ImageStore) => ({
+    store,
+    imageId: "img-r",
+    version: 1,
+    expectedDigest: digest,
+    expectedSize: image.length,
+    sources: [{ url: proxy.url, token: await keys.token("img-r", 1, "dc-a", "read") }],
+    reportIntervalMs: 0,
+  });
+
   it("reports 80/100 then climbs to 100/100, never more done than total, and so does its operation", async () => {
     const store = await ImageStore.open(join(dir.path, "target"));
     const reports: ReplicaReport[] = [];
@@ -82,17 +93,7 @@ describe("a pull interrupted and resumed", () => {
         reports.push({ ...report });
       },
     };
-    const options = {
-      store,
-      imageId: "img-r",
-      version: 1,
-      expectedDigest: digest,
-      expectedSize: image.length,
-      sources: [{ url: proxy.url, token: await keys.token("img-r", 1, "dc-a", "read") }],
-      reporter,
-      reportIntervalMs: 0,
-      batchBytes: 512 << 10,
-    };
+    const options = { ...(await pullOf(store)), reporter, batchBytes: 512 << 10 };
 
     // The first pull stops once 3 MiB have arrived.
     proxy.bytesPerSecond = 4 << 20;
@@ -179,6 +180,33 @@ describe("a pull interrupted and resumed", () => {
       );
     }
     expect([operation.bytes_done, operation.bytes_total]).toEqual([image.length, image.length]);
+    await store.close();
+  });
+
+  it("reports nothing of an interrupted pull after it has failed", async () => {
+    // Chunks are checked off the receiving thread: those still being checked when the request
+    // ends must be reported before the pull fails, not among the next pull's reports.
+    const store = await ImageStore.open(join(dir.path, "target-late"));
+    let failed = false;
+    const late: PullProgress[] = [];
+    const stop = new AbortController();
+    proxy.bytesPerSecond = 4 << 20;
+    await expect(
+      pullImageVersion({
+        ...(await pullOf(store)),
+        attempts: 1,
+        signal: stop.signal,
+        onProgress: (progress) => {
+          if (failed) late.push({ ...progress });
+          if (progress.bytesReceived >= 1 << 20) stop.abort();
+        },
+      }),
+    ).rejects.toThrow();
+    failed = true;
+    proxy.bytesPerSecond = undefined;
+    await store.drainWrites("img-r", 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(late).toEqual([]);
     await store.close();
   });
 });
