@@ -8,10 +8,14 @@ import { sha256Hex } from "../../common/image-format/digest.ts";
  * 1 GiB from a cached source here, and the thread was busy for 85% of the pull. Moved here, it
  * runs beside the receiving instead. A run is written only once each of its chunks is
  * checked (see PartialImageWriter), so nothing unverified reaches the image.
+ *
+ * The worker's source takes Node's modules with process.getBuiltinModule, not require: an
+ * evaluated worker inherits its process's `--input-type`, and under `--input-type=module`
+ * require does not exist there (the verifier then fell back to checking on the caller's thread).
  */
 const WORKER_SOURCE = `
-const { parentPort } = require("node:worker_threads");
-const { hash } = require("node:crypto");
+const { parentPort } = process.getBuiltinModule("node:worker_threads");
+const { hash } = process.getBuiltinModule("node:crypto");
 parentPort.on("message", ({ id, memory, offset, froms, lengths, digests }) => {
   const bytes = Buffer.from(memory, offset);
   const bad = [];
@@ -64,6 +68,14 @@ export class ChunkVerifier {
     return answer;
   }
 
+  /**
+   * Starts the worker ahead of the first check: a thread takes tens of milliseconds to start,
+   * which a pull's first run would otherwise wait for.
+   */
+  warmUp(): void {
+    if (!this.broken) this.start();
+  }
+
   /** The worker, started if need be; undefined (and checks made here from then on) if it cannot start. */
   private start(): Worker | undefined {
     if (this.worker) return this.worker;
@@ -74,7 +86,6 @@ export class ChunkVerifier {
       this.broken = true;
       return undefined;
     }
-    worker.unref();
     worker.on("message", ({ id, bad }: { id: number; bad: number[] }) => this.settle(id, bad));
     const fail = () => {
       // Whatever it was asked and did not answer is checked here.
@@ -83,6 +94,8 @@ export class ChunkVerifier {
     };
     worker.on("error", fail);
     worker.on("exit", fail);
+    // After the listeners: a "message" listener refs the worker's port again.
+    worker.unref();
     this.worker = worker;
     return worker;
   }

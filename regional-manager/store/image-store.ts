@@ -304,6 +304,7 @@ export class ImageStore {
   async startReceiving(imageId: string, version: number): Promise<void> {
     await this.collecting;
     if (this.getVersion(imageId, version)?.state !== "pending") return;
+    this.verifier.warmUp();
     await this.partialImage(imageId, version);
   }
 
