@@ -512,7 +512,13 @@ export class ImageStore {
     const manifest = this.getManifest(imageId, version);
     if (!manifest)
       throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
-    return missingChunkRefs(manifest, (digest) => this.chunks.has(digest));
+    // The layout's positions are the distinct stored chunks in manifest order, built once per
+    // manifest: no set of the digests seen is built again for each question.
+    const missing: ChunkRef[] = [];
+    for (const [digest, positions] of layoutOf(manifest).positions) {
+      if (!this.chunks.has(digest)) missing.push(manifest.chunks[positions[0] as number] as ChunkRef);
+    }
+    return missing;
   }
 
   /**

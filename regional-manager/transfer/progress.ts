@@ -1,4 +1,5 @@
 import type { ChunkRef, Manifest } from "../../common/image-format/manifest.ts";
+import { layoutOf } from "../store/image-layout.ts";
 
 /**
  * How much of one image version a store holds, counted in the version's own bytes: the
@@ -19,18 +20,19 @@ export interface VersionHoldings {
 
 /** The holdings of `manifest` in a store that lacks the distinct chunks `missing`. */
 export function versionHoldings(manifest: Manifest, missing: readonly ChunkRef[]): VersionHoldings {
+  // The layout lists each stored chunk's positions (zero runs are holes, whatever chunk shares
+  // their digest): a walk over what is missing, not over the whole manifest, before a pull's
+  // first request.
+  const { positions } = layoutOf(manifest);
   const shares = new Map<string, { bytes: number; chunks: number }>();
-  for (const chunk of missing) shares.set(chunk.digest, { bytes: 0, chunks: 0 });
   let bytesMissing = 0;
   let chunksMissing = 0;
-  for (const chunk of manifest.chunks) {
-    // A zero run is a hole in the image, whatever chunk shares its digest.
-    const share = chunk.zero ? undefined : shares.get(chunk.digest);
-    if (!share) continue;
-    share.bytes += chunk.length;
-    share.chunks++;
-    bytesMissing += chunk.length;
-    chunksMissing++;
+  for (const chunk of missing) {
+    const entries = positions.get(chunk.digest)?.length ?? 0;
+    if (entries === 0 || shares.has(chunk.digest)) continue;
+    shares.set(chunk.digest, { bytes: entries * chunk.length, chunks: entries });
+    bytesMissing += entries * chunk.length;
+    chunksMissing += entries;
   }
   return {
     bytesTotal: manifest.size,

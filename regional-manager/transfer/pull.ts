@@ -235,7 +235,7 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
     const initial = store.missingChunkRefs(imageId, version);
     if (initial.length > 0) await store.startReceiving(imageId, version);
     // Distinct chunks the store had before this pull began: what it did not move.
-    const distinct = new Set(manifest.chunks.filter((c) => !c.zero).map((c) => c.digest)).size;
+    const distinct = layoutOf(manifest).positions.size;
     options.recorder?.chunks("pull", "skipped", Math.max(0, distinct - initial.length));
     let holdings = versionHoldings(manifest, initial);
     const progress: PullProgress = {
