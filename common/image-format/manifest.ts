@@ -65,21 +65,6 @@ export function validateManifest(manifest: Manifest, expected: ManifestExpectati
   }
 }
 
-/**
- * The distinct non-zero chunks that `isStored` says are absent, in manifest order (so a pull
- * that streams them in this order can be resumed by asking again).
- */
-export function missingChunkRefs(manifest: Manifest, isStored: (digest: string) => boolean): ChunkRef[] {
-  const seen = new Set<string>();
-  const missing: ChunkRef[] = [];
-  for (const chunk of manifest.chunks) {
-    if (chunk.zero || isStored(chunk.digest) || seen.has(chunk.digest)) continue;
-    seen.add(chunk.digest);
-    missing.push(chunk);
-  }
-  return missing;
-}
-
 /** Distinct non-zero digests a manifest references (what garbage collection must keep). */
 export function referencedDigests(manifest: Manifest, into: Set<string> = new Set()): Set<string> {
   for (const chunk of manifest.chunks) if (!chunk.zero) into.add(chunk.digest);

@@ -1,4 +1,4 @@
-import type { Manifest } from "../../common/image-format/manifest.ts";
+import type { ChunkRef, Manifest } from "../../common/image-format/manifest.ts";
 
 /*
  * Where a version's chunks lie in its image file, and which bytes of another version's file an
@@ -36,6 +36,19 @@ export function layoutOf(manifest: Manifest): ManifestLayout {
     layouts.set(manifest, layout);
   }
   return layout;
+}
+
+/**
+ * The distinct non-zero chunks that `isStored` says are absent, in manifest order (so a pull
+ * that streams them in this order can be resumed by asking again). The layout's positions are
+ * those chunks already: no set of the digests seen is built again for each question.
+ */
+export function missingChunkRefs(manifest: Manifest, isStored: (digest: string) => boolean): ChunkRef[] {
+  const missing: ChunkRef[] = [];
+  for (const [digest, positions] of layoutOf(manifest).positions) {
+    if (!isStored(digest)) missing.push(manifest.chunks[positions[0] as number] as ChunkRef);
+  }
+  return missing;
 }
 
 function computeLayout(manifest: Manifest): ManifestLayout {

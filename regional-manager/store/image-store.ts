@@ -8,7 +8,6 @@ import {
   encodeManifest,
   type Manifest,
   type ManifestExpectations,
-  missingChunkRefs,
   referencedDigests,
   validateManifest,
 } from "../../common/image-format/manifest.ts";
@@ -18,7 +17,7 @@ import { ChunkStore, type ChunkStoreOptions, type ImageChunkLocation } from "./c
 import { ChunkVerifier } from "./chunk-verifier.ts";
 import { asStoreError, StoreError } from "./errors.ts";
 import { type ImageFormat, inspectImageFile } from "./format-inspector.ts";
-import { layoutOf } from "./image-layout.ts";
+import { layoutOf, missingChunkRefs } from "./image-layout.ts";
 import { checkManifestLimits, DEFAULT_MANIFEST_LIMITS, type ManifestLimits } from "./manifest-limits.ts";
 import { type BaseImage, PartialImage } from "./partial-image.ts";
 import { PartialImageWriter } from "./partial-image-writer.ts";
@@ -512,13 +511,7 @@ export class ImageStore {
     const manifest = this.getManifest(imageId, version);
     if (!manifest)
       throw new StoreError("VERSION_NOT_FOUND", `image ${imageId} version ${version} is not known here`);
-    // The layout's positions are the distinct stored chunks in manifest order, built once per
-    // manifest: no set of the digests seen is built again for each question.
-    const missing: ChunkRef[] = [];
-    for (const [digest, positions] of layoutOf(manifest).positions) {
-      if (!this.chunks.has(digest)) missing.push(manifest.chunks[positions[0] as number] as ChunkRef);
-    }
-    return missing;
+    return missingChunkRefs(manifest, (digest) => this.chunks.has(digest));
   }
 
   /**

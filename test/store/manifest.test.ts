@@ -8,10 +8,10 @@ import {
   MAX_CHUNK_LENGTH,
   type Manifest,
   ManifestError,
-  missingChunkRefs,
   referencedDigests,
   validateManifest,
 } from "../../common/image-format/manifest.ts";
+import { missingChunkRefs } from "../../regional-manager/store/image-layout.ts";
 import {
   isImageId,
   isLocalId,
