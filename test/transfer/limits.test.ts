@@ -26,7 +26,8 @@ function zeroRunManifest(count: number, length = ZERO_RUN): Buffer {
   const one = encodeManifest({
     size: length,
     digest: "0".repeat(64),
-    chunks: [{ digest: zeroChunkDigest(length), length, zero: true }],
+    chunkHash: "sha256",
+    chunks: [{ digest: zeroChunkDigest(length, "sha256"), length, zero: true }],
   });
   const header = one.subarray(0, 52);
   const entry = one.subarray(52);
