@@ -35,7 +35,12 @@ export function sha256Hex(data: Uint8Array): string {
 }
 
 export function chunkDigest(data: Uint8Array, algorithm: ChunkHash): string {
-  return algorithm === "blake3" ? blake3(data).toString("hex") : sha256Hex(data);
+  return algorithm === "blake3" ? blake3(asBuffer(data)).toString("hex") : sha256Hex(data);
+}
+
+/** The same bytes as a Buffer (a view, not a copy): what the binding's signature asks for. */
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 // Zero runs are common in disk images; their digests are computed once per length.
