@@ -39,7 +39,6 @@ import { parseArgs, promisify } from "node:util";
 import { uploadImage } from "../client/upload.ts";
 import { chunkFile } from "../common/image-format/chunk-file.ts";
 import { DEFAULT_CHUNKING } from "../common/image-format/chunking.ts";
-import { CHUNK_HASH } from "../common/image-format/digest.ts";
 import type { Manifest } from "../common/image-format/manifest.ts";
 import { manifestDigest } from "../common/image-format/manifest-digest.ts";
 import {
@@ -395,7 +394,7 @@ async function main(): Promise<void> {
       .join(" ")}`,
   );
   console.log(
-    `chunking: FastCDC min ${DEFAULT_CHUNKING.minLength / 1024} KiB, average ${DEFAULT_CHUNKING.averageLength / 1024} KiB, max ${DEFAULT_CHUNKING.maxLength / 1024} KiB; ${CHUNK_HASH === "blake3" ? "BLAKE3" : "SHA-256"} per chunk, SHA-256 per image\n`,
+    `chunking: FastCDC min ${DEFAULT_CHUNKING.minLength / 1024} KiB, average ${DEFAULT_CHUNKING.averageLength / 1024} KiB, max ${DEFAULT_CHUNKING.maxLength / 1024} KiB; SHA-256 per chunk and per image\n`,
   );
   const source = await startManager({
     dataDir: join(WORK, "source"),

@@ -8,7 +8,7 @@ import {
   writeRecordHeader,
 } from "../common/image-format/chunk-records.ts";
 import { chunkWindow, DEFAULT_CHUNKING, masksFor, ZERO_BLOCK } from "../common/image-format/chunking.ts";
-import { CHUNK_HASH, chunkDigest } from "../common/image-format/digest.ts";
+import { sha256Hex } from "../common/image-format/digest.ts";
 import {
   type ChunkRef,
   decodeDigestList,
@@ -155,7 +155,7 @@ async function sampleDigests(path: string, size: number): Promise<string[]> {
       let cuts = 0;
       chunkWindow(window, 0, read, false, offset, DEFAULT_CHUNKING, masks, (cut) => {
         if (cuts++ >= PROBE_SKIPPED_CUTS && !cut.zero)
-          digests.push(chunkDigest(window.subarray(cut.start, cut.end), CHUNK_HASH));
+          digests.push(sha256Hex(window.subarray(cut.start, cut.end)));
       });
     }
     return digests;

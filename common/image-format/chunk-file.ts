@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { type ChunkingParameters, ChunkingWindow } from "./chunking.ts";
-import { CHUNK_HASH, type ChunkHash, chunkDigest, zeroChunkDigest } from "./digest.ts";
+import { sha256Hex, zeroChunkDigest } from "./digest.ts";
 import { FileHasher } from "./file-hasher.ts";
 import type { ChunkRef, Manifest } from "./manifest.ts";
 
@@ -17,8 +17,6 @@ const WORKER_HASH_BYTES = 32 << 20;
 
 export interface ChunkFileOptions {
   params?: ChunkingParameters;
-  /** How the chunks are hashed (CHUNK_HASH unless told; SHA-256 only to match older manifests). */
-  chunkHash?: ChunkHash;
   /** Called after each window of the file has been chunked and hashed. */
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   signal?: AbortSignal;
@@ -32,10 +30,9 @@ export interface ChunkFileOptions {
 export async function chunkFile(path: string, options: ChunkFileOptions = {}): Promise<Manifest> {
   const file = await open(path, "r");
   let hasher: FileHasher | undefined;
-  const chunkHash = options.chunkHash ?? CHUNK_HASH;
   try {
     const size = (await file.stat()).size;
-    if (size >= WORKER_HASH_BYTES) hasher = new FileHasher(path, { chunks: true, whole: false, chunkHash });
+    if (size >= WORKER_HASH_BYTES) hasher = new FileHasher(path, { chunks: true, whole: false });
     const window = new ChunkingWindow(WINDOW_BYTES, options.params);
     const whole = createHash("sha256");
     const chunks: ChunkRef[] = [];
@@ -54,9 +51,7 @@ export async function chunkFile(path: string, options: ChunkFileOptions = {}): P
         if (hasher) hasher.addChunk(chunk.length, chunk.zero);
         else
           chunks.push({
-            digest: chunk.zero
-              ? zeroChunkDigest(chunk.length, chunkHash)
-              : chunkDigest(chunk.data, chunkHash),
+            digest: chunk.zero ? zeroChunkDigest(chunk.length) : sha256Hex(chunk.data),
             length: chunk.length,
             zero: chunk.zero,
           });
@@ -66,7 +61,7 @@ export async function chunkFile(path: string, options: ChunkFileOptions = {}): P
       if (final) break;
     }
     const offset = window.streamOffset;
-    if (!hasher) return { size: offset, digest: whole.digest("hex"), chunkHash, chunks };
+    if (!hasher) return { size: offset, digest: whole.digest("hex"), chunks };
     // The worker read the file itself: one that changed size while it was read is not one file.
     if (offset !== size) throw new Error(`${path} changed size while it was read`);
     return await abortable(hasher.manifest(offset, whole.digest("hex")), options.signal);

@@ -1,6 +1,6 @@
 import { Worker } from "node:worker_threads";
-import { BLAKE3_MODULE, CHUNK_HASH, type ChunkHash, zeroChunkDigest } from "./digest.ts";
-import { type ChunkRef, MAX_CHUNK_LENGTH, type Manifest } from "./manifest.ts";
+import { zeroChunkDigest } from "./digest.ts";
+import type { ChunkRef, Manifest } from "./manifest.ts";
 
 const HEX_DIGEST_LENGTH = 64;
 
@@ -27,18 +27,11 @@ const HEX_DIGEST_LENGTH = 64;
  *
  * Node's modules come from process.getBuiltinModule: under `--input-type=module`, inherited by
  * an evaluated worker, require does not exist (see chunk-verifier.ts).
- *
- * Chunks are hashed with the manifest's chunk hash (BLAKE3 for new manifests); a chunk that
- * runs past a slice is gathered and hashed once it is whole (one in about 128 chunks).
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = process.getBuiltinModule("node:worker_threads");
 const { openSync, readSync, closeSync } = process.getBuiltinModule("node:fs");
-const { createHash, hash: sha256 } = process.getBuiltinModule("node:crypto");
-const chunkDigest = workerData.chunkHash === "blake3"
-  ? ((blake3) => (data) => blake3(data).toString("hex"))(
-      process.getBuiltinModule("node:module").createRequire(workerData.blake3Module)(workerData.blake3Module).blake3)
-  : (data) => sha256("sha256", data, "hex");
+const { createHash, hash: hashOnce } = process.getBuiltinModule("node:crypto");
 const SLICE_BYTES = 1 << 20;
 const fd = workerData.path === undefined ? undefined : openSync(workerData.path, "r");
 const close = () => { if (fd !== undefined) closeSync(fd); };
@@ -51,9 +44,7 @@ const lengths = [];
 let next = 0;
 let left = 0;
 let skipping = false;
-// The part of a chunk that a slice ended in, until the rest arrives.
 let partial = null;
-let partialLength = 0;
 const digests = [];
 function hashChunks(piece) {
   let at = 0;
@@ -67,13 +58,13 @@ function hashChunks(piece) {
     const take = Math.min(left, piece.length - at);
     if (!skipping) {
       const data = piece.subarray(at, at + take);
-      if (partialLength === 0 && take === left) digests.push(chunkDigest(data));
+      if (partial === null && take === left) digests.push(hashOnce("sha256", data));
       else {
-        partial ??= Buffer.allocUnsafe(workerData.maxChunk);
-        partialLength += data.copy(partial, partialLength);
+        partial ??= createHash("sha256");
+        partial.update(data);
         if (take === left) {
-          digests.push(chunkDigest(partial.subarray(0, partialLength)));
-          partialLength = 0;
+          digests.push(partial.digest("hex"));
+          partial = null;
         }
       }
     }
@@ -117,7 +108,7 @@ parentPort.on("message", (message) => {
 
 interface Outcome {
   digest: string;
-  /** Every data chunk's digest in hex, in order, as one string. */
+  /** Every data chunk's SHA-256 in hex, in order, as one string. */
   chunks: string;
 }
 
@@ -132,11 +123,8 @@ class HashingThread {
   /** The worker failed or was closed: it hashes nothing more. */
   private stopped = false;
 
-  constructor(path: string | undefined, pass: { whole: boolean; chunks: boolean; chunkHash: ChunkHash }) {
-    this.worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { path, ...pass, blake3Module: BLAKE3_MODULE, maxChunk: MAX_CHUNK_LENGTH },
-    });
+  constructor(path: string | undefined, pass: { whole: boolean; chunks: boolean }) {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, ...pass } });
     // Idle hashers must not keep a process alive; `finish` and `handOver` hold it while they wait.
     this.worker.unref();
     // Listening from the start: a read error reported before the outcome is asked is not lost.
@@ -226,21 +214,15 @@ export class FileHasher {
   private lengths = new Int32Array(1 << 14);
   private count = 0;
   private told = 0; // lengths[0, told) were sent to the worker
-  private readonly chunkHash: ChunkHash;
 
   /**
-   * `chunks`: hash the chunks told by `addChunk` too (see `manifest`), with `chunkHash`;
-   * `whole: false`: only those (the caller hashes the whole file itself).
+   * `chunks`: hash the chunks told by `addChunk` too (see `manifest`); `whole: false`: only
+   * those (the caller hashes the whole file itself).
    */
-  constructor(
-    path: string | undefined,
-    options: { chunks?: boolean; whole?: boolean; chunkHash?: ChunkHash } = {},
-  ) {
-    this.chunkHash = options.chunkHash ?? CHUNK_HASH;
+  constructor(path: string | undefined, options: { chunks?: boolean; whole?: boolean } = {}) {
     this.thread = new HashingThread(path, {
       whole: options.whole !== false,
       chunks: options.chunks === true,
-      chunkHash: this.chunkHash,
     });
   }
 
@@ -282,8 +264,8 @@ export class FileHasher {
   }
 
   /**
-   * The manifest of bytes [0, size), cut into the chunks told: each data chunk's digest and the
-   * whole file's SHA-256, as the worker read them from the file (or `digest`, when it does not hash
+   * The manifest of bytes [0, size), cut into the chunks told: each data chunk's SHA-256 and the
+   * whole file's, as the worker read them from the file (or `digest`, when it does not hash
    * the whole file).
    */
   async manifest(size: number, digest?: string): Promise<Manifest> {
@@ -295,18 +277,18 @@ export class FileHasher {
     for (let i = 0; i < this.count; i++) {
       const length = this.lengths[i] as number;
       if (length < 0) {
-        chunks[i] = { digest: zeroChunkDigest(-length, this.chunkHash), length: -length, zero: true };
+        chunks[i] = { digest: zeroChunkDigest(-length), length: -length, zero: true };
       } else {
         chunks[i] = { digest: digests.chunks.slice(at, at + HEX_DIGEST_LENGTH), length, zero: false };
         at += HEX_DIGEST_LENGTH;
       }
     }
     if (at !== digests.chunks.length) throw new Error("the hasher answered for other chunks than were told");
-    return { size, digest: whole, chunkHash: this.chunkHash, chunks };
+    return { size, digest: whole, chunks };
   }
 
   /**
-   * The SHA-256 of bytes [0, size) and, when hashing chunks, the digest of each data chunk
+   * The SHA-256 of bytes [0, size) and, when hashing chunks, the SHA-256 of each data chunk
    * told, in hex, concatenated in order. Hex strings rather than 32-byte buffers: a buffer per
    * chunk kept the garbage collector busy, and the manifest wants hex anyway.
    */

@@ -7,15 +7,10 @@
 import { createHash } from "node:crypto";
 import type { Manifest } from "./manifest.ts";
 
-/**
- * "sha256:<hex>" of the manifest's canonical form: version 1 for SHA-256 chunks (as every
- * manifest was before BLAKE3), version 2, which names the chunk hash, for the others.
- */
+/** "sha256:<hex>" of the manifest's canonical form (version 1). */
 export function manifestDigest(manifest: Manifest): string {
   const hash = createHash("sha256");
-  const form =
-    manifest.chunkHash === "sha256" ? "globalvm-manifest-v1" : `globalvm-manifest-v2\n${manifest.chunkHash}`;
-  hash.update(`${form}\n${manifest.size}\n${manifest.digest}\n${manifest.chunks.length}\n`);
+  hash.update(`globalvm-manifest-v1\n${manifest.size}\n${manifest.digest}\n${manifest.chunks.length}\n`);
   for (const chunk of manifest.chunks) {
     hash.update(`${chunk.length} ${chunk.digest}${chunk.zero ? " zero" : ""}\n`);
   }

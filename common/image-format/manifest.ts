@@ -1,4 +1,4 @@
-import { type ChunkHash, DIGEST_BYTES, isDigest, zeroChunkDigest } from "./digest.ts";
+import { DIGEST_BYTES, isDigest, zeroChunkDigest } from "./digest.ts";
 
 /**
  * Largest chunk a manifest may reference. Above the chunker's maximum (64 KiB) so that
@@ -13,11 +13,10 @@ export interface ChunkRef {
   zero: boolean;
 }
 
-/** One image version: its whole-image digest and size, its ordered chunks and how they are hashed. */
+/** One image version: its whole-image digest and size, and its ordered chunks. */
 export interface Manifest {
   size: number;
   digest: string;
-  chunkHash: ChunkHash;
   chunks: ChunkRef[];
 }
 
@@ -42,9 +41,6 @@ export function validateManifest(manifest: Manifest, expected: ManifestExpectati
     throw new ManifestError("size", "must be a non-negative integer");
   }
   if (!isDigest(manifest.digest)) throw new ManifestError("digest", "must be 64 lowercase hex digits");
-  if (manifest.chunkHash !== "sha256" && manifest.chunkHash !== "blake3") {
-    throw new ManifestError("chunkHash", 'must be "sha256" or "blake3"');
-  }
   if (expected.size !== undefined && manifest.size !== expected.size) {
     throw new ManifestError("size", `declares ${manifest.size} bytes, expected ${expected.size}`);
   }
@@ -59,7 +55,7 @@ export function validateManifest(manifest: Manifest, expected: ManifestExpectati
     if (!Number.isSafeInteger(chunk.length) || chunk.length < 1 || chunk.length > MAX_CHUNK_LENGTH) {
       throw new ManifestError(`chunks[${i}].length`, `must be between 1 and ${MAX_CHUNK_LENGTH} bytes`);
     }
-    if (chunk.zero && chunk.digest !== zeroChunkDigest(chunk.length, manifest.chunkHash)) {
+    if (chunk.zero && chunk.digest !== zeroChunkDigest(chunk.length)) {
       throw new ManifestError(`chunks[${i}].digest`, "is marked as zeros but is not the digest of zeros");
     }
     total += chunk.length;
@@ -84,23 +80,19 @@ export function chunkLengthsOf(manifest: Manifest): Map<string, number> {
 /*
  * Binary form, used on the wire and on disk (a 1 GiB image has ~65,536 chunks: 2.3 MiB in
  * this form, about twice that as JSON):
- *   "GVMF" | u32 format version | u64 size | 32-byte digest | u32 chunk count |
+ *   "GVMF" | u32 format version (1) | u64 size | 32-byte digest | u32 chunk count |
  *   count x (32-byte digest | u32 length, high bit set for a zero run)
- * The format version names the chunks' hash: 1 for SHA-256 (the first form), 2 for BLAKE3.
  */
 const MAGIC = 0x47564d46; // "GVMF"
 const HEADER_BYTES = 4 + 4 + 8 + DIGEST_BYTES + 4;
 export const MANIFEST_HEADER_BYTES = HEADER_BYTES;
 const ENTRY_BYTES = DIGEST_BYTES + 4;
 const ZERO_FLAG = 0x80000000;
-/** The format version that names a chunk hash, in a manifest and in a manifest delta. */
-export const FORMAT_OF: Record<ChunkHash, number> = { sha256: 1, blake3: 2 };
-export const HASH_OF_FORMAT: Record<number, ChunkHash> = { 1: "sha256", 2: "blake3" };
 
 export function encodeManifest(manifest: Manifest): Buffer {
   const out = Buffer.allocUnsafe(HEADER_BYTES + manifest.chunks.length * ENTRY_BYTES);
   out.writeUInt32BE(MAGIC, 0);
-  out.writeUInt32BE(FORMAT_OF[manifest.chunkHash], 4);
+  out.writeUInt32BE(1, 4);
   out.writeBigUInt64BE(BigInt(manifest.size), 8);
   out.write(manifest.digest, 16, DIGEST_BYTES, "hex");
   out.writeUInt32BE(manifest.chunks.length, 48);
@@ -136,8 +128,7 @@ export function decodeManifest(data: Uint8Array): Manifest {
   if (buf.length < HEADER_BYTES || buf.readUInt32BE(0) !== MAGIC) {
     throw new ManifestError("manifest", "is not a globalvm manifest");
   }
-  const chunkHash = HASH_OF_FORMAT[buf.readUInt32BE(4)];
-  if (chunkHash === undefined) throw new ManifestError("manifest", "has an unknown format version");
+  if (buf.readUInt32BE(4) !== 1) throw new ManifestError("manifest", "has an unknown format version");
   const size = buf.readBigUInt64BE(8);
   if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new ManifestError("size", "is too large");
   const count = buf.readUInt32BE(48);
@@ -158,7 +149,7 @@ export function decodeManifest(data: Uint8Array): Manifest {
     };
     at += ENTRY_BYTES;
   }
-  return { size: Number(size), digest: buf.toString("hex", 16, 48), chunkHash, chunks };
+  return { size: Number(size), digest: buf.toString("hex", 16, 48), chunks };
 }
 
 /** Concatenated 32-byte digests: how lists of wanted or missing chunks travel. */

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { readFully, syncDirectory, writeFileDurably } from "../../common/files.ts";
 import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
 import { asStoreError, StoreError } from "./errors.ts";
-import { verifyStoredChunk } from "./verify-chunk.ts";
+import { verifyChunk } from "./verify-chunk.ts";
 
 /*
  * Chunks live in append-only pack files, never one file per chunk. A pack is a sequence of
@@ -253,7 +253,7 @@ export class ChunkStore {
    * readable at once; it survives a crash once its pack is sealed (see `flush`).
    */
   async put(digest: string, data: Buffer): Promise<void> {
-    verifyStoredChunk(digest, data);
+    verifyChunk(digest, data);
     this.throwBackgroundError();
     // Backpressure: a slow disk slows the sender down instead of filling memory.
     while (this.pendingBytes > MAX_PENDING_WRITE_BYTES) await this.queue;

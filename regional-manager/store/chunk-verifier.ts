@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import { BLAKE3_MODULE, type ChunkHash, chunkDigest } from "../../common/image-format/digest.ts";
+import { sha256Hex } from "../../common/image-format/digest.ts";
 
 /*
  * Checks received chunks against their digests on a worker thread, where they lie: a pull's
@@ -14,19 +14,13 @@ import { BLAKE3_MODULE, type ChunkHash, chunkDigest } from "../../common/image-f
  * require does not exist there (the verifier then fell back to checking on the caller's thread).
  */
 const WORKER_SOURCE = `
-const { parentPort, workerData } = process.getBuiltinModule("node:worker_threads");
+const { parentPort } = process.getBuiltinModule("node:worker_threads");
 const { hash } = process.getBuiltinModule("node:crypto");
-const { blake3 } = process.getBuiltinModule("node:module").createRequire(workerData.blake3Module)(workerData.blake3Module);
-const digestOf = {
-  sha256: (data) => hash("sha256", data, "hex"),
-  blake3: (data) => blake3(data).toString("hex"),
-};
-parentPort.on("message", ({ id, memory, offset, froms, lengths, digests, chunkHash }) => {
+parentPort.on("message", ({ id, memory, offset, froms, lengths, digests }) => {
   const bytes = Buffer.from(memory, offset);
   const bad = [];
-  const digestFor = digestOf[chunkHash];
   for (let i = 0; i < froms.length; i++) {
-    const digest = digestFor(bytes.subarray(froms[i], froms[i] + lengths[i]));
+    const digest = hash("sha256", bytes.subarray(froms[i], froms[i] + lengths[i]));
     if (digest !== digests.slice(i * 64, i * 64 + 64)) bad.push(i);
   }
   parentPort.postMessage({ id, bad });
@@ -50,16 +44,15 @@ export class ChunkVerifier {
   private nextId = 0;
 
   /**
-   * The indexes in `checks` of the chunks of `buffer` that do not match their digests (made
-   * with `chunkHash`). The bytes must not change until it answers. A buffer that is not shared
-   * is checked here.
+   * The indexes in `checks` of the chunks of `buffer` that do not match their digests. The
+   * bytes must not change until it answers. A buffer that is not shared is checked here.
    */
-  verify(buffer: Buffer, checks: readonly ChunkCheck[], chunkHash: ChunkHash): Promise<number[]> {
+  verify(buffer: Buffer, checks: readonly ChunkCheck[]): Promise<number[]> {
     const worker = this.broken || !(buffer.buffer instanceof SharedArrayBuffer) ? undefined : this.start();
-    if (!worker) return Promise.resolve(checkHere(buffer, checks, chunkHash));
+    if (!worker) return Promise.resolve(checkHere(buffer, checks));
     const id = this.nextId++;
     const answer = new Promise<number[]>((resolve) =>
-      this.waiting.set(id, { resolve, here: () => checkHere(buffer, checks, chunkHash) }),
+      this.waiting.set(id, { resolve, here: () => checkHere(buffer, checks) }),
     );
     // An idle verifier does not keep the process alive; one with checks to answer does.
     if (this.waiting.size === 1) worker.ref();
@@ -71,15 +64,7 @@ export class ChunkVerifier {
       lengths[i] = check.length;
       digests += check.digest;
     }
-    worker.postMessage({
-      id,
-      memory: buffer.buffer,
-      offset: buffer.byteOffset,
-      froms,
-      lengths,
-      digests,
-      chunkHash,
-    });
+    worker.postMessage({ id, memory: buffer.buffer, offset: buffer.byteOffset, froms, lengths, digests });
     return answer;
   }
 
@@ -96,7 +81,7 @@ export class ChunkVerifier {
     if (this.worker) return this.worker;
     let worker: Worker;
     try {
-      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { blake3Module: BLAKE3_MODULE } });
+      worker = new Worker(WORKER_SOURCE, { eval: true });
     } catch {
       this.broken = true;
       return undefined;
@@ -130,10 +115,10 @@ export class ChunkVerifier {
   }
 }
 
-function checkHere(buffer: Buffer, checks: readonly ChunkCheck[], chunkHash: ChunkHash): number[] {
+function checkHere(buffer: Buffer, checks: readonly ChunkCheck[]): number[] {
   const bad: number[] = [];
   for (const [i, { from, length, digest }] of checks.entries()) {
-    if (chunkDigest(buffer.subarray(from, from + length), chunkHash) !== digest) bad.push(i);
+    if (sha256Hex(buffer.subarray(from, from + length)) !== digest) bad.push(i);
   }
   return bad;
 }

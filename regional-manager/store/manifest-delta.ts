@@ -1,11 +1,5 @@
 import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
-import {
-  type ChunkRef,
-  FORMAT_OF,
-  HASH_OF_FORMAT,
-  type Manifest,
-  ManifestError,
-} from "../../common/image-format/manifest.ts";
+import { type ChunkRef, type Manifest, ManifestError } from "../../common/image-format/manifest.ts";
 
 /*
  * A manifest sent as a difference from one the receiver already holds (the stale index):
@@ -13,10 +7,9 @@ import {
  * image's manifest is ~4.5 MiB; after a 1 MiB insertion its delta is a few hundred bytes,
  * which is what lets a small change cost about what it changed on the wire.
  *
- *   "GVMD" | u32 format | u64 size | 32-byte digest | u32 op count |
+ *   "GVMD" | u32 format (1) | u64 size | 32-byte digest | u32 op count |
  *   ops: 0x00 | u32 base start | u32 count           (copy base entries)
  *        0x01 | u32 count | count x (digest | u32 length, high bit = zero run)
- * The format names the rebuilt manifest's chunk hash, as a manifest's does (manifest.ts).
  */
 const MAGIC = 0x47564d44; // "GVMD"
 const ZERO_FLAG = 0x80000000;
@@ -60,7 +53,7 @@ export function encodeManifestDelta(next: Manifest, ops: readonly ManifestDeltaO
   for (const op of ops) bytes += "copy" in op ? 9 : 5 + op.literal.length * (DIGEST_BYTES + 4);
   const out = Buffer.allocUnsafe(bytes);
   out.writeUInt32BE(MAGIC, 0);
-  out.writeUInt32BE(FORMAT_OF[next.chunkHash], 4);
+  out.writeUInt32BE(1, 4);
   out.writeBigUInt64BE(BigInt(next.size), 8);
   out.write(next.digest, 16, DIGEST_BYTES, "hex");
   out.writeUInt32BE(ops.length, 48);
@@ -91,8 +84,8 @@ export function applyManifestDelta(base: Manifest, data: Uint8Array): Manifest {
   const fail = (message: string): never => {
     throw new ManifestError("manifest", message);
   };
-  if (buf.length < 52 || buf.readUInt32BE(0) !== MAGIC) fail("is not a manifest delta");
-  const chunkHash = HASH_OF_FORMAT[buf.readUInt32BE(4)] ?? fail("has an unknown format");
+  if (buf.length < 52 || buf.readUInt32BE(0) !== MAGIC || buf.readUInt32BE(4) !== 1)
+    fail("is not a manifest delta");
   const size = buf.readBigUInt64BE(8);
   if (size > BigInt(Number.MAX_SAFE_INTEGER)) fail("declares an impossible size");
   const count = buf.readUInt32BE(48);
@@ -126,5 +119,5 @@ export function applyManifestDelta(base: Manifest, data: Uint8Array): Manifest {
     }
   }
   if (at !== buf.length) fail("has trailing bytes");
-  return { size: Number(size), digest: buf.toString("hex", 16, 48), chunkHash, chunks };
+  return { size: Number(size), digest: buf.toString("hex", 16, 48), chunks };
 }

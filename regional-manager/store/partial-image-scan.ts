@@ -1,6 +1,6 @@
 import type { FileHandle } from "node:fs/promises";
 import { readFully } from "../../common/files.ts";
-import { chunkDigest, isAllZero, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { isAllZero, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ManifestLayout } from "./image-layout.ts";
 
@@ -18,7 +18,7 @@ export async function positionsHoldingTheirChunks(
   manifest: Manifest,
   layout: ManifestLayout,
 ): Promise<number[]> {
-  const { chunks, chunkHash } = manifest;
+  const { chunks } = manifest;
   const { offsets } = layout;
   const held: number[] = [];
   const buffer = Buffer.allocUnsafe(SCAN_READ_BYTES + 2 * 256 * 1024);
@@ -47,8 +47,8 @@ export async function positionsHoldingTheirChunks(
       const data = buffer.subarray(from, from + chunk.length);
       // Never-written positions are holes: a memcmp rules them out without hashing.
       const matches = isAllZero(data)
-        ? chunk.digest === zeroChunkDigest(chunk.length, chunkHash)
-        : chunkDigest(data, chunkHash) === chunk.digest;
+        ? chunk.digest === zeroChunkDigest(chunk.length)
+        : sha256Hex(data) === chunk.digest;
       if (matches) held.push(p);
     }
     i = end;

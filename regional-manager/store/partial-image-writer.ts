@@ -1,4 +1,3 @@
-import type { ChunkHash } from "../../common/image-format/digest.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import type { ChunkCheck } from "./chunk-verifier.ts";
 import { DIRECT_ALIGNMENT, viewFor, wholeBuffer } from "./direct-io.ts";
@@ -88,7 +87,7 @@ export class PartialImageWriter {
    */
   accept(digest: string, data: Buffer): boolean {
     const positions = this.image.positionsOf(digest, data.length);
-    verifyChunk(digest, data, this.image.manifest.chunkHash);
+    verifyChunk(digest, data);
     const first = positions[0] as number;
     const fresh = !this.image.isWritten(first);
     if (fresh) this.stage(first, data);
@@ -323,7 +322,6 @@ export class ChunkSequence {
   private readonly lengths: Uint32Array;
   private readonly onChunk: (digest: string, length: number) => void;
   private readonly checksLater: boolean;
-  private readonly chunkHash: ChunkHash;
   private next = 0; // the chunk being received
   private fill = 0; // its bytes received so far, at the start of the writer's tail
 
@@ -338,7 +336,6 @@ export class ChunkSequence {
     this.digests = digests;
     this.onChunk = onChunk;
     this.checksLater = checkLater;
-    this.chunkHash = image.manifest.chunkHash;
     this.positions = digests.map((digest) => image.positionsOf(digest));
     this.offsets = new Float64Array(digests.length);
     this.lengths = new Uint32Array(digests.length);
@@ -393,7 +390,7 @@ export class ChunkSequence {
       } else {
         // Copied to other positions at once, so checked at once.
         const data = tail.subarray(0, length);
-        verifyChunk(digest, data, this.chunkHash);
+        verifyChunk(digest, data);
         this.writer.commitTail(positions[0] as number, length);
         if (positions.length > 1) this.writer.copyToOthers(positions, data);
         this.onChunk(digest, length);

@@ -319,7 +319,7 @@ export class PartialImage {
     if (!verifier) throw new Error("this image has no verifier");
     this.pendingBytes += bytes;
     const checked = verifier
-      .verify(buffer, checks, this.manifest.chunkHash)
+      .verify(buffer, checks)
       .then((bad) => {
         this.pendingBytes -= bytes;
         then(bad);

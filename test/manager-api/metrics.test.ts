@@ -155,7 +155,6 @@ describe("a regional manager's /metrics", () => {
     const manifest = {
       size: data.length,
       digest: sha256Hex(data),
-      chunkHash: "sha256" as const,
       chunks: [{ digest, length: data.length, zero: false }],
     };
     const upload = await token("eu-west-a", "upload", 3);

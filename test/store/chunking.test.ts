@@ -16,7 +16,7 @@ import {
   validateChunkingParameters,
   ZERO_CHUNK_LENGTH,
 } from "../../common/image-format/chunking.ts";
-import { type ChunkHash, chunkDigest, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import { FileHasher } from "../../common/image-format/file-hasher.ts";
 import type { Manifest } from "../../common/image-format/manifest.ts";
 import { seededBytes, temporaryDir } from "../support/transfer.ts";
@@ -186,16 +186,13 @@ describe("content-defined chunking", () => {
 });
 
 /** `manifest` is data's: its digest, its chunks as the in-memory chunker cuts them, each one's digest. */
-function expectManifestOf(manifest: Manifest, data: Buffer, chunkHash: ChunkHash = "blake3"): void {
+function expectManifestOf(manifest: Manifest, data: Buffer): void {
   expect(manifest.digest).toBe(sha256Hex(data));
-  expect(manifest.chunkHash).toBe(chunkHash);
   expect(manifest.chunks.map((chunk) => chunk.length)).toEqual(chunkLengths(data));
   let at = 0;
   for (const chunk of manifest.chunks) {
     const bytes = data.subarray(at, at + chunk.length);
-    expect(chunk.digest).toBe(
-      chunk.zero ? zeroChunkDigest(chunk.length, chunkHash) : chunkDigest(bytes, chunkHash),
-    );
+    expect(chunk.digest).toBe(chunk.zero ? zeroChunkDigest(chunk.length) : sha256Hex(bytes));
     at += chunk.length;
   }
 }
@@ -217,16 +214,18 @@ describe("chunkFile", () => {
     await writeFile(path, data);
     const manifest = await chunkFile(path);
     expect(manifest.size).toBe(data.length);
-    expectManifestOf(manifest, data);
+    expect(manifest.digest).toBe(sha256Hex(data));
+    expect(manifest.chunks.map((chunk) => chunk.length)).toEqual(chunkLengths(data));
     let at = 0;
     for (const chunk of manifest.chunks) {
-      expect(chunk.zero).toBe(data.subarray(at, at + chunk.length).every((b) => b === 0));
+      const bytes = data.subarray(at, at + chunk.length);
+      expect(chunk.digest).toBe(sha256Hex(bytes));
+      expect(chunk.zero).toBe(bytes.every((b) => b === 0));
       at += chunk.length;
     }
     const zeroChunks = manifest.chunks.filter((chunk) => chunk.zero);
     expect(zeroChunks.length).toBe(8); // 2 MiB of zeros in 256 KiB zero chunks
-    // Hashed as the older manifests were, when asked.
-    expectManifestOf(await chunkFile(path, { chunkHash: "sha256" }), data, "sha256");
+    expect(zeroChunks.every((chunk) => chunk.digest === zeroChunkDigest(chunk.length))).toBe(true);
   });
 
   it("hashes a large file's chunks and whole on a worker thread, to the same digests, and refuses one that grows meanwhile", async () => {
@@ -237,7 +236,6 @@ describe("chunkFile", () => {
     const manifest = await chunkFile(path);
     expectManifestOf(manifest, data);
     expect(manifest.chunks.filter((chunk) => chunk.zero).length).toBeGreaterThan(0);
-    expectManifestOf(await chunkFile(path, { chunkHash: "sha256" }), data, "sha256");
     // Appended to after the first window is read: what was hashed is not what was chunked.
     let grown = false;
     const growing = chunkFile(path, {
@@ -296,11 +294,6 @@ describe("chunkFile", () => {
     const path = join(dir.path, "empty.raw");
     await writeFile(path, Buffer.alloc(0));
     const manifest = await chunkFile(path);
-    expect(manifest).toEqual({
-      size: 0,
-      digest: sha256Hex(Buffer.alloc(0)),
-      chunkHash: "blake3",
-      chunks: [],
-    });
+    expect(manifest).toEqual({ size: 0, digest: sha256Hex(Buffer.alloc(0)), chunks: [] });
   });
 });

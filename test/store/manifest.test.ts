@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { chunkDigest, isDigest, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
+import { isDigest, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import {
   decodeDigestList,
   decodeManifest,
@@ -11,7 +11,6 @@ import {
   referencedDigests,
   validateManifest,
 } from "../../common/image-format/manifest.ts";
-import { manifestDigest } from "../../common/image-format/manifest-digest.ts";
 import { missingChunkRefs } from "../../regional-manager/store/image-layout.ts";
 import {
   isImageId,
@@ -28,10 +27,9 @@ function manifest(overrides: Partial<Manifest> = {}): Manifest {
   return {
     size: 300,
     digest: sha256Hex(Buffer.from("whole")),
-    chunkHash: "sha256",
     chunks: [
       { digest: a, length: 100, zero: false },
-      { digest: zeroChunkDigest(100, "sha256"), length: 100, zero: true },
+      { digest: zeroChunkDigest(100), length: 100, zero: true },
       { digest: b, length: 100, zero: false },
     ],
     ...overrides,
@@ -106,61 +104,9 @@ describe("validateManifest", () => {
   });
 });
 
-/** manifest(), its chunks hashed with BLAKE3. */
-function blake3Manifest(): Manifest {
-  const [x, y] = ["a", "b"].map((text) => chunkDigest(Buffer.from(text), "blake3")) as [string, string];
-  return manifest({
-    chunkHash: "blake3",
-    chunks: [
-      { digest: x, length: 100, zero: false },
-      { digest: zeroChunkDigest(100, "blake3"), length: 100, zero: true },
-      { digest: y, length: 100, zero: false },
-    ],
-  });
-}
-
-describe("chunk hashes", () => {
-  it("hash chunks with BLAKE3 or SHA-256, and zero runs to different digests", () => {
-    expect(chunkDigest(Buffer.alloc(0), "blake3")).toBe(
-      "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
-    );
-    expect(chunkDigest(Buffer.from("a"), "sha256")).toBe(a);
-    expect(zeroChunkDigest(100, "blake3")).toBe(chunkDigest(Buffer.alloc(100), "blake3"));
-    expect(zeroChunkDigest(100, "blake3")).not.toBe(zeroChunkDigest(100, "sha256"));
-  });
-
-  it("are part of a manifest: validated, and a zero run's digest must be that hash's", () => {
-    expect(() => validateManifest(blake3Manifest())).not.toThrow();
-    expect(fieldOf(() => validateManifest({ ...manifest(), chunkHash: "md5" as "sha256" }))).toBe(
-      "chunkHash",
-    );
-    // SHA-256's digest of zeros in a BLAKE3 manifest is not its zeros.
-    const mixed = blake3Manifest();
-    (mixed.chunks[1] as { digest: string }).digest = zeroChunkDigest(100, "sha256");
-    expect(fieldOf(() => validateManifest(mixed))).toBe("chunks[1].digest");
-  });
-
-  it("are part of a manifest's identity: the same entries under another hash are another manifest", () => {
-    const older = manifest();
-    const relabelled = { ...older, chunkHash: "blake3" as const };
-    expect(manifestDigest(relabelled)).not.toBe(manifestDigest(older));
-    // SHA-256 manifests keep the digest they had before BLAKE3 (the catalog holds those):
-    // this one's, computed by the code before it.
-    expect(manifestDigest(older)).toBe(
-      "sha256:4e60a89abd3859233cdafd1c31928af0600100548a05f8e0f2c15db98fdb32ee",
-    );
-  });
-});
-
 describe("binary manifest", () => {
-  it("round-trips, with its chunk hash as the format version", () => {
+  it("round-trips", () => {
     expect(decodeManifest(encodeManifest(manifest()))).toEqual(manifest());
-    expect(encodeManifest(manifest()).readUInt32BE(4)).toBe(1);
-    const newer = encodeManifest(blake3Manifest());
-    expect(newer.readUInt32BE(4)).toBe(2);
-    expect(decodeManifest(newer)).toEqual(blake3Manifest());
-    newer.writeUInt32BE(3, 4);
-    expect(() => decodeManifest(newer)).toThrow(/unknown format version/);
   });
 
   it("rejects a foreign or truncated buffer", () => {
@@ -184,7 +130,7 @@ describe("which chunks are missing", () => {
       chunks: [
         { digest: b, length: 100, zero: false },
         { digest: a, length: 100, zero: false },
-        { digest: zeroChunkDigest(100, "sha256"), length: 100, zero: true },
+        { digest: zeroChunkDigest(100), length: 100, zero: true },
         { digest: b, length: 100, zero: false },
         { digest: c, length: 100, zero: false },
       ],

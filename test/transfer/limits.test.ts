@@ -26,8 +26,7 @@ function zeroRunManifest(count: number, length = ZERO_RUN): Buffer {
   const one = encodeManifest({
     size: length,
     digest: "0".repeat(64),
-    chunkHash: "sha256",
-    chunks: [{ digest: zeroChunkDigest(length, "sha256"), length, zero: true }],
+    chunks: [{ digest: zeroChunkDigest(length), length, zero: true }],
   });
   const header = one.subarray(0, 52);
   const entry = one.subarray(52);

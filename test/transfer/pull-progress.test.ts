@@ -20,11 +20,10 @@ const chunk = (n: number, length: number): ChunkRef => ({ digest: digestOf(n), l
 
 describe("versionHoldings", () => {
   // 100 bytes: a, a zero run, b used twice, c.
-  const zero: ChunkRef = { digest: zeroChunkDigest(20, "sha256"), length: 20, zero: true };
+  const zero: ChunkRef = { digest: zeroChunkDigest(20), length: 20, zero: true };
   const manifest: Manifest = {
     size: 100,
     digest: digestOf(99),
-    chunkHash: "sha256",
     chunks: [chunk(1, 20), zero, chunk(2, 20), chunk(3, 20), chunk(2, 20)],
   };
 
@@ -53,10 +52,7 @@ describe("versionHoldings", () => {
 
   it("a zero run is held even when a stored chunk of zeros shares its digest", () => {
     const zeros: ChunkRef = { ...zero, zero: false };
-    const holdings = versionHoldings(
-      { size: 40, digest: digestOf(98), chunkHash: "sha256", chunks: [zero, zeros] },
-      [zeros],
-    );
+    const holdings = versionHoldings({ size: 40, digest: digestOf(98), chunks: [zero, zeros] }, [zeros]);
     expect(holdings.bytesHeld).toBe(20);
     chunkArrived(holdings, zero.digest);
     expect(holdings.bytesHeld).toBe(40);
