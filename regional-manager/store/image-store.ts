@@ -412,6 +412,8 @@ export class ImageStore {
       project?: string;
       /** The catalog's manifest digest of the version: the manifest must have it. */
       manifestDigest?: string;
+      /** The manifest's binary form, when it arrived so: kept as it is rather than encoded again. */
+      encoded?: Buffer;
     } = {},
   ): Promise<VersionRecord> {
     checkIdentifiers(imageId, version);
@@ -457,7 +459,7 @@ export class ImageStore {
     const dir = join(this.dataDir, "versions", imageId);
     // A new directory's entry is durable once its parent is synced.
     if (await mkdir(dir, { recursive: true })) await syncDirectory(join(this.dataDir, "versions"));
-    await writeFileAtomically(join(dir, `${version}.manifest`), encodeManifest(manifest));
+    await writeFileAtomically(join(dir, `${version}.manifest`), options.encoded ?? encodeManifest(manifest));
     await writeFileAtomically(join(dir, `${version}.json`), JSON.stringify(record));
     return record;
   }

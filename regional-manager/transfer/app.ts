@@ -200,10 +200,11 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     const { format } = c.req.valid("query");
     const claims = await authorize(c, imageId, version, "upload");
     const body = requestBody(c) ?? [];
-    const manifest = decodeManifest(await readManifestBody(body, store.limits, contentLength(c)));
+    const encoded = await readManifestBody(body, store.limits, contentLength(c));
+    const manifest = decodeManifest(encoded);
     checkTicketSize(manifest.size, claims);
     const project = uploadProject(claims);
-    await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project });
+    await store.beginVersion(imageId, version, manifest, { ...(format ? { format } : {}), project, encoded });
     // Scoped to the project: see missingChunksOfUpload.
     const missing = await store.missingChunksOfUpload(imageId, version, project);
     if (missing.length > 0) await store.startReceiving(imageId, version);

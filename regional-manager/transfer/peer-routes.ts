@@ -166,6 +166,13 @@ export function registerPeerRoutes(app: OpenAPIHono, { store, recorder, authoriz
     const { base } = c.req.valid("query");
     await authorize(c, imageId, version, "read");
     const { record, manifest } = availableVersion(store, imageId, version);
+    // The puller's requests for chunks or patches come next: what they are looked up in is
+    // built now, while it reads and checks the manifest, rather than on its first request's
+    // path (45 ms for 131,000 chunks here, once per version).
+    setImmediate(() => {
+      chunkIndex(manifest);
+      if (base !== undefined) firstOffsets(manifest);
+    });
     const headers: Record<string, string> = {
       "content-type": "application/octet-stream",
       "x-image-format": record.format,

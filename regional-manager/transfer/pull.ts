@@ -120,7 +120,7 @@ async function fetchManifest(
   imageId: string,
   version: number,
   signal: AbortSignal | undefined,
-): Promise<{ manifest: Manifest; format: ImageFormat; bytes: number; deltaBase?: number }> {
+): Promise<{ manifest: Manifest; format: ImageFormat; bytes: number; encoded?: Buffer; deltaBase?: number }> {
   const base = baseVersionFor(store, imageId, version);
   const query = base === undefined ? "" : `?base=${base}`;
   const response = await binaryRequest({
@@ -136,7 +136,7 @@ async function fetchManifest(
   if (response.headers["x-manifest-base"] !== undefined && !baseManifest) {
     throw new PullError(`the source sent a manifest delta from version ${deltaBase}, which is not held here`);
   }
-  if (!baseManifest) return { manifest: decodeManifest(body), format, bytes: body.length };
+  if (!baseManifest) return { manifest: decodeManifest(body), format, bytes: body.length, encoded: body };
   return { manifest: applyManifestDelta(baseManifest, body), format, bytes: body.length, deltaBase };
 }
 
@@ -221,6 +221,7 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
           ...(options.expectedManifestDigest !== undefined
             ? { manifestDigest: options.expectedManifestDigest }
             : {}),
+          ...(fetched.encoded ? { encoded: fetched.encoded } : {}),
         });
         wireBytes = fetched.bytes;
         begun = fetched.manifest;

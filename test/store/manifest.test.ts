@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { isDigest, sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import {
@@ -11,6 +12,7 @@ import {
   referencedDigests,
   validateManifest,
 } from "../../common/image-format/manifest.ts";
+import { manifestDigest } from "../../common/image-format/manifest-digest.ts";
 import { missingChunkRefs } from "../../regional-manager/store/image-layout.ts";
 import {
   isImageId,
@@ -101,6 +103,25 @@ describe("validateManifest", () => {
     const bad = manifest();
     (bad.chunks[1] as { digest: string }).digest = c;
     expect(fieldOf(() => validateManifest(bad))).toBe("chunks[1].digest");
+  });
+});
+
+describe("manifest digest", () => {
+  it("is the SHA-256 of the canonical form, the same as the catalog recorded at upload", () => {
+    // Computed once, by the code that wrote the digests catalogs hold now.
+    expect(manifestDigest(manifest())).toBe(
+      "sha256:4e60a89abd3859233cdafd1c31928af0600100548a05f8e0f2c15db98fdb32ee",
+    );
+    // Long enough to be hashed in several pieces: still one line per chunk, in order.
+    const chunks = Array.from({ length: 5000 }, (_, i) => ({
+      digest: sha256Hex(Buffer.from(String(i))),
+      length: 1000 + i,
+      zero: false,
+    }));
+    const long: Manifest = { size: 0, digest: a, chunks };
+    const canonical = createHash("sha256").update(`globalvm-manifest-v1\n0\n${a}\n5000\n`);
+    for (const chunk of chunks) canonical.update(`${chunk.length} ${chunk.digest}\n`);
+    expect(manifestDigest(long)).toBe(`sha256:${canonical.digest("hex")}`);
   });
 });
 
