@@ -1,5 +1,5 @@
 import { type FileHandle, open, stat } from "node:fs/promises";
-import { binaryRequest, readAll, TransferHttpError } from "../common/binary-http.ts";
+import { binaryRequest, CONNECTION_BODY_UPGRADE, readAll, TransferHttpError } from "../common/binary-http.ts";
 import { readFully } from "../common/files.ts";
 import { chunkFile } from "../common/image-format/chunk-file.ts";
 import {
@@ -191,7 +191,7 @@ async function uploadWhole(
     const answer = await binaryRequest({
       method: "PUT",
       url: `${base}/image${query}`,
-      headers,
+      headers: { ...headers, connection: "upgrade", upgrade: CONNECTION_BODY_UPGRADE },
       body: { path: options.path, length: size, onSent },
       signal: options.signal,
     });

@@ -24,6 +24,13 @@ export interface BinaryRequest {
   signal?: AbortSignal | undefined;
 }
 
+/*
+ * Asked for by a request whose body the manager should read off the connection into its own
+ * memory (regional-manager/transfer/connection-body.ts): Node's HTTP server hands a connection
+ * over only for an upgrade. The answer is a plain response and the connection then closes.
+ */
+export const CONNECTION_BODY_UPGRADE = "globalvm-connection-body";
+
 /** The bytes [0, length) of the file at `path`. */
 export interface FileBody {
   path: string;

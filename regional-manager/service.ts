@@ -45,6 +45,7 @@ import { LoopbackRelays } from "./network/relays.ts";
 import { VersionPulls } from "./replicas/pulls.ts";
 import { ImageStore, type VersionRecord } from "./store/image-store.ts";
 import type { ManifestLimits } from "./store/manifest-limits.ts";
+import { serveConnectionBodies } from "./transfer/connection-body.ts";
 import { type PullProgress, pullImageVersion } from "./transfer/pull.ts";
 
 export const HEARTBEAT_INTERVAL_MS = 10_000;
@@ -362,6 +363,8 @@ export async function startRegionalManager(options: RegionalManagerOptions): Pro
   });
   // A whole-image PUT on a slow link runs as long as its bytes keep coming.
   applyHttpLimits(server as Server, http);
+  // Uploads that ask for it are read off their connections (transfer/connection-body.ts).
+  serveConnectionBodies(server as Server, app.fetch, http);
   const address = server.address();
   const url = `http://${host}:${typeof address === "object" && address ? address.port : options.port}`;
 

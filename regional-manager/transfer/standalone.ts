@@ -27,6 +27,7 @@ import { managerRoutes } from "../http/openapi.ts";
 import { VersionPulls } from "../replicas/pulls.ts";
 import { ImageStore } from "../store/image-store.ts";
 import { createTransferApp } from "./app.ts";
+import { serveConnectionBodies } from "./connection-body.ts";
 import { type PullSource, pullImageVersion } from "./pull.ts";
 
 const { values } = parseArgs({
@@ -122,6 +123,8 @@ const server = serve(
   },
 );
 applyHttpLimits(server as Server, http);
+// Uploads that ask for it are read off their connections (transfer/connection-body.ts).
+serveConnectionBodies(server as Server, app.fetch, http);
 const stop = () => {
   server.close();
   store.close().finally(() => process.exit(0));

@@ -18,6 +18,7 @@ import { StoreError } from "../store/errors.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { checkImageSize } from "../store/manifest-limits.ts";
 import { EARLY_FLUSH_BYTES } from "../store/partial-image.ts";
+import type { BodySource } from "./body-source.ts";
 
 /** `sha256:<hex>` or `<hex>` → the bare lowercase hex the store uses; undefined when absent. */
 export function parseImageDigestHeader(value: string | undefined): string | undefined {
@@ -37,7 +38,8 @@ export interface WholeImageUpload {
   version: number;
   /** The uploader's project (from its token): what it may reuse is scoped to it. */
   project: string;
-  body: AsyncIterable<Uint8Array>;
+  /** The image's bytes: poured straight into the windows cut into chunks. */
+  body: BodySource;
   format?: ImageFormat;
   /** The body is refused (IMAGE_TOO_LARGE) as soon as it passes this many bytes. */
   maxBytes: number;
@@ -95,19 +97,25 @@ export async function receiveWholeImage(store: ImageStore, upload: WholeImageUpl
       await writer.write(decided, runs, () => spare.push(Buffer.from(written.buffer)), WINDOWS);
     };
     let received = 0;
-    for await (const piece of upload.body) {
-      received += piece.byteLength;
-      checkImageSize(received, { maxImageBytes: upload.maxBytes });
-      const input = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-      for (let at = 0; at < input.length; ) {
-        const free = window.free();
-        const take = Math.min(free.length, input.length - at);
-        input.copy(free, 0, at, at + take);
-        window.fill(take);
-        at += take;
-        if (take === free.length) await cut(false);
-      }
-    }
+    let cutting: Promise<void> | undefined;
+    await upload.body.pour({
+      region: () => window.free(),
+      advance: (bytes) => {
+        received += bytes;
+        checkImageSize(received, { maxImageBytes: upload.maxBytes });
+        window.fill(bytes);
+      },
+      // A full window is cut, its bytes handed on, and the window shifted before more come.
+      backpressure: () => {
+        if (!cutting && window.free().length === 0) {
+          cutting = cut(false).finally(() => {
+            cutting = undefined;
+          });
+        }
+        return cutting;
+      },
+    });
+    await cutting;
     await cut(true);
     const size = window.streamOffset;
     await writer.finish(size);

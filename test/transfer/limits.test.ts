@@ -3,6 +3,7 @@
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CONNECTION_BODY_UPGRADE } from "../../common/binary-http.ts";
 import { zeroChunkDigest } from "../../common/image-format/digest.ts";
 import { encodeDigestList, encodeManifest } from "../../common/image-format/manifest.ts";
 import { signTransferToken } from "../../common/tokens/transfer-token.ts";
@@ -188,6 +189,20 @@ describe("a manager's upload limits", () => {
     } as RequestInit);
     expect(streamed.status).toBe(413);
     expect(((await streamed.json()) as { code: string }).code).toBe("image_too_large");
+    // Asking for the connection: refused from its Content-Length, the answer read before the
+    // body has been sent.
+    const socket = connect(manager.port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (data: Buffer) => {
+      received += data.toString();
+    });
+    socket.on("error", () => {});
+    socket.write(
+      `PUT /v1/uploads/img-limits/versions/7/image HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: ${CONNECTION_BODY_UPGRADE}\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${2 << 20}\r\n\r\n`,
+    );
+    await expect.poll(() => received).toMatch(/"code":"image_too_large"/);
+    expect(received).toMatch(/^HTTP\/1\.1 413 /);
+    socket.destroy();
   });
 
   it("refuses a chunk request that names one digest twice (400)", async () => {
@@ -260,21 +275,27 @@ describe("a manager's HTTP server and slow clients", () => {
     expect(Date.now() - started).toBeGreaterThan(4 * idleMs);
   });
 
-  it("cuts a client that sends the head of a whole-image PUT and part of its body, then stalls", async () => {
-    const token = await keys.token("img-stall", 1, "dc-a", "upload");
-    const socket = connect(manager.port, "127.0.0.1");
-    await new Promise((resolve) => socket.once("connect", resolve));
-    let received = "";
-    socket.on("data", (data: Buffer) => {
-      received += data.toString();
-    });
-    const started = Date.now();
-    socket.write(
-      `PUT /v1/uploads/img-stall/versions/1/image HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 1048576\r\n\r\n`,
-    );
-    socket.write(Buffer.alloc(64 * 1024, 1));
-    await new Promise((resolve) => socket.once("close", resolve));
-    expect(Date.now() - started).toBeLessThan(5_000);
-    expect(received).toBe("");
-  });
+  it.each([
+    ["", ""],
+    [" that asked for its connection", `Connection: upgrade\r\nUpgrade: ${CONNECTION_BODY_UPGRADE}\r\n`],
+  ])(
+    "cuts a client%s that sends the head of a whole-image PUT and part of its body, then stalls",
+    async (_, upgrade) => {
+      const token = await keys.token("img-stall", 1, "dc-a", "upload");
+      const socket = connect(manager.port, "127.0.0.1");
+      await new Promise((resolve) => socket.once("connect", resolve));
+      let received = "";
+      socket.on("data", (data: Buffer) => {
+        received += data.toString();
+      });
+      const started = Date.now();
+      socket.write(
+        `PUT /v1/uploads/img-stall/versions/1/image HTTP/1.1\r\nHost: x\r\n${upgrade}Authorization: Bearer ${token}\r\nContent-Length: 1048576\r\n\r\n`,
+      );
+      socket.write(Buffer.alloc(64 * 1024, 1));
+      await new Promise((resolve) => socket.once("close", resolve));
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(received).toBe("");
+    },
+  );
 });
