@@ -35,8 +35,17 @@ export interface ManifestExpectations {
   digest?: string;
 }
 
-/** Throws a ManifestError naming the first field that is wrong. */
-export function validateManifest(manifest: Manifest, expected: ManifestExpectations = {}): void {
+/**
+ * Throws a ManifestError naming the first field that is wrong. `wellFormedDigests`: the
+ * manifest's digests were written as hex from 32 bytes (decoded from a binary manifest or
+ * delta, or computed here) and cannot be malformed; they are not matched against the digest
+ * pattern again, which for 1 GiB (131,000 chunks) took 40 ms of a pull's start.
+ */
+export function validateManifest(
+  manifest: Manifest,
+  expected: ManifestExpectations = {},
+  { wellFormedDigests = false }: { wellFormedDigests?: boolean } = {},
+): void {
   if (!Number.isSafeInteger(manifest.size) || manifest.size < 0) {
     throw new ManifestError("size", "must be a non-negative integer");
   }
@@ -50,7 +59,7 @@ export function validateManifest(manifest: Manifest, expected: ManifestExpectati
   let total = 0;
   for (let i = 0; i < manifest.chunks.length; i++) {
     const chunk = manifest.chunks[i] as ChunkRef;
-    if (!isDigest(chunk.digest))
+    if (!wellFormedDigests && !isDigest(chunk.digest))
       throw new ManifestError(`chunks[${i}].digest`, "must be 64 lowercase hex digits");
     if (!Number.isSafeInteger(chunk.length) || chunk.length < 1 || chunk.length > MAX_CHUNK_LENGTH) {
       throw new ManifestError(`chunks[${i}].length`, `must be between 1 and ${MAX_CHUNK_LENGTH} bytes`);

@@ -7,7 +7,6 @@ import { DIGEST_BYTES } from "../../common/image-format/digest.ts";
 import {
   type ChunkRef,
   decodeDigestList,
-  encodeManifest,
   type Manifest,
   ManifestError,
 } from "../../common/image-format/manifest.ts";
@@ -183,7 +182,7 @@ export function registerPeerRoutes(app: OpenAPIHono, { store, recorder, authoriz
       const delta = encodeManifestDelta(manifest, diffManifests(baseManifest, manifest));
       return c.body(new Uint8Array(delta), 200, { ...headers, "x-manifest-base": String(base) });
     }
-    return c.body(new Uint8Array(encodeManifest(manifest)), 200, headers);
+    return c.body(new Uint8Array(await store.encodedManifest(imageId, version)), 200, headers);
   });
 
   app.openapi(peerRoutes.postPeerChunks, async (c) => {

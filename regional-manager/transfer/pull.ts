@@ -14,7 +14,7 @@ import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-stor
 import { applyManifestDelta } from "../store/manifest-delta.ts";
 import { streamChunkData } from "./chunk-stream.ts";
 import { fetchPatches } from "./fetch-patches.ts";
-import { chunkArrived, versionHoldings } from "./progress.ts";
+import { chunkArrived, notArrived, versionHoldings } from "./progress.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 
 /** A manager holding the version, and a `read` token for it signed by the control plane. */
@@ -222,6 +222,8 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
             ? { manifestDigest: options.expectedManifestDigest }
             : {}),
           ...(fetched.encoded ? { encoded: fetched.encoded } : {}),
+          // Decoded from binary: a whole manifest, or a delta over one held here.
+          wellFormedDigests: true,
         });
         wireBytes = fetched.bytes;
         begun = fetched.manifest;
@@ -233,8 +235,10 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
       }
     }
     const manifest = store.getManifest(imageId, version) ?? (begun as Manifest);
+    // The version's image is opened before what is missing is counted: a copy from a version
+    // held here starts with it, and its reads and writes overlap the counting.
+    await store.startReceiving(imageId, version);
     const initial = store.missingChunkRefs(imageId, version);
-    if (initial.length > 0) await store.startReceiving(imageId, version);
     // Distinct chunks the store had before this pull began: what it did not move.
     const distinct = layoutOf(manifest).positions.size;
     options.recorder?.chunks("pull", "skipped", Math.max(0, distinct - initial.length));
@@ -337,7 +341,10 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
       // Chunks count as stored once written: earlier writes (patches, an attempt's) are waited for first.
       const fresh = attempt === 0 && !baseFile;
       if (!fresh) await store.drainWrites(imageId, version);
-      const missing = fresh ? initial : store.missingChunkRefs(imageId, version);
+      // Chunks are only ever added to a pending version: what was held before an attempt still
+      // is, and of what was missing, what arrived is stored (its writes are done). Another pull
+      // may have stored some of the rest meanwhile.
+      const missing = fresh ? initial : store.notStored(notArrived(holdings));
       recount(missing);
       if (missing.length === 0) break;
       if (attempt >= attempts * sources.length) {

@@ -80,6 +80,21 @@ describe("ImageStore", () => {
     await putChunks(store, manifest, data, (i) => i === 5);
     await expect(store.completeVersion("img-a", 1)).rejects.toMatchObject({ code: "VERSION_INCOMPLETE" });
     expect(store.getVersion("img-a", 1)?.state).toBe("pending");
+    // The refused attempt left nothing in the way of the next, once the chunk is here.
+    await putChunks(store, manifest, data, (i) => i !== 5);
+    const record = await store.completeVersion("img-a", 1);
+    expect((await readFile(store.imagePath(record.localId as string))).equals(data)).toBe(true);
+    await store.close();
+  });
+
+  it("gives a version's manifest in its binary form, as it keeps it", async () => {
+    const manifest = await imageFile("v1.raw", seededBytes(1 << 20, 23));
+    const store = await ImageStore.open(join(dir.path, "store"));
+    await store.beginVersion("img-a", 1, manifest);
+    expect((await store.encodedManifest("img-a", 1)).equals(encodeManifest(manifest))).toBe(true);
+    await expect(store.encodedManifest("img-a", 2)).rejects.toMatchObject({ code: "VERSION_NOT_FOUND" });
+    await store.deleteVersion("img-a", 1);
+    await expect(store.encodedManifest("img-a", 1)).rejects.toMatchObject({ code: "VERSION_NOT_FOUND" });
     await store.close();
   });
 

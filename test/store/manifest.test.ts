@@ -99,6 +99,18 @@ describe("validateManifest", () => {
     expect(fieldOf(() => validateManifest(manifest(), { digest: a }))).toBe("digest");
   });
 
+  it("checks all but the digests' form of a manifest whose digests were decoded from binary", () => {
+    const bad = manifest();
+    (bad.chunks[0] as { length: number }).length += 1;
+    expect(fieldOf(() => validateManifest(bad, {}, { wellFormedDigests: true }))).toBe("chunks");
+    const lying = manifest();
+    (lying.chunks[1] as { digest: string }).digest = c;
+    expect(fieldOf(() => validateManifest(lying, {}, { wellFormedDigests: true }))).toBe("chunks[1].digest");
+    expect(fieldOf(() => validateManifest(manifest(), { size: 1 }, { wellFormedDigests: true }))).toBe(
+      "size",
+    );
+  });
+
   it("rejects a chunk marked as zeros whose digest is not that of zeros", () => {
     const bad = manifest();
     (bad.chunks[1] as { digest: string }).digest = c;
@@ -122,6 +134,15 @@ describe("manifest digest", () => {
     const canonical = createHash("sha256").update(`globalvm-manifest-v1\n0\n${a}\n5000\n`);
     for (const chunk of chunks) canonical.update(`${chunk.length} ${chunk.digest}\n`);
     expect(manifestDigest(long)).toBe(`sha256:${canonical.digest("hex")}`);
+    // Lengths of every number of decimal digits, powers of ten included.
+    const lengths = [1, 9, 10, 99, 100, 999, 1000, 65_536, 1_000_000, 4_194_304];
+    const varied: Manifest = {
+      size: 0,
+      digest: a,
+      chunks: lengths.map((length, i) => ({ digest: sha256Hex(Buffer.from([i])), length, zero: false })),
+    };
+    const text = `globalvm-manifest-v1\n0\n${a}\n${lengths.length}\n${varied.chunks.map((chunk) => `${chunk.length} ${chunk.digest}\n`).join("")}`;
+    expect(manifestDigest(varied)).toBe(`sha256:${createHash("sha256").update(text).digest("hex")}`);
   });
 });
 

@@ -7,7 +7,7 @@ import { mergeProgress } from "../../api/orchestrator/runner.ts";
 import { sha256Hex, zeroChunkDigest } from "../../common/image-format/digest.ts";
 import type { ChunkRef, Manifest } from "../../common/image-format/manifest.ts";
 import { ImageStore } from "../../regional-manager/store/image-store.ts";
-import { chunkArrived, versionHoldings } from "../../regional-manager/transfer/progress.ts";
+import { chunkArrived, notArrived, versionHoldings } from "../../regional-manager/transfer/progress.ts";
 import { type PullProgress, pullImageVersion } from "../../regional-manager/transfer/pull.ts";
 import type { ReplicaReport } from "../../regional-manager/transfer/reporter.ts";
 import type { OperationProgress } from "../../schemas/operations.ts";
@@ -48,6 +48,19 @@ describe("versionHoldings", () => {
     chunkArrived(holdings, digestOf(1));
     chunkArrived(holdings, digestOf(3));
     expect([holdings.bytesHeld, holdings.chunksHeld]).toEqual([100, 5]);
+  });
+
+  it("what is left to ask for is what was missing and has not arrived, in the order it was asked", () => {
+    const missing = [chunk(1, 20), chunk(2, 20), chunk(3, 20)];
+    const holdings = versionHoldings(manifest, missing);
+    expect(notArrived(holdings)).toEqual(missing);
+    chunkArrived(holdings, digestOf(2));
+    expect(notArrived(holdings)).toEqual([chunk(1, 20), chunk(3, 20)]);
+    chunkArrived(holdings, digestOf(1));
+    chunkArrived(holdings, digestOf(3));
+    expect(notArrived(holdings)).toEqual([]);
+    // A chunk the version does not use is never asked for.
+    expect(notArrived(versionHoldings(manifest, [chunk(7, 20)]))).toEqual([]);
   });
 
   it("a zero run is held even when a stored chunk of zeros shares its digest", () => {
