@@ -44,8 +44,11 @@ export interface WritableImage {
 /** What a chunk received unchecked is staged with: its check, its position, and whom to tell once it passed. */
 interface StagedCheck extends ChunkCheck {
   position: number;
-  arrived: (digest: string, length: number) => void;
+  arrived: ChunkArrived;
 }
+
+/** Hears of a chunk that passed its check: its digest, length and first position in the version. */
+export type ChunkArrived = (digest: string, length: number, position: number) => void;
 
 /** Receives chunks for one request into runs of adjacent positions, written with one write each. */
 export class PartialImageWriter {
@@ -113,7 +116,7 @@ export class PartialImageWriter {
    */
   sequence(
     digests: readonly string[],
-    onChunk: (digest: string, length: number) => void,
+    onChunk: ChunkArrived,
     options: { checkLater?: boolean } = {},
   ): ChunkSequence {
     return new ChunkSequence(
@@ -226,7 +229,8 @@ export class PartialImageWriter {
   private afterChecks(staged: StagedRun, checks: readonly StagedCheck[], bad: readonly number[]): void {
     const failed = new Set<number>();
     for (const i of bad) failed.add((checks[i] as StagedCheck).position);
-    for (const check of checks) if (!failed.has(check.position)) check.arrived(check.digest, check.length);
+    for (const check of checks)
+      if (!failed.has(check.position)) check.arrived(check.digest, check.length, check.position);
     if (failed.size === 0) {
       if (!this.write(staged)) this.image.giveBack(staged.buffer);
       return;
@@ -320,7 +324,7 @@ export class ChunkSequence {
   private readonly positions: Array<readonly number[]>;
   private readonly offsets: Float64Array;
   private readonly lengths: Uint32Array;
-  private readonly onChunk: (digest: string, length: number) => void;
+  private readonly onChunk: ChunkArrived;
   private readonly checksLater: boolean;
   private next = 0; // the chunk being received
   private fill = 0; // its bytes received so far, at the start of the writer's tail
@@ -329,7 +333,7 @@ export class ChunkSequence {
     writer: PartialImageWriter,
     image: WritableImage,
     digests: readonly string[],
-    onChunk: (digest: string, length: number) => void,
+    onChunk: ChunkArrived,
     checkLater: boolean,
   ) {
     this.writer = writer;
@@ -393,7 +397,7 @@ export class ChunkSequence {
         verifyChunk(digest, data);
         this.writer.commitTail(positions[0] as number, length);
         if (positions.length > 1) this.writer.copyToOthers(positions, data);
-        this.onChunk(digest, length);
+        this.onChunk(digest, length, positions[0] as number);
       }
       tail = tail.subarray(length);
       this.next++;

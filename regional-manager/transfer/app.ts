@@ -21,6 +21,7 @@ import {
 import { invalidField } from "../http/problems.ts";
 import type { TransferRecorder } from "../metrics.ts";
 import { StoreError } from "../store/errors.ts";
+import { layoutOf } from "../store/image-layout.ts";
 import type { ImageStore } from "../store/image-store.ts";
 import { checkImageSize, readManifestBody } from "../store/manifest-limits.ts";
 import {
@@ -32,7 +33,7 @@ import {
   requestBodySource,
 } from "./binary-bodies.ts";
 import { countedSource } from "./body-source.ts";
-import { chunkIndex, registerPeerRoutes } from "./peer-routes.ts";
+import { registerPeerRoutes } from "./peer-routes.ts";
 import { availableReport, type ReplicaReporter } from "./reporter.ts";
 import { parseImageDigestHeader, receiveWholeImage } from "./whole-upload.ts";
 
@@ -219,7 +220,7 @@ export function createTransferApp(options: TransferAppOptions): OpenAPIHono {
     const missing = await store.missingChunksOfUpload(imageId, version, project);
     if (missing.length > 0) await store.startReceiving(imageId, version);
     // What the client need not send: the dedup the upload gains from what is stored here.
-    recorder?.chunks("upload", "skipped", Math.max(0, chunkIndex(manifest).size - missing.length));
+    recorder?.chunks("upload", "skipped", Math.max(0, layoutOf(manifest).positions.size - missing.length));
     return c.body(new Uint8Array(encodeDigestList(missing)), 200, {
       "content-type": "application/octet-stream",
       "x-missing-chunks": String(missing.length),

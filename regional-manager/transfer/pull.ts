@@ -12,6 +12,7 @@ import { StoreError } from "../store/errors.ts";
 import { layoutOf } from "../store/image-layout.ts";
 import type { ImageFormat, ImageStore, VersionRecord } from "../store/image-store.ts";
 import { applyManifestDelta } from "../store/manifest-delta.ts";
+import type { ChunkArrived } from "../store/partial-image-writer.ts";
 import { streamChunkData } from "./chunk-stream.ts";
 import { fetchPatches } from "./fetch-patches.ts";
 import { chunkArrived, notArrived, versionHoldings } from "./progress.ts";
@@ -147,7 +148,7 @@ export async function fetchChunks(
   imageId: string,
   version: number,
   digests: readonly string[],
-  events: { onChunk: (digest: string, length: number) => void; onWire: (bytes: number) => void },
+  events: { onChunk: ChunkArrived; onWire: (bytes: number) => void },
   signal: AbortSignal | undefined,
   puller?: string,
 ): Promise<void> {
@@ -279,8 +280,8 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
       if (missing.length > 0) report(performance.now());
     };
     const started = performance.now();
-    const onChunk = (digest: string, length: number) => {
-      chunkArrived(holdings, digest);
+    const onChunk = (digest: string, length: number, position?: number) => {
+      chunkArrived(holdings, digest, position);
       progress.bytesDone = holdings.bytesHeld;
       progress.chunksDone = holdings.chunksHeld;
       progress.bytesReceived += length;
@@ -294,8 +295,8 @@ export async function pullImageVersion(options: PullOptions): Promise<VersionRec
       const recorder = options.recorder;
       if (!recorder) return onChunk;
       const peer = source.datacenter ?? "unknown";
-      return (digest: string, length: number) => {
-        onChunk(digest, length);
+      return (digest: string, length: number, position?: number) => {
+        onChunk(digest, length, position);
         recorder.bytesIn(peer, length);
         recorder.chunks("pull", "received", 1);
       };

@@ -50,6 +50,16 @@ describe("versionHoldings", () => {
     expect([holdings.bytesHeld, holdings.chunksHeld]).toEqual([100, 5]);
   });
 
+  it("counts a chunk by the first position its receiver names, and nothing for a position of another chunk", () => {
+    const holdings = versionHoldings(manifest, [chunk(1, 20), chunk(2, 20), chunk(3, 20)]);
+    chunkArrived(holdings, digestOf(2), 3); // position 3 holds chunk 3
+    expect(holdings.bytesHeld).toBe(20);
+    chunkArrived(holdings, digestOf(2), 2);
+    expect([holdings.bytesHeld, holdings.chunksHeld]).toEqual([60, 3]);
+    chunkArrived(holdings, digestOf(2), 2); // counted already
+    expect(holdings.bytesHeld).toBe(60);
+  });
+
   it("what is left to ask for is what was missing and has not arrived, in the order it was asked", () => {
     const missing = [chunk(1, 20), chunk(2, 20), chunk(3, 20)];
     const holdings = versionHoldings(manifest, missing);

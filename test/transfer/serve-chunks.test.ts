@@ -153,6 +153,10 @@ describe("serving a pull's chunks to a client that is not a Node server", () => 
       code: "chunk_not_referenced",
       detail: expect.stringContaining("ab".repeat(32)),
     });
+    const digest = (manifest2.chunks.find((chunk) => !chunk.zero) as { digest: string }).digest;
+    const twice = await askPatches([digest, digest]);
+    expect(twice.status).toBe(400);
+    expect(await twice.json()).toMatchObject({ detail: expect.stringContaining("asked for twice") });
     const otherVersion = await app.request("/v1/transfer/img-s/versions/2/patches?base=1", {
       method: "POST",
       headers: { authorization: `Bearer ${await keys.token("img-s", 1, "dc-a", "read")}` },
