@@ -114,19 +114,23 @@ export const peerRoutes = {
  * version are served (a read token does not open the whole store), and each once: a list
  * that repeats one would amplify the answer. Looked up in the version's layout (see
  * image-layout.ts), which the store built when the version arrived: no second map of its
- * digests, and repeats are found with a flag per position rather than a set of strings.
+ * digests, and repeats are found among the positions, sorted, rather than in a set of strings.
  */
 function askedPositions(manifest: Manifest, digests: readonly string[]): Uint32Array {
   const { positions } = layoutOf(manifest);
-  const asked = new Uint8Array(manifest.chunks.length);
   const firsts = new Uint32Array(digests.length);
   for (const [i, digest] of digests.entries()) {
     const first = positions.get(digest)?.[0];
     if (first === undefined)
       throw new StoreError("CHUNK_NOT_REFERENCED", `chunk ${digest} is not part of this version`);
-    if (asked[first] === 1) throw new ManifestError("digests", `chunk ${digest} is asked for twice`);
-    asked[first] = 1;
     firsts[i] = first;
+  }
+  const sorted = firsts.slice().sort();
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i] === sorted[i - 1]) {
+      const digest = (manifest.chunks[sorted[i] as number] as ChunkRef).digest;
+      throw new ManifestError("digests", `chunk ${digest} is asked for twice`);
+    }
   }
   return firsts;
 }
