@@ -652,8 +652,8 @@ async function main(): Promise<void> {
           );
           row(
             kind,
-            "",
             `disk: base copy+fsync ${median(copies).toFixed(2)} s`,
+            `${seconds.toFixed(2)} s`,
             `rsync --fsync ${median(theirsSynced).toFixed(2)} s`,
             `${(seconds / median(theirsSynced)).toFixed(2)}x rsync --fsync time`,
           );
